@@ -1,0 +1,93 @@
+// The engine's configuration: plain data, validated by control/config before it gets here.
+
+export type Filtering = "endpoint-independent" | "address-dependent" | "address-port-dependent";
+
+/** How the engine treats the IPv4 TTL of a packet it forwards. */
+export type TtlMode =
+  /** The kernel routes the packet into the TUN and out again, decrementing twice: add one back. */
+  | "compensate"
+  /** The engine is the hop (e.g. tc mirred datapath): decrement, answer time-exceeded at 1. */
+  | "decrement"
+  /** Leave the TTL alone. */
+  | "preserve";
+
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+export interface Timeouts {
+  /** RFC 5382 REQ-5: at least 2 h 4 min. */
+  tcpEstablishedSec: number;
+  /** RFC 5382 REQ-5: partially open or closing connections, 4 min. */
+  tcpTransitorySec: number;
+  /** After an RST: kept briefly so late segments still translate. */
+  tcpClosedSec: number;
+  /** RFC 4787 REQ-5: at least 2 min, default 5 min. */
+  udpSec: number;
+  /** RFC 5508 REQ-1: ICMP query mappings, 60 s. */
+  icmpSec: number;
+  /** Buffered fragments waiting for their first fragment. */
+  fragmentSec: number;
+}
+
+export interface EngineConfig {
+  /** Inside networks, as [address, prefix length] with the address as a 32-bit unsigned int. */
+  inside: Array<{ addr: number; len: number }>;
+  /** Outside (public) addresses, 32-bit unsigned ints. Paired pooling chooses one per inside host. */
+  outside: number[];
+  /**
+   * interface mode: the outside address is also the gateway's own, so packets to it that masq
+   * does not own (other ports, pings to the gateway) are handed back unchanged; pool mode drops them.
+   */
+  mode: "interface" | "pool";
+  ports: { tcp: PortRange; udp: PortRange; icmp: PortRange };
+  filtering: Filtering;
+  timeouts: Timeouts;
+  /** Total flows, preallocated. */
+  maxFlows: number;
+  /** Endpoint mappings (inside address:port -> outside address:port); default maxFlows / 2. */
+  maxMappings: number;
+  /** Per inside host (RFC 6888 REQ-4). */
+  maxFlowsPerHost: number;
+  /** Distinct inside hosts tracked at once. */
+  maxHosts: number;
+  /** Fragments held while waiting for the first fragment of their datagram (RFC 4787 REQ-14). */
+  maxHeldFragments: number;
+  maxHeldFragmentBytes: number;
+  ttlMode: TtlMode;
+  /** Keep odd/even parity of the inside port (RFC 4787 REQ-4, optional). */
+  portParity: boolean;
+}
+
+export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  tcpEstablishedSec: 7440,
+  tcpTransitorySec: 240,
+  tcpClosedSec: 10,
+  udpSec: 300,
+  icmpSec: 60,
+  fragmentSec: 30,
+};
+
+export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineConfig {
+  const maxFlows = over.maxFlows ?? 65536;
+  return {
+    inside: [],
+    outside: [],
+    mode: "pool",
+    ports: { tcp: DEFAULT_PORTS, udp: DEFAULT_PORTS, icmp: DEFAULT_PORTS },
+    filtering: "address-dependent",
+    timeouts: DEFAULT_TIMEOUTS,
+    maxFlows,
+    maxMappings: Math.max(1024, Math.ceil(maxFlows / 2)),
+    maxFlowsPerHost: 8192,
+    maxHosts: 4096,
+    maxHeldFragments: 256,
+    maxHeldFragmentBytes: 256 * 1024,
+    ttlMode: "compensate",
+    portParity: false,
+    ...over,
+  };
+}

@@ -1,0 +1,33 @@
+// What the engine shows of itself to the control plane: read-only, allocated freely (not hot path).
+
+export type Protocol = "tcp" | "udp" | "icmp";
+
+export interface FlowView {
+  protocol: Protocol;
+  /** "192.168.0.2:40000" style endpoints (ICMP: the echo identifier stands for the port). */
+  inside: { addr: string; port: number };
+  outside: { addr: string; port: number };
+  remote: { addr: string; port: number };
+  /** TCP: syn-sent, syn-received, established, fin-wait, closing, time-wait, closed; others: active. */
+  state: string;
+  /** How the flow began: outbound (an inside host), inbound (admitted by filtering), hairpin. */
+  origin: string;
+  idleSec: number;
+  /** Seconds until it expires if no packet comes. */
+  expiresInSec: number;
+  packetsOut: number;
+  packetsIn: number;
+  bytesOut: number;
+  bytesIn: number;
+}
+
+export interface EngineStats {
+  /** Counter name -> value; drop counters are named "drop_<reason>". */
+  counters: Record<string, number>;
+  flows: number;
+  mappings: number;
+  hosts: number;
+  heldFragments: number;
+  capacity: { flows: number; mappings: number; hosts: number };
+  bytesPerFlow: number;
+}
