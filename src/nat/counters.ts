@@ -1,0 +1,126 @@
+// Every packet the engine sees ends in exactly one outcome, and every drop has a reason: nothing
+// is lost silently. Counters are one Float64Array indexed by these constants (no strings per
+// packet); names are for the control plane.
+import { PACKET_ERROR_NAMES } from "../packet/validate.ts";
+
+// Outcomes and events (not drops).
+export const C_PACKETS = 0;
+export const C_TRANSLATED_OUT = 1;
+export const C_TRANSLATED_IN = 2;
+export const C_HAIRPINNED = 3;
+export const C_PASSTHROUGH = 4;
+export const C_REPLIES = 5;
+export const C_FLOWS_CREATED = 6;
+export const C_FLOWS_EXPIRED = 7;
+export const C_MAPPINGS_CREATED = 8;
+export const C_MAPPINGS_EXPIRED = 9;
+export const C_ICMP_ERRORS_TRANSLATED = 10;
+export const C_FRAGMENTS_TRANSLATED = 11;
+export const C_FRAGMENTS_HELD = 12;
+export const C_FRAGMENTS_RELEASED = 13;
+export const C_PORTS_PRESERVED = 14;
+export const C_BYTES_OUT = 15;
+export const C_BYTES_IN = 16;
+export const C_DROPPED = 17;
+
+// Drop reasons: 1..8 mirror packet/validate's PacketError so a validation error maps directly.
+export const DROP_BASE = 32;
+export const D_IP_TOO_SHORT = DROP_BASE + 1;
+export const D_IP_BAD_VERSION = DROP_BASE + 2;
+export const D_IP_BAD_HEADER_LENGTH = DROP_BASE + 3;
+export const D_IP_BAD_TOTAL_LENGTH = DROP_BASE + 4;
+export const D_IP_BAD_HEADER_CHECKSUM = DROP_BASE + 5;
+export const D_L4_TRUNCATED = DROP_BASE + 6;
+export const D_TCP_BAD_DATA_OFFSET = DROP_BASE + 7;
+export const D_UDP_BAD_LENGTH = DROP_BASE + 8;
+/** Protocols other than TCP, UDP and ICMP cannot be multiplexed on one address. */
+export const D_UNSUPPORTED_PROTOCOL = DROP_BASE + 9;
+/** Inbound to an outside address with no mapping: unsolicited (the secure default). */
+export const D_NO_MAPPING = DROP_BASE + 10;
+/** A mapping exists but the filtering policy refuses this remote (RFC 4787 REQ-8). */
+export const D_FILTERED = DROP_BASE + 11;
+export const D_FLOW_TABLE_FULL = DROP_BASE + 12;
+export const D_MAPPING_TABLE_FULL = DROP_BASE + 13;
+export const D_HOST_FLOW_LIMIT = DROP_BASE + 14;
+export const D_HOST_TABLE_FULL = DROP_BASE + 15;
+export const D_PORTS_EXHAUSTED = DROP_BASE + 16;
+/** A TCP segment without SYN that would have to start a flow (mid-stream, e.g. after a restart). */
+export const D_TCP_NO_FLOW = DROP_BASE + 17;
+export const D_ICMP_UNSUPPORTED = DROP_BASE + 18;
+/** An ICMP error whose embedded packet matches no flow. */
+export const D_ICMP_ERROR_NO_FLOW = DROP_BASE + 19;
+export const D_ICMP_ERROR_MALFORMED = DROP_BASE + 20;
+export const D_FRAGMENT_BUFFER_FULL = DROP_BASE + 21;
+export const D_FRAGMENT_TIMEOUT = DROP_BASE + 22;
+export const D_TTL_EXCEEDED = DROP_BASE + 23;
+/** Pool mode: a packet that is neither from an inside network nor to an outside address. */
+export const D_NOT_OURS = DROP_BASE + 24;
+/** Source is an outside address or a martian (0.0.0.0, broadcast, multicast) where it cannot be. */
+export const D_BAD_ADDRESS = DROP_BASE + 25;
+export const D_ENGINE_ERROR = DROP_BASE + 26;
+/** A later fragment of a datagram whose first fragment was dropped. */
+export const D_FRAGMENT_OF_DROPPED = DROP_BASE + 27;
+export const DROP_LAST = D_FRAGMENT_OF_DROPPED;
+
+export const COUNTER_SLOTS = 64;
+
+const EVENT_NAMES: Record<number, string> = {
+  [C_PACKETS]: "packets",
+  [C_TRANSLATED_OUT]: "translated_out",
+  [C_TRANSLATED_IN]: "translated_in",
+  [C_HAIRPINNED]: "hairpinned",
+  [C_PASSTHROUGH]: "passthrough",
+  [C_REPLIES]: "replies_generated",
+  [C_FLOWS_CREATED]: "flows_created",
+  [C_FLOWS_EXPIRED]: "flows_expired",
+  [C_MAPPINGS_CREATED]: "mappings_created",
+  [C_MAPPINGS_EXPIRED]: "mappings_expired",
+  [C_ICMP_ERRORS_TRANSLATED]: "icmp_errors_translated",
+  [C_FRAGMENTS_TRANSLATED]: "fragments_translated",
+  [C_FRAGMENTS_HELD]: "fragments_held",
+  [C_FRAGMENTS_RELEASED]: "fragments_released",
+  [C_PORTS_PRESERVED]: "ports_preserved",
+  [C_BYTES_OUT]: "bytes_out",
+  [C_BYTES_IN]: "bytes_in",
+  [C_DROPPED]: "dropped",
+};
+
+const DROP_NAMES: Record<number, string> = {
+  [D_UNSUPPORTED_PROTOCOL]: "unsupported_protocol",
+  [D_NO_MAPPING]: "no_mapping",
+  [D_FILTERED]: "filtered",
+  [D_FLOW_TABLE_FULL]: "flow_table_full",
+  [D_MAPPING_TABLE_FULL]: "mapping_table_full",
+  [D_HOST_FLOW_LIMIT]: "host_flow_limit",
+  [D_HOST_TABLE_FULL]: "host_table_full",
+  [D_PORTS_EXHAUSTED]: "ports_exhausted",
+  [D_TCP_NO_FLOW]: "tcp_no_flow",
+  [D_ICMP_UNSUPPORTED]: "icmp_unsupported",
+  [D_ICMP_ERROR_NO_FLOW]: "icmp_error_no_flow",
+  [D_ICMP_ERROR_MALFORMED]: "icmp_error_malformed",
+  [D_FRAGMENT_BUFFER_FULL]: "fragment_buffer_full",
+  [D_FRAGMENT_TIMEOUT]: "fragment_timeout",
+  [D_TTL_EXCEEDED]: "ttl_exceeded",
+  [D_NOT_OURS]: "not_ours",
+  [D_BAD_ADDRESS]: "bad_address",
+  [D_ENGINE_ERROR]: "engine_error",
+  [D_FRAGMENT_OF_DROPPED]: "fragment_of_dropped",
+};
+for (let e = 1; e < PACKET_ERROR_NAMES.length; e++) DROP_NAMES[DROP_BASE + e] = PACKET_ERROR_NAMES[e];
+
+/** The name of a drop reason code ("drop_no_mapping" style names are built by the caller). */
+export function dropReasonName(code: number): string {
+  return DROP_NAMES[code] ?? `reason_${code}`;
+}
+
+export function isDropReason(code: number): boolean {
+  return code > DROP_BASE && code <= DROP_LAST;
+}
+
+/** All counters by name: events as they are, drops as drop_<reason> (every reason, zero or not). */
+export function namedCounters(c: Float64Array): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, name] of Object.entries(EVENT_NAMES)) out[name] = c[Number(k)];
+  for (let d = DROP_BASE + 1; d <= DROP_LAST; d++) out[`drop_${dropReasonName(d)}`] = c[d];
+  return out;
+}

@@ -1,0 +1,900 @@
+// The NAT engine: given one IPv4 packet in a buffer, decide forward (rewritten in place), drop
+// (with a reason) or reply (a packet the engine built). No I/O, no clock of its own, and no
+// allocation on the per-packet path of established flows.
+import { readU16, readU32 } from "../packet/checksum.ts";
+import { formatIpv4, IP_MF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import {
+  ICMP_CODE_ADMIN_PROHIBITED,
+  ICMP_DEST_UNREACH,
+  ICMP_ECHO_REPLY,
+  ICMP_ECHO_REQUEST,
+  ICMP_TIME_EXCEEDED,
+  icmpIsError,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+} from "../packet/l4.ts";
+import { validateIpv4 } from "../packet/validate.ts";
+import type { EngineConfig } from "./config.ts";
+import * as C from "./counters.ts";
+import {
+  D_BYTES_IN,
+  D_BYTES_OUT,
+  D_PKTS_IN,
+  D_PKTS_OUT,
+  F_CREATED,
+  F_IN_ADDR,
+  F_LAST_SEEN,
+  F_MAP_NEXT,
+  F_META,
+  F_OUT_ADDR,
+  F_PORTS,
+  F_REM_ADDR,
+  FLOW_BYTES,
+  FLOW_WORDS,
+  FlowTable,
+  NO_FLOW,
+  ORIGIN_INBOUND,
+  SEEN_FIN_IN,
+  SEEN_FIN_OUT,
+  SEEN_SYN_IN,
+  SEEN_SYN_OUT,
+  STATE_CLOSED,
+  STATE_ESTABLISHED,
+  STATE_FIN_WAIT,
+  STATE_MASK,
+  STATE_NAMES,
+  STATE_SYN_RECEIVED,
+  STATE_SYN_SENT,
+  STATE_TIME_WAIT,
+} from "./flow-table.ts";
+import { FRAG_DROP, FRAG_FORWARD, FragmentTracker } from "./fragments.ts";
+import { HostTable, NO_HOST } from "./host-table.ts";
+import { buildEchoReply, buildIcmpError, Embedded, parseEmbedded, rewriteEmbedded } from "./icmp.ts";
+import {
+  M_HEAD,
+  M_IN_ADDR,
+  M_OUT_ADDR,
+  M_PORTS,
+  MAPPING_WORDS,
+  MappingTable,
+  NO_MAPPING,
+} from "./mapping-table.ts";
+import { NO_PORT, PortAllocator } from "./port-allocator.ts";
+import { rewriteEndpoint, setTtl } from "./rewrite.ts";
+import { TimerWheel } from "./timer-wheel.ts";
+import type { EngineStats, FlowView, Protocol } from "./view.ts";
+
+/** The packet (rewritten in place) goes out; its length is `outLen`. */
+export const FORWARD = 0;
+/** The packet is dropped; the reason is `lastDrop` (and counted). */
+export const DROP = 1;
+/** Send `replyBuf[0, outLen)` instead (an ICMP message the engine built). */
+export const REPLY = 2;
+/** The engine kept the packet (a fragment waiting for its first); nothing to send now. */
+export const HELD = 3;
+
+const FILTER_EIF = 0;
+const FILTER_ADF = 1;
+const FILTER_APDF = 2;
+
+/** Records visited per timer-wheel call, so expiry never stalls the packet loop. */
+const EXPIRY_BUDGET = 4096;
+
+export class NatEngine {
+  readonly config: EngineConfig;
+  readonly counters = new Float64Array(C.COUNTER_SLOTS);
+  readonly flowTable: FlowTable;
+  readonly mappingTable: MappingTable;
+  readonly hostTable: HostTable;
+  private readonly wheel: TimerWheel;
+  private readonly fragments: FragmentTracker;
+  private readonly portsTcp: PortAllocator;
+  private readonly portsUdp: PortAllocator;
+  private readonly portsIcmp: PortAllocator;
+  private readonly insideAddr: Uint32Array;
+  private readonly insideMask: Uint32Array;
+  private readonly outside: Uint32Array;
+  private readonly outsideIndexOf = new Map<number, number>();
+  private readonly filtering: number;
+  private readonly interfaceMode: boolean;
+  private readonly ttlMode: number; // 0 compensate, 1 decrement, 2 preserve
+  private readonly hopAddress: number;
+  private readonly tEstablished: number;
+  private readonly tTransitory: number;
+  private readonly tClosed: number;
+  private readonly tUdp: number;
+  private readonly tIcmp: number;
+  private readonly embedded = new Embedded();
+  private readonly dueFn: (f: number) => number;
+
+  /** Engine clock: the second of the latest call. */
+  private nowSec = 0;
+  private timersBehind = false;
+  private started = false;
+
+  /** Length of the packet to send after FORWARD (in the caller's buffer) or REPLY (in replyBuf). */
+  outLen = 0;
+  /** Reason code of the latest DROP (see counters.ts). */
+  lastDrop = 0;
+  /** Where REPLY packets are built. */
+  readonly replyBuf = new Uint8Array(65536);
+  /** Packets released by the engine outside the call that caused them (held fragments). */
+  private readonly pending: Uint8Array[] = [];
+
+  constructor(config: EngineConfig) {
+    if (config.outside.length === 0) throw new Error("engine: at least one outside address is required");
+    this.config = config;
+    this.flowTable = new FlowTable(config.maxFlows);
+    this.mappingTable = new MappingTable(config.maxMappings);
+    this.hostTable = new HostTable(config.maxHosts);
+    this.wheel = new TimerWheel(8192, config.maxFlows);
+    this.fragments = new FragmentTracker(
+      1024,
+      config.timeouts.fragmentSec,
+      config.maxHeldFragments,
+      config.maxHeldFragmentBytes,
+    );
+    const n = config.outside.length;
+    this.portsTcp = new PortAllocator(config.ports.tcp, n, 0x9e3779b9);
+    this.portsUdp = new PortAllocator(config.ports.udp, n, 0x7f4a7c15);
+    this.portsIcmp = new PortAllocator(config.ports.icmp, n, 0x94d049bb);
+    this.insideAddr = new Uint32Array(config.inside.map((p) => p.addr & prefixMask(p.len)));
+    this.insideMask = new Uint32Array(config.inside.map((p) => prefixMask(p.len)));
+    this.outside = new Uint32Array(config.outside);
+    for (const [i, a] of config.outside.entries()) this.outsideIndexOf.set(a >>> 0, i);
+    this.filtering =
+      config.filtering === "endpoint-independent"
+        ? FILTER_EIF
+        : config.filtering === "address-dependent"
+          ? FILTER_ADF
+          : FILTER_APDF;
+    this.interfaceMode = config.mode === "interface";
+    this.ttlMode = config.ttlMode === "compensate" ? 0 : config.ttlMode === "decrement" ? 1 : 2;
+    this.hopAddress = config.outside[0];
+    const t = config.timeouts;
+    this.tEstablished = t.tcpEstablishedSec;
+    this.tTransitory = t.tcpTransitorySec;
+    this.tClosed = t.tcpClosedSec;
+    this.tUdp = t.udpSec;
+    this.tIcmp = t.icmpSec;
+    this.dueFn = (f) => this.due(f);
+  }
+
+  // ---------------------------------------------------------------- per packet
+
+  /**
+   * Translates the IPv4 packet at buf[off, off+len) in place. `nowMs` is the caller's monotonic
+   * clock. `l4Partial`: the TCP/UDP checksum holds a partial pseudo-header sum (virtio-net
+   * NEEDS_CSUM) rather than a full checksum.
+   */
+  process(buf: Uint8Array, off: number, len: number, nowMs: number, l4Partial = false): number {
+    const c = this.counters;
+    c[C.C_PACKETS]++;
+    const sec = Math.floor(nowMs / 1000);
+    if (sec !== this.nowSec || this.timersBehind || !this.started) this.advanceClock(sec);
+    const err = validateIpv4(buf, off, len);
+    if (err !== 0) return this.drop(C.DROP_BASE + err);
+    const total = (buf[off + 2] << 8) | buf[off + 3];
+    this.outLen = total;
+    const hl = (buf[off] & 0x0f) << 2;
+    const proto = buf[off + 9];
+    const src = readU32(buf, off + 12);
+    const dst = readU32(buf, off + 16);
+    const fragField = (buf[off + 6] << 8) | buf[off + 7];
+    if ((fragField & 0x1fff) !== 0) return this.laterFragment(buf, off, total, proto, src, dst);
+
+    if (this.ttlMode === 1 && buf[off + 8] <= 1 && (this.isInside(src) || this.outsideIndex(dst) >= 0)) {
+      // The engine is the hop: answer before translating, so the error goes to the real sender.
+      return this.timeExceeded(buf, off, total);
+    }
+    let verdict: number;
+    if (this.isInside(src)) {
+      if (this.isInside(dst) && this.outsideIndex(dst) < 0) verdict = this.passthrough();
+      else verdict = this.outbound(buf, off, hl, total, proto, src, dst, l4Partial);
+    } else if (this.outsideIndex(dst) >= 0) {
+      verdict = this.inbound(buf, off, hl, total, proto, src, dst, l4Partial, false);
+    } else if (this.interfaceMode) {
+      verdict = this.passthrough();
+    } else {
+      verdict = this.drop(C.D_NOT_OURS);
+    }
+
+    if (verdict === FORWARD) {
+      if (this.ttlMode === 0) {
+        // The kernel decrements the TTL on the way into the TUN and again on the way out: one
+        // hop, so give one back (else traceroute shows the gateway twice).
+        const ttl = buf[off + 8];
+        if (ttl < 255) setTtl(buf, off, ttl + 1);
+      } else if (this.ttlMode === 1) {
+        const ttl = buf[off + 8];
+        if (ttl <= 1) return this.drop(C.D_TTL_EXCEEDED);
+        setTtl(buf, off, ttl - 1);
+      }
+      if ((fragField & IP_MF) !== 0) this.firstFragment(buf, off, proto, src, dst, fragField);
+    } else if (verdict === DROP && (fragField & IP_MF) !== 0) {
+      this.fragments.record(src, dst, proto, readU16(buf, off + 4), FRAG_DROP, 0, 0, this.nowSec);
+    }
+    return verdict;
+  }
+
+  /** Packets released by the engine since the last call (held fragments); undefined when none. */
+  takePending(): Uint8Array | undefined {
+    return this.pending.shift();
+  }
+
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  /** Advances the clock and expires flows; call about once a second when no packets flow. */
+  tick(nowMs: number): void {
+    this.advanceClock(Math.floor(nowMs / 1000));
+  }
+
+  private advanceClock(sec: number): void {
+    if (sec < this.nowSec && this.started) sec = this.nowSec; // never go back
+    this.nowSec = sec;
+    this.started = true;
+    this.timersBehind = this.wheel.advance(sec, this.dueFn, EXPIRY_BUDGET);
+    const timedOut = this.fragments.expire(sec);
+    if (timedOut > 0) {
+      this.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
+      this.counters[C.C_DROPPED] += timedOut;
+    }
+  }
+
+  private drop(reason: number): number {
+    this.lastDrop = reason;
+    this.counters[reason]++;
+    this.counters[C.C_DROPPED]++;
+    return DROP;
+  }
+
+  private passthrough(): number {
+    this.counters[C.C_PASSTHROUGH]++;
+    return FORWARD;
+  }
+
+  // ---------------------------------------------------------------- classification
+
+  private isInside(a: number): boolean {
+    const n = this.insideAddr.length;
+    for (let i = 0; i < n; i++) if ((a & this.insideMask[i]) >>> 0 === this.insideAddr[i]) return true;
+    return false;
+  }
+
+  private outsideIndex(a: number): number {
+    if (this.outside.length === 1) return this.outside[0] === a ? 0 : -1;
+    const i = this.outsideIndexOf.get(a);
+    return i === undefined ? -1 : i;
+  }
+
+  private portsFor(proto: number): PortAllocator {
+    return proto === IPPROTO_TCP ? this.portsTcp : proto === IPPROTO_UDP ? this.portsUdp : this.portsIcmp;
+  }
+
+  /** Paired pooling (RFC 4787 REQ-2): an inside host always gets the same outside address. */
+  private pairedAddressIndex(inAddr: number): number {
+    const n = this.outside.length;
+    if (n === 1) return 0;
+    let h = Math.imul(inAddr ^ (inAddr >>> 16), 0x45d9f3b);
+    h ^= h >>> 16;
+    return (h >>> 0) % n;
+  }
+
+  // ---------------------------------------------------------------- outbound
+
+  private outbound(
+    b: Uint8Array,
+    off: number,
+    hl: number,
+    total: number,
+    proto: number,
+    src: number,
+    dst: number,
+    l4Partial: boolean,
+  ): number {
+    const l4 = off + hl;
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      const sport = (b[l4] << 8) | b[l4 + 1];
+      const dport = (b[l4 + 2] << 8) | b[l4 + 3];
+      let f = this.flowTable.lookupInside(proto, src, sport, dst, dport);
+      const flags = proto === IPPROTO_TCP ? b[l4 + 13] : 0;
+      if (f === NO_FLOW) {
+        if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
+          return this.drop(C.D_TCP_NO_FLOW);
+        f = this.createOutbound(proto, src, sport, dst, dport);
+        if (f < 0) return this.drop(-f);
+      }
+      const base = f * FLOW_WORDS;
+      const u = this.flowTable.u32;
+      this.touch(f, total, true);
+      if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) !== 0)
+        this.tcpTransition(f, flags, true);
+      rewriteEndpoint(
+        b,
+        off,
+        l4,
+        proto,
+        off + 12,
+        u[base + F_OUT_ADDR],
+        l4,
+        u[base + F_PORTS] & 0xffff,
+        l4Partial,
+      );
+      this.counters[C.C_TRANSLATED_OUT]++;
+      if (this.outsideIndex(dst) >= 0) return this.hairpin(b, off, hl, total, proto, l4Partial);
+      return FORWARD;
+    }
+    if (proto === IPPROTO_ICMP) return this.outboundIcmp(b, off, l4, total, src, dst);
+    return this.drop(C.D_UNSUPPORTED_PROTOCOL);
+  }
+
+  private outboundIcmp(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    total: number,
+    src: number,
+    dst: number,
+  ): number {
+    const type = b[l4];
+    if (type === ICMP_ECHO_REQUEST && this.outsideIndex(dst) >= 0) {
+      // An inside host pings our public address: answer for it (no flow needed).
+      this.outLen = buildEchoReply(this.replyBuf, b, off, total);
+      this.counters[C.C_REPLIES]++;
+      return REPLY;
+    }
+    if (type === ICMP_ECHO_REQUEST || type === ICMP_ECHO_REPLY) {
+      const id = (b[l4 + 4] << 8) | b[l4 + 5];
+      let f = this.flowTable.lookupInside(IPPROTO_ICMP, src, id, dst, 0);
+      if (f === NO_FLOW) {
+        // Only a request starts an ICMP query mapping; an unmatched reply answers nothing of ours.
+        if (type !== ICMP_ECHO_REQUEST) return this.drop(C.D_ICMP_UNSUPPORTED);
+        f = this.createOutbound(IPPROTO_ICMP, src, id, dst, 0);
+        if (f < 0) return this.drop(-f);
+      }
+      const u = this.flowTable.u32;
+      const base = f * FLOW_WORDS;
+      this.touch(f, total, true);
+      rewriteEndpoint(
+        b,
+        off,
+        l4,
+        IPPROTO_ICMP,
+        off + 12,
+        u[base + F_OUT_ADDR],
+        l4 + 4,
+        u[base + F_PORTS] & 0xffff,
+        false,
+      );
+      this.counters[C.C_TRANSLATED_OUT]++;
+      return FORWARD;
+    }
+    if (icmpIsError(type)) {
+      // An inside host reports a problem with a packet that came in through us: the quoted packet
+      // went remote -> inside, so find the flow by its destination (inside) and source (remote).
+      const e = this.embedded;
+      if (!parseEmbedded(b, l4, off + total, e)) return this.drop(C.D_ICMP_ERROR_MALFORMED);
+      const f =
+        e.proto === IPPROTO_ICMP
+          ? this.flowTable.lookupInside(IPPROTO_ICMP, e.dst, e.dport, e.src, 0)
+          : this.flowTable.lookupInside(e.proto, e.dst, e.dport, e.src, e.sport);
+      if (f === NO_FLOW) return this.drop(C.D_ICMP_ERROR_NO_FLOW);
+      const u = this.flowTable.u32;
+      const base = f * FLOW_WORDS;
+      rewriteEmbedded(b, l4, e, 1, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
+      rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 12, u[base + F_OUT_ADDR], -1, 0, false);
+      this.touch(f, total, true);
+      this.counters[C.C_ICMP_ERRORS_TRANSLATED]++;
+      this.counters[C.C_TRANSLATED_OUT]++;
+      return FORWARD;
+    }
+    return this.drop(C.D_ICMP_UNSUPPORTED);
+  }
+
+  /** Creates an outbound flow (and its mapping if the endpoint has none); -reason on failure. */
+  private createOutbound(
+    proto: number,
+    inAddr: number,
+    inPort: number,
+    remAddr: number,
+    remPort: number,
+  ): number {
+    const ft = this.flowTable;
+    if (ft.count >= ft.capacity) return -C.D_FLOW_TABLE_FULL;
+    const ht = this.hostTable;
+    const host = ht.find(inAddr);
+    if (host !== NO_HOST && ht.flows[host] >= this.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
+    if (host === NO_HOST && ht.count >= ht.capacity) return -C.D_HOST_TABLE_FULL;
+    const mt = this.mappingTable;
+    let m = mt.lookupInside(proto, inAddr, inPort);
+    if (m === NO_MAPPING) {
+      if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
+      const addrIdx = this.pairedAddressIndex(inAddr);
+      const ports = this.portsFor(proto);
+      const outPort = ports.allocate(addrIdx, inPort, this.config.portParity);
+      if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
+      if (outPort === inPort) this.counters[C.C_PORTS_PRESERVED]++;
+      m = mt.add(proto, inAddr, inPort, this.outside[addrIdx], outPort);
+      this.counters[C.C_MAPPINGS_CREATED]++;
+    }
+    return this.addFlow(m, proto, remAddr, remPort, 0);
+  }
+
+  // ---------------------------------------------------------------- inbound
+
+  private inbound(
+    b: Uint8Array,
+    off: number,
+    hl: number,
+    total: number,
+    proto: number,
+    src: number,
+    dst: number,
+    l4Partial: boolean,
+    hairpin: boolean,
+  ): number {
+    const l4 = off + hl;
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      const sport = (b[l4] << 8) | b[l4 + 1];
+      const dport = (b[l4 + 2] << 8) | b[l4 + 3];
+      let f = this.flowTable.lookupOutside(proto, dst, dport, src, sport);
+      const flags = proto === IPPROTO_TCP ? b[l4 + 13] : 0;
+      if (f === NO_FLOW) {
+        // Interface mode shares the address with the gateway itself: ports outside our range
+        // are the gateway's own traffic and go back to its stack untouched.
+        if (this.interfaceMode && !hairpin && !this.portsFor(proto).inRange(dport)) return this.passthrough();
+        const m = this.mappingTable.lookupOutside(proto, dst, dport);
+        if (m === NO_MAPPING) return this.drop(C.D_NO_MAPPING);
+        if (!this.admits(m, src)) return this.drop(C.D_FILTERED);
+        if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
+          return this.drop(C.D_TCP_NO_FLOW);
+        f = this.addFlow(m, proto, src, sport, ORIGIN_INBOUND);
+        if (f < 0) return this.drop(-f);
+      }
+      const u = this.flowTable.u32;
+      const base = f * FLOW_WORDS;
+      this.touch(f, total, false);
+      if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) !== 0)
+        this.tcpTransition(f, flags, false);
+      rewriteEndpoint(
+        b,
+        off,
+        l4,
+        proto,
+        off + 16,
+        u[base + F_IN_ADDR],
+        l4 + 2,
+        u[base + F_PORTS] >>> 16,
+        l4Partial,
+      );
+      this.counters[C.C_TRANSLATED_IN]++;
+      return FORWARD;
+    }
+    if (proto === IPPROTO_ICMP) return this.inboundIcmp(b, off, l4, total, src, dst);
+    return this.interfaceMode ? this.passthrough() : this.drop(C.D_UNSUPPORTED_PROTOCOL);
+  }
+
+  private inboundIcmp(
+    b: Uint8Array,
+    off: number,
+    l4: number,
+    total: number,
+    src: number,
+    dst: number,
+  ): number {
+    const type = b[l4];
+    if (type === ICMP_ECHO_REPLY) {
+      const id = (b[l4 + 4] << 8) | b[l4 + 5];
+      const f = this.flowTable.lookupOutside(IPPROTO_ICMP, dst, id, src, 0);
+      if (f === NO_FLOW) {
+        if (this.interfaceMode && !this.portsIcmp.inRange(id)) return this.passthrough();
+        return this.drop(C.D_NO_MAPPING);
+      }
+      const u = this.flowTable.u32;
+      const base = f * FLOW_WORDS;
+      this.touch(f, total, false);
+      rewriteEndpoint(
+        b,
+        off,
+        l4,
+        IPPROTO_ICMP,
+        off + 16,
+        u[base + F_IN_ADDR],
+        l4 + 4,
+        u[base + F_PORTS] >>> 16,
+        false,
+      );
+      this.counters[C.C_TRANSLATED_IN]++;
+      return FORWARD;
+    }
+    if (type === ICMP_ECHO_REQUEST) {
+      // A ping to the public address: the gateway's own stack answers in interface mode; in pool
+      // mode nobody else holds the address, so the engine answers for it.
+      if (this.interfaceMode) return this.passthrough();
+      this.outLen = buildEchoReply(this.replyBuf, b, off, total);
+      this.counters[C.C_REPLIES]++;
+      return REPLY;
+    }
+    if (icmpIsError(type)) {
+      // RFC 5508 REQ-3: the quoted packet went inside -> remote through us, so it carries our
+      // outside address and port as its source.
+      const e = this.embedded;
+      if (!parseEmbedded(b, l4, off + total, e)) return this.drop(C.D_ICMP_ERROR_MALFORMED);
+      const f =
+        e.proto === IPPROTO_ICMP
+          ? this.flowTable.lookupOutside(IPPROTO_ICMP, e.src, e.sport, e.dst, 0)
+          : this.flowTable.lookupOutside(e.proto, e.src, e.sport, e.dst, e.dport);
+      if (f === NO_FLOW) return this.interfaceMode ? this.passthrough() : this.drop(C.D_ICMP_ERROR_NO_FLOW);
+      const u = this.flowTable.u32;
+      const base = f * FLOW_WORDS;
+      rewriteEmbedded(b, l4, e, 0, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16);
+      rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 16, u[base + F_IN_ADDR], -1, 0, false);
+      this.touch(f, total, false);
+      this.counters[C.C_ICMP_ERRORS_TRANSLATED]++;
+      this.counters[C.C_TRANSLATED_IN]++;
+      return FORWARD;
+    }
+    return this.interfaceMode ? this.passthrough() : this.drop(C.D_ICMP_UNSUPPORTED);
+  }
+
+  /**
+   * Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): an inside host sent to one of our outside
+   * addresses. The source is already translated; now translate the destination as if the packet
+   * had come from outside, so each inside host sees the other's outside address and port.
+   */
+  private hairpin(
+    b: Uint8Array,
+    off: number,
+    hl: number,
+    total: number,
+    proto: number,
+    l4Partial: boolean,
+  ): number {
+    const src = readU32(b, off + 12);
+    const dst = readU32(b, off + 16);
+    const v = this.inbound(b, off, hl, total, proto, src, dst, l4Partial, true);
+    if (v === FORWARD) this.counters[C.C_HAIRPINNED]++;
+    return v;
+  }
+
+  /** Filtering (RFC 4787 REQ-8, RFC 5382 REQ-3) for a packet from `remAddr` to mapping m. */
+  private admits(m: number, remAddr: number): boolean {
+    if (this.filtering === FILTER_EIF) return true;
+    if (this.filtering === FILTER_APDF) return false; // the exact flow would have matched
+    const u = this.flowTable.u32;
+    for (let ref = this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD]; ref !== 0; ) {
+      const base = (ref - 1) * FLOW_WORDS;
+      // Flows the remote opened itself do not count: only the inside host's own sending does.
+      if (u[base + F_REM_ADDR] === remAddr && (u[base + F_META] & ORIGIN_INBOUND) === 0) return true;
+      ref = u[base + F_MAP_NEXT];
+    }
+    return false;
+  }
+
+  // ---------------------------------------------------------------- flows
+
+  /** Adds a flow to mapping m for the given remote; -reason on failure. */
+  private addFlow(m: number, proto: number, remAddr: number, remPort: number, origin: number): number {
+    const mt = this.mappingTable;
+    const mb = m * MAPPING_WORDS;
+    const inAddr = mt.u32[mb + M_IN_ADDR];
+    const ht = this.hostTable;
+    let host = ht.find(inAddr);
+    if (host !== NO_HOST && ht.flows[host] >= this.config.maxFlowsPerHost) {
+      this.dropEmptyMapping(m);
+      return -C.D_HOST_FLOW_LIMIT;
+    }
+    const ft = this.flowTable;
+    const f = ft.alloc();
+    if (f === NO_FLOW) {
+      this.dropEmptyMapping(m);
+      return -C.D_FLOW_TABLE_FULL;
+    }
+    if (host === NO_HOST) {
+      host = ht.findOrAdd(inAddr);
+      if (host === NO_HOST) {
+        ft.free(f);
+        this.dropEmptyMapping(m);
+        return -C.D_HOST_TABLE_FULL;
+      }
+    }
+    ht.flows[host]++;
+    const u = ft.u32;
+    const base = f * FLOW_WORDS;
+    u[base + F_IN_ADDR] = inAddr;
+    u[base + F_OUT_ADDR] = mt.u32[mb + M_OUT_ADDR];
+    u[base + F_REM_ADDR] = remAddr;
+    u[base + F_PORTS] = mt.u32[mb + M_PORTS];
+    u[base + F_META] = ((remPort << 16) | (proto << 8) | origin) >>> 0;
+    u[base + F_LAST_SEEN] = this.nowSec;
+    u[base + F_CREATED] = this.nowSec;
+    u[base + F_MAP_NEXT] = mt.u32[mb + M_HEAD];
+    mt.u32[mb + M_HEAD] = f + 1;
+    ft.link(f);
+    this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
+    this.counters[C.C_FLOWS_CREATED]++;
+    return f;
+  }
+
+  /** A mapping created for a flow that could not be added goes again at once. */
+  private dropEmptyMapping(m: number): void {
+    if (this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD] === 0) this.removeMapping(m);
+  }
+
+  private removeMapping(m: number): void {
+    const mt = this.mappingTable;
+    const mb = m * MAPPING_WORDS;
+    const outAddr = mt.u32[mb + M_OUT_ADDR];
+    const idx = this.outsideIndex(outAddr);
+    if (idx >= 0) this.portsFor(mt.proto[m]).release(idx, mt.u32[mb + M_PORTS] & 0xffff);
+    mt.remove(m);
+    this.counters[C.C_MAPPINGS_EXPIRED]++;
+  }
+
+  private touch(f: number, bytes: number, out: boolean): void {
+    const base = f * FLOW_WORDS;
+    this.flowTable.u32[base + F_LAST_SEEN] = this.nowSec;
+    const d = this.flowTable.f64;
+    const db = f * (FLOW_BYTES / 8);
+    if (out) {
+      d[db + D_PKTS_OUT]++;
+      d[db + D_BYTES_OUT] += bytes;
+      this.counters[C.C_BYTES_OUT] += bytes;
+    } else {
+      d[db + D_PKTS_IN]++;
+      d[db + D_BYTES_IN] += bytes;
+      this.counters[C.C_BYTES_IN] += bytes;
+    }
+  }
+
+  /**
+   * TCP tracking (RFC 5382): SYNs seen both ways make a connection established (this covers
+   * simultaneous open, REQ-2); a FIN makes it transitory, FINs both ways time-wait, an RST
+   * closes it. Segments are never dropped for their state: only the timeout changes.
+   */
+  private tcpTransition(f: number, flags: number, out: boolean): void {
+    const ft = this.flowTable;
+    let sb = ft.stateByte(f);
+    const before = sb & STATE_MASK;
+    if (flags & TCP_RST) {
+      sb = (sb & ~STATE_MASK) | STATE_CLOSED;
+    } else {
+      if (
+        (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN &&
+        (before === STATE_TIME_WAIT || before === STATE_CLOSED)
+      ) {
+        // A new connection reusing the 4-tuple starts over.
+        sb &= ORIGIN_INBOUND;
+      }
+      if (flags & TCP_SYN) sb |= out ? SEEN_SYN_OUT : SEEN_SYN_IN;
+      if (flags & TCP_FIN) sb |= out ? SEEN_FIN_OUT : SEEN_FIN_IN;
+      let st: number;
+      if ((sb & SEEN_FIN_OUT) !== 0 && (sb & SEEN_FIN_IN) !== 0) st = STATE_TIME_WAIT;
+      else if ((sb & (SEEN_FIN_OUT | SEEN_FIN_IN)) !== 0) st = STATE_FIN_WAIT;
+      else if ((sb & SEEN_SYN_OUT) !== 0 && (sb & SEEN_SYN_IN) !== 0) st = STATE_ESTABLISHED;
+      else if ((sb & SEEN_SYN_OUT) !== 0) st = STATE_SYN_SENT;
+      else st = STATE_SYN_RECEIVED;
+      if (before === STATE_CLOSED && (flags & TCP_SYN) === 0) st = STATE_CLOSED;
+      sb = (sb & ~STATE_MASK) | st;
+    }
+    ft.setStateByte(f, sb);
+    if ((sb & STATE_MASK) !== before) {
+      // The timeout changed: move the timer now so a closed connection frees its port on time.
+      this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
+    }
+  }
+
+  private timeoutOf(f: number): number {
+    const proto = this.flowTable.proto(f);
+    if (proto === IPPROTO_UDP) return this.tUdp;
+    if (proto === IPPROTO_ICMP) return this.tIcmp;
+    const st = this.flowTable.stateByte(f) & STATE_MASK;
+    if (st === STATE_ESTABLISHED) return this.tEstablished;
+    if (st === STATE_CLOSED) return this.tClosed;
+    return this.tTransitory;
+  }
+
+  /** Timer wheel callback: the flow's real deadline, or -1 after expiring it. */
+  private due(f: number): number {
+    const deadline = this.flowTable.u32[f * FLOW_WORDS + F_LAST_SEEN] + this.timeoutOf(f);
+    if (deadline > this.nowSec) return deadline;
+    this.expireFlow(f);
+    return -1;
+  }
+
+  private expireFlow(f: number): void {
+    const ft = this.flowTable;
+    const u = ft.u32;
+    const base = f * FLOW_WORDS;
+    const proto = ft.proto(f);
+    const inAddr = u[base + F_IN_ADDR];
+    ft.unlink(f);
+    const m = this.mappingTable.lookupInside(proto, inAddr, u[base + F_PORTS] >>> 16);
+    if (m !== NO_MAPPING) {
+      // Unlink from the mapping's flow list.
+      const mu = this.mappingTable.u32;
+      const headAt = m * MAPPING_WORDS + M_HEAD;
+      if (mu[headAt] === f + 1) mu[headAt] = u[base + F_MAP_NEXT];
+      else {
+        for (let ref = mu[headAt]; ref !== 0; ) {
+          const rb = (ref - 1) * FLOW_WORDS;
+          if (u[rb + F_MAP_NEXT] === f + 1) {
+            u[rb + F_MAP_NEXT] = u[base + F_MAP_NEXT];
+            break;
+          }
+          ref = u[rb + F_MAP_NEXT];
+        }
+      }
+      if (mu[headAt] === 0) this.removeMapping(m);
+    }
+    this.hostTable.releaseFlow(inAddr);
+    ft.free(f);
+    this.counters[C.C_FLOWS_EXPIRED]++;
+  }
+
+  // ---------------------------------------------------------------- fragments and TTL
+
+  /** A first fragment was forwarded: later fragments of its datagram get the same addresses. */
+  private firstFragment(
+    b: Uint8Array,
+    off: number,
+    proto: number,
+    src: number,
+    dst: number,
+    _ff: number,
+  ): void {
+    const id = readU16(b, off + 4);
+    const newSrc = readU32(b, off + 12);
+    const newDst = readU32(b, off + 16);
+    this.fragments.record(src, dst, proto, id, FRAG_FORWARD, newSrc, newDst, this.nowSec);
+    const held = this.fragments.takeHeld(src, dst, proto, id);
+    if (held === null) return;
+    for (const h of held) {
+      const v = this.applyFragment(h.data, 0, newSrc, newDst);
+      if (v === FORWARD) {
+        this.pending.push(h.data);
+        this.counters[C.C_FRAGMENTS_RELEASED]++;
+      }
+    }
+  }
+
+  private laterFragment(
+    b: Uint8Array,
+    off: number,
+    total: number,
+    proto: number,
+    src: number,
+    dst: number,
+  ): number {
+    const id = readU16(b, off + 4);
+    const fr = this.fragments;
+    const i = fr.find(src, dst, proto, id);
+    if (i < 0) {
+      if (!fr.hold(src, dst, proto, id, b, off, total, this.nowSec))
+        return this.drop(C.D_FRAGMENT_BUFFER_FULL);
+      this.counters[C.C_FRAGMENTS_HELD]++;
+      return HELD;
+    }
+    if (fr.actionAt(i) === FRAG_DROP) return this.drop(C.D_FRAGMENT_OF_DROPPED);
+    this.outLen = total;
+    return this.applyFragment(b, off, fr.newSrcAt(i), fr.newDstAt(i));
+  }
+
+  private applyFragment(b: Uint8Array, off: number, newSrc: number, newDst: number): number {
+    if (readU32(b, off + 12) !== newSrc) rewriteEndpoint(b, off, -1, 0, off + 12, newSrc, -1, 0, false);
+    if (readU32(b, off + 16) !== newDst) rewriteEndpoint(b, off, -1, 0, off + 16, newDst, -1, 0, false);
+    if (this.ttlMode === 0) {
+      const ttl = b[off + 8];
+      if (ttl < 255) setTtl(b, off, ttl + 1);
+    } else if (this.ttlMode === 1) {
+      const ttl = b[off + 8];
+      if (ttl <= 1) return this.drop(C.D_TTL_EXCEEDED);
+      setTtl(b, off, ttl - 1);
+    }
+    this.counters[C.C_FRAGMENTS_TRANSLATED]++;
+    return FORWARD;
+  }
+
+  /** The engine is the hop and the TTL ran out: answer time-exceeded (RFC 792, RFC 1812). */
+  private timeExceeded(b: Uint8Array, off: number, total: number): number {
+    // The packet itself ends here (counted as a drop with its reason); the error goes back.
+    this.counters[C.D_TTL_EXCEEDED]++;
+    this.counters[C.C_DROPPED]++;
+    this.counters[C.C_REPLIES]++;
+    this.outLen = buildIcmpError(this.replyBuf, b, off, total, this.hopAddress, ICMP_TIME_EXCEEDED, 0, 0);
+    return REPLY;
+  }
+
+  /** Builds an administratively-prohibited unreachable for the packet (for reject rules). */
+  buildReject(b: Uint8Array, off: number, len: number): number {
+    this.outLen = buildIcmpError(
+      this.replyBuf,
+      b,
+      off,
+      len,
+      this.hopAddress,
+      ICMP_DEST_UNREACH,
+      ICMP_CODE_ADMIN_PROHIBITED,
+      0,
+    );
+    return REPLY;
+  }
+
+  // ---------------------------------------------------------------- read-only views
+
+  /** The flow table for listing, newest activity first (not for the packet path). */
+  flows(limit = Number.POSITIVE_INFINITY): FlowView[] {
+    const out: FlowView[] = [];
+    const ft = this.flowTable;
+    const u = ft.u32;
+    const d = ft.f64;
+    for (let f = 0; f < ft.capacity && out.length < limit; f++) {
+      if (!ft.isLive(f)) continue;
+      const base = f * FLOW_WORDS;
+      const db = f * (FLOW_BYTES / 8);
+      const proto = ft.proto(f);
+      const sb = ft.stateByte(f);
+      const remAddr = u[base + F_REM_ADDR];
+      const lastSeen = u[base + F_LAST_SEEN];
+      out.push({
+        protocol: protoName(proto),
+        inside: { addr: formatIpv4(u[base + F_IN_ADDR]), port: u[base + F_PORTS] >>> 16 },
+        outside: { addr: formatIpv4(u[base + F_OUT_ADDR]), port: u[base + F_PORTS] & 0xffff },
+        remote: { addr: formatIpv4(remAddr), port: u[base + F_META] >>> 16 },
+        state: STATE_NAMES[sb & STATE_MASK],
+        origin:
+          this.outsideIndex(remAddr) >= 0 ? "hairpin" : (sb & ORIGIN_INBOUND) !== 0 ? "inbound" : "outbound",
+        idleSec: Math.max(0, this.nowSec - lastSeen),
+        expiresInSec: Math.max(0, lastSeen + this.timeoutOf(f) - this.nowSec),
+        packetsOut: d[db + D_PKTS_OUT],
+        packetsIn: d[db + D_PKTS_IN],
+        bytesOut: d[db + D_BYTES_OUT],
+        bytesIn: d[db + D_BYTES_IN],
+      });
+    }
+    out.sort((a, b) => a.idleSec - b.idleSec);
+    return out;
+  }
+
+  /** Total bytes preallocated for flows and everything sized by them. */
+  memoryBytes(): number {
+    return (
+      this.flowTable.byteLength +
+      this.mappingTable.byteLength +
+      this.hostTable.byteLength +
+      this.wheel.byteLength +
+      this.fragments.byteLength +
+      this.portsTcp.byteLength +
+      this.portsUdp.byteLength +
+      this.portsIcmp.byteLength
+    );
+  }
+
+  stats(): EngineStats {
+    return {
+      counters: C.namedCounters(this.counters),
+      flows: this.flowTable.count,
+      mappings: this.mappingTable.count,
+      hosts: this.hostTable.count,
+      heldFragments: this.fragments.held.length,
+      capacity: {
+        flows: this.flowTable.capacity,
+        mappings: this.mappingTable.capacity,
+        hosts: this.hostTable.capacity,
+      },
+      bytesPerFlow: Math.round(this.memoryBytes() / this.flowTable.capacity),
+    };
+  }
+}
+
+export function prefixMask(len: number): number {
+  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+function protoName(p: number): Protocol {
+  return p === IPPROTO_TCP ? "tcp" : p === IPPROTO_UDP ? "udp" : "icmp";
+}

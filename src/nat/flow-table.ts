@@ -1,0 +1,208 @@
+// The flow (session) table: one 64-byte record per flow in a single ArrayBuffer (one cache line,
+// so a lookup touches the index slot and the record and nothing else), found through one hash
+// index under two keys: the inside view (proto, inside addr:port, remote addr:port) and the
+// outside view (proto, outside addr:port, remote addr:port).
+import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+
+/** Words (u32) of a flow record. */
+export const F_IN_ADDR = 0;
+export const F_OUT_ADDR = 1;
+export const F_REM_ADDR = 2;
+/** inside port << 16 | outside port (ICMP echo: identifiers). */
+export const F_PORTS = 3;
+/** remote port << 16 | protocol << 8 | state byte (see STATE_* and SEEN_*). */
+export const F_META = 4;
+/** Seconds (engine clock) of the last packet. */
+export const F_LAST_SEEN = 5;
+/** Second (engine clock) the flow was created; the free-list link while the record is free. */
+export const F_CREATED = 6;
+/** Next flow (index + 1) of the same endpoint mapping. */
+export const F_MAP_NEXT = 7;
+/** Float64 slots of a record (8 per record): packet and byte counters. */
+export const D_PKTS_OUT = 4;
+export const D_PKTS_IN = 5;
+export const D_BYTES_OUT = 6;
+export const D_BYTES_IN = 7;
+
+export const FLOW_WORDS = 16;
+export const FLOW_BYTES = FLOW_WORDS * 4;
+
+/** State byte: bits 0-2 the state, bit 3 set when the flow was admitted inbound, bits 4-7 seen. */
+export const STATE_MASK = 0x07;
+export const STATE_ACTIVE = 0; // UDP, ICMP
+export const STATE_SYN_SENT = 1;
+export const STATE_SYN_RECEIVED = 2;
+export const STATE_ESTABLISHED = 3;
+export const STATE_FIN_WAIT = 4;
+export const STATE_TIME_WAIT = 5;
+export const STATE_CLOSED = 6;
+export const ORIGIN_INBOUND = 0x08;
+export const SEEN_SYN_OUT = 0x10;
+export const SEEN_SYN_IN = 0x20;
+export const SEEN_FIN_OUT = 0x40;
+export const SEEN_FIN_IN = 0x80;
+
+export const STATE_NAMES = [
+  "active",
+  "syn-sent",
+  "syn-received",
+  "established",
+  "fin-wait",
+  "time-wait",
+  "closed",
+  "?",
+];
+
+export const NO_FLOW = -1;
+
+export class FlowTable {
+  readonly capacity: number;
+  readonly u32: Uint32Array;
+  readonly f64: Float64Array;
+  readonly index: HashIndex;
+  private readonly seed = randomSeed();
+  private freeHead: number; // index + 1
+  count = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    const buf = new ArrayBuffer(capacity * FLOW_BYTES);
+    this.u32 = new Uint32Array(buf);
+    this.f64 = new Float64Array(buf);
+    this.index = new HashIndex(capacity * 2);
+    // Free list threaded through the created word, lowest index first.
+    for (let i = 0; i < capacity; i++) this.u32[i * FLOW_WORDS + F_CREATED] = i + 2 <= capacity ? i + 2 : 0;
+    this.freeHead = capacity > 0 ? 1 : 0;
+  }
+
+  get byteLength(): number {
+    return this.u32.byteLength + this.index.byteLength;
+  }
+
+  /** Takes a free record (zeroed counters) or returns NO_FLOW when the table is full. */
+  alloc(): number {
+    const h = this.freeHead;
+    if (h === 0) return NO_FLOW;
+    const i = h - 1;
+    const base = i * FLOW_WORDS;
+    this.freeHead = this.u32[base + F_CREATED];
+    this.u32.fill(0, base, base + FLOW_WORDS);
+    this.count++;
+    return i;
+  }
+
+  free(i: number): void {
+    this.u32[i * FLOW_WORDS + F_META] = 0;
+    this.u32[i * FLOW_WORDS + F_CREATED] = this.freeHead;
+    this.freeHead = i + 1;
+    this.count--;
+  }
+
+  insideHash(proto: number, inAddr: number, inPort: number, remAddr: number, remPort: number): number {
+    return hashTuple(this.seed, proto, inAddr, inPort, remAddr, remPort);
+  }
+
+  outsideHash(proto: number, outAddr: number, outPort: number, remAddr: number, remPort: number): number {
+    return hashTuple(this.seed ^ 0x5bd1e995, proto, outAddr, outPort, remAddr, remPort);
+  }
+
+  /** The flow whose inside view is this tuple, or NO_FLOW. */
+  lookupInside(proto: number, inAddr: number, inPort: number, remAddr: number, remPort: number): number {
+    const h = this.insideHash(proto, inAddr, inPort, remAddr, remPort);
+    const s = this.index.slots;
+    const mask = this.index.mask;
+    const u = this.u32;
+    const meta = (remPort << 16) | (proto << 8);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const ref = s[2 * i + 1];
+      if (ref === 0) return NO_FLOW;
+      // Inside keys have an odd reference ((flow << 1 | 0) + 1).
+      if (s[2 * i] === h && (ref & 1) === 1) {
+        const f = (ref - 1) >>> 1;
+        const b = f * FLOW_WORDS;
+        if (
+          u[b + F_IN_ADDR] === inAddr &&
+          u[b + F_REM_ADDR] === remAddr &&
+          u[b + F_PORTS] >>> 16 === inPort &&
+          (u[b + F_META] & 0xffffff00) >>> 0 === meta >>> 0
+        )
+          return f;
+      }
+    }
+  }
+
+  /** The flow whose outside view is this tuple, or NO_FLOW. */
+  lookupOutside(proto: number, outAddr: number, outPort: number, remAddr: number, remPort: number): number {
+    const h = this.outsideHash(proto, outAddr, outPort, remAddr, remPort);
+    const s = this.index.slots;
+    const mask = this.index.mask;
+    const u = this.u32;
+    const meta = (remPort << 16) | (proto << 8);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const ref = s[2 * i + 1];
+      if (ref === 0) return NO_FLOW;
+      if (s[2 * i] === h && (ref & 1) === 0) {
+        const f = (ref - 2) >>> 1;
+        const b = f * FLOW_WORDS;
+        if (
+          u[b + F_OUT_ADDR] === outAddr &&
+          u[b + F_REM_ADDR] === remAddr &&
+          (u[b + F_PORTS] & 0xffff) === outPort &&
+          (u[b + F_META] & 0xffffff00) >>> 0 === meta >>> 0
+        )
+          return f;
+      }
+    }
+  }
+
+  /** Adds both keys of a record whose address, port and meta words are set. */
+  link(f: number): void {
+    const b = f * FLOW_WORDS;
+    const u = this.u32;
+    const proto = (u[b + F_META] >>> 8) & 0xff;
+    const remPort = u[b + F_META] >>> 16;
+    const ports = u[b + F_PORTS];
+    this.index.insert(
+      this.insideHash(proto, u[b + F_IN_ADDR], ports >>> 16, u[b + F_REM_ADDR], remPort),
+      (f << 1) + 1,
+    );
+    this.index.insert(
+      this.outsideHash(proto, u[b + F_OUT_ADDR], ports & 0xffff, u[b + F_REM_ADDR], remPort),
+      (f << 1) + 2,
+    );
+  }
+
+  unlink(f: number): void {
+    const b = f * FLOW_WORDS;
+    const u = this.u32;
+    const proto = (u[b + F_META] >>> 8) & 0xff;
+    const remPort = u[b + F_META] >>> 16;
+    const ports = u[b + F_PORTS];
+    this.index.remove(
+      this.insideHash(proto, u[b + F_IN_ADDR], ports >>> 16, u[b + F_REM_ADDR], remPort),
+      (f << 1) + 1,
+    );
+    this.index.remove(
+      this.outsideHash(proto, u[b + F_OUT_ADDR], ports & 0xffff, u[b + F_REM_ADDR], remPort),
+      (f << 1) + 2,
+    );
+  }
+
+  /** Free records have a zero meta word (protocol 0 never starts a flow). */
+  isLive(f: number): boolean {
+    return this.u32[f * FLOW_WORDS + F_META] !== 0;
+  }
+
+  proto(f: number): number {
+    return (this.u32[f * FLOW_WORDS + F_META] >>> 8) & 0xff;
+  }
+
+  stateByte(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_META] & 0xff;
+  }
+
+  setStateByte(f: number, s: number): void {
+    const b = f * FLOW_WORDS + F_META;
+    this.u32[b] = (this.u32[b] & 0xffffff00) | s;
+  }
+}

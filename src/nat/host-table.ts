@@ -1,0 +1,73 @@
+// Per-inside-host accounting (RFC 6888 REQ-4: limits per subscriber), so one host cannot take the
+// whole flow table. Hosts come and go with their flows.
+import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+
+export const NO_HOST = -1;
+
+export class HostTable {
+  readonly capacity: number;
+  readonly addr: Uint32Array;
+  readonly flows: Uint32Array;
+  private readonly next: Uint32Array;
+  private readonly index: HashIndex;
+  private readonly seed = randomSeed();
+  private freeHead: number;
+  count = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.addr = new Uint32Array(capacity);
+    this.flows = new Uint32Array(capacity);
+    this.next = new Uint32Array(capacity);
+    this.index = new HashIndex(capacity);
+    for (let i = 0; i < capacity; i++) this.next[i] = i + 2 <= capacity ? i + 2 : 0;
+    this.freeHead = capacity > 0 ? 1 : 0;
+  }
+
+  get byteLength(): number {
+    return this.addr.byteLength * 3 + this.index.byteLength;
+  }
+
+  private hash(addr: number): number {
+    return hashTuple(this.seed, 0, addr, 0, 0, 0);
+  }
+
+  find(addr: number): number {
+    const h = this.hash(addr);
+    const s = this.index.slots;
+    const mask = this.index.mask;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const ref = s[2 * i + 1];
+      if (ref === 0) return NO_HOST;
+      if (s[2 * i] === h && this.addr[ref - 1] === addr) return ref - 1;
+    }
+  }
+
+  /** The host's record, created if needed; NO_HOST when the table is full. */
+  findOrAdd(addr: number): number {
+    const found = this.find(addr);
+    if (found !== NO_HOST) return found;
+    const h = this.freeHead;
+    if (h === 0) return NO_HOST;
+    const i = h - 1;
+    this.freeHead = this.next[i];
+    this.addr[i] = addr;
+    this.flows[i] = 0;
+    this.index.insert(this.hash(addr), i + 1);
+    this.count++;
+    return i;
+  }
+
+  /** Drops one flow from the host; forgets the host when it has none left. */
+  releaseFlow(addr: number): void {
+    const i = this.find(addr);
+    if (i === NO_HOST) return;
+    if (this.flows[i] > 0) this.flows[i]--;
+    if (this.flows[i] === 0) {
+      this.index.remove(this.hash(addr), i + 1);
+      this.next[i] = this.freeHead;
+      this.freeHead = i + 1;
+      this.count--;
+    }
+  }
+}

@@ -1,0 +1,107 @@
+// Endpoint mappings: inside address:port <-> outside address:port for one protocol, shared by
+// every flow (session) of that inside endpoint whatever the remote (endpoint-independent mapping,
+// RFC 4787 REQ-1, RFC 5382 REQ-1). A mapping lives while it has flows; its flows form a list.
+import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+
+export const M_IN_ADDR = 0;
+export const M_OUT_ADDR = 1;
+/** inside port << 16 | outside port */
+export const M_PORTS = 2;
+/** First flow (index + 1) of the mapping; also the free-list link of a free record. */
+export const M_HEAD = 3;
+export const MAPPING_WORDS = 4;
+
+export const NO_MAPPING = -1;
+
+export class MappingTable {
+  readonly capacity: number;
+  readonly u32: Uint32Array;
+  readonly proto: Uint8Array;
+  readonly index: HashIndex;
+  private readonly seed = randomSeed();
+  private freeHead: number;
+  count = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.u32 = new Uint32Array(capacity * MAPPING_WORDS);
+    this.proto = new Uint8Array(capacity);
+    this.index = new HashIndex(capacity * 2);
+    for (let i = 0; i < capacity; i++) this.u32[i * MAPPING_WORDS + M_HEAD] = i + 2 <= capacity ? i + 2 : 0;
+    this.freeHead = capacity > 0 ? 1 : 0;
+  }
+
+  get byteLength(): number {
+    return this.u32.byteLength + this.proto.byteLength + this.index.byteLength;
+  }
+
+  private insideHash(proto: number, addr: number, port: number): number {
+    return hashTuple(this.seed, proto, addr, port, 0, 0);
+  }
+
+  private outsideHash(proto: number, addr: number, port: number): number {
+    return hashTuple(this.seed, proto, 0, 0, addr, port);
+  }
+
+  lookupInside(proto: number, addr: number, port: number): number {
+    const h = this.insideHash(proto, addr, port);
+    const s = this.index.slots;
+    const mask = this.index.mask;
+    const u = this.u32;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const ref = s[2 * i + 1];
+      if (ref === 0) return NO_MAPPING;
+      if (s[2 * i] === h && (ref & 1) === 1) {
+        const m = (ref - 1) >>> 1;
+        const b = m * MAPPING_WORDS;
+        if (u[b + M_IN_ADDR] === addr && u[b + M_PORTS] >>> 16 === port && this.proto[m] === proto) return m;
+      }
+    }
+  }
+
+  lookupOutside(proto: number, addr: number, port: number): number {
+    const h = this.outsideHash(proto, addr, port);
+    const s = this.index.slots;
+    const mask = this.index.mask;
+    const u = this.u32;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const ref = s[2 * i + 1];
+      if (ref === 0) return NO_MAPPING;
+      if (s[2 * i] === h && (ref & 1) === 0) {
+        const m = (ref - 2) >>> 1;
+        const b = m * MAPPING_WORDS;
+        if (u[b + M_OUT_ADDR] === addr && (u[b + M_PORTS] & 0xffff) === port && this.proto[m] === proto)
+          return m;
+      }
+    }
+  }
+
+  /** Creates and indexes a mapping; NO_MAPPING when the table is full. */
+  add(proto: number, inAddr: number, inPort: number, outAddr: number, outPort: number): number {
+    const h = this.freeHead;
+    if (h === 0) return NO_MAPPING;
+    const m = h - 1;
+    const b = m * MAPPING_WORDS;
+    this.freeHead = this.u32[b + M_HEAD];
+    this.u32[b + M_IN_ADDR] = inAddr;
+    this.u32[b + M_OUT_ADDR] = outAddr;
+    this.u32[b + M_PORTS] = ((inPort << 16) | outPort) >>> 0;
+    this.u32[b + M_HEAD] = 0;
+    this.proto[m] = proto;
+    this.index.insert(this.insideHash(proto, inAddr, inPort), (m << 1) + 1);
+    this.index.insert(this.outsideHash(proto, outAddr, outPort), (m << 1) + 2);
+    this.count++;
+    return m;
+  }
+
+  remove(m: number): void {
+    const b = m * MAPPING_WORDS;
+    const u = this.u32;
+    const proto = this.proto[m];
+    this.index.remove(this.insideHash(proto, u[b + M_IN_ADDR], u[b + M_PORTS] >>> 16), (m << 1) + 1);
+    this.index.remove(this.outsideHash(proto, u[b + M_OUT_ADDR], u[b + M_PORTS] & 0xffff), (m << 1) + 2);
+    u[b + M_HEAD] = this.freeHead;
+    this.freeHead = m + 1;
+    this.count--;
+  }
+}
