@@ -1,0 +1,286 @@
+// Apply a host plan and remember exactly what was done, so that exit (normal, SIGINT/SIGTERM)
+// and the next start after a crash remove exactly that, like wg-quick does.
+//
+// The record is a JSON state file, rewritten atomically (write + rename) before and after every
+// step: a step is recorded as "pending" before its command runs and "applied" after. A crash at
+// any moment therefore leaves a record that covers everything that may have been changed; undoing
+// a pending step that never took effect is harmless because undo tolerates "already gone".
+
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { CommandError, type ExecOptions, exec, formatArgv, run } from "./exec.ts";
+import { fillPrior, type HostStep, PRIOR, type Prior } from "./plan.ts";
+
+export const DEFAULT_STATE_DIR = "/run/masq";
+const STATE_VERSION = 1;
+
+/** The subset of a pino logger used here; pino's Logger fits. */
+export interface HostLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+const silent: HostLogger = { info() {}, warn() {} };
+
+export interface HostOptions {
+  /** Run every command inside this named network namespace (tests, `masq lab`). */
+  netns?: string;
+  log?: HostLogger;
+  /** Per-command timeout (default 10 s). */
+  timeoutMs?: number;
+}
+
+interface RecordedStep {
+  what: string;
+  undo: string[];
+  status: "pending" | "applied";
+  /** The value the step overwrote (sysctl, MTU), already substituted into `undo`. */
+  prior?: string;
+}
+
+export interface HostState {
+  version: number;
+  /** The process that applied the setup, and its start time (to tell a reused pid apart). */
+  pid: number;
+  pidStart: string | null;
+  netns: string | null;
+  createdAt: string;
+  steps: RecordedStep[];
+}
+
+export interface UndoReport {
+  /** Steps undone. */
+  undone: string[];
+  /** Steps whose object was already gone (e.g. routes that vanished with the TUN). */
+  gone: string[];
+  /** Steps whose undo failed for another reason (logged; the state file is removed anyway). */
+  failed: Array<{ what: string; error: string }>;
+}
+
+/**
+ * The state file for a TUN: `<dir>/<tun>.<netns inode>.json`. The namespace's inode keeps two
+ * gateways in different namespaces that both use "tun0" (parallel e2e tests) apart, and stays
+ * the same when masq restarts in the same namespace, which is what crash recovery needs.
+ */
+export function defaultStateFile(tun: string, opts: { dir?: string; netns?: string } = {}): string {
+  const nsPath = opts.netns ? `/run/netns/${opts.netns}` : "/proc/self/ns/net";
+  let ino = "unknown";
+  try {
+    ino = String(statSync(nsPath).ino);
+  } catch {
+    // Namespace not mounted (yet): fall back to a name-only file.
+  }
+  return join(opts.dir ?? DEFAULT_STATE_DIR, `${tun}.${opts.netns ?? "netns"}-${ino}.json`);
+}
+
+/**
+ * Apply the steps in order, recording each in `stateFile`. If a step fails, undo what was
+ * applied (reverse order), remove the state file and throw an error naming the step.
+ */
+export async function applyHostSetup(
+  plan: HostStep[],
+  stateFile: string,
+  opts: HostOptions = {},
+): Promise<void> {
+  const log = opts.log ?? silent;
+  if (exists(stateFile)) {
+    throw new Error(`state file ${stateFile} already exists: a previous run left it; clean leftovers first`);
+  }
+  mkdirSync(dirname(stateFile), { recursive: true, mode: 0o700 });
+  const state: HostState = {
+    version: STATE_VERSION,
+    pid: process.pid,
+    pidStart: processStartTime(process.pid),
+    netns: opts.netns ?? null,
+    createdAt: new Date().toISOString(),
+    steps: [],
+  };
+  writeState(stateFile, state);
+
+  for (const step of plan) {
+    let recorded: RecordedStep;
+    try {
+      const prior = step.prior ? await readPrior(step.prior, opts) : undefined;
+      if (prior === undefined && step.undo.some((a) => a.includes(PRIOR)))
+        throw new Error(`step "${step.what}" has ${PRIOR} in its undo but no prior value`);
+      recorded = {
+        what: step.what,
+        undo: prior === undefined ? step.undo : fillPrior(step.undo, prior),
+        status: "pending",
+        ...(prior === undefined ? {} : { prior }),
+      };
+      state.steps.push(recorded);
+      writeState(stateFile, state);
+      await run(step.apply, cmdOpts(opts));
+    } catch (err) {
+      // The failed command changed nothing (ip and sysctl are all-or-nothing), so drop its record.
+      if (state.steps.at(-1)?.status === "pending") state.steps.pop();
+      writeState(stateFile, state);
+      const report = await undoSteps(stateFile, state, opts);
+      rmSync(stateFile, { force: true });
+      const rollback =
+        report.failed.length > 0
+          ? `; rollback also failed for: ${report.failed.map((f) => `${f.what} (${f.error})`).join(", ")}`
+          : "";
+      throw new Error(`host setup failed at step "${step.what}": ${errorText(err)}${rollback}`, {
+        cause: err,
+      });
+    }
+    recorded.status = "applied";
+    writeState(stateFile, state);
+    log.info({ step: step.what, cmd: formatArgv(step.apply) }, "host setup");
+  }
+}
+
+/**
+ * Undo everything recorded in `stateFile`, newest first, tolerating objects that are already
+ * gone, then delete the file. Missing state file: nothing to do.
+ */
+export async function undoHostSetup(stateFile: string, opts: HostOptions = {}): Promise<UndoReport> {
+  const state = readState(stateFile);
+  if (!state) return { undone: [], gone: [], failed: [] };
+  const report = await undoSteps(stateFile, state, { ...opts, netns: state.netns ?? opts.netns });
+  rmSync(stateFile, { force: true });
+  return report;
+}
+
+/**
+ * Called at start: if `stateFile` was left by a run that is no longer alive (a crash, SIGKILL),
+ * undo what it recorded and log it. Returns the report, or undefined if there was nothing to
+ * clean. Throws if the recorded process is still running (another masq owns this setup).
+ */
+export async function cleanLeftovers(
+  stateFile: string,
+  opts: HostOptions = {},
+): Promise<UndoReport | undefined> {
+  const log = opts.log ?? silent;
+  const state = readState(stateFile);
+  if (!state) return undefined;
+  if (state.pid !== process.pid && isAlive(state.pid, state.pidStart)) {
+    throw new Error(
+      `another masq (pid ${state.pid}) is running with the host setup recorded in ${stateFile}; stop it first`,
+    );
+  }
+  log.warn(
+    { stateFile, pid: state.pid, since: state.createdAt, steps: state.steps.map((s) => s.what) },
+    "cleaning up after a previous run that did not exit cleanly",
+  );
+  const report = await undoHostSetup(stateFile, opts);
+  log.info(report, "leftovers cleaned");
+  return report;
+}
+
+/** Read a state file; undefined if it does not exist. */
+export function readState(stateFile: string): HostState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(stateFile, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  let state: HostState;
+  try {
+    state = JSON.parse(text) as HostState;
+  } catch (err) {
+    throw new Error(`state file ${stateFile} is not valid JSON; inspect and remove it by hand`, {
+      cause: err,
+    });
+  }
+  if (state.version !== STATE_VERSION || !Array.isArray(state.steps) || typeof state.pid !== "number") {
+    throw new Error(`state file ${stateFile} has an unknown format (version ${String(state.version)})`);
+  }
+  return state;
+}
+
+// ---- internals ----
+
+async function undoSteps(stateFile: string, state: HostState, opts: HostOptions): Promise<UndoReport> {
+  const log = opts.log ?? silent;
+  const report: UndoReport = { undone: [], gone: [], failed: [] };
+  // Bounded: one pass over the recorded steps, newest first.
+  while (state.steps.length > 0) {
+    const step = state.steps[state.steps.length - 1];
+    if (step.undo.length > 0) {
+      const r = await exec(step.undo, cmdOpts(opts));
+      if (r.code === 0) report.undone.push(step.what);
+      else if (isAlreadyGone(r.stderr)) report.gone.push(step.what);
+      else {
+        const error = new CommandError(step.undo, r).message;
+        report.failed.push({ what: step.what, error });
+        log.warn({ step: step.what, error }, "host undo failed");
+      }
+    }
+    state.steps.pop();
+    // Keep the record accurate during undo too: a crash here must not undo a step twice.
+    writeState(stateFile, state);
+  }
+  return report;
+}
+
+/**
+ * Errors that mean "the thing to remove is not there" (or, for re-adding, "is there already"):
+ * the TUN and its routes vanish together when the device is closed, and a namespace may be gone.
+ */
+export function isAlreadyGone(stderr: string): boolean {
+  return /No such file or directory|No such process|No such device|Cannot find device|does not exist|File exists|Cannot open network namespace/i.test(
+    stderr,
+  );
+}
+
+async function readPrior(prior: Prior, opts: HostOptions): Promise<string> {
+  if (prior.kind === "sysctl") {
+    return (await run(["sysctl", "-n", prior.key], cmdOpts(opts))).trim();
+  }
+  const out = await run(["ip", "-j", "link", "show", "dev", prior.dev], cmdOpts(opts));
+  const link = (JSON.parse(out) as Array<{ mtu?: number; flags?: string[] }>)[0];
+  if (prior.kind === "link-state") return link?.flags?.includes("UP") ? "up" : "down";
+  if (link?.mtu === undefined) throw new Error(`cannot read the MTU of ${prior.dev}`);
+  return String(link.mtu);
+}
+
+function cmdOpts(opts: HostOptions): ExecOptions {
+  return { ...(opts.netns ? { netns: opts.netns } : {}), timeoutMs: opts.timeoutMs ?? 10_000 };
+}
+
+function writeState(stateFile: string, state: HostState): void {
+  const tmp = `${stateFile}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, stateFile);
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or null. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[19] ?? null; // fields[0] is field 3
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `pid` runs and, when its start time was recorded, is the same process. */
+export function isAlive(pid: number, pidStart: string | null): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  if (pidStart === null) return true;
+  return processStartTime(pid) === pidStart;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,139 @@
+// Pre-flight checks for `masq run`: fail early with a message that names the problem, before
+// any route or rule has been touched.
+
+import { readFileSync } from "node:fs";
+import { type ExecOptions, exec, run } from "./exec.ts";
+import type { PortRange } from "./plan.ts";
+
+/** Where a check looks: the current network namespace, or a named one (tests, `masq lab`). */
+export interface WhereOptions {
+  netns?: string;
+}
+
+const CAP_NET_ADMIN = 12;
+
+/**
+ * masq needs CAP_NET_ADMIN for the TUN, routes, rules and sysctls. Root has it; a non-root
+ * process granted the capability (setcap, systemd AmbientCapabilities) is accepted too.
+ */
+export function assertRoot(): void {
+  if (process.getuid?.() === 0) return;
+  if (hasCapability(CAP_NET_ADMIN)) return;
+  throw new Error(
+    "masq must run as root (or with CAP_NET_ADMIN) to create its TUN device and install routes, rules and sysctls",
+  );
+}
+
+/** Whether the effective capability set of this process holds capability number `cap`. */
+function hasCapability(cap: number): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> BigInt(cap)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
+/** One entry of `ip -j link show` / `ip -j addr show`, the fields we use. */
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  mtu: number;
+  flags?: string[];
+  addr_info?: Array<{ family: string; local: string; prefixlen: number }>;
+}
+
+async function showLink(
+  name: string,
+  where: WhereOptions,
+  what: "link" | "addr",
+): Promise<IpLink | undefined> {
+  const r = await exec(["ip", "-j", what, "show", "dev", name], execOpts(where));
+  if (r.code !== 0) {
+    // iproute2 says `Device "X" does not exist.`; anything else is a real failure.
+    if (/does not exist|Cannot find device/i.test(r.stderr)) return undefined;
+    throw new Error(`could not inspect interface ${name}: ${r.stderr.trim() || `ip exited with ${r.code}`}`);
+  }
+  const parsed = JSON.parse(r.stdout || "[]") as IpLink[];
+  return parsed[0];
+}
+
+function execOpts(where: WhereOptions): ExecOptions {
+  return where.netns ? { netns: where.netns } : {};
+}
+
+export async function interfaceExists(name: string, where: WhereOptions = {}): Promise<boolean> {
+  return (await showLink(name, where, "link")) !== undefined;
+}
+
+/**
+ * Throw unless the interface exists; `role` makes the message say which one is missing
+ * (e.g. "inside interface lan9 does not exist").
+ */
+export async function assertInterface(name: string, role: string, where: WhereOptions = {}): Promise<void> {
+  if (!(await interfaceExists(name, where))) {
+    throw new Error(
+      `${role} interface ${name} does not exist${where.netns ? ` in namespace ${where.netns}` : ""}`,
+    );
+  }
+}
+
+/** The first IPv4 address of an interface, or undefined if it has none. Throws if it is missing. */
+export async function interfaceAddress(name: string, where: WhereOptions = {}): Promise<string | undefined> {
+  const link = await showLink(name, where, "addr");
+  if (!link) throw new Error(`interface ${name} does not exist`);
+  return link.addr_info?.find((a) => a.family === "inet")?.local;
+}
+
+/** The kernel's interface index, or undefined if the interface does not exist. */
+export async function interfaceIndex(name: string, where: WhereOptions = {}): Promise<number | undefined> {
+  return (await showLink(name, where, "link"))?.ifindex;
+}
+
+/** The interface MTU, or undefined if the interface does not exist. */
+export async function interfaceMtu(name: string, where: WhereOptions = {}): Promise<number | undefined> {
+  return (await showLink(name, where, "link"))?.mtu;
+}
+
+/** Parse the text of /proc/sys/net/ipv4/ip_local_port_range ("32768\t60999\n"). */
+export function parsePortRange(text: string): PortRange {
+  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text);
+  if (!m) throw new Error(`cannot parse port range ${JSON.stringify(text)}`);
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  if (first > last || last > 65535) throw new Error(`invalid port range ${first} ${last}`);
+  return { first, last };
+}
+
+/** The kernel's ephemeral (local) port range of the current or a named namespace. */
+export async function ephemeralPortRange(where: WhereOptions = {}): Promise<PortRange> {
+  const path = "/proc/sys/net/ipv4/ip_local_port_range";
+  // /proc/sys/net shows the namespace of the reading process, so a named namespace needs a
+  // helper process inside it.
+  const text = where.netns ? await run(["cat", path], execOpts(where)) : readFileSync(path, "utf8");
+  return parsePortRange(text);
+}
+
+/**
+ * Pure: the error message when masq's port range shares ports with the kernel's ephemeral
+ * range, or undefined when they are disjoint. In interface mode masq and the kernel share one
+ * address, so a shared port would send replies for the kernel's own connections into masq.
+ */
+export function ephemeralOverlapMessage(range: PortRange, ephemeral: PortRange): string | undefined {
+  if (range.last < ephemeral.first || range.first > ephemeral.last) return undefined;
+  const advice =
+    ephemeral.last < 65535 ? `choose ports above ${ephemeral.last}` : `choose ports below ${ephemeral.first}`;
+  return (
+    `port range ${range.first}-${range.last} overlaps the kernel's ephemeral range ` +
+    `net.ipv4.ip_local_port_range = ${ephemeral.first} ${ephemeral.last}; ${advice} or change the sysctl`
+  );
+}
+
+/** Throw if `range` overlaps the kernel's ephemeral range (read now unless given). */
+export async function assertNoEphemeralOverlap(
+  range: PortRange,
+  where: WhereOptions & { ephemeral?: PortRange } = {},
+): Promise<void> {
+  const msg = ephemeralOverlapMessage(range, where.ephemeral ?? (await ephemeralPortRange(where)));
+  if (msg) throw new Error(msg);
+}

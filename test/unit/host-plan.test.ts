@@ -1,0 +1,400 @@
+// The host plan is pure data: check it against design.md's "Routing recipe" for both modes,
+// the undo commands, option validation and the ephemeral-port overlap check.
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import {
+  applyHostSetup,
+  cleanLeftovers,
+  isAlreadyGone,
+  readState,
+  undoHostSetup,
+} from "../../src/host/apply.ts";
+
+import { ephemeralOverlapMessage, parsePortRange } from "../../src/host/checks.ts";
+import {
+  expandPrefix,
+  fillPrior,
+  type HostSetupOptions,
+  type HostStep,
+  PRIOR,
+  parsePrefix,
+  planHostSetup,
+  sysctlKey,
+} from "../../src/host/plan.ts";
+
+const applies = (steps: HostStep[]) => steps.map((s) => s.apply.join(" "));
+const undos = (steps: HostStep[]) => steps.map((s) => s.undo.join(" "));
+
+const pool: HostSetupOptions = {
+  mode: "pool",
+  tun: "tun0",
+  inside: ["lan0"],
+  outside: "wan0",
+  pool: ["198.51.100.100"],
+};
+const iface: HostSetupOptions = { mode: "interface", tun: "tun0", inside: ["lan0"], outside: "wan0" };
+
+const common = [
+  "ip link set dev tun0 mtu 1500",
+  "ip link set dev tun0 up",
+  "sysctl -q -w net.ipv4.conf.tun0.accept_local=1",
+  "sysctl -q -w net.ipv4.conf.tun0.rp_filter=0",
+  "sysctl -q -w net.ipv4.conf.all.rp_filter=0",
+  "sysctl -q -w net.ipv4.ip_forward=1",
+];
+
+describe("planHostSetup: pool mode", () => {
+  it("follows the recipe", () => {
+    assert.deepEqual(applies(planHostSetup(pool)), [
+      ...common,
+      "ip route add 198.51.100.100/32 dev tun0",
+      "ip route add default dev tun0 table 100",
+      "ip rule add pref 100 iif lan0 lookup 100",
+      "ip neigh add proxy 198.51.100.100 dev wan0",
+    ]);
+  });
+
+  it("undoes each step with its inverse", () => {
+    assert.deepEqual(undos(planHostSetup(pool)), [
+      `ip link set dev tun0 mtu ${PRIOR}`,
+      `ip link set dev tun0 ${PRIOR}`,
+      `sysctl -q -w net.ipv4.conf.tun0.accept_local=${PRIOR}`,
+      `sysctl -q -w net.ipv4.conf.tun0.rp_filter=${PRIOR}`,
+      `sysctl -q -w net.ipv4.conf.all.rp_filter=${PRIOR}`,
+      `sysctl -q -w net.ipv4.ip_forward=${PRIOR}`,
+      "ip route del 198.51.100.100/32 dev tun0",
+      "ip route del default dev tun0 table 100",
+      "ip rule del pref 100 iif lan0 lookup 100",
+      "ip neigh del proxy 198.51.100.100 dev wan0",
+    ]);
+  });
+
+  it("records which prior values to read (sysctls, MTU)", () => {
+    const steps = planHostSetup(pool);
+    assert.deepEqual(
+      steps.filter((s) => s.prior).map((s) => s.prior),
+      [
+        { kind: "mtu", dev: "tun0" },
+        { kind: "link-state", dev: "tun0" },
+        { kind: "sysctl", key: "net.ipv4.conf.tun0.accept_local" },
+        { kind: "sysctl", key: "net.ipv4.conf.tun0.rp_filter" },
+        { kind: "sysctl", key: "net.ipv4.conf.all.rp_filter" },
+        { kind: "sysctl", key: "net.ipv4.ip_forward" },
+      ],
+    );
+    // Only steps with a prior have the placeholder.
+    for (const s of steps) assert.equal(s.undo.join(" ").includes(PRIOR), s.prior !== undefined, s.what);
+    assert.deepEqual(fillPrior(steps[2].undo, "0"), [
+      "sysctl",
+      "-q",
+      "-w",
+      "net.ipv4.conf.tun0.accept_local=0",
+    ]);
+  });
+
+  it("handles prefixes, several inside interfaces, custom table/pref, no proxy ARP, MTU, TUN creation", () => {
+    const steps = planHostSetup({
+      ...pool,
+      inside: ["lan0", "lan1"],
+      pool: ["198.51.100.96/30", "203.0.113.7"],
+      tables: { inside: 42 },
+      prefs: { pool: 150 },
+      mtu: 65535,
+      createTun: true,
+      proxyArp: false,
+    });
+    assert.deepEqual(applies(steps), [
+      "ip tuntap add dev tun0 mode tun",
+      "ip link set dev tun0 mtu 65535",
+      ...common.slice(1),
+      "ip route add 198.51.100.96/30 dev tun0",
+      "ip route add 203.0.113.7/32 dev tun0",
+      "ip route add default dev tun0 table 42",
+      "ip rule add pref 150 iif lan0 lookup 42",
+      "ip rule add pref 150 iif lan1 lookup 42",
+    ]);
+    assert.deepEqual(steps[0].undo, ["ip", "tuntap", "del", "dev", "tun0", "mode", "tun"]);
+  });
+
+  it("expands a small prefix into proxy ARP entries and refuses a large one", () => {
+    const steps = planHostSetup({ ...pool, pool: ["198.51.100.100/30"] });
+    assert.deepEqual(
+      applies(steps).filter((a) => a.includes("proxy")),
+      [100, 101, 102, 103].map((n) => `ip neigh add proxy 198.51.100.${n} dev wan0`),
+    );
+    assert.throws(() => planHostSetup({ ...pool, pool: ["10.0.0.0/16"] }), /too large for proxy ARP/);
+    assert.doesNotThrow(() => planHostSetup({ ...pool, pool: ["10.0.0.0/16"], proxyArp: false }));
+  });
+
+  it("rejects bad options before planning anything", () => {
+    assert.throws(() => planHostSetup({ ...pool, pool: [] }), /at least one pool address/);
+    assert.throws(
+      () => planHostSetup({ ...pool, pool: ["198.51.100.101/30"] }),
+      /host bits set.*198\.51\.100\.100\/30/,
+    );
+    assert.throws(() => planHostSetup({ ...pool, pool: ["300.1.1.1"] }), /invalid IPv4/);
+    assert.throws(() => planHostSetup({ ...pool, inside: [] }), /at least one inside interface/);
+    assert.throws(() => planHostSetup({ ...pool, inside: ["wan0"] }), /both inside and outside/);
+    assert.throws(() => planHostSetup({ ...pool, tun: "a very long name" }), /invalid TUN interface name/);
+    assert.throws(() => planHostSetup({ ...pool, tables: { inside: 254 } }), /routing table 254/);
+    assert.throws(() => planHostSetup({ ...pool, mtu: 100 }), /invalid MTU/);
+  });
+});
+
+describe("planHostSetup: interface mode", () => {
+  it("follows the recipe", () => {
+    assert.deepEqual(applies(planHostSetup(iface)), [
+      ...common,
+      "ip route add default dev tun0 table 100",
+      "ip route add default dev tun0 table 101",
+      "ip rule add pref 200 lookup local",
+      "ip rule del pref 0 lookup local",
+      "ip rule add pref 110 iif wan0 ipproto tcp dport 61000-65534 lookup 101",
+      "ip rule add pref 111 iif wan0 ipproto udp lookup 101",
+      "ip rule add pref 112 iif wan0 ipproto icmp lookup 101",
+      "ip rule add pref 300 iif lan0 lookup 100",
+    ]);
+  });
+
+  it("moves the 'local' rule so that one always exists (undo in reverse re-adds pref 0 first)", () => {
+    const steps = planHostSetup(iface);
+    const reversedUndo = undos(steps).reverse();
+    const readd = reversedUndo.indexOf("ip rule add pref 0 lookup local");
+    const drop = reversedUndo.indexOf("ip rule del pref 200 lookup local");
+    assert.ok(readd >= 0 && drop >= 0 && readd < drop, "pref 0 comes back before pref 200 goes");
+    // And the steering rules are removed before 'local' moves back.
+    assert.ok(reversedUndo.indexOf("ip rule del pref 112 iif wan0 ipproto icmp lookup 101") < readd);
+  });
+
+  it("clamps 65535 out of the TCP rule (iproute2 rejects it) and says so", () => {
+    const steps = planHostSetup({ ...iface, ports: { first: 61000, last: 65535 } });
+    const tcp = steps.find((s) => s.apply.includes("tcp"))!;
+    assert.ok(tcp.apply.includes("61000-65534"));
+    assert.match(tcp.what, /65535-65535 stay with the kernel/);
+    assert.throws(() => planHostSetup({ ...iface, ports: { first: 65535, last: 65535 } }), /65535/);
+    assert.throws(
+      () => planHostSetup({ ...iface, ports: { first: 62000, last: 61000 } }),
+      /invalid port range/,
+    );
+  });
+
+  it("uses configured tables, prefs and several inside interfaces", () => {
+    const steps = planHostSetup({
+      ...iface,
+      inside: ["lan0", "wlan0"],
+      tables: { inside: 7, outside: 8 },
+      prefs: { tcp: 10, udp: 11, icmp: 12, local: 20, inside: 30 },
+    });
+    assert.deepEqual(applies(steps).slice(common.length), [
+      "ip route add default dev tun0 table 7",
+      "ip route add default dev tun0 table 8",
+      "ip rule add pref 20 lookup local",
+      "ip rule del pref 0 lookup local",
+      "ip rule add pref 10 iif wan0 ipproto tcp dport 61000-65534 lookup 8",
+      "ip rule add pref 11 iif wan0 ipproto udp lookup 8",
+      "ip rule add pref 12 iif wan0 ipproto icmp lookup 8",
+      "ip rule add pref 30 iif lan0 lookup 7",
+      "ip rule add pref 30 iif wlan0 lookup 7",
+    ]);
+  });
+
+  it("rejects prefs that would break the recipe", () => {
+    assert.throws(() => planHostSetup({ ...iface, prefs: { tcp: 250 } }), /before the 'local' pref/);
+    assert.throws(() => planHostSetup({ ...iface, prefs: { inside: 150 } }), /after the 'local' pref/);
+    assert.throws(() => planHostSetup({ ...iface, tables: { inside: 101 } }), /must differ/);
+  });
+});
+
+describe("plan helpers", () => {
+  it("every step's undo is its own (apply and undo are paired, undo order is the reverse)", () => {
+    for (const opts of [pool, iface]) {
+      const steps = planHostSetup(opts);
+      for (const s of steps) {
+        assert.ok(s.apply.length > 0 && s.undo.length > 0, s.what);
+        assert.equal(s.apply[0], s.undo[0], s.what);
+      }
+    }
+  });
+
+  it("sysctlKey uses slashes for interface names with dots", () => {
+    assert.equal(sysctlKey("net", "ipv4", "conf", "tun0", "rp_filter"), "net.ipv4.conf.tun0.rp_filter");
+    assert.equal(
+      sysctlKey("net", "ipv4", "conf", "eth0.100", "rp_filter"),
+      "net/ipv4/conf/eth0.100/rp_filter",
+    );
+  });
+
+  it("parses and expands prefixes", () => {
+    assert.deepEqual(parsePrefix("198.51.100.100"), { addr: "198.51.100.100", len: 32 });
+    assert.deepEqual(expandPrefix(parsePrefix("10.0.0.254/31")), ["10.0.0.254", "10.0.0.255"]);
+    assert.throws(() => parsePrefix("10.0.0.0/"), /invalid/);
+    assert.throws(() => parsePrefix("10.0.0.0/33"), /invalid/);
+  });
+
+  it("recognises 'already gone' errors from ip and sysctl", () => {
+    assert.ok(isAlreadyGone("RTNETLINK answers: No such process"));
+    assert.ok(isAlreadyGone("RTNETLINK answers: No such file or directory"));
+    assert.ok(isAlreadyGone('Cannot find device "tun0"'));
+    assert.ok(
+      isAlreadyGone("sysctl: cannot stat /proc/sys/net/ipv4/conf/tun0/rp_filter: No such file or directory"),
+    );
+    assert.ok(!isAlreadyGone("RTNETLINK answers: Operation not permitted"));
+  });
+});
+
+describe("ephemeral port range", () => {
+  it("parses /proc/sys/net/ipv4/ip_local_port_range", () => {
+    assert.deepEqual(parsePortRange("32768\t60999\n"), { first: 32768, last: 60999 });
+    assert.throws(() => parsePortRange("garbage"), /cannot parse/);
+    assert.throws(() => parsePortRange("5 4"), /invalid/);
+  });
+
+  it("reports an overlap with a clear message", () => {
+    const eph = { first: 32768, last: 60999 };
+    assert.equal(
+      ephemeralOverlapMessage({ first: 32768, last: 61000 }, eph),
+      "port range 32768-61000 overlaps the kernel's ephemeral range net.ipv4.ip_local_port_range = 32768 60999; " +
+        "choose ports above 60999 or change the sysctl",
+    );
+    assert.ok(ephemeralOverlapMessage({ first: 60999, last: 60999 }, eph));
+    assert.ok(ephemeralOverlapMessage({ first: 1000, last: 32768 }, eph));
+    assert.equal(ephemeralOverlapMessage({ first: 61000, last: 65534 }, eph), undefined);
+    assert.equal(ephemeralOverlapMessage({ first: 1024, last: 32767 }, eph), undefined);
+    assert.match(
+      ephemeralOverlapMessage({ first: 61000, last: 65535 }, { first: 40000, last: 65535 })!,
+      /below 40000/,
+    );
+  });
+});
+
+// applyHostSetup/undoHostSetup with harmless commands (sh appending to a log): no root needed.
+describe("apply and undo (with stand-in commands)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "masq-apply-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  let n = 0;
+  const fresh = () => {
+    n += 1;
+    return { log: join(dir, `log${n}`), state: join(dir, `state${n}.json`) };
+  };
+  const step = (log: string, name: string, undo = true): HostStep => ({
+    what: name,
+    apply: ["sh", "-c", `echo apply ${name} >> ${log}`],
+    undo: undo ? ["sh", "-c", `echo undo ${name} >> ${log}`] : [],
+  });
+  const lines = (log: string) => readFileSync(log, "utf8").trim().split("\n");
+
+  it("applies in order, records each step, undoes in reverse and removes the state file", async () => {
+    const f = fresh();
+    // The middle step copies the state file while it runs: it must already be recorded as pending.
+    const snap = join(dir, "snap.json");
+    const spy: HostStep = { what: "spy", apply: ["sh", "-c", `cp ${f.state} ${snap}`], undo: [] };
+    await applyHostSetup([step(f.log, "a"), spy, step(f.log, "b")], f.state);
+    const during = JSON.parse(readFileSync(snap, "utf8"));
+    assert.deepEqual(
+      during.steps.map((s: { what: string; status: string }) => `${s.what}:${s.status}`),
+      ["a:applied", "spy:pending"],
+    );
+    assert.equal(during.pid, process.pid);
+    assert.deepEqual(
+      readState(f.state)?.steps.map((s) => s.status),
+      ["applied", "applied", "applied"],
+    );
+    const report = await undoHostSetup(f.state);
+    assert.deepEqual(report.undone, ["b", "a"]);
+    assert.deepEqual(lines(f.log), ["apply a", "apply b", "undo b", "undo a"]);
+    assert.equal(existsSync(f.state), false);
+  });
+
+  it("substitutes the prior value read at apply time into the undo", async () => {
+    const f = fresh();
+    const ostype = spawnSync("sysctl", ["-n", "kernel.ostype"], { encoding: "utf8" }).stdout.trim();
+    await applyHostSetup(
+      [
+        {
+          what: "prior",
+          apply: ["true"],
+          undo: ["sh", "-c", `echo restore ${PRIOR} >> ${f.log}`],
+          prior: { kind: "sysctl", key: "kernel.ostype" },
+        },
+      ],
+      f.state,
+    );
+    assert.equal(readState(f.state)?.steps[0].prior, ostype);
+    await undoHostSetup(f.state);
+    assert.deepEqual(lines(f.log), [`restore ${ostype}`]);
+  });
+
+  it("rolls back on a failing step and names it", async () => {
+    const f = fresh();
+    const bad: HostStep = { what: "bad step", apply: ["sh", "-c", "echo nope >&2; exit 2"], undo: ["false"] };
+    await assert.rejects(
+      applyHostSetup([step(f.log, "a"), step(f.log, "b"), bad, step(f.log, "c")], f.state),
+      /host setup failed at step "bad step": command failed: sh -c .*exited with code 2.*nope/,
+    );
+    assert.deepEqual(lines(f.log), ["apply a", "apply b", "undo b", "undo a"]);
+    assert.equal(existsSync(f.state), false);
+  });
+
+  it("tolerates already-gone objects and reports other undo failures", async () => {
+    const f = fresh();
+    const gone: HostStep = {
+      what: "gone",
+      apply: ["true"],
+      undo: ["sh", "-c", "echo 'RTNETLINK answers: No such process' >&2; exit 2"],
+    };
+    const broken: HostStep = {
+      what: "broken",
+      apply: ["true"],
+      undo: ["sh", "-c", "echo 'Operation not permitted' >&2; exit 2"],
+    };
+    await applyHostSetup([step(f.log, "a"), gone, broken], f.state);
+    const report = await undoHostSetup(f.state);
+    assert.deepEqual(report.undone, ["a"]);
+    assert.deepEqual(report.gone, ["gone"]);
+    assert.deepEqual(
+      report.failed.map((x) => x.what),
+      ["broken"],
+    );
+    assert.equal(existsSync(f.state), false);
+  });
+
+  it("refuses to overwrite an existing state file", async () => {
+    const f = fresh();
+    await applyHostSetup([step(f.log, "a")], f.state);
+    await assert.rejects(applyHostSetup([step(f.log, "b")], f.state), /already exists/);
+    await undoHostSetup(f.state);
+  });
+
+  it("cleanLeftovers undoes the record of a dead process (pending steps too) and skips a live one", async () => {
+    const f = fresh();
+    assert.equal(await cleanLeftovers(f.state), undefined, "nothing to clean");
+    const dead = spawnSync("true").pid!;
+    const record = (pid: number) => ({
+      version: 1,
+      pid,
+      pidStart: null,
+      netns: null,
+      createdAt: new Date().toISOString(),
+      steps: [
+        { what: "a", undo: step(f.log, "a").undo, status: "applied" },
+        { what: "b", undo: step(f.log, "b").undo, status: "pending" },
+      ],
+    });
+    // A live process that is not this one: pid 1.
+    writeFileSync(f.state, JSON.stringify(record(1)));
+    await assert.rejects(cleanLeftovers(f.state), /another masq \(pid 1\) is running/);
+    writeFileSync(f.state, JSON.stringify(record(dead)));
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };
+    const report = await cleanLeftovers(f.state, { log });
+    assert.deepEqual(report?.undone, ["b", "a"]);
+    assert.deepEqual(lines(f.log), ["undo b", "undo a"]);
+    assert.match(warnings[0], /did not exit cleanly/);
+    assert.equal(existsSync(f.state), false);
+  });
+});
