@@ -26,7 +26,7 @@ import {
   type MasqMode,
   type MasqNetwork,
   withTopology,
-} from "../helpers/netns.ts";
+} from "../../src/lab/netns.ts";
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : "needs root (network namespaces)";

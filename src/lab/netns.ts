@@ -7,7 +7,7 @@
 // their target namespaces (`ip -n A link add ... peer ... netns B`).
 
 import { type ChildProcess, spawn as spawnChild, spawnSync } from "node:child_process";
-import { type ExecResult, exec as execIn, run as runIn } from "../../src/host/exec.ts";
+import { type ExecResult, exec as execIn, run as runIn } from "../host/exec.ts";
 
 export type { ExecResult };
 
