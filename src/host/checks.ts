@@ -137,3 +137,18 @@ export async function assertNoEphemeralOverlap(
   const msg = ephemeralOverlapMessage(range, where.ephemeral ?? (await ephemeralPortRange(where)));
   if (msg) throw new Error(msg);
 }
+
+/** The IPv4 networks of an interface as "a.b.c.d/len" with host bits cleared (its connected prefixes). */
+export async function interfacePrefixes(name: string, where: WhereOptions = {}): Promise<string[]> {
+  const link = await showLink(name, where, "addr");
+  if (!link) throw new Error(`interface ${name} does not exist`);
+  return (link.addr_info ?? [])
+    .filter((a) => a.family === "inet")
+    .map((a) => {
+      const parts = a.local.split(".").map(Number);
+      const v = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+      const mask = a.prefixlen === 0 ? 0 : (0xffffffff << (32 - a.prefixlen)) >>> 0;
+      const n = (v & mask) >>> 0;
+      return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/${a.prefixlen}`;
+    });
+}

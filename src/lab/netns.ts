@@ -24,6 +24,8 @@ export interface ExecOpts {
 export interface SpawnOpts {
   /** Keep stdin open as a pipe (default: closed). */
   stdin?: boolean;
+  /** Environment of the process (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 let labCounter = 0;
@@ -48,6 +50,7 @@ export class LabProcess {
     this.argv = argv;
     this.child = spawnChild("ip", ["netns", "exec", ns, ...argv], {
       stdio: [opts.stdin ? "pipe" : "ignore", "pipe", "pipe"],
+      env: opts.env ?? process.env,
     });
     if (this.child.pid === undefined) {
       // Spawn failed synchronously (e.g. ENOENT); 'error' follows, exited resolves then.

@@ -1,0 +1,166 @@
+// `masq lab`: the classic masquerade network of the Linux IP-Masquerade HOWTO, built in network
+// namespaces on this machine — A-box, B-box and C-box on 192.168.0.0/24 behind the gateway
+// masq-gate (192.168.0.1), which has one public address toward an ISP router and an "Internet"
+// host that has no route back to the private network. masq runs in the gateway; every box then
+// uses the web, ping, traceroute and UDP through it, and the lab shows what the Internet host
+// saw and masq's connection table.
+import { labScript, type MasqProcess, startMasq } from "./masq-process.ts";
+import {
+  buildMasqNetwork,
+  type InsideHost,
+  type LabProcess,
+  type MasqMode,
+  type MasqNetwork,
+} from "./netns.ts";
+
+export interface LabOptions {
+  keep: boolean;
+  mode: MasqMode;
+  /** Where to write (default stdout). */
+  out?: (line: string) => void;
+}
+
+interface StepResult {
+  ok: boolean;
+  text: string;
+}
+
+const BOX_NAMES: Record<InsideHost["name"], string> = { abox: "A-box", bbox: "B-box", cbox: "C-box" };
+
+export async function runLab(opts: LabOptions): Promise<number> {
+  const say = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  if (process.getuid?.() !== 0) {
+    say("masq lab: needs root (it builds network namespaces); run it with sudo");
+    return 1;
+  }
+  say(`masq lab: building the classic masquerade network (${opts.mode} mode) in network namespaces ...`);
+  const net = await buildMasqNetwork({ prefix: "masqlab", mode: opts.mode });
+  let masq: MasqProcess | undefined;
+  let failures = 0;
+  const stopSignals = () => {
+    // The namespaces go in the finally below; a second signal ends at once.
+    process.once("SIGINT", () => process.exit(130));
+  };
+  process.once("SIGINT", stopSignals);
+  try {
+    say("");
+    say("   A-box 192.168.0.2 ─┐");
+    say(
+      `   B-box 192.168.0.3 ─┼─ 192.168.0.1 [masq-gate] ${net.gate.wanAddr} ── 198.51.100.1 [isp] ── 203.0.113.10 [Internet host]`,
+    );
+    say("   C-box 192.168.0.4 ─┘");
+    say(
+      `   public address: ${net.publicAddr}${opts.mode === "pool" ? " (held by no interface: masq owns it)" : " (the gateway's own, shared with it)"}`,
+    );
+    say("");
+    const inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80", "--udp", "7"]);
+    await inet.waitFor(/"proto":"udp"/, 10_000);
+    say("starting masq in the gateway namespace ...");
+    masq = await startMasq(net);
+    say(`masq is running (pid ${masq.proc.pid}); control socket ${masq.socket}`);
+    say("");
+
+    const results = await Promise.all(net.inside.map((box) => exerciseBox(net, box)));
+    for (const [i, box] of net.inside.entries()) {
+      say(`── ${BOX_NAMES[box.name]} (${box.addr})`);
+      for (const r of results[i]) {
+        say(`   ${r.ok ? "✔" : "✘"} ${r.text}`);
+        if (!r.ok) failures++;
+      }
+    }
+    say("");
+    say(`── What the Internet host (${net.inet.addr}) saw:`);
+    for (const line of seenBy(inet)) say(`   ${line}`);
+    say("");
+    say("── masq's connection table (masq conns):");
+    for (const line of (await masq.cli(["conns"])).trimEnd().split("\n")) say(`   ${line}`);
+    say("");
+    if (opts.keep) {
+      say("The lab stays up. Enter a box with:");
+      for (const box of net.inside)
+        say(`   ip netns exec ${box.ns} bash      # ${BOX_NAMES[box.name]} ${box.addr}`);
+      say(
+        `   ip netns exec ${net.gate.ns} bash      # masq-gate (try: node ${process.argv[1]} conns --socket ${masq.socket})`,
+      );
+      say(`   ip netns exec ${net.inet.ns} bash      # the Internet host ${net.inet.addr}`);
+      say("Press Ctrl-C to tear it down.");
+      await new Promise<void>((resolve) => {
+        process.removeListener("SIGINT", stopSignals);
+        process.once("SIGINT", () => resolve());
+        process.once("SIGTERM", () => resolve());
+      });
+    }
+    say(failures === 0 ? "Everything worked through masq." : `${failures} check(s) failed.`);
+  } finally {
+    process.removeListener("SIGINT", stopSignals);
+    say("tearing the lab down ...");
+    if (masq) {
+      const code = await masq.stop();
+      if (code !== 0) {
+        say(`masq exited with ${code}: ${masq.proc.stderr.slice(-2000)}`);
+        failures++;
+      }
+    }
+    await net.destroy();
+    say("done: no namespace, process or route of the lab is left.");
+  }
+  return failures === 0 ? 0 : 1;
+}
+
+/** What each box does through the gateway: the web, ping, traceroute and a UDP exchange. */
+async function exerciseBox(net: MasqNetwork, box: InsideHost): Promise<StepResult[]> {
+  const lab = net.lab;
+  const target = net.inet.addr;
+  const out: StepResult[] = [];
+  const web = await lab.exec(box.ns, ["curl", "-sS", "--max-time", "10", `http://${target}/`], {
+    timeoutMs: 15_000,
+  });
+  out.push({
+    ok: web.code === 0 && web.stdout.includes(net.publicAddr),
+    text: `web: ${oneLine(web.stdout || web.stderr)}`,
+  });
+  const ping = await lab.exec(box.ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", target], {
+    timeoutMs: 15_000,
+  });
+  const loss = /(\d+) received/.exec(ping.stdout)?.[1] ?? "0";
+  const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.stdout)?.[1];
+  out.push({ ok: ping.code === 0, text: `ping ${target}: ${loss}/3 replies${rtt ? `, avg ${rtt} ms` : ""}` });
+  const tr = await lab.exec(box.ns, ["traceroute", "-n", "-q", "1", "-w", "2", "-m", "6", target], {
+    timeoutMs: 30_000,
+  });
+  const hops = tr.stdout
+    .split("\n")
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/).slice(0, 2).join(" "))
+    .filter((l) => l.length > 0);
+  out.push({
+    ok: tr.code === 0 && tr.stdout.includes(target),
+    text: `traceroute: ${hops.join("  ") || oneLine(tr.stderr)}`,
+  });
+  const udp = await lab.exec(box.ns, ["socat", "-T", "3", "-", `UDP:${target}:7`], {
+    input: `hello from ${box.name}\n`,
+    timeoutMs: 10_000,
+  });
+  out.push({
+    ok: udp.code === 0 && udp.stdout.includes(net.publicAddr),
+    text: `UDP: ${oneLine(udp.stdout || udp.stderr)}`,
+  });
+  return out;
+}
+
+function seenBy(inet: LabProcess): string[] {
+  const lines: string[] = [];
+  for (const l of inet.stdout.split("\n")) {
+    try {
+      const o = JSON.parse(l) as { proto?: string; peer?: string; port?: number; path?: string };
+      if (o.peer) lines.push(`${o.proto} from ${o.peer}:${o.port}${o.path ? ` ${o.path}` : ""}`);
+    } catch {
+      // not a log line
+    }
+  }
+  return lines.length > 0 ? lines : ["(nothing)"];
+}
+
+function oneLine(s: string): string {
+  return s.trim().replace(/\s+/g, " ").slice(0, 160);
+}

@@ -1,0 +1,74 @@
+// Starting masq as a real daemon process in a lab's gateway namespace, as a person would with
+// `masq run`; used by `masq lab`, the end-to-end tests and the end-to-end benchmark.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { LabProcess, MasqNetwork } from "./netns.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The repository (or installed package) root: src/lab and dist/lab both sit two levels down. */
+export const PACKAGE_ROOT = join(here, "..", "..");
+export const MASQ_BIN = join(PACKAGE_ROOT, "bin", "masq.js");
+
+/** argv that runs one of the lab's own scripts (inet-service …) with this Node. */
+export function labScript(name: string): string[] {
+  const ts = import.meta.url.endsWith(".ts");
+  const file = join(here, `${name}${ts ? ".ts" : ".js"}`);
+  return ts ? [process.execPath, "--import", "tsx", file] : [process.execPath, file];
+}
+
+export interface MasqProcessOptions {
+  /** Extra flags for `masq run` (e.g. ["--filtering", "endpoint-independent"]). */
+  flags?: string[];
+  /** A TOML config file for `masq run --config`. */
+  config?: string;
+  tun?: string;
+}
+
+export interface MasqProcess {
+  proc: LabProcess;
+  socket: string;
+  /** Runs a masq client command (conns, stats …) against this daemon; returns stdout. */
+  cli(args: string[]): Promise<string>;
+  /** SIGTERM and wait for a clean exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {}): Promise<MasqProcess> {
+  if (!existsSync(join(PACKAGE_ROOT, "dist", "cli", "main.js")))
+    throw new Error("masq is not built: run `npm ci` (or `npm run build`) first");
+  const socket = `/run/masq/${net.gate.ns}.sock`;
+  const argv = [
+    process.execPath,
+    MASQ_BIN,
+    "run",
+    "--inside",
+    net.gate.lan,
+    "--outside",
+    net.gate.wan,
+    "--tun",
+    opts.tun ?? "masq0",
+    "--socket",
+    socket,
+    ...(net.mode === "pool" ? ["--address", net.publicAddr] : []),
+    ...(opts.config ? ["--config", opts.config] : []),
+    ...(opts.flags ?? []),
+  ];
+  const proc = net.lab.spawn(net.gate.ns, argv, { env: { ...process.env, MASQ_LOG_FORMAT: "json" } });
+  await proc.waitFor(/masq ready/, 15_000);
+  return {
+    proc,
+    socket,
+    async cli(args: string[]) {
+      const r = await net.lab.exec(net.gate.ns, [process.execPath, MASQ_BIN, ...args, "--socket", socket], {
+        timeoutMs: 10_000,
+      });
+      if (r.code !== 0) throw new Error(`masq ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
+      return r.stdout;
+    },
+    async stop() {
+      await proc.kill("SIGTERM", 10_000);
+      return proc.exitCode;
+    },
+  };
+}

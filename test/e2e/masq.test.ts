@@ -1,0 +1,245 @@
+// End to end: masq as a real daemon in the gateway namespace of the classic masquerade network,
+// real programs on both sides (curl, ping, traceroute, socat), in both address modes.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { bodySha256 } from "../../src/lab/body.ts";
+import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
+
+const root = process.getuid?.() === 0;
+const skip = root ? false : "needs root (network namespaces)";
+
+/** Routes, rules, proxy entries and sysctls of the gateway namespace, to compare before/after. */
+async function gatewaySnapshot(net: MasqNetwork): Promise<string> {
+  const ns = net.gate.ns;
+  const parts = await Promise.all([
+    net.lab.run(ns, ["ip", "rule", "show"]),
+    net.lab.run(ns, ["ip", "route", "show", "table", "all"]),
+    net.lab.run(ns, ["ip", "neigh", "show", "proxy"]),
+    net.lab.run(ns, [
+      "sysctl",
+      "net.ipv4.ip_forward",
+      "net.ipv4.conf.all.rp_filter",
+      "net.ipv4.conf.default.rp_filter",
+      "net.ipv4.conf.all.accept_local",
+    ]),
+    net.lab.run(ns, ["ip", "-o", "link", "show"]),
+  ]);
+  return parts.join("\n---\n");
+}
+
+function peersSeen(inet: LabProcess, proto: string): string[] {
+  const out: string[] = [];
+  for (const l of inet.stdout.split("\n")) {
+    if (!l.startsWith("{")) continue;
+    const o = JSON.parse(l) as { proto?: string; peer?: string };
+    if (o.proto === proto && o.peer) out.push(o.peer);
+  }
+  return out;
+}
+
+for (const mode of ["interface", "pool"] as MasqMode[]) {
+  describe(`masq run, ${mode} mode`, { skip }, () => {
+    let net: MasqNetwork;
+    let masq: MasqProcess;
+    let inet: LabProcess;
+    let before0 = "";
+    let tmp: string;
+
+    before(async () => {
+      tmp = mkdtempSync(join(tmpdir(), "masq-e2e-"));
+      net = await buildMasqNetwork({ prefix: "masqe2e", mode });
+      before0 = await gatewaySnapshot(net);
+      inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80", "--udp", "7"]);
+      await inet.waitFor(/"proto":"udp"/, 10_000);
+      // Short UDP timeout so expiry can be exercised instead of waited for.
+      const config = join(tmp, "masq.toml");
+      writeFileSync(config, "[timeouts]\nallow_short_timeouts = true\nudp = 4\n");
+      masq = await startMasq(net, { config });
+    });
+
+    after(async () => {
+      try {
+        if (masq?.proc.running) await masq.stop();
+      } finally {
+        await net?.destroy();
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+    it("HTTP from three inside hosts at once: the server sees the public address; 4 MB bodies arrive byte-exact", async () => {
+      const size = 4_000_000;
+      const want = bodySha256(size);
+      const results = await Promise.all(
+        net.inside.map((box) =>
+          net.lab.exec(
+            box.ns,
+            ["sh", "-c", `curl -sS --max-time 60 http://${net.inet.addr}/bytes/${size} | sha256sum`],
+            {
+              timeoutMs: 70_000,
+            },
+          ),
+        ),
+      );
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.code, 0, `${net.inside[i].name}: ${r.stderr}`);
+        assert.equal(r.stdout.split(" ")[0], want, `${net.inside[i].name} body differs`);
+      }
+      const peers = peersSeen(inet, "http");
+      assert.ok(peers.length >= 3);
+      for (const p of peers) assert.equal(p, net.publicAddr);
+    });
+
+    it("ping from all three inside hosts to the same Internet host at the same time", async () => {
+      const results = await Promise.all(
+        net.inside.map((box) =>
+          net.lab.exec(box.ns, ["ping", "-c", "5", "-i", "0.2", "-W", "2", net.inet.addr], {
+            timeoutMs: 20_000,
+          }),
+        ),
+      );
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.code, 0, `${net.inside[i].name}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stdout, / 5 received/);
+      }
+    });
+
+    for (const [label, flag] of [
+      ["UDP", []],
+      ["ICMP", ["-I"]],
+    ] as const) {
+      it(`traceroute (${label}) from an inside host shows the gateway, the ISP router and the target`, async () => {
+        const r = await net.lab.exec(
+          net.inside[0].ns,
+          ["traceroute", ...flag, "-n", "-q", "1", "-w", "2", "-m", "6", net.inet.addr],
+          { timeoutMs: 40_000 },
+        );
+        assert.equal(r.code, 0, r.stderr);
+        const hops = r.stdout
+          .split("\n")
+          .slice(1)
+          .map((l) => l.trim().split(/\s+/)[1]);
+        assert.deepEqual(hops.slice(0, 3), ["192.168.0.1", "198.51.100.1", net.inet.addr], r.stdout);
+      });
+    }
+
+    it("UDP request/response with socat; the mapping survives idleness shorter than its timeout and then expires", async () => {
+      const box = net.inside[1];
+      const ask = () =>
+        net.lab.exec(box.ns, ["socat", "-T", "3", "-", `UDP:${net.inet.addr}:7,sourceport=40007,reuseaddr`], {
+          input: "ping\n",
+          timeoutMs: 10_000,
+        });
+      const first = await ask();
+      assert.equal(first.code, 0, first.stderr);
+      const port1 = /from [\d.]+:(\d+)/.exec(first.stdout)?.[1];
+      assert.ok(port1, first.stdout);
+      assert.ok(first.stdout.includes(net.publicAddr));
+      await new Promise((r) => setTimeout(r, 2000)); // idle, but less than the 4 s timeout
+      const second = await ask();
+      assert.equal(/from [\d.]+:(\d+)/.exec(second.stdout)?.[1], port1, "same mapping after 2 s idle");
+      const conns = JSON.parse(await masq.cli(["conns", "--json"])) as Array<{
+        inside: { addr: string; port: number };
+        protocol: string;
+      }>;
+      assert.ok(
+        conns.some((c) => c.protocol === "udp" && c.inside.addr === box.addr && c.inside.port === 40007),
+      );
+      await new Promise((r) => setTimeout(r, 6500)); // past the timeout: the mapping is gone
+      const after = JSON.parse(await masq.cli(["conns", "--json"])) as Array<{
+        inside: { addr: string; port: number };
+      }>;
+      assert.ok(!after.some((c) => c.inside.addr === box.addr && c.inside.port === 40007), "expired");
+    });
+
+    it("unsolicited TCP SYN and UDP from the Internet host to the masq port range reach no inside host", async () => {
+      const port = 61_234;
+      const listeners = net.inside.map((box) =>
+        net.lab.spawn(box.ns, ["socat", "-u", `UDP-RECV:${port}`, "STDOUT"]),
+      );
+      const tcpListeners = net.inside.map((box) =>
+        net.lab.spawn(box.ns, ["socat", "-u", `TCP-LISTEN:${port},reuseaddr`, "STDOUT"]),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const statsBefore = JSON.parse(await masq.cli(["stats", "--json"])) as {
+        counters: Record<string, number>;
+      };
+      await net.lab.exec(net.inet.ns, ["socat", "-u", "-", `UDP:${net.publicAddr}:${port}`], {
+        input: "intruder\n",
+        timeoutMs: 5000,
+      });
+      const syn = await net.lab.exec(
+        net.inet.ns,
+        ["curl", "-sS", "--max-time", "2", `http://${net.publicAddr}:${port}/`],
+        { timeoutMs: 5000 },
+      );
+      assert.notEqual(syn.code, 0, "the TCP connection must not be established");
+      await new Promise((r) => setTimeout(r, 300));
+      for (const l of [...listeners, ...tcpListeners]) {
+        assert.equal(l.stdout, "", "an inside host received unsolicited traffic");
+        await l.kill();
+      }
+      const statsAfter = JSON.parse(await masq.cli(["stats", "--json"])) as {
+        counters: Record<string, number>;
+      };
+      assert.ok(statsAfter.counters.drop_no_mapping >= statsBefore.counters.drop_no_mapping + 2);
+    });
+
+    if (mode === "interface") {
+      it("the gateway's own services and traffic keep working in interface mode", async () => {
+        const server = net.lab.spawn(net.gate.ns, [
+          ...labScript("inet-service"),
+          "--http",
+          "8080",
+          "--udp",
+          "5353",
+        ]);
+        try {
+          await server.waitFor(/"proto":"udp"/, 10_000);
+          const web = await net.lab.exec(
+            net.inet.ns,
+            ["curl", "-sS", "--max-time", "5", `http://${net.publicAddr}:8080/`],
+            { timeoutMs: 8000 },
+          );
+          assert.equal(web.code, 0, web.stderr);
+          assert.match(web.stdout, /hello/);
+          const pingGw = await net.lab.exec(
+            net.inet.ns,
+            ["ping", "-c", "2", "-i", "0.2", "-W", "2", net.publicAddr],
+            { timeoutMs: 10_000 },
+          );
+          assert.equal(pingGw.code, 0, pingGw.stdout);
+          const own = await net.lab.exec(
+            net.gate.ns,
+            ["ping", "-c", "2", "-i", "0.2", "-W", "2", net.inet.addr],
+            { timeoutMs: 10_000 },
+          );
+          assert.equal(own.code, 0, own.stdout);
+          const ownWeb = await net.lab.exec(
+            net.gate.ns,
+            ["curl", "-sS", "--max-time", "5", `http://${net.inet.addr}/`],
+            { timeoutMs: 8000 },
+          );
+          assert.equal(ownWeb.code, 0, ownWeb.stderr);
+          const lanWeb = await net.lab.exec(
+            net.inside[0].ns,
+            ["curl", "-sS", "--max-time", "5", "http://192.168.0.1:8080/"],
+            { timeoutMs: 8000 },
+          );
+          assert.equal(lanWeb.code, 0, lanWeb.stderr);
+        } finally {
+          await server.kill();
+        }
+      });
+    }
+
+    it("SIGTERM: masq exits cleanly and leaves no route, rule, proxy entry or sysctl it added", async () => {
+      const code = await masq.stop();
+      assert.equal(code, 0, masq.proc.stderr.slice(-2000));
+      assert.equal(await gatewaySnapshot(net), before0);
+    });
+  });
+}
