@@ -2,16 +2,8 @@
 // per wake-up; forwarded packets are written back as one batch; replies and released fragments
 // follow. Nothing here allocates per packet.
 import { performance } from "node:perf_hooks";
+import type { BatchIo } from "../io/batch-io.ts";
 import { DROP, FORWARD, type NatEngine, REPLY } from "../nat/engine.ts";
-
-/** What the datapath needs of a packet device (the TUN in production, memory in tests). */
-export interface BatchIo {
-  /** With a virtio-net header, each packet starts with these bytes (0 without). */
-  readonly headerBytes: number;
-  start(onBatch: (buf: Uint8Array, meta: Uint32Array, count: number) => void): void;
-  writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
-  write(buf: Uint8Array, off: number, len: number): boolean;
-}
 
 /** virtio_net_hdr flags: the L4 checksum is partial (pseudo-header only), finished by the kernel. */
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;

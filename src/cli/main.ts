@@ -1,0 +1,123 @@
+// The masq command line: parses and delegates (run → control/daemon, lab → lab/lab, the rest
+// talk to a running daemon over its control socket).
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { controlGet } from "../control/client.ts";
+import {
+  ConfigError,
+  DEFAULT_CONTROL_SOCKET,
+  FILTERINGS,
+  type RunFlags,
+  resolveRunConfig,
+} from "../control/config.ts";
+import { type ConnsReply, formatConns, formatStats, type StatsReply } from "../control/format.ts";
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function positiveInt(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("must be a whole number ≥ 0");
+  return n;
+}
+
+function socketOption(): Option {
+  return new Option("--socket <path>", "control socket of the running masq").default(DEFAULT_CONTROL_SOCKET);
+}
+
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command("masq")
+    .description("IP masquerading (one-to-many NAT) for Linux, in user space over a TUN device")
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command("run")
+    .description("run the gateway: masquerade the inside interfaces' traffic behind the outside one")
+    .option("--inside <ifname,...>", "inside (LAN) interface(s); repeat or separate with commas", collect)
+    .option("--outside <ifname>", "outside (WAN) interface")
+    .option(
+      "--address <ip[/len]>",
+      "pool mode: a public address masq owns (held by no interface); repeatable. Without it: interface mode, sharing the outside interface's address",
+      collect,
+    )
+    .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
+    .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
+    .option("--config <file>", "TOML config file (flags override it)")
+    .option("--tun <name>", "TUN device name (default masq0)")
+    .option("--socket <path>", `control socket (default ${DEFAULT_CONTROL_SOCKET})`)
+    .option("--no-offload", "do not use IFF_VNET_HDR offloads (one packet per read/write)")
+    .addOption(
+      new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]),
+    )
+    .addOption(new Option("--log-format <format>", "log format").choices(["text", "json"]))
+    .action(async (opts: RunFlags & { offload: boolean }) => {
+      const flags: RunFlags = { ...opts };
+      // commander sets offload=true by default; only an explicit --no-offload overrides the file.
+      if (opts.offload !== false) delete flags.offload;
+      const cfg = resolveRunConfig(flags);
+      const { runDaemon } = await import("../control/daemon.ts");
+      setExit(await runDaemon(cfg));
+    });
+
+  program
+    .command("lab")
+    .description("build the classic masquerade network in namespaces, run masq and real programs through it")
+    .option("--keep", "leave the lab up for exploring (Ctrl-C tears it down)", false)
+    .addOption(
+      new Option("--mode <mode>", "address mode").choices(["interface", "pool"]).default("interface"),
+    )
+    .action(async (opts: { keep: boolean; mode: "interface" | "pool" }) => {
+      const { runLab } = await import("../lab/lab.ts");
+      setExit(await runLab({ keep: opts.keep, mode: opts.mode }));
+    });
+
+  program
+    .command("conns")
+    .description("list the connection table of the running masq (like conntrack -L)")
+    .option("--json", "print JSON", false)
+    .option("--limit <n>", "show at most n connections", positiveInt)
+    .addOption(socketOption())
+    .action(async (opts: { json: boolean; limit?: number; socket: string }) => {
+      const q = opts.limit === undefined ? "" : `?limit=${opts.limit}`;
+      const reply = (await controlGet(opts.socket, `/v1/conns${q}`)) as ConnsReply;
+      process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatConns(reply));
+    });
+
+  program
+    .command("stats")
+    .description("counters of the running masq: events, every drop reason, table use, datapath")
+    .option("--json", "print JSON", false)
+    .option("--prometheus", "print the Prometheus metrics text", false)
+    .addOption(socketOption())
+    .action(async (opts: { json: boolean; prometheus: boolean; socket: string }) => {
+      if (opts.prometheus) {
+        process.stdout.write(String(await controlGet(opts.socket, "/metrics")));
+        return;
+      }
+      const reply = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
+      process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatStats(reply));
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves with the exit code. Errors are printed as one clear line. */
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof ConfigError) {
+      process.stderr.write(`masq: configuration error: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`masq: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,308 @@
+// `masq run` configuration: a TOML file validated against a schema, overridden by command-line
+// flags. Every error names the key (or flag) and the problem; unknown keys are refused, because a
+// misspelt key silently ignored is a gateway misconfigured in production.
+import { readFileSync } from "node:fs";
+import { parse as parseToml } from "smol-toml";
+import * as v from "valibot";
+import { DEFAULT_TIMEOUTS, type Filtering, type Timeouts } from "../nat/config.ts";
+
+export const FILTERINGS: readonly Filtering[] = [
+  "endpoint-independent",
+  "address-dependent",
+  "address-port-dependent",
+];
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ["json", "text"] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** RFC minimums a configuration may only undercut with `allow_short_timeouts` (tests, labs). */
+export const MIN_TIMEOUTS = {
+  /** RFC 5382 REQ-5. */
+  tcp_established: 7440,
+  /** RFC 5382 REQ-5 (transitory: 4 min). */
+  tcp_transitory: 240,
+  /** RFC 4787 REQ-5. */
+  udp: 120,
+  /** RFC 5508 REQ-1. */
+  icmp: 60,
+} as const;
+
+export interface RunConfig {
+  inside: string[];
+  outside: string;
+  /** Pool mode when non-empty: addresses or prefixes masq owns and no interface holds. */
+  addresses: string[];
+  /** Networks treated as inside; empty means the connected prefixes of the inside interfaces. */
+  insideNetworks: string[];
+  ports: { first: number; last: number };
+  filtering: Filtering;
+  tun: string;
+  controlSocket: string;
+  stateDir: string;
+  /** IFF_VNET_HDR with TSO/USO: up to 64 KB per read/write. */
+  offload: boolean;
+  portParity: boolean;
+  timeouts: Timeouts;
+  limits: { maxFlows: number; maxFlowsPerHost: number; maxHosts: number };
+  log: { level: LogLevel; format: LogFormat };
+}
+
+export const DEFAULT_CONTROL_SOCKET = "/run/masq/masq.sock";
+
+export function defaultRunConfig(): RunConfig {
+  return {
+    inside: [],
+    outside: "",
+    addresses: [],
+    insideNetworks: [],
+    ports: { first: 61000, last: 65534 },
+    filtering: "address-dependent",
+    tun: "masq0",
+    controlSocket: DEFAULT_CONTROL_SOCKET,
+    stateDir: "/run/masq",
+    offload: true,
+    portParity: false,
+    timeouts: { ...DEFAULT_TIMEOUTS },
+    limits: { maxFlows: 262_144, maxFlowsPerHost: 8192, maxHosts: 4096 },
+    log: { level: "info", format: "text" },
+  };
+}
+
+/** A configuration problem, with the key or flag it concerns. */
+export class ConfigError extends Error {
+  constructor(
+    readonly where: string,
+    problem: string,
+  ) {
+    super(`${where}: ${problem}`);
+    this.name = "ConfigError";
+  }
+}
+
+const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+const ifname = v.pipe(v.string(), v.regex(IFNAME, "must be an interface name (1-15 letters, digits, _.:-)"));
+const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
+
+const fileSchema = v.strictObject({
+  inside: v.optional(v.union([ifname, v.array(ifname)], "must be an interface name or a list of them")),
+  outside: v.optional(ifname),
+  addresses: v.optional(v.array(v.string())),
+  inside_networks: v.optional(v.array(v.string())),
+  ports: v.optional(v.string()),
+  filtering: v.optional(v.picklist(FILTERINGS, `must be one of ${FILTERINGS.join(", ")}`)),
+  tun: v.optional(ifname),
+  control_socket: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
+  state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
+  offload: v.optional(v.boolean()),
+  port_parity: v.optional(v.boolean()),
+  timeouts: v.optional(
+    v.strictObject({
+      allow_short_timeouts: v.optional(v.boolean()),
+      tcp_established: v.optional(seconds),
+      tcp_transitory: v.optional(seconds),
+      tcp_closed: v.optional(seconds),
+      udp: v.optional(seconds),
+      icmp: v.optional(seconds),
+      fragment: v.optional(seconds),
+    }),
+  ),
+  limits: v.optional(
+    v.strictObject({
+      max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
+      max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+      max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+    }),
+  ),
+  log: v.optional(
+    v.strictObject({
+      level: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),
+      format: v.optional(v.picklist(LOG_FORMATS, `must be one of ${LOG_FORMATS.join(", ")}`)),
+    }),
+  ),
+});
+type FileConfig = v.InferOutput<typeof fileSchema>;
+
+/** Command-line flags of `masq run`, as commander hands them over (all optional). */
+export interface RunFlags {
+  inside?: string[];
+  outside?: string;
+  address?: string[];
+  ports?: string;
+  filtering?: string;
+  config?: string;
+  tun?: string;
+  socket?: string;
+  offload?: boolean;
+  logLevel?: string;
+  logFormat?: string;
+}
+
+/** Parse and validate TOML text; `source` names the file in errors. */
+export function parseConfigText(text: string, source: string): FileConfig {
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    throw new ConfigError(source, `not valid TOML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const r = v.safeParse(fileSchema, raw);
+  if (!r.success) {
+    const issue = r.issues[0];
+    const key = v.getDotPath(issue) ?? "(top level)";
+    const problem =
+      issue.type === "strict_object" ? "unknown key (see the config reference in the README)" : issue.message;
+    throw new ConfigError(`${source}: ${key}`, problem);
+  }
+  return r.output;
+}
+
+/** Build the run configuration: defaults, then the file (if any), then flags; validated as a whole. */
+export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => string = readText): RunConfig {
+  const c = defaultRunConfig();
+  let allowShort = false;
+  if (flags.config) {
+    const f = parseConfigText(readFile(flags.config), flags.config);
+    const src = flags.config;
+    if (f.inside !== undefined) c.inside = Array.isArray(f.inside) ? f.inside : [f.inside];
+    if (f.outside !== undefined) c.outside = f.outside;
+    if (f.addresses !== undefined) c.addresses = f.addresses.map((a) => checkAddress(a, `${src}: addresses`));
+    if (f.inside_networks !== undefined)
+      c.insideNetworks = f.inside_networks.map((p) => checkPrefix(p, `${src}: inside_networks`));
+    if (f.ports !== undefined) c.ports = parsePorts(f.ports, `${src}: ports`);
+    if (f.filtering !== undefined) c.filtering = f.filtering;
+    if (f.tun !== undefined) c.tun = f.tun;
+    if (f.control_socket !== undefined) c.controlSocket = f.control_socket;
+    if (f.state_dir !== undefined) c.stateDir = f.state_dir;
+    if (f.offload !== undefined) c.offload = f.offload;
+    if (f.port_parity !== undefined) c.portParity = f.port_parity;
+    const t = f.timeouts;
+    if (t) {
+      allowShort = t.allow_short_timeouts ?? false;
+      const T = c.timeouts;
+      if (t.tcp_established !== undefined) T.tcpEstablishedSec = t.tcp_established;
+      if (t.tcp_transitory !== undefined) T.tcpTransitorySec = t.tcp_transitory;
+      if (t.tcp_closed !== undefined) T.tcpClosedSec = t.tcp_closed;
+      if (t.udp !== undefined) T.udpSec = t.udp;
+      if (t.icmp !== undefined) T.icmpSec = t.icmp;
+      if (t.fragment !== undefined) T.fragmentSec = t.fragment;
+      if (!allowShort) checkTimeoutMinimums(t, src);
+    }
+    const l = f.limits;
+    if (l) {
+      if (l.max_flows !== undefined) c.limits.maxFlows = l.max_flows;
+      if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
+      if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
+    }
+    if (f.log?.level !== undefined) c.log.level = f.log.level;
+    if (f.log?.format !== undefined) c.log.format = f.log.format;
+  }
+  if (flags.inside !== undefined)
+    c.inside = flags.inside.flatMap((s) => s.split(",")).filter((s) => s !== "");
+  if (flags.outside !== undefined) c.outside = flags.outside;
+  if (flags.address !== undefined && flags.address.length > 0)
+    c.addresses = flags.address.flatMap((s) => s.split(",")).map((a) => checkAddress(a, "--address"));
+  if (flags.ports !== undefined) c.ports = parsePorts(flags.ports, "--ports");
+  if (flags.filtering !== undefined) {
+    if (!(FILTERINGS as readonly string[]).includes(flags.filtering))
+      throw new ConfigError(
+        "--filtering",
+        `must be one of ${FILTERINGS.join(", ")} (got ${flags.filtering})`,
+      );
+    c.filtering = flags.filtering as Filtering;
+  }
+  if (flags.tun !== undefined) c.tun = flags.tun;
+  if (flags.socket !== undefined) c.controlSocket = flags.socket;
+  if (flags.offload !== undefined) c.offload = flags.offload;
+  if (flags.logLevel !== undefined) {
+    if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
+      throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);
+    c.log.level = flags.logLevel as LogLevel;
+  }
+  const envFormat = process.env.MASQ_LOG_FORMAT;
+  const format = flags.logFormat ?? envFormat;
+  if (format !== undefined) {
+    if (!(LOG_FORMATS as readonly string[]).includes(format))
+      throw new ConfigError(flags.logFormat ? "--log-format" : "MASQ_LOG_FORMAT", "must be json or text");
+    c.log.format = format as LogFormat;
+  }
+
+  if (c.inside.length === 0)
+    throw new ConfigError("--inside", "missing: name the inside (LAN) interface(s), e.g. --inside eth1");
+  for (const i of c.inside)
+    if (!IFNAME.test(i)) throw new ConfigError("--inside", `${JSON.stringify(i)} is not an interface name`);
+  if (!c.outside)
+    throw new ConfigError("--outside", "missing: name the outside (WAN) interface, e.g. --outside eth0");
+  if (!IFNAME.test(c.outside))
+    throw new ConfigError("--outside", `${JSON.stringify(c.outside)} is not an interface name`);
+  if (c.inside.includes(c.outside))
+    throw new ConfigError("--inside", `${c.outside} cannot be both an inside and the outside interface`);
+  if (!IFNAME.test(c.tun))
+    throw new ConfigError("--tun", `${JSON.stringify(c.tun)} is not an interface name`);
+  if (c.inside.includes(c.tun) || c.outside === c.tun)
+    throw new ConfigError("--tun", `${c.tun} is already used as an inside or outside interface`);
+  return c;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      path,
+      `cannot read config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
+  }
+}
+
+function checkTimeoutMinimums(t: NonNullable<FileConfig["timeouts"]>, src: string): void {
+  for (const key of Object.keys(MIN_TIMEOUTS) as Array<keyof typeof MIN_TIMEOUTS>) {
+    const value = t[key];
+    if (value !== undefined && value < MIN_TIMEOUTS[key])
+      throw new ConfigError(
+        `${src}: timeouts.${key}`,
+        `${value} s is below the RFC minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
+      );
+  }
+}
+
+/** "61000-65534" or "61000" → range; errors name `where`. */
+export function parsePorts(text: string, where: string): { first: number; last: number } {
+  const m = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$/.exec(text);
+  if (!m) throw new ConfigError(where, `${JSON.stringify(text)} is not a port range like 61000-65534`);
+  const first = Number(m[1]);
+  const last = m[2] === undefined ? first : Number(m[2]);
+  if (first < 1 || last > 65535 || first > last)
+    throw new ConfigError(where, `${text}: ports must be 1-65535 with the first not above the last`);
+  if (last - first + 1 < 64)
+    throw new ConfigError(where, `${text}: at least 64 ports are needed for a usable NAT`);
+  return { first, last };
+}
+
+const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+function validDotted(a: string): boolean {
+  const m = DOTTED.exec(a);
+  return m !== null && m.slice(1).every((o) => Number(o) <= 255);
+}
+
+/** An IPv4 address or prefix ("198.51.100.96/29") for the pool. */
+export function checkAddress(text: string, where: string): string {
+  const s = text.trim();
+  const [addr, len] = s.split("/");
+  if (
+    !validDotted(addr) ||
+    (len !== undefined && !(/^\d{1,2}$/.test(len) && Number(len) >= 24 && Number(len) <= 32))
+  )
+    throw new ConfigError(where, `${JSON.stringify(text)} is not an IPv4 address or a /24../32 prefix`);
+  return s;
+}
+
+/** An IPv4 prefix "a.b.c.d/len" (a bare address means /32). */
+export function checkPrefix(text: string, where: string): string {
+  const s = text.trim();
+  const [addr, len] = s.split("/");
+  if (!validDotted(addr) || (len !== undefined && !(/^\d{1,2}$/.test(len) && Number(len) <= 32)))
+    throw new ConfigError(where, `${JSON.stringify(text)} is not an IPv4 prefix like 192.168.0.0/24`);
+  return len === undefined ? `${addr}/32` : s;
+}

@@ -1,0 +1,219 @@
+// `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
+// exactly those are removed at exit or after a crash), runs the datapath and the control API,
+// and tears everything down on SIGINT/SIGTERM.
+import { performance } from "node:perf_hooks";
+import {
+  applyHostSetup,
+  assertInterface,
+  assertNoEphemeralOverlap,
+  assertRoot,
+  cleanLeftovers,
+  defaultStateFile,
+  expandPrefix,
+  interfaceAddress,
+  interfaceMtu,
+  interfacePrefixes,
+  parseIPv4,
+  parsePrefix,
+  planHostSetup,
+  undoHostSetup,
+} from "../host/index.ts";
+import type { TunDevice } from "../io/tun.ts";
+import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
+import { NatEngine } from "../nat/engine.ts";
+import type { RunConfig } from "./config.ts";
+import { Datapath } from "./datapath.ts";
+import type { ConnsReply, StatsReply } from "./format.ts";
+import { createLogger } from "./log.ts";
+import { createMetrics } from "./metrics.ts";
+import { ControlServer } from "./server.ts";
+
+/** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
+const MAX_POOL_ADDRESSES = 256;
+
+export interface Resolved {
+  mode: "interface" | "pool";
+  publicAddresses: string[];
+  insideNetworks: string[];
+  mtu: number;
+}
+
+/** Reads what the host says (interfaces, addresses, ephemeral range) and checks it. */
+async function resolveHost(cfg: RunConfig): Promise<Resolved> {
+  for (const i of cfg.inside) await assertInterface(i, "inside");
+  await assertInterface(cfg.outside, "outside");
+  const mode = cfg.addresses.length > 0 ? "pool" : "interface";
+  let publicAddresses: string[];
+  if (mode === "pool") {
+    publicAddresses = cfg.addresses.flatMap((a) => expandPrefix(parsePrefix(a)));
+    if (publicAddresses.length > MAX_POOL_ADDRESSES)
+      throw new Error(
+        `--address: ${publicAddresses.length} addresses; at most ${MAX_POOL_ADDRESSES} are supported`,
+      );
+  } else {
+    const own = await interfaceAddress(cfg.outside);
+    if (!own)
+      throw new Error(
+        `outside interface ${cfg.outside} has no IPv4 address: give one to it, or name masq's own with --address`,
+      );
+    publicAddresses = [own];
+    // One address shared with the kernel: its own connections must never pick masq's ports.
+    await assertNoEphemeralOverlap(cfg.ports);
+  }
+  let insideNetworks = cfg.insideNetworks;
+  if (insideNetworks.length === 0) {
+    insideNetworks = (await Promise.all(cfg.inside.map((i) => interfacePrefixes(i)))).flat();
+    if (insideNetworks.length === 0)
+      throw new Error(
+        `inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address: give them one, or set inside_networks in the config`,
+      );
+  }
+  const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
+  const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
+  return { mode, publicAddresses, insideNetworks, mtu };
+}
+
+export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
+  const ports = { first: cfg.ports.first, last: cfg.ports.last };
+  return defaultEngineConfig({
+    inside: host.insideNetworks.map((p) => {
+      const { addr, len } = parsePrefix(p);
+      return { addr: parseIPv4(addr)!, len };
+    }),
+    outside: host.publicAddresses.map((a) => parseIPv4(a)!),
+    mode: host.mode,
+    ports: { tcp: ports, udp: ports, icmp: ports },
+    filtering: cfg.filtering,
+    timeouts: cfg.timeouts,
+    maxFlows: cfg.limits.maxFlows,
+    maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
+    maxHosts: cfg.limits.maxHosts,
+    portParity: cfg.portParity,
+  });
+}
+
+/** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
+export async function runDaemon(cfg: RunConfig): Promise<number> {
+  const log = createLogger(cfg.log);
+  assertRoot();
+  const host = await resolveHost(cfg);
+  const engine = new NatEngine(engineConfigFor(cfg, host));
+  const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir });
+  await cleanLeftovers(stateFile, { log });
+
+  const { TunDevice } = await import("../io/tun.ts");
+  let tun: TunDevice | undefined;
+  let server: ControlServer | undefined;
+  let datapath: Datapath | undefined;
+  let hostApplied = false;
+  const teardown = async (why: string) => {
+    datapath?.stop();
+    // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
+    if (hostApplied) {
+      const report = await undoHostSetup(stateFile, { log });
+      if (report.failed.length > 0)
+        log.error({ failed: report.failed }, "some host setup could not be undone");
+      hostApplied = false;
+    }
+    tun?.close();
+    await server?.close();
+    log.info({ why }, "masq stopped");
+  };
+
+  try {
+    tun = TunDevice.open({ name: cfg.tun, vnetHdr: cfg.offload });
+    const plan = planHostSetup({
+      mode: host.mode,
+      tun: cfg.tun,
+      inside: cfg.inside,
+      outside: cfg.outside,
+      mtu: host.mtu,
+      ...(host.mode === "pool" ? { pool: cfg.addresses } : { ports: cfg.ports }),
+    });
+    hostApplied = true;
+    await applyHostSetup(plan, stateFile, { log });
+    datapath = new Datapath(engine, tun);
+    datapath.start();
+    const started = performance.now();
+    const dp = datapath;
+    const device = tun;
+    const datapathCounters = () => ({ ...dp.stats });
+    const metrics = createMetrics({ engine: () => engine.stats(), datapath: datapathCounters });
+    server = await ControlServer.start(cfg.controlSocket, {
+      health: () => ({
+        ok: true,
+        pid: process.pid,
+        uptimeSec: Math.round((performance.now() - started) / 1000),
+      }),
+      conns: (limit): ConnsReply => ({ total: engine.stats().flows, flows: engine.flows(limit) }),
+      stats: (): StatsReply => ({
+        uptimeSec: Math.round((performance.now() - started) / 1000),
+        mode: host.mode,
+        publicAddresses: host.publicAddresses,
+        engine: engine.stats(),
+        datapath: datapathCounters(),
+        device: { ...device.stats() },
+      }),
+      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+    });
+  } catch (err) {
+    // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).
+    hostApplied = hostApplied && (await stateExists(stateFile));
+    await teardown("start failed");
+    throw err;
+  }
+
+  printSummary(cfg, host, engine, tun);
+  log.info(
+    {
+      mode: host.mode,
+      public: host.publicAddresses,
+      inside: cfg.inside,
+      outside: cfg.outside,
+      tun: cfg.tun,
+      offload: tun.headerBytes > 0,
+      socket: cfg.controlSocket,
+    },
+    "masq ready",
+  );
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      teardown(signal).then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, "teardown failed");
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    // A bug must not leave the host steered into a TUN nobody reads: undo, then exit non-zero.
+    process.once("uncaughtException", (err) => {
+      log.fatal({ err }, "uncaught exception");
+      teardown("uncaught exception").finally(() => resolve(1));
+    });
+  });
+}
+
+async function stateExists(stateFile: string): Promise<boolean> {
+  const { existsSync } = await import("node:fs");
+  return existsSync(stateFile);
+}
+
+function printSummary(cfg: RunConfig, host: Resolved, engine: NatEngine, tun: TunDevice): void {
+  const mb = (engine.memoryBytes() / 1048576).toFixed(1);
+  const lines = [
+    "",
+    `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
+    `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
+    `      TUN ${cfg.tun} (mtu ${host.mtu}${tun.headerBytes > 0 ? ", offloads on" : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
+    `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
+    "",
+  ];
+  process.stderr.write(lines.join("\n"));
+}

@@ -1,0 +1,62 @@
+// Prometheus metrics, read from the engine's and datapath's counters at scrape time (nothing is
+// counted twice and the hot path never touches prom-client).
+import { Counter, Gauge, Registry } from "prom-client";
+import type { EngineStats } from "../nat/view.ts";
+
+export interface MetricsSource {
+  engine(): EngineStats;
+  datapath(): Record<string, number>;
+}
+
+export function createMetrics(source: MetricsSource): Registry {
+  const registry = new Registry();
+  new Counter({
+    name: "masq_events_total",
+    help: "Engine events (flows created, expired, translated packets ...)",
+    labelNames: ["event"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.engine().counters))
+        if (!k.startsWith("drop_")) this.inc({ event: k }, v);
+    },
+  });
+  new Counter({
+    name: "masq_drops_total",
+    help: "Packets dropped by the engine, by reason",
+    labelNames: ["reason"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.engine().counters))
+        if (k.startsWith("drop_")) this.inc({ reason: k.slice(5) }, v);
+    },
+  });
+  new Counter({
+    name: "masq_datapath_total",
+    help: "Datapath I/O counters (batches, packets read, written, write failures)",
+    labelNames: ["counter"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.datapath())) this.inc({ counter: k }, v);
+    },
+  });
+  const tables: Array<[string, string, (s: EngineStats) => number]> = [
+    ["masq_flows", "Active flows", (s) => s.flows],
+    ["masq_mappings", "Active endpoint mappings", (s) => s.mappings],
+    ["masq_hosts", "Inside hosts with flows", (s) => s.hosts],
+    ["masq_held_fragments", "Fragments held for their first fragment", (s) => s.heldFragments],
+    ["masq_flow_capacity", "Preallocated flow capacity", (s) => s.capacity.flows],
+  ];
+  for (const [name, help, read] of tables)
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(source.engine()));
+      },
+    });
+  return registry;
+}

@@ -1,0 +1,153 @@
+// `masq run` configuration: file + flags, with errors that name the key or flag.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, parsePorts, resolveRunConfig } from "../../src/control/config.ts";
+
+const base = { inside: ["lan0"], outside: "wan0" };
+
+function withFile(text: string, flags: object = base) {
+  return resolveRunConfig({ ...flags, config: "masq.toml" }, () => text);
+}
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail("no error");
+}
+
+describe("run configuration", () => {
+  it("defaults: interface mode, ports 61000-65534, address-dependent filtering, RFC timeouts", () => {
+    const c = resolveRunConfig(base);
+    assert.deepEqual(c.inside, ["lan0"]);
+    assert.deepEqual(c.addresses, []);
+    assert.deepEqual(c.ports, { first: 61000, last: 65534 });
+    assert.equal(c.filtering, "address-dependent");
+    assert.equal(c.timeouts.tcpEstablishedSec, 7440);
+    assert.equal(c.timeouts.udpSec, 300);
+    assert.equal(c.timeouts.icmpSec, 60);
+  });
+
+  it("reads every key of the file; flags override the file", () => {
+    const c = withFile(
+      [
+        'inside = ["eth1", "eth2"]',
+        'outside = "eth0"',
+        'addresses = ["198.51.100.100", "198.51.100.104/30"]',
+        'inside_networks = ["192.168.0.0/24", "10.1.2.3"]',
+        'ports = "40000-49999"',
+        'filtering = "endpoint-independent"',
+        'tun = "nat0"',
+        'control_socket = "/run/x.sock"',
+        "offload = false",
+        "[timeouts]",
+        "udp = 600",
+        "tcp_established = 8000",
+        "[limits]",
+        "max_flows = 1000",
+        "max_flows_per_host = 10",
+        "[log]",
+        'level = "debug"',
+      ].join("\n"),
+      { outside: "wan9" },
+    );
+    assert.deepEqual(c.inside, ["eth1", "eth2"]);
+    assert.equal(c.outside, "wan9");
+    assert.deepEqual(c.addresses, ["198.51.100.100", "198.51.100.104/30"]);
+    assert.deepEqual(c.insideNetworks, ["192.168.0.0/24", "10.1.2.3/32"]);
+    assert.deepEqual(c.ports, { first: 40000, last: 49999 });
+    assert.equal(c.filtering, "endpoint-independent");
+    assert.equal(c.tun, "nat0");
+    assert.equal(c.controlSocket, "/run/x.sock");
+    assert.equal(c.offload, false);
+    assert.equal(c.timeouts.udpSec, 600);
+    assert.equal(c.timeouts.tcpEstablishedSec, 8000);
+    assert.equal(c.limits.maxFlows, 1000);
+    assert.equal(c.limits.maxFlowsPerHost, 10);
+    assert.equal(c.log.level, "debug");
+  });
+
+  it("an unknown key is refused by name, also inside a table", () => {
+    assert.match(
+      errorOf(() => withFile("fitering = 1")),
+      /masq\.toml: fitering: unknown key/,
+    );
+    assert.match(
+      errorOf(() => withFile("[timeouts]\nudpp = 400")),
+      /timeouts\.udpp: unknown key/,
+    );
+  });
+
+  it("a wrong value names the key and the problem", () => {
+    assert.match(
+      errorOf(() => withFile('filtering = "full-cone"')),
+      /filtering: must be one of/,
+    );
+    assert.match(
+      errorOf(() => withFile('ports = "61000"')),
+      /ports: .*at least 64 ports/,
+    );
+    assert.match(
+      errorOf(() => withFile('addresses = ["300.1.1.1"]')),
+      /addresses: "300\.1\.1\.1" is not an IPv4/,
+    );
+    assert.match(
+      errorOf(() => withFile("[limits]\nmax_flows = 3")),
+      /limits\.max_flows/,
+    );
+    assert.match(
+      errorOf(() => withFile("inside = [")),
+      /masq\.toml: not valid TOML/,
+    );
+  });
+
+  it("timeouts below the RFC minimums need allow_short_timeouts (RFC 4787 REQ-5, RFC 5382 REQ-5)", () => {
+    assert.match(
+      errorOf(() => withFile("[timeouts]\nudp = 60")),
+      /timeouts\.udp: 60 s is below the RFC minimum of 120 s/,
+    );
+    assert.match(
+      errorOf(() => withFile("[timeouts]\ntcp_established = 3600")),
+      /minimum of 7440/,
+    );
+    const c = withFile("[timeouts]\nallow_short_timeouts = true\nudp = 4");
+    assert.equal(c.timeouts.udpSec, 4);
+  });
+
+  it("flags are checked too, naming the flag", () => {
+    assert.match(
+      errorOf(() => resolveRunConfig({ outside: "wan0" })),
+      /^--inside: missing/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ inside: ["lan0"] })),
+      /^--outside: missing/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, filtering: "cone" })),
+      /^--filtering: must be one of/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, ports: "70000-70100" })),
+      /^--ports:/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ inside: ["wan0"], outside: "wan0" })),
+      /both an inside and the outside/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, address: ["198.51.100.1/8"] })),
+      /^--address:/,
+    );
+    assert.deepEqual(resolveRunConfig({ ...base, inside: ["lan0,lan1"] }).inside, ["lan0", "lan1"]);
+  });
+
+  it("port ranges", () => {
+    assert.deepEqual(parsePorts("61000-65534", "x"), { first: 61000, last: 65534 });
+    assert.throws(() => parsePorts("65534-61000", "x"), /first not above the last/);
+    assert.throws(() => parsePorts("abc", "x"), /not a port range/);
+  });
+});
