@@ -134,7 +134,7 @@ async function exerciseBox(net: MasqNetwork, box: InsideHost): Promise<StepResul
     .map((l) => l.trim().split(/\s+/).slice(0, 2).join(" "))
     .filter((l) => l.length > 0);
   out.push({
-    ok: tr.code === 0 && tr.stdout.includes(target),
+    ok: tr.code === 0 && hops.at(-1)?.endsWith(` ${target}`) === true,
     text: `traceroute: ${hops.join("  ") || oneLine(tr.stderr)}`,
   });
   const udp = await lab.exec(box.ns, ["socat", "-T", "3", "-", `UDP:${target}:7`], {

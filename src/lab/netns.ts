@@ -440,6 +440,9 @@ async function build(lab: Lab, opts: BuildMasqNetworkOptions): Promise<MasqNetwo
   await lab.addAddr(ns.inet, "eth0", "203.0.113.10/24");
   await lab.addRoute(ns.inet, "default", "via", "203.0.113.1");
   await lab.sysctl(ns.isp, "net.ipv4.ip_forward", 1);
+  // Every inside host reaches the Internet as the one public address, so the per-destination
+  // ICMP error rate limit would answer only one of several parallel traceroutes.
+  for (const n of [ns.isp, ns.inet]) await lab.sysctl(n, "net.ipv4.icmp_ratelimit", 0);
   if (opts.mode === "pool") await lab.addRoute(ns.isp, poolPrefix, "via", "198.51.100.2");
 
   return {

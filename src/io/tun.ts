@@ -1,0 +1,136 @@
+// The TUN device as a BatchIo, over the native addon (native/tun.cc). The addon reads batches
+// into one buffer this class owns; the datapath rewrites them in place and writes them back.
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BatchIo } from "./batch-io.ts";
+
+/** sizeof(struct virtio_net_hdr): the header the kernel puts before each packet with IFF_VNET_HDR. */
+export const VIRTIO_NET_HDR_BYTES = 10;
+/** The largest packet a read can return: a 64 KB GSO packet and its header. */
+const MAX_PACKET = 65535 + VIRTIO_NET_HDR_BYTES;
+
+export interface TunCounters {
+  rxPackets: number;
+  rxBytes: number;
+  rxWakeups: number;
+  /** Wake-ups that stopped at the budget with packets possibly left (read on the next turn). */
+  rxBudgetHits: number;
+  rxErrors: number;
+  txPackets: number;
+  txBytes: number;
+  txQueueFull: number;
+  txErrors: number;
+}
+
+interface NativeTun {
+  readonly name: string;
+  readonly offloads: number;
+  start(
+    buf: Uint8Array,
+    meta: Uint32Array,
+    maxPacket: number,
+    budget: number,
+    onBatch: (n: number) => void,
+  ): void;
+  stop(): void;
+  write(buf: Uint8Array, off: number, len: number): boolean;
+  writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
+  stats(): TunCounters;
+  close(): void;
+}
+
+interface NativeModule {
+  Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
+  TUN_F_CSUM: number;
+  TUN_F_TSO4: number;
+  TUN_F_TSO6: number;
+  TUN_F_TSO_ECN: number;
+}
+
+let native: NativeModule | undefined;
+
+/** Loads build/Release/masq_tun.node, found from src/io or dist/io alike. */
+function loadNative(): NativeModule {
+  if (native) return native;
+  const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  const path = join(root, "build", "Release", "masq_tun.node");
+  try {
+    native = createRequire(import.meta.url)(path) as NativeModule;
+  } catch (err) {
+    throw new Error(
+      `the TUN addon is not built (${path}: ${(err as Error).message}); run \`npm ci\` or \`npm run build\``,
+    );
+  }
+  return native;
+}
+
+export interface TunOptions {
+  /** Device name, e.g. "masq0"; created when absent (and removed when closed, unless persistent). */
+  name: string;
+  /**
+   * IFF_VNET_HDR with checksum and TCP segmentation offloads: one read or write carries up to
+   * 64 KB of a TCP stream, the route to TCP throughput (as in wireguard-go).
+   */
+  vnetHdr?: boolean;
+  /** Bytes of the receive buffer (default 4 MiB). */
+  rxBytes?: number;
+  /** Most packets read per wake-up, so the event loop stays responsive (default 256). */
+  budget?: number;
+}
+
+export class TunDevice implements BatchIo {
+  readonly headerBytes: number;
+  readonly name: string;
+  /** TUNSETOFFLOAD flags in force (0 without a vnet header). */
+  readonly offloads: number;
+  private readonly dev: NativeTun;
+  private readonly buf: Uint8Array;
+  private readonly meta: Uint32Array;
+  private readonly budget: number;
+  private closed = false;
+
+  private constructor(dev: NativeTun, vnet: boolean, rxBytes: number, budget: number) {
+    this.dev = dev;
+    this.name = dev.name;
+    this.offloads = dev.offloads;
+    this.headerBytes = vnet ? VIRTIO_NET_HDR_BYTES : 0;
+    this.buf = new Uint8Array(Math.max(rxBytes, MAX_PACKET * 2));
+    this.budget = budget;
+    this.meta = new Uint32Array(budget * 2);
+  }
+
+  static open(opts: TunOptions): TunDevice {
+    const mod = loadNative();
+    const vnet = opts.vnetHdr ?? false;
+    const tso = mod.TUN_F_CSUM | mod.TUN_F_TSO4 | mod.TUN_F_TSO6;
+    // Offload sets to try, best first; the kernel refuses flags it does not know.
+    const candidates = vnet ? [tso | mod.TUN_F_TSO_ECN, tso, mod.TUN_F_CSUM] : [];
+    const dev = new mod.Tun(opts.name, vnet, candidates);
+    return new TunDevice(dev, vnet, opts.rxBytes ?? 4 * 1024 * 1024, opts.budget ?? 256);
+  }
+
+  start(onBatch: (buf: Uint8Array, meta: Uint32Array, count: number) => void): void {
+    const { buf, meta } = this;
+    this.dev.start(buf, meta, MAX_PACKET, this.budget, (count) => onBatch(buf, meta, count));
+  }
+
+  writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number {
+    return this.dev.writeBatch(buf, meta, count);
+  }
+
+  write(buf: Uint8Array, off: number, len: number): boolean {
+    return this.dev.write(buf, off, len);
+  }
+
+  stats(): TunCounters {
+    return this.dev.stats();
+  }
+
+  /** Stops reading and closes the fd; the kernel removes a non-persistent device with it. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.dev.close();
+  }
+}
