@@ -22,6 +22,8 @@ export const C_PORTS_PRESERVED = 14;
 export const C_BYTES_OUT = 15;
 export const C_BYTES_IN = 16;
 export const C_DROPPED = 17;
+export const C_PINS_CREATED = 18;
+export const C_PINS_EXPIRED = 19;
 
 // Drop reasons: 1..8 mirror packet/validate's PacketError so a validation error maps directly.
 export const DROP_BASE = 32;
@@ -62,7 +64,8 @@ export const D_ENGINE_ERROR = DROP_BASE + 26;
 export const D_FRAGMENT_OF_DROPPED = DROP_BASE + 27;
 export const DROP_LAST = D_FRAGMENT_OF_DROPPED;
 
-export const COUNTER_SLOTS = 64;
+/** Events use 0..DROP_BASE-1, drop reasons DROP_BASE..COUNTER_SLOTS-1. */
+export const COUNTER_SLOTS = 128;
 
 const EVENT_NAMES: Record<number, string> = {
   [C_PACKETS]: "packets",
@@ -83,6 +86,8 @@ const EVENT_NAMES: Record<number, string> = {
   [C_BYTES_OUT]: "bytes_out",
   [C_BYTES_IN]: "bytes_in",
   [C_DROPPED]: "dropped",
+  [C_PINS_CREATED]: "pins_created",
+  [C_PINS_EXPIRED]: "pins_expired",
 };
 
 const DROP_NAMES: Record<number, string> = {

@@ -61,10 +61,11 @@ import {
   MappingTable,
   NO_MAPPING,
 } from "./mapping-table.ts";
+import { type Pin, PinRegistry } from "./pins.ts";
 import { NO_PORT, PortAllocator } from "./port-allocator.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import { TimerWheel } from "./timer-wheel.ts";
-import type { EngineStats, FlowView, Protocol } from "./view.ts";
+import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
 
 /** The packet (rewritten in place) goes out; its length is `outLen`. */
 export const FORWARD = 0;
@@ -89,6 +90,8 @@ export class NatEngine {
   readonly mappingTable: MappingTable;
   readonly hostTable: HostTable;
   private readonly wheel: TimerWheel;
+  /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
+  readonly pins: PinRegistry;
   private readonly fragments: FragmentTracker;
   private readonly portsTcp: PortAllocator;
   private readonly portsUdp: PortAllocator;
@@ -135,6 +138,7 @@ export class NatEngine {
     this.flowTable = new FlowTable(config.maxFlows);
     this.mappingTable = new MappingTable(config.maxMappings);
     this.hostTable = new HostTable(config.maxHosts);
+    this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.fragments = new FragmentTracker(
       1024,
@@ -289,6 +293,11 @@ export class NatEngine {
     this.nowSec = sec;
     this.started = true;
     this.timersBehind = this.wheel.advance(sec, this.dueFn, EXPIRY_BUDGET);
+    if (this.pins.nextExpirySec !== 0 && sec >= this.pins.nextExpirySec)
+      for (const p of this.pins.due(sec)) {
+        this.unpin(p.id);
+        this.counters[C.C_PINS_EXPIRED]++;
+      }
     const timedOut = this.fragments.expire(sec);
     if (timedOut > 0) {
       this.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
@@ -496,16 +505,22 @@ export class NatEngine {
       let f = this.flowTable.lookupOutside(proto, dst, dport, src, sport);
       const flags = proto === IPPROTO_TCP ? b[l4 + 13] : 0;
       if (f === NO_FLOW) {
-        // Interface mode shares the address with the gateway itself: ports outside our range
-        // are the gateway's own traffic and go back to its stack untouched.
-        if (this.interfaceMode && !hairpin && !this.portsFor(proto).inRange(dport)) return this.passthrough();
         const m = this.mappingTable.lookupOutside(proto, dst, dport);
-        if (m === NO_MAPPING) return this.drop(C.D_NO_MAPPING);
-        if (!this.admits(m, src)) return this.drop(C.D_FILTERED);
+        if (m === NO_MAPPING) {
+          // Interface mode shares the address with the gateway itself: ports outside our range
+          // (and not forwarded) are the gateway's own traffic and go back to its stack untouched.
+          if (this.interfaceMode && !hairpin && !this.portsFor(proto).inRange(dport))
+            return this.passthrough();
+          return this.drop(C.D_NO_MAPPING);
+        }
+        // A pin (forward, PCP mapping, ALG expectation) admits whatever the filtering mode.
+        const pin = this.pins.count[m] !== 0 ? this.pins.admitting(m, src) : undefined;
+        if (pin === undefined && !this.admits(m, src)) return this.drop(C.D_FILTERED);
         if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
           return this.drop(C.D_TCP_NO_FLOW);
         f = this.addFlow(m, proto, src, sport, ORIGIN_INBOUND);
         if (f < 0) return this.drop(-f);
+        if (pin?.oneShot) this.unpin(pin.id);
       }
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
@@ -674,7 +689,8 @@ export class NatEngine {
 
   /** A mapping created for a flow that could not be added goes again at once. */
   private dropEmptyMapping(m: number): void {
-    if (this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD] === 0) this.removeMapping(m);
+    if (this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD] === 0 && this.pins.count[m] === 0)
+      this.removeMapping(m);
   }
 
   private removeMapping(m: number): void {
@@ -781,7 +797,7 @@ export class NatEngine {
           ref = u[rb + F_MAP_NEXT];
         }
       }
-      if (mu[headAt] === 0) this.removeMapping(m);
+      if (mu[headAt] === 0 && this.pins.count[m] === 0) this.removeMapping(m);
     }
     this.hostTable.releaseFlow(inAddr);
     ft.free(f);
@@ -878,6 +894,114 @@ export class NatEngine {
 
   // ---------------------------------------------------------------- read-only views
 
+  // ---------------------------------------------------------------- pins (control plane)
+
+  /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */
+  get clockSec(): number {
+    return this.nowSec;
+  }
+
+  /**
+   * Pins a mapping of inside endpoint inAddr:inPort so it lives without flows and admits inbound
+   * connections (from `remoteAddr` only, when given) whatever the filtering mode. The outside
+   * port is `outPort` exactly, or when 0 one allocated like any mapping's (the inside port when
+   * free). An inside endpoint that already has a mapping keeps it (endpoint-independent mapping,
+   * RFC 4787 REQ-1): asking for another outside port for it is refused.
+   */
+  pinMapping(req: PinRequest): PinResult {
+    const proto = req.proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP;
+    if (!this.isInside(req.inAddr)) return { error: `${formatIpv4(req.inAddr)} is not on an inside network` };
+    const mt = this.mappingTable;
+    let m = mt.lookupInside(proto, req.inAddr, req.inPort);
+    if (m !== NO_MAPPING) {
+      const have = mt.u32[m * MAPPING_WORDS + M_PORTS] & 0xffff;
+      const haveAddr = mt.u32[m * MAPPING_WORDS + M_OUT_ADDR];
+      if ((req.outPort && req.outPort !== have) || (req.outAddr !== undefined && req.outAddr !== haveAddr))
+        return {
+          error: `${formatIpv4(req.inAddr)}:${req.inPort}/${req.proto} is already mapped to ${formatIpv4(haveAddr)}:${have}`,
+        };
+    } else {
+      if (mt.count >= mt.capacity) return { error: "mapping table full" };
+      const addrIdx =
+        req.outAddr === undefined ? this.pairedAddressIndex(req.inAddr) : this.outsideIndex(req.outAddr);
+      if (addrIdx < 0) return { error: `${formatIpv4(req.outAddr ?? 0)} is not a public address of masq` };
+      const outAddr = this.outside[addrIdx];
+      const ports = this.portsFor(proto);
+      let outPort: number;
+      if (req.outPort) {
+        outPort = req.outPort;
+        const taken = ports.inRange(outPort)
+          ? !ports.take(addrIdx, outPort)
+          : mt.lookupOutside(proto, outAddr, outPort) !== NO_MAPPING;
+        if (taken) return { error: `${formatIpv4(outAddr)}:${outPort}/${req.proto} is in use` };
+      } else {
+        outPort = ports.allocate(addrIdx, req.inPort, this.config.portParity);
+        if (outPort === NO_PORT) return { error: `no free ${req.proto} port on ${formatIpv4(outAddr)}` };
+      }
+      m = mt.add(proto, req.inAddr, req.inPort, outAddr, outPort);
+      this.counters[C.C_MAPPINGS_CREATED]++;
+    }
+    const pin = this.pins.add({
+      mapping: m,
+      remoteAddr: req.remoteAddr ?? 0,
+      expiresAtSec: req.expiresAtSec ?? 0,
+      oneShot: req.oneShot ?? false,
+      origin: req.origin,
+      note: req.note ?? "",
+    });
+    if (!pin) {
+      this.dropEmptyMapping(m);
+      return { error: "too many pins on one mapping" };
+    }
+    this.counters[C.C_PINS_CREATED]++;
+    const mb = m * MAPPING_WORDS;
+    return { id: pin.id, outAddr: mt.u32[mb + M_OUT_ADDR], outPort: mt.u32[mb + M_PORTS] & 0xffff };
+  }
+
+  /** Removes a pin; the mapping goes too once it has neither pins nor flows. */
+  unpin(id: number): boolean {
+    const pin = this.pins.remove(id);
+    if (!pin) return false;
+    this.dropEmptyMapping(pin.mapping);
+    return true;
+  }
+
+  /** Moves a pin's deadline (renewal of a PCP/NAT-PMP mapping). */
+  renewPin(id: number, expiresAtSec: number): boolean {
+    const pin = this.pins.get(id);
+    if (!pin) return false;
+    this.pins.remove(id);
+    const again = this.pins.add({ ...pin, expiresAtSec });
+    if (again) again.id = id; // keep the caller's handle
+    return again !== undefined;
+  }
+
+  /** Pins for listing (not for the packet path). */
+  pinList(): PinView[] {
+    const mt = this.mappingTable;
+    return this.pins.all().map((p: Pin) => {
+      const mb = p.mapping * MAPPING_WORDS;
+      let flows = 0;
+      for (
+        let ref = mt.u32[mb + M_HEAD];
+        ref !== 0;
+        ref = this.flowTable.u32[(ref - 1) * FLOW_WORDS + F_MAP_NEXT]
+      )
+        flows++;
+      return {
+        id: p.id,
+        protocol: protoName(mt.proto[p.mapping]),
+        inside: { addr: formatIpv4(mt.u32[mb + M_IN_ADDR]), port: mt.u32[mb + M_PORTS] >>> 16 },
+        outside: { addr: formatIpv4(mt.u32[mb + M_OUT_ADDR]), port: mt.u32[mb + M_PORTS] & 0xffff },
+        remote: p.remoteAddr === 0 ? "*" : formatIpv4(p.remoteAddr),
+        origin: p.origin,
+        note: p.note,
+        expiresInSec: p.expiresAtSec === 0 ? null : Math.max(0, p.expiresAtSec - this.nowSec),
+        flows,
+      };
+    });
+  }
+
   /** The flow table for listing, newest activity first (not for the packet path). */
   flows(limit = Number.POSITIVE_INFINITY): FlowView[] {
     const out: FlowView[] = [];
@@ -942,6 +1066,26 @@ export class NatEngine {
     };
   }
 }
+
+export interface PinRequest {
+  proto: "tcp" | "udp";
+  inAddr: number;
+  inPort: number;
+  /** Outside address; default the inside host's paired address. */
+  outAddr?: number;
+  /** Outside port; 0 or absent: allocate (the inside port when free). */
+  outPort?: number;
+  /** Admit inbound only from this remote address (0 or absent: any). */
+  remoteAddr?: number;
+  /** Engine-clock second (see `clockSec`) when the pin lapses; 0 or absent: never. */
+  expiresAtSec?: number;
+  /** Removed once it has admitted one inbound flow (an ALG expectation). */
+  oneShot?: boolean;
+  origin: string;
+  note?: string;
+}
+
+export type PinResult = { id: number; outAddr: number; outPort: number } | { error: string };
 
 export function prefixMask(len: number): number {
   return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;

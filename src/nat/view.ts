@@ -31,3 +31,19 @@ export interface EngineStats {
   capacity: { flows: number; mappings: number; hosts: number };
   bytesPerFlow: number;
 }
+
+/** A pinned mapping: a forward, a NAT-PMP/PCP mapping or an ALG expectation. */
+export interface PinView {
+  id: number;
+  protocol: Protocol;
+  inside: { addr: string; port: number };
+  outside: { addr: string; port: number };
+  /** "*" when any remote may connect. */
+  remote: string;
+  origin: string;
+  note: string;
+  /** null: never expires. */
+  expiresInSec: number | null;
+  /** Flows currently using the mapping. */
+  flows: number;
+}
