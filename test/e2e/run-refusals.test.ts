@@ -1,0 +1,90 @@
+// `masq run` refuses clearly, before touching the host, when it cannot work: not root, an
+// interface missing, a port range overlapping the kernel's ephemeral ports, a bad config key.
+// Each case runs in a namespace of its own, so nothing of the machine's is at stake.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { MASQ_BIN } from "../../src/lab/masq-process.ts";
+import { Lab } from "../../src/lab/netns.ts";
+
+const root = process.getuid?.() === 0;
+
+describe("masq run refuses clearly", { skip: root ? false : "needs root (network namespaces)" }, () => {
+  let lab: Lab;
+  let ns: string;
+  let tmp: string;
+  let before0 = "";
+
+  const snapshot = async () =>
+    (
+      await Promise.all([
+        lab.run(ns, ["ip", "rule", "show"]),
+        lab.run(ns, ["ip", "-4", "route", "show", "table", "all"]),
+        lab.run(ns, ["ip", "-o", "link", "show"]),
+      ])
+    ).join("\n---\n");
+
+  const masqRun = (args: string[], opts: { asNobody?: boolean } = {}) =>
+    lab.exec(
+      ns,
+      [
+        ...(opts.asNobody ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : []),
+        process.execPath,
+        MASQ_BIN,
+        "run",
+        "--socket",
+        join(tmp, "masq.sock"),
+        ...args,
+      ],
+      { timeoutMs: 20_000 },
+    );
+
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), "masq-refuse-"));
+    lab = new Lab({ prefix: "masqrefuse" });
+    ns = await lab.addNamespace("gw");
+    await lab.veth({ ns, dev: "lan0" }, { ns, dev: "lanpeer" });
+    await lab.veth({ ns, dev: "wan0" }, { ns, dev: "wanpeer" });
+    await lab.addAddr(ns, "lan0", "192.168.0.1/24");
+    await lab.addAddr(ns, "wan0", "198.51.100.2/30");
+    await lab.sysctl(ns, "net.ipv4.ip_local_port_range", "32768 60999");
+    before0 = await snapshot();
+  });
+
+  after(async () => {
+    await lab?.destroy();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("not root: exit 1, says it needs root", async () => {
+    const r = await masqRun(["--inside", "lan0", "--outside", "wan0"], { asNobody: true });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /root/i, r.stderr);
+  });
+
+  it("a missing interface is named", async () => {
+    const r = await masqRun(["--inside", "lan9", "--outside", "wan0"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /lan9/, r.stderr);
+  });
+
+  it("a port range overlapping net.ipv4.ip_local_port_range is refused in interface mode", async () => {
+    const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--ports", "40000-50000"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /ip_local_port_range/, r.stderr);
+  });
+
+  it("an unknown config key: exit 2, names the key", async () => {
+    const config = join(tmp, "bad.toml");
+    writeFileSync(config, "[timeouts]\nudp_idle = 30\n");
+    const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--config", config]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /udp_idle/, r.stderr);
+  });
+
+  it("none of the refusals left a route, rule or device behind", async () => {
+    assert.equal(await snapshot(), before0);
+  });
+});
