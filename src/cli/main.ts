@@ -1,7 +1,7 @@
 // The masq command line: parses and delegates (run → control/daemon, lab → lab/lab, the rest
 // talk to a running daemon over its control socket).
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { controlGet } from "../control/client.ts";
+import { controlCall, controlGet } from "../control/client.ts";
 import {
   ConfigError,
   DEFAULT_CONTROL_SOCKET,
@@ -9,7 +9,14 @@ import {
   type RunFlags,
   resolveRunConfig,
 } from "../control/config.ts";
-import { type ConnsReply, formatConns, formatStats, type StatsReply } from "../control/format.ts";
+import {
+  type ConnsReply,
+  type ForwardsReply,
+  formatConns,
+  formatForwards,
+  formatStats,
+  type StatsReply,
+} from "../control/format.ts";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -98,6 +105,80 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const reply = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
       process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatStats(reply));
     });
+
+  const forward = program
+    .command("forward")
+    .description(
+      "port forwards of the running masq: outside [address:]port[-port]/proto -> inside host[:port]",
+    );
+  forward
+    .command("add")
+    .description("forward an outside port (range) to an inside host; kept across restarts of masq")
+    .argument("<outside>", 'e.g. "8080/tcp", "5000-5010/udp", "198.51.100.2:8080/tcp"')
+    .argument("<inside>", 'e.g. "192.168.0.2:80" (the port defaults to the outside one)')
+    .option("--remote <address>", "admit only this remote address")
+    .option("--note <text>", "a note shown by forward list")
+    .addOption(socketOption())
+    .action(
+      async (outside: string, inside: string, opts: { remote?: string; note?: string; socket: string }) => {
+        const body = {
+          outside,
+          inside,
+          ...(opts.remote ? { remote: opts.remote } : {}),
+          ...(opts.note ? { note: opts.note } : {}),
+        };
+        const f = (await controlCall(opts.socket, "POST", "/v1/forwards", body)) as {
+          id: number;
+          text: string;
+        };
+        process.stdout.write(`forward ${f.id} added: ${f.text}\n`);
+      },
+    );
+  forward
+    .command("del")
+    .description("remove a forward, by its id or its outside text")
+    .argument("<forward>", 'an id from forward list, or e.g. "8080/tcp"')
+    .addOption(socketOption())
+    .action(async (key: string, opts: { socket: string }) => {
+      const r = (await controlCall(opts.socket, "DELETE", `/v1/forwards/${encodeURIComponent(key)}`)) as {
+        removed: number;
+        outside: string;
+        inside: string;
+      };
+      process.stdout.write(`forward ${r.removed} removed: ${r.outside} ${r.inside}\n`);
+    });
+  forward
+    .command("list")
+    .description("list the forwards and every pinned mapping (forwards, NAT-PMP/PCP, ALG) with its origin")
+    .option("--json", "print JSON", false)
+    .addOption(socketOption())
+    .action(async (opts: { json: boolean; socket: string }) => {
+      const reply = (await controlGet(opts.socket, "/v1/forwards")) as ForwardsReply;
+      process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatForwards(reply));
+    });
+
+  program
+    .command("replay")
+    .description(
+      "translate a capture offline: run every packet of <in.pcap> through the engine (pool mode, capture timestamps as the clock) and write what masq would send to <out.pcap>",
+    )
+    .argument("<in.pcap>", "input: what the TUN would deliver (raw IP, Ethernet or Linux cooked pcap)")
+    .argument("<out.pcap>", "output: the translated packets (raw IP pcap)")
+    .option("--inside <prefix,...>", "inside network(s) (default the RFC 1918 ranges); repeatable", collect)
+    .option("--address <ip[/len]>", "public pool address(es) (default 198.51.100.100); repeatable", collect)
+    .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
+    .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
+    .option("--json", "print the summary as JSON", false)
+    .action(
+      async (
+        inPath: string,
+        outPath: string,
+        opts: { inside?: string[]; address?: string[]; ports?: string; filtering?: string; json: boolean },
+      ) => {
+        const { runReplay } = await import("./replay.ts");
+        setExit(await runReplay(inPath, outPath, opts));
+      },
+    );
 
   return program;
 }

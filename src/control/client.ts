@@ -5,8 +5,21 @@ export class ControlClientError extends Error {}
 
 /** GET `path` from the daemon at `socketPath`; returns the body (JSON parsed when it is JSON). */
 export function controlGet(socketPath: string, path: string, timeoutMs = 10_000): Promise<unknown> {
+  return controlCall(socketPath, "GET", path, undefined, timeoutMs);
+}
+
+/** `method` `path` with an optional JSON body; returns the body (JSON parsed when it is JSON). */
+export function controlCall(
+  socketPath: string,
+  method: string,
+  path: string,
+  body?: object,
+  timeoutMs = 10_000,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: "GET", timeout: timeoutMs }, (res) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers = payload === undefined ? {} : { "content-type": "application/json" };
+    const req = request({ socketPath, path, method, headers, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -40,6 +53,6 @@ export function controlGet(socketPath: string, path: string, timeoutMs = 10_000)
         return reject(new ControlClientError(`permission denied on ${socketPath}: run as root`));
       reject(new ControlClientError(`control socket ${socketPath}: ${err.message}`));
     });
-    req.end();
+    req.end(payload);
   });
 }

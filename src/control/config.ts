@@ -4,7 +4,17 @@
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
-import { DEFAULT_TIMEOUTS, type Filtering, type Timeouts } from "../nat/config.ts";
+import {
+  type AlgConfig,
+  type AlgName,
+  DEFAULT_ALG_CONFIG,
+  DEFAULT_TIMEOUTS,
+  type Filtering,
+  type Timeouts,
+} from "../nat/config.ts";
+import type { FirewallRule } from "../policy/rules.ts";
+import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../portmap/server.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -44,7 +54,22 @@ export interface RunConfig {
   offload: boolean;
   portParity: boolean;
   timeouts: Timeouts;
-  limits: { maxFlows: number; maxFlowsPerHost: number; maxHosts: number };
+  limits: {
+    maxFlows: number;
+    maxFlowsPerHost: number;
+    maxHosts: number;
+    /** New flows per second per inside host, and for the whole gateway (0: no limit). */
+    newFlowsPerSecPerHost: number;
+    newFlowsPerSec: number;
+  };
+  /** Port forwards of the config file (`[[forward]]`). */
+  forwards: ForwardSpec[];
+  /** Firewall rules (`[[firewall.rule]]`), in order. */
+  firewall: FirewallRule[];
+  /** NAT-PMP (RFC 6886) and PCP (RFC 6887) on the inside interfaces. */
+  portmap: PortmapConfig;
+  /** Application-level gateways (`[alg]`): FTP, TFTP, IRC DCC, RTSP. */
+  alg: AlgConfig;
   log: { level: LogLevel; format: LogFormat };
 }
 
@@ -64,7 +89,17 @@ export function defaultRunConfig(): RunConfig {
     offload: true,
     portParity: false,
     timeouts: { ...DEFAULT_TIMEOUTS },
-    limits: { maxFlows: 262_144, maxFlowsPerHost: 8192, maxHosts: 4096 },
+    limits: {
+      maxFlows: 262_144,
+      maxFlowsPerHost: 8192,
+      maxHosts: 4096,
+      newFlowsPerSecPerHost: 0,
+      newFlowsPerSec: 0,
+    },
+    forwards: [],
+    firewall: [],
+    portmap: defaultPortmapConfig(),
+    alg: structuredClone(DEFAULT_ALG_CONFIG),
     log: { level: "info", format: "text" },
   };
 }
@@ -83,6 +118,48 @@ export class ConfigError extends Error {
 const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 const ifname = v.pipe(v.string(), v.regex(IFNAME, "must be an interface name (1-15 letters, digits, _.:-)"));
 const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
+const perSecond = v.pipe(v.number(), v.integer("must be a whole number per second"), v.minValue(0));
+const portsValue = v.union([v.number(), v.string()], 'must be a port or a range like "1000-2000"');
+const forwardSchema = v.strictObject({
+  outside: v.string('must be "[address:]port[-port]/proto", e.g. "8080/tcp"'),
+  inside: v.string('must be "host[:port]", e.g. "192.168.0.2:80"'),
+  remote: v.optional(v.string()),
+  note: v.optional(v.string()),
+});
+const RULE_DIRECTIONS = ["inbound", "outbound", "any"] as const;
+const RULE_ACTIONS = ["accept", "drop", "reject"] as const;
+const RULE_PROTOCOLS = ["tcp", "udp", "icmp", "any"] as const;
+const ruleSchema = v.strictObject({
+  name: v.optional(v.string()),
+  direction: v.picklist(RULE_DIRECTIONS, `must be one of ${RULE_DIRECTIONS.join(", ")}`),
+  action: v.picklist(RULE_ACTIONS, `must be one of ${RULE_ACTIONS.join(", ")}`),
+  protocol: v.optional(v.picklist(RULE_PROTOCOLS, `must be one of ${RULE_PROTOCOLS.join(", ")}`)),
+  source: v.optional(v.string()),
+  destination: v.optional(v.string()),
+  source_ports: v.optional(portsValue),
+  destination_ports: v.optional(portsValue),
+});
+
+const ALG_NAMES: readonly AlgName[] = ["ftp", "tftp", "irc", "rtsp"];
+const algPort = v.pipe(
+  v.number("must be a port number"),
+  v.integer("must be a whole port number"),
+  v.minValue(1, "must be a port 1-65535"),
+  v.maxValue(65535, "must be a port 1-65535"),
+);
+const algEntry = v.strictObject({
+  enabled: v.optional(v.boolean()),
+  ports: v.optional(v.pipe(v.array(algPort, "must be a list of ports"), v.minLength(1, "must list at least one port"))),
+});
+const algSchema = v.strictObject({
+  ftp: v.optional(algEntry),
+  tftp: v.optional(algEntry),
+  irc: v.optional(algEntry),
+  rtsp: v.optional(algEntry),
+  expect_timeout: v.optional(v.pipe(seconds, v.maxValue(3600, "must be at most 3600 seconds"))),
+  max_expectations_per_flow: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
+  max_expectations: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+});
 
 const fileSchema = v.strictObject({
   inside: v.optional(v.union([ifname, v.array(ifname)], "must be an interface name or a list of them")),
@@ -112,6 +189,28 @@ const fileSchema = v.strictObject({
       max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
       max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
       max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+      new_flows_per_sec_per_host: v.optional(perSecond),
+      new_flows_per_sec: v.optional(perSecond),
+    }),
+  ),
+  forward: v.optional(v.array(forwardSchema, "must be an array of tables ([[forward]])")),
+  firewall: v.optional(
+    v.strictObject({
+      rule: v.optional(v.array(ruleSchema, "must be an array of tables ([[firewall.rule]])")),
+    }),
+  ),
+  alg: v.optional(algSchema),
+  portmap: v.optional(
+    v.strictObject({
+      enabled: v.optional(v.boolean()),
+      natpmp: v.optional(v.boolean()),
+      pcp: v.optional(v.boolean()),
+      min_lifetime: v.optional(v.pipe(seconds, v.maxValue(86_400 * 7, "must be at most a week"))),
+      max_lifetime: v.optional(v.pipe(seconds, v.maxValue(86_400 * 7, "must be at most a week"))),
+      max_per_host: v.optional(
+        v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
+      ),
+      third_party: v.optional(v.boolean()),
     }),
   ),
   log: v.optional(
@@ -193,7 +292,41 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       if (l.max_flows !== undefined) c.limits.maxFlows = l.max_flows;
       if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
+      if (l.new_flows_per_sec_per_host !== undefined)
+        c.limits.newFlowsPerSecPerHost = l.new_flows_per_sec_per_host;
+      if (l.new_flows_per_sec !== undefined) c.limits.newFlowsPerSec = l.new_flows_per_sec;
     }
+    if (f.forward !== undefined)
+      c.forwards = f.forward.map((t, i) => {
+        try {
+          return parseForward(t, `forward.${i}`);
+        } catch (err) {
+          if (err instanceof ForwardError) {
+            const [key, ...rest] = err.message.split(": ");
+            throw new ConfigError(`${src}: ${key}`, rest.join(": "));
+          }
+          throw err;
+        }
+      });
+    if (f.firewall?.rule !== undefined)
+      c.firewall = f.firewall.rule.map((r, i) => firewallRule(r, `${src}: firewall.rule.${i}`));
+    const pm = f.portmap;
+    if (pm) {
+      const P = c.portmap;
+      if (pm.enabled !== undefined) P.enabled = pm.enabled;
+      if (pm.natpmp !== undefined) P.natpmp = pm.natpmp;
+      if (pm.pcp !== undefined) P.pcp = pm.pcp;
+      if (pm.min_lifetime !== undefined) P.minLifetime = pm.min_lifetime;
+      if (pm.max_lifetime !== undefined) P.maxLifetime = pm.max_lifetime;
+      if (pm.max_per_host !== undefined) P.maxPerHost = pm.max_per_host;
+      if (pm.third_party !== undefined) P.thirdParty = pm.third_party;
+      if (P.minLifetime > P.maxLifetime)
+        throw new ConfigError(
+          `${src}: portmap.min_lifetime`,
+          `${P.minLifetime} s is above portmap.max_lifetime (${P.maxLifetime} s)`,
+        );
+    }
+    if (f.alg) applyAlgConfig(c.alg, f.alg, src);
     if (f.log?.level !== undefined) c.log.level = f.log.level;
     if (f.log?.format !== undefined) c.log.format = f.log.format;
   }
@@ -242,6 +375,64 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (c.inside.includes(c.tun) || c.outside === c.tun)
     throw new ConfigError("--tun", `${c.tun} is already used as an inside or outside interface`);
   return c;
+}
+
+function firewallRule(r: v.InferOutput<typeof ruleSchema>, where: string): FirewallRule {
+  const rule: FirewallRule = { direction: r.direction, action: r.action };
+  if (r.name !== undefined) rule.name = r.name;
+  if (r.protocol !== undefined) rule.protocol = r.protocol;
+  const prefix = (text: string, key: string) => {
+    const p = checkPrefix(text, `${where}.${key}`);
+    const [addr, len] = p.split("/");
+    const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
+    return { addr: n, len: Number(len) };
+  };
+  if (r.source !== undefined) rule.source = prefix(r.source, "source");
+  if (r.destination !== undefined) rule.destination = prefix(r.destination, "destination");
+  for (const [key, value] of [
+    ["source_ports", r.source_ports],
+    ["destination_ports", r.destination_ports],
+  ] as const) {
+    if (value === undefined) continue;
+    if (r.protocol !== "tcp" && r.protocol !== "udp")
+      throw new ConfigError(`${where}.${key}`, 'ports need protocol = "tcp" or "udp"');
+    const range = ruleRange(String(value), `${where}.${key}`);
+    if (key === "source_ports") rule.sourcePorts = range;
+    else rule.destinationPorts = range;
+  }
+  return rule;
+}
+
+/** "22" or "1000-2000" (any size, unlike masq's own port range). */
+function ruleRange(text: string, where: string): { first: number; last: number } {
+  const m = /^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$/.exec(text);
+  const first = Number(m?.[1]);
+  const last = m?.[2] === undefined ? first : Number(m[2]);
+  if (!m || first > last || last > 65535)
+    throw new ConfigError(where, `${JSON.stringify(text)} is not a port or a range like 1000-2000 (0-65535)`);
+  return { first, last };
+}
+
+function applyAlgConfig(a: AlgConfig, f: NonNullable<FileConfig["alg"]>, src: string): void {
+  for (const name of ALG_NAMES) {
+    const e = f[name];
+    if (e?.enabled !== undefined) a[name].enabled = e.enabled;
+    if (e?.ports !== undefined) a[name].ports = [...new Set(e.ports)];
+  }
+  if (f.expect_timeout !== undefined) a.expectTimeoutSec = f.expect_timeout;
+  if (f.max_expectations_per_flow !== undefined) a.maxExpectationsPerFlow = f.max_expectations_per_flow;
+  if (f.max_expectations !== undefined) a.maxExpectations = f.max_expectations;
+  // One ALG per server port and protocol: FTP, IRC and RTSP watch TCP ports, TFTP UDP ones.
+  const owner = new Map<number, AlgName>();
+  for (const name of ["ftp", "irc", "rtsp"] as const) {
+    if (!a[name].enabled) continue;
+    for (const p of a[name].ports) {
+      const o = owner.get(p);
+      if (o !== undefined)
+        throw new ConfigError(`${src}: alg.${name}.ports`, `port ${p} is already watched by alg.${o}`);
+      owner.set(p, name);
+    }
+  }
 }
 
 function readText(path: string): string {

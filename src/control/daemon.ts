@@ -1,32 +1,47 @@
 // `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
   applyHostSetup,
+  applyRecordedStep,
   assertInterface,
   assertNoEphemeralOverlap,
   assertRoot,
   cleanLeftovers,
   defaultStateFile,
   expandPrefix,
+  forwardRuleStep,
   interfaceAddress,
   interfaceMtu,
   interfacePrefixes,
+  MAX_RULE_PORT,
   parseIPv4,
   parsePrefix,
   planHostSetup,
   undoHostSetup,
+  undoRecordedStep,
 } from "../host/index.ts";
+import { AlgRegistry } from "../alg/registry.ts";
 import type { TunDevice } from "../io/tun.ts";
 import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
 import { NatEngine } from "../nat/engine.ts";
+import {
+  ForwardError,
+  ForwardRegistry,
+  type ForwardText,
+  forwardText,
+  parseForward,
+  type Steering,
+} from "../portmap/forwards.ts";
+import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import type { RunConfig } from "./config.ts";
 import { Datapath } from "./datapath.ts";
 import type { ConnsReply, StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
-import { ControlServer } from "./server.ts";
+import { ControlError, ControlServer, type ControlSource } from "./server.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
 const MAX_POOL_ADDRESSES = 256;
@@ -88,7 +103,11 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     maxFlows: cfg.limits.maxFlows,
     maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
     maxHosts: cfg.limits.maxHosts,
+    firewall: cfg.firewall,
+    newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
+    newFlowsPerSec: cfg.limits.newFlowsPerSec,
     portParity: cfg.portParity,
+    alg: cfg.alg,
   });
 }
 
@@ -98,6 +117,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   assertRoot();
   const host = await resolveHost(cfg);
   const engine = new NatEngine(engineConfigFor(cfg, host));
+  const algs = new AlgRegistry(engine, engine.config.alg, host.mtu);
+  engine.attachAlg(algs);
   const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir });
   await cleanLeftovers(stateFile, { log });
 
@@ -105,8 +126,10 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let tun: TunDevice | undefined;
   let server: ControlServer | undefined;
   let datapath: Datapath | undefined;
+  let portmap: PortmapServer | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
+    await portmap?.close();
     datapath?.stop();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
     if (hostApplied) {
@@ -134,18 +157,27 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     await applyHostSetup(plan, stateFile, { log });
     datapath = new Datapath(engine, tun);
     datapath.start();
+    const forwards = await startForwards(cfg, host, engine, stateFile, log);
     const started = performance.now();
     const dp = datapath;
     const device = tun;
     const datapathCounters = () => ({ ...dp.stats });
-    const metrics = createMetrics({ engine: () => engine.stats(), datapath: datapathCounters });
+    const metrics = createMetrics({
+      engine: () => engine.stats(),
+      datapath: datapathCounters,
+      firewall: () => engine.firewall?.list() ?? [],
+    });
     server = await ControlServer.start(cfg.controlSocket, {
       health: () => ({
         ok: true,
         pid: process.pid,
         uptimeSec: Math.round((performance.now() - started) / 1000),
       }),
-      conns: (limit): ConnsReply => ({ total: engine.stats().flows, flows: engine.flows(limit) }),
+      conns: (limit): ConnsReply => ({
+        total: engine.stats().flows,
+        flows: engine.flows(limit),
+        pins: engine.pinList(),
+      }),
       stats: (): StatsReply => ({
         uptimeSec: Math.round((performance.now() - started) / 1000),
         mode: host.mode,
@@ -153,9 +185,26 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         engine: engine.stats(),
         datapath: datapathCounters(),
         device: { ...device.stats() },
+        firewall: engine.firewall?.list() ?? [],
+        ...(portmap ? { portmap: portmap.stats() } : {}),
       }),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
+      forwards: forwardsApi(forwards, engine),
     });
+    if (cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp)) {
+      const listen = interfaceAddresses(cfg.inside);
+      if (listen.length === 0)
+        throw new Error(
+          `portmap: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
+        );
+      portmap = await PortmapServer.start({
+        engine,
+        config: cfg.portmap,
+        insideNetworks: engine.config.inside,
+        listen,
+        log,
+      });
+    }
   } catch (err) {
     // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).
     hostApplied = hostApplied && (await stateExists(stateFile));
@@ -173,6 +222,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       tun: cfg.tun,
       offload: tun.headerBytes > 0,
       socket: cfg.controlSocket,
+      alg: algs.describe(),
     },
     "masq ready",
   );
@@ -216,4 +266,87 @@ function printSummary(cfg: RunConfig, host: Resolved, engine: NatEngine, tun: Tu
     "",
   ];
   process.stderr.write(lines.join("\n"));
+}
+
+/**
+ * The forwards of the config file, then those added at runtime before a restart (state file);
+ * in interface mode each TCP forward outside masq's own port range gets its policy rule,
+ * recorded with the host setup so exit and crash cleanup remove it.
+ */
+async function startForwards(
+  cfg: RunConfig,
+  host: Resolved,
+  engine: NatEngine,
+  hostStateFile: string,
+  log: ReturnType<typeof createLogger>,
+): Promise<ForwardRegistry> {
+  const own = { first: cfg.ports.first, last: Math.min(cfg.ports.last, MAX_RULE_PORT) };
+  const rule = (first: number, last: number) => forwardRuleStep({ outside: cfg.outside, first, last });
+  const steer: Steering | undefined =
+    host.mode === "interface"
+      ? {
+          needs: (proto, first, last) => proto === "tcp" && !(first >= own.first && last <= own.last),
+          add: (first, last) => applyRecordedStep(rule(first, last), hostStateFile, { log }),
+          remove: async (first, last) => {
+            await undoRecordedStep(rule(first, last).what, hostStateFile, { log });
+          },
+        }
+      : undefined;
+  const registry = new ForwardRegistry({
+    engine,
+    publicAddresses: host.publicAddresses.map((a) => parseIPv4(a)!),
+    stateFile: join(cfg.stateDir, `forwards-${cfg.tun}.json`),
+    ...(steer ? { steer } : {}),
+  });
+  for (const spec of cfg.forwards) {
+    const f = await registry.add(spec, "config");
+    log.info({ forward: forwardText(f.spec) }, "forward from the config");
+  }
+  for (const { forward, error } of await registry.restore())
+    log.warn({ forward, error }, "a forward added before the restart could not be restored");
+  const restored = registry.list().filter((f) => f.source === "runtime");
+  if (restored.length > 0)
+    log.info({ forwards: restored.map((f) => forwardText(f.spec)) }, "forwards restored from the state file");
+  return registry;
+}
+
+/** The control socket's view of the forwards (masq forward add|del|list). */
+function forwardsApi(registry: ForwardRegistry, engine: NatEngine): NonNullable<ControlSource["forwards"]> {
+  const refuse = (err: unknown): never => {
+    if (err instanceof ForwardError) throw new ControlError(400, err.message);
+    throw err;
+  };
+  return {
+    list: () => {
+      const pins = engine.pinList();
+      return { forwards: registry.views(pins), pins };
+    },
+    add: async (body) => {
+      const b = body as Partial<ForwardText> | null;
+      if (
+        typeof b !== "object" ||
+        b === null ||
+        typeof b.outside !== "string" ||
+        typeof b.inside !== "string"
+      )
+        throw new ControlError(400, 'body must be {"outside": "8080/tcp", "inside": "192.168.0.2:80"}');
+      const t: ForwardText = { outside: b.outside, inside: b.inside };
+      if (typeof b.remote === "string") t.remote = b.remote;
+      if (typeof b.note === "string") t.note = b.note;
+      try {
+        const f = await registry.add(parseForward(t), "runtime");
+        return registry.views().find((v) => v.id === f.id) ?? {};
+      } catch (err) {
+        return refuse(err);
+      }
+    },
+    remove: async (key) => {
+      try {
+        const f = await registry.remove(key);
+        return { removed: f.id, ...forwardText(f.spec) };
+      } catch (err) {
+        return refuse(err);
+      }
+    },
+  };
 }

@@ -1,9 +1,13 @@
 // Human-readable output of the client commands (tables like conntrack -L, counters).
-import type { EngineStats, FlowView } from "../nat/view.ts";
+import type { EngineStats, FlowView, PinView } from "../nat/view.ts";
+import type { RuleHits } from "../policy/rules.ts";
+import type { ForwardView } from "../portmap/forwards.ts";
 
 export interface ConnsReply {
   total: number;
   flows: FlowView[];
+  /** Pinned mappings (forwards, NAT-PMP/PCP mappings, ALG expectations), whatever their origin. */
+  pins?: PinView[];
 }
 
 export interface StatsReply {
@@ -13,6 +17,10 @@ export interface StatsReply {
   engine: EngineStats;
   datapath: Record<string, number>;
   device: Record<string, number>;
+  /** Firewall rules in order with their hit counters. */
+  firewall?: RuleHits[];
+  /** NAT-PMP/PCP server counters, when it runs. */
+  portmap?: Record<string, number>;
 }
 
 function ep(e: { addr: string; port: number }): string {
@@ -27,7 +35,8 @@ function table(rows: string[][]): string {
 }
 
 export function formatConns(reply: ConnsReply): string {
-  if (reply.flows.length === 0) return `no connections (${reply.total} in the table)\n`;
+  const pins = reply.pins && reply.pins.length > 0 ? `\n${formatPins(reply.pins)}` : "";
+  if (reply.flows.length === 0) return `no connections (${reply.total} in the table)\n${pins}`;
   const rows = [
     [
       "PROTO",
@@ -56,7 +65,24 @@ export function formatConns(reply: ConnsReply): string {
       `${f.bytesOut}/${f.bytesIn}`,
     ]);
   const more = reply.total > reply.flows.length ? ` (showing ${reply.flows.length})` : "";
-  return `${table(rows)}\n${reply.total} connection${reply.total === 1 ? "" : "s"}${more}\n`;
+  return `${table(rows)}\n${reply.total} connection${reply.total === 1 ? "" : "s"}${more}\n${pins}`;
+}
+
+/** Pinned mappings: what keeps a mapping open without flows, and who asked for it. */
+export function formatPins(pins: readonly PinView[]): string {
+  const rows = [["PROTO", "INSIDE", "OUTSIDE", "REMOTE", "ORIGIN", "EXPIRES", "FLOWS", "NOTE"]];
+  for (const p of pins)
+    rows.push([
+      p.protocol,
+      ep(p.inside),
+      ep(p.outside),
+      p.remote,
+      p.origin,
+      p.expiresInSec === null ? "never" : `${p.expiresInSec}s`,
+      String(p.flows),
+      p.note,
+    ]);
+  return `${table(rows)}\n${pins.length} mapping${pins.length === 1 ? "" : "s"} pinned\n`;
 }
 
 export function formatStats(s: StatsReply): string {
@@ -72,11 +98,40 @@ export function formatStats(s: StatsReply): string {
   lines.push("drops:");
   for (const [k, v] of counters.filter(([k]) => k.startsWith("drop_")))
     lines.push(`  ${k.slice(5).padEnd(28)} ${v}`);
+  if (s.firewall && s.firewall.length > 0) {
+    lines.push("firewall rules (hits):");
+    for (const r of s.firewall)
+      lines.push(`  ${String(r.index).padStart(3)}. ${r.name.padEnd(40)} ${r.action.padEnd(7)} ${r.hits}`);
+  }
   lines.push("datapath:");
   for (const [k, v] of Object.entries(s.datapath)) lines.push(`  ${k.padEnd(28)} ${v}`);
   if (Object.keys(s.device).length > 0) {
     lines.push("device:");
     for (const [k, v] of Object.entries(s.device)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
+  if (s.portmap) {
+    lines.push("port mapping (NAT-PMP/PCP):");
+    for (const [k, v] of Object.entries(s.portmap)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
   return `${lines.join("\n")}\n`;
+}
+
+export interface ForwardsReply {
+  forwards: ForwardView[];
+  /** Every pinned mapping (forwards' ports, NAT-PMP/PCP mappings, ALG expectations). */
+  pins: PinView[];
+}
+
+/** `masq forward list`: the forwards, then every pinned mapping with its origin. */
+export function formatForwards(reply: ForwardsReply): string {
+  let out = "";
+  if (reply.forwards.length === 0) out += "no forwards\n";
+  else {
+    const rows = [["ID", "PROTO", "OUTSIDE", "INSIDE", "REMOTE", "SOURCE", "FLOWS", "NOTE"]];
+    for (const f of reply.forwards)
+      rows.push([String(f.id), f.protocol, f.outside, f.inside, f.remote, f.source, String(f.flows), f.note]);
+    out += `${table(rows)}\n`;
+  }
+  if (reply.pins.length > 0) out += `\nmappings:\n${formatPins(reply.pins)}`;
+  return out;
 }

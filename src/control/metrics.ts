@@ -2,10 +2,13 @@
 // counted twice and the hot path never touches prom-client).
 import { Counter, Gauge, Registry } from "prom-client";
 import type { EngineStats } from "../nat/view.ts";
+import type { RuleHits } from "../policy/rules.ts";
 
 export interface MetricsSource {
   engine(): EngineStats;
   datapath(): Record<string, number>;
+  /** Firewall rules with their hit counters (none: no rules). */
+  firewall?(): RuleHits[];
 }
 
 export function createMetrics(source: MetricsSource): Registry {
@@ -40,6 +43,17 @@ export function createMetrics(source: MetricsSource): Registry {
     collect() {
       this.reset();
       for (const [k, v] of Object.entries(source.datapath())) this.inc({ counter: k }, v);
+    },
+  });
+  new Counter({
+    name: "masq_firewall_rule_hits_total",
+    help: "New flows matched by each firewall rule (first match wins)",
+    labelNames: ["rule", "name", "action"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of source.firewall?.() ?? [])
+        this.inc({ rule: String(r.index), name: r.name, action: r.action }, r.hits);
     },
   });
   const tables: Array<[string, string, (s: EngineStats) => number]> = [

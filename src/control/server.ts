@@ -11,7 +11,26 @@ export interface ControlSource {
   conns(limit: number): object;
   stats(): object;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** Port forwards: list, add (body: {outside, inside, remote?, note?}), delete by id or outside text. */
+  forwards?: {
+    list(): object;
+    add(body: unknown): Promise<object>;
+    remove(key: string): Promise<object>;
+  };
 }
+
+/** A refusal with an HTTP status (bad request, not found …) and a message for the client. */
+export class ControlError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Request bodies are small JSON objects. */
+const MAX_BODY = 64 * 1024;
 
 export const MAX_CONNS_LIMIT = 1_000_000;
 
@@ -29,7 +48,11 @@ export class ControlServer {
       unlinkSync(socketPath); // left by a run that crashed
     }
     const server = createServer((req, res) => {
-      route(source, req, res).catch((err: unknown) => send(res, 500, { error: String(err) }));
+      route(source, req, res).catch((err: unknown) =>
+        err instanceof ControlError
+          ? send(res, err.status, { error: err.message })
+          : send(res, 500, { error: String(err) }),
+      );
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -55,6 +78,8 @@ export class ControlServer {
 
 async function route(source: ControlSource, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? "/", "http://masq");
+  if (url.pathname === "/v1/forwards" || url.pathname.startsWith("/v1/forwards/"))
+    return routeForwards(source, url, req, res);
   if (req.method !== "GET") return send(res, 405, { error: `method ${req.method} not allowed` });
   switch (url.pathname) {
     case "/v1/health":
@@ -76,6 +101,39 @@ async function route(source: ControlSource, req: IncomingMessage, res: ServerRes
     }
     default:
       return send(res, 404, { error: `no such endpoint ${url.pathname}` });
+  }
+}
+
+async function routeForwards(
+  source: ControlSource,
+  url: URL,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const fw = source.forwards;
+  if (!fw) return send(res, 404, { error: "this masq has no port forwarding" });
+  const key = decodeURIComponent(url.pathname.slice("/v1/forwards/".length));
+  if (url.pathname === "/v1/forwards") {
+    if (req.method === "GET") return send(res, 200, fw.list());
+    if (req.method === "POST") return send(res, 201, await fw.add(await readJson(req)));
+  } else if (req.method === "DELETE" && key !== "") {
+    return send(res, 200, await fw.remove(key));
+  }
+  return send(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY) throw new ControlError(413, "request body too large");
+    chunks.push(c);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new ControlError(400, "request body is not JSON");
   }
 }
 

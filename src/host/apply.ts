@@ -133,6 +133,56 @@ export async function applyHostSetup(
 }
 
 /**
+ * Applies one more step while masq runs (a forward's policy rule), recorded in `stateFile` like
+ * the start-up steps, so exit and the crash cleanup of the next start undo it too.
+ */
+export async function applyRecordedStep(
+  step: HostStep,
+  stateFile: string,
+  opts: HostOptions = {},
+): Promise<void> {
+  const state = readState(stateFile);
+  if (!state) throw new Error(`no host state file ${stateFile}: masq's host setup is not in place`);
+  if (step.prior) throw new Error(`step "${step.what}": runtime steps cannot have a prior value`);
+  const recorded: RecordedStep = { what: step.what, undo: step.undo, status: "pending" };
+  state.steps.push(recorded);
+  writeState(stateFile, state);
+  try {
+    await run(step.apply, cmdOpts(opts));
+  } catch (err) {
+    state.steps.splice(state.steps.indexOf(recorded), 1);
+    writeState(stateFile, state);
+    throw err;
+  }
+  recorded.status = "applied";
+  writeState(stateFile, state);
+  (opts.log ?? silent).info({ step: step.what, cmd: formatArgv(step.apply) }, "host setup");
+}
+
+/**
+ * Undoes the newest recorded step named `what` (added by applyRecordedStep) and forgets it;
+ * false when there is none. An object already gone counts as undone.
+ */
+export async function undoRecordedStep(
+  what: string,
+  stateFile: string,
+  opts: HostOptions = {},
+): Promise<boolean> {
+  const state = readState(stateFile);
+  if (!state) return false;
+  let i = state.steps.length - 1;
+  while (i >= 0 && state.steps[i].what !== what) i--;
+  if (i < 0) return false;
+  const step = state.steps[i];
+  const r = await exec(step.undo, cmdOpts({ ...opts, netns: state.netns ?? opts.netns }));
+  if (r.code !== 0 && !isAlreadyGone(r.stderr)) throw new CommandError(step.undo, r);
+  state.steps.splice(i, 1);
+  writeState(stateFile, state);
+  (opts.log ?? silent).info({ step: what, cmd: formatArgv(step.undo) }, "host undo");
+  return true;
+}
+
+/**
  * Undo everything recorded in `stateFile`, newest first, tolerating objects that are already
  * gone, then delete the file. Missing state file: nothing to do.
  */

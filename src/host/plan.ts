@@ -242,6 +242,40 @@ function planInterface(opts: HostSetupOptions, steps: HostStep[]): void {
   }
 }
 
+/** Interface mode: pref of the rules that steer forwarded TCP ports (before 'local', like masq's own). */
+export const FORWARD_RULE_PREF = 113;
+
+/**
+ * Interface mode: the rule that steers a forwarded TCP port range (outside masq's own range) from
+ * the outside interface into the TUN; added and removed at runtime with the forward.
+ */
+export function forwardRuleStep(opts: {
+  outside: string;
+  first: number;
+  last: number;
+  table?: number;
+  pref?: number;
+}): HostStep {
+  const { first, last } = opts;
+  if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || first > last || last > 65535)
+    throw new Error(`invalid port range ${first}-${last}`);
+  if (last > MAX_RULE_PORT)
+    throw new Error(`TCP port ${MAX_RULE_PORT + 1} cannot be matched by an ip rule (iproute2 rejects it)`);
+  const ports = first === last ? String(first) : `${first}-${last}`;
+  return ruleStep(`steer forwarded TCP ${ports} from ${opts.outside} into masq`, [
+    "pref",
+    String(opts.pref ?? FORWARD_RULE_PREF),
+    "iif",
+    opts.outside,
+    "ipproto",
+    "tcp",
+    "dport",
+    ports,
+    "lookup",
+    String(opts.table ?? DEFAULT_TABLES.outside),
+  ]);
+}
+
 function cmdStep(what: string, apply: string[], undo: string[]): HostStep {
   return { what, apply, undo };
 }

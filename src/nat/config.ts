@@ -1,4 +1,5 @@
 // The engine's configuration: plain data, validated by control/config before it gets here.
+import type { FirewallRule } from "../policy/rules.ts";
 
 export type Filtering = "endpoint-independent" | "address-dependent" | "address-port-dependent";
 
@@ -58,7 +59,41 @@ export interface EngineConfig {
   ttlMode: TtlMode;
   /** Keep odd/even parity of the inside port (RFC 4787 REQ-4, optional). */
   portParity: boolean;
+  /** Firewall rules, first match wins, evaluated for new flows only (src/policy/rules.ts). */
+  firewall: FirewallRule[];
+  /** New flows per second an inside host may open (0: no limit); bursts up to one second's worth. */
+  newFlowsPerSecPerHost: number;
+  /** New flows per second through the whole gateway, both directions (0: no limit). */
+  newFlowsPerSec: number;
+  /** Application-level gateways (src/alg); used when the control plane attaches them. */
+  alg: AlgConfig;
 }
+
+export type AlgName = "ftp" | "tftp" | "irc" | "rtsp";
+
+export interface AlgConfig {
+  /** Per ALG: on or off, and the server ports whose flows it watches. */
+  ftp: { enabled: boolean; ports: number[] };
+  tftp: { enabled: boolean; ports: number[] };
+  irc: { enabled: boolean; ports: number[] };
+  rtsp: { enabled: boolean; ports: number[] };
+  /** An expectation (the related flow a command announced) lapses after this long unused. */
+  expectTimeoutSec: number;
+  /** Expectations one flow may have outstanding at once. */
+  maxExpectationsPerFlow: number;
+  /** Expectations outstanding in total. */
+  maxExpectations: number;
+}
+
+export const DEFAULT_ALG_CONFIG: AlgConfig = {
+  ftp: { enabled: true, ports: [21] },
+  tftp: { enabled: true, ports: [69] },
+  irc: { enabled: true, ports: [6667] },
+  rtsp: { enabled: true, ports: [554] },
+  expectTimeoutSec: 60,
+  maxExpectationsPerFlow: 8,
+  maxExpectations: 1024,
+};
 
 export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
 
@@ -88,6 +123,10 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxHeldFragmentBytes: 256 * 1024,
     ttlMode: "compensate",
     portParity: false,
+    firewall: [],
+    newFlowsPerSecPerHost: 0,
+    newFlowsPerSec: 0,
+    alg: DEFAULT_ALG_CONFIG,
     ...over,
   };
 }

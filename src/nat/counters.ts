@@ -24,6 +24,28 @@ export const C_BYTES_IN = 16;
 export const C_DROPPED = 17;
 export const C_PINS_CREATED = 18;
 export const C_PINS_EXPIRED = 19;
+// Application-level gateways (src/alg). They never drop: a command they cannot handle goes on
+// unchanged and is counted here.
+/** Commands whose address/port the ALG rewrote. */
+export const C_ALG_REWRITES = 20;
+/** Expectations (pins for related flows) created. */
+export const C_ALG_EXPECTATIONS = 21;
+/** Expectations refused: per-flow or total limit, or no mapping could be made. */
+export const C_ALG_EXPECT_REFUSED = 22;
+/** Segments rebuilt with another length (sequence numbers corrected from then on). */
+export const C_ALG_RESIZED = 23;
+/** Partial command lines held until the rest of the line came. */
+export const C_ALG_LINES_HELD = 24;
+/** Commands that looked like one the ALG handles but did not parse: passed unchanged. */
+export const C_ALG_MALFORMED = 25;
+/** Lines longer than the ALG's line buffer: passed unchanged, not inspected. */
+export const C_ALG_OVERSIZED = 26;
+/** Commands naming an address other than the sending host's: passed unchanged (bounce protection). */
+export const C_ALG_FOREIGN_ADDRESS = 27;
+/** Rewrites given up because the rebuilt packet would exceed the size limit. */
+export const C_ALG_TOO_LARGE = 28;
+/** Retransmissions of a rewritten range replayed with the same rewrite. */
+export const C_ALG_REPLAYED = 29;
 
 // Drop reasons: 1..8 mirror packet/validate's PacketError so a validation error maps directly.
 export const DROP_BASE = 32;
@@ -64,6 +86,17 @@ export const D_ENGINE_ERROR = DROP_BASE + 26;
 export const D_FRAGMENT_OF_DROPPED = DROP_BASE + 27;
 export const DROP_LAST = D_FRAGMENT_OF_DROPPED;
 
+// Policy refusals (src/policy): allocated from the top of the drop range down, so other additions
+// counting up from DROP_LAST never collide with them.
+/** A firewall rule with action drop matched a new flow. */
+export const D_FIREWALL_DROP = 127;
+/** A firewall rule with action reject matched a new flow (a TCP RST or ICMP unreachable was sent). */
+export const D_FIREWALL_REJECT = 126;
+/** The inside host exceeded its new-flows-per-second limit. */
+export const D_HOST_RATE_LIMIT = 125;
+/** The gateway-wide new-flows-per-second limit was exceeded. */
+export const D_RATE_LIMIT = 124;
+
 /** Events use 0..DROP_BASE-1, drop reasons DROP_BASE..COUNTER_SLOTS-1. */
 export const COUNTER_SLOTS = 128;
 
@@ -88,6 +121,16 @@ const EVENT_NAMES: Record<number, string> = {
   [C_DROPPED]: "dropped",
   [C_PINS_CREATED]: "pins_created",
   [C_PINS_EXPIRED]: "pins_expired",
+  [C_ALG_REWRITES]: "alg_rewrites",
+  [C_ALG_EXPECTATIONS]: "alg_expectations",
+  [C_ALG_EXPECT_REFUSED]: "alg_expectations_refused",
+  [C_ALG_RESIZED]: "alg_segments_resized",
+  [C_ALG_LINES_HELD]: "alg_lines_held",
+  [C_ALG_MALFORMED]: "alg_malformed",
+  [C_ALG_OVERSIZED]: "alg_oversized",
+  [C_ALG_FOREIGN_ADDRESS]: "alg_foreign_address",
+  [C_ALG_TOO_LARGE]: "alg_too_large",
+  [C_ALG_REPLAYED]: "alg_replayed",
 };
 
 const DROP_NAMES: Record<number, string> = {
@@ -110,6 +153,10 @@ const DROP_NAMES: Record<number, string> = {
   [D_BAD_ADDRESS]: "bad_address",
   [D_ENGINE_ERROR]: "engine_error",
   [D_FRAGMENT_OF_DROPPED]: "fragment_of_dropped",
+  [D_FIREWALL_DROP]: "firewall_drop",
+  [D_FIREWALL_REJECT]: "firewall_reject",
+  [D_HOST_RATE_LIMIT]: "host_rate_limit",
+  [D_RATE_LIMIT]: "rate_limit",
 };
 for (let e = 1; e < PACKET_ERROR_NAMES.length; e++) DROP_NAMES[DROP_BASE + e] = PACKET_ERROR_NAMES[e];
 
@@ -119,13 +166,15 @@ export function dropReasonName(code: number): string {
 }
 
 export function isDropReason(code: number): boolean {
-  return code > DROP_BASE && code <= DROP_LAST;
+  return code > DROP_BASE && code < COUNTER_SLOTS && DROP_NAMES[code] !== undefined;
 }
 
 /** All counters by name: events as they are, drops as drop_<reason> (every reason, zero or not). */
 export function namedCounters(c: Float64Array): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, name] of Object.entries(EVENT_NAMES)) out[name] = c[Number(k)];
-  for (let d = DROP_BASE + 1; d <= DROP_LAST; d++) out[`drop_${dropReasonName(d)}`] = c[d];
+  // Every named reason, also those allocated from the top of the range down (policy).
+  for (let d = DROP_BASE + 1; d < COUNTER_SLOTS; d++)
+    if (DROP_NAMES[d] !== undefined) out[`drop_${dropReasonName(d)}`] = c[d];
   return out;
 }

@@ -16,6 +16,9 @@ import {
   TCP_SYN,
 } from "../packet/l4.ts";
 import { validateIpv4 } from "../packet/validate.ts";
+import { hasToken, refill, TokenBucket } from "../policy/rate.ts";
+import { buildTcpReset } from "../policy/reject.ts";
+import { ACT_DROP, ACT_REJECT, DIR_INBOUND, DIR_OUTBOUND, NO_RULE, RuleSet } from "../policy/rules.ts";
 import type { EngineConfig } from "./config.ts";
 import * as C from "./counters.ts";
 import {
@@ -114,6 +117,12 @@ export class NatEngine {
   private readonly tIcmp: number;
   private readonly embedded = new Embedded();
   private readonly dueFn: (f: number) => number;
+  /** Firewall rules for new flows; null when there are none (the common case costs one test). */
+  readonly firewall: RuleSet | null;
+  private readonly hostRate: number;
+  private readonly globalRate: TokenBucket | null;
+  /** Caller's clock of the latest call, in ms: the rate limiters' time base. */
+  private nowMs = 0;
 
   /** Engine clock: the second of the latest call. */
   private nowSec = 0;
@@ -126,6 +135,12 @@ export class NatEngine {
   lastDrop = 0;
   /** Where REPLY packets are built. */
   readonly replyBuf = new Uint8Array(65536);
+  /**
+   * The application-level gateway watching each flow (0: none), decided when the flow is made:
+   * flows without one pay a single typed-array read per packet.
+   */
+  readonly algOf: Uint8Array;
+  private alg: AlgHook | null = null;
   /** Packets released by the engine outside the call that caused them (held fragments). */
   private readonly pending: Uint8Array[] = [];
   private readonly prefetchHashes = new Uint32Array(1024);
@@ -172,6 +187,11 @@ export class NatEngine {
     this.tUdp = t.udpSec;
     this.tIcmp = t.icmpSec;
     this.dueFn = (f) => this.due(f);
+    this.algOf = new Uint8Array(config.maxFlows);
+    this.firewall = config.firewall.length > 0 ? new RuleSet(config.firewall) : null;
+    this.hostRate = config.newFlowsPerSecPerHost;
+    this.globalRate =
+      config.newFlowsPerSec > 0 ? new TokenBucket(config.newFlowsPerSec, config.newFlowsPerSec) : null;
   }
 
   // ---------------------------------------------------------------- per packet
@@ -184,6 +204,7 @@ export class NatEngine {
   process(buf: Uint8Array, off: number, len: number, nowMs: number, l4Partial = false): number {
     const c = this.counters;
     c[C.C_PACKETS]++;
+    this.nowMs = nowMs;
     const sec = Math.floor(nowMs / 1000);
     if (sec !== this.nowSec || this.timersBehind || !this.started) this.advanceClock(sec);
     const err = validateIpv4(buf, off, len);
@@ -285,6 +306,7 @@ export class NatEngine {
 
   /** Advances the clock and expires flows; call about once a second when no packets flow. */
   tick(nowMs: number): void {
+    this.nowMs = nowMs;
     this.advanceClock(Math.floor(nowMs / 1000));
   }
 
@@ -366,6 +388,10 @@ export class NatEngine {
       if (f === NO_FLOW) {
         if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
           return this.drop(C.D_TCP_NO_FLOW);
+        if (this.firewall !== null) {
+          const v = this.screen(b, off, total, DIR_OUTBOUND, proto, src, sport, dst, dport);
+          if (v >= 0) return v;
+        }
         f = this.createOutbound(proto, src, sport, dst, dport);
         if (f < 0) return this.drop(-f);
       }
@@ -387,6 +413,8 @@ export class NatEngine {
       );
       this.counters[C.C_TRANSLATED_OUT]++;
       if (this.outsideIndex(dst) >= 0) return this.hairpin(b, off, hl, total, proto, l4Partial);
+      if (this.algOf[f] !== 0 && this.alg !== null)
+        return this.alg.packet(f, this.algOf[f], b, off, hl, total, true, l4Partial);
       return FORWARD;
     }
     if (proto === IPPROTO_ICMP) return this.outboundIcmp(b, off, l4, total, src, dst);
@@ -414,6 +442,10 @@ export class NatEngine {
       if (f === NO_FLOW) {
         // Only a request starts an ICMP query mapping; an unmatched reply answers nothing of ours.
         if (type !== ICMP_ECHO_REQUEST) return this.drop(C.D_ICMP_UNSUPPORTED);
+        if (this.firewall !== null) {
+          const v = this.screen(b, off, total, DIR_OUTBOUND, IPPROTO_ICMP, src, 0, dst, 0);
+          if (v >= 0) return v;
+        }
         f = this.createOutbound(IPPROTO_ICMP, src, id, dst, 0);
         if (f < 0) return this.drop(-f);
       }
@@ -470,6 +502,11 @@ export class NatEngine {
     const host = ht.find(inAddr);
     if (host !== NO_HOST && ht.flows[host] >= this.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
     if (host === NO_HOST && ht.count >= ht.capacity) return -C.D_HOST_TABLE_FULL;
+    // Rate limits last, so a flow refused for another reason spends no token.
+    const rate = this.hostRate;
+    if (rate > 0 && host !== NO_HOST && !hasToken(ht.tokens, ht.tokenStamps, host, this.nowMs, rate, rate))
+      return -C.D_HOST_RATE_LIMIT;
+    if (this.globalRate !== null && !this.globalRate.take(this.nowMs)) return -C.D_RATE_LIMIT;
     const mt = this.mappingTable;
     let m = mt.lookupInside(proto, inAddr, inPort);
     if (m === NO_MAPPING) {
@@ -482,7 +519,47 @@ export class NatEngine {
       m = mt.add(proto, inAddr, inPort, this.outside[addrIdx], outPort);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
-    return this.addFlow(m, proto, remAddr, remPort, 0);
+    const f = this.addFlow(m, proto, remAddr, remPort, 0);
+    if (rate > 0 && f >= 0) {
+      const h = ht.find(inAddr);
+      refill(ht.tokens, ht.tokenStamps, h, this.nowMs, rate, rate);
+      ht.tokens[h] -= 1;
+    }
+    return f;
+  }
+
+  /**
+   * The firewall's say on a flow about to be created (never on packets of existing flows):
+   * -1 to go ahead, else the verdict (DROP, or REPLY with a reset / unreachable in replyBuf).
+   * Inbound, `dst`:`dport` is the inside host the flow would reach.
+   */
+  private screen(
+    b: Uint8Array,
+    off: number,
+    total: number,
+    dir: number,
+    proto: number,
+    src: number,
+    sport: number,
+    dst: number,
+    dport: number,
+  ): number {
+    const fw = this.firewall;
+    if (fw === null) return -1;
+    const r = fw.match(dir, proto, src, sport, dst, dport);
+    if (r === NO_RULE) return -1;
+    const act = fw.action[r];
+    if (act === ACT_DROP) return this.drop(C.D_FIREWALL_DROP);
+    if (act !== ACT_REJECT) return -1;
+    this.lastDrop = C.D_FIREWALL_REJECT;
+    this.counters[C.D_FIREWALL_REJECT]++;
+    this.counters[C.C_DROPPED]++;
+    this.counters[C.C_REPLIES]++;
+    if (proto === IPPROTO_TCP) {
+      this.outLen = buildTcpReset(this.replyBuf, b, off, total);
+      return REPLY;
+    }
+    return this.buildReject(b, off, total);
   }
 
   // ---------------------------------------------------------------- inbound
@@ -518,6 +595,14 @@ export class NatEngine {
         if (pin === undefined && !this.admits(m, src)) return this.drop(C.D_FILTERED);
         if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
           return this.drop(C.D_TCP_NO_FLOW);
+        if (this.firewall !== null) {
+          const mb = m * MAPPING_WORDS;
+          const inAddr = this.mappingTable.u32[mb + M_IN_ADDR];
+          const inPort = this.mappingTable.u32[mb + M_PORTS] >>> 16;
+          const v = this.screen(b, off, total, DIR_INBOUND, proto, src, sport, inAddr, inPort);
+          if (v >= 0) return v;
+        }
+        if (this.globalRate !== null && !this.globalRate.take(this.nowMs)) return this.drop(C.D_RATE_LIMIT);
         f = this.addFlow(m, proto, src, sport, ORIGIN_INBOUND);
         if (f < 0) return this.drop(-f);
         if (pin?.oneShot) this.unpin(pin.id);
@@ -539,6 +624,8 @@ export class NatEngine {
         l4Partial,
       );
       this.counters[C.C_TRANSLATED_IN]++;
+      if (this.algOf[f] !== 0 && this.alg !== null && !hairpin)
+        return this.alg.packet(f, this.algOf[f], b, off, hl, total, false, l4Partial);
       return FORWARD;
     }
     if (proto === IPPROTO_ICMP) return this.inboundIcmp(b, off, l4, total, src, dst);
@@ -682,6 +769,9 @@ export class NatEngine {
     u[base + F_MAP_NEXT] = mt.u32[mb + M_HEAD];
     mt.u32[mb + M_HEAD] = f + 1;
     ft.link(f);
+    // Server port of the flow: the remote's for outbound flows, the inside host's for inbound.
+    this.algOf[f] =
+      this.alg === null ? 0 : this.alg.classify(proto, origin === 0 ? remPort : mt.u32[mb + M_PORTS] >>> 16);
     this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
     this.counters[C.C_FLOWS_CREATED]++;
     return f;
@@ -800,6 +890,10 @@ export class NatEngine {
       if (mu[headAt] === 0 && this.pins.count[m] === 0) this.removeMapping(m);
     }
     this.hostTable.releaseFlow(inAddr);
+    if (this.algOf[f] !== 0) {
+      this.algOf[f] = 0;
+      this.alg?.flowEnded(f);
+    }
     ft.free(f);
     this.counters[C.C_FLOWS_EXPIRED]++;
   }
@@ -895,6 +989,11 @@ export class NatEngine {
   // ---------------------------------------------------------------- read-only views
 
   // ---------------------------------------------------------------- pins (control plane)
+
+  /** Attaches the application-level gateways (src/alg); flows made from now on are classified. */
+  attachAlg(hook: AlgHook): void {
+    this.alg = hook;
+  }
 
   /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */
   get clockSec(): number {
@@ -1023,7 +1122,11 @@ export class NatEngine {
         remote: { addr: formatIpv4(remAddr), port: u[base + F_META] >>> 16 },
         state: STATE_NAMES[sb & STATE_MASK],
         origin:
-          this.outsideIndex(remAddr) >= 0 ? "hairpin" : (sb & ORIGIN_INBOUND) !== 0 ? "inbound" : "outbound",
+          this.outsideIndex(remAddr) >= 0
+            ? "hairpin"
+            : (sb & ORIGIN_INBOUND) !== 0
+              ? this.inboundOrigin(proto, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16)
+              : "outbound",
         idleSec: Math.max(0, this.nowSec - lastSeen),
         expiresInSec: Math.max(0, lastSeen + this.timeoutOf(f) - this.nowSec),
         packetsOut: d[db + D_PKTS_OUT],
@@ -1034,6 +1137,13 @@ export class NatEngine {
     }
     out.sort((a, b) => a.idleSec - b.idleSec);
     return out;
+  }
+
+  /** What admitted an inbound flow: the origin of its mapping's pin ("forward", "pcp" …) or filtering. */
+  private inboundOrigin(proto: number, inAddr: number, inPort: number): string {
+    const m = this.mappingTable.lookupInside(proto, inAddr, inPort);
+    if (m === NO_MAPPING || this.pins.count[m] === 0) return "inbound";
+    return this.pins.of(m)[0].origin;
   }
 
   /** Total bytes preallocated for flows and everything sized by them. */
@@ -1083,6 +1193,30 @@ export interface PinRequest {
   oneShot?: boolean;
   origin: string;
   note?: string;
+}
+
+/**
+ * What the engine needs of the application-level gateways (implemented in src/alg, which sits
+ * above the engine): pick an ALG for a new flow, see its packets, hear when it ends.
+ */
+export interface AlgHook {
+  /** The ALG (1..255) watching a new flow whose server port is `port`; 0 for none. */
+  classify(proto: number, port: number): number;
+  /**
+   * A translated packet of flow f: may rewrite it in place (FORWARD) or build a replacement in
+   * the engine's replyBuf and set its outLen (REPLY). Never throws.
+   */
+  packet(
+    f: number,
+    alg: number,
+    b: Uint8Array,
+    off: number,
+    hl: number,
+    total: number,
+    outbound: boolean,
+    l4Partial: boolean,
+  ): number;
+  flowEnded(f: number): void;
 }
 
 export type PinResult = { id: number; outAddr: number; outPort: number } | { error: string };

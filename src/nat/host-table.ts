@@ -8,6 +8,9 @@ export class HostTable {
   readonly capacity: number;
   readonly addr: Uint32Array;
   readonly flows: Uint32Array;
+  /** New-flow token bucket per host (src/policy/rate.ts): tokens, and the ms of the last refill. */
+  readonly tokens: Float64Array;
+  readonly tokenStamps: Float64Array;
   private readonly next: Uint32Array;
   private readonly index: HashIndex;
   private readonly seed = randomSeed();
@@ -18,6 +21,8 @@ export class HostTable {
     this.capacity = capacity;
     this.addr = new Uint32Array(capacity);
     this.flows = new Uint32Array(capacity);
+    this.tokens = new Float64Array(capacity);
+    this.tokenStamps = new Float64Array(capacity);
     this.next = new Uint32Array(capacity);
     this.index = new HashIndex(capacity);
     for (let i = 0; i < capacity; i++) this.next[i] = i + 2 <= capacity ? i + 2 : 0;
@@ -25,7 +30,7 @@ export class HostTable {
   }
 
   get byteLength(): number {
-    return this.addr.byteLength * 3 + this.index.byteLength;
+    return this.addr.byteLength * 3 + this.tokens.byteLength * 2 + this.index.byteLength;
   }
 
   private hash(addr: number): number {
@@ -53,6 +58,7 @@ export class HostTable {
     this.freeHead = this.next[i];
     this.addr[i] = addr;
     this.flows[i] = 0;
+    this.tokenStamps[i] = -1; // a new host's bucket starts full
     this.index.insert(this.hash(addr), i + 1);
     this.count++;
     return i;

@@ -1,0 +1,352 @@
+// The four end-to-end measurements, each on one "side" (one copy of the classic masquerade
+// network, translated either by the kernel's nftables masquerade or by masq). Every program
+// runs with a timeout or is killed by pid afterwards; every figure is what the receiving end
+// (the Internet host) actually got from the gateway's public address.
+import type { InsideHost, LabProcess, MasqNetwork } from "../../src/lab/netns.ts";
+import { FLOW_GENERATOR, pyArgv, UDP_BLASTER, UDP_ECHO } from "./py.ts";
+
+export type SideKind = "kernel" | "masq";
+
+export interface Side {
+  kind: SideKind;
+  net: MasqNetwork;
+  /** Per inside host: the next source port the flow generator may bind (fresh 5-tuples). */
+  nextFlowPort: number[];
+  /** UDP echo servers on the Internet host sharing ECHO_PORT (flow test). */
+  echo: LabProcess[];
+  /** Next TCP port for a one-off iperf3 server. */
+  nextIperfPort: number;
+}
+
+export const UDP_SINK_PORT = 9;
+/** startMasq's default TUN device. */
+export const MASQ_TUN = "masq0";
+export const ECHO_PORT = 7007;
+export const FLOW_PORT_FIRST = 10_000;
+export const FLOW_PORT_LAST = 59_999;
+/** Echo server processes (SO_REUSEPORT): one per CPU keeps the reflector off the critical path. */
+export const ECHO_PROCS = 2;
+
+export function newSide(kind: SideKind, net: MasqNetwork): Side {
+  return {
+    kind,
+    net,
+    nextFlowPort: net.inside.map(() => FLOW_PORT_FIRST),
+    nextIperfPort: 5201,
+    echo: [],
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Prepare the hosts: on the Internet host an nftables sink that counts (and drops, before any
+ * socket) the UDP datagrams to port 9, separately for those from the public address and from
+ * anything else (untranslated leaks), and the UDP echo servers of the flow test; on each inside
+ * host a rule that keeps the kernel from answering the flow test's replies (which arrive at
+ * ports without a socket; the generator reads them on a raw socket) with port-unreachable errors.
+ */
+export async function prepareHosts(side: Side): Promise<void> {
+  const { net } = side;
+  const sink = [
+    "table inet e2ebench {",
+    "  counter rx {}",
+    "  counter other {}",
+    "  chain pre {",
+    "    type filter hook prerouting priority raw; policy accept;",
+    `    udp dport ${UDP_SINK_PORT} ip saddr ${net.publicAddr} counter name "rx" drop`,
+    `    udp dport ${UDP_SINK_PORT} counter name "other" drop`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+  await net.lab.run(net.inet.ns, ["nft", "-f", "-"], { input: sink });
+  const noUnreachable = [
+    "table inet e2ebench {",
+    "  chain out {",
+    "    type filter hook output priority raw; policy accept;",
+    `    ip daddr ${net.inet.addr} icmp type destination-unreachable drop`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+  for (const h of net.inside) await net.lab.run(h.ns, ["nft", "-f", "-"], { input: noUnreachable });
+  for (let i = 0; i < ECHO_PROCS; i++) {
+    const p = net.lab.spawn(net.inet.ns, pyArgv(UDP_ECHO, [ECHO_PORT]));
+    side.echo.push(p);
+    await p.waitFor(/echo ready/, 10_000);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP: iperf3
+
+export interface TcpResult {
+  gbps: number;
+  /** iperf3's own CPU figures (client host and server host, % of one core summed over threads). */
+  clientCpu: number;
+  serverCpu: number;
+  retransmits: number;
+  peer: string;
+}
+
+export async function measureTcp(
+  side: Side,
+  streams: number,
+  seconds: number,
+  omit: number,
+): Promise<TcpResult> {
+  const { net } = side;
+  const lab = net.lab;
+  const port = side.nextIperfPort++;
+  const server = lab.spawn(net.inet.ns, ["iperf3", "-s", "-1", "-p", String(port), "--forceflush"]);
+  try {
+    await server.waitFor(/Server listening/, 5000);
+    const r = await lab.exec(
+      net.inside[0].ns,
+      [
+        "iperf3",
+        "-c",
+        net.inet.addr,
+        "-p",
+        String(port),
+        "-t",
+        String(seconds),
+        "-O",
+        String(omit),
+        "-P",
+        String(streams),
+        "-J",
+        "--connect-timeout",
+        "3000",
+      ],
+      { timeoutMs: (seconds + omit + 20) * 1000 },
+    );
+    const j = parseJson(r.stdout) as IperfJson | null;
+    if (!j) throw new Error(`iperf3 client gave no JSON (exit ${r.code}): ${oneLine(r.stderr || r.stdout)}`);
+    if (j.error) throw new Error(`iperf3: ${j.error}`);
+    const recv = j.end?.sum_received?.bits_per_second;
+    if (typeof recv !== "number") throw new Error("iperf3 JSON lacks end.sum_received.bits_per_second");
+    const peer = /Accepted connection from ([\d.]+)/.exec(server.stdout)?.[1] ?? "?";
+    if (peer !== net.publicAddr)
+      throw new Error(`the iperf3 server saw ${peer}, not the public address ${net.publicAddr}`);
+    return {
+      gbps: recv / 1e9,
+      clientCpu: j.end?.cpu_utilization_percent?.host_total ?? Number.NaN,
+      serverCpu: j.end?.cpu_utilization_percent?.remote_total ?? Number.NaN,
+      retransmits: j.end?.sum_sent?.retransmits ?? 0,
+      peer,
+    };
+  } finally {
+    await server.kill("SIGTERM", 1000);
+  }
+}
+
+interface IperfJson {
+  error?: string;
+  end?: {
+    sum_received?: { bits_per_second?: number };
+    sum_sent?: { retransmits?: number };
+    cpu_utilization_percent?: { host_total?: number; remote_total?: number };
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// UDP small packets: blasters on the inside hosts, counted by nftables on the Internet host.
+
+export interface UdpResult {
+  /** 64-byte datagrams per second that reached the Internet host from the public address. */
+  pps: number;
+  /** Datagrams per second the sender's interface transmitted in the same window. */
+  sentPps: number;
+  /** Datagrams per second that reached the Internet host from any other source (leaks). */
+  otherPps: number;
+  /** masq side: datagrams per second the kernel dropped at masq's full TUN queue (masq too slow to read). */
+  tunDropPps: number;
+  /** False when the sender fell back to one send() per datagram (a slow generator). */
+  mmsg: boolean;
+}
+
+/** One blaster on the first inside host: with two CPUs, one for it and one for the gateway. */
+export async function measureUdp(
+  side: Side,
+  opts: { seconds: number; warmup: number; payload: number },
+): Promise<UdpResult> {
+  const { net } = side;
+  const host = net.inside[0];
+  const runFor = opts.warmup + opts.seconds + 1;
+  const blaster = net.lab.exec(
+    host.ns,
+    pyArgv(UDP_BLASTER, [net.inet.addr, UDP_SINK_PORT, runFor, opts.payload, 64]),
+    { timeoutMs: (runFor + 15) * 1000 },
+  );
+  try {
+    await sleep(opts.warmup * 1000);
+    const a = await snapshot(side, host);
+    await sleep(opts.seconds * 1000);
+    const b = await snapshot(side, host);
+    const dt = (b.t - a.t) / 1000;
+    const r = await blaster;
+    const j = parseJson(r.stdout) as { sent?: number; mmsg?: boolean } | null;
+    if (!j) throw new Error(`UDP sender failed (exit ${r.code}): ${oneLine(r.stderr || r.stdout)}`);
+    return {
+      pps: (b.rx - a.rx) / dt,
+      sentPps: (b.tx - a.tx) / dt,
+      otherPps: (b.other - a.other) / dt,
+      tunDropPps: (b.tunDropped - a.tunDropped) / dt,
+      mmsg: j.mmsg === true,
+    };
+  } finally {
+    // The blaster ends by itself (bounded duration); exec's timeout kills it otherwise.
+    await blaster;
+  }
+}
+
+interface Snapshot {
+  t: number;
+  rx: number;
+  other: number;
+  tx: number;
+  tunDropped: number;
+}
+
+async function snapshot(side: Side, host: InsideHost): Promise<Snapshot> {
+  const { net } = side;
+  const t1 = Date.now();
+  const [rx, other, tx, tun] = await Promise.all([
+    nftCounterIn(net, net.inet.ns, "rx"),
+    nftCounterIn(net, net.inet.ns, "other"),
+    txStats(net, host.ns, host.dev),
+    side.kind === "masq" ? txStats(net, net.gate.ns, MASQ_TUN) : { packets: 0, dropped: 0 },
+  ]);
+  const t2 = Date.now();
+  return { t: (t1 + t2) / 2, rx, other, tx: tx.packets, tunDropped: tun.dropped };
+}
+
+async function nftCounterIn(net: MasqNetwork, ns: string, name: string): Promise<number> {
+  const out = await net.lab.run(ns, ["nft", "-j", "list", "counter", "inet", "e2ebench", name], {
+    timeoutMs: 5000,
+  });
+  const j = parseJson(out) as { nftables?: { counter?: { packets?: number } }[] } | null;
+  const c = j?.nftables?.find((e) => e.counter)?.counter?.packets;
+  if (typeof c !== "number") throw new Error(`cannot read nft counter ${name}: ${oneLine(out)}`);
+  return c;
+}
+
+async function txStats(
+  net: MasqNetwork,
+  ns: string,
+  dev: string,
+): Promise<{ packets: number; dropped: number }> {
+  const out = await net.lab.run(ns, ["ip", "-j", "-s", "link", "show", "dev", dev], { timeoutMs: 5000 });
+  const j = parseJson(out) as { stats64?: { tx?: { packets?: number; dropped?: number } } }[] | null;
+  const tx = j?.[0]?.stats64?.tx;
+  if (typeof tx?.packets !== "number") throw new Error(`cannot read tx statistics of ${dev} in ${ns}`);
+  return { packets: tx.packets, dropped: tx.dropped ?? 0 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// New UDP flows: one datagram from each of many fresh source ports on every inside host, echoed
+// by the Internet host; a flow counts when its reply is back at the inside host.
+
+export interface FlowResult {
+  /** Completed exchanges (request translated out, reply translated back) per second. */
+  perSec: number;
+  /** Requests sent, and replies received, summed over the generators. */
+  sent: number;
+  replies: number;
+  /** From the first request to the last reply, over all generators. */
+  seconds: number;
+  generators: number;
+  /** True when a generator stopped at its time limit, not at the end of its ports. */
+  timedOut: boolean;
+}
+
+export async function measureFlows(
+  side: Side,
+  opts: { perHost: number; window: number; maxSeconds: number },
+): Promise<FlowResult> {
+  const { net } = side;
+  if (side.echo.length === 0 || !side.echo.every((p) => p.running))
+    throw new Error("the UDP echo servers on the Internet host are not running");
+  // Each generator takes a block of source ports not used lately on this network: every request
+  // must be a new 5-tuple for both NATs (the kernel keeps a replied UDP entry 30 s or more, masq
+  // keeps a mapping for minutes; the blocks wrap only after several rounds).
+  const blocks = net.inside.map((_h, i) => {
+    let first = side.nextFlowPort[i];
+    if (first + opts.perHost - 1 > FLOW_PORT_LAST) first = FLOW_PORT_FIRST;
+    side.nextFlowPort[i] = first + opts.perHost;
+    return first;
+  });
+  const startAt = Date.now() / 1000 + 0.8; // every interpreter is up and its packets built by then
+  const results = await Promise.all(
+    net.inside.map((h, i) =>
+      net.lab.exec(
+        h.ns,
+        pyArgv(FLOW_GENERATOR, [
+          h.addr,
+          net.inet.addr,
+          ECHO_PORT,
+          blocks[i],
+          opts.perHost,
+          opts.window,
+          startAt.toFixed(3),
+          opts.maxSeconds,
+        ]),
+        { timeoutMs: (opts.maxSeconds + 15) * 1000 },
+      ),
+    ),
+  );
+  let sent = 0;
+  let replies = 0;
+  let t0 = Number.POSITIVE_INFINITY;
+  let t1 = 0;
+  let timedOut = false;
+  for (const r of results) {
+    const j = parseJson(r.stdout) as {
+      sent: number;
+      got: number;
+      t0: number;
+      t1: number;
+      timedOut: boolean;
+    } | null;
+    if (!j) throw new Error(`flow generator failed (exit ${r.code}): ${oneLine(r.stderr || r.stdout)}`);
+    sent += j.sent;
+    replies += j.got;
+    t0 = Math.min(t0, j.t0);
+    t1 = Math.max(t1, j.t1);
+    timedOut ||= j.timedOut;
+  }
+  const seconds = t1 > t0 ? t1 - t0 : 0;
+  return {
+    perSec: seconds > 0 ? replies / seconds : 0,
+    sent,
+    replies,
+    seconds,
+    generators: results.length,
+    timedOut,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function parseJson(text: string): unknown {
+  const t = text.trim();
+  if (t === "") return null;
+  try {
+    return JSON.parse(t);
+  } catch {
+    // A program may print something before its JSON: try the last line.
+    const last = t.split("\n").pop() ?? "";
+    try {
+      return JSON.parse(last);
+    } catch {
+      return null;
+    }
+  }
+}
+
+export function oneLine(s: string, max = 300): string {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}

@@ -1,0 +1,99 @@
+// TCP sequence-number correction after a payload rewrite changed a stream's length (as Linux's
+// nf_conntrack_seqadj): bytes after the rewrite point carry sequence numbers shifted by the sum of
+// the length changes so far, the other direction's acknowledgements (and SACK edges, RFC 2018)
+// are shifted back, for the rest of the connection.
+import { adjustChecksum, diff32, readU16, readU32, writeU16, writeU32 } from "../packet/checksum.ts";
+
+/** `a` is after `b` in sequence space (RFC 9293 modular comparison). */
+export function seqAfter(a: number, b: number): boolean {
+  return ((a - b) | 0) > 0;
+}
+
+/** The correction of one direction's stream. */
+export class SeqAdj {
+  /** Sequence number (sender's numbering) of the segment where the latest change happened. */
+  pos = 0;
+  /** Offset for segments at or before `pos`. */
+  before = 0;
+  /** Offset for segments after `pos`. */
+  after = 0;
+
+  get active(): boolean {
+    return this.before !== 0 || this.after !== 0;
+  }
+
+  /**
+   * Records that the segment starting at `seq` grew by `delta` bytes. Only a change later in the
+   * stream moves the point: a retransmission of the latest changed segment must not count twice.
+   */
+  record(seq: number, delta: number): void {
+    if (delta === 0) return;
+    if (this.before === this.after || seqAfter(seq, this.pos)) {
+      this.pos = seq >>> 0;
+      this.before = this.after;
+      this.after += delta;
+    }
+  }
+
+  /** The sequence number the receiver sees for the sender's `seq`. */
+  mapSeq(seq: number): number {
+    return (seq + (seqAfter(seq, this.pos) ? this.after : this.before)) >>> 0;
+  }
+
+  /** The sender's numbering of an acknowledgement (or SACK edge) the receiver sent. */
+  unmapAck(ack: number): number {
+    return (ack - (seqAfter((ack - this.before) >>> 0, this.pos) ? this.after : this.before)) >>> 0;
+  }
+}
+
+/**
+ * Rewrites the 32-bit field at `at` of the TCP segment at `l4`, keeping its checksum right: an
+ * incremental update (RFC 1624) for a full checksum; nothing for a partial one (virtio-net
+ * NEEDS_CSUM: the field holds only the pseudo-header sum, the header is summed later).
+ */
+export function setTcpWord(b: Uint8Array, l4: number, at: number, v: number, partial: boolean): void {
+  const old = readU32(b, at);
+  v >>>= 0;
+  if (old === v) return;
+  writeU32(b, at, v);
+  if (partial) return;
+  if (((at - l4) & 1) === 0) writeU16(b, l4 + 16, adjustChecksum(readU16(b, l4 + 16), diff32(old, v)));
+  else {
+    // An odd offset straddles 16-bit words: the same difference with its bytes swapped.
+    const d = diff32(swapBytes32(old), swapBytes32(v));
+    writeU16(b, l4 + 16, adjustChecksum(readU16(b, l4 + 16), d));
+  }
+}
+
+function swapBytes32(v: number): number {
+  // Bytes a b c d at an odd offset are summed as words (x a)(b c)(d y): equal, in ones'
+  // complement, to summing b a d c... rotated by 8 bits: (v << 8 | v >>> 24).
+  return ((v << 8) | (v >>> 24)) >>> 0;
+}
+
+/**
+ * Shifts the acknowledgement number and every SACK edge of a segment back by `adj` (the other
+ * direction's correction). Options are walked with bounds checks: a malformed option list
+ * stops the walk, never the packet.
+ */
+export function unmapAcks(b: Uint8Array, l4: number, doff: number, adj: SeqAdj, partial: boolean): void {
+  if ((b[l4 + 13] & 0x10) !== 0) setTcpWord(b, l4, l4 + 8, adj.unmapAck(readU32(b, l4 + 8)), partial);
+  const end = l4 + doff;
+  let i = l4 + 20;
+  while (i < end) {
+    const kind = b[i];
+    if (kind === 0) break;
+    if (kind === 1) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= end) break;
+    const len = b[i + 1];
+    if (len < 2 || i + len > end) break;
+    if (kind === 5) {
+      for (let e = i + 2; e + 4 <= i + len; e += 4)
+        setTcpWord(b, l4, e, adj.unmapAck(readU32(b, e)), partial);
+    }
+    i += len;
+  }
+}

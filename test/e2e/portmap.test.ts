@@ -1,0 +1,264 @@
+// End to end: NAT-PMP (RFC 6886) with Debian's real `natpmpc` client and PCP (RFC 6887) from a
+// scripted client, both on an inside host, against masq running in the gateway; the Internet host
+// then reaches an inside service through the mapping, until it is deleted or lapses.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
+import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
+import {
+  buildPcpRequest,
+  OPCODE_ANNOUNCE,
+  OPCODE_MAP,
+  OPTION_THIRD_PARTY,
+  PcpResult,
+  parsePcpResponse,
+  writeMappedIpv4,
+} from "../../src/portmap/pcp.ts";
+import { parseIpv4 } from "../../src/portmap/server.ts";
+
+const root = process.getuid?.() === 0;
+const skip = root ? false : "needs root (network namespaces)";
+const GW = "192.168.0.1";
+
+// One UDP request, one answer (hex), from inside a namespace: the scripted client's transport.
+const UDP_ASK = `
+const s = require("node:dgram").createSocket("udp4");
+const [hex, host, port, ms] = process.argv.slice(1);
+s.on("message", (b) => { process.stdout.write(b.toString("hex")); process.exit(0); });
+s.send(Buffer.from(hex, "hex"), Number(port), host);
+setTimeout(() => { process.stdout.write("timeout"); process.exit(2); }, Number(ms));
+`;
+
+function ip(s: string): number {
+  const a = parseIpv4(s);
+  assert.ok(a !== undefined, s);
+  return a;
+}
+
+for (const mode of ["interface", "pool"] as MasqMode[]) {
+  describe(`port mapping (NAT-PMP, PCP), ${mode} mode`, { skip }, () => {
+    let net: MasqNetwork;
+    let masq: MasqProcess;
+    let service: LabProcess;
+    let tmp: string;
+    let config: string;
+    let abox: string;
+
+    async function udpAsk(
+      ns: string,
+      msg: Uint8Array,
+      host: string,
+      port: number,
+      ms = 3000,
+    ): Promise<Buffer> {
+      const hex = Buffer.from(msg).toString("hex");
+      const r = await net.lab.exec(
+        ns,
+        [process.execPath, "-e", UDP_ASK, hex, host, String(port), String(ms)],
+        {
+          timeoutMs: ms + 5000,
+        },
+      );
+      assert.equal(r.code, 0, `no answer from ${host}:${port} (${r.stdout} ${r.stderr})`);
+      return Buffer.from(r.stdout, "hex");
+    }
+
+    async function pcp(msg: Uint8Array) {
+      const r = parsePcpResponse(await udpAsk(abox, msg, GW, 5351));
+      assert.ok(r, "a PCP response");
+      return r;
+    }
+
+    async function natpmpc(...args: string[]): Promise<string> {
+      const r = await net.lab.exec(abox, ["natpmpc", "-g", GW, ...args], { timeoutMs: 15_000 });
+      assert.equal(r.code, 0, `natpmpc ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+      return r.stdout;
+    }
+
+    /** The Internet host fetches the inside service at the public address; the body, or null when it cannot connect. */
+    async function fetchFromInternet(port: number): Promise<string | null> {
+      const r = await net.lab.exec(
+        net.inet.ns,
+        ["curl", "-sS", "--connect-timeout", "2", "--max-time", "5", `http://${net.publicAddr}:${port}/`],
+        { timeoutMs: 10_000 },
+      );
+      return r.code === 0 ? r.stdout : null;
+    }
+
+    async function pins(): Promise<ConnsReply["pins"]> {
+      return (JSON.parse(await masq.cli(["conns", "--json"])) as ConnsReply).pins ?? [];
+    }
+
+    before(async () => {
+      tmp = mkdtempSync(join(tmpdir(), "masqpcp-"));
+      net = await buildMasqNetwork({ prefix: "masqpcp", mode });
+      abox = net.inside[0].ns;
+      // Port-dependent filtering: a mapping deleted while an old connection lingers admits nobody new.
+      config = join(tmp, "masq.toml");
+      writeFileSync(
+        config,
+        'filtering = "address-port-dependent"\n[portmap]\nenabled = true\nmin_lifetime = 1\nmax_per_host = 8\n',
+      );
+      masq = await startMasq(net, { config });
+      // The inside service: HTTP on 8080 and UDP echo on 7007 on A-box.
+      service = net.lab.spawn(abox, [...labScript("inet-service"), "--http", "8080", "--udp", "7007"]);
+      await service.waitFor(/"proto":"udp"/, 10_000);
+    });
+
+    after(async () => {
+      try {
+        if (service?.running) await service.kill("SIGTERM", 5000);
+        if (masq?.proc.running) await masq.stop();
+      } finally {
+        await net?.destroy();
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+    it("natpmpc obtains the external address", async () => {
+      const out = await natpmpc();
+      assert.match(out, new RegExp(`Public IP address : ${net.publicAddr.replaceAll(".", "\\.")}\\n`));
+      assert.match(out, /epoch = \d+/);
+    });
+
+    it("natpmpc maps a TCP port; the Internet host reaches the inside service; deleting it closes it", async () => {
+      assert.equal(await fetchFromInternet(62080), null, "closed before the mapping");
+      const out = await natpmpc("-a", "62080", "8080", "tcp", "600");
+      assert.match(out, /Mapped public port 62080 protocol TCP to local port 8080 liftime 600/);
+      const body = await fetchFromInternet(62080);
+      assert.match(body ?? "", /you came from 203\.0\.113\.10:/, "reached through the mapping");
+      const p = (await pins())?.find((x) => x.outside.port === 62080);
+      assert.ok(p, "listed by masq conns");
+      assert.deepEqual(
+        [p.origin, p.protocol, p.inside.addr, p.inside.port],
+        ["natpmp", "tcp", "192.168.0.2", 8080],
+      );
+      const text = await masq.cli(["conns"]);
+      assert.match(text, /tcp\s+192\.168\.0\.2:8080\s+\S+:62080\s+\*\s+natpmp/);
+
+      const del = await natpmpc("-a", "62080", "8080", "tcp", "0");
+      assert.match(del, /readnatpmpresponseorretry returned 0 \(OK\)/);
+      assert.equal((await pins())?.filter((x) => x.origin === "natpmp").length, 0);
+      assert.equal(await fetchFromInternet(62080), null, "closed after deletion");
+    });
+
+    it("natpmpc maps a UDP port; the Internet host's datagram reaches the inside echo service", async () => {
+      const out = await natpmpc("-a", "62007", "7007", "udp", "600");
+      assert.match(out, /Mapped public port 62007 protocol UDP to local port 7007/);
+      const reply = await udpAsk(net.inet.ns, Buffer.from("ping-through-natpmp"), net.publicAddr, 62007);
+      assert.match(reply.toString(), /^echo ping-through-natpmp from 203\.0\.113\.10:/);
+      await natpmpc("-a", "62007", "7007", "udp", "0");
+    });
+
+    it("a short-lived mapping lapses on time", async () => {
+      const out = await natpmpc("-a", "62083", "8080", "tcp", "3");
+      assert.match(out, /Mapped public port 62083 protocol TCP to local port 8080 liftime 3/);
+      assert.ok(await fetchFromInternet(62083), "open while it lives");
+      const deadline = Date.now() + 10_000;
+      while (((await pins()) ?? []).some((x) => x.outside.port === 62083)) {
+        assert.ok(Date.now() < deadline, "the mapping did not lapse");
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(await fetchFromInternet(62083), null, "closed once lapsed");
+    });
+
+    it("PCP: ANNOUNCE, MAP (reachable from the Internet), refusals with the right codes, delete", async () => {
+      const A = ip(net.inside[0].addr);
+      const B = ip(net.inside[1].addr);
+      const announce = await pcp(buildPcpRequest({ opcode: OPCODE_ANNOUNCE, lifetime: 0, clientAddr: A }));
+      assert.deepEqual(
+        [announce.version, announce.opcode, announce.result],
+        [2, OPCODE_ANNOUNCE, PcpResult.SUCCESS],
+      );
+
+      const nonce = randomBytes(12);
+      const mapReq = (lifetime: number, over: Partial<Parameters<typeof buildPcpRequest>[0]> = {}) =>
+        buildPcpRequest({
+          opcode: OPCODE_MAP,
+          lifetime,
+          clientAddr: A,
+          nonce,
+          protocol: 6,
+          internalPort: 8080,
+          suggestedExternalPort: 62081,
+          ...over,
+        });
+      const m = await pcp(mapReq(600));
+      assert.equal(m.result, PcpResult.SUCCESS);
+      assert.deepEqual(
+        [m.externalAddr, m.externalPort, m.internalPort, m.lifetime],
+        [ip(net.publicAddr), 62081, 8080, 600],
+      );
+      assert.deepEqual(m.nonce, new Uint8Array(nonce));
+      assert.match((await fetchFromInternet(62081)) ?? "", /you came from 203\.0\.113\.10:/);
+      assert.equal((await pins())?.find((x) => x.outside.port === 62081)?.origin, "pcp");
+
+      // Malformed: a MAP cut to 26 bytes (not a multiple of 4, shorter than the MAP payload).
+      const cut = (await udpAsk(abox, mapReq(600).subarray(0, 26), GW, 5351)).subarray();
+      assert.equal(parsePcpResponse(cut)?.result, PcpResult.MALFORMED_REQUEST);
+      // Another host's address: claimed in the client field (the source is A-box) ...
+      const mismatch = await pcp(
+        mapReq(600, { clientAddr: B, internalPort: 22, suggestedExternalPort: 62022 }),
+      );
+      assert.equal(mismatch.result, PcpResult.ADDRESS_MISMATCH);
+      // ... or asked for with THIRD_PARTY, which this gateway is not configured to honour.
+      const other = new Uint8Array(16);
+      writeMappedIpv4(other, 0, B);
+      const third = await pcp(
+        mapReq(600, {
+          internalPort: 22,
+          suggestedExternalPort: 62022,
+          options: [{ code: OPTION_THIRD_PARTY, data: other }],
+        }),
+      );
+      assert.equal(third.result, PcpResult.NOT_AUTHORIZED);
+      // An opcode this server does not do (PEER) and a version it does not speak.
+      const peer = mapReq(600);
+      peer[1] = 2;
+      assert.equal((await pcp(peer)).result, PcpResult.UNSUPP_OPCODE);
+      const v3 = mapReq(600);
+      v3[0] = 3;
+      const uv = await pcp(v3);
+      assert.deepEqual([uv.version, uv.result], [2, PcpResult.UNSUPP_VERSION]);
+      assert.equal(
+        ((await pins()) ?? []).filter((x) => x.inside.port === 22).length,
+        0,
+        "nothing mapped for B",
+      );
+
+      const del = await pcp(mapReq(0));
+      assert.deepEqual([del.result, del.lifetime], [PcpResult.SUCCESS, 0]);
+      assert.equal(await fetchFromInternet(62081), null, "closed after deletion");
+
+      const stats = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+      const pm = stats.portmap ?? {};
+      for (const k of [
+        "pcp_result_MALFORMED_REQUEST",
+        "pcp_result_ADDRESS_MISMATCH",
+        "pcp_result_NOT_AUTHORIZED",
+        "pcp_result_UNSUPP_OPCODE",
+        "pcp_result_UNSUPP_VERSION",
+      ])
+        assert.equal(pm[k], 1, `${k} counted once (${JSON.stringify(pm)})`);
+    });
+
+    it("a restart resets the epoch and forgets the mappings", async () => {
+      await natpmpc("-a", "62084", "8080", "tcp", "600");
+      await new Promise((r) => setTimeout(r, 2000));
+      const epoch = (out: string) => Number(/epoch = (\d+)/.exec(out)?.[1]);
+      const before1 = epoch(await natpmpc());
+      assert.ok(before1 >= 2, `epoch ${before1} counts seconds since the start`);
+      await masq.stop();
+      masq = await startMasq(net, { config });
+      const after1 = epoch(await natpmpc());
+      assert.ok(after1 < before1, `epoch ${after1} after the restart, ${before1} before`);
+      assert.equal(((await pins()) ?? []).length, 0);
+      assert.equal(await fetchFromInternet(62084), null);
+    });
+  });
+}
