@@ -1,7 +1,7 @@
-// The four end-to-end measurements, each on one "side" (one copy of the classic masquerade
-// network, translated either by the kernel's nftables masquerade or by masq). Every program
-// runs with a timeout or is killed by pid afterwards; every figure is what the receiving end
-// (the Internet host) actually got from the gateway's public address.
+// The end-to-end measurements, each on one "side" (one copy of the classic masquerade network,
+// translated either by the kernel's nftables masquerade or by masq). Every program runs with a
+// time limit or is killed by pid afterwards; every figure counts only traffic that crossed the
+// gateway translated (from its public address, or the replies to that).
 import type { InsideHost, LabProcess, MasqNetwork } from "../../src/lab/netns.ts";
 import { FLOW_GENERATOR, pyArgv, UDP_BLASTER, UDP_ECHO } from "./py.ts";
 
@@ -10,7 +10,7 @@ export type SideKind = "kernel" | "masq";
 export interface Side {
   kind: SideKind;
   net: MasqNetwork;
-  /** Per inside host: the next source port the flow generator may bind (fresh 5-tuples). */
+  /** Per inside host: the next source port of the flow generator (fresh 5-tuples). */
   nextFlowPort: number[];
   /** UDP echo servers on the Internet host sharing ECHO_PORT (flow test). */
   echo: LabProcess[];
@@ -24,7 +24,7 @@ export const MASQ_TUN = "masq0";
 export const ECHO_PORT = 7007;
 export const FLOW_PORT_FIRST = 10_000;
 export const FLOW_PORT_LAST = 59_999;
-/** Echo server processes (SO_REUSEPORT): one per CPU keeps the reflector off the critical path. */
+/** Echo server processes sharing the port (SO_REUSEPORT): one Python process would be the limit. */
 export const ECHO_PROCS = 2;
 
 export function newSide(kind: SideKind, net: MasqNetwork): Side {
@@ -87,7 +87,6 @@ export interface TcpResult {
   clientCpu: number;
   serverCpu: number;
   retransmits: number;
-  peer: string;
 }
 
 export async function measureTcp(
@@ -135,7 +134,6 @@ export async function measureTcp(
       clientCpu: j.end?.cpu_utilization_percent?.host_total ?? Number.NaN,
       serverCpu: j.end?.cpu_utilization_percent?.remote_total ?? Number.NaN,
       retransmits: j.end?.sum_sent?.retransmits ?? 0,
-      peer,
     };
   } finally {
     await server.kill("SIGTERM", 1000);
@@ -152,7 +150,7 @@ interface IperfJson {
 }
 
 // ---------------------------------------------------------------------------------------------
-// UDP small packets: blasters on the inside hosts, counted by nftables on the Internet host.
+// UDP small packets: a blaster on an inside host, counted by nftables on the Internet host.
 
 export interface UdpResult {
   /** 64-byte datagrams per second that reached the Internet host from the public address. */

@@ -1,6 +1,6 @@
 // Small traffic programs for the end-to-end benchmark, run with `python3 -c` inside the lab's
-// namespaces (standard library only, so either Python on this machine will do). They are kept
-// here as text because the benchmark must not depend on files outside bench/.
+// namespaces (standard library and ctypes only: no package to install). Python because the
+// generators must batch system calls (sendmmsg) and build raw packets, which Node cannot.
 import { existsSync } from "node:fs";
 
 /** Debian's interpreter when present (starts faster than a pyenv shim), else whatever is on PATH. */

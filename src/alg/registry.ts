@@ -7,7 +7,17 @@ import type { AlgConfig, AlgName } from "../nat/config.ts";
 import * as C from "../nat/counters.ts";
 import { type AlgHook, FORWARD, type NatEngine, REPLY } from "../nat/engine.ts";
 import { F_IN_ADDR, F_META, F_OUT_ADDR, F_PORTS, F_REM_ADDR, FLOW_WORDS } from "../nat/flow-table.ts";
-import { checksum, pseudoHeaderSum, readU32, writeU16, writeU32 } from "../packet/checksum.ts";
+import {
+  adjustChecksum,
+  checksum,
+  fold,
+  pseudoHeaderSum,
+  readU16,
+  readU32,
+  sumWords,
+  writeU16,
+  writeU32,
+} from "../packet/checksum.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import { ftpAlg } from "./ftp.ts";
 import { ircAlg } from "./irc.ts";
@@ -183,7 +193,7 @@ export class AlgRegistry implements AlgHook {
       return this.tcp(st, alg, b, off, hl, total, outbound, partial);
     } catch {
       // A parser bug must not take the datapath down: the packet goes on as translated.
-      this.engine.counters[C.C_ALG_MALFORMED]++;
+      this.engine.counters[C.C_ALG_ERRORS]++;
       return FORWARD;
     }
   }
@@ -392,6 +402,15 @@ export class AlgRegistry implements AlgHook {
       me.seqNext = newSeqNext;
       return this.shiftOnly(me, b, l4, S, partial);
     }
+    if (fast && holdFrom === ne && this.sameLength(edits)) {
+      // Same length: patch in place (the packet keeps its offload metadata, nothing is rebuilt).
+      for (let k = 0; k < edits; k++) patchPayload(b, l4, this.editAt[k], this.editText[k], partial);
+      me.lastSeq = D;
+      me.lastInLen = ne - ns;
+      me.lastOut = b.slice(ns, ne);
+      me.seqNext = newSeqNext;
+      return this.shiftOnly(me, b, l4, S, partial);
+    }
 
     // Rebuild: [S, D) as it went before (a retransmission overlapping), then the new bytes.
     const rb = this.engine.replyBuf;
@@ -439,6 +458,13 @@ export class AlgRegistry implements AlgHook {
     }
     if (w - pay !== L) this.engine.counters[C.C_ALG_RESIZED]++;
     return this.finish(b, off, hl, doff, w, outSeq);
+  }
+
+  private sameLength(edits: number): boolean {
+    if (edits === 0) return false;
+    for (let k = 0; k < edits; k++)
+      if (this.editText[k].length !== this.editEnd[k] - this.editAt[k]) return false;
+    return true;
   }
 
   /** [S, D) of segment bytes at b[ps..]: as they went the first time (the latest rewrite replayed). */
@@ -527,6 +553,24 @@ export class AlgRegistry implements AlgHook {
     this.engine.outLen = len;
     return REPLY;
   }
+}
+
+/**
+ * Overwrites payload bytes at `at` with `text` (same length), keeping the TCP checksum right: the
+ * change of the sum over the enclosing 16-bit words of the segment (RFC 1624). A partial checksum
+ * (virtio-net NEEDS_CSUM) covers no payload and needs nothing.
+ */
+function patchPayload(b: Uint8Array, l4: number, at: number, text: Uint8Array, partial: boolean): void {
+  if (partial) {
+    b.set(text, at);
+    return;
+  }
+  const s0 = l4 + ((at - l4) & ~1);
+  const n = at + text.length - s0;
+  const before = fold(sumWords(b, s0, n, 0));
+  b.set(text, at);
+  const after = fold(sumWords(b, s0, n, 0));
+  writeU16(b, l4 + 16, adjustChecksum(readU16(b, l4 + 16), fold((~before & 0xffff) + after)));
 }
 
 function latin1(b: Uint8Array, s: number, e: number): string {

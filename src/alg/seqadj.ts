@@ -66,8 +66,8 @@ export function setTcpWord(b: Uint8Array, l4: number, at: number, v: number, par
 }
 
 function swapBytes32(v: number): number {
-  // Bytes a b c d at an odd offset are summed as words (x a)(b c)(d y): equal, in ones'
-  // complement, to summing b a d c... rotated by 8 bits: (v << 8 | v >>> 24).
+  // Bytes a b c d at an odd offset are summed in the words (x a) (b c) (d y): a + bc + d·256,
+  // the same ones' complement sum as the aligned words (b c) (d a), i.e. v rotated left by 8.
   return ((v << 8) | (v >>> 24)) >>> 0;
 }
 

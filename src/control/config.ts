@@ -149,7 +149,9 @@ const algPort = v.pipe(
 );
 const algEntry = v.strictObject({
   enabled: v.optional(v.boolean()),
-  ports: v.optional(v.pipe(v.array(algPort, "must be a list of ports"), v.minLength(1, "must list at least one port"))),
+  ports: v.optional(
+    v.pipe(v.array(algPort, "must be a list of ports"), v.minLength(1, "must list at least one port")),
+  ),
 });
 const algSchema = v.strictObject({
   ftp: v.optional(algEntry),
@@ -249,8 +251,13 @@ export function parseConfigText(text: string, source: string): FileConfig {
   if (!r.success) {
     const issue = r.issues[0];
     const key = v.getDotPath(issue) ?? "(top level)";
+    // A strict object reports both unknown keys (expected "never") and missing required ones.
     const problem =
-      issue.type === "strict_object" ? "unknown key (see the config reference in the README)" : issue.message;
+      issue.type !== "strict_object"
+        ? issue.message
+        : issue.expected === "never"
+          ? "unknown key (see the config reference in the README)"
+          : "missing (required)";
     throw new ConfigError(`${source}: ${key}`, problem);
   }
   return r.output;

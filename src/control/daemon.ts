@@ -3,6 +3,7 @@
 // and tears everything down on SIGINT/SIGTERM.
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { AlgRegistry } from "../alg/registry.ts";
 import {
   applyHostSetup,
   applyRecordedStep,
@@ -12,18 +13,16 @@ import {
   cleanLeftovers,
   defaultStateFile,
   expandPrefix,
-  forwardRuleStep,
+  forwardRuleSteps,
   interfaceAddress,
   interfaceMtu,
   interfacePrefixes,
-  MAX_RULE_PORT,
   parseIPv4,
   parsePrefix,
   planHostSetup,
   undoHostSetup,
   undoRecordedStep,
 } from "../host/index.ts";
-import { AlgRegistry } from "../alg/registry.ts";
 import type { TunDevice } from "../io/tun.ts";
 import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
 import { NatEngine } from "../nat/engine.ts";
@@ -151,7 +150,9 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       inside: cfg.inside,
       outside: cfg.outside,
       mtu: host.mtu,
-      ...(host.mode === "pool" ? { pool: cfg.addresses } : { ports: cfg.ports }),
+      ...(host.mode === "pool"
+        ? { pool: cfg.addresses }
+        : { ports: cfg.ports, publicAddress: host.publicAddresses[0] }),
     });
     hostApplied = true;
     await applyHostSetup(plan, stateFile, { log });
@@ -280,15 +281,34 @@ async function startForwards(
   hostStateFile: string,
   log: ReturnType<typeof createLogger>,
 ): Promise<ForwardRegistry> {
-  const own = { first: cfg.ports.first, last: Math.min(cfg.ports.last, MAX_RULE_PORT) };
-  const rule = (first: number, last: number) => forwardRuleStep({ outside: cfg.outside, first, last });
+  const steps = (proto: "tcp" | "udp", first: number, last: number) =>
+    forwardRuleSteps({
+      proto,
+      first,
+      last,
+      outside: cfg.outside,
+      inside: cfg.inside,
+      publicAddress: host.publicAddresses[0],
+      ports: cfg.ports,
+    });
   const steer: Steering | undefined =
     host.mode === "interface"
       ? {
-          needs: (proto, first, last) => proto === "tcp" && !(first >= own.first && last <= own.last),
-          add: (first, last) => applyRecordedStep(rule(first, last), hostStateFile, { log }),
-          remove: async (first, last) => {
-            await undoRecordedStep(rule(first, last).what, hostStateFile, { log });
+          add: async (proto, first, last) => {
+            const done: string[] = [];
+            try {
+              for (const step of steps(proto, first, last)) {
+                await applyRecordedStep(step, hostStateFile, { log });
+                done.push(step.what);
+              }
+            } catch (err) {
+              for (const what of done.reverse()) await undoRecordedStep(what, hostStateFile, { log });
+              throw err;
+            }
+          },
+          remove: async (proto, first, last) => {
+            for (const step of steps(proto, first, last).reverse())
+              await undoRecordedStep(step.what, hostStateFile, { log });
           },
         }
       : undefined;
@@ -311,7 +331,10 @@ async function startForwards(
 }
 
 /** The control socket's view of the forwards (masq forward add|del|list). */
-function forwardsApi(registry: ForwardRegistry, engine: NatEngine): NonNullable<ControlSource["forwards"]> {
+export function forwardsApi(
+  registry: ForwardRegistry,
+  engine: NatEngine,
+): NonNullable<ControlSource["forwards"]> {
   const refuse = (err: unknown): never => {
     if (err instanceof ForwardError) throw new ControlError(400, err.message);
     throw err;

@@ -72,6 +72,14 @@ export class Datapath {
           this.outMeta[2 * out + 1] = engine.outLen + h;
           out++;
         } else if (v === REPLY) {
+          // What came before goes first: a reply may be a rebuilt segment of a stream (an ALG
+          // rewrite that changed its length), which must not overtake the segments before it.
+          if (out > 0) {
+            const w = this.io.writeBatch(buf, this.outMeta, out);
+            st.written += w;
+            st.writeFailures += out - w;
+            out = 0;
+          }
           this.send(engine.replyBuf, engine.outLen);
         } else if (v !== DROP) {
           // HELD: the engine keeps it until its first fragment comes.

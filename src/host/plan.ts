@@ -49,6 +49,11 @@ export interface HostSetupOptions {
   proxyArp?: boolean;
   /** Interface mode: TCP ports masq owns (default 61000-65534). */
   ports?: PortRange;
+  /**
+   * Interface mode: the outside interface's address. When given, what inside hosts send to it on
+   * masq's ports goes to masq too (before 'local'): the replies of hairpinned connections.
+   */
+  publicAddress?: string;
   /** Routing tables (defaults: inside 100, outside 101). Pool mode only uses `inside`. */
   tables?: { inside?: number; outside?: number };
   /** Rule priorities (defaults as in design.md). */
@@ -228,6 +233,31 @@ function planInterface(opts: HostSetupOptions, steps: HostStep[]): void {
       tout,
     ]),
   );
+  if (opts.publicAddress !== undefined) {
+    // Hairpinning: an inside host answering another's connection through the public address
+    // sends to masq's ports on the gateway's own address, which 'local' would otherwise take.
+    for (const lan of opts.inside)
+      for (const proto of ["tcp", "udp"])
+        steps.push(
+          ruleStep(
+            `steer ${proto.toUpperCase()} from ${lan} to ${opts.publicAddress} ports ${range.first}-${last} into ${tun}`,
+            [
+              "pref",
+              String(HAIRPIN_RULE_PREF),
+              "iif",
+              lan,
+              "to",
+              `${opts.publicAddress}/32`,
+              "ipproto",
+              proto,
+              "dport",
+              `${range.first}-${last}`,
+              "lookup",
+              tin,
+            ],
+          ),
+        );
+  }
   for (const lan of opts.inside) {
     steps.push(
       ruleStep(`steer traffic from ${lan} into ${tun}`, [
@@ -242,38 +272,75 @@ function planInterface(opts: HostSetupOptions, steps: HostStep[]): void {
   }
 }
 
-/** Interface mode: pref of the rules that steer forwarded TCP ports (before 'local', like masq's own). */
+/** Interface mode: pref of the rules that steer forwarded ports (before 'local', like masq's own). */
 export const FORWARD_RULE_PREF = 113;
+/** Interface mode: pref of the rules for hairpinned traffic to masq's own ports. */
+export const HAIRPIN_RULE_PREF = 114;
 
 /**
- * Interface mode: the rule that steers a forwarded TCP port range (outside masq's own range) from
- * the outside interface into the TUN; added and removed at runtime with the forward.
+ * Interface mode: the rules a forwarded port range needs, added and removed at runtime with the
+ * forward. TCP from the outside interface (when masq's own range does not cover it), and, for
+ * hairpinning, what the inside hosts send to the public address on those ports.
  */
-export function forwardRuleStep(opts: {
-  outside: string;
+export function forwardRuleSteps(opts: {
+  proto: "tcp" | "udp";
   first: number;
   last: number;
-  table?: number;
+  outside: string;
+  inside: string[];
+  publicAddress: string;
+  /** masq's own port range (already steered). */
+  ports: PortRange;
+  tables?: { inside?: number; outside?: number };
   pref?: number;
-}): HostStep {
-  const { first, last } = opts;
+}): HostStep[] {
+  const { first, last, proto } = opts;
   if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || first > last || last > 65535)
     throw new Error(`invalid port range ${first}-${last}`);
   if (last > MAX_RULE_PORT)
-    throw new Error(`TCP port ${MAX_RULE_PORT + 1} cannot be matched by an ip rule (iproute2 rejects it)`);
+    throw new Error(`port ${MAX_RULE_PORT + 1} cannot be matched by an ip rule (iproute2 rejects it)`);
   const ports = first === last ? String(first) : `${first}-${last}`;
-  return ruleStep(`steer forwarded TCP ${ports} from ${opts.outside} into masq`, [
-    "pref",
-    String(opts.pref ?? FORWARD_RULE_PREF),
-    "iif",
-    opts.outside,
-    "ipproto",
-    "tcp",
-    "dport",
-    ports,
-    "lookup",
-    String(opts.table ?? DEFAULT_TABLES.outside),
-  ]);
+  const pref = String(opts.pref ?? FORWARD_RULE_PREF);
+  const tin = String(opts.tables?.inside ?? DEFAULT_TABLES.inside);
+  const tout = String(opts.tables?.outside ?? DEFAULT_TABLES.outside);
+  const steps: HostStep[] = [];
+  const own = first >= opts.ports.first && last <= Math.min(opts.ports.last, MAX_RULE_PORT);
+  if (proto === "tcp" && !own)
+    steps.push(
+      ruleStep(`steer forwarded TCP ${ports} from ${opts.outside} into masq`, [
+        "pref",
+        pref,
+        "iif",
+        opts.outside,
+        "ipproto",
+        "tcp",
+        "dport",
+        ports,
+        "lookup",
+        tout,
+      ]),
+    );
+  for (const lan of opts.inside)
+    steps.push(
+      ruleStep(
+        `steer forwarded ${proto.toUpperCase()} ${ports} from ${lan} to ${opts.publicAddress} into masq`,
+        [
+          "pref",
+          pref,
+          "iif",
+          lan,
+          "to",
+          `${opts.publicAddress}/32`,
+          "ipproto",
+          proto,
+          "dport",
+          ports,
+          "lookup",
+          tin,
+        ],
+      ),
+    );
+  return steps;
 }
 
 function cmdStep(what: string, apply: string[], undo: string[]): HostStep {

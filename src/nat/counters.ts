@@ -46,6 +46,8 @@ export const C_ALG_FOREIGN_ADDRESS = 27;
 export const C_ALG_TOO_LARGE = 28;
 /** Retransmissions of a rewritten range replayed with the same rewrite. */
 export const C_ALG_REPLAYED = 29;
+/** An ALG failed on a packet (a bug, not bad input): the packet went on as translated. */
+export const C_ALG_ERRORS = 30;
 
 // Drop reasons: 1..8 mirror packet/validate's PacketError so a validation error maps directly.
 export const DROP_BASE = 32;
@@ -131,6 +133,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_ALG_FOREIGN_ADDRESS]: "alg_foreign_address",
   [C_ALG_TOO_LARGE]: "alg_too_large",
   [C_ALG_REPLAYED]: "alg_replayed",
+  [C_ALG_ERRORS]: "alg_errors",
 };
 
 const DROP_NAMES: Record<number, string> = {

@@ -4,8 +4,10 @@
 // tracked flows and hairpinning works for them. Forwards added at runtime are written to a state
 // file so that a restart of masq keeps them; those from the config come from the config again.
 //
-// In interface mode the kernel steers only masq's own port range of TCP into the TUN: a TCP
-// forward of another port needs its own policy rule, which the daemon supplies as `steer`.
+// In interface mode the public address is the gateway's own: the kernel steers only masq's own
+// port range of TCP into the TUN, and delivers what inside hosts send to it locally. A forward
+// then needs policy rules of its own (TCP from outside, and both protocols from inside for
+// hairpinning), which the daemon supplies as `steer`.
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { PinView } from "../nat/view.ts";
@@ -79,12 +81,10 @@ export interface PinEngine {
   pinList(): PinView[];
 }
 
-/** Interface mode: steer a TCP port range from the outside interface into the TUN, and back. */
+/** Interface mode: steer a forwarded port range into the TUN (and stop again). */
 export interface Steering {
-  /** Whether [first, last] needs a rule of its own (false when masq's own range covers it). */
-  needs(proto: ForwardProto, first: number, last: number): boolean;
-  add(first: number, last: number): Promise<void>;
-  remove(first: number, last: number): Promise<void>;
+  add(proto: ForwardProto, first: number, last: number): Promise<void>;
+  remove(proto: ForwardProto, first: number, last: number): Promise<void>;
 }
 
 // ---------------------------------------------------------------- parsing
@@ -199,7 +199,7 @@ export class ForwardRegistry {
       this.forwards.delete(f.id);
       // Stop steering first, so no packet arrives for a mapping that is going.
       const s = f.spec;
-      if (this.opts.steer?.needs(s.proto, s.first, s.last)) await this.opts.steer.remove(s.first, s.last);
+      await this.opts.steer?.remove(s.proto, s.first, s.last);
       for (const id of f.pinIds) this.opts.engine.unpin(id);
       if (f.source === "runtime") this.save();
       return f;
@@ -231,10 +231,19 @@ export class ForwardRegistry {
     });
   }
 
-  /** Re-adds the forwards of the state file; returns those that could not be (with why). */
-  async restore(): Promise<Array<{ forward: ForwardText; error: string }>> {
-    const failed: Array<{ forward: ForwardText; error: string }> = [];
-    for (const t of this.readState()) {
+  /**
+   * Re-adds the forwards of the state file; returns those that could not be (with why). An
+   * unreadable file is reported the same way rather than keeping the gateway down.
+   */
+  async restore(): Promise<Array<{ forward: ForwardText | null; error: string }>> {
+    const failed: Array<{ forward: ForwardText | null; error: string }> = [];
+    let saved: ForwardText[];
+    try {
+      saved = this.readState();
+    } catch (err) {
+      return [{ forward: null, error: (err as Error).message }];
+    }
+    for (const t of saved) {
       try {
         await this.serial(() => this.install(parseForward(t, "state"), "runtime"));
       } catch (err) {
@@ -250,7 +259,7 @@ export class ForwardRegistry {
       for (const f of [...this.forwards.values()].reverse()) {
         this.forwards.delete(f.id);
         const s = f.spec;
-        if (this.opts.steer?.needs(s.proto, s.first, s.last)) await this.opts.steer.remove(s.first, s.last);
+        await this.opts.steer?.remove(s.proto, s.first, s.last);
         for (const id of f.pinIds) this.opts.engine.unpin(id);
       }
     });
@@ -309,13 +318,13 @@ export class ForwardRegistry {
       pinIds.push(r.id);
     }
     const steer = this.opts.steer;
-    if (steer?.needs(spec.proto, spec.first, spec.last)) {
+    if (steer) {
       try {
-        await steer.add(spec.first, spec.last);
+        await steer.add(spec.proto, spec.first, spec.last);
       } catch (err) {
         undo();
         throw new ForwardError(
-          `cannot steer TCP ${range(spec.first, spec.last)} into masq: ${(err as Error).message}`,
+          `cannot steer ${spec.proto.toUpperCase()} ${range(spec.first, spec.last)} into masq: ${(err as Error).message}`,
         );
       }
     }
@@ -334,7 +343,12 @@ export class ForwardRegistry {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
       throw err;
     }
-    const state = JSON.parse(text) as Partial<StateFile>;
+    let state: Partial<StateFile>;
+    try {
+      state = JSON.parse(text) as Partial<StateFile>;
+    } catch {
+      throw new Error(`forward state file ${path} is not valid JSON; fix or remove it`);
+    }
     if (state.version !== 1 || !Array.isArray(state.forwards))
       throw new Error(`forward state file ${path} has an unknown format`);
     return state.forwards;

@@ -151,8 +151,11 @@ export class PortmapService {
   externalAddressFor(inAddr: number): number {
     const out = this.engine.config.outside;
     if (out.length <= 1) return out[0] ?? 0;
-    // Paired pooling (RFC 4787 REQ-2): the engine pairs a host with one address; a probe pin on
-    // port 0 would be a side effect, so ask its mapping of any of the host's live grants first.
+    // Paired pooling (RFC 4787 REQ-2): the engine pairs each host with one address. Its choice
+    // is not public API yet; ask it when it can be asked, else the host's own grants say.
+    const paired = (this.engine as unknown as { pairedAddressIndex?: (a: number) => number })
+      .pairedAddressIndex;
+    if (typeof paired === "function") return out[paired.call(this.engine, inAddr)] ?? out[0];
     for (const g of this.live()) if (g.inAddr === inAddr) return g.outAddr;
     return out[0];
   }
@@ -262,7 +265,7 @@ export class PortmapService {
     this.count("pcp_requests");
     const epochSec = this.epochSec();
     const fail = (opcode: number, code: number, why: string) => {
-      this.count(`pcp_result_${PCP_RESULT_NAMES[code] ?? code}`);
+      this.count(`pcp_result_${PCP_RESULT_NAMES[code]?.toLowerCase() ?? code}`);
       this.log.debug({ src: ipv4(src), result: PCP_RESULT_NAMES[code], why }, "pcp request refused");
       const lifetime =
         code === PcpResult.NO_RESOURCES ||
@@ -276,7 +279,7 @@ export class PortmapService {
     if (!this.isInside(src))
       return fail(req.kind === "map" ? OPCODE_MAP : 0, PcpResult.NOT_AUTHORIZED, "not inside");
     if (req.kind === "announce") {
-      this.count("pcp_result_SUCCESS");
+      this.count("pcp_result_success");
       return pcpAnnounceResponse({ result: PcpResult.SUCCESS, lifetime: 0, epochSec });
     }
     return this.pcpMap(req, epochSec, fail);
@@ -307,7 +310,7 @@ export class PortmapService {
         if (this.unmap("pcp", p, inAddr, req.protocol === 0 ? 0 : req.internalPort, nonce) !== "ok")
           refused = true;
       if (refused) return fail(OPCODE_MAP, PcpResult.NOT_AUTHORIZED, "mapping belongs to another client");
-      this.count("pcp_result_SUCCESS");
+      this.count("pcp_result_success");
       return pcpMapResponse({
         result: PcpResult.SUCCESS,
         lifetime: 0,
@@ -354,7 +357,7 @@ export class PortmapService {
       }[out.why];
       return fail(OPCODE_MAP, code, out.detail);
     }
-    this.count("pcp_result_SUCCESS");
+    this.count("pcp_result_success");
     // §11.3: the options the server processed are echoed (FILTER, PREFER_FAILURE).
     const opts: number[] = [];
     if (req.preferFailure) opts.push(OPTION_PREFER_FAILURE, 0, 0, 0);
@@ -571,10 +574,17 @@ export class PortmapServer {
           if (reply) s.send(reply, rinfo.port, rinfo.address);
         });
         s.on("error", (err) => log.warn({ err, addr }, "port-mapping socket error"));
+        const port = opts.port ?? NATPMP_PORT;
         await new Promise<void>((resolve, reject) => {
-          s.once("error", reject);
-          s.bind(opts.port ?? NATPMP_PORT, addr, () => {
-            s.off("error", reject);
+          const failed = (err: Error) =>
+            reject(
+              new Error(
+                `portmap: cannot listen on ${addr}:${port} (${err.message}); is another NAT-PMP/PCP server running? Set portmap.enabled = false to run without`,
+              ),
+            );
+          s.once("error", failed);
+          s.bind(port, addr, () => {
+            s.off("error", failed);
             resolve();
           });
         });

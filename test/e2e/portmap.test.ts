@@ -44,7 +44,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
   describe(`port mapping (NAT-PMP, PCP), ${mode} mode`, { skip }, () => {
     let net: MasqNetwork;
     let masq: MasqProcess;
-    let service: LabProcess;
+    const services: LabProcess[] = [];
     let tmp: string;
     let config: string;
     let abox: string;
@@ -105,14 +105,25 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         'filtering = "address-port-dependent"\n[portmap]\nenabled = true\nmin_lifetime = 1\nmax_per_host = 8\n',
       );
       masq = await startMasq(net, { config });
-      // The inside service: HTTP on 8080 and UDP echo on 7007 on A-box.
-      service = net.lab.spawn(abox, [...labScript("inet-service"), "--http", "8080", "--udp", "7007"]);
-      await service.waitFor(/"proto":"udp"/, 10_000);
+      // Inside services on A-box, one per test (a lingering connection keeps its inside endpoint's
+      // mapping, RFC 4787 REQ-1, so tests sharing one would see each other's ports): HTTP on
+      // 8080-8083, UDP echo on 7007-7010.
+      for (let i = 0; i < 4; i++)
+        services.push(
+          net.lab.spawn(abox, [
+            ...labScript("inet-service"),
+            "--http",
+            String(8080 + i),
+            "--udp",
+            String(7007 + i),
+          ]),
+        );
+      await Promise.all(services.map((s) => s.waitFor(/"proto":"udp"/, 10_000)));
     });
 
     after(async () => {
       try {
-        if (service?.running) await service.kill("SIGTERM", 5000);
+        for (const s of services) if (s.running) await s.kill("SIGTERM", 5000);
         if (masq?.proc.running) await masq.stop();
       } finally {
         await net?.destroy();
@@ -156,8 +167,8 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     });
 
     it("a short-lived mapping lapses on time", async () => {
-      const out = await natpmpc("-a", "62083", "8080", "tcp", "3");
-      assert.match(out, /Mapped public port 62083 protocol TCP to local port 8080 liftime 3/);
+      const out = await natpmpc("-a", "62083", "8081", "tcp", "3");
+      assert.match(out, /Mapped public port 62083 protocol TCP to local port 8081 liftime 3/);
       assert.ok(await fetchFromInternet(62083), "open while it lives");
       const deadline = Date.now() + 10_000;
       while (((await pins()) ?? []).some((x) => x.outside.port === 62083)) {
@@ -184,7 +195,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
           clientAddr: A,
           nonce,
           protocol: 6,
-          internalPort: 8080,
+          internalPort: 8082,
           suggestedExternalPort: 62081,
           ...over,
         });
@@ -192,9 +203,9 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.equal(m.result, PcpResult.SUCCESS);
       assert.deepEqual(
         [m.externalAddr, m.externalPort, m.internalPort, m.lifetime],
-        [ip(net.publicAddr), 62081, 8080, 600],
+        [ip(net.publicAddr), 62081, 8082, 600],
       );
-      assert.deepEqual(m.nonce, new Uint8Array(nonce));
+      assert.deepEqual([...(m.nonce ?? [])], [...nonce], "the nonce comes back");
       assert.match((await fetchFromInternet(62081)) ?? "", /you came from 203\.0\.113\.10:/);
       assert.equal((await pins())?.find((x) => x.outside.port === 62081)?.origin, "pcp");
 
@@ -238,17 +249,18 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       const stats = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
       const pm = stats.portmap ?? {};
       for (const k of [
-        "pcp_result_MALFORMED_REQUEST",
-        "pcp_result_ADDRESS_MISMATCH",
-        "pcp_result_NOT_AUTHORIZED",
-        "pcp_result_UNSUPP_OPCODE",
-        "pcp_result_UNSUPP_VERSION",
+        "pcp_result_malformed_request",
+        "pcp_result_address_mismatch",
+        "pcp_result_not_authorized",
+        "pcp_result_unsupp_opcode",
+        "pcp_result_unsupp_version",
       ])
         assert.equal(pm[k], 1, `${k} counted once (${JSON.stringify(pm)})`);
     });
 
     it("a restart resets the epoch and forgets the mappings", async () => {
-      await natpmpc("-a", "62084", "8080", "tcp", "600");
+      await natpmpc("-a", "62084", "8083", "tcp", "600");
+      assert.ok(await fetchFromInternet(62084));
       await new Promise((r) => setTimeout(r, 2000));
       const epoch = (out: string) => Number(/epoch = (\d+)/.exec(out)?.[1]);
       const before1 = epoch(await natpmpc());

@@ -1,37 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { AlgRegistry } from "../../src/alg/registry.ts";
-import { DEFAULT_ALG_CONFIG, defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
+import { DEFAULT_ALG_CONFIG } from "../../src/nat/config.ts";
 import * as C from "../../src/nat/counters.ts";
-import { DROP, FORWARD, NatEngine, REPLY } from "../../src/nat/engine.ts";
+import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
 import { checksum, pseudoHeaderSum, writeU16, writeU32 } from "../../src/packet/checksum.ts";
 import { ACK, checksumProblems, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
+import { algEngine, go } from "./alg-helpers.ts";
 
 const A = "192.168.0.2";
 const S = "203.0.113.10";
-
-export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51.100.2"): NatEngine {
-  const e = new NatEngine(
-    defaultEngineConfig({
-      inside: [{ addr: ip("192.168.0.0"), len: 24 }],
-      outside: [ip(publicAddr)],
-      maxFlows: 1024,
-      filtering: "address-port-dependent",
-      ...over,
-    }),
-  );
-  e.attachAlg(new AlgRegistry(e, e.config.alg));
-  return e;
-}
-
-/** Runs a packet at an offset in a larger buffer; returns the verdict and the packet that goes out. */
-export function go(e: NatEngine, pkt: Uint8Array, nowMs = 1000, partial = false) {
-  const buf = new Uint8Array(pkt.length + 64);
-  buf.set(pkt, 37);
-  const verdict = e.process(buf, 37, pkt.length, nowMs, partial);
-  const out = verdict === REPLY ? e.replyBuf.slice(0, e.outLen) : buf.slice(37, 37 + e.outLen);
-  return { verdict, out };
-}
 
 const text = (s: string) => Buffer.from(s, "latin1");
 const payloadOf = (p: Uint8Array) => Buffer.from(p.subarray(20 + ((p[32] >> 4) << 2))).toString("latin1");

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { forwardRuleSteps, planHostSetup } from "../../src/host/plan.ts";
 import { DROP, FORWARD } from "../../src/nat/engine.ts";
 import {
   ForwardError,
@@ -95,17 +96,16 @@ describe("forward registry", () => {
     );
   });
 
-  it("steers TCP ports outside masq's range in interface mode, exactly, and undoes on failure", async () => {
+  it("steers each forward's ports in interface mode, exactly, and undoes on failure", async () => {
     const calls: string[] = [];
     let fail = false;
     const steer: Steering = {
-      needs: (proto, first, last) => proto === "tcp" && !(first >= 61000 && last <= 65534),
-      add: async (a, b) => {
+      add: async (proto, a, b) => {
         if (fail) throw new Error("ip rule failed");
-        calls.push(`add ${a}-${b}`);
+        calls.push(`add ${proto} ${a}-${b}`);
       },
-      remove: async (a, b) => {
-        calls.push(`del ${a}-${b}`);
+      remove: async (proto, a, b) => {
+        calls.push(`del ${proto} ${a}-${b}`);
       },
     };
     const e = makeEngine({ mode: "interface" });
@@ -113,14 +113,14 @@ describe("forward registry", () => {
     await reg.add(parseForward({ outside: "8080/tcp", inside: `${A}:80` }), "runtime");
     await reg.add(parseForward({ outside: "8080/udp", inside: `${A}:80` }), "runtime");
     await reg.add(parseForward({ outside: "62000/tcp", inside: `${A}:22` }), "runtime");
-    assert.deepEqual(calls, ["add 8080-8080"]);
+    assert.deepEqual(calls, ["add tcp 8080-8080", "add udp 8080-8080", "add tcp 62000-62000"]);
     fail = true;
     await assert.rejects(reg.add(parseForward({ outside: "9090/tcp", inside: A }), "runtime"), /steer/);
     assert.equal(e.pinList().length, 3, "the refused forward left no pin");
     fail = false;
     await reg.remove("8080/tcp");
     await reg.clear();
-    assert.deepEqual(calls, ["add 8080-8080", "del 8080-8080"]);
+    assert.deepEqual(calls.slice(3), ["del tcp 8080-8080", "del tcp 62000-62000", "del udp 8080-8080"]);
     assert.equal(e.pinList().length, 0);
   });
 
@@ -156,6 +156,80 @@ describe("forward registry", () => {
       await r2.remove("7000/udp");
       await r2.remove("2223/tcp");
       assert.equal(existsSync(stateFile), false, "no runtime forwards: no state file");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("forward policy rules (interface mode)", () => {
+  const base = {
+    outside: "wan0",
+    inside: ["lan0", "lan1"],
+    publicAddress: "198.51.100.2",
+    ports: { first: 61000, last: 65534 },
+  };
+
+  it("TCP outside masq's range: one rule from the outside, one per inside interface for hairpinning", () => {
+    const steps = forwardRuleSteps({ ...base, proto: "tcp", first: 8080, last: 8081 });
+    assert.deepEqual(
+      steps.map((s) => s.apply.join(" ")),
+      [
+        "ip rule add pref 113 iif wan0 ipproto tcp dport 8080-8081 lookup 101",
+        "ip rule add pref 113 iif lan0 to 198.51.100.2/32 ipproto tcp dport 8080-8081 lookup 100",
+        "ip rule add pref 113 iif lan1 to 198.51.100.2/32 ipproto tcp dport 8080-8081 lookup 100",
+      ],
+    );
+    assert.deepEqual(steps[0].undo, ["ip", "rule", "del", ...steps[0].apply.slice(3)]);
+    assert.equal(new Set(steps.map((s) => s.what)).size, 3, "each step has its own name");
+  });
+
+  it("UDP, or TCP inside masq's range: only the hairpin rules (the outside is already steered)", () => {
+    for (const s of [
+      forwardRuleSteps({ ...base, proto: "udp", first: 5353, last: 5353 }),
+      forwardRuleSteps({ ...base, proto: "tcp", first: 62000, last: 62000 }),
+    ]) {
+      assert.equal(s.length, 2);
+      assert.ok(s.every((x) => x.apply.includes("to")));
+    }
+  });
+
+  it("refuses port 65535 (iproute2 cannot match it)", () => {
+    assert.throws(() => forwardRuleSteps({ ...base, proto: "udp", first: 65535, last: 65535 }), /65535/);
+  });
+
+  it("masq's own ports on the public address from the inside go to masq (hairpin replies)", () => {
+    const plan = planHostSetup({
+      mode: "interface",
+      tun: "tun0",
+      inside: ["lan0"],
+      outside: "wan0",
+      publicAddress: "198.51.100.2",
+    });
+    const rules = plan.map((s) => s.apply.join(" ")).filter((a) => a.includes(" to "));
+    assert.deepEqual(rules, [
+      "ip rule add pref 114 iif lan0 to 198.51.100.2/32 ipproto tcp dport 61000-65534 lookup 100",
+      "ip rule add pref 114 iif lan0 to 198.51.100.2/32 ipproto udp dport 61000-65534 lookup 100",
+    ]);
+  });
+});
+
+describe("forward state file problems", () => {
+  it("an unreadable state file is reported, not fatal", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "masqfwd-unit-"));
+    try {
+      const stateFile = join(dir, "forwards-masq0.json");
+      writeFileSync(stateFile, "{not json");
+      const reg = new ForwardRegistry({ engine: makeEngine(), publicAddresses: [ip(P)], stateFile });
+      const failed = await reg.restore();
+      assert.equal(failed.length, 1);
+      assert.match(failed[0].error, /forwards-masq0\.json is not valid JSON/);
+      writeFileSync(
+        stateFile,
+        JSON.stringify({ version: 1, forwards: [{ outside: "80/tcp", inside: "10.0.0.1" }] }),
+      );
+      const again = await reg.restore();
+      assert.match(again[0].error, /not on an inside network/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { ConfigError, resolveRunConfig } from "../../src/control/config.ts";
 import { DROP, FORWARD } from "../../src/nat/engine.ts";
 import {
   errorResponse,
@@ -208,5 +209,61 @@ describe("NAT-PMP server logic", () => {
     assert.ok(a.external! >= 61000 && a.external! <= 61001);
     assert.equal(decode(svc.handle(mapReq(2, 8081, 0, 60), A)).result, 0);
     assert.equal(decode(svc.handle(mapReq(2, 8082, 0, 60), A)).result, NatPmpResult.OUT_OF_RESOURCES);
+  });
+});
+
+describe("[portmap] configuration", () => {
+  const withFile = (text: string) =>
+    resolveRunConfig({ inside: ["lan0"], outside: "wan0", config: "masq.toml" }, () => text);
+  const problem = (text: string) => {
+    try {
+      withFile(text);
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      return err.message;
+    }
+    assert.fail("accepted");
+  };
+
+  it("is off by default and reads every key", () => {
+    assert.equal(withFile("").portmap.enabled, false);
+    const c = withFile(
+      "[portmap]\nenabled = true\nnatpmp = false\npcp = true\nmin_lifetime = 1\nmax_lifetime = 7200\nmax_per_host = 4\nthird_party = true\n",
+    ).portmap;
+    assert.deepEqual(c, {
+      enabled: true,
+      natpmp: false,
+      pcp: true,
+      minLifetime: 1,
+      maxLifetime: 7200,
+      maxPerHost: 4,
+      thirdParty: true,
+    });
+  });
+
+  it("names the key of every bad value", () => {
+    assert.match(problem("[portmap]\nenabled = 1\n"), /masq\.toml: portmap\.enabled: /);
+    assert.match(problem("[portmap]\nmax_lifetime = 0\n"), /portmap\.max_lifetime: /);
+    assert.match(problem("[portmap]\nmax_per_host = 1.5\n"), /portmap\.max_per_host: must be a whole number/);
+    assert.match(
+      problem("[portmap]\nmin_lifetime = 600\nmax_lifetime = 300\n"),
+      /portmap\.min_lifetime: 600 s is above/,
+    );
+    assert.match(problem("[portmap]\nnat_pmp = true\n"), /portmap\.nat_pmp: unknown key/);
+  });
+});
+
+describe("NAT-PMP with a pool of public addresses", () => {
+  it("tells each host the address its mappings (and connections) get: paired pooling", () => {
+    const pool = ["198.51.100.100", "198.51.100.101", "198.51.100.102", "198.51.100.103"].map(ip);
+    const { svc } = setup({}, { outside: pool });
+    for (let h = 2; h < 20; h++) {
+      const host = ip(`192.168.0.${h}`);
+      const said = decode(svc.handle(Uint8Array.of(0, 0), host)).addr;
+      const m = mapReq(2, 1000 + h, 0, 60);
+      svc.handle(m, host);
+      const grant = svc.live().find((g) => g.inAddr === host);
+      assert.equal(said, grant?.outAddr, `host .${h}`);
+    }
   });
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
 import { DROP, FORWARD } from "../../src/nat/engine.ts";
 import {
   buildPcpRequest,
@@ -286,5 +287,36 @@ describe("PCP server logic", () => {
     const r = off.svc.handle(Uint8Array.of(0, 0), A);
     assert.ok(r);
     assert.deepEqual([r.length, r[0], r[3]], [24, 2, PcpResult.UNSUPP_VERSION]);
+  });
+});
+
+describe("port-mapping server against arbitrary datagrams", () => {
+  it("never throws, answers at most 1100 bytes, and never answers a response", () => {
+    const { svc } = setup({ thirdParty: true });
+    const header = fc.constantFrom(0, 1, 2, 3, 255);
+    const datagram = fc.oneof(
+      fc.uint8Array({ maxLength: 1200 }),
+      // Mostly-valid PCP/NAT-PMP headers with random tails reach deeper into the parsers.
+      fc
+        .tuple(header, fc.integer({ min: 0, max: 255 }), fc.uint8Array({ minLength: 0, maxLength: 120 }))
+        .map(([v, op, tail]) => {
+          const b = new Uint8Array(tail.length + 24);
+          b.set(tail, 24);
+          b[0] = v;
+          b[1] = op;
+          writeMappedIpv4(b, 8, A);
+          return b;
+        }),
+    );
+    fc.assert(
+      fc.property(datagram, fc.constantFrom(A, B, ip("10.0.0.1")), (msg, src) => {
+        const r = svc.handle(msg, src);
+        if (r === undefined) return;
+        assert.ok(r.length <= 1100);
+        assert.ok((r[1] & 0x80) !== 0, "a response has the R bit / opcode + 128");
+        assert.ok((msg[1] & 0x80) === 0, "responses are never answered");
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { formatStats } from "../../src/control/format.ts";
+import { createMetrics } from "../../src/control/metrics.ts";
 import {
   C_DROPPED,
   C_FLOWS_CREATED,
@@ -222,5 +224,42 @@ describe("new-flow rate limits", () => {
       if (run(e, udp({ src: REMOTE, dst: P, sport: 7000 + p, dport: 53 })).verdict === FORWARD) ok++;
     assert.equal(ok, 3);
     assert.equal(e.counters[D_RATE_LIMIT], 2);
+  });
+});
+
+describe("rule hits in stats and metrics", () => {
+  it("masq stats text and the Prometheus counter show every rule with its hits", async () => {
+    const e = makeEngine({
+      firewall: [
+        {
+          name: "no dns",
+          direction: "outbound",
+          action: "drop",
+          protocol: "udp",
+          destinationPorts: { first: 53, last: 53 },
+        },
+        { direction: "inbound", action: "accept" },
+      ],
+    });
+    run(e, udp({ src: A, dst: REMOTE, sport: 4000, dport: 53 }));
+    run(e, udp({ src: A, dst: REMOTE, sport: 4001, dport: 53 }));
+    const fw = e.firewall?.list() ?? [];
+    const text = formatStats({
+      uptimeSec: 1,
+      mode: "pool",
+      publicAddresses: [P],
+      engine: e.stats(),
+      datapath: {},
+      device: {},
+      firewall: fw,
+    });
+    assert.match(
+      text,
+      /firewall rules \(hits\):\n\s+1\. no dns\s+drop\s+2\n\s+2\. inbound accept\s+accept\s+0/,
+    );
+    const metrics = createMetrics({ engine: () => e.stats(), datapath: () => ({}), firewall: () => fw });
+    const prom = await metrics.metrics();
+    assert.match(prom, /masq_firewall_rule_hits_total\{rule="1",name="no dns",action="drop"\} 2/);
+    assert.match(prom, /masq_drops_total\{reason="firewall_drop"\} 2/);
   });
 });

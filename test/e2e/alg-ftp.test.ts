@@ -1,0 +1,224 @@
+// End to end: the FTP ALG with a real FTP server (pyftpdlib, which refuses a PORT/EPRT naming an
+// address other than the control connection's, and a passive data connection from one) on the
+// Internet host and real curl inside, active (EPRT, PORT) and passive (EPSV, PASV), downloads and
+// uploads of a multi-megabyte file checked byte for byte, in every filtering mode and both address
+// modes. Every rewrite changes the payload length here (192,168,0,2 becomes 198,51,100,2 or
+// 198,51,100,100), so the sequence-number correction carries every transfer.
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
+import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
+import type { Filtering } from "../../src/nat/config.ts";
+
+const root = process.getuid?.() === 0;
+const skip = root ? false : "needs root (network namespaces)";
+const PY = "/usr/bin/python3";
+const SIZE = 6 * 1024 * 1024 + 12345;
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const cases: Array<{ mode: MasqMode; filtering: Filtering }> = [
+  { mode: "interface", filtering: "address-port-dependent" },
+  { mode: "interface", filtering: "address-dependent" },
+  { mode: "interface", filtering: "endpoint-independent" },
+  { mode: "pool", filtering: "address-port-dependent" },
+  { mode: "pool", filtering: "endpoint-independent" },
+];
+
+// MASQ_E2E_ONLY=<mode>:<filtering> runs one case (while debugging).
+const only = process.env.MASQ_E2E_ONLY;
+for (const { mode, filtering } of cases.filter((c) => !only || only === `${c.mode}:${c.filtering}`)) {
+  describe(`FTP ALG, ${mode} mode, ${filtering} filtering`, { skip }, () => {
+    let net: MasqNetwork;
+    let masq: MasqProcess;
+    let ftpd: LabProcess;
+    let tmp: string;
+    let pub: string;
+    let want: string;
+
+    before(async () => {
+      tmp = mkdtempSync(join(tmpdir(), "masqalg-ftp-"));
+      chmodSync(tmp, 0o755);
+      const srv = join(tmp, "srv");
+      mkdirSync(srv);
+      chmodSync(srv, 0o777);
+      const body = randomBytes(SIZE);
+      want = sha(body);
+      writeFileSync(join(srv, "big.bin"), body);
+      writeFileSync(join(tmp, "up.bin"), body);
+      net = await buildMasqNetwork({ prefix: "masqalg", mode });
+      pub = net.publicAddr;
+      ftpd = net.lab.spawn(net.inet.ns, [
+        PY,
+        "-m",
+        "pyftpdlib",
+        "-i",
+        net.inet.addr,
+        "-p",
+        "21",
+        "-w",
+        "-d",
+        srv,
+      ]);
+      await ftpd.waitFor(/starting FTP server/i, 10_000);
+      const config = join(tmp, "masq.toml");
+      writeFileSync(config, "[alg]\nexpect_timeout = 3\n[alg.ftp]\nports = [21, 2121]\n");
+      masq = await startMasq(net, { config, flags: ["--filtering", filtering] });
+    });
+
+    after(async () => {
+      try {
+        await ftpd?.kill();
+        if (masq?.proc.running) await masq.stop();
+      } finally {
+        await net?.destroy();
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+    const curl = async (args: string[]) => {
+      const box = net.inside[0];
+      const r = await net.lab.exec(box.ns, ["curl", "-sS", "--max-time", "60", ...args], {
+        timeoutMs: 70_000,
+      });
+      assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}\n${ftpd.stderr.slice(-1500)}`);
+      return r;
+    };
+
+    for (const [label, flags] of [
+      ["active EPRT", ["--ftp-port", "-"]],
+      ["active PORT", ["--ftp-port", "-", "--disable-eprt"]],
+      ["passive EPSV", []],
+      ["passive PASV", ["--disable-epsv"]],
+    ] as const) {
+      it(`${label}: a ${SIZE}-byte download and upload arrive byte-exact`, async () => {
+        const got = join(tmp, `got-${label.replace(/ /g, "-")}.bin`);
+        await curl([...flags, "-o", got, `ftp://${net.inet.addr}/big.bin`]);
+        assert.equal(sha(readFileSync(got)), want, "download differs");
+        const name = `up-${label.replace(/ /g, "-")}.bin`;
+        await curl([...flags, "-T", join(tmp, "up.bin"), `ftp://${net.inet.addr}/${name}`]);
+        assert.equal(sha(readFileSync(join(tmp, "srv", name))), want, "upload differs");
+      });
+    }
+
+    it("control: on a port the ALG does not watch, active mode fails (the server refuses the inside address) and passive works", async () => {
+      const other = net.lab.spawn(net.inet.ns, [
+        PY,
+        "-m",
+        "pyftpdlib",
+        "-i",
+        net.inet.addr,
+        "-p",
+        "2122",
+        "-d",
+        join(tmp, "srv"),
+      ]);
+      try {
+        await other.waitFor(/starting FTP server/i, 10_000);
+        const box = net.inside[0];
+        const url = `ftp://${net.inet.addr}:2122/big.bin`;
+        const active = await net.lab.exec(
+          box.ns,
+          ["curl", "-sS", "--max-time", "10", "--ftp-port", "-", "--disable-eprt", "-o", "/dev/null", url],
+          {
+            timeoutMs: 20_000,
+          },
+        );
+        assert.notEqual(active.code, 0, "active mode cannot work without the ALG");
+        assert.match(other.stderr, /foreign address/i);
+        const passive = await net.lab.exec(
+          box.ns,
+          ["curl", "-sS", "--max-time", "30", "-o", "/dev/null", url],
+          {
+            timeoutMs: 40_000,
+          },
+        );
+        assert.equal(passive.code, 0, passive.stderr);
+      } finally {
+        await other.kill();
+      }
+    });
+
+    it("the server saw every connection from the public address (passive data connections included)", () => {
+      // pyftpdlib logs "<ip>:<port>-[user] ..." per command; none may come from an inside address.
+      const peers = [...ftpd.stderr.matchAll(/(\d+\.\d+\.\d+\.\d+):\d+-\[/g)].map((m) => m[1]);
+      assert.ok(peers.length > 0, ftpd.stderr.slice(-1000));
+      assert.deepEqual([...new Set(peers)], [pub]);
+      assert.doesNotMatch(ftpd.stderr, /foreign address/i);
+    });
+
+    it("counters: rewrites with length changes, no malformed commands", async () => {
+      const s = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+      const c = s.engine.counters;
+      assert.ok(c.alg_rewrites >= 4, JSON.stringify(c));
+      assert.ok(c.alg_expectations >= 4);
+      assert.ok(c.alg_segments_resized >= 4, "the rewrites changed the payload length");
+      assert.equal(c.alg_malformed, 0);
+      assert.equal(c.alg_expectations_refused, 0);
+    });
+
+    it("an expectation (configured port 2121) is listed by masq conns, admits one connection from the server, then lapses", async () => {
+      const box = net.inside[0];
+      const server = net.lab.spawn(net.inet.ns, ["socat", "-u", "TCP-LISTEN:2121,reuseaddr", "STDOUT"]);
+      const dataListener = net.lab.spawn(box.ns, ["socat", "-u", "TCP-LISTEN:40001,reuseaddr", "STDOUT"]);
+      const client = net.lab.spawn(box.ns, ["socat", "-", `TCP:${net.inet.addr}:2121`], { stdin: true });
+      try {
+        await sleep(300);
+        client.child.stdin?.write("PORT 192,168,0,2,156,65\r\nPORT 192,168,0,2,156,66\r\n");
+        const seen = await server.waitFor(/PORT [\d,]+\r?\nPORT [\d,]+\r?\n/, 5000);
+        const ports = [...seen.matchAll(/PORT ([\d,]+)/g)].map((m) => m[1].split(",").map(Number));
+        const pubParts = pub.split(".").map(Number);
+        for (const p of ports) assert.deepEqual(p.slice(0, 4), pubParts, seen);
+        const out1 = ports[0][4] * 256 + ports[0][5];
+        const out2 = ports[1][4] * 256 + ports[1][5];
+
+        const reply = JSON.parse(await masq.cli(["conns", "--json"])) as ConnsReply;
+        const exp = (reply.pins ?? []).filter((p) => p.origin === "ftp");
+        assert.equal(exp.length, 2, JSON.stringify(reply.pins));
+        const e1 = exp.find((p) => p.inside.port === 40001);
+        assert.ok(e1);
+        assert.equal(e1.outside.port, out1);
+        assert.equal(e1.outside.addr, pub);
+        assert.equal(e1.remote, net.inet.addr);
+        assert.ok(e1.expiresInSec !== null && e1.expiresInSec <= 3);
+        const text = await masq.cli(["conns"]);
+        assert.match(text, /ftp/);
+
+        // The server's data connection to the announced port reaches the inside listener.
+        const d = await net.lab.exec(net.inet.ns, ["socat", "-u", "-", `TCP:${pub}:${out1}`], {
+          input: "data through the expectation\n",
+          timeoutMs: 5000,
+        });
+        assert.equal(d.code, 0, d.stderr);
+        await dataListener.waitFor(/data through the expectation/, 5000);
+        // The second expectation lapses after expect_timeout (3 s) and is gone from the listing.
+        await sleep(4500);
+        const later = JSON.parse(await masq.cli(["conns", "--json"])) as ConnsReply;
+        assert.equal(
+          (later.pins ?? []).filter((p) => p.origin === "ftp").length,
+          0,
+          JSON.stringify(later.pins),
+        );
+        const late = await net.lab.exec(
+          net.inet.ns,
+          ["socat", "-u", "-", `TCP:${pub}:${out2},connect-timeout=2`],
+          {
+            input: "late\n",
+            timeoutMs: 5000,
+          },
+        );
+        assert.notEqual(late.code, 0, "a lapsed expectation admits nothing");
+      } finally {
+        await client.kill();
+        await server.kill();
+        await dataListener.kill();
+      }
+    });
+  });
+}

@@ -1,0 +1,281 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { DEFAULT_ALG_CONFIG } from "../../src/nat/config.ts";
+import * as C from "../../src/nat/counters.ts";
+import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
+import { ACK, checksumProblems, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
+import { algEngine, go } from "./alg-helpers.ts";
+
+const A = "192.168.0.2";
+const S = "203.0.113.10";
+const P = "198.51.100.2";
+const text = (s: string) => Buffer.from(s, "latin1");
+const payloadOf = (p: Uint8Array) => Buffer.from(p.subarray(20 + ((p[32] >> 4) << 2))).toString("latin1");
+
+function open(e: NatEngine, dport: number): number {
+  const syn = go(e, tcp({ src: A, dst: S, sport: 40000, dport, flags: SYN, seq: 999 }));
+  const outPort = u16(syn.out, 20);
+  go(e, tcp({ src: S, dst: P, sport: dport, dport: outPort, flags: SYN | ACK, seq: 4999, ack: 1000 }));
+  return outPort;
+}
+
+describe("ALG stream handling", () => {
+  it("an inbound rewrite that shortens the stream (IRC DCC RESUME) shifts the server's sequence numbers and the client's acks", () => {
+    const e = algEngine();
+    const outPort = open(e, 6667);
+    const offer = `PRIVMSG bob :\x01DCC SEND f ${ip(A) >>> 0} 500 99\x01\r\n`;
+    const o = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 6667,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text(offer),
+      }),
+    );
+    assert.equal(o.verdict, REPLY);
+    const dccPort = Number(/ (\d+) 99\W/.exec(payloadOf(o.out))?.[1]);
+    assert.ok(dccPort >= 61000);
+    const resume = `:bob!b@h PRIVMSG alice :\x01DCC RESUME f ${dccPort} 10\x01\r\n`;
+    const r = go(
+      e,
+      tcp({
+        src: S,
+        dst: P,
+        sport: 6667,
+        dport: outPort,
+        flags: ACK | PSH,
+        seq: 5000,
+        ack: 1000 + payloadOf(o.out).length,
+        payload: text(resume),
+      }),
+    );
+    assert.equal(r.verdict, REPLY);
+    assert.equal(payloadOf(r.out), ":bob!b@h PRIVMSG alice :\x01DCC RESUME f 500 10\x01\r\n");
+    assert.equal(u32(r.out, 28), 1000 + offer.length, "its ack is shifted back into the client's numbering");
+    assert.deepEqual(checksumProblems(r.out), []);
+    const shrink = resume.length - payloadOf(r.out).length;
+    assert.equal(shrink, 2);
+    const next = go(
+      e,
+      tcp({
+        src: S,
+        dst: P,
+        sport: 6667,
+        dport: outPort,
+        flags: ACK | PSH,
+        seq: 5000 + resume.length,
+        ack: 1000,
+        payload: text("PING :x\r\n"),
+      }),
+    );
+    assert.equal(next.verdict, FORWARD);
+    assert.equal(u32(next.out, 24), 5000 + resume.length - shrink);
+    const ack = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 6667,
+        flags: ACK,
+        seq: 1000 + offer.length,
+        ack: 5000 + resume.length - shrink + 9,
+      }),
+    );
+    assert.equal(
+      u32(ack.out, 28),
+      5000 + resume.length + 9,
+      "the client's ack is mapped to the server's numbering",
+    );
+    assert.deepEqual(checksumProblems(ack.out), []);
+  });
+
+  it("a same-length rewrite is patched in place (FORWARD, checksum kept right; a retransmission gets the same bytes)", () => {
+    for (const partial of [false, true]) {
+      const e = algEngine();
+      open(e, 6667);
+      // 192.168.0.2 and 198.51.100.2 are both 10-digit numbers; port 61234 -> 61xxx: same length.
+      const offer = `PRIVMSG bob :\x01DCC SEND f ${ip(A) >>> 0} 61234 99\x01\r\n`;
+      const seg = () =>
+        tcp({
+          src: A,
+          dst: S,
+          sport: 40000,
+          dport: 6667,
+          flags: ACK | PSH,
+          seq: 1000,
+          ack: 5000,
+          payload: text(offer),
+        });
+      const r = go(e, seg(), 1000, partial);
+      assert.equal(r.verdict, FORWARD);
+      const got = payloadOf(r.out);
+      assert.equal(got.length, offer.length);
+      assert.match(got, new RegExp(`DCC SEND f ${ip(P) >>> 0} \\d{5} 99`));
+      if (!partial) assert.deepEqual(checksumProblems(r.out), []);
+      const again = go(e, seg(), 1000, partial);
+      assert.equal(payloadOf(again.out), got);
+      if (!partial) assert.deepEqual(checksumProblems(again.out), []);
+    }
+  });
+
+  it("an RTSP Transport header split over three segments is reassembled and rewritten", () => {
+    const e = algEngine();
+    open(e, 554);
+    const parts = [
+      "SETUP rtsp://x/a RTSP/1.0\r\nCSeq: 1\r\nTransp",
+      "ort: RTP/AVP;client_po",
+      "rt=5000-5001\r\n\r\n",
+    ];
+    let seq = 1000;
+    const outs: string[] = [];
+    for (const p of parts) {
+      const r = go(
+        e,
+        tcp({ src: A, dst: S, sport: 40000, dport: 554, flags: ACK | PSH, seq, ack: 5000, payload: text(p) }),
+      );
+      assert.notEqual(r.verdict, DROP);
+      assert.deepEqual(checksumProblems(r.out), []);
+      outs.push(payloadOf(r.out));
+      seq += p.length;
+    }
+    assert.equal(outs[0], "SETUP rtsp://x/a RTSP/1.0\r\nCSeq: 1\r\n");
+    assert.equal(outs[1], "", "still incomplete: held");
+    assert.match(outs[2], /^Transport: RTP\/AVP;client_port=(\d+)-(\d+)\r\n\r\n$/);
+    assert.equal(e.pinList().filter((p) => p.origin === "rtsp").length, 2);
+  });
+
+  it("a held partial line is let go when the sender retransmits it (never a stall)", () => {
+    const e = algEngine();
+    open(e, 21);
+    const seg = () =>
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text("PORT 192,168"),
+      });
+    const first = go(e, seg());
+    assert.equal(payloadOf(first.out), "");
+    const again = go(e, seg());
+    assert.equal(payloadOf(again.out), "PORT 192,168");
+    assert.equal(u32(again.out, 24), 1000);
+    assert.deepEqual(checksumProblems(again.out), []);
+  });
+
+  it("a rewrite that would make the segment larger than the link allows passes unchanged (counted)", () => {
+    const e = algEngine();
+    open(e, 21);
+    const big = `${"NOOP\r\n".repeat(245)}PORT 192,168,0,2,156,65\r\n`; // 1495 bytes of payload
+    const r = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text(big),
+      }),
+    );
+    assert.equal(r.verdict, FORWARD);
+    assert.equal(payloadOf(r.out), big);
+    assert.equal(e.counters[C.C_ALG_TOO_LARGE], 1);
+  });
+
+  it("disabled: no flow is watched, no state is kept", () => {
+    const e = algEngine({ alg: { ...DEFAULT_ALG_CONFIG, rtsp: { enabled: false, ports: [554] } } });
+    open(e, 554);
+    const r = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 554,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text("Transport: RTP/AVP;client_port=5000-5001\r\n"),
+      }),
+    );
+    assert.equal(r.verdict, FORWARD);
+    assert.equal(e.pinList().length, 0);
+  });
+
+  it("fuzz: random segments (overlaps, gaps, retransmissions, command fragments) never throw and always carry valid checksums", () => {
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const words = [
+      "PORT 192,168,0,2,156,65\r\n",
+      "EPRT |1|192.168.0.2|40001|\r\n",
+      "NOOP\r\n",
+      "PORT 1,2\r\n",
+      "\r\n",
+      "x".repeat(1100),
+      "227 (192,168,0,2,1,2)\r\n",
+    ];
+    for (const port of [21, 6667, 554]) {
+      const e = algEngine({ alg: { ...DEFAULT_ALG_CONFIG, maxExpectations: 50 } });
+      const outPort = open(e, port);
+      let stream = "";
+      for (let i = 0; i < 300; i++) stream += words[rnd(words.length)];
+      let pos = 0;
+      for (let i = 0; i < 600; i++) {
+        const back = rnd(4) === 0 ? rnd(40) : 0;
+        const start = Math.max(0, pos - back + (rnd(10) === 0 ? rnd(30) : 0));
+        const len = 1 + rnd(200);
+        const chunk = stream.slice(start, start + len);
+        if (chunk.length === 0) break;
+        const r = go(
+          e,
+          tcp({
+            src: A,
+            dst: S,
+            sport: 40000,
+            dport: port,
+            flags: ACK | PSH,
+            seq: 1000 + start,
+            ack: 5000,
+            payload: text(chunk),
+          }),
+          1000 + i,
+          rnd(2) === 0,
+        );
+        assert.notEqual(r.verdict, DROP);
+        if (r.verdict === REPLY) assert.deepEqual(checksumProblems(r.out), [], `segment ${i}`);
+        const back2 = go(
+          e,
+          tcp({
+            src: S,
+            dst: P,
+            sport: port,
+            dport: outPort,
+            flags: ACK,
+            seq: 5000,
+            ack: 1000 + start + rnd(300),
+          }),
+          1000 + i,
+        );
+        assert.equal(back2.verdict, FORWARD);
+        assert.deepEqual(checksumProblems(back2.out), []);
+        pos = Math.max(pos, start + chunk.length);
+      }
+      assert.equal(e.counters[C.C_ALG_ERRORS], 0, "no parser threw");
+    }
+  });
+});

@@ -1,0 +1,114 @@
+// Forwards through the control socket and the `masq forward` commands, against a real engine.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { controlCall, controlGet } from "../../src/control/client.ts";
+import { forwardsApi } from "../../src/control/daemon.ts";
+import type { ForwardsReply } from "../../src/control/format.ts";
+import { ControlServer } from "../../src/control/server.ts";
+import { FORWARD } from "../../src/nat/engine.ts";
+import { ForwardRegistry } from "../../src/portmap/forwards.ts";
+import { ip, SYN, tcp } from "../helpers/packets.ts";
+import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+
+const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+
+/** Runs the CLI in a child process (this process serves the socket, so it must not block). */
+function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const code = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", code, ...args],
+      { timeout: 20_000 },
+      (err, out, stderr) => {
+        const c = err ? ((err as { code?: number }).code ?? 1) : 0;
+        resolve({ code: typeof c === "number" ? c : 1, out, err: stderr });
+      },
+    );
+  });
+}
+
+describe("forwards over the control socket", () => {
+  let dir: string;
+  let socket: string;
+  let server: ControlServer;
+  const engine = makeEngine();
+  let registry: ForwardRegistry;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "masqfwd-ctl-"));
+    socket = join(dir, "masq.sock");
+    registry = new ForwardRegistry({
+      engine,
+      publicAddresses: [ip(P)],
+      stateFile: join(dir, "forwards.json"),
+    });
+    server = await ControlServer.start(socket, {
+      health: () => ({ ok: true }),
+      conns: () => ({}),
+      stats: () => ({}),
+      metrics: async () => ({ contentType: "text/plain", body: "" }),
+      forwards: forwardsApi(registry, engine),
+    });
+  });
+
+  after(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("masq forward add / list / del", async () => {
+    const add = await cli([
+      "forward",
+      "add",
+      "8080/tcp",
+      "192.168.0.2:80",
+      "--note",
+      "web",
+      "--socket",
+      socket,
+    ]);
+    assert.equal(add.code, 0, add.err);
+    assert.match(add.out, /^forward 1 added: 8080\/tcp 192\.168\.0\.2:80$/m);
+    const r = run(engine, tcp({ src: REMOTE, dst: P, sport: 5555, dport: 8080, flags: SYN }));
+    assert.equal(r.verdict, FORWARD);
+    const saved = JSON.parse(readFileSync(join(dir, "forwards.json"), "utf8"));
+    assert.deepEqual(saved.forwards, [{ outside: "8080/tcp", inside: "192.168.0.2:80", note: "web" }]);
+
+    const list = await cli(["forward", "list", "--socket", socket]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /^ID\s+PROTO\s+OUTSIDE\s+INSIDE\s+REMOTE\s+SOURCE\s+FLOWS\s+NOTE$/m);
+    assert.match(list.out, /^1\s+tcp\s+198\.51\.100\.2:8080\s+192\.168\.0\.2:80\s+\*\s+runtime\s+1\s+web$/m);
+    assert.match(list.out, /mappings:\n.*ORIGIN/);
+    assert.match(list.out, /forward/);
+
+    // A mapping of another origin is listed with the forwards' pins.
+    const pcp = engine.pinMapping({ proto: "udp", inAddr: ip("192.168.0.3"), inPort: 5000, origin: "pcp" });
+    assert.ok("id" in pcp);
+    const json = (await controlGet(socket, "/v1/forwards")) as ForwardsReply;
+    assert.deepEqual(json.pins.map((p) => p.origin).sort(), ["forward", "pcp"]);
+
+    const del = await cli(["forward", "del", "8080/tcp", "--socket", socket]);
+    assert.equal(del.code, 0, del.err);
+    assert.match(del.out, /forward 1 removed: 8080\/tcp 192\.168\.0\.2:80/);
+    const after = (await controlGet(socket, "/v1/forwards")) as ForwardsReply;
+    assert.equal(after.forwards.length, 0);
+  });
+
+  it("refusals name the problem", async () => {
+    const bad = await cli(["forward", "add", "80", "192.168.0.2", "--socket", socket]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /forward\.outside: "80" is not like "8080\/tcp"/);
+    const outside = await cli(["forward", "add", "80/tcp", "10.9.9.9:80", "--socket", socket]);
+    assert.match(outside.err, /10\.9\.9\.9 is not on an inside network/);
+    const none = await cli(["forward", "del", "7/udp", "--socket", socket]);
+    assert.match(none.err, /no forward "7\/udp"/);
+    await assert.rejects(controlCall(socket, "POST", "/v1/forwards", { outside: 1 }), /body must be/);
+    await assert.rejects(controlCall(socket, "PUT", "/v1/forwards"), /not allowed/);
+  });
+});
