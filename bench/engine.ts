@@ -157,29 +157,37 @@ function newFlows(): { rate: number; bytesPerFlow: number } {
       }),
     );
     bytesPerFlow = e.memoryBytes() / capacity;
-    const pkts = new Uint8Array(BATCH * PKT);
+    // The packets are made before the clock starts (as the steady-state runs do): the figure is
+    // the engine's, plus the copy that stands for the TUN read filling the batch buffer.
+    const pristine = new Uint8Array(count * PKT);
+    for (let n = 0; n < count; n++)
+      writePacket(
+        pristine,
+        n * PKT,
+        IPPROTO_UDP,
+        (INSIDE_BASE + 1 + (n % 50000)) >>> 0,
+        1024 + Math.floor(n / 50000),
+        REMOTE_BASE + 7,
+        53,
+        0,
+      );
+    const work = new Uint8Array(BATCH * PKT);
+    const meta = new Uint32Array(BATCH * 2);
+    for (let k = 0; k < BATCH; k++) {
+      meta[2 * k] = k * PKT;
+      meta[2 * k + 1] = PKT;
+    }
     const t0 = performance.now();
-    for (let i = 0; i < count; i += BATCH) {
+    for (let i = 0; i + BATCH <= count; i += BATCH) {
+      work.set(pristine.subarray(i * PKT, (i + BATCH) * PKT));
+      e.prefetch(work, meta, BATCH);
       for (let k = 0; k < BATCH; k++) {
-        const n = i + k;
-        writePacket(
-          pkts,
-          k * PKT,
-          IPPROTO_UDP,
-          (INSIDE_BASE + 1 + (n % 50000)) >>> 0,
-          1024 + Math.floor(n / 50000),
-          REMOTE_BASE + 7,
-          53,
-          0,
-        );
-      }
-      for (let k = 0; k < BATCH; k++) {
-        if (e.process(pkts, k * PKT, PKT, 1000) !== FORWARD)
+        if (e.process(work, k * PKT, PKT, 1000) !== FORWARD)
           throw new Error(`new flows: refused (reason ${e.lastDrop})`);
       }
     }
     const secs = (performance.now() - t0) / 1000;
-    rates.push(count / secs);
+    rates.push((count - (count % BATCH)) / secs);
   }
   return { rate: median(rates), bytesPerFlow };
 }

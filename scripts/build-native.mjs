@@ -22,6 +22,10 @@ if (!gyp) {
   console.error("build-native: node-gyp not found (looked in npm's bundled copy)");
   process.exit(1);
 }
-const args = [gyp, "rebuild", `--nodedir=${nodeDir}`, "--jobs=2"];
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
-process.exit(r.status ?? 1);
+// configure + build rather than rebuild: rebuild deletes build/ first, and a masq starting in
+// that window (tests running while someone rebuilds) cannot load its addon.
+for (const step of ["configure", "build"]) {
+  const args = [gyp, step, `--nodedir=${nodeDir}`, ...(step === "build" ? ["--jobs=2"] : [])];
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}

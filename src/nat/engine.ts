@@ -1067,12 +1067,12 @@ export class NatEngine {
 
   /** Moves a pin's deadline (renewal of a PCP/NAT-PMP mapping). */
   renewPin(id: number, expiresAtSec: number): boolean {
-    const pin = this.pins.get(id);
-    if (!pin) return false;
-    this.pins.remove(id);
-    const again = this.pins.add({ ...pin, expiresAtSec });
-    if (again) again.id = id; // keep the caller's handle
-    return again !== undefined;
+    return this.pins.renew(id, expiresAtSec);
+  }
+
+  /** The outside address paired with an inside host (RFC 4787 REQ-2), for the control plane. */
+  pairedAddress(inAddr: number): number {
+    return this.outside[this.pairedAddressIndex(inAddr)];
   }
 
   /** Pins for listing (not for the packet path). */

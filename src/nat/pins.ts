@@ -55,6 +55,16 @@ export class PinRegistry {
     return pin;
   }
 
+  /** Moves a pin's deadline in place (its id stays). */
+  renew(id: number, expiresAtSec: number): boolean {
+    const pin = this.byId.get(id);
+    if (!pin) return false;
+    pin.expiresAtSec = expiresAtSec;
+    if (expiresAtSec !== 0 && (this.nextExpirySec === 0 || expiresAtSec < this.nextExpirySec))
+      this.nextExpirySec = expiresAtSec;
+    return true;
+  }
+
   get(id: number): Pin | undefined {
     return this.byId.get(id);
   }

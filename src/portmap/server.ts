@@ -149,15 +149,9 @@ export class PortmapService {
 
   /** The outside address an inside host's mappings get (its paired address), 0 if none. */
   externalAddressFor(inAddr: number): number {
-    const out = this.engine.config.outside;
-    if (out.length <= 1) return out[0] ?? 0;
-    // Paired pooling (RFC 4787 REQ-2): the engine pairs each host with one address. Its choice
-    // is not public API yet; ask it when it can be asked, else the host's own grants say.
-    const paired = (this.engine as unknown as { pairedAddressIndex?: (a: number) => number })
-      .pairedAddressIndex;
-    if (typeof paired === "function") return out[paired.call(this.engine, inAddr)] ?? out[0];
-    for (const g of this.live()) if (g.inAddr === inAddr) return g.outAddr;
-    return out[0];
+    if (this.engine.config.outside.length === 0) return 0;
+    // Paired pooling (RFC 4787 REQ-2): the engine pairs each host with one address.
+    return this.engine.pairedAddress(inAddr);
   }
 
   /** Live grants (pins that lapsed in the engine are forgotten here too). */

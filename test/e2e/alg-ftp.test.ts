@@ -222,3 +222,90 @@ for (const { mode, filtering } of cases.filter((c) => !only || only === `${c.mod
     });
   });
 }
+
+// The same through vsftpd, whose own checks refuse a PORT/EPRT naming an address other than the
+// control connection's (port_promiscuous=NO) and a passive data connection from one
+// (pasv_promiscuous=NO): both defaults.
+describe("FTP ALG with vsftpd, interface mode, address-port-dependent filtering", { skip }, () => {
+  let net: MasqNetwork;
+  let masq: MasqProcess;
+  let ftpd: LabProcess;
+  let tmp: string;
+  let want: string;
+
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), "masqalg-vsftpd-"));
+    chmodSync(tmp, 0o755);
+    const anon = join(tmp, "anon");
+    mkdirSync(anon);
+    chmodSync(anon, 0o755); // vsftpd refuses a writable anonymous root
+    mkdirSync(join(anon, "up"));
+    chmodSync(join(anon, "up"), 0o777);
+    mkdirSync(join(tmp, "empty"));
+    const body = randomBytes(SIZE);
+    want = sha(body);
+    writeFileSync(join(anon, "big.bin"), body);
+    chmodSync(join(anon, "big.bin"), 0o644);
+    writeFileSync(join(tmp, "up.bin"), body);
+    net = await buildMasqNetwork({ prefix: "masqalg", mode: "interface" });
+    const conf = join(tmp, "vsftpd.conf");
+    writeFileSync(
+      conf,
+      [
+        "listen=YES",
+        "listen_ipv6=NO",
+        `listen_address=${net.inet.addr}`,
+        "background=NO",
+        "anonymous_enable=YES",
+        "local_enable=NO",
+        "no_anon_password=YES",
+        `anon_root=${anon}`,
+        "write_enable=YES",
+        "anon_upload_enable=YES",
+        "anon_umask=022",
+        "connect_from_port_20=YES",
+        "seccomp_sandbox=NO",
+        `secure_chroot_dir=${join(tmp, "empty")}`,
+        "xferlog_enable=NO",
+        "",
+      ].join("\n"),
+    );
+    ftpd = net.lab.spawn(net.inet.ns, ["/usr/sbin/vsftpd", conf]);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(ftpd.running, ftpd.stderr + ftpd.stdout);
+    masq = await startMasq(net, { flags: ["--filtering", "address-port-dependent"] });
+  });
+
+  after(async () => {
+    try {
+      await ftpd?.kill();
+      if (masq?.proc.running) await masq.stop();
+    } finally {
+      await net?.destroy();
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  for (const [label, flags] of [
+    ["active EPRT", ["--ftp-port", "-"]],
+    ["active PORT", ["--ftp-port", "-", "--disable-eprt"]],
+    ["passive PASV", ["--disable-epsv"]],
+  ] as const) {
+    it(`${label}: download and upload byte-exact`, async () => {
+      const box = net.inside[0];
+      const got = join(tmp, `got-${label.replace(/ /g, "-")}.bin`);
+      const name = `up-${label.replace(/ /g, "-")}.bin`;
+      for (const args of [
+        [...flags, "-o", got, `ftp://${net.inet.addr}/big.bin`],
+        [...flags, "-T", join(tmp, "up.bin"), `ftp://${net.inet.addr}/up/${name}`],
+      ]) {
+        const r = await net.lab.exec(box.ns, ["curl", "-sS", "--max-time", "60", ...args], {
+          timeoutMs: 70_000,
+        });
+        assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}`);
+      }
+      assert.equal(sha(readFileSync(got)), want, "download differs");
+      assert.equal(sha(readFileSync(join(tmp, "anon", "up", name))), want, "upload differs");
+    });
+  }
+});
