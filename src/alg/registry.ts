@@ -303,9 +303,14 @@ export class AlgRegistry implements AlgHook {
       return FORWARD;
     }
     const ps = l4 + doff;
-    // A fragment carries part of a segment: too little to parse, only the numbers are fixed.
-    if ((flags & TCP_RST) !== 0 || ps >= end || (b[off + 6] & 0x20) !== 0)
+    if ((flags & TCP_RST) !== 0) {
+      me.heldLen = 0;
       return this.shiftOnly(me, b, l4, seq, partial);
+    }
+    // A FIN with nothing in it still ends the stream: a held partial line goes out with it.
+    const flush = ps >= end && (flags & TCP_FIN) !== 0 && me.heldLen > 0 && seq === me.seqNext;
+    // A fragment carries part of a segment: too little to parse, only the numbers are fixed.
+    if ((ps >= end && !flush) || (b[off + 6] & 0x20) !== 0) return this.shiftOnly(me, b, l4, seq, partial);
     return this.stream(me, alg, b, off, hl, doff, total, seq, flags, outbound, partial);
   }
 
@@ -336,9 +341,14 @@ export class AlgRegistry implements AlgHook {
       me.seqNext = S;
       me.heldLen = 0;
     }
+    // A gap (bytes lost before us): with nothing held, go on from here, so the ALG keeps up with
+    // the stream (the missing bytes come back as retransmissions and pass as they are); with a
+    // partial line held, pass this one and wait for the retransmission to come in order.
+    if (seqAfter(S, me.seqNext)) {
+      if (me.heldLen !== 0) return this.shiftOnly(me, b, l4, S, partial);
+      me.seqNext = S;
+    }
     const D = (me.seqNext - me.heldLen) >>> 0;
-    // A gap (a segment lost before us): pass it; its retransmission will come in order.
-    if (seqAfter(S, me.seqNext)) return this.shiftOnly(me, b, l4, S, partial);
     // Only bytes already passed on: a retransmission, replayed as it went the first time.
     if (!seqAfter(E, D)) return this.replay(me, b, off, hl, doff, total, S, partial);
 
@@ -389,7 +399,16 @@ export class AlgRegistry implements AlgHook {
     let holdFrom = ne;
     if (ls < ne) {
       const n = ne - ls;
-      if (!retrans && (flags & TCP_FIN) === 0 && n <= MAX_LINE && alg.interesting(src, ls, ne, outbound)) {
+      // Hold only in a small segment (a command written in pieces): the held bytes must fit in
+      // front of the next segment, and a bulk transfer's full-sized segments do not leave room.
+      const small = ne - ns + MAX_LINE <= this.maxRebuilt - hl - doff;
+      if (
+        !retrans &&
+        small &&
+        (flags & TCP_FIN) === 0 &&
+        n <= MAX_LINE &&
+        alg.interesting(src, ls, ne, outbound)
+      ) {
         holdFrom = ls;
       } else if (n > MAX_LINE && alg.interesting(src, ls, ls + 16, outbound)) {
         this.engine.counters[C.C_ALG_OVERSIZED]++;
@@ -418,42 +437,57 @@ export class AlgRegistry implements AlgHook {
     let w = pay;
     const outStart = seqAfter(D, S) ? S : D;
     if (seqAfter(D, S)) w = this.writeOld(me, rb, w, b, ps, S, D);
+    // The new part with its edits, up to input index `cut`: all of it when it fits in one packet.
+    // When it does not (held bytes in front of a full-sized segment, or an edit in an offloaded
+    // super-packet), as much as fits goes, and the rest counts as not received yet: the
+    // receiver's acknowledgements get it resent, in segments that fit.
+    const room = Math.min(this.maxRebuilt, rb.length) - w;
     let delta = 0;
     let from = ns;
-    for (let k = 0; k < edits; k++) {
-      const at = this.editAt[k];
-      if (w + (at - from) > rb.length) return this.tooLarge(me, b, l4, S, partial, newSeqNext);
-      rb.set(src.subarray(from, at), w);
-      w += at - from;
-      const t = this.editText[k];
-      rb.set(t, w);
-      w += t.length;
-      delta += t.length - (this.editEnd[k] - at);
-      from = this.editEnd[k];
+    let used = 0;
+    let applied = 0;
+    for (; applied < edits; applied++) {
+      const at = this.editAt[applied];
+      const t = this.editText[applied];
+      if (used + (at - from) + t.length > room) break;
+      rb.set(src.subarray(from, at), w + used);
+      used += at - from;
+      rb.set(t, w + used);
+      used += t.length;
+      delta += t.length - (this.editEnd[applied] - at);
+      from = this.editEnd[applied];
     }
-    const newPartEnd = w + (holdFrom - from);
-    if (newPartEnd > this.maxRebuilt || newPartEnd > rb.length)
-      return this.tooLarge(me, b, l4, S, partial, newSeqNext);
-    rb.set(src.subarray(from, holdFrom), w);
-    w = newPartEnd;
+    const fit = Math.max(
+      0,
+      Math.min((applied < edits ? this.editAt[applied] : holdFrom) - from, room - used),
+    );
+    rb.set(src.subarray(from, from + fit), w + used);
+    used += fit;
+    const cut = from + fit;
+    w += used;
 
-    // Hold the partial tail (copied out of src before anything reuses it).
-    if (holdFrom < ne) {
-      const n = ne - holdFrom;
-      if (me.held === null) me.held = new Uint8Array(MAX_LINE);
-      me.held.set(src.subarray(holdFrom, ne), 0);
-      me.heldLen = n;
-      this.engine.counters[C.C_ALG_LINES_HELD]++;
-    } else me.heldLen = 0;
-    me.seqNext = newSeqNext;
+    if (cut < holdFrom) {
+      me.heldLen = 0;
+      me.seqNext = (D + (cut - ns)) >>> 0;
+      b[l4 + 13] &= ~TCP_FIN; // the end of the stream is in the part not sent
+      this.engine.counters[C.C_ALG_SEGMENTS_CUT]++;
+    } else {
+      // Hold the partial tail (copied out of src before anything reuses it).
+      if (holdFrom < ne) {
+        if (me.held === null) me.held = new Uint8Array(MAX_LINE);
+        me.held.set(src.subarray(holdFrom, ne), 0);
+        me.heldLen = ne - holdFrom;
+        this.engine.counters[C.C_ALG_LINES_HELD]++;
+      } else me.heldLen = 0;
+      me.seqNext = newSeqNext;
+    }
 
     const outSeq = me.adj.mapSeq(outStart);
-    if (edits > 0) {
+    if (applied > 0) {
       // Remember what the new range became, so a retransmission of it is rewritten the same way.
-      const newLen = (holdFrom - ns) | 0;
       me.lastSeq = D;
-      me.lastInLen = newLen;
-      me.lastOut = rb.slice(w - (newLen + delta), w);
+      me.lastInLen = cut - ns;
+      me.lastOut = rb.slice(w - used, w);
       me.adj.record(D, delta);
     }
     if (w - pay !== L) this.engine.counters[C.C_ALG_RESIZED]++;
@@ -515,20 +549,6 @@ export class AlgRegistry implements AlgHook {
     const w = this.writeOld(me, rb, hl + doff, b, ps, S, E);
     if (w > this.maxRebuilt) return this.shiftOnly(me, b, l4, S, partial);
     return this.finish(b, off, hl, doff, w, me.adj.mapSeq(S));
-  }
-
-  private tooLarge(
-    me: StreamDir,
-    b: Uint8Array,
-    l4: number,
-    S: number,
-    partial: boolean,
-    seqNext: number,
-  ): number {
-    this.engine.counters[C.C_ALG_TOO_LARGE]++;
-    me.heldLen = 0;
-    me.seqNext = seqNext;
-    return this.shiftOnly(me, b, l4, S, partial);
   }
 
   /**

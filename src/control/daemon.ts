@@ -1,6 +1,7 @@
 // `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
@@ -110,6 +111,9 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
   });
 }
 
+/** Packets the kernel may queue for masq on the TUN: absorbs bursts while a batch is processed. */
+const TUN_TX_QUEUE_LEN = 4096;
+
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
 export async function runDaemon(cfg: RunConfig): Promise<number> {
   const log = createLogger(cfg.log);
@@ -150,6 +154,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       inside: cfg.inside,
       outside: cfg.outside,
       mtu: host.mtu,
+      txQueueLen: TUN_TX_QUEUE_LEN,
+      disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
       ...(host.mode === "pool"
         ? { pool: cfg.addresses }
         : { ports: cfg.ports, publicAddress: host.publicAddresses[0] }),
@@ -252,7 +258,6 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
 }
 
 async function stateExists(stateFile: string): Promise<boolean> {
-  const { existsSync } = await import("node:fs");
   return existsSync(stateFile);
 }
 

@@ -41,6 +41,10 @@ export interface HostSetupOptions {
   outside: string;
   /** TUN MTU (default 1500). */
   mtu?: number;
+  /** TUN transmit queue length (packets waiting for masq); unchanged when absent. */
+  txQueueLen?: number;
+  /** Turn IPv6 off on the TUN (when the kernel has IPv6). Default false. */
+  disableTunIpv6?: boolean;
   /** Create the TUN with `ip tuntap` (tests; normally the native addon creates it). Default false. */
   createTun?: boolean;
   /** Pool mode: the public addresses ("198.51.100.100") or prefixes ("198.51.100.96/29"). */
@@ -102,6 +106,18 @@ export function planHostSetup(opts: HostSetupOptions): HostStep[] {
     undo: ["ip", "link", "set", "dev", tun, "mtu", PRIOR],
     prior: { kind: "mtu", dev: tun },
   });
+  if (opts.txQueueLen !== undefined)
+    steps.push({
+      // The queue where the kernel holds packets until masq reads them: a burst longer than it
+      // is dropped (tun's default is 500). The device is masq's own, so there is nothing to undo.
+      what: `set ${tun} txqueuelen ${opts.txQueueLen}`,
+      apply: ["ip", "link", "set", "dev", tun, "txqueuelen", String(opts.txQueueLen)],
+      undo: [],
+    });
+  if (opts.disableTunIpv6)
+    // masq translates IPv4: without this the kernel's own IPv6 chatter (router and multicast
+    // listener solicitations) reaches masq, to be dropped as packets of the wrong version.
+    steps.push(sysctlStep(sysctlKey("net", "ipv6", "conf", tun, "disable_ipv6"), "1"));
   steps.push({
     what: `bring ${tun} up`,
     apply: ["ip", "link", "set", "dev", tun, "up"],

@@ -42,8 +42,8 @@ export const C_ALG_MALFORMED = 25;
 export const C_ALG_OVERSIZED = 26;
 /** Commands naming an address other than the sending host's: passed unchanged (bounce protection). */
 export const C_ALG_FOREIGN_ADDRESS = 27;
-/** Rewrites given up because the rebuilt packet would exceed the size limit. */
-export const C_ALG_TOO_LARGE = 28;
+/** Segments cut short: rewritten or held bytes would not fit in one packet (the sender resends the rest). */
+export const C_ALG_SEGMENTS_CUT = 28;
 /** Retransmissions of a rewritten range replayed with the same rewrite. */
 export const C_ALG_REPLAYED = 29;
 /** An ALG failed on a packet (a bug, not bad input): the packet went on as translated. */
@@ -131,7 +131,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_ALG_MALFORMED]: "alg_malformed",
   [C_ALG_OVERSIZED]: "alg_oversized",
   [C_ALG_FOREIGN_ADDRESS]: "alg_foreign_address",
-  [C_ALG_TOO_LARGE]: "alg_too_large",
+  [C_ALG_SEGMENTS_CUT]: "alg_segments_cut",
   [C_ALG_REPLAYED]: "alg_replayed",
   [C_ALG_ERRORS]: "alg_errors",
 };

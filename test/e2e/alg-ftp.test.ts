@@ -309,3 +309,89 @@ describe("FTP ALG with vsftpd, interface mode, address-port-dependent filtering"
     });
   }
 });
+
+// An inside FTP server published by a port forward: its PASV (227) and EPSV (229) replies name
+// its inside address and port, which the ALG rewrites to the public address and a pinned port
+// that admits the outside client's data connection.
+for (const mode of ["interface", "pool"] as MasqMode[]) {
+  describe(`FTP ALG for an inside server behind a forward, ${mode} mode, address-port-dependent filtering`, {
+    skip,
+  }, () => {
+    let net: MasqNetwork;
+    let masq: MasqProcess;
+    let ftpd: LabProcess;
+    let tmp: string;
+    let want: string;
+
+    before(async () => {
+      tmp = mkdtempSync(join(tmpdir(), "masqalg-ftpfwd-"));
+      chmodSync(tmp, 0o755);
+      const srv = join(tmp, "srv");
+      mkdirSync(srv);
+      chmodSync(srv, 0o777);
+      const body = randomBytes(SIZE);
+      want = sha(body);
+      writeFileSync(join(srv, "big.bin"), body);
+      writeFileSync(join(tmp, "up.bin"), body);
+      net = await buildMasqNetwork({ prefix: "masqalg", mode });
+      const inside = net.inside[0];
+      ftpd = net.lab.spawn(inside.ns, [
+        PY,
+        "-m",
+        "pyftpdlib",
+        "-i",
+        inside.addr,
+        "-p",
+        "21",
+        "-w",
+        "-d",
+        srv,
+      ]);
+      await ftpd.waitFor(/starting FTP server/i, 10_000);
+      const config = join(tmp, "masq.toml");
+      writeFileSync(
+        config,
+        `[[forward]]\noutside = "21/tcp"\ninside = "${inside.addr}:21"\nnote = "ftp server"\n`,
+      );
+      masq = await startMasq(net, { config, flags: ["--filtering", "address-port-dependent"] });
+    });
+
+    after(async () => {
+      try {
+        await ftpd?.kill();
+        if (masq?.proc.running) await masq.stop();
+      } finally {
+        await net?.destroy();
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+    for (const [label, flags] of [
+      ["passive EPSV", []],
+      ["passive PASV", ["--disable-epsv"]],
+      ["active PORT", ["--ftp-port", "-", "--disable-eprt"]],
+    ] as const) {
+      it(`${label} from an outside client: download and upload byte-exact`, async () => {
+        const got = join(tmp, `got-${label.replace(/ /g, "-")}.bin`);
+        const name = `up-${label.replace(/ /g, "-")}.bin`;
+        for (const args of [
+          [...flags, "-o", got, `ftp://${net.publicAddr}/big.bin`],
+          [...flags, "-T", join(tmp, "up.bin"), `ftp://${net.publicAddr}/${name}`],
+        ]) {
+          const r = await net.lab.exec(net.inet.ns, ["curl", "-sS", "--max-time", "60", ...args], {
+            timeoutMs: 70_000,
+          });
+          assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}\n${ftpd.stderr.slice(-1500)}`);
+        }
+        assert.equal(sha(readFileSync(got)), want, "download differs");
+        assert.equal(sha(readFileSync(join(tmp, "srv", name))), want, "upload differs");
+      });
+    }
+
+    it("the passive replies were rewritten", async () => {
+      const s = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+      assert.ok(s.engine.counters.alg_rewrites >= 4, JSON.stringify(s.engine.counters));
+      assert.equal(s.engine.counters.alg_foreign_address, 0);
+    });
+  });
+}

@@ -172,7 +172,164 @@ describe("ALG stream handling", () => {
     assert.deepEqual(checksumProblems(again.out), []);
   });
 
-  it("a rewrite that would make the segment larger than the link allows passes unchanged (counted)", () => {
+  it("a bare FIN after a held partial line carries the held bytes out with it", () => {
+    const e = algEngine();
+    open(e, 21);
+    const held = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text("PORT 192,168"),
+      }),
+    );
+    assert.equal(payloadOf(held.out), "");
+    const fin = go(
+      e,
+      tcp({ src: A, dst: S, sport: 40000, dport: 21, flags: ACK | 0x01, seq: 1012, ack: 5000 }),
+    );
+    assert.equal(fin.verdict, REPLY);
+    assert.equal(payloadOf(fin.out), "PORT 192,168");
+    assert.equal(u32(fin.out, 24), 1000);
+    assert.equal(fin.out[33] & 0x01, 1, "FIN kept");
+    assert.deepEqual(checksumProblems(fin.out), []);
+  });
+
+  it("a burst of full-sized segments is never held (IRC lines split at every segment boundary pass in place)", () => {
+    const e = algEngine();
+    const outPort = open(e, 6667);
+    let stream = "";
+    for (let i = 0; stream.length < 20000; i++)
+      stream += `:irc.test 372 alice :- message of the day line ${i}\r\n`;
+    const got = new Uint8Array(stream.length);
+    for (let at = 0; at < stream.length; at += 1448) {
+      const chunk = stream.slice(at, at + 1448);
+      const r = go(
+        e,
+        tcp({
+          src: S,
+          dst: P,
+          sport: 6667,
+          dport: outPort,
+          flags: ACK,
+          seq: 5000 + at,
+          ack: 1000,
+          payload: text(chunk),
+        }),
+      );
+      assert.equal(r.verdict, FORWARD, `segment at ${at}`);
+      got.set(r.out.subarray(40), u32(r.out, 24) - 5000);
+    }
+    assert.equal(Buffer.from(got).toString("latin1"), stream);
+    assert.equal(e.counters[C.C_ALG_LINES_HELD], 0);
+  });
+
+  it("held bytes in front of a full-sized segment: what fits is sent, the rest comes back as a retransmission", () => {
+    const e = algEngine();
+    open(e, 21);
+    const first = "PORT 192,168";
+    const rest = `,0,2,156,65\r\n${"NOOP\r\n".repeat(300)}`;
+    const a = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text(first),
+      }),
+    );
+    assert.equal(payloadOf(a.out), "");
+    const big = rest.slice(0, 1448);
+    const b = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK,
+        seq: 1000 + first.length,
+        ack: 5000,
+        payload: text(big),
+      }),
+    );
+    assert.equal(b.verdict, REPLY);
+    assert.ok(b.out.length <= 1500);
+    assert.equal(u32(b.out, 24), 1000);
+    assert.deepEqual(checksumProblems(b.out), []);
+    const sent = payloadOf(b.out);
+    const m = /^PORT 198,51,100,2,\d+,\d+\r\n/.exec(sent);
+    assert.ok(m, sent.slice(0, 40));
+    const input = first + big;
+    const grew = m[0].length - "PORT 192,168,0,2,156,65\r\n".length;
+    const consumed = sent.length - grew;
+    assert.equal(sent.slice(m[0].length), input.slice(m[0].length - grew, consumed));
+    // The sender resends from where the receiver's ack points (mapped back): it passes on, shifted.
+    const again = input.slice(consumed);
+    const c = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK,
+        seq: 1000 + consumed,
+        ack: 5000,
+        payload: text(again),
+      }),
+    );
+    assert.notEqual(c.verdict, DROP);
+    assert.equal(payloadOf(c.out), again);
+    assert.equal(u32(c.out, 24), 1000 + consumed + grew);
+  });
+
+  it("after a gap (bytes lost before the gateway) the ALG picks the stream up again", () => {
+    const e = algEngine();
+    open(e, 21);
+    const lost = "NOOP\r\n";
+    const r = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000 + lost.length,
+        ack: 5000,
+        payload: text("PORT 192,168,0,2,156,65\r\n"),
+      }),
+    );
+    assert.equal(r.verdict, REPLY);
+    assert.match(payloadOf(r.out), /^PORT 198,51,100,2,/);
+    const late = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text(lost),
+      }),
+    );
+    assert.equal(late.verdict, FORWARD);
+    assert.equal(u32(late.out, 24), 1000);
+  });
+
+  it("a rewrite that would not fit in one packet: what fits goes, the rest is rewritten when the sender resends it", () => {
     const e = algEngine();
     open(e, 21);
     const big = `${"NOOP\r\n".repeat(245)}PORT 192,168,0,2,156,65\r\n`; // 1495 bytes of payload
@@ -189,9 +346,29 @@ describe("ALG stream handling", () => {
         payload: text(big),
       }),
     );
-    assert.equal(r.verdict, FORWARD);
-    assert.equal(payloadOf(r.out), big);
-    assert.equal(e.counters[C.C_ALG_TOO_LARGE], 1);
+    assert.equal(r.verdict, REPLY);
+    assert.ok(r.out.length <= 1500);
+    const sent = payloadOf(r.out);
+    assert.equal(sent, big.slice(0, sent.length));
+    assert.ok(!sent.includes("PORT"), "cut before the command that grows");
+    assert.equal(e.counters[C.C_ALG_SEGMENTS_CUT], 1);
+    const again = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 21,
+        flags: ACK | PSH,
+        seq: 1000 + sent.length,
+        ack: 5000,
+        payload: text(big.slice(sent.length)),
+      }),
+    );
+    assert.equal(again.verdict, REPLY);
+    assert.match(payloadOf(again.out), /PORT 198,51,100,2,\d+,\d+\r\n$/);
+    assert.equal(u32(again.out, 24), 1000 + sent.length);
+    assert.equal(e.pinList().length, 1, "one expectation for the command seen twice");
   });
 
   it("disabled: no flow is watched, no state is kept", () => {

@@ -398,3 +398,13 @@ describe("apply and undo (with stand-in commands)", () => {
     assert.equal(existsSync(f.state), false);
   });
 });
+
+describe("planHostSetup: TUN queue and IPv6", () => {
+  it("sets the TUN's queue length and turns IPv6 off on it before bringing it up, when asked", () => {
+    const steps = applies(planHostSetup({ ...pool, txQueueLen: 4096, disableTunIpv6: true }));
+    const up = steps.indexOf("ip link set dev tun0 up");
+    assert.ok(steps.indexOf("ip link set dev tun0 txqueuelen 4096") < up);
+    assert.ok(steps.indexOf("sysctl -q -w net.ipv6.conf.tun0.disable_ipv6=1") < up);
+    assert.ok(steps.indexOf("sysctl -q -w net.ipv6.conf.tun0.disable_ipv6=1") >= 0);
+  });
+});
