@@ -2,12 +2,15 @@
 // with 1 k, 100 k and 1 M active flows, new flows per second, and bytes of memory per flow.
 // Usage: npm run bench:engine [-- --json] [-- --quick]
 import { performance } from "node:perf_hooks";
+import { hugePageAllocator } from "../src/io/huge-pages.ts";
 import { defaultEngineConfig } from "../src/nat/config.ts";
 import { FORWARD, NatEngine } from "../src/nat/engine.ts";
 import { checksum, pseudoHeaderSum, writeU16, writeU32 } from "../src/packet/checksum.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../src/packet/ipv4.ts";
 
 const json = process.argv.includes("--json");
+// The tables on huge pages as `masq run` has them (when the addon is built); --no-huge-pages to compare.
+const allocate = process.argv.includes("--no-huge-pages") ? undefined : hugePageAllocator();
 const quick = process.argv.includes("--quick");
 const PKT = 64;
 const BATCH = 256;
@@ -28,6 +31,7 @@ function engineFor(flows: number): NatEngine {
       maxFlowsPerHost: 1 << 20,
       maxHosts: 1 << 16,
     }),
+    allocate,
   );
 }
 
@@ -155,6 +159,7 @@ function newFlows(): { rate: number; bytesPerFlow: number } {
         maxFlowsPerHost: 1 << 20,
         maxHosts: 1 << 16,
       }),
+      allocate,
     );
     bytesPerFlow = e.memoryBytes() / capacity;
     // The packets are made before the clock starts (as the steady-state runs do): the figure is
@@ -207,7 +212,9 @@ const log = (s: string) => {
   if (!json) console.log(s);
   else console.error(s);
 };
-log(`masq engine benchmark (node ${process.version}, one core, ${PKT}-byte packets, batches of ${BATCH})`);
+log(
+  `masq engine benchmark (node ${process.version}, one core, ${PKT}-byte packets, batches of ${BATCH}, ${allocate ? "tables on huge pages" : "tables on normal pages"})`,
+);
 for (const [label, n] of sizes) {
   const udp = steady(IPPROTO_UDP, n);
   const tcp = steady(IPPROTO_TCP, n);

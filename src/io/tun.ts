@@ -1,8 +1,6 @@
 // The TUN device as a BatchIo, over the native addon (native/tun.cc). The addon reads batches
 // into one buffer this class owns; the datapath rewrites them in place and writes them back.
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { loadAddon, type NativeTun } from "./addon.ts";
 import type { BatchIo } from "./batch-io.ts";
 
 /** sizeof(struct virtio_net_hdr): the header the kernel puts before each packet with IFF_VNET_HDR. */
@@ -21,48 +19,6 @@ export interface TunCounters {
   txBytes: number;
   txQueueFull: number;
   txErrors: number;
-}
-
-interface NativeTun {
-  readonly name: string;
-  readonly offloads: number;
-  start(
-    buf: Uint8Array,
-    meta: Uint32Array,
-    maxPacket: number,
-    budget: number,
-    onBatch: (n: number) => void,
-  ): void;
-  stop(): void;
-  write(buf: Uint8Array, off: number, len: number): boolean;
-  writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
-  stats(): TunCounters;
-  close(): void;
-}
-
-interface NativeModule {
-  Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
-  TUN_F_CSUM: number;
-  TUN_F_TSO4: number;
-  TUN_F_TSO6: number;
-  TUN_F_TSO_ECN: number;
-}
-
-let native: NativeModule | undefined;
-
-/** Loads build/Release/masq_tun.node, found from src/io or dist/io alike. */
-function loadNative(): NativeModule {
-  if (native) return native;
-  const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-  const path = join(root, "build", "Release", "masq_tun.node");
-  try {
-    native = createRequire(import.meta.url)(path) as NativeModule;
-  } catch (err) {
-    throw new Error(
-      `the TUN addon is not built (${path}: ${(err as Error).message}); run \`npm ci\` or \`npm run build\``,
-    );
-  }
-  return native;
 }
 
 export interface TunOptions {
@@ -101,7 +57,7 @@ export class TunDevice implements BatchIo {
   }
 
   static open(opts: TunOptions): TunDevice {
-    const mod = loadNative();
+    const mod = loadAddon();
     const vnet = opts.vnetHdr ?? false;
     const tso = mod.TUN_F_CSUM | mod.TUN_F_TSO4 | mod.TUN_F_TSO6;
     // Offload sets to try, best first; the kernel refuses flags it does not know.

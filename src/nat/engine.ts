@@ -26,7 +26,7 @@ import {
   D_BYTES_OUT,
   D_PKTS_IN,
   D_PKTS_OUT,
-  F_CREATED,
+  F_ALG,
   F_IN_ADDR,
   F_LAST_SEEN,
   F_MAP_NEXT,
@@ -67,6 +67,7 @@ import {
 import { type Pin, PinRegistry } from "./pins.ts";
 import { NO_PORT, PortAllocator } from "./port-allocator.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
+import type { TableAllocator } from "./table-memory.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
 
@@ -135,11 +136,7 @@ export class NatEngine {
   lastDrop = 0;
   /** Where REPLY packets are built. */
   readonly replyBuf = new Uint8Array(65536);
-  /**
-   * The application-level gateway watching each flow (0: none), decided when the flow is made:
-   * flows without one pay a single typed-array read per packet.
-   */
-  readonly algOf: Uint8Array;
+  /** The application-level gateways; each flow's is decided when it is made (F_ALG). */
   private alg: AlgHook | null = null;
   /** Packets released by the engine outside the call that caused them (held fragments). */
   private readonly pending: Uint8Array[] = [];
@@ -147,11 +144,12 @@ export class NatEngine {
   /** Keeps the prefetch loads observable so the compiler cannot drop them. */
   prefetchSink = 0;
 
-  constructor(config: EngineConfig) {
+  /** `allocate`: memory for the flow and mapping tables (e.g. huge pages); plain by default. */
+  constructor(config: EngineConfig, allocate?: TableAllocator) {
     if (config.outside.length === 0) throw new Error("engine: at least one outside address is required");
     this.config = config;
-    this.flowTable = new FlowTable(config.maxFlows);
-    this.mappingTable = new MappingTable(config.maxMappings);
+    this.flowTable = new FlowTable(config.maxFlows, allocate);
+    this.mappingTable = new MappingTable(config.maxMappings, allocate);
     this.hostTable = new HostTable(config.maxHosts);
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
@@ -187,7 +185,6 @@ export class NatEngine {
     this.tUdp = t.udpSec;
     this.tIcmp = t.icmpSec;
     this.dueFn = (f) => this.due(f);
-    this.algOf = new Uint8Array(config.maxFlows);
     this.firewall = config.firewall.length > 0 ? new RuleSet(config.firewall) : null;
     this.hostRate = config.newFlowsPerSecPerHost;
     this.globalRate =
@@ -413,8 +410,8 @@ export class NatEngine {
       );
       this.counters[C.C_TRANSLATED_OUT]++;
       if (this.outsideIndex(dst) >= 0) return this.hairpin(b, off, hl, total, proto, l4Partial);
-      if (this.algOf[f] !== 0 && this.alg !== null)
-        return this.alg.packet(f, this.algOf[f], b, off, hl, total, true, l4Partial);
+      if (u[base + F_ALG] !== 0 && this.alg !== null)
+        return this.alg.packet(f, u[base + F_ALG], b, off, hl, total, true, l4Partial);
       return FORWARD;
     }
     if (proto === IPPROTO_ICMP) return this.outboundIcmp(b, off, l4, total, src, dst);
@@ -624,8 +621,8 @@ export class NatEngine {
         l4Partial,
       );
       this.counters[C.C_TRANSLATED_IN]++;
-      if (this.algOf[f] !== 0 && this.alg !== null && !hairpin)
-        return this.alg.packet(f, this.algOf[f], b, off, hl, total, false, l4Partial);
+      if (u[base + F_ALG] !== 0 && this.alg !== null && !hairpin)
+        return this.alg.packet(f, u[base + F_ALG], b, off, hl, total, false, l4Partial);
       return FORWARD;
     }
     if (proto === IPPROTO_ICMP) return this.inboundIcmp(b, off, l4, total, src, dst);
@@ -765,12 +762,11 @@ export class NatEngine {
     u[base + F_PORTS] = mt.u32[mb + M_PORTS];
     u[base + F_META] = ((remPort << 16) | (proto << 8) | origin) >>> 0;
     u[base + F_LAST_SEEN] = this.nowSec;
-    u[base + F_CREATED] = this.nowSec;
     u[base + F_MAP_NEXT] = mt.u32[mb + M_HEAD];
     mt.u32[mb + M_HEAD] = f + 1;
     ft.link(f);
     // Server port of the flow: the remote's for outbound flows, the inside host's for inbound.
-    this.algOf[f] =
+    u[base + F_ALG] =
       this.alg === null ? 0 : this.alg.classify(proto, origin === 0 ? remPort : mt.u32[mb + M_PORTS] >>> 16);
     this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
     this.counters[C.C_FLOWS_CREATED]++;
@@ -890,8 +886,8 @@ export class NatEngine {
       if (mu[headAt] === 0 && this.pins.count[m] === 0) this.removeMapping(m);
     }
     this.hostTable.releaseFlow(inAddr);
-    if (this.algOf[f] !== 0) {
-      this.algOf[f] = 0;
+    if (u[base + F_ALG] !== 0) {
+      u[base + F_ALG] = 0;
       this.alg?.flowEnded(f);
     }
     ft.free(f);

@@ -3,6 +3,7 @@
 // index under two keys: the inside view (proto, inside addr:port, remote addr:port) and the
 // outside view (proto, outside addr:port, remote addr:port).
 import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+import { plainAllocator, type TableAllocator } from "./table-memory.ts";
 
 /** Words (u32) of a flow record. */
 export const F_IN_ADDR = 0;
@@ -14,8 +15,11 @@ export const F_PORTS = 3;
 export const F_META = 4;
 /** Seconds (engine clock) of the last packet. */
 export const F_LAST_SEEN = 5;
-/** Second (engine clock) the flow was created; the free-list link while the record is free. */
-export const F_CREATED = 6;
+/**
+ * While the flow lives: the application-level gateway watching it (0: none), kept in the record
+ * so the check costs no extra cache line. While the record is free: the free-list link.
+ */
+export const F_ALG = 6;
 /** Next flow (index + 1) of the same endpoint mapping. */
 export const F_MAP_NEXT = 7;
 /** Float64 slots of a record (8 per record): packet and byte counters. */
@@ -64,14 +68,14 @@ export class FlowTable {
   private freeHead: number; // index + 1
   count = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, allocate: TableAllocator = plainAllocator) {
     this.capacity = capacity;
-    const buf = new ArrayBuffer(capacity * FLOW_BYTES);
+    const buf = allocate(capacity * FLOW_BYTES);
     this.u32 = new Uint32Array(buf);
     this.f64 = new Float64Array(buf);
-    this.index = new HashIndex(capacity * 2);
+    this.index = new HashIndex(capacity * 2, allocate);
     // Free list threaded through the created word, lowest index first.
-    for (let i = 0; i < capacity; i++) this.u32[i * FLOW_WORDS + F_CREATED] = i + 2 <= capacity ? i + 2 : 0;
+    for (let i = 0; i < capacity; i++) this.u32[i * FLOW_WORDS + F_ALG] = i + 2 <= capacity ? i + 2 : 0;
     this.freeHead = capacity > 0 ? 1 : 0;
   }
 
@@ -85,7 +89,7 @@ export class FlowTable {
     if (h === 0) return NO_FLOW;
     const i = h - 1;
     const base = i * FLOW_WORDS;
-    this.freeHead = this.u32[base + F_CREATED];
+    this.freeHead = this.u32[base + F_ALG];
     this.u32.fill(0, base, base + FLOW_WORDS);
     this.count++;
     return i;
@@ -93,7 +97,7 @@ export class FlowTable {
 
   free(i: number): void {
     this.u32[i * FLOW_WORDS + F_META] = 0;
-    this.u32[i * FLOW_WORDS + F_CREATED] = this.freeHead;
+    this.u32[i * FLOW_WORDS + F_ALG] = this.freeHead;
     this.freeHead = i + 1;
     this.count--;
   }

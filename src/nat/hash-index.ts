@@ -1,6 +1,7 @@
 // An open-addressing hash index (linear probing, backward-shift deletion so no tombstones build up
 // under churn). Each 8-byte slot holds the full 32-bit hash and a reference (0 = empty); the owner
 // compares the real key on a hash match, so the index itself knows nothing about keys.
+import { plainAllocator, type TableAllocator } from "./table-memory.ts";
 
 export class HashIndex {
   readonly slots: Uint32Array;
@@ -8,10 +9,10 @@ export class HashIndex {
   count = 0;
 
   /** `capacity` keys at most; the table is sized to keep the load at or below one half. */
-  constructor(capacity: number) {
+  constructor(capacity: number, allocate: TableAllocator = plainAllocator) {
     let size = 16;
     while (size < capacity * 2) size *= 2;
-    this.slots = new Uint32Array(size * 2);
+    this.slots = new Uint32Array(allocate(size * 8));
     this.mask = size - 1;
   }
 

@@ -2,6 +2,7 @@
 // every flow (session) of that inside endpoint whatever the remote (endpoint-independent mapping,
 // RFC 4787 REQ-1, RFC 5382 REQ-1). A mapping lives while it has flows; its flows form a list.
 import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+import { plainAllocator, type TableAllocator } from "./table-memory.ts";
 
 export const M_IN_ADDR = 0;
 export const M_OUT_ADDR = 1;
@@ -22,11 +23,11 @@ export class MappingTable {
   private freeHead: number;
   count = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, allocate: TableAllocator = plainAllocator) {
     this.capacity = capacity;
-    this.u32 = new Uint32Array(capacity * MAPPING_WORDS);
+    this.u32 = new Uint32Array(allocate(capacity * MAPPING_WORDS * 4));
     this.proto = new Uint8Array(capacity);
-    this.index = new HashIndex(capacity * 2);
+    this.index = new HashIndex(capacity * 2, allocate);
     for (let i = 0; i < capacity; i++) this.u32[i * MAPPING_WORDS + M_HEAD] = i + 2 <= capacity ? i + 2 : 0;
     this.freeHead = capacity > 0 ? 1 : 0;
   }

@@ -1,0 +1,64 @@
+// The native addon (native/tun.cc, built by `npm ci` into build/Release/masq_tun.node): the TUN
+// device and huge-page memory for the flow tables. Loaded on first use, from src/ or dist/ alike.
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { TunCounters } from "./tun.ts";
+
+export interface NativeTun {
+  readonly name: string;
+  readonly offloads: number;
+  start(
+    buf: Uint8Array,
+    meta: Uint32Array,
+    maxPacket: number,
+    budget: number,
+    onBatch: (n: number) => void,
+  ): void;
+  stop(): void;
+  write(buf: Uint8Array, off: number, len: number): boolean;
+  writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
+  stats(): TunCounters;
+  close(): void;
+}
+
+export interface NativeAddon {
+  Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
+  allocHugePages(bytes: number): ArrayBuffer;
+  TUN_F_CSUM: number;
+  TUN_F_TSO4: number;
+  TUN_F_TSO6: number;
+  TUN_F_TSO_ECN: number;
+}
+
+export const ADDON_PATH = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "build",
+  "Release",
+  "masq_tun.node",
+);
+
+let addon: NativeAddon | undefined;
+
+export function loadAddon(): NativeAddon {
+  if (addon) return addon;
+  try {
+    addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
+  } catch (err) {
+    throw new Error(
+      `the native addon is not built (${ADDON_PATH}: ${(err as Error).message}); run \`npm ci\` or \`npm run build\``,
+    );
+  }
+  return addon;
+}
+
+/** The addon when it is built, else undefined (unit tests and benchmarks run without it too). */
+export function tryLoadAddon(): NativeAddon | undefined {
+  try {
+    return loadAddon();
+  } catch {
+    return undefined;
+  }
+}
