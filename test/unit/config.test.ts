@@ -1,5 +1,7 @@
 // `masq run` configuration: file + flags, with errors that name the key or flag.
+
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { ConfigError, parsePorts, resolveRunConfig } from "../../src/control/config.ts";
 
@@ -149,5 +151,17 @@ describe("run configuration", () => {
     assert.deepEqual(parsePorts("61000-65534", "x"), { first: 61000, last: 65534 });
     assert.throws(() => parsePorts("65534-61000", "x"), /first not above the last/);
     assert.throws(() => parsePorts("abc", "x"), /not a port range/);
+  });
+});
+
+describe("the README's configuration reference", () => {
+  it("is a valid configuration (the documented keys are the real ones)", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const start = readme.indexOf("```toml\n");
+    assert.ok(start >= 0, "README has a TOML sample");
+    const toml = readme.slice(start + 8, readme.indexOf("```", start + 8));
+    const cfg = resolveRunConfig({ config: "README.md" }, () => toml);
+    assert.equal(cfg.outside, "eth0");
+    assert.deepEqual(cfg.inside, ["eth1"]);
   });
 });
