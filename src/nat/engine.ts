@@ -282,11 +282,24 @@ export class NatEngine {
     let acc = 0;
     for (let k = 0; k < n; k++) acc += slots[((hs[k] & mask) << 1) + 1];
     const u = ft.u32;
+    const mt = this.mappingTable;
+    const mslots = mt.index.slots;
+    const mmask = mt.index.mask;
     for (let k = 0; k < n; k++) {
       const ref = slots[((hs[k] & mask) << 1) + 1];
       if (ref !== 0) {
         const base = ((ref - 1) >>> 1) * FLOW_WORDS;
         acc += u[base] + u[base + FLOW_WORDS - 1];
+      } else if (hs[k] !== 0) {
+        // An empty home slot: most likely a new flow, which looks up its inside endpoint's
+        // mapping next. Touch that slot now so the miss overlaps with the others.
+        const off = meta[2 * k];
+        const src =
+          ((buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]) >>> 0;
+        if (this.isInside(src)) {
+          const h = mt.insideHash(buf[off + 9], src, (buf[off + 20] << 8) | buf[off + 21]);
+          acc += mslots[((h & mmask) << 1) + 1];
+        }
       }
     }
     this.prefetchSink = acc;
@@ -513,7 +526,14 @@ export class NatEngine {
       const outPort = ports.allocate(addrIdx, inPort, this.config.portParity);
       if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
       if (outPort === inPort) this.counters[C.C_PORTS_PRESERVED]++;
-      m = mt.add(proto, inAddr, inPort, this.outside[addrIdx], outPort);
+      // The mapping's and the flow's outside keys land on two random index slots: load both
+      // now, so the two misses overlap instead of following one another.
+      const outAddr = this.outside[addrIdx];
+      const fi = this.flowTable.index;
+      this.prefetchSink +=
+        mt.index.slots[((mt.outsideHash(proto, outAddr, outPort) & mt.index.mask) << 1) + 1] +
+        fi.slots[((this.flowTable.outsideHash(proto, outAddr, outPort, remAddr, remPort) & fi.mask) << 1) + 1];
+      m = mt.add(proto, inAddr, inPort, outAddr, outPort);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
     const f = this.addFlow(m, proto, remAddr, remPort, 0);

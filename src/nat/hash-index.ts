@@ -13,6 +13,9 @@ export class HashIndex {
     let size = 16;
     while (size < capacity * 2) size *= 2;
     this.slots = new Uint32Array(allocate(size * 8));
+    // Preallocated means resident: touch every page now (one write per 4 KiB), so the first
+    // flows do not pay page faults on the packet path.
+    for (let i = 0; i < this.slots.length; i += 1024) this.slots[i] = 0;
     this.mask = size - 1;
   }
 

@@ -36,11 +36,11 @@ export class MappingTable {
     return this.u32.byteLength + this.proto.byteLength + this.index.byteLength;
   }
 
-  private insideHash(proto: number, addr: number, port: number): number {
+  insideHash(proto: number, addr: number, port: number): number {
     return hashTuple(this.seed, proto, addr, port, 0, 0);
   }
 
-  private outsideHash(proto: number, addr: number, port: number): number {
+  outsideHash(proto: number, addr: number, port: number): number {
     return hashTuple(this.seed, proto, 0, 0, addr, port);
   }
 
