@@ -532,7 +532,9 @@ export class NatEngine {
       const fi = this.flowTable.index;
       this.prefetchSink +=
         mt.index.slots[((mt.outsideHash(proto, outAddr, outPort) & mt.index.mask) << 1) + 1] +
-        fi.slots[((this.flowTable.outsideHash(proto, outAddr, outPort, remAddr, remPort) & fi.mask) << 1) + 1];
+        fi.slots[
+          ((this.flowTable.outsideHash(proto, outAddr, outPort, remAddr, remPort) & fi.mask) << 1) + 1
+        ];
       m = mt.add(proto, inAddr, inPort, outAddr, outPort);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
