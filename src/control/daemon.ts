@@ -12,6 +12,7 @@ import {
   assertNoEphemeralOverlap,
   assertRoot,
   cleanLeftovers,
+  currentNetnsName,
   defaultStateFile,
   expandPrefix,
   forwardRuleSteps,
@@ -21,6 +22,7 @@ import {
   parseIPv4,
   parsePrefix,
   planHostSetup,
+  removeOrphanStateFiles,
   undoHostSetup,
   undoRecordedStep,
 } from "../host/index.ts";
@@ -124,7 +126,10 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   const engine = new NatEngine(engineConfigFor(cfg, host), hugePageAllocator());
   const algs = new AlgRegistry(engine, engine.config.alg, host.mtu);
   engine.attachAlg(algs);
-  const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir });
+  const netns = currentNetnsName();
+  const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir, ...(netns ? { netns } : {}) });
+  const orphans = removeOrphanStateFiles(cfg.stateDir);
+  if (orphans.length > 0) log.info({ files: orphans }, "removed state files of namespaces that are gone");
   await cleanLeftovers(stateFile, { log });
 
   const { TunDevice } = await import("../io/tun.ts");

@@ -6,7 +6,7 @@
 // any moment therefore leaves a record that covers everything that may have been changed; undoing
 // a pending step that never took effect is harmless because undo tolerates "already gone".
 
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CommandError, type ExecOptions, exec, formatArgv, run } from "./exec.ts";
 import { fillPrior, type HostStep, PRIOR, type Prior } from "./plan.ts";
@@ -71,6 +71,60 @@ export function defaultStateFile(tun: string, opts: { dir?: string; netns?: stri
     // Namespace not mounted (yet): fall back to a name-only file.
   }
   return join(opts.dir ?? DEFAULT_STATE_DIR, `${tun}.${opts.netns ?? "netns"}-${ino}.json`);
+}
+
+/**
+ * The name `ip netns` knows this process's network namespace by (the entry of /run/netns that is
+ * the same namespace), or undefined (the root namespace, or one without a name). State files
+ * carry it: a namespace's inode alone is reused once the namespace is gone, and a new namespace
+ * must not inherit a dead one's leftovers.
+ */
+export function currentNetnsName(netnsDir = "/run/netns"): string | undefined {
+  let self: { ino: number; dev: number };
+  let names: string[];
+  try {
+    self = statSync("/proc/self/ns/net");
+    names = readdirSync(netnsDir);
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    try {
+      const st = statSync(join(netnsDir, name));
+      if (st.ino === self.ino && st.dev === self.dev) return name;
+    } catch {
+      // Deleted while we looked.
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Removes state files of named namespaces that no longer exist: whatever they recorded went with
+ * the namespace, and nothing is left to undo. Returns the files removed.
+ */
+export function removeOrphanStateFiles(dir = DEFAULT_STATE_DIR, netnsDir = "/run/netns"): string[] {
+  let files: string[];
+  try {
+    files = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const f of files) {
+    const m = /^[^.]+\.(.+)-(\d+|unknown)\.json$/.exec(f);
+    if (!m || m[1] === "netns") continue;
+    let alive = true;
+    try {
+      statSync(join(netnsDir, m[1]));
+    } catch {
+      alive = false;
+    }
+    if (alive) continue;
+    rmSync(join(dir, f), { force: true });
+    removed.push(f);
+  }
+  return removed;
 }
 
 /**
