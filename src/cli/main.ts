@@ -168,12 +168,20 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--address <ip[/len]>", "public pool address(es) (default 198.51.100.100); repeatable", collect)
     .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
     .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
+    .option("--port-seed <n>", "the live run's port seed (masq stats --json: portSeed), to get its ports")
     .option("--json", "print the summary as JSON", false)
     .action(
       async (
         inPath: string,
         outPath: string,
-        opts: { inside?: string[]; address?: string[]; ports?: string; filtering?: string; json: boolean },
+        opts: {
+          inside?: string[];
+          address?: string[];
+          ports?: string;
+          filtering?: string;
+          portSeed?: string;
+          json: boolean;
+        },
       ) => {
         const { runReplay } = await import("./replay.ts");
         setExit(await runReplay(inPath, outPath, opts));

@@ -39,6 +39,8 @@ export interface ReplayFlags {
   address?: string[];
   ports?: string;
   filtering?: string;
+  /** The live run's port seed (`masq stats --json` → portSeed); default 0. */
+  portSeed?: string;
 }
 
 export interface ReplaySummary {
@@ -89,6 +91,16 @@ export function replayConfig(flags: ReplayFlags): { engine: EngineConfig; run: R
   run.addresses = addresses.length > 0 ? addresses : [DEFAULT_REPLAY_ADDRESS];
   run.insideNetworks = inside.length > 0 ? inside : DEFAULT_REPLAY_INSIDE;
   if (flags.ports !== undefined) run.ports = parsePorts(flags.ports, "--ports");
+  run.portSeed = 0;
+  if (flags.portSeed !== undefined) {
+    const seed = Number(flags.portSeed);
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+      throw new ConfigError(
+        "--port-seed",
+        `must be a whole number from 0 to 4294967295 (got ${flags.portSeed})`,
+      );
+    run.portSeed = seed;
+  }
   if (flags.filtering !== undefined) {
     if (!(FILTERINGS as readonly string[]).includes(flags.filtering))
       throw new ConfigError(

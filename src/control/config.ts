@@ -53,6 +53,8 @@ export interface RunConfig {
   /** IFF_VNET_HDR with TSO/USO: up to 64 KB per read/write. */
   offload: boolean;
   portParity: boolean;
+  /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
+  portSeed?: number;
   timeouts: Timeouts;
   limits: {
     maxFlows: number;
@@ -175,6 +177,9 @@ const fileSchema = v.strictObject({
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
   port_parity: v.optional(v.boolean()),
+  port_seed: v.optional(
+    v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
+  ),
   timeouts: v.optional(
     v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
@@ -282,6 +287,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
+    if (f.port_seed !== undefined) c.portSeed = f.port_seed;
     const t = f.timeouts;
     if (t) {
       allowShort = t.allow_short_timeouts ?? false;

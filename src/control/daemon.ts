@@ -1,6 +1,7 @@
 // `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -110,6 +111,8 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
     newFlowsPerSec: cfg.limits.newFlowsPerSec,
     portParity: cfg.portParity,
+    // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
+    portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
     alg: cfg.alg,
   });
 }
@@ -196,6 +199,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         uptimeSec: Math.round((performance.now() - started) / 1000),
         mode: host.mode,
         publicAddresses: host.publicAddresses,
+        portSeed: engine.config.portSeed,
         engine: engine.stats(),
         datapath: datapathCounters(),
         device: { ...device.stats() },

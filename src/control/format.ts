@@ -14,6 +14,8 @@ export interface StatsReply {
   uptimeSec: number;
   mode: string;
   publicAddresses: string[];
+  /** The port allocators' seed: `masq replay --port-seed` reproduces this run's ports with it. */
+  portSeed?: number;
   engine: EngineStats;
   datapath: Record<string, number>;
   device: Record<string, number>;

@@ -59,6 +59,11 @@ export interface EngineConfig {
   ttlMode: TtlMode;
   /** Keep odd/even parity of the inside port (RFC 4787 REQ-4, optional). */
   portParity: boolean;
+  /**
+   * Seed of the port allocators' random starting points (RFC 6056: hard-to-guess ports). `masq
+   * run` draws a fresh one at each start; a fixed one makes allocation reproducible (replay, tests).
+   */
+  portSeed: number;
   /** Firewall rules, first match wins, evaluated for new flows only (src/policy/rules.ts). */
   firewall: FirewallRule[];
   /** New flows per second an inside host may open (0: no limit); bursts up to one second's worth. */
@@ -123,6 +128,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxHeldFragmentBytes: 256 * 1024,
     ttlMode: "compensate",
     portParity: false,
+    portSeed: 0,
     firewall: [],
     newFlowsPerSecPerHost: 0,
     newFlowsPerSec: 0,

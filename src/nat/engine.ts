@@ -160,9 +160,10 @@ export class NatEngine {
       config.maxHeldFragmentBytes,
     );
     const n = config.outside.length;
-    this.portsTcp = new PortAllocator(config.ports.tcp, n, 0x9e3779b9);
-    this.portsUdp = new PortAllocator(config.ports.udp, n, 0x7f4a7c15);
-    this.portsIcmp = new PortAllocator(config.ports.icmp, n, 0x94d049bb);
+    const seed = config.portSeed >>> 0;
+    this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1);
+    this.portsUdp = new PortAllocator(config.ports.udp, n, (0x7f4a7c15 ^ seed) >>> 0 || 1);
+    this.portsIcmp = new PortAllocator(config.ports.icmp, n, (0x94d049bb ^ seed) >>> 0 || 1);
     this.insideAddr = new Uint32Array(config.inside.map((p) => p.addr & prefixMask(p.len)));
     this.insideMask = new Uint32Array(config.inside.map((p) => prefixMask(p.len)));
     this.outside = new Uint32Array(config.outside);

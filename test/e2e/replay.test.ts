@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { StatsReply } from "../../src/control/format.ts";
 import { PcapReader } from "../../src/io/pcap.ts";
 import { labScript, MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
@@ -73,6 +74,9 @@ for (const offload of [false, true]) {
         });
       }
       await sleep(1000);
+      // Ports are random per run (RFC 6056); the replay needs this run's seed to pick the same.
+      const seed = (JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply).portSeed;
+      assert.equal(typeof seed, "number");
       for (const c of captures) await c.kill("SIGINT");
       await masq.stop();
       await inet.kill();
@@ -90,6 +94,8 @@ for (const offload of [false, true]) {
           "192.168.0.0/24",
           "--address",
           net.publicAddr,
+          "--port-seed",
+          String(seed),
         ],
         { timeoutMs: 30_000 },
       );

@@ -86,3 +86,16 @@ describe("pinned mappings (forwards, port mappings, ALG expectations)", () => {
     assert.equal(e.stats().mappings, 0);
   });
 });
+
+describe("port allocation seed (RFC 6056)", () => {
+  const firstPorts = (seed: number) => {
+    const e = makeEngine({ portSeed: seed });
+    return [1, 2, 3, 4].map((i) =>
+      u16(run(e, udp({ src: A, dst: REMOTE, sport: 1000 + i, dport: 53 })).out, 20),
+    );
+  };
+  it("the same seed allocates the same ports (replay); another seed others (unpredictable per run)", () => {
+    assert.deepEqual(firstPorts(7), firstPorts(7));
+    assert.notDeepEqual(firstPorts(7), firstPorts(8));
+  });
+});
