@@ -32,74 +32,67 @@ function sixOctets(parts: string[]): { addr: number; port: number } | null {
   return { addr: ((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0, port };
 }
 
+/** Counts a line that looks like a command but does not parse; it passes unchanged. */
+function malformed(ctx: AlgContext): null {
+  ctx.count(C.C_ALG_MALFORMED);
+  return null;
+}
+
+/**
+ * Expects the data connection the line announces for inside endpoint addr:port and returns the
+ * outside endpoint to announce instead; null (counted) when the address is not the inside host's
+ * own (a third-party address is never opened) or no expectation can be made.
+ */
+function expectData(
+  ctx: AlgContext,
+  addr: number,
+  port: number,
+): { outAddr: number; outPort: number } | null {
+  if (addr !== ctx.inAddr) {
+    ctx.count(C.C_ALG_FOREIGN_ADDRESS);
+    return null;
+  }
+  const x = ctx.expect("tcp", port, ctx.remAddr);
+  if (!x) return null;
+  ctx.count(C.C_ALG_REWRITES);
+  return x;
+}
+
 export function rewriteFtpLine(ctx: AlgContext, line: string, outbound: boolean): string | null {
   if (!outbound) return null;
   const c0 = line.charCodeAt(0) | 0x20;
   if (c0 === 0x70 /* p */) {
     const m = PORT_ARGS.exec(line);
-    if (!m) {
-      ctx.count(C.C_ALG_MALFORMED);
-      return null;
-    }
-    const ep = sixOctets(m.slice(3, 9));
-    if (!ep) {
-      ctx.count(C.C_ALG_MALFORMED);
-      return null;
-    }
-    if (ep.addr !== ctx.inAddr) {
-      ctx.count(C.C_ALG_FOREIGN_ADDRESS);
-      return null;
-    }
-    const x = ctx.expect("tcp", ep.port, ctx.remAddr);
+    const ep = m ? sixOctets(m.slice(3, 9)) : null;
+    if (!m || !ep) return malformed(ctx);
+    const x = expectData(ctx, ep.addr, ep.port);
     if (!x) return null;
-    ctx.count(C.C_ALG_REWRITES);
     return `${m[1]}${m[2]}${commaForm(x.outAddr, x.outPort)}${m[9]}`;
   }
   if (c0 === 0x65 /* e */) {
     const m = EPRT_ARGS.exec(line);
-    if (!m) {
-      ctx.count(C.C_ALG_MALFORMED);
-      return null;
-    }
+    if (!m) return malformed(ctx);
     // <d><af><d><addr><d><port><d>, the delimiter any printable ASCII character (RFC 2428 §2).
     const args = m[3].trimEnd();
     const d = args.charAt(0);
     const f = args.split(d);
     const dc = d.charCodeAt(0);
-    if (args.length < 7 || dc < 33 || dc > 126 || f.length !== 5 || f[0] !== "" || f[4] !== "") {
-      ctx.count(C.C_ALG_MALFORMED);
-      return null;
-    }
+    if (args.length < 7 || dc < 33 || dc > 126 || f.length !== 5 || f[0] !== "" || f[4] !== "")
+      return malformed(ctx);
     if (f[1] !== "1") return null; // IPv6 (af 2): not ours to translate
     const addr = parseDotted(f[2]);
     const port = portNumber(f[3]);
-    if (addr < 0 || port < 0) {
-      ctx.count(C.C_ALG_MALFORMED);
-      return null;
-    }
-    if (addr !== ctx.inAddr) {
-      ctx.count(C.C_ALG_FOREIGN_ADDRESS);
-      return null;
-    }
-    const x = ctx.expect("tcp", port, ctx.remAddr);
+    if (addr < 0 || port < 0) return malformed(ctx);
+    const x = expectData(ctx, addr, port);
     if (!x) return null;
-    ctx.count(C.C_ALG_REWRITES);
     return `${m[1]}${m[2]}${d}1${d}${dottedForm(x.outAddr)}${d}${x.outPort}${d}${m[4]}`;
   }
   if (line.startsWith("227")) {
     const m = PASV_REPLY.exec(line);
     const ep = m ? sixOctets(m.slice(2, 8)) : null;
-    if (!m || !ep) {
-      ctx.count(C.C_ALG_MALFORMED);
-      return null;
-    }
-    if (ep.addr !== ctx.inAddr) {
-      ctx.count(C.C_ALG_FOREIGN_ADDRESS);
-      return null;
-    }
-    const x = ctx.expect("tcp", ep.port, ctx.remAddr);
+    if (!m || !ep) return malformed(ctx);
+    const x = expectData(ctx, ep.addr, ep.port);
     if (!x) return null;
-    ctx.count(C.C_ALG_REWRITES);
     return `${m[1]}${commaForm(x.outAddr, x.outPort)}${m[8]}`;
   }
   if (line.startsWith("229")) {
