@@ -1,5 +1,6 @@
 // The masq command line: parses and delegates (run → control/daemon, lab → lab/lab, the rest
 // talk to a running daemon over its control socket).
+import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { controlCall, controlGet } from "../control/client.ts";
 import {
@@ -35,6 +36,7 @@ function socketOption(): Option {
 export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command("masq")
     .description("IP masquerading (one-to-many NAT) for Linux, in user space over a TUN device")
+    .version(packageVersion(), "-V, --version")
     .showHelpAfterError()
     .exitOverride();
 
@@ -208,5 +210,17 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`masq: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
+  }
+}
+
+/** The version in package.json (two levels up from src/cli and dist/cli alike). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
   }
 }
