@@ -539,9 +539,13 @@ export interface PortmapServerOptions extends PortmapServiceOptions {
   port?: number;
 }
 
+/** Start-up announcements per address (RFC 6886 §3.2.1). */
+const ANNOUNCEMENTS = 10;
+
 export class PortmapServer {
   readonly service: PortmapService;
   private readonly sockets: Socket[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   private constructor(service: PortmapService) {
     this.service = service;
@@ -582,13 +586,19 @@ export class PortmapServer {
             resolve();
           });
         });
-        // Tell the link we (re)started, so clients renew at once (best effort).
-        try {
-          s.setMulticastInterface(addr);
-          for (const a of server.service.announcements()) s.send(a.msg, a.port, "224.0.0.1");
-        } catch (err) {
-          log.debug({ err, addr }, "port-mapping announcement not sent");
-        }
+        // Tell the link we (re)started, so clients renew at once (best effort): ten times, the
+        // first now and then at doubling intervals from 250 ms (RFC 6886 §3.2.1), each with the
+        // current epoch.
+        const announce = () => {
+          try {
+            s.setMulticastInterface(addr);
+            for (const a of server.service.announcements()) s.send(a.msg, a.port, "224.0.0.1");
+          } catch (err) {
+            log.debug({ err, addr }, "port-mapping announcement not sent");
+          }
+        };
+        announce();
+        server.schedule(announce, 250, ANNOUNCEMENTS - 1);
       }
     } catch (err) {
       await server.close();
@@ -609,7 +619,21 @@ export class PortmapServer {
     return this.service.stats();
   }
 
+  /** Runs `fn` `times` more times, after `delayMs`, then at doubling intervals. */
+  private schedule(fn: () => void, delayMs: number, times: number): void {
+    if (times <= 0) return;
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+      this.schedule(fn, delayMs * 2, times - 1);
+    }, delayMs);
+    t.unref();
+    this.timers.add(t);
+  }
+
   async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     await Promise.all(
       this.sockets.splice(0).map(
         (s) =>
