@@ -183,6 +183,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       engine: () => engine.stats(),
       datapath: datapathCounters,
       firewall: () => engine.firewall?.list() ?? [],
+      portmap: () => portmap?.stats(),
     });
     server = await ControlServer.start(cfg.controlSocket, {
       health: () => ({

@@ -9,6 +9,8 @@ export interface MetricsSource {
   datapath(): Record<string, number>;
   /** Firewall rules with their hit counters (none: no rules). */
   firewall?(): RuleHits[];
+  /** NAT-PMP/PCP server counters (requests, results, active mappings); absent when it is off. */
+  portmap?(): Record<string, number> | undefined;
 }
 
 export function createMetrics(source: MetricsSource): Registry {
@@ -54,6 +56,25 @@ export function createMetrics(source: MetricsSource): Registry {
       this.reset();
       for (const r of source.firewall?.() ?? [])
         this.inc({ rule: String(r.index), name: r.name, action: r.action }, r.hits);
+    },
+  });
+  new Counter({
+    name: "masq_portmap_total",
+    help: "NAT-PMP/PCP requests and their results, by counter",
+    labelNames: ["counter"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.portmap?.() ?? {}))
+        if (k !== "mappings_active") this.inc({ counter: k }, v);
+    },
+  });
+  new Gauge({
+    name: "masq_portmap_mappings",
+    help: "Live NAT-PMP/PCP mappings",
+    registers: [registry],
+    collect() {
+      this.set(source.portmap?.()?.mappings_active ?? 0);
     },
   });
   const tables: Array<[string, string, (s: EngineStats) => number]> = [

@@ -24,7 +24,11 @@ describe("control API", () => {
     socket = join(dir, "masq.sock");
     const p = udp({ src: "192.168.0.2", dst: "203.0.113.10", sport: 40000, dport: 53, payload: 4 });
     assert.equal(engine.process(p, 0, p.length, 1000), FORWARD);
-    const metrics = createMetrics({ engine: () => engine.stats(), datapath: () => ({ packets: 1 }) });
+    const metrics = createMetrics({
+      engine: () => engine.stats(),
+      datapath: () => ({ packets: 1 }),
+      portmap: () => ({ natpmp_map_success: 3, mappings_active: 1 }),
+    });
     server = await ControlServer.start(socket, {
       health: () => ({ ok: true }),
       conns: (limit) => ({ total: engine.stats().flows, flows: engine.flows(limit) }),
@@ -60,6 +64,8 @@ describe("control API", () => {
     const text = String(await controlGet(socket, "/metrics"));
     assert.match(text, /^masq_flows 1$/m);
     assert.match(text, /masq_drops_total\{reason="no_mapping"\} 0/);
+    assert.match(text, /masq_portmap_total\{counter="natpmp_map_success"\} 3/);
+    assert.match(text, /^masq_portmap_mappings 1$/m);
   });
 
   it("refuses bad requests with a clear error", async () => {
