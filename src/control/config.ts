@@ -487,7 +487,7 @@ const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 function validDotted(a: string): boolean {
   const m = DOTTED.exec(a);
-  return m !== null && m.slice(1).every((o) => Number(o) <= 255);
+  return m?.slice(1).every((o) => Number(o) <= 255) === true;
 }
 
 /** An IPv4 address or prefix ("198.51.100.96/29") for the pool. */

@@ -262,7 +262,7 @@ export class NatEngine {
     const slots = ft.index.slots;
     const mask = ft.index.mask;
     const hs = this.prefetchHashes;
-    const n = count < hs.length ? count : hs.length;
+    const n = Math.min(count, hs.length);
     for (let k = 0; k < n; k++) {
       const off = meta[2 * k];
       hs[k] = 0;
