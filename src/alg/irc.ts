@@ -40,7 +40,6 @@ export function rewriteIrcLine(ctx: AlgContext, line: string, outbound: boolean)
     }
     const addr = ircAddress(a[2]);
     const port = Number(a[3]);
-    if (port === 0) return null; // passive (reverse) DCC: the peer listens, nothing to expect
     if (addr < 0 || port > 65535) {
       ctx.count(C.C_ALG_MALFORMED);
       return null;
@@ -49,9 +48,16 @@ export function rewriteIrcLine(ctx: AlgContext, line: string, outbound: boolean)
       ctx.count(C.C_ALG_FOREIGN_ADDRESS);
       return null;
     }
-    const x = ctx.expect("tcp", port, 0);
-    if (!x) return null;
-    replaced = `${a[1]} ${x.outAddr >>> 0} ${x.outPort}${a[4]}`;
+    if (port === 0) {
+      // Passive (reverse) DCC: the peer listens and answers with its own address, port and the
+      // token; the inside host then connects out like any client. Only the address is ours to
+      // show: the public one, not the private one.
+      replaced = `${a[1]} ${ctx.outAddr >>> 0} 0${a[4]}`;
+    } else {
+      const x = ctx.expect("tcp", port, 0);
+      if (!x) return null;
+      replaced = `${a[1]} ${x.outAddr >>> 0} ${x.outPort}${a[4]}`;
+    }
   } else if (type === "RESUME" || type === "ACCEPT") {
     // Only the offering side's messages carry our ports: ACCEPT going out, RESUME coming in.
     if (outbound !== (type === "ACCEPT")) return null;

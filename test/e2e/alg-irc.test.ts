@@ -117,6 +117,38 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.match(r.taker, new RegExp(`sha ${want} ${SIZE}`));
     });
 
+    it("passive (reverse) DCC SEND from an inside client: the offer shows the public address; the transfer arrives byte-exact", async () => {
+      const taker = net.lab.spawn(net.inet.ns, [
+        PY,
+        PEER,
+        "take",
+        net.inet.addr,
+        "bob4",
+        file,
+        "passive",
+        "alice4",
+      ]);
+      try {
+        const offerer = await net.lab.exec(
+          net.inside[0].ns,
+          [PY, PEER, "offer", net.inet.addr, "alice4", "bob4", file, "passive"],
+          { timeoutMs: 60_000 },
+        );
+        await taker.waitExit(20_000);
+        assert.equal(
+          offerer.code,
+          0,
+          `offerer: ${offerer.stdout}${offerer.stderr}\ntaker: ${taker.stdout}${taker.stderr}`,
+        );
+        assert.equal(taker.exitCode, 0, `taker: ${taker.stdout}${taker.stderr}`);
+        assert.match(taker.stdout, new RegExp(`offer ${net.publicAddr.replaceAll(".", "\\.")} 0\\b`));
+        assert.match(offerer.stdout, /answer \S+ \d+ 77/);
+        assert.match(taker.stdout, new RegExp(`sha ${want} ${SIZE}`));
+      } finally {
+        await taker.kill();
+      }
+    });
+
     it("DCC CHAT from an inside client", async () => {
       const r = await dcc("chat", 3);
       assert.match(r.taker, /chat hello from alice3/);

@@ -179,11 +179,19 @@ describe("IRC DCC parser", () => {
     assert.equal(rewriteIrcLine(ctx, ":b PRIVMSG a :\x01DCC RESUME f 7777 50\x01\r\n", false), null);
   });
 
-  it("foreign addresses, passive DCC, other CTCPs and malformed offers are left alone", () => {
+  it("passive (reverse) DCC: the public address shown, port 0 and token kept, nothing expected", () => {
+    const { ctx, made } = fakeCtx();
+    assert.equal(
+      rewriteIrcLine(ctx, `PRIVMSG bob :\x01DCC SEND f ${addr} 0 1 77\x01\r\n`, true),
+      `PRIVMSG bob :\x01DCC SEND f ${pub} 0 1 77\x01\r\n`,
+    );
+    assert.equal(made.length, 0);
+  });
+
+  it("foreign addresses, other CTCPs and malformed offers are left alone", () => {
     const { ctx, counts, made } = fakeCtx();
     assert.equal(rewriteIrcLine(ctx, "PRIVMSG bob :\x01DCC SEND f 167772161 5000 1\x01\r\n", true), null);
     assert.equal(counts.get(C.C_ALG_FOREIGN_ADDRESS), 1);
-    assert.equal(rewriteIrcLine(ctx, `PRIVMSG bob :\x01DCC SEND f ${addr} 0 1 77\x01\r\n`, true), null);
     assert.equal(rewriteIrcLine(ctx, "PRIVMSG bob :\x01ACTION waves\x01\r\n", true), null);
     assert.equal(rewriteIrcLine(ctx, "PRIVMSG bob :hello\r\n", true), null);
     for (const bad of [
