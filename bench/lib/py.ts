@@ -11,6 +11,17 @@ export function pyArgv(source: string, args: readonly (string | number)[]): stri
   return [PYTHON, "-c", source, ...args.map(String)];
 }
 
+/** libc's sendmmsg structures for ctypes (struct iovec, msghdr, mmsghdr), shared by the scripts. */
+const MMSG_CTYPES = `libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]`;
+
 /**
  * UDP blaster: 64-byte datagrams to HOST:PORT for DURATION seconds on one connected socket,
  * `sendmmsg` (through ctypes) sending VLEN datagrams per system call, so the generator costs
@@ -26,16 +37,8 @@ payload = b"m" * plen
 sent = 0
 errors = 0
 use_mmsg = False
+${MMSG_CTYPES}
 try:
-    libc = ctypes.CDLL(None, use_errno=True)
-    class iovec(ctypes.Structure):
-        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-    class msghdr(ctypes.Structure):
-        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-                    ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
-                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
-    class mmsghdr(ctypes.Structure):
-        _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
     buf = ctypes.create_string_buffer(payload, plen)
     iov = iovec(ctypes.cast(buf, ctypes.c_void_p), plen)
     msgs = (mmsghdr * vlen)()
@@ -88,15 +91,7 @@ src, dst, dport = sys.argv[1], sys.argv[2], int(sys.argv[3])
 first, count, window = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 start_at, max_s = float(sys.argv[7]), float(sys.argv[8])
 VLEN = 32
-libc = ctypes.CDLL(None, use_errno=True)
-class iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-class msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-                ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
-                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
-class mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+${MMSG_CTYPES}
 sendmmsg = libc.sendmmsg
 sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
 sendmmsg.restype = ctypes.c_int
