@@ -74,24 +74,24 @@ export class Datapath {
         } else if (v === REPLY) {
           // What came before goes first: a reply may be a rebuilt segment of a stream (an ALG
           // rewrite that changed its length), which must not overtake the segments before it.
-          if (out > 0) {
-            const w = this.io.writeBatch(buf, this.outMeta, out);
-            st.written += w;
-            st.writeFailures += out - w;
-            out = 0;
-          }
+          this.flush(buf, out);
+          out = 0;
           this.send(engine.replyBuf, engine.outLen);
         } else if (v !== DROP) {
           // HELD: the engine keeps it until its first fragment comes.
         }
       }
-      if (out > 0) {
-        const w = this.io.writeBatch(buf, this.outMeta, out);
-        st.written += w;
-        st.writeFailures += out - w;
-      }
+      this.flush(buf, out);
     }
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(p, p.length);
+  }
+
+  /** Writes the `count` forwarded packets gathered in outMeta as one batch. */
+  private flush(buf: Uint8Array, count: number): void {
+    if (count === 0) return;
+    const w = this.io.writeBatch(buf, this.outMeta, count);
+    this.stats.written += w;
+    this.stats.writeFailures += count - w;
   }
 
   /** Writes one packet the engine built (or released), with a plain header when one is needed. */
