@@ -16,7 +16,7 @@ import {
   parsePorts,
   type RunConfig,
 } from "../control/config.ts";
-import { engineConfigFor } from "../control/daemon.ts";
+import { engineConfigFor } from "../control/engine-config.ts";
 import { expandPrefix, parsePrefix } from "../host/plan.ts";
 import { PcapFormatError, type PcapReadCounters, PcapReader, PcapWriter } from "../io/pcap.ts";
 import type { EngineConfig, Filtering } from "../nat/config.ts";

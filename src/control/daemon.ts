@@ -1,7 +1,6 @@
 // `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
-import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -29,7 +28,6 @@ import {
 } from "../host/index.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import type { TunDevice } from "../io/tun.ts";
-import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
 import { NatEngine } from "../nat/engine.ts";
 import {
   ForwardError,
@@ -42,6 +40,7 @@ import {
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import type { RunConfig } from "./config.ts";
 import { Datapath } from "./datapath.ts";
+import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import type { ConnsReply, StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
@@ -49,13 +48,6 @@ import { ControlError, ControlServer, type ControlSource } from "./server.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
 const MAX_POOL_ADDRESSES = 256;
-
-export interface Resolved {
-  mode: "interface" | "pool";
-  publicAddresses: string[];
-  insideNetworks: string[];
-  mtu: number;
-}
 
 /** Reads what the host says (interfaces, addresses, ephemeral range) and checks it. */
 async function resolveHost(cfg: RunConfig): Promise<Resolved> {
@@ -90,31 +82,6 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
   const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
   return { mode, publicAddresses, insideNetworks, mtu };
-}
-
-export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
-  const ports = { first: cfg.ports.first, last: cfg.ports.last };
-  return defaultEngineConfig({
-    inside: host.insideNetworks.map((p) => {
-      const { addr, len } = parsePrefix(p);
-      return { addr: parseIPv4(addr)!, len };
-    }),
-    outside: host.publicAddresses.map((a) => parseIPv4(a)!),
-    mode: host.mode,
-    ports: { tcp: ports, udp: ports, icmp: ports },
-    filtering: cfg.filtering,
-    timeouts: cfg.timeouts,
-    maxFlows: cfg.limits.maxFlows,
-    maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
-    maxHosts: cfg.limits.maxHosts,
-    firewall: cfg.firewall,
-    newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
-    newFlowsPerSec: cfg.limits.newFlowsPerSec,
-    portParity: cfg.portParity,
-    // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
-    portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
-    alg: cfg.alg,
-  });
 }
 
 /** Packets the kernel may queue for masq on the TUN: absorbs bursts while a batch is processed. */
@@ -226,7 +193,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     }
   } catch (err) {
     // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).
-    hostApplied = hostApplied && (await stateExists(stateFile));
+    hostApplied = hostApplied && existsSync(stateFile);
     await teardown("start failed");
     throw err;
   }
@@ -267,10 +234,6 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       teardown("uncaught exception").finally(() => resolve(1));
     });
   });
-}
-
-async function stateExists(stateFile: string): Promise<boolean> {
-  return existsSync(stateFile);
 }
 
 function printSummary(cfg: RunConfig, host: Resolved, engine: NatEngine, tun: TunDevice): void {

@@ -1,0 +1,39 @@
+// The engine's configuration from a `masq run` configuration and what the host said: shared by
+// the daemon and `masq replay`, which must set up the engine exactly alike.
+import { randomBytes } from "node:crypto";
+import { parseIPv4, parsePrefix } from "../host/index.ts";
+import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
+import type { RunConfig } from "./config.ts";
+
+/** What the host says about a run: its mode, public addresses, inside networks and MTU. */
+export interface Resolved {
+  mode: "interface" | "pool";
+  publicAddresses: string[];
+  insideNetworks: string[];
+  mtu: number;
+}
+
+export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
+  const ports = { first: cfg.ports.first, last: cfg.ports.last };
+  return defaultEngineConfig({
+    inside: host.insideNetworks.map((p) => {
+      const { addr, len } = parsePrefix(p);
+      return { addr: parseIPv4(addr)!, len };
+    }),
+    outside: host.publicAddresses.map((a) => parseIPv4(a)!),
+    mode: host.mode,
+    ports: { tcp: ports, udp: ports, icmp: ports },
+    filtering: cfg.filtering,
+    timeouts: cfg.timeouts,
+    maxFlows: cfg.limits.maxFlows,
+    maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
+    maxHosts: cfg.limits.maxHosts,
+    firewall: cfg.firewall,
+    newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
+    newFlowsPerSec: cfg.limits.newFlowsPerSec,
+    portParity: cfg.portParity,
+    // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
+    portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
+    alg: cfg.alg,
+  });
+}
