@@ -56,14 +56,19 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--tun <name>", "TUN device name (default masq0)")
     .option("--socket <path>", `control socket (default ${DEFAULT_CONTROL_SOCKET})`)
     .option("--no-offload", "do not use IFF_VNET_HDR offloads (one packet per read/write)")
+    .option(
+      "--no-rps",
+      "leave Receive Packet Steering off on the TUN (the kernel's work on written packets stays on masq's CPU)",
+    )
     .addOption(
       new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]),
     )
     .addOption(new Option("--log-format <format>", "log format").choices(["text", "json"]))
-    .action(async (opts: RunFlags & { offload: boolean }) => {
+    .action(async (opts: RunFlags & { offload: boolean; rps: boolean }) => {
       const flags: RunFlags = { ...opts };
-      // commander sets offload=true by default; only an explicit --no-offload overrides the file.
+      // commander sets the --no-… options true by default; only an explicit flag overrides the file.
       if (opts.offload !== false) delete flags.offload;
+      if (opts.rps !== false) delete flags.rps;
       const cfg = resolveRunConfig(flags);
       const { runDaemon } = await import("../control/daemon.ts");
       setExit(await runDaemon(cfg));

@@ -52,6 +52,8 @@ export interface RunConfig {
   stateDir: string;
   /** IFF_VNET_HDR with TSO/USO: up to 64 KB per read/write. */
   offload: boolean;
+  /** Receive Packet Steering on the TUN: the kernel's work on written packets spread over all CPUs. */
+  rps: boolean;
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
   portSeed?: number;
@@ -89,6 +91,7 @@ export function defaultRunConfig(): RunConfig {
     controlSocket: DEFAULT_CONTROL_SOCKET,
     stateDir: "/run/masq",
     offload: true,
+    rps: true,
     portParity: false,
     timeouts: { ...DEFAULT_TIMEOUTS },
     limits: {
@@ -176,6 +179,7 @@ const fileSchema = v.strictObject({
   control_socket: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
+  rps: v.optional(v.boolean()),
   port_parity: v.optional(v.boolean()),
   port_seed: v.optional(
     v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
@@ -240,6 +244,7 @@ export interface RunFlags {
   tun?: string;
   socket?: string;
   offload?: boolean;
+  rps?: boolean;
   logLevel?: string;
   logFormat?: string;
 }
@@ -286,6 +291,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.control_socket !== undefined) c.controlSocket = f.control_socket;
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
+    if (f.rps !== undefined) c.rps = f.rps;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
     const t = f.timeouts;
@@ -360,6 +366,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.tun !== undefined) c.tun = flags.tun;
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
+  if (flags.rps !== undefined) c.rps = flags.rps;
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);

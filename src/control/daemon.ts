@@ -2,6 +2,7 @@
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
@@ -12,6 +13,7 @@ import {
   assertNoEphemeralOverlap,
   assertRoot,
   cleanLeftovers,
+  cpuMask,
   currentNetnsName,
   defaultStateFile,
   expandPrefix,
@@ -104,6 +106,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
 
   const { TunDevice } = await import("../io/tun.ts");
   let tun: TunDevice | undefined;
+  let rpsCpus: string | undefined;
   let server: ControlServer | undefined;
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
@@ -125,6 +128,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
 
   try {
     tun = TunDevice.open({ name: cfg.tun, vnetHdr: cfg.offload });
+    rpsCpus = rpsMaskFor(cfg);
     const plan = planHostSetup({
       mode: host.mode,
       tun: cfg.tun,
@@ -133,6 +137,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       mtu: host.mtu,
       txQueueLen: TUN_TX_QUEUE_LEN,
       disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
+      rpsCpus,
       ...(host.mode === "pool"
         ? { pool: cfg.addresses }
         : { ports: cfg.ports, publicAddress: host.publicAddresses[0] }),
@@ -198,7 +203,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     throw err;
   }
 
-  printSummary(cfg, host, engine, tun);
+  printSummary(cfg, host, engine, tun, rpsCpus);
   log.info(
     {
       mode: host.mode,
@@ -207,6 +212,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       outside: cfg.outside,
       tun: cfg.tun,
       offload: tun.headerBytes > 0,
+      rpsCpus: rpsCpus ?? "off",
       socket: cfg.controlSocket,
       alg: algs.describe(),
     },
@@ -236,13 +242,26 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   });
 }
 
-function printSummary(cfg: RunConfig, host: Resolved, engine: NatEngine, tun: TunDevice): void {
+/** The RPS mask for the TUN: all CPUs, when asked for, useful (2 or more) and supported. */
+function rpsMaskFor(cfg: RunConfig): string | undefined {
+  const n = availableParallelism();
+  if (!cfg.rps || n < 2 || !existsSync(`/sys/class/net/${cfg.tun}/queues/rx-0/rps_cpus`)) return undefined;
+  return cpuMask(n);
+}
+
+function printSummary(
+  cfg: RunConfig,
+  host: Resolved,
+  engine: NatEngine,
+  tun: TunDevice,
+  rpsCpus: string | undefined,
+): void {
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
   const lines = [
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
-    `      TUN ${cfg.tun} (mtu ${host.mtu}${tun.headerBytes > 0 ? ", offloads on" : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
+    `      TUN ${cfg.tun} (mtu ${host.mtu}${tun.headerBytes > 0 ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",
   ];

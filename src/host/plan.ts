@@ -43,6 +43,12 @@ export interface HostSetupOptions {
   mtu?: number;
   /** TUN transmit queue length (packets waiting for masq); unchanged when absent. */
   txQueueLen?: number;
+  /**
+   * Receive Packet Steering on the TUN's receive queue: the CPUs (a sysfs hex mask, see
+   * cpuMask) among which the kernel spreads the work on the packets masq writes. Unchanged when
+   * absent.
+   */
+  rpsCpus?: string;
   /** Turn IPv6 off on the TUN (when the kernel has IPv6). Default false. */
   disableTunIpv6?: boolean;
   /** Create the TUN with `ip tuntap` (tests; normally the native addon creates it). Default false. */
@@ -114,6 +120,19 @@ export function planHostSetup(opts: HostSetupOptions): HostStep[] {
       apply: ["ip", "link", "set", "dev", tun, "txqueuelen", String(opts.txQueueLen)],
       undo: [],
     });
+  if (opts.rpsCpus !== undefined) {
+    // A TUN write carries out, in the writer's context, most of the kernel's work on a forwarded
+    // packet: routing, the outside device's transmit and, on a local veth, the receiver's protocol
+    // processing. masq writes from one thread, so without RPS that work is capped at one CPU; with
+    // it the kernel hands each flow (by hash) to a CPU of the mask. Also masq's own device: gone
+    // with it, nothing to undo.
+    const file = `/sys/class/net/${tun}/queues/rx-0/rps_cpus`;
+    steps.push({
+      what: `steer ${tun}'s received packets to CPUs ${opts.rpsCpus} (RPS)`,
+      apply: ["sh", "-c", `echo ${opts.rpsCpus} > ${file}`],
+      undo: [],
+    });
+  }
   if (opts.disableTunIpv6)
     // masq translates IPv4: without this the kernel's own IPv6 chatter (router and multicast
     // listener solicitations) reaches masq, to be dropped as packets of the wrong version.
@@ -382,6 +401,15 @@ function sysctlStep(key: string, value: string): HostStep {
     undo: ["sysctl", "-q", "-w", `${key}=${PRIOR}`],
     prior: { kind: "sysctl", key },
   };
+}
+
+/** The sysfs CPU mask ("3", "ff,ffffffff") of CPUs 0 to count-1: hex, a comma every 32 bits. */
+export function cpuMask(count: number): string {
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`cpuMask: bad CPU count ${count}`);
+  const hex = ((1n << BigInt(count)) - 1n).toString(16);
+  const groups: string[] = [];
+  for (let end = hex.length; end > 0; end -= 8) groups.unshift(hex.slice(Math.max(0, end - 8), end));
+  return groups.join(",");
 }
 
 /** A sysctl name; uses '/' separators when a part (an interface like eth0.100) contains a dot. */

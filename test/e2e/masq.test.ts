@@ -2,7 +2,7 @@
 // real programs on both sides (curl, ping, traceroute, socat), in both address modes.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
@@ -70,6 +70,13 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         await net?.destroy();
         if (tmp) rmSync(tmp, { recursive: true, force: true });
       }
+    });
+
+    it("the TUN's received packets are steered over all CPUs (RPS), so the kernel's work on them is not capped at masq's CPU", async () => {
+      const r = await net.lab.exec(net.gate.ns, ["cat", "/sys/class/net/masq0/queues/rx-0/rps_cpus"]);
+      const mask = BigInt(`0x${r.stdout.trim().replaceAll(",", "")}`);
+      const n = availableParallelism();
+      assert.equal(mask, n >= 2 ? (1n << BigInt(n)) - 1n : 0n);
     });
 
     it("HTTP from three inside hosts at once: the server sees the public address; 4 MB bodies arrive byte-exact", async () => {

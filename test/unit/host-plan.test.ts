@@ -17,6 +17,7 @@ import {
 
 import { ephemeralOverlapMessage, parsePortRange } from "../../src/host/checks.ts";
 import {
+  cpuMask,
   expandPrefix,
   fillPrior,
   type HostSetupOptions,
@@ -399,7 +400,28 @@ describe("apply and undo (with stand-in commands)", () => {
   });
 });
 
-describe("planHostSetup: TUN queue and IPv6", () => {
+describe("planHostSetup: TUN queue, RPS and IPv6", () => {
+  it("steers the TUN's received packets to the given CPUs, with nothing to undo (the TUN is masq's)", () => {
+    const plan = planHostSetup({ ...pool, rpsCpus: "3" });
+    const step = plan.find((s) => s.what.includes("RPS"));
+    assert.deepEqual(step?.apply, ["sh", "-c", "echo 3 > /sys/class/net/tun0/queues/rx-0/rps_cpus"]);
+    assert.deepEqual(step?.undo, []);
+    assert.equal(
+      planHostSetup(pool).some((s) => s.what.includes("RPS")),
+      false,
+    );
+  });
+
+  it("cpuMask: sysfs masks, a comma every 32 CPUs", () => {
+    assert.equal(cpuMask(1), "1");
+    assert.equal(cpuMask(2), "3");
+    assert.equal(cpuMask(12), "fff");
+    assert.equal(cpuMask(32), "ffffffff");
+    assert.equal(cpuMask(40), "ff,ffffffff");
+    assert.equal(cpuMask(64), "ffffffff,ffffffff");
+    assert.throws(() => cpuMask(0), /bad CPU count 0/);
+  });
+
   it("sets the TUN's queue length and turns IPv6 off on it before bringing it up, when asked", () => {
     const steps = applies(planHostSetup({ ...pool, txQueueLen: 4096, disableTunIpv6: true }));
     const up = steps.indexOf("ip link set dev tun0 up");
