@@ -72,6 +72,8 @@ import { TimerWheel } from "./timer-wheel.ts";
 import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
 
 /** The packet (rewritten in place) goes out; its length is `outLen`. */
+/** Slots of a probe run the prefetch follows looking for a key's own slot. */
+const PREFETCH_PROBES = 8;
 export const FORWARD = 0;
 /** The packet is dropped; the reason is `lastDrop` (and counted). */
 export const DROP = 1;
@@ -141,6 +143,19 @@ export class NatEngine {
   /** Packets released by the engine outside the call that caused them (held fragments). */
   private readonly pending: Uint8Array[] = [];
   private readonly prefetchHashes = new Uint32Array(1024);
+  private readonly prefetchSides = new Uint8Array(1024);
+  /**
+   * What the last prefetch found: the flow each packet's key led to (NO_FLOW: none), by packet
+   * offset. process() takes it as a candidate for the packet at that offset, checked against the
+   * packet's key before use, so a stale or wrong candidate only costs the full lookup.
+   */
+  private readonly prefetchFlows = new Int32Array(1024);
+  private readonly prefetchOffs = new Uint32Array(1024);
+  private prefetchBuf: Uint8Array | null = null;
+  private prefetchCount = 0;
+  private prefetchNext = 0;
+  /** The prefetched candidate of the packet being processed; taken by its first flow lookup. */
+  private candidate = NO_FLOW;
   /** Keeps the prefetch loads observable so the compiler cannot drop them. */
   prefetchSink = 0;
 
@@ -205,6 +220,14 @@ export class NatEngine {
     this.nowMs = nowMs;
     const sec = Math.floor(nowMs / 1000);
     if (sec !== this.nowSec || this.timersBehind || !this.started) this.advanceClock(sec);
+    this.candidate = NO_FLOW;
+    if (buf === this.prefetchBuf && this.prefetchNext < this.prefetchCount) {
+      const k = this.prefetchNext;
+      if (this.prefetchOffs[k] === off) {
+        this.candidate = this.prefetchFlows[k];
+        this.prefetchNext = k + 1;
+      }
+    }
     const err = validateIpv4(buf, off, len);
     if (err !== 0) return this.drop(C.DROP_BASE + err);
     const total = (buf[off + 2] << 8) | buf[off + 3];
@@ -262,9 +285,14 @@ export class NatEngine {
     const slots = ft.index.slots;
     const mask = ft.index.mask;
     const hs = this.prefetchHashes;
+    const sides = this.prefetchSides;
     const n = Math.min(count, hs.length);
+    this.prefetchBuf = buf;
+    this.prefetchCount = n;
+    this.prefetchNext = 0;
     for (let k = 0; k < n; k++) {
       const off = meta[2 * k];
+      this.prefetchOffs[k] = off;
       hs[k] = 0;
       if (meta[2 * k + 1] < 28 || buf[off] !== 0x45) continue;
       const proto = buf[off + 9];
@@ -275,7 +303,10 @@ export class NatEngine {
         ((buf[off + 16] << 24) | (buf[off + 17] << 16) | (buf[off + 18] << 8) | buf[off + 19]) >>> 0;
       const sport = (buf[off + 20] << 8) | buf[off + 21];
       const dport = (buf[off + 22] << 8) | buf[off + 23];
-      hs[k] = this.isInside(src)
+      // Inside keys have odd references, outside keys even ones (FlowTable.link).
+      const inside = this.isInside(src);
+      sides[k] = inside ? 1 : 0;
+      hs[k] = inside
         ? ft.insideHash(proto, src, sport, dst, dport)
         : ft.outsideHash(proto, dst, dport, src, sport);
     }
@@ -286,22 +317,35 @@ export class NatEngine {
     const mt = this.mappingTable;
     const mslots = mt.index.slots;
     const mmask = mt.index.mask;
+    // The home slot often holds another key of the probe run: follow the run (in the lines just
+    // loaded) to this key's own slot, so the record touched is the one the lookup will read. This
+    // pass only finds the records (cache hits, branchy); the next one loads them all at once.
+    const found = this.prefetchFlows;
     for (let k = 0; k < n; k++) {
-      const ref = slots[((hs[k] & mask) << 1) + 1];
-      if (ref !== 0) {
-        const base = ((ref - 1) >>> 1) * FLOW_WORDS;
-        acc += u[base] + u[base + FLOW_WORDS - 1];
-      } else if (hs[k] !== 0) {
-        // An empty home slot: most likely a new flow, which looks up its inside endpoint's
-        // mapping next. Touch that slot now so the miss overlaps with the others.
+      const h = hs[k];
+      found[k] = NO_FLOW;
+      if (h === 0) continue;
+      let i = h & mask;
+      let ref = slots[2 * i + 1];
+      for (let probes = 0; ref !== 0 && probes < PREFETCH_PROBES; probes++) {
+        if (slots[2 * i] === h && (ref & 1) === sides[k]) break;
+        i = (i + 1) & mask;
+        ref = slots[2 * i + 1];
+      }
+      if (ref !== 0) found[k] = (ref - 1) >>> 1;
+      else if (sides[k] === 1) {
+        // No flow yet: most likely a new one, which looks up its inside endpoint's mapping next.
+        // Touch that slot now so the miss overlaps with the others.
         const off = meta[2 * k];
         const src =
           ((buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]) >>> 0;
-        if (this.isInside(src)) {
-          const h = mt.insideHash(buf[off + 9], src, (buf[off + 20] << 8) | buf[off + 21]);
-          acc += mslots[((h & mmask) << 1) + 1];
-        }
+        const hm = mt.insideHash(buf[off + 9], src, (buf[off + 20] << 8) | buf[off + 21]);
+        acc += mslots[((hm & mmask) << 1) + 1];
       }
+    }
+    for (let k = 0; k < n; k++) {
+      const f = found[k];
+      if (f !== NO_FLOW) acc += u[f * FLOW_WORDS];
     }
     this.prefetchSink = acc;
   }
@@ -394,7 +438,10 @@ export class NatEngine {
     if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
       const sport = (b[l4] << 8) | b[l4 + 1];
       const dport = (b[l4 + 2] << 8) | b[l4 + 3];
-      let f = this.flowTable.lookupInside(proto, src, sport, dst, dport);
+      let f = this.candidate;
+      this.candidate = NO_FLOW;
+      if (f === NO_FLOW || !this.flowTable.hasInsideView(f, proto, src, sport, dst, dport))
+        f = this.flowTable.lookupInside(proto, src, sport, dst, dport);
       const flags = proto === IPPROTO_TCP ? b[l4 + 13] : 0;
       if (f === NO_FLOW) {
         if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
@@ -599,7 +646,10 @@ export class NatEngine {
     if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
       const sport = (b[l4] << 8) | b[l4 + 1];
       const dport = (b[l4 + 2] << 8) | b[l4 + 3];
-      let f = this.flowTable.lookupOutside(proto, dst, dport, src, sport);
+      let f = this.candidate;
+      this.candidate = NO_FLOW;
+      if (f === NO_FLOW || !this.flowTable.hasOutsideView(f, proto, dst, dport, src, sport))
+        f = this.flowTable.lookupOutside(proto, dst, dport, src, sport);
       const flags = proto === IPPROTO_TCP ? b[l4 + 13] : 0;
       if (f === NO_FLOW) {
         const m = this.mappingTable.lookupOutside(proto, dst, dport);

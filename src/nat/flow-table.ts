@@ -115,22 +115,13 @@ export class FlowTable {
     const h = this.insideHash(proto, inAddr, inPort, remAddr, remPort);
     const s = this.index.slots;
     const mask = this.index.mask;
-    const u = this.u32;
-    const meta = (remPort << 16) | (proto << 8);
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const ref = s[2 * i + 1];
       if (ref === 0) return NO_FLOW;
       // Inside keys have an odd reference ((flow << 1 | 0) + 1).
       if (s[2 * i] === h && (ref & 1) === 1) {
         const f = (ref - 1) >>> 1;
-        const b = f * FLOW_WORDS;
-        if (
-          u[b + F_IN_ADDR] === inAddr &&
-          u[b + F_REM_ADDR] === remAddr &&
-          u[b + F_PORTS] >>> 16 === inPort &&
-          (u[b + F_META] & 0xffffff00) >>> 0 === meta >>> 0
-        )
-          return f;
+        if (this.hasInsideView(f, proto, inAddr, inPort, remAddr, remPort)) return f;
       }
     }
   }
@@ -140,23 +131,52 @@ export class FlowTable {
     const h = this.outsideHash(proto, outAddr, outPort, remAddr, remPort);
     const s = this.index.slots;
     const mask = this.index.mask;
-    const u = this.u32;
-    const meta = (remPort << 16) | (proto << 8);
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const ref = s[2 * i + 1];
       if (ref === 0) return NO_FLOW;
       if (s[2 * i] === h && (ref & 1) === 0) {
         const f = (ref - 2) >>> 1;
-        const b = f * FLOW_WORDS;
-        if (
-          u[b + F_OUT_ADDR] === outAddr &&
-          u[b + F_REM_ADDR] === remAddr &&
-          (u[b + F_PORTS] & 0xffff) === outPort &&
-          (u[b + F_META] & 0xffffff00) >>> 0 === meta >>> 0
-        )
-          return f;
+        if (this.hasOutsideView(f, proto, outAddr, outPort, remAddr, remPort)) return f;
       }
     }
+  }
+
+  /** Whether record f is a live flow with this inside view (free records have a zero meta word). */
+  hasInsideView(
+    f: number,
+    proto: number,
+    inAddr: number,
+    inPort: number,
+    remAddr: number,
+    remPort: number,
+  ): boolean {
+    const b = f * FLOW_WORDS;
+    const u = this.u32;
+    return (
+      u[b + F_IN_ADDR] === inAddr &&
+      u[b + F_REM_ADDR] === remAddr &&
+      u[b + F_PORTS] >>> 16 === inPort &&
+      (u[b + F_META] & 0xffffff00) >>> 0 === ((remPort << 16) | (proto << 8)) >>> 0
+    );
+  }
+
+  /** Whether record f is a live flow with this outside view. */
+  hasOutsideView(
+    f: number,
+    proto: number,
+    outAddr: number,
+    outPort: number,
+    remAddr: number,
+    remPort: number,
+  ): boolean {
+    const b = f * FLOW_WORDS;
+    const u = this.u32;
+    return (
+      u[b + F_OUT_ADDR] === outAddr &&
+      u[b + F_REM_ADDR] === remAddr &&
+      (u[b + F_PORTS] & 0xffff) === outPort &&
+      (u[b + F_META] & 0xffffff00) >>> 0 === ((remPort << 16) | (proto << 8)) >>> 0
+    );
   }
 
   /** Adds both keys of a record whose address, port and meta words are set. */
