@@ -25,6 +25,7 @@ import {
   parsePrefix,
   planHostSetup,
   removeOrphanStateFiles,
+  sysfsIsOurs,
   undoHostSetup,
   undoRecordedStep,
 } from "../host/index.ts";
@@ -128,7 +129,9 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
 
   try {
     tun = TunDevice.open({ name: cfg.tun, vnetHdr: cfg.offload });
-    rpsCpus = rpsMaskFor(cfg);
+    const rps = await rpsMaskFor(cfg);
+    if (typeof rps === "object") log.warn({ tun: cfg.tun }, `RPS left off: ${rps.skipped}`);
+    else rpsCpus = rps;
     const plan = planHostSetup({
       mode: host.mode,
       tun: cfg.tun,
@@ -242,10 +245,20 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   });
 }
 
-/** The RPS mask for the TUN: all CPUs, when asked for, useful (2 or more) and supported. */
-function rpsMaskFor(cfg: RunConfig): string | undefined {
+/**
+ * The RPS mask for the TUN: all CPUs, when asked for and useful (2 or more); `skipped` says why
+ * it cannot be set.
+ */
+async function rpsMaskFor(cfg: RunConfig): Promise<string | undefined | { skipped: string }> {
   const n = availableParallelism();
-  if (!cfg.rps || n < 2 || !existsSync(`/sys/class/net/${cfg.tun}/queues/rx-0/rps_cpus`)) return undefined;
+  if (!cfg.rps || n < 2) return undefined;
+  const dir = `/sys/class/net/${cfg.tun}`;
+  if (!(await sysfsIsOurs()))
+    return {
+      skipped: "/sys shows another network namespace (mount sysfs in this one, as `ip netns exec` does)",
+    };
+  if (!existsSync(`${dir}/queues/rx-0/rps_cpus`))
+    return { skipped: `the kernel has no ${dir}/queues/rx-0/rps_cpus` };
   return cpuMask(n);
 }
 

@@ -1,7 +1,8 @@
 // Pre-flight checks for `masq run`: fail early with a message that names the problem, before
 // any route or rule has been touched.
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { type ExecOptions, exec, run } from "./exec.ts";
 import type { PortRange } from "./plan.ts";
 
@@ -88,6 +89,32 @@ export async function interfaceAddress(name: string, where: WhereOptions = {}): 
 /** The kernel's interface index, or undefined if the interface does not exist. */
 export async function interfaceIndex(name: string, where: WhereOptions = {}): Promise<number | undefined> {
   return (await showLink(name, where, "link"))?.ifindex;
+}
+
+/** Every interface of the current or a named namespace: name → index. */
+export async function interfaceIndexes(where: WhereOptions = {}): Promise<Map<string, number>> {
+  const r = await exec(["ip", "-j", "link", "show"], execOpts(where));
+  if (r.code !== 0)
+    throw new Error(`could not list interfaces: ${r.stderr.trim() || `ip exited with ${r.code}`}`);
+  return new Map((JSON.parse(r.stdout || "[]") as IpLink[]).map((l) => [l.ifname, l.ifindex]));
+}
+
+/**
+ * Whether /sys/class/net shows this network namespace's devices. sysfs shows those of the
+ * namespace that mounted it: a process entered into a namespace without remounting /sys (nsenter
+ * rather than `ip netns exec`) sees another namespace's devices there.
+ */
+export async function sysfsIsOurs(sysClassNet = "/sys/class/net"): Promise<boolean> {
+  const ours = await interfaceIndexes();
+  const names = readdirSync(sysClassNet);
+  if (names.length !== ours.size) return false;
+  return names.every((n) => {
+    try {
+      return Number(readFileSync(join(sysClassNet, n, "ifindex"), "utf8")) === ours.get(n);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The interface MTU, or undefined if the interface does not exist. */

@@ -71,9 +71,9 @@ import type { TableAllocator } from "./table-memory.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
 
-/** The packet (rewritten in place) goes out; its length is `outLen`. */
 /** Slots of a probe run the prefetch follows looking for a key's own slot. */
 const PREFETCH_PROBES = 8;
+/** The packet (rewritten in place) goes out; its length is `outLen`. */
 export const FORWARD = 0;
 /** The packet is dropped; the reason is `lastDrop` (and counted). */
 export const DROP = 1;
@@ -278,7 +278,8 @@ export class NatEngine {
    * touches its index slot, then the flow record behind it. The loads of one pass do not depend
    * on each other, so the CPU overlaps their cache misses; with a large table this is what keeps
    * the per-packet cost from being two memory round trips (the batch loop of VPP and DPDK does
-   * the same with prefetch instructions). `meta` holds (offset, length) pairs.
+   * the same with prefetch instructions). What it found is kept as each packet's candidate flow
+   * for process(), which checks it against the packet. `meta` holds (offset, length) pairs.
    */
   prefetch(buf: Uint8Array, meta: Uint32Array, count: number): void {
     const ft = this.flowTable;

@@ -1,5 +1,6 @@
 // `masq run` refuses clearly, before touching the host, when it cannot work: not root, an
-// interface missing, a port range overlapping the kernel's ephemeral ports, a bad config key.
+// interface missing, a port range overlapping the kernel's ephemeral ports, a bad config key;
+// and it leaves alone what it cannot be sure is its own.
 // Each case runs in a namespace of its own, so nothing of the machine's is at stake.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -82,6 +83,39 @@ describe("masq run refuses clearly", { skip: root ? false : "needs root (network
     const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--config", config]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /udp_idle/, r.stderr);
+  });
+
+  it("with /sys showing another namespace's devices, masq runs but leaves RPS alone, and says so", async () => {
+    // An empty /sys/class/net stands for the sysfs of another namespace, as a masq entered with
+    // nsenter (no sysfs remount) would see: its devices are not masq's to change. The tmpfs is
+    // mounted in the private mount namespace `ip netns exec` gives the command.
+    const p = lab.spawn(
+      ns,
+      [
+        "sh",
+        "-c",
+        'mount -t tmpfs masq-test /sys/class/net && exec "$@"',
+        "sh",
+        process.execPath,
+        MASQ_BIN,
+        "run",
+        "--inside",
+        "lan0",
+        "--outside",
+        "wan0",
+        "--socket",
+        join(tmp, "masq.sock"),
+      ],
+      { env: { ...process.env, MASQ_LOG_FORMAT: "json" } },
+    );
+    try {
+      const line = await p.waitFor(/RPS left off/, 20_000);
+      assert.match(line, /another network namespace/);
+      await p.waitFor(/masq ready/, 20_000);
+    } finally {
+      await p.kill("SIGTERM", 10_000);
+    }
+    assert.equal(p.exitCode, 0);
   });
 
   it("none of the refusals left a route, rule or device behind", async () => {

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -15,7 +15,12 @@ import {
   undoHostSetup,
 } from "../../src/host/apply.ts";
 
-import { ephemeralOverlapMessage, parsePortRange } from "../../src/host/checks.ts";
+import {
+  ephemeralOverlapMessage,
+  interfaceIndexes,
+  parsePortRange,
+  sysfsIsOurs,
+} from "../../src/host/checks.ts";
 import {
   cpuMask,
   expandPrefix,
@@ -410,6 +415,31 @@ describe("planHostSetup: TUN queue, RPS and IPv6", () => {
       planHostSetup(pool).some((s) => s.what.includes("RPS")),
       false,
     );
+  });
+
+  it("sysfsIsOurs: /sys/class/net must list exactly this namespace's devices, index for index", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "masq-sysfs-"));
+    try {
+      const ours = await interfaceIndexes();
+      const fake = (entries: Array<[string, number]>) => {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+        for (const [name, index] of entries) {
+          mkdirSync(join(dir, name), { recursive: true });
+          writeFileSync(join(dir, name, "ifindex"), `${index}\n`);
+        }
+      };
+      fake([...ours]);
+      assert.equal(await sysfsIsOurs(dir), true);
+      fake([...ours].map(([n, i]) => [n, i + 100]));
+      assert.equal(await sysfsIsOurs(dir), false, "same names, other indexes");
+      fake([...ours, ["masq-other0", 999]]);
+      assert.equal(await sysfsIsOurs(dir), false, "a device this namespace does not have");
+      fake([]);
+      assert.equal(await sysfsIsOurs(dir), false, "empty");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("cpuMask: sysfs masks, a comma every 32 CPUs", () => {
