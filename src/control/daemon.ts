@@ -1,7 +1,7 @@
 // `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -108,6 +108,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   const { TunDevice } = await import("../io/tun.ts");
   let tun: TunDevice | undefined;
   let rpsCpus: string | undefined;
+  let sysfsOurs = false;
   let server: ControlServer | undefined;
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
@@ -129,7 +130,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
 
   try {
     tun = TunDevice.open({ name: cfg.tun, vnetHdr: cfg.offload });
-    const rps = await rpsMaskFor(cfg);
+    sysfsOurs = await sysfsIsOurs();
+    const rps = rpsMaskFor(cfg, sysfsOurs);
     if (typeof rps === "object") log.warn({ tun: cfg.tun }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
     const plan = planHostSetup({
@@ -154,9 +156,17 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     const dp = datapath;
     const device = tun;
     const datapathCounters = () => ({ ...dp.stats });
+    // Packets the kernel dropped because the TUN's queue was full (masq reading too slowly) are
+    // counted by the kernel only, as the device's tx_dropped (its transmit is masq's receive).
+    const kernelDrops = sysfsOurs ? `/sys/class/net/${cfg.tun}/statistics/tx_dropped` : undefined;
+    const deviceCounters = (): Record<string, number> => ({
+      ...device.stats(),
+      ...(kernelDrops ? { kernelQueueDrops: Number(readFileSync(kernelDrops, "utf8")) } : {}),
+    });
     const metrics = createMetrics({
       engine: () => engine.stats(),
       datapath: datapathCounters,
+      device: deviceCounters,
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
     });
@@ -178,7 +188,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         portSeed: engine.config.portSeed,
         engine: engine.stats(),
         datapath: datapathCounters(),
-        device: { ...device.stats() },
+        device: deviceCounters(),
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
       }),
@@ -249,11 +259,11 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
  * The RPS mask for the TUN: all CPUs, when asked for and useful (2 or more); `skipped` says why
  * it cannot be set.
  */
-async function rpsMaskFor(cfg: RunConfig): Promise<string | undefined | { skipped: string }> {
+function rpsMaskFor(cfg: RunConfig, sysfsOurs: boolean): string | undefined | { skipped: string } {
   const n = availableParallelism();
   if (!cfg.rps || n < 2) return undefined;
   const dir = `/sys/class/net/${cfg.tun}`;
-  if (!(await sysfsIsOurs()))
+  if (!sysfsOurs)
     return {
       skipped: "/sys shows another network namespace (mount sysfs in this one, as `ip netns exec` does)",
     };

@@ -7,6 +7,8 @@ import type { RuleHits } from "../policy/rules.ts";
 export interface MetricsSource {
   engine(): EngineStats;
   datapath(): Record<string, number>;
+  /** The TUN device's counters (reads, writes, errors, the kernel's drops at its queue). */
+  device?(): Record<string, number>;
   /** Firewall rules with their hit counters (none: no rules). */
   firewall?(): RuleHits[];
   /** NAT-PMP/PCP server counters (requests, results, active mappings); absent when it is off. */
@@ -45,6 +47,16 @@ export function createMetrics(source: MetricsSource): Registry {
     collect() {
       this.reset();
       for (const [k, v] of Object.entries(source.datapath())) this.inc({ counter: k }, v);
+    },
+  });
+  new Counter({
+    name: "masq_tun_total",
+    help: "TUN device counters (packets and bytes read and written, wake-ups, errors, drops)",
+    labelNames: ["counter"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.device?.() ?? {})) this.inc({ counter: k }, v);
     },
   });
   new Counter({

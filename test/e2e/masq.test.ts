@@ -189,6 +189,30 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.ok(unsolicited(statsAfter) >= unsolicited(statsBefore) + 2, JSON.stringify(statsAfter.engine));
     });
 
+    it("packets the kernel drops at the full TUN queue while masq is stalled are counted (stats and metrics)", async () => {
+      const device = async () => (JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply).device;
+      const before = await device();
+      assert.equal(typeof before.kernelQueueDrops, "number");
+      // 6000 datagrams while masq is stopped: the TUN queue (4096) overflows in the kernel.
+      process.kill(masq.proc.pid, "SIGSTOP");
+      try {
+        await net.lab.run(net.inside[0].ns, [
+          "python3",
+          "-c",
+          `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(6000): s.sendto(b"x", ("${net.inet.addr}", 9))`,
+        ]);
+      } finally {
+        process.kill(masq.proc.pid, "SIGCONT");
+      }
+      const after = await device();
+      assert.ok(after.kernelQueueDrops - before.kernelQueueDrops >= 1000, JSON.stringify(after));
+      const prom = await masq.cli(["stats", "--prometheus"]);
+      assert.match(
+        prom,
+        new RegExp(`^masq_tun_total\\{counter="kernelQueueDrops"\\} ${after.kernelQueueDrops}$`, "m"),
+      );
+    });
+
     if (mode === "interface") {
       it("the gateway's own services and traffic keep working in interface mode", async () => {
         const server = net.lab.spawn(net.gate.ns, [

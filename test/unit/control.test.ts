@@ -27,6 +27,7 @@ describe("control API", () => {
     const metrics = createMetrics({
       engine: () => engine.stats(),
       datapath: () => ({ packets: 1 }),
+      device: () => ({ rxPackets: 5, kernelQueueDrops: 2 }),
       portmap: () => ({ natpmp_map_success: 3, mappings_active: 1 }),
     });
     server = await ControlServer.start(socket, {
@@ -66,6 +67,8 @@ describe("control API", () => {
     assert.match(text, /masq_drops_total\{reason="no_mapping"\} 0/);
     assert.match(text, /masq_portmap_total\{counter="natpmp_map_success"\} 3/);
     assert.match(text, /^masq_portmap_mappings 1$/m);
+    assert.match(text, /^masq_tun_total\{counter="rxPackets"\} 5$/m);
+    assert.match(text, /^masq_tun_total\{counter="kernelQueueDrops"\} 2$/m);
   });
 
   it("refuses bad requests with a clear error", async () => {
