@@ -1,8 +1,9 @@
 // masq's only native code: open a TUN device and move batches of packets between its fd and
-// buffers owned by JavaScript. Node cannot watch a TUN fd itself (net.Socket refuses it, fs.read
+// buffers owned by JavaScript (and two small helpers: huge-page memory, device-bound UDP sockets). Node cannot watch a TUN fd itself (net.Socket refuses it, fs.read
 // goes through the thread pool), so libuv's uv_poll wakes us and we drain up to `budget` packets
 // per wake-up with non-blocking reads. The budget keeps the event loop responsive: uv_poll is
 // level-triggered, so what is left is read on the next loop iteration, after timers and sockets.
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -367,8 +369,48 @@ Napi::Value AllocHugePages(const Napi::CallbackInfo& info) {
       mapped);
 }
 
+// udpSocketOnDevice(address, port, device): the fd of a UDP socket bound to address:port that
+// receives only what arrives on `device` (SO_BINDTODEVICE), for node:dgram's bind({ fd }). A
+// service for inside hosts (NAT-PMP, PCP) must not answer a packet that came in from outside
+// with a forged inside source; node:dgram can neither bind to a device nor tell the arrival
+// interface.
+Napi::Value UdpSocketOnDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsString()) {
+    Napi::TypeError::New(env, "udpSocketOnDevice(address, port, device)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const std::string address = info[0].As<Napi::String>().Utf8Value();
+  const uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+  const std::string device = info[2].As<Napi::String>().Utf8Value();
+  sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  if (port > 65535 || inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1 || device.empty() ||
+      device.size() >= IFNAMSIZ) {
+    Napi::RangeError::New(env, "udpSocketOnDevice: bad address, port or device name").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    Napi::Error::New(env, ErrnoText("socket", errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const char* step = "SO_BINDTODEVICE";
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device.c_str(), static_cast<socklen_t>(device.size() + 1)) == 0) {
+    step = "bind";
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) return Napi::Number::New(env, fd);
+  }
+  int err = errno;
+  close(fd);
+  Napi::Error::New(env, ErrnoText(step, err)).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages));
+  exports.Set("udpSocketOnDevice", Napi::Function::New(env, UdpSocketOnDevice));
   exports.Set("TUN_F_CSUM", TUN_F_CSUM);
   exports.Set("TUN_F_TSO4", TUN_F_TSO4);
   exports.Set("TUN_F_TSO6", TUN_F_TSO6);

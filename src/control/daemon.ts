@@ -29,6 +29,7 @@ import {
   undoHostSetup,
   undoRecordedStep,
 } from "../host/index.ts";
+import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import type { TunDevice } from "../io/tun.ts";
 import { NatEngine } from "../nat/engine.ts";
@@ -206,6 +207,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         config: cfg.portmap,
         insideNetworks: engine.config.inside,
         listen,
+        openSocket: (address, port, device) => loadAddon().udpSocketOnDevice(address, port, device),
         log,
       });
     }

@@ -25,6 +25,8 @@ export interface NativeTun {
 export interface NativeAddon {
   Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
   allocHugePages(bytes: number): ArrayBuffer;
+  /** A UDP socket's fd, bound to address:port, receiving only what arrives on `device`. */
+  udpSocketOnDevice(address: string, port: number, device: string): number;
   TUN_F_CSUM: number;
   TUN_F_TSO4: number;
   TUN_F_TSO6: number;

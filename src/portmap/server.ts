@@ -533,10 +533,22 @@ const NATPMP_RESULT_NAMES: Record<number, string> = Object.fromEntries(
 
 // ------------------------------------------------------------------ sockets
 
+/** An inside address to serve on, and the interface it belongs to. */
+export interface ListenAddress {
+  address: string;
+  device: string;
+}
+
 export interface PortmapServerOptions extends PortmapServiceOptions {
-  /** Inside addresses to listen on (UDP 5351 each). */
-  listen: string[];
+  /** Inside addresses to listen on (UDP 5351 each), each taking requests from its device only. */
+  listen: ListenAddress[];
   port?: number;
+  /**
+   * The fd of a UDP socket bound to address:port that receives only what arrives on `device`
+   * (the addon's udpSocketOnDevice): a request that came in from outside with a forged inside
+   * source address is then never seen.
+   */
+  openSocket: (address: string, port: number, device: string) => number;
 }
 
 /** Start-up announcements per address (RFC 6886 §3.2.1). */
@@ -555,7 +567,7 @@ export class PortmapServer {
     const server = new PortmapServer(new PortmapService(opts));
     const log = opts.log ?? silentLog;
     try {
-      for (const addr of opts.listen) {
+      for (const { address: addr, device } of opts.listen) {
         const s = createSocket({ type: "udp4" });
         server.sockets.push(s);
         s.on("message", (msg, rinfo) => {
@@ -573,15 +585,20 @@ export class PortmapServer {
         });
         s.on("error", (err) => log.warn({ err, addr }, "port-mapping socket error"));
         const port = opts.port ?? NATPMP_PORT;
+        const refused = (why: string) =>
+          new Error(
+            `portmap: cannot listen on ${addr}:${port} on ${device} (${why}); is another NAT-PMP/PCP server running? Set portmap.enabled = false to run without`,
+          );
+        let fd: number;
+        try {
+          fd = opts.openSocket(addr, port, device);
+        } catch (err) {
+          throw refused((err as Error).message);
+        }
         await new Promise<void>((resolve, reject) => {
-          const failed = (err: Error) =>
-            reject(
-              new Error(
-                `portmap: cannot listen on ${addr}:${port} (${err.message}); is another NAT-PMP/PCP server running? Set portmap.enabled = false to run without`,
-              ),
-            );
+          const failed = (err: Error) => reject(refused(err.message));
           s.once("error", failed);
-          s.bind(port, addr, () => {
+          s.bind({ fd }, () => {
             s.off("error", failed);
             resolve();
           });
@@ -606,7 +623,7 @@ export class PortmapServer {
     }
     log.info(
       {
-        listen: opts.listen.map((a) => `${a}:${opts.port ?? NATPMP_PORT}`),
+        listen: opts.listen.map((a) => `${a.address}:${opts.port ?? NATPMP_PORT} on ${a.device}`),
         natpmp: opts.config.natpmp,
         pcp: opts.config.pcp,
       },
@@ -649,10 +666,12 @@ export class PortmapServer {
   }
 }
 
-/** The IPv4 addresses of the named interfaces (the gateway's inside addresses). */
-export function interfaceAddresses(names: readonly string[]): string[] {
+/** The IPv4 addresses of the named interfaces (the gateway's inside addresses), with their interface. */
+export function interfaceAddresses(names: readonly string[]): ListenAddress[] {
   const all = networkInterfaces();
-  return names.flatMap((n) => (all[n] ?? []).filter((a) => a.family === "IPv4").map((a) => a.address));
+  return names.flatMap((n) =>
+    (all[n] ?? []).filter((a) => a.family === "IPv4").map((a) => ({ address: a.address, device: n })),
+  );
 }
 
 export function parseIpv4(s: string): number | undefined {

@@ -258,6 +258,43 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         assert.equal(pm[k], 1, `${k} counted once (${JSON.stringify(pm)})`);
     });
 
+    it("a request from outside with a forged inside source is never seen (the server takes requests from the inside interface only)", async () => {
+      // The ISP router forges A-box's address on a NAT-PMP request to the gateway's inside
+      // address; with rp_filter off on the gateway's outside interface the kernel delivers it
+      // locally, where only a socket not bound to the inside interface could take it.
+      await net.lab.sysctl(net.gate.ns, `net.ipv4.conf.${net.gate.wan}.rp_filter`, "0");
+      await net.lab.run(net.isp.ns, ["ip", "route", "replace", `${GW}/32`, "via", net.gate.wanAddr]);
+      const noPorts = async () => {
+        const snmp = (await net.lab.run(net.gate.ns, ["cat", "/proc/net/snmp"]))
+          .split("\n")
+          .filter((l) => l.startsWith("Udp:"));
+        const [names, values] = snmp.map((l) => l.split(/\s+/));
+        return Number(values[names.indexOf("NoPorts")]);
+      };
+      const requests = async () =>
+        (JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply).portmap?.natpmp_requests ?? 0;
+      const pinsBefore = (await pins()) ?? [];
+      const [noPorts0, requests0] = [await noPorts(), await requests()];
+      const forge = [
+        "import socket, struct",
+        "req = bytes([0, 2, 0, 0]) + struct.pack('!HHI', 8083, 62099, 600)",
+        "udp = struct.pack('!HHHH', 5350, 5351, 8 + len(req), 0) + req",
+        `src, dst = socket.inet_aton('${net.inside[0].addr}'), socket.inet_aton('${GW}')`,
+        "ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0x4242, 0, 64, 17, 0, src, dst)",
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)",
+        `for _ in range(3): s.sendto(ip + udp, ('${GW}', 0))`,
+      ].join("\n");
+      await net.lab.run(net.isp.ns, ["python3", "-c", forge]);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(
+        (await noPorts()) >= noPorts0 + 3,
+        "the forged requests reached the gateway and found no socket",
+      );
+      assert.equal(await requests(), requests0, "no NAT-PMP request was counted");
+      assert.deepEqual((await pins()) ?? [], pinsBefore, "no mapping was made");
+      assert.equal(await fetchFromInternet(62099), null);
+    });
+
     it("a restart resets the epoch and forgets the mappings", async () => {
       await natpmpc("-a", "62084", "8083", "tcp", "600");
       assert.ok(await fetchFromInternet(62084));
