@@ -150,6 +150,13 @@ export class AlgRegistry implements AlgHook {
     return proto === IPPROTO_TCP ? this.tcpPorts[port] : proto === IPPROTO_UDP ? this.udpPorts[port] : 0;
   }
 
+  quotedSeq(f: number, segmentOutbound: boolean, seq: number): number {
+    const st = this.flows.get(f);
+    if (st === undefined) return seq;
+    const adj = segmentOutbound ? st.out.adj : st.in.adj;
+    return adj.active ? adj.unmapAck(seq) : seq;
+  }
+
   flowEnded(f: number): void {
     const st = this.flows.get(f);
     if (!st) return;

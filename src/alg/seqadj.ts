@@ -40,7 +40,10 @@ export class SeqAdj {
     return (seq + (seqAfter(seq, this.pos) ? this.after : this.before)) >>> 0;
   }
 
-  /** The sender's numbering of an acknowledgement (or SACK edge) the receiver sent. */
+  /**
+   * The sender's numbering of a sequence number as the receiver knows it: an acknowledgement or
+   * SACK edge the receiver sent, or a segment quoted in an ICMP error about it.
+   */
   unmapAck(ack: number): number {
     return (ack - (seqAfter((ack - this.before) >>> 0, this.pos) ? this.after : this.before)) >>> 0;
   }

@@ -54,7 +54,14 @@ import {
 } from "./flow-table.ts";
 import { FRAG_DROP, FRAG_FORWARD, FragmentTracker } from "./fragments.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
-import { buildEchoReply, buildIcmpError, Embedded, parseEmbedded, rewriteEmbedded } from "./icmp.ts";
+import {
+  buildEchoReply,
+  buildIcmpError,
+  Embedded,
+  parseEmbedded,
+  rewriteEmbedded,
+  rewriteEmbeddedSeq,
+} from "./icmp.ts";
 import {
   M_HEAD,
   M_IN_ADDR,
@@ -538,6 +545,7 @@ export class NatEngine {
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
       rewriteEmbedded(b, l4, e, 1, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
+      this.unshiftQuotedSeq(b, l4, e, f, false);
       rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 12, u[base + F_OUT_ADDR], -1, 0, false);
       this.touch(f, total, true);
       this.counters[C.C_ICMP_ERRORS_TRANSLATED]++;
@@ -757,6 +765,7 @@ export class NatEngine {
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
       rewriteEmbedded(b, l4, e, 0, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16);
+      this.unshiftQuotedSeq(b, l4, e, f, true);
       rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 16, u[base + F_IN_ADDR], -1, 0, false);
       this.touch(f, total, false);
       this.counters[C.C_ICMP_ERRORS_TRANSLATED]++;
@@ -764,6 +773,28 @@ export class NatEngine {
       return FORWARD;
     }
     return this.interfaceMode ? this.passthrough() : this.drop(C.D_ICMP_UNSUPPORTED);
+  }
+
+  /**
+   * A TCP segment quoted in an ICMP error carries the sequence number its receiver saw. When an
+   * ALG changed the length of that direction of the stream, the sender numbers it differently:
+   * give it back the sender's number, or its TCP ignores the error as out of window (RFC 5927)
+   * and path MTU discovery fails on the very connection the ALG edits. `segmentOutbound`: the
+   * quoted segment went inside -> remote.
+   */
+  private unshiftQuotedSeq(
+    b: Uint8Array,
+    icmp: number,
+    e: Embedded,
+    f: number,
+    segmentOutbound: boolean,
+  ): void {
+    if (e.proto !== IPPROTO_TCP || this.alg === null || this.flowTable.u32[f * FLOW_WORDS + F_ALG] === 0)
+      return;
+    const seqAt = e.ip + e.hl + 4;
+    const seq = readU32(b, seqAt);
+    const original = this.alg.quotedSeq(f, segmentOutbound, seq);
+    if (original !== seq) rewriteEmbeddedSeq(b, icmp, e, original);
   }
 
   /**
@@ -1287,6 +1318,11 @@ export interface AlgHook {
     l4Partial: boolean,
   ): number;
   flowEnded(f: number): void;
+  /**
+   * The sender's sequence number for `seq`, the number its receiver saw on a segment of flow f
+   * (quoted in an ICMP error); `seq` itself when the ALG changed nothing in that direction.
+   */
+  quotedSeq(f: number, segmentOutbound: boolean, seq: number): number;
 }
 
 export type PinResult = { id: number; outAddr: number; outPort: number } | { error: string };

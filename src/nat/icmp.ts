@@ -117,6 +117,27 @@ export function rewriteEmbedded(
   writeU16(b, icmp + 2, adjustChecksum(readU16(b, icmp + 2), fold(dOuter)));
 }
 
+/**
+ * Sets the sequence number of the TCP segment embedded in an ICMP error (the quote always holds
+ * it: the first 8 bytes), fixing the embedded TCP checksum when it is quoted and the outer ICMP
+ * checksum.
+ */
+export function rewriteEmbeddedSeq(b: Uint8Array, icmp: number, e: Embedded, seq: number): void {
+  const l4 = e.ip + e.hl;
+  const at = l4 + 4;
+  const d = diff32(readU32(b, at), seq);
+  writeU32(b, at, seq);
+  let dOuter = d;
+  const ckAt = l4 + 16;
+  if (ckAt + 2 <= e.ip + e.avail) {
+    const oldCk = readU16(b, ckAt);
+    const n = adjustChecksum(oldCk, d);
+    writeU16(b, ckAt, n);
+    dOuter += diff16(oldCk, n);
+  }
+  writeU16(b, icmp + 2, adjustChecksum(readU16(b, icmp + 2), fold(dOuter)));
+}
+
 /** Largest ICMP error we build: RFC 1812 4.3.2.3, as much of the original as fits in 576 bytes. */
 export const ICMP_ERROR_MAX = 576;
 

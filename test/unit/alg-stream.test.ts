@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { DEFAULT_ALG_CONFIG } from "../../src/nat/config.ts";
 import * as C from "../../src/nat/counters.ts";
 import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
-import { ACK, checksumProblems, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
+import { ACK, checksumProblems, icmpError, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
 import { algEngine, go } from "./alg-helpers.ts";
 
 const A = "192.168.0.2";
@@ -19,7 +19,128 @@ function open(e: NatEngine, dport: number): number {
   return outPort;
 }
 
+/** The packet quoted in an ICMP error (outer IPv4 header of 20 bytes, ICMP header of 8). */
+const quotedIn = (icmp: Uint8Array) => icmp.subarray(28);
+
 describe("ALG stream handling", () => {
+  it("an ICMP error from outside quoting a segment after a lengthening rewrite gets the client's own sequence number back (RFC 5927)", () => {
+    for (const quoteLen of [undefined, 28]) {
+      const e = algEngine();
+      open(e, 21);
+      const cmd = "PORT 192,168,0,2,156,65\r\n";
+      const r = go(
+        e,
+        tcp({
+          src: A,
+          dst: S,
+          sport: 40000,
+          dport: 21,
+          flags: ACK | PSH,
+          seq: 1000,
+          ack: 5000,
+          payload: text(cmd),
+        }),
+      );
+      assert.equal(r.verdict, REPLY);
+      const delta = payloadOf(r.out).length - cmd.length;
+      assert.notEqual(delta, 0);
+      const clientSeq = 1000 + cmd.length;
+      const next = go(
+        e,
+        tcp({
+          src: A,
+          dst: S,
+          sport: 40000,
+          dport: 21,
+          flags: ACK | PSH,
+          seq: clientSeq,
+          ack: 5000,
+          payload: text("LIST\r\n"),
+        }),
+      );
+      assert.equal(u32(next.out, 24), clientSeq + delta, "the server sees the shifted number");
+      // A router on the way cannot forward it: fragmentation needed, quoting the segment as sent.
+      const err = icmpError({
+        from: "203.0.113.1",
+        to: P,
+        type: 3,
+        code: 4,
+        mtu: 1400,
+        quoted: next.out,
+        quoteLen,
+      });
+      const back = go(e, err);
+      assert.equal(back.verdict, FORWARD);
+      const q = quotedIn(back.out);
+      assert.equal(u32(q, 12), ip(A), "quoted source: the inside host");
+      assert.equal(u16(q, 20), 40000);
+      assert.equal(u32(q, 24), clientSeq, "quoted sequence number: the client's own");
+      assert.deepEqual(checksumProblems(back.out), []);
+      if (quoteLen === undefined)
+        assert.deepEqual(checksumProblems(q), [], "the whole quoted segment checks");
+    }
+  });
+
+  it("an ICMP error from the inside host quoting a segment after a shortening inbound rewrite gets the server's number back", () => {
+    const e = algEngine();
+    const outPort = open(e, 6667);
+    const offer = `PRIVMSG bob :\x01DCC SEND f ${ip(A) >>> 0} 500 99\x01\r\n`;
+    const o = go(
+      e,
+      tcp({
+        src: A,
+        dst: S,
+        sport: 40000,
+        dport: 6667,
+        flags: ACK | PSH,
+        seq: 1000,
+        ack: 5000,
+        payload: text(offer),
+      }),
+    );
+    const dccPort = Number(/ (\d+) 99\W/.exec(payloadOf(o.out))?.[1]);
+    const resume = `:bob!b@h PRIVMSG alice :\x01DCC RESUME f ${dccPort} 10\x01\r\n`;
+    const r = go(
+      e,
+      tcp({
+        src: S,
+        dst: P,
+        sport: 6667,
+        dport: outPort,
+        flags: ACK | PSH,
+        seq: 5000,
+        ack: 1000 + payloadOf(o.out).length,
+        payload: text(resume),
+      }),
+    );
+    const shrink = resume.length - payloadOf(r.out).length;
+    assert.ok(shrink > 0);
+    const serverSeq = 5000 + resume.length;
+    const next = go(
+      e,
+      tcp({
+        src: S,
+        dst: P,
+        sport: 6667,
+        dport: outPort,
+        flags: ACK | PSH,
+        seq: serverSeq,
+        ack: 1000,
+        payload: text("PING :x\r\n"),
+      }),
+    );
+    assert.equal(u32(next.out, 24), serverSeq - shrink);
+    // The inside host answers that segment with an ICMP error quoting it as it arrived.
+    const err = icmpError({ from: A, to: S, type: 3, code: 3, quoted: next.out });
+    const out = go(e, err);
+    assert.equal(out.verdict, FORWARD);
+    const q = quotedIn(out.out);
+    assert.equal(u32(q, 16), ip(P), "quoted destination: the public address");
+    assert.equal(u32(q, 24), serverSeq, "quoted sequence number: the server's own");
+    assert.deepEqual(checksumProblems(out.out), []);
+    assert.deepEqual(checksumProblems(q), []);
+  });
+
   it("an inbound rewrite that shortens the stream (IRC DCC RESUME) shifts the server's sequence numbers and the client's acks", () => {
     const e = algEngine();
     const outPort = open(e, 6667);
