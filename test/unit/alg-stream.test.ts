@@ -22,42 +22,48 @@ function open(e: NatEngine, dport: number): number {
 /** The packet quoted in an ICMP error (outer IPv4 header of 20 bytes, ICMP header of 8). */
 const quotedIn = (icmp: Uint8Array) => icmp.subarray(28);
 
+/** A segment of the client's (A:40000) stream to the server's `dport`. */
+const fromClient = (e: NatEngine, dport: number, seq: number, payload: string) =>
+  go(
+    e,
+    tcp({ src: A, dst: S, sport: 40000, dport, flags: ACK | PSH, seq, ack: 5000, payload: text(payload) }),
+  );
+
+/** A segment of the server's stream to the client's outside port. */
+const fromServer = (e: NatEngine, outPort: number, seq: number, ack: number, payload: string) =>
+  go(
+    e,
+    tcp({ src: S, dst: P, sport: 6667, dport: outPort, flags: ACK | PSH, seq, ack, payload: text(payload) }),
+  );
+
+/**
+ * An IRC connection where the client offers a DCC SEND (its address and port rewritten) and the
+ * server answers with a RESUME naming the outside port, rewritten shorter for the client.
+ */
+function dccResume(e: NatEngine) {
+  const outPort = open(e, 6667);
+  const offer = `PRIVMSG bob :\x01DCC SEND f ${ip(A) >>> 0} 500 99\x01\r\n`;
+  const o = fromClient(e, 6667, 1000, offer);
+  assert.equal(o.verdict, REPLY);
+  const dccPort = Number(/ (\d+) 99\W/.exec(payloadOf(o.out))?.[1]);
+  assert.ok(dccPort >= 61000);
+  const resume = `:bob!b@h PRIVMSG alice :\x01DCC RESUME f ${dccPort} 10\x01\r\n`;
+  const r = fromServer(e, outPort, 5000, 1000 + payloadOf(o.out).length, resume);
+  return { outPort, offer, resume, r };
+}
+
 describe("ALG stream handling", () => {
   it("an ICMP error from outside quoting a segment after a lengthening rewrite gets the client's own sequence number back (RFC 5927)", () => {
     for (const quoteLen of [undefined, 28]) {
       const e = algEngine();
       open(e, 21);
       const cmd = "PORT 192,168,0,2,156,65\r\n";
-      const r = go(
-        e,
-        tcp({
-          src: A,
-          dst: S,
-          sport: 40000,
-          dport: 21,
-          flags: ACK | PSH,
-          seq: 1000,
-          ack: 5000,
-          payload: text(cmd),
-        }),
-      );
+      const r = fromClient(e, 21, 1000, cmd);
       assert.equal(r.verdict, REPLY);
       const delta = payloadOf(r.out).length - cmd.length;
       assert.notEqual(delta, 0);
       const clientSeq = 1000 + cmd.length;
-      const next = go(
-        e,
-        tcp({
-          src: A,
-          dst: S,
-          sport: 40000,
-          dport: 21,
-          flags: ACK | PSH,
-          seq: clientSeq,
-          ack: 5000,
-          payload: text("LIST\r\n"),
-        }),
-      );
+      const next = fromClient(e, 21, clientSeq, "LIST\r\n");
       assert.equal(u32(next.out, 24), clientSeq + delta, "the server sees the shifted number");
       // A router on the way cannot forward it: fragmentation needed, quoting the segment as sent.
       const err = icmpError({
@@ -83,56 +89,14 @@ describe("ALG stream handling", () => {
 
   it("an ICMP error from the inside host quoting a segment after a shortening inbound rewrite gets the server's number back", () => {
     const e = algEngine();
-    const outPort = open(e, 6667);
-    const offer = `PRIVMSG bob :\x01DCC SEND f ${ip(A) >>> 0} 500 99\x01\r\n`;
-    const o = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 6667,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(offer),
-      }),
-    );
-    const dccPort = Number(/ (\d+) 99\W/.exec(payloadOf(o.out))?.[1]);
-    const resume = `:bob!b@h PRIVMSG alice :\x01DCC RESUME f ${dccPort} 10\x01\r\n`;
-    const r = go(
-      e,
-      tcp({
-        src: S,
-        dst: P,
-        sport: 6667,
-        dport: outPort,
-        flags: ACK | PSH,
-        seq: 5000,
-        ack: 1000 + payloadOf(o.out).length,
-        payload: text(resume),
-      }),
-    );
+    const { outPort, resume, r } = dccResume(e);
     const shrink = resume.length - payloadOf(r.out).length;
     assert.ok(shrink > 0);
     const serverSeq = 5000 + resume.length;
-    const next = go(
-      e,
-      tcp({
-        src: S,
-        dst: P,
-        sport: 6667,
-        dport: outPort,
-        flags: ACK | PSH,
-        seq: serverSeq,
-        ack: 1000,
-        payload: text("PING :x\r\n"),
-      }),
-    );
+    const next = fromServer(e, outPort, serverSeq, 1000, "PING :x\r\n");
     assert.equal(u32(next.out, 24), serverSeq - shrink);
     // The inside host answers that segment with an ICMP error quoting it as it arrived.
-    const err = icmpError({ from: A, to: S, type: 3, code: 3, quoted: next.out });
-    const out = go(e, err);
+    const out = go(e, icmpError({ from: A, to: S, type: 3, code: 3, quoted: next.out }));
     assert.equal(out.verdict, FORWARD);
     const q = quotedIn(out.out);
     assert.equal(u32(q, 16), ip(P), "quoted destination: the public address");
@@ -143,38 +107,7 @@ describe("ALG stream handling", () => {
 
   it("an inbound rewrite that shortens the stream (IRC DCC RESUME) shifts the server's sequence numbers and the client's acks", () => {
     const e = algEngine();
-    const outPort = open(e, 6667);
-    const offer = `PRIVMSG bob :\x01DCC SEND f ${ip(A) >>> 0} 500 99\x01\r\n`;
-    const o = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 6667,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(offer),
-      }),
-    );
-    assert.equal(o.verdict, REPLY);
-    const dccPort = Number(/ (\d+) 99\W/.exec(payloadOf(o.out))?.[1]);
-    assert.ok(dccPort >= 61000);
-    const resume = `:bob!b@h PRIVMSG alice :\x01DCC RESUME f ${dccPort} 10\x01\r\n`;
-    const r = go(
-      e,
-      tcp({
-        src: S,
-        dst: P,
-        sport: 6667,
-        dport: outPort,
-        flags: ACK | PSH,
-        seq: 5000,
-        ack: 1000 + payloadOf(o.out).length,
-        payload: text(resume),
-      }),
-    );
+    const { outPort, offer, resume, r } = dccResume(e);
     assert.equal(r.verdict, REPLY);
     assert.equal(payloadOf(r.out), ":bob!b@h PRIVMSG alice :\x01DCC RESUME f 500 10\x01\r\n");
     assert.equal(u32(r.out, 28), 1000 + offer.length, "its ack is shifted back into the client's numbering");
