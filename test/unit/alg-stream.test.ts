@@ -207,20 +207,10 @@ describe("ALG stream handling", () => {
   it("a held partial line is let go when the sender retransmits it (never a stall)", () => {
     const e = algEngine();
     open(e, 21);
-    const seg = () =>
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text("PORT 192,168"),
-      });
-    const first = go(e, seg());
+    const seg = () => fromClient(e, 21, 1000, "PORT 192,168");
+    const first = seg();
     assert.equal(payloadOf(first.out), "");
-    const again = go(e, seg());
+    const again = seg();
     assert.equal(payloadOf(again.out), "PORT 192,168");
     assert.equal(u32(again.out, 24), 1000);
     assert.deepEqual(checksumProblems(again.out), []);
@@ -229,19 +219,7 @@ describe("ALG stream handling", () => {
   it("a bare FIN after a held partial line carries the held bytes out with it", () => {
     const e = algEngine();
     open(e, 21);
-    const held = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text("PORT 192,168"),
-      }),
-    );
+    const held = fromClient(e, 21, 1000, "PORT 192,168");
     assert.equal(payloadOf(held.out), "");
     const fin = go(
       e,
@@ -288,19 +266,7 @@ describe("ALG stream handling", () => {
     open(e, 21);
     const first = "PORT 192,168";
     const rest = `,0,2,156,65\r\n${"NOOP\r\n".repeat(300)}`;
-    const a = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(first),
-      }),
-    );
+    const a = fromClient(e, 21, 1000, first);
     assert.equal(payloadOf(a.out), "");
     const big = rest.slice(0, 1448);
     const b = go(
@@ -351,34 +317,10 @@ describe("ALG stream handling", () => {
     const e = algEngine();
     open(e, 21);
     const lost = "NOOP\r\n";
-    const r = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000 + lost.length,
-        ack: 5000,
-        payload: text("PORT 192,168,0,2,156,65\r\n"),
-      }),
-    );
+    const r = fromClient(e, 21, 1000 + lost.length, "PORT 192,168,0,2,156,65\r\n");
     assert.equal(r.verdict, REPLY);
     assert.match(payloadOf(r.out), /^PORT 198,51,100,2,/);
-    const late = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(lost),
-      }),
-    );
+    const late = fromClient(e, 21, 1000, lost);
     assert.equal(late.verdict, FORWARD);
     assert.equal(u32(late.out, 24), 1000);
   });
@@ -387,19 +329,7 @@ describe("ALG stream handling", () => {
     const e = algEngine();
     open(e, 21);
     const big = `${"NOOP\r\n".repeat(245)}PORT 192,168,0,2,156,65\r\n`; // 1495 bytes of payload
-    const r = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(big),
-      }),
-    );
+    const r = fromClient(e, 21, 1000, big);
     assert.equal(r.verdict, REPLY);
     assert.ok(r.out.length <= 1500);
     const sent = payloadOf(r.out);
@@ -428,19 +358,7 @@ describe("ALG stream handling", () => {
   it("disabled: no flow is watched, no state is kept", () => {
     const e = algEngine({ alg: { ...DEFAULT_ALG_CONFIG, rtsp: { enabled: false, ports: [554] } } });
     open(e, 554);
-    const r = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 554,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text("Transport: RTP/AVP;client_port=5000-5001\r\n"),
-      }),
-    );
+    const r = fromClient(e, 554, 1000, "Transport: RTP/AVP;client_port=5000-5001\r\n");
     assert.equal(r.verdict, FORWARD);
     assert.equal(e.pinList().length, 0);
   });
