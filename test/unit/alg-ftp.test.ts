@@ -5,10 +5,10 @@ import * as C from "../../src/nat/counters.ts";
 import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
 import { checksum, pseudoHeaderSum, writeU16, writeU32 } from "../../src/packet/checksum.ts";
 import { ACK, checksumProblems, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
-import { algEngine, go } from "./alg-helpers.ts";
+import { algEngine, CLIENT, fromClient, go, SERVER } from "./alg-helpers.ts";
 
-const A = "192.168.0.2";
-const S = "203.0.113.10";
+const A = CLIENT;
+const S = SERVER;
 
 const text = (s: string) => Buffer.from(s, "latin1");
 const payloadOf = (p: Uint8Array) => Buffer.from(p.subarray(20 + ((p[32] >> 4) << 2))).toString("latin1");
@@ -31,19 +31,7 @@ describe("FTP ALG in the engine", () => {
     const e = algEngine();
     const outPort = open(e);
     const cmd = "PORT 192,168,0,2,156,65\r\n"; // port 40001
-    const r = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(cmd),
-      }),
-    );
+    const r = fromClient(e, 21, 1000, cmd);
     assert.equal(r.verdict, REPLY, "length changed: rebuilt");
     const got = payloadOf(r.out);
     const m = /^PORT 198,51,100,2,(\d+),(\d+)\r\n$/.exec(got);
@@ -61,19 +49,7 @@ describe("FTP ALG in the engine", () => {
     assert.equal(pins[0].remote, S);
 
     // The next client segment is shifted by the length change; the server's ack is shifted back.
-    const next = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000 + cmd.length,
-        ack: 5000,
-        payload: text("RETR x\r\n"),
-      }),
-    );
+    const next = fromClient(e, 21, 1000 + cmd.length, "RETR x\r\n");
     assert.equal(next.verdict, FORWARD);
     assert.equal(u32(next.out, 24), 1000 + cmd.length + delta);
     assert.deepEqual(checksumProblems(next.out), []);
@@ -110,36 +86,12 @@ describe("FTP ALG in the engine", () => {
   it("a PORT command split across segments is held until complete and sent whole", () => {
     const e = algEngine();
     open(e);
-    const a = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text("NOOP\r\nPORT 192,16"),
-      }),
-    );
+    const a = fromClient(e, 21, 1000, "NOOP\r\nPORT 192,16");
     assert.equal(a.verdict, REPLY);
     assert.equal(payloadOf(a.out), "NOOP\r\n", "the partial command is held");
     assert.deepEqual(checksumProblems(a.out), []);
     assert.equal(e.counters[C.C_ALG_LINES_HELD], 1);
-    const b = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1017,
-        ack: 5000,
-        payload: text("8,0,2,156,65\r\n"),
-      }),
-    );
+    const b = fromClient(e, 21, 1017, "8,0,2,156,65\r\n");
     assert.equal(b.verdict, REPLY);
     assert.match(payloadOf(b.out), /^PORT 198,51,100,2,\d+,\d+\r\n$/);
     assert.equal(u32(b.out, 24), 1006, "starts where the held bytes began");
@@ -210,19 +162,7 @@ describe("FTP ALG in the engine", () => {
     const e = algEngine();
     const outPort = open(e);
     const cmd = "PORT 192,168,0,2,156,65\r\n";
-    const r = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text(cmd),
-      }),
-    );
+    const r = fromClient(e, 21, 1000, cmd);
     const delta = payloadOf(r.out).length - cmd.length;
     // ACK with NOP NOP SACK(2 blocks), built by hand.
     const base = tcp({
@@ -337,19 +277,7 @@ describe("FTP ALG in the engine", () => {
   it("flows on other ports are not watched; a disabled ALG watches nothing", () => {
     const e = algEngine({ alg: { ...DEFAULT_ALG_CONFIG, ftp: { enabled: false, ports: [21] } } });
     open(e);
-    const r = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000,
-        ack: 5000,
-        payload: text("PORT 192,168,0,2,156,65\r\n"),
-      }),
-    );
+    const r = fromClient(e, 21, 1000, "PORT 192,168,0,2,156,65\r\n");
     assert.equal(r.verdict, FORWARD);
     assert.equal(e.pinList().length, 0);
     const e2 = algEngine({ alg: { ...DEFAULT_ALG_CONFIG, ftp: { enabled: true, ports: [2121] } } });

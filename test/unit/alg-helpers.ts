@@ -2,7 +2,7 @@
 import { AlgRegistry } from "../../src/alg/registry.ts";
 import { defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
 import { NatEngine, REPLY } from "../../src/nat/engine.ts";
-import { ip } from "../helpers/packets.ts";
+import { ACK, ip, PSH, tcp } from "../helpers/packets.ts";
 
 export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51.100.2"): NatEngine {
   const e = new NatEngine(
@@ -25,4 +25,25 @@ export function go(e: NatEngine, pkt: Uint8Array, nowMs = 1000, partial = false)
   const verdict = e.process(buf, 37, pkt.length, nowMs, partial);
   const out = verdict === REPLY ? e.replyBuf.slice(0, e.outLen) : buf.slice(37, 37 + e.outLen);
   return { verdict, out };
+}
+
+/** The inside client and the server of the ALG tests' control connections. */
+export const CLIENT = "192.168.0.2";
+export const SERVER = "203.0.113.10";
+
+/** A data segment of the client's (CLIENT:40000) stream to the server's `dport`, acknowledging 5000. */
+export function fromClient(e: NatEngine, dport: number, seq: number, payload: string) {
+  return go(
+    e,
+    tcp({
+      src: CLIENT,
+      dst: SERVER,
+      sport: 40000,
+      dport,
+      flags: ACK | PSH,
+      seq,
+      ack: 5000,
+      payload: Buffer.from(payload, "latin1"),
+    }),
+  );
 }

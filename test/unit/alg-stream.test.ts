@@ -4,10 +4,10 @@ import { DEFAULT_ALG_CONFIG } from "../../src/nat/config.ts";
 import * as C from "../../src/nat/counters.ts";
 import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
 import { ACK, checksumProblems, icmpError, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
-import { algEngine, go } from "./alg-helpers.ts";
+import { algEngine, CLIENT, fromClient, go, SERVER } from "./alg-helpers.ts";
 
-const A = "192.168.0.2";
-const S = "203.0.113.10";
+const A = CLIENT;
+const S = SERVER;
 const P = "198.51.100.2";
 const text = (s: string) => Buffer.from(s, "latin1");
 const payloadOf = (p: Uint8Array) => Buffer.from(p.subarray(20 + ((p[32] >> 4) << 2))).toString("latin1");
@@ -21,13 +21,6 @@ function open(e: NatEngine, dport: number): number {
 
 /** The packet quoted in an ICMP error (outer IPv4 header of 20 bytes, ICMP header of 8). */
 const quotedIn = (icmp: Uint8Array) => icmp.subarray(28);
-
-/** A segment of the client's (A:40000) stream to the server's `dport`. */
-const fromClient = (e: NatEngine, dport: number, seq: number, payload: string) =>
-  go(
-    e,
-    tcp({ src: A, dst: S, sport: 40000, dport, flags: ACK | PSH, seq, ack: 5000, payload: text(payload) }),
-  );
 
 /** A segment of the server's stream to the client's outside port. */
 const fromServer = (e: NatEngine, outPort: number, seq: number, ack: number, payload: string) =>
@@ -336,19 +329,7 @@ describe("ALG stream handling", () => {
     assert.equal(sent, big.slice(0, sent.length));
     assert.ok(!sent.includes("PORT"), "cut before the command that grows");
     assert.equal(e.counters[C.C_ALG_SEGMENTS_CUT], 1);
-    const again = go(
-      e,
-      tcp({
-        src: A,
-        dst: S,
-        sport: 40000,
-        dport: 21,
-        flags: ACK | PSH,
-        seq: 1000 + sent.length,
-        ack: 5000,
-        payload: text(big.slice(sent.length)),
-      }),
-    );
+    const again = fromClient(e, 21, 1000 + sent.length, big.slice(sent.length));
     assert.equal(again.verdict, REPLY);
     assert.match(payloadOf(again.out), /PORT 198,51,100,2,\d+,\d+\r\n$/);
     assert.equal(u32(again.out, 24), 1000 + sent.length);
