@@ -64,6 +64,12 @@ export interface EngineConfig {
    * run` draws a fresh one at each start; a fixed one makes allocation reproducible (replay, tests).
    */
   portSeed: number;
+  /**
+   * Seed of the flow, mapping and host tables' hashes (0: a random one per table, as `masq run`
+   * uses, so remote parties cannot aim collisions at the probe runs). A fixed seed makes the
+   * tables' layout reproducible (randomized tests replay from their seed).
+   */
+  hashSeed: number;
   /** Firewall rules, first match wins, evaluated for new flows only (src/policy/rules.ts). */
   firewall: FirewallRule[];
   /** New flows per second an inside host may open (0: no limit); bursts up to one second's worth. */
@@ -129,6 +135,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     ttlMode: "compensate",
     portParity: false,
     portSeed: 0,
+    hashSeed: 0,
     firewall: [],
     newFlowsPerSecPerHost: 0,
     newFlowsPerSec: 0,

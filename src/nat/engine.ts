@@ -170,9 +170,9 @@ export class NatEngine {
   constructor(config: EngineConfig, allocate?: TableAllocator) {
     if (config.outside.length === 0) throw new Error("engine: at least one outside address is required");
     this.config = config;
-    this.flowTable = new FlowTable(config.maxFlows, allocate);
-    this.mappingTable = new MappingTable(config.maxMappings, allocate);
-    this.hostTable = new HostTable(config.maxHosts);
+    this.flowTable = new FlowTable(config.maxFlows, allocate, config.hashSeed);
+    this.mappingTable = new MappingTable(config.maxMappings, allocate, config.hashSeed);
+    this.hostTable = new HostTable(config.maxHosts, config.hashSeed);
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.fragments = new FragmentTracker(

@@ -64,12 +64,13 @@ export class FlowTable {
   readonly u32: Uint32Array;
   readonly f64: Float64Array;
   readonly index: HashIndex;
-  private readonly seed = randomSeed();
+  private readonly seed: number;
   private freeHead: number; // index + 1
   count = 0;
 
-  constructor(capacity: number, allocate: TableAllocator = plainAllocator) {
+  constructor(capacity: number, allocate: TableAllocator = plainAllocator, hashSeed = 0) {
     this.capacity = capacity;
+    this.seed = randomSeed(hashSeed, 1);
     const buf = allocate(capacity * FLOW_BYTES);
     this.u32 = new Uint32Array(buf);
     this.f64 = new Float64Array(buf);

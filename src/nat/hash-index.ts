@@ -75,8 +75,13 @@ export class HashIndex {
 
 let seedState = 0;
 
-/** A per-table random seed, so remote parties cannot aim collisions at the probe sequence. */
-export function randomSeed(): number {
+/**
+ * A per-table hash seed: random, so remote parties cannot aim collisions at the probe sequence;
+ * derived from `fixed` (with `salt`, so tables sharing a fixed seed still hash apart) when it is
+ * not 0.
+ */
+export function randomSeed(fixed = 0, salt = 0): number {
+  if (fixed !== 0) return (Math.imul(fixed ^ salt, 0x9e3779b1) ^ salt) >>> 0 || 1;
   seedState = (seedState + 0x9e3779b9) >>> 0;
   return ((Math.random() * 0x100000000) ^ seedState) >>> 0;
 }

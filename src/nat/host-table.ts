@@ -13,12 +13,13 @@ export class HostTable {
   readonly tokenStamps: Float64Array;
   private readonly next: Uint32Array;
   private readonly index: HashIndex;
-  private readonly seed = randomSeed();
+  private readonly seed: number;
   private freeHead: number;
   count = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, hashSeed = 0) {
     this.capacity = capacity;
+    this.seed = randomSeed(hashSeed, 3);
     this.addr = new Uint32Array(capacity);
     this.flows = new Uint32Array(capacity);
     this.tokens = new Float64Array(capacity);

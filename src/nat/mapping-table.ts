@@ -19,12 +19,13 @@ export class MappingTable {
   readonly u32: Uint32Array;
   readonly proto: Uint8Array;
   readonly index: HashIndex;
-  private readonly seed = randomSeed();
+  private readonly seed: number;
   private freeHead: number;
   count = 0;
 
-  constructor(capacity: number, allocate: TableAllocator = plainAllocator) {
+  constructor(capacity: number, allocate: TableAllocator = plainAllocator, hashSeed = 0) {
     this.capacity = capacity;
+    this.seed = randomSeed(hashSeed, 2);
     this.u32 = new Uint32Array(allocate(capacity * MAPPING_WORDS * 4));
     this.proto = new Uint8Array(capacity);
     this.index = new HashIndex(capacity * 2, allocate);
