@@ -6,6 +6,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
 import { ACK, SYN, tcp, udp } from "../helpers/packets.ts";
+import { assertProperty } from "../helpers/property.ts";
 import { makeEngine, P } from "./engine-helpers.ts";
 
 const SLOT = 128;
@@ -63,7 +64,7 @@ function outcome(e: NatEngine, buf: Uint8Array, off: number, verdict: number): O
 
 describe("engine: batch prefetch", () => {
   it("gives exactly the verdicts and bytes of processing without it", () => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.array(batchArb, { minLength: 1, maxLength: 12 }), (batches) => {
         const withPrefetch = makeEngine({ maxFlows: 64 });
         const without = makeEngine({ maxFlows: 64 });
@@ -96,7 +97,7 @@ describe("engine: batch prefetch", () => {
           }
         }
       }),
-      { numRuns: 300 },
+      300,
     );
   });
 

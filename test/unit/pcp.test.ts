@@ -18,6 +18,7 @@ import {
 } from "../../src/portmap/pcp.ts";
 import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../src/portmap/server.ts";
 import { ip, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
+import { assertProperty } from "../helpers/property.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = ip("192.168.0.2");
@@ -308,7 +309,7 @@ describe("port-mapping server against arbitrary datagrams", () => {
           return b;
         }),
     );
-    fc.assert(
+    assertProperty(
       fc.property(datagram, fc.constantFrom(A, B, ip("10.0.0.1")), (msg, src) => {
         const r = svc.handle(msg, src);
         if (r === undefined) return;
@@ -316,7 +317,7 @@ describe("port-mapping server against arbitrary datagrams", () => {
         assert.ok((r[1] & 0x80) !== 0, "a response has the R bit / opcode + 128");
         assert.ok((msg[1] & 0x80) === 0, "responses are never answered");
       }),
-      { numRuns: 3000 },
+      3000,
     );
   });
 });
