@@ -86,7 +86,24 @@ export const D_BAD_ADDRESS = DROP_BASE + 25;
 export const D_ENGINE_ERROR = DROP_BASE + 26;
 /** A later fragment of a datagram whose first fragment was dropped. */
 export const D_FRAGMENT_OF_DROPPED = DROP_BASE + 27;
-export const DROP_LAST = D_FRAGMENT_OF_DROPPED;
+// Where a packet came from does not match its source (src/nat/engine.ts, arrival side).
+/** From the inside with a source on no inside network (BCP 38: nothing leaves spoofed). */
+export const D_SPOOFED_SOURCE = DROP_BASE + 28;
+/** From the outside with a source on an inside network: a forged inside host. */
+export const D_INSIDE_SOURCE_FROM_OUTSIDE = DROP_BASE + 29;
+/** From the outside, addressed straight to an inside address (routed, not translated). */
+export const D_INSIDE_ADDRESS_FROM_OUTSIDE = DROP_BASE + 30;
+// TCP tracking.
+/** A RST whose sequence number is outside the receiver's window (RFC 5961 §3): a blind reset. */
+export const D_TCP_RST_OUT_OF_WINDOW = DROP_BASE + 31;
+/** Inbound half-open connections at their limit, none old enough to evict. */
+export const D_HALF_OPEN_LIMIT = DROP_BASE + 32;
+// Quotas and buffers.
+/** The inside host holds its share of the protocol's outside ports (RFC 6888 REQ-4). */
+export const D_HOST_PORT_QUOTA = DROP_BASE + 33;
+/** The source holds its share of the held-fragment buffer. */
+export const D_FRAGMENT_SOURCE_BUDGET = DROP_BASE + 34;
+export const DROP_LAST = D_FRAGMENT_SOURCE_BUDGET;
 
 // Policy refusals (src/policy): allocated from the top of the drop range down, so other additions
 // counting up from DROP_LAST never collide with them.
@@ -99,8 +116,20 @@ export const D_HOST_RATE_LIMIT = 125;
 /** The gateway-wide new-flows-per-second limit was exceeded. */
 export const D_RATE_LIMIT = 124;
 
-/** Events use 0..DROP_BASE-1, drop reasons DROP_BASE..COUNTER_SLOTS-1. */
-export const COUNTER_SLOTS = 128;
+/** Drop reasons are DROP_BASE+1..DROP_END-1. */
+export const DROP_END = 128;
+
+// More events, after the drop reasons (0..DROP_BASE-1 is full).
+export const EVENTS2_BASE = DROP_END;
+/** Inbound half-open TCP flows evicted (oldest first) to make room under a SYN flood. */
+export const C_HALF_OPEN_EVICTED = EVENTS2_BASE;
+/** TCP three-way handshakes completed (SYN, SYN-ACK, then the ACK of the SYN-ACK). */
+export const C_TCP_HANDSHAKES = EVENTS2_BASE + 1;
+/** ICMP host-unreachable or TCP RST answers to inside hosts whose new flow found no port. */
+export const C_EXHAUSTION_REPLIES = EVENTS2_BASE + 2;
+
+/** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
+export const COUNTER_SLOTS = 192;
 
 const EVENT_NAMES: Record<number, string> = {
   [C_PACKETS]: "packets",
@@ -134,6 +163,9 @@ const EVENT_NAMES: Record<number, string> = {
   [C_ALG_SEGMENTS_CUT]: "alg_segments_cut",
   [C_ALG_REPLAYED]: "alg_replayed",
   [C_ALG_ERRORS]: "alg_errors",
+  [C_HALF_OPEN_EVICTED]: "half_open_evicted",
+  [C_TCP_HANDSHAKES]: "tcp_handshakes_completed",
+  [C_EXHAUSTION_REPLIES]: "exhaustion_replies",
 };
 
 const DROP_NAMES: Record<number, string> = {
@@ -156,6 +188,13 @@ const DROP_NAMES: Record<number, string> = {
   [D_BAD_ADDRESS]: "bad_address",
   [D_ENGINE_ERROR]: "engine_error",
   [D_FRAGMENT_OF_DROPPED]: "fragment_of_dropped",
+  [D_SPOOFED_SOURCE]: "spoofed_source",
+  [D_INSIDE_SOURCE_FROM_OUTSIDE]: "inside_source_from_outside",
+  [D_INSIDE_ADDRESS_FROM_OUTSIDE]: "inside_address_from_outside",
+  [D_TCP_RST_OUT_OF_WINDOW]: "tcp_rst_out_of_window",
+  [D_HALF_OPEN_LIMIT]: "half_open_limit",
+  [D_HOST_PORT_QUOTA]: "host_port_quota",
+  [D_FRAGMENT_SOURCE_BUDGET]: "fragment_source_budget",
   [D_FIREWALL_DROP]: "firewall_drop",
   [D_FIREWALL_REJECT]: "firewall_reject",
   [D_HOST_RATE_LIMIT]: "host_rate_limit",
@@ -169,7 +208,7 @@ export function dropReasonName(code: number): string {
 }
 
 export function isDropReason(code: number): boolean {
-  return code > DROP_BASE && code < COUNTER_SLOTS && DROP_NAMES[code] !== undefined;
+  return code > DROP_BASE && code < DROP_END && DROP_NAMES[code] !== undefined;
 }
 
 /** All counters by name: events as they are, drops as drop_<reason> (every reason, zero or not). */
@@ -177,7 +216,7 @@ export function namedCounters(c: Float64Array): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, name] of Object.entries(EVENT_NAMES)) out[name] = c[Number(k)];
   // Every named reason, also those allocated from the top of the range down (policy).
-  for (let d = DROP_BASE + 1; d < COUNTER_SLOTS; d++)
+  for (let d = DROP_BASE + 1; d < DROP_END; d++)
     if (DROP_NAMES[d] !== undefined) out[`drop_${dropReasonName(d)}`] = c[d];
   return out;
 }

@@ -89,6 +89,19 @@ export const REPLY = 2;
 /** The engine kept the packet (a fragment waiting for its first); nothing to send now. */
 export const HELD = 3;
 
+/**
+ * Where a packet came from. The datapath knows (one TUN device per side, fed by the host plan's
+ * rules on the arrival interface), and then a packet's side, not its source address, decides
+ * inside from outside: a frame from the Internet with an inside source is a forgery, a packet
+ * from the LAN with a foreign source is spoofed (BCP 38). Offline replay and most unit tests
+ * have no arrival side; there the source address decides, as a capture of one device shows.
+ */
+export const SIDE_BY_ADDRESS = 0;
+/** Arrived on an inside interface. */
+export const SIDE_INSIDE = 1;
+/** Arrived on the outside interface. */
+export const SIDE_OUTSIDE = 2;
+
 const FILTER_EIF = 0;
 const FILTER_ADF = 1;
 const FILTER_APDF = 2;
@@ -219,9 +232,16 @@ export class NatEngine {
   /**
    * Translates the IPv4 packet at buf[off, off+len) in place. `nowMs` is the caller's monotonic
    * clock. `l4Partial`: the TCP/UDP checksum holds a partial pseudo-header sum (virtio-net
-   * NEEDS_CSUM) rather than a full checksum.
+   * NEEDS_CSUM) rather than a full checksum. `side`: where the packet arrived (SIDE_*).
    */
-  process(buf: Uint8Array, off: number, len: number, nowMs: number, l4Partial = false): number {
+  process(
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    nowMs: number,
+    l4Partial = false,
+    side = SIDE_BY_ADDRESS,
+  ): number {
     const c = this.counters;
     c[C.C_PACKETS]++;
     this.nowMs = nowMs;
@@ -243,6 +263,15 @@ export class NatEngine {
     const proto = buf[off + 9];
     const src = readU32(buf, off + 12);
     const dst = readU32(buf, off + 16);
+    if (side !== SIDE_BY_ADDRESS) {
+      // Before anything else (fragments included): a forged packet must not match the state of
+      // a real one.
+      const fromInside = this.isInside(src);
+      if (side === SIDE_INSIDE) {
+        if (!fromInside) return this.drop(C.D_SPOOFED_SOURCE);
+      } else if (fromInside) return this.drop(C.D_INSIDE_SOURCE_FROM_OUTSIDE);
+      else if (this.isInside(dst) && this.outsideIndex(dst) < 0) return this.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
+    }
     const fragField = (buf[off + 6] << 8) | buf[off + 7];
     if ((fragField & 0x1fff) !== 0) return this.laterFragment(buf, off, total, proto, src, dst);
 
