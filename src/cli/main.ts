@@ -64,6 +64,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
       new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]),
     )
     .addOption(new Option("--log-format <format>", "log format").choices(["text", "json"]))
+    .option(
+      "--metrics <address:port>",
+      "serve Prometheus metrics over HTTP at http://<address:port>/metrics (e.g. 127.0.0.1:9753)",
+    )
+    .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
     .action(async (opts: RunFlags & { offload: boolean; rps: boolean }) => {
       const flags: RunFlags = { ...opts };
       // commander sets the --no-… options true by default; only an explicit flag overrides the file.

@@ -15,6 +15,7 @@ import {
 import type { FirewallRule } from "../policy/rules.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../portmap/server.ts";
+import { parseListen } from "./metrics-http.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -75,6 +76,8 @@ export interface RunConfig {
   /** Application-level gateways (`[alg]`): FTP, TFTP, IRC DCC, RTSP. */
   alg: AlgConfig;
   log: { level: LogLevel; format: LogFormat };
+  /** Prometheus scrape endpoint over TCP (`[metrics] listen`, --metrics); undefined: off. */
+  metrics: { listen?: string };
 }
 
 export const DEFAULT_CONTROL_SOCKET = "/run/masq/masq.sock";
@@ -106,6 +109,7 @@ export function defaultRunConfig(): RunConfig {
     portmap: defaultPortmapConfig(),
     alg: structuredClone(DEFAULT_ALG_CONFIG),
     log: { level: "info", format: "text" },
+    metrics: {},
   };
 }
 
@@ -224,6 +228,11 @@ const fileSchema = v.strictObject({
       third_party: v.optional(v.boolean()),
     }),
   ),
+  metrics: v.optional(
+    v.strictObject({
+      listen: v.optional(v.string('must be "address:port", e.g. "127.0.0.1:9753"')),
+    }),
+  ),
   log: v.optional(
     v.strictObject({
       level: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`)),
@@ -247,6 +256,10 @@ export interface RunFlags {
   rps?: boolean;
   logLevel?: string;
   logFormat?: string;
+  /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
+  metrics?: string;
+  /** --portmap: NAT-PMP and PCP on (as `[portmap] enabled = true`). */
+  portmap?: boolean;
 }
 
 /** Parse and validate TOML text; `source` names the file in errors. */
@@ -348,6 +361,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.alg) applyAlgConfig(c.alg, f.alg, src);
     if (f.log?.level !== undefined) c.log.level = f.log.level;
     if (f.log?.format !== undefined) c.log.format = f.log.format;
+    if (f.metrics?.listen !== undefined)
+      c.metrics.listen = checkListen(f.metrics.listen, `${src}: metrics.listen`);
   }
   if (flags.inside !== undefined)
     c.inside = flags.inside.flatMap((s) => s.split(",")).filter((s) => s !== "");
@@ -367,6 +382,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
   if (flags.rps !== undefined) c.rps = flags.rps;
+  if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
+  if (flags.portmap) c.portmap.enabled = true;
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -475,6 +492,15 @@ function checkTimeoutMinimums(t: NonNullable<FileConfig["timeouts"]>, src: strin
         `${value} s is below the RFC minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
       );
   }
+}
+
+function checkListen(text: string, where: string): string {
+  try {
+    parseListen(text);
+  } catch (err) {
+    throw new ConfigError(where, (err as Error).message);
+  }
+  return text.trim();
 }
 
 /** "61000-65534" or "61000" → range; errors name `where`. */

@@ -1,6 +1,6 @@
 // Prometheus metrics, read from the engine's and datapath's counters at scrape time (nothing is
 // counted twice and the hot path never touches prom-client).
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { EngineStats } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
 
@@ -17,6 +17,9 @@ export interface MetricsSource {
 
 export function createMetrics(source: MetricsSource): Registry {
   const registry = new Registry();
+  // The process itself (CPU, memory, event-loop lag, GC), under prom-client's standard names: the
+  // event-loop lag is the packet loop's, since one thread does both.
+  collectDefaultMetrics({ register: registry });
   new Counter({
     name: "masq_events_total",
     help: "Engine events (flows created, expired, translated packets ...)",
