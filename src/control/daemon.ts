@@ -1,9 +1,9 @@
 // `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
 import {
@@ -48,6 +48,7 @@ import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import type { ConnsReply, StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
+import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlError, ControlServer, type ControlSource } from "./server.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
@@ -113,6 +114,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let server: ControlServer | undefined;
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
+  let metricsListener: MetricsListener | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
     await portmap?.close();
@@ -126,6 +128,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     }
     tun?.close();
     await server?.close();
+    await metricsListener?.close();
     log.info({ why }, "masq stopped");
   };
 
@@ -171,6 +174,17 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
     });
+    if (cfg.metrics.listen !== undefined) {
+      const listen = parseListen(cfg.metrics.listen);
+      metricsListener = await MetricsListener.start(listen, metrics);
+      const url = `http://${cfg.metrics.listen}/metrics`;
+      if (isLoopback(listen.host)) log.info({ url }, "Prometheus metrics served");
+      else
+        log.warn(
+          { url },
+          "Prometheus metrics served beyond loopback: anyone who reaches this address sees the gateway's traffic counters",
+        );
+    }
     server = await ControlServer.start(cfg.controlSocket, {
       health: () => ({
         ok: true,
@@ -237,7 +251,13 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      // Listening for every signal, not once: a second Ctrl-C (or the SIGTERM a supervisor sends
+      // after the terminal's SIGINT) must not kill masq halfway through its undo, which would
+      // leave its rules, state file and socket behind.
+      if (stopping) {
+        log.info({ signal }, "already stopping");
+        return;
+      }
       stopping = true;
       teardown(signal).then(
         () => resolve(0),
@@ -247,8 +267,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         },
       );
     };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
     // A bug must not leave the host steered into a TUN nobody reads: undo, then exit non-zero.
     process.once("uncaughtException", (err) => {
       log.fatal({ err }, "uncaught exception");
@@ -339,7 +359,7 @@ async function startForwards(
   const registry = new ForwardRegistry({
     engine,
     publicAddresses: host.publicAddresses.map((a) => parseIPv4(a)!),
-    stateFile: join(cfg.stateDir, `forwards-${cfg.tun}.json`),
+    stateFile: forwardsStateFile(cfg, hostStateFile, log),
     ...(steer ? { steer } : {}),
   });
   for (const spec of cfg.forwards) {
@@ -354,6 +374,26 @@ async function startForwards(
   return registry;
 }
 
+/**
+ * Where the runtime forwards are kept: named like the host state file (TUN, namespace name and
+ * inode), so a masq in another namespace with the same TUN name never loads them, and they go
+ * with the namespace's other state files when it is gone. A file of the old name (TUN only) is
+ * taken over only in an unnamed namespace (a real gateway's own), where it can only be this one's.
+ */
+function forwardsStateFile(
+  cfg: RunConfig,
+  hostStateFile: string,
+  log: ReturnType<typeof createLogger>,
+): string {
+  const file = join(cfg.stateDir, `forwards-${basename(hostStateFile)}`);
+  const legacy = join(cfg.stateDir, `forwards-${cfg.tun}.json`);
+  if (currentNetnsName() === undefined && existsSync(legacy) && !existsSync(file)) {
+    renameSync(legacy, file);
+    log.info({ from: legacy, to: file }, "runtime forwards file renamed to its namespace's name");
+  }
+  return file;
+}
+
 /** The control socket's view of the forwards (masq forward add|del|list). */
 export function forwardsApi(
   registry: ForwardRegistry,
@@ -366,7 +406,11 @@ export function forwardsApi(
   return {
     list: () => {
       const pins = engine.pinList();
-      return { forwards: registry.views(pins), pins };
+      return {
+        forwards: registry.views(pins),
+        pins,
+        ...(registry.stateFile ? { stateFile: registry.stateFile } : {}),
+      };
     },
     add: async (body) => {
       const b = body as Partial<ForwardText> | null;

@@ -66,8 +66,11 @@ export class ControlServer {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections?.();
+    // Connections first: close() waits for every open one, and a client's keep-alive connection
+    // would hold masq's exit until whoever stops it gives up and kills it, socket file and all.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
     try {
       unlinkSync(this.socketPath);
     } catch {

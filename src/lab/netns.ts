@@ -520,12 +520,26 @@ function sleep(ms: number): Promise<void> {
 }
 
 let handlersInstalled = false;
+let signalsHandledByCaller = false;
+
+/**
+ * For a program that handles SIGINT/SIGTERM itself and destroys its labs in order (`masq lab`
+ * stops masq with SIGTERM first, so masq undoes its host setup and removes its files): the labs'
+ * emergency teardown then leaves signals alone; it still runs when the process exits.
+ */
+export function handleSignalsInCaller(): void {
+  signalsHandledByCaller = true;
+}
 
 /** On SIGINT/SIGTERM or exit, destroy every live lab synchronously, then let the process end. */
 function installExitHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (signalsHandledByCaller) {
+      process.once(signal, onSignal);
+      return;
+    }
     for (const lab of [...liveLabs]) lab.destroySync();
     process.exit(signal === "SIGINT" ? 130 : 143);
   };
