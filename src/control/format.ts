@@ -122,6 +122,8 @@ export interface ForwardsReply {
   forwards: ForwardView[];
   /** Every pinned mapping (forwards' ports, NAT-PMP/PCP mappings, ALG expectations). */
   pins: PinView[];
+  /** Where the runtime forwards (SOURCE runtime) are kept across restarts. */
+  stateFile?: string;
 }
 
 /** `masq forward list`: the forwards, then every pinned mapping with its origin. */
@@ -134,6 +136,7 @@ export function formatForwards(reply: ForwardsReply): string {
       rows.push([String(f.id), f.protocol, f.outside, f.inside, f.remote, f.source, String(f.flows), f.note]);
     out += `${table(rows)}\n`;
   }
+  if (reply.stateFile) out += `runtime forwards are kept in ${reply.stateFile}\n`;
   if (reply.pins.length > 0) out += `\nmappings:\n${formatPins(reply.pins)}`;
   return out;
 }

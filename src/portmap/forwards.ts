@@ -178,6 +178,11 @@ export class ForwardRegistry {
   /** Serializes changes: each one may wait for `ip rule`, and two must not interleave. */
   private queue: Promise<unknown> = Promise.resolve();
 
+  /** The file the runtime forwards are kept in, if any. */
+  get stateFile(): string | undefined {
+    return this.opts.stateFile;
+  }
+
   constructor(private readonly opts: ForwardRegistryOptions) {
     if (opts.publicAddresses.length === 0) throw new Error("forwards: no public address");
   }
