@@ -61,6 +61,8 @@ export interface RunConfig {
   limits: {
     maxFlows: number;
     maxFlowsPerHost: number;
+    /** Outside ports one inside host may hold per protocol; 0: the default share of the range. */
+    maxPortsPerHost: number;
     maxHosts: number;
     /** New flows per second per inside host, and for the whole gateway (0: no limit). */
     newFlowsPerSecPerHost: number;
@@ -97,6 +99,7 @@ export function defaultRunConfig(): RunConfig {
     limits: {
       maxFlows: 262_144,
       maxFlowsPerHost: 8192,
+      maxPortsPerHost: 0,
       maxHosts: 4096,
       newFlowsPerSecPerHost: 0,
       newFlowsPerSec: 0,
@@ -199,6 +202,14 @@ const fileSchema = v.strictObject({
     v.strictObject({
       max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
       max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+      max_ports_per_host: v.optional(
+        v.pipe(
+          v.number(),
+          v.integer("must be a whole number of ports"),
+          v.minValue(1, "must be at least 1"),
+          v.maxValue(65_535, "must be at most 65535"),
+        ),
+      ),
       max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
       new_flows_per_sec_per_host: v.optional(perSecond),
       new_flows_per_sec: v.optional(perSecond),
@@ -310,6 +321,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (l) {
       if (l.max_flows !== undefined) c.limits.maxFlows = l.max_flows;
       if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
+      if (l.max_ports_per_host !== undefined) c.limits.maxPortsPerHost = l.max_ports_per_host;
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
       if (l.new_flows_per_sec_per_host !== undefined)
         c.limits.newFlowsPerSecPerHost = l.new_flows_per_sec_per_host;

@@ -51,6 +51,11 @@ export interface EngineConfig {
   maxMappings: number;
   /** Per inside host (RFC 6888 REQ-4). */
   maxFlowsPerHost: number;
+  /**
+   * Outside ports (mappings) one inside host may hold per protocol (RFC 6888 REQ-4); 0: each
+   * protocol's default share of its range (src/nat/port-quota.ts, a quarter, at least 64).
+   */
+  maxPortsPerHost: number;
   /** Distinct inside hosts tracked at once. */
   maxHosts: number;
   /** Fragments held while waiting for the first fragment of their datagram (RFC 4787 REQ-14). */
@@ -129,6 +134,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxFlows,
     maxMappings: Math.max(1024, Math.ceil(maxFlows / 2)),
     maxFlowsPerHost: 8192,
+    maxPortsPerHost: 0,
     maxHosts: 4096,
     maxHeldFragments: 256,
     maxHeldFragmentBytes: 256 * 1024,

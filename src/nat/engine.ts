@@ -21,6 +21,7 @@ import { buildTcpReset } from "../policy/reject.ts";
 import { ACT_DROP, ACT_REJECT, DIR_INBOUND, DIR_OUTBOUND, NO_RULE, RuleSet } from "../policy/rules.ts";
 import type { EngineConfig } from "./config.ts";
 import * as C from "./counters.ts";
+import { ExhaustionAnswers } from "./exhaustion.ts";
 import {
   D_BYTES_IN,
   D_BYTES_OUT,
@@ -73,6 +74,7 @@ import {
 } from "./mapping-table.ts";
 import { type Pin, PinRegistry } from "./pins.ts";
 import { NO_PORT, PortAllocator } from "./port-allocator.ts";
+import { PortQuota } from "./port-quota.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { TimerWheel } from "./timer-wheel.ts";
@@ -115,6 +117,9 @@ export class NatEngine {
   readonly flowTable: FlowTable;
   readonly mappingTable: MappingTable;
   readonly hostTable: HostTable;
+  /** Outside ports per inside host and protocol (RFC 6888 REQ-4). */
+  readonly portQuota: PortQuota;
+  private readonly answers: ExhaustionAnswers;
   private readonly wheel: TimerWheel;
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
@@ -186,6 +191,8 @@ export class NatEngine {
     this.flowTable = new FlowTable(config.maxFlows, allocate, config.hashSeed);
     this.mappingTable = new MappingTable(config.maxMappings, allocate, config.hashSeed);
     this.hostTable = new HostTable(config.maxHosts, config.hashSeed);
+    this.portQuota = new PortQuota(this.hostTable, config.maxMappings, config.ports, config.maxPortsPerHost);
+    this.answers = new ExhaustionAnswers(this.hostTable);
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.fragments = new FragmentTracker(
@@ -270,7 +277,8 @@ export class NatEngine {
       if (side === SIDE_INSIDE) {
         if (!fromInside) return this.drop(C.D_SPOOFED_SOURCE);
       } else if (fromInside) return this.drop(C.D_INSIDE_SOURCE_FROM_OUTSIDE);
-      else if (this.isInside(dst) && this.outsideIndex(dst) < 0) return this.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
+      else if (this.isInside(dst) && this.outsideIndex(dst) < 0)
+        return this.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
     }
     const fragField = (buf[off + 6] << 8) | buf[off + 7];
     if ((fragField & 0x1fff) !== 0) return this.laterFragment(buf, off, total, proto, src, dst);
@@ -488,7 +496,7 @@ export class NatEngine {
           if (v >= 0) return v;
         }
         f = this.createOutbound(proto, src, sport, dst, dport);
-        if (f < 0) return this.drop(-f);
+        if (f < 0) return this.refuse(b, off, total, src, -f);
       }
       const base = f * FLOW_WORDS;
       const u = this.flowTable.u32;
@@ -542,7 +550,7 @@ export class NatEngine {
           if (v >= 0) return v;
         }
         f = this.createOutbound(IPPROTO_ICMP, src, id, dst, 0);
-        if (f < 0) return this.drop(-f);
+        if (f < 0) return this.refuse(b, off, total, src, -f);
       }
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
@@ -609,6 +617,9 @@ export class NatEngine {
       if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
       const addrIdx = this.pairedAddressIndex(inAddr);
       const ports = this.portsFor(proto);
+      // Exhaustion first: with the range gone, that is what every host meets, whatever its share.
+      if (ports.free[addrIdx] === 0) return -C.D_PORTS_EXHAUSTED;
+      if (!this.portQuota.allows(host, proto)) return -C.D_HOST_PORT_QUOTA;
       const outPort = ports.allocate(addrIdx, inPort, this.config.portParity);
       if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
       if (outPort === inPort) this.counters[C.C_PORTS_PRESERVED]++;
@@ -622,6 +633,9 @@ export class NatEngine {
           ((this.flowTable.outsideHash(proto, outAddr, outPort, remAddr, remPort) & fi.mask) << 1) + 1
         ];
       m = mt.add(proto, inAddr, inPort, outAddr, outPort);
+      // The host's record exists (or can be made: the table was checked above) from its first
+      // mapping on, so the port is counted against it.
+      this.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(inAddr), proto);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
     const f = this.addFlow(m, proto, remAddr, remPort, 0);
@@ -665,6 +679,31 @@ export class NatEngine {
       return REPLY;
     }
     return this.buildReject(b, off, total);
+  }
+
+  /**
+   * A new outbound flow was refused for `reason`: dropped and counted; when it was refused for
+   * want of a mapping (the host's share, the range or the mapping table used up), the host is
+   * answered (RFC 6888 REQ-11, src/nat/exhaustion.ts), within the answers' rate limits.
+   */
+  private refuse(b: Uint8Array, off: number, total: number, src: number, reason: number): number {
+    const v = this.drop(reason);
+    if (reason !== C.D_HOST_PORT_QUOTA && reason !== C.D_PORTS_EXHAUSTED && reason !== C.D_MAPPING_TABLE_FULL)
+      return v;
+    const n = this.answers.build(
+      this.replyBuf,
+      b,
+      off,
+      total,
+      this.hostTable.find(src),
+      this.hopAddress,
+      this.nowMs,
+    );
+    if (n === 0) return v;
+    this.outLen = n;
+    this.counters[C.C_REPLIES]++;
+    this.counters[C.C_EXHAUSTION_REPLIES]++;
+    return REPLY;
   }
 
   // ---------------------------------------------------------------- inbound
@@ -919,6 +958,7 @@ export class NatEngine {
     const outAddr = mt.u32[mb + M_OUT_ADDR];
     const idx = this.outsideIndex(outAddr);
     if (idx >= 0) this.portsFor(mt.proto[m]).release(idx, mt.u32[mb + M_PORTS] & 0xffff);
+    this.portQuota.release(m, mt.proto[m]);
     mt.remove(m);
     this.counters[C.C_MAPPINGS_EXPIRED]++;
   }
@@ -1151,6 +1191,17 @@ export class NatEngine {
         };
     } else {
       if (mt.count >= mt.capacity) return { error: "mapping table full" };
+      // A mapping the host asked for itself (port mapping protocols, ALG expectations) counts
+      // against its share of the ports like any other; the administrator's forwards do not.
+      const counted = req.hostQuota !== false;
+      const ht = this.hostTable;
+      const host = counted ? ht.find(req.inAddr) : NO_HOST;
+      if (counted && !this.portQuota.allows(host, proto))
+        return {
+          error: `${formatIpv4(req.inAddr)} holds its share of ${req.proto} ports (limits.max_ports_per_host)`,
+          quota: true,
+        };
+      if (counted && host === NO_HOST && ht.count >= ht.capacity) return { error: "host table full" };
       const addrIdx =
         req.outAddr === undefined ? this.pairedAddressIndex(req.inAddr) : this.outsideIndex(req.outAddr);
       if (addrIdx < 0) return { error: `${formatIpv4(req.outAddr ?? 0)} is not a public address of masq` };
@@ -1168,6 +1219,7 @@ export class NatEngine {
         if (outPort === NO_PORT) return { error: `no free ${req.proto} port on ${formatIpv4(outAddr)}` };
       }
       m = mt.add(proto, req.inAddr, req.inPort, outAddr, outPort);
+      if (counted) this.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(req.inAddr), proto);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
     const pin = this.pins.add({
@@ -1323,6 +1375,12 @@ export interface PinRequest {
   oneShot?: boolean;
   origin: string;
   note?: string;
+  /**
+   * Whether a mapping this pin creates counts against the inside host's port quota (default yes:
+   * the host asked for it, through NAT-PMP/PCP or an ALG). A forward, the administrator's own
+   * decision, passes false.
+   */
+  hostQuota?: boolean;
 }
 
 /**
@@ -1354,7 +1412,10 @@ export interface AlgHook {
   quotedSeq(f: number, segmentOutbound: boolean, seq: number): number;
 }
 
-export type PinResult = { id: number; outAddr: number; outPort: number } | { error: string };
+export type PinResult =
+  | { id: number; outAddr: number; outPort: number }
+  /** `quota`: refused because the host holds its share of the ports. */
+  | { error: string; quota?: boolean };
 
 export function prefixMask(len: number): number {
   return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;

@@ -137,7 +137,12 @@ describe("timeouts on a fake clock", () => {
   });
 
   it("expires many flows over time without scanning, within a bounded amount of work per call", () => {
-    const e = makeEngine({ maxFlows: 20_000, maxMappings: 20_000, maxFlowsPerHost: 20_000 });
+    const e = makeEngine({
+      maxFlows: 20_000,
+      maxMappings: 20_000,
+      maxFlowsPerHost: 20_000,
+      maxPortsPerHost: 4000,
+    });
     for (let i = 0; i < 10_000; i++)
       run(e, udp({ src: A, dst: REMOTE, sport: 1024 + (i % 4000), dport: 1 + Math.floor(i / 4000) }), 1000);
     assert.equal(e.stats().flows, 10_000);
