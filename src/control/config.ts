@@ -232,6 +232,11 @@ const fileSchema = v.strictObject({
       max_per_host: v.optional(
         v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
       ),
+      max_mappings: v.optional(
+        v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
+      ),
+      require_neighbour: v.optional(v.boolean()),
+      allowed_hosts: v.optional(v.array(v.string(), "must be a list of addresses or prefixes")),
       third_party: v.optional(v.boolean()),
     }),
   ),
@@ -350,6 +355,12 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       if (pm.min_lifetime !== undefined) P.minLifetime = pm.min_lifetime;
       if (pm.max_lifetime !== undefined) P.maxLifetime = pm.max_lifetime;
       if (pm.max_per_host !== undefined) P.maxPerHost = pm.max_per_host;
+      if (pm.max_mappings !== undefined) P.maxMappings = pm.max_mappings;
+      if (pm.require_neighbour !== undefined) P.requireNeighbour = pm.require_neighbour;
+      if (pm.allowed_hosts !== undefined)
+        P.allowedHosts = pm.allowed_hosts.map((h, i) =>
+          prefixNumbers(h, `${src}: portmap.allowed_hosts.${i}`),
+        );
       if (pm.third_party !== undefined) P.thirdParty = pm.third_party;
       if (P.minLifetime > P.maxLifetime)
         throw new ConfigError(
@@ -413,12 +424,7 @@ function firewallRule(r: v.InferOutput<typeof ruleSchema>, where: string): Firew
   const rule: FirewallRule = { direction: r.direction, action: r.action };
   if (r.name !== undefined) rule.name = r.name;
   if (r.protocol !== undefined) rule.protocol = r.protocol;
-  const prefix = (text: string, key: string) => {
-    const p = checkPrefix(text, `${where}.${key}`);
-    const [addr, len] = p.split("/");
-    const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
-    return { addr: n, len: Number(len) };
-  };
+  const prefix = (text: string, key: string) => prefixNumbers(text, `${where}.${key}`);
   if (r.source !== undefined) rule.source = prefix(r.source, "source");
   if (r.destination !== undefined) rule.destination = prefix(r.destination, "destination");
   for (const [key, value] of [
@@ -519,6 +525,12 @@ export function checkAddress(text: string, where: string): string {
   )
     throw new ConfigError(where, `${JSON.stringify(text)} is not an IPv4 address or a /24../32 prefix`);
   return s;
+}
+
+/** An IPv4 prefix (or a bare address, /32) as numbers; errors name `where`. */
+function prefixNumbers(text: string, where: string): { addr: number; len: number } {
+  const [addr, len] = checkPrefix(text, where).split("/");
+  return { addr: addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0), len: Number(len) };
 }
 
 /** An IPv4 prefix "a.b.c.d/len" (a bare address means /32). */
