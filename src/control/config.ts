@@ -8,6 +8,7 @@ import {
   type AlgConfig,
   type AlgName,
   DEFAULT_ALG_CONFIG,
+  DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_TIMEOUTS,
   type Filtering,
   type Timeouts,
@@ -64,6 +65,8 @@ export interface RunConfig {
     /** Outside ports one inside host may hold per protocol; 0: the default share of the range. */
     maxPortsPerHost: number;
     maxHosts: number;
+    /** Bytes of fragments held for their first fragment (src/nat/fragment-store.ts). */
+    fragmentBufferBytes: number;
     /** New flows per second per inside host, and for the whole gateway (0: no limit). */
     newFlowsPerSecPerHost: number;
     newFlowsPerSec: number;
@@ -101,6 +104,7 @@ export function defaultRunConfig(): RunConfig {
       maxFlowsPerHost: 8192,
       maxPortsPerHost: 0,
       maxHosts: 4096,
+      fragmentBufferBytes: DEFAULT_FRAGMENT_BUFFER_BYTES,
       newFlowsPerSecPerHost: 0,
       newFlowsPerSec: 0,
     },
@@ -211,6 +215,14 @@ const fileSchema = v.strictObject({
         ),
       ),
       max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+      fragment_buffer_bytes: v.optional(
+        v.pipe(
+          v.number(),
+          v.integer("must be a whole number of bytes"),
+          v.minValue(65_536, "must be at least 65536 (64 KiB)"),
+          v.maxValue(268_435_456, "must be at most 268435456 (256 MiB)"),
+        ),
+      ),
       new_flows_per_sec_per_host: v.optional(perSecond),
       new_flows_per_sec: v.optional(perSecond),
     }),
@@ -328,6 +340,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
       if (l.max_ports_per_host !== undefined) c.limits.maxPortsPerHost = l.max_ports_per_host;
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
+      if (l.fragment_buffer_bytes !== undefined) c.limits.fragmentBufferBytes = l.fragment_buffer_bytes;
       if (l.new_flows_per_sec_per_host !== undefined)
         c.limits.newFlowsPerSecPerHost = l.new_flows_per_sec_per_host;
       if (l.new_flows_per_sec !== undefined) c.limits.newFlowsPerSec = l.new_flows_per_sec;

@@ -29,6 +29,7 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
     maxPortsPerHost: cfg.limits.maxPortsPerHost,
     maxHosts: cfg.limits.maxHosts,
+    maxHeldFragmentBytes: cfg.limits.fragmentBufferBytes,
     firewall: cfg.firewall,
     newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
     newFlowsPerSec: cfg.limits.newFlowsPerSec,

@@ -53,7 +53,15 @@ import {
   STATE_SYN_SENT,
   STATE_TIME_WAIT,
 } from "./flow-table.ts";
-import { FRAG_DROP, FRAG_FORWARD, FragmentTracker } from "./fragments.ts";
+import {
+  CLASS_INSIDE,
+  CLASS_OUTSIDE,
+  FRAG_DROP,
+  FRAG_FORWARD,
+  FragmentTracker,
+  HOLD_OK,
+  HOLD_SOURCE_BUDGET,
+} from "./fragments.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
 import {
   buildEchoReply,
@@ -165,8 +173,10 @@ export class NatEngine {
   readonly replyBuf = new Uint8Array(65536);
   /** The application-level gateways; each flow's is decided when it is made (F_ALG). */
   private alg: AlgHook | null = null;
-  /** Packets released by the engine outside the call that caused them (held fragments). */
-  private readonly pending: Uint8Array[] = [];
+  /** The rewrite of the datagram whose held fragments are being released (see firstFragment). */
+  private releaseSrc = 0;
+  private releaseDst = 0;
+  private readonly applyReleased: (b: Uint8Array, off: number) => boolean;
   private readonly prefetchHashes = new Uint32Array(1024);
   private readonly prefetchSides = new Uint8Array(1024);
   /**
@@ -198,9 +208,10 @@ export class NatEngine {
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
-      config.maxHeldFragments,
       config.maxHeldFragmentBytes,
+      config.hashSeed,
     );
+    this.applyReleased = (b, off) => this.applyFragment(b, off, this.releaseSrc, this.releaseDst) === FORWARD;
     const n = config.outside.length;
     const seed = config.portSeed >>> 0;
     this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1);
@@ -312,7 +323,17 @@ export class NatEngine {
       }
       if ((fragField & IP_MF) !== 0) this.firstFragment(buf, off, proto, src, dst, fragField);
     } else if (verdict === DROP && (fragField & IP_MF) !== 0) {
-      this.fragments.record(src, dst, proto, readU16(buf, off + 4), FRAG_DROP, 0, 0, this.nowSec);
+      this.fragments.record(
+        this.fragmentClass(src),
+        src,
+        dst,
+        proto,
+        readU16(buf, off + 4),
+        FRAG_DROP,
+        0,
+        0,
+        this.nowSec,
+      );
     }
     return verdict;
   }
@@ -395,13 +416,16 @@ export class NatEngine {
     this.prefetchSink = acc;
   }
 
-  /** Packets released by the engine since the last call (held fragments); undefined when none. */
+  /**
+   * Packets released by the engine since the last call (held fragments); undefined when none. The
+   * view is valid until the next call to process(): send it at once.
+   */
   takePending(): Uint8Array | undefined {
-    return this.pending.shift();
+    return this.fragments.store.takePending();
   }
 
   get pendingCount(): number {
-    return this.pending.length;
+    return this.fragments.store.pendingCount;
   }
 
   /** Advances the clock and expires flows; call about once a second when no packets flow. */
@@ -1082,16 +1106,22 @@ export class NatEngine {
     const id = readU16(b, off + 4);
     const newSrc = readU32(b, off + 12);
     const newDst = readU32(b, off + 16);
-    this.fragments.record(src, dst, proto, id, FRAG_FORWARD, newSrc, newDst, this.nowSec);
-    const held = this.fragments.takeHeld(src, dst, proto, id);
-    if (held === null) return;
-    for (const h of held) {
-      const v = this.applyFragment(h.data, 0, newSrc, newDst);
-      if (v === FORWARD) {
-        this.pending.push(h.data);
-        this.counters[C.C_FRAGMENTS_RELEASED]++;
-      }
+    const fr = this.fragments;
+    fr.record(this.fragmentClass(src), src, dst, proto, id, FRAG_FORWARD, newSrc, newDst, this.nowSec);
+    this.releaseSrc = newSrc;
+    this.releaseDst = newDst;
+    this.counters[C.C_FRAGMENTS_RELEASED] += fr.takeHeld(src, dst, proto, id, this.applyReleased);
+    const lost = fr.store.droppedOnRelease;
+    if (lost > 0) {
+      // Released faster than the caller took them: gone, counted.
+      this.counters[C.D_FRAGMENT_BUFFER_FULL] += lost;
+      this.counters[C.C_DROPPED] += lost;
     }
+  }
+
+  /** Inside sources' fragments are kept apart from outside ones (fragments.ts). */
+  private fragmentClass(src: number): number {
+    return this.isInside(src) ? CLASS_INSIDE : CLASS_OUTSIDE;
   }
 
   private laterFragment(
@@ -1104,11 +1134,21 @@ export class NatEngine {
   ): number {
     const id = readU16(b, off + 4);
     const fr = this.fragments;
-    const i = fr.find(src, dst, proto, id);
+    const cls = this.fragmentClass(src);
+    const i = fr.find(cls, src, dst, proto, id);
     if (i < 0) {
-      if (!fr.hold(src, dst, proto, id, b, off, total, this.nowSec))
-        return this.drop(C.D_FRAGMENT_BUFFER_FULL);
-      this.counters[C.C_FRAGMENTS_HELD]++;
+      const held = fr.hold(cls, src, dst, proto, id, b, off, total, this.nowSec);
+      // Fragments pushed out to make room are drops of their own: the source's own oldest when
+      // it holds its share, its class's oldest when the class is full.
+      const c = this.counters;
+      const bySource = fr.store.evictedBySource;
+      const byClass = fr.store.evictedByClass;
+      c[C.D_FRAGMENT_SOURCE_BUDGET] += bySource;
+      c[C.D_FRAGMENT_BUFFER_FULL] += byClass;
+      c[C.C_DROPPED] += bySource + byClass;
+      if (held === HOLD_SOURCE_BUDGET) return this.drop(C.D_FRAGMENT_SOURCE_BUDGET);
+      if (held !== HOLD_OK) return this.drop(C.D_FRAGMENT_BUFFER_FULL);
+      c[C.C_FRAGMENTS_HELD]++;
       return HELD;
     }
     if (fr.actionAt(i) === FRAG_DROP) return this.drop(C.D_FRAGMENT_OF_DROPPED);
@@ -1348,7 +1388,8 @@ export class NatEngine {
       flows: this.flowTable.count,
       mappings: this.mappingTable.count,
       hosts: this.hostTable.count,
-      heldFragments: this.fragments.held.length,
+      heldFragments: this.fragments.store.count,
+      heldFragmentBytes: this.fragments.store.heldBytes,
       capacity: {
         flows: this.flowTable.capacity,
         mappings: this.mappingTable.capacity,

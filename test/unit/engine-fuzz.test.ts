@@ -123,7 +123,7 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
     maxMappings: 48,
     maxFlowsPerHost: 16,
     maxPortsPerHost: 6,
-    maxHeldFragments: 4,
+    maxHeldFragmentBytes: 4096,
     filtering: "endpoint-independent",
     hashSeed,
   });
@@ -185,7 +185,7 @@ describe("fuzz: hostile input", () => {
         [held, 0],
         [malformed, 30_000],
       ]);
-    const e = makeEngine({ mode: "interface", maxHeldFragments: 4 });
+    const e = makeEngine({ mode: "interface", maxHeldFragmentBytes: 4096 });
     const buf = new Uint8Array(100);
     buf.set(held);
     assert.equal(e.process(buf, 0, held.length, 1000), HELD);
