@@ -16,7 +16,7 @@
 // The memory is preallocated (at the first fragment held) and the packet path allocates nothing:
 // a fragment is copied into a chain of chunks, and when its first fragment comes, into a release
 // area the caller drains after each call (takePending).
-import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+import { AddressIndex } from "./address-index.ts";
 
 const CHUNK_SHIFT = 9;
 export const FRAGMENT_CHUNK = 1 << CHUNK_SHIFT;
@@ -70,8 +70,7 @@ export class FragmentStore {
   private readonly sourceChunks: Int32Array;
   private readonly sourceHead: Int32Array;
   private readonly sourceTail: Int32Array;
-  private readonly sourceIndex: HashIndex;
-  private readonly seed: number;
+  private readonly sourceIndex: AddressIndex;
   private freeSource = 0;
 
   // Released fragments waiting for the caller: copies in one area, with a queue of (offset, length).
@@ -119,8 +118,7 @@ export class FragmentStore {
     this.sourceHead = new Int32Array(n);
     this.sourceTail = new Int32Array(n);
     for (let i = 0; i < n; i++) this.sourceHead[i] = i + 1 < n ? i + 1 : NONE;
-    this.sourceIndex = new HashIndex(n);
-    this.seed = randomSeed(hashSeed, 5);
+    this.sourceIndex = new AddressIndex(this.sourceAddr, hashSeed, 5);
     // Enough for everything one source may hold, released at once, and then some.
     this.releaseBytes = Math.max(this.sourceLimit[CLASS_INSIDE] * FRAGMENT_CHUNK * 2, 128 * 1024);
     this.queue = new Uint32Array(2 * n);
@@ -154,19 +152,8 @@ export class FragmentStore {
     return this.queued;
   }
 
-  private hash(addr: number): number {
-    return hashTuple(this.seed, 0, addr, 0, 0, 0);
-  }
-
   private findSource(addr: number): number {
-    const h = this.hash(addr);
-    const s = this.sourceIndex.slots;
-    const mask = this.sourceIndex.mask;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const ref = s[2 * i + 1];
-      if (ref === 0) return NONE;
-      if (s[2 * i] === h && this.sourceAddr[ref - 1] === addr) return ref - 1;
-    }
+    return this.sourceIndex.find(addr);
   }
 
   private addSource(addr: number): number {
@@ -176,12 +163,12 @@ export class FragmentStore {
     this.sourceChunks[r] = 0;
     this.sourceHead[r] = NONE;
     this.sourceTail[r] = NONE;
-    this.sourceIndex.insert(this.hash(addr), r + 1);
+    this.sourceIndex.insert(addr, r);
     return r;
   }
 
   private removeSource(r: number): void {
-    this.sourceIndex.remove(this.hash(this.sourceAddr[r]), r + 1);
+    this.sourceIndex.remove(this.sourceAddr[r], r);
     this.sourceHead[r] = this.freeSource;
     this.freeSource = r;
   }

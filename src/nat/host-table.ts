@@ -1,7 +1,7 @@
 // Per-inside-host accounting (RFC 6888 REQ-4: limits per subscriber), so one host cannot take the
 // whole flow table or a protocol's outside ports. A host's record lives while it has flows or holds
 // outside ports (a pinned mapping holds its port without flows).
-import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+import { AddressIndex } from "./address-index.ts";
 
 export const NO_HOST = -1;
 
@@ -21,14 +21,12 @@ export class HostTable {
   readonly answerTokens: Float64Array;
   readonly answerStamps: Float64Array;
   private readonly next: Uint32Array;
-  private readonly index: HashIndex;
-  private readonly seed: number;
+  private readonly index: AddressIndex;
   private freeHead: number;
   count = 0;
 
   constructor(capacity: number, hashSeed = 0) {
     this.capacity = capacity;
-    this.seed = randomSeed(hashSeed, 3);
     this.addr = new Uint32Array(capacity);
     this.flows = new Uint32Array(capacity);
     this.ports = new Uint32Array(capacity * PORT_SLOTS);
@@ -37,7 +35,7 @@ export class HostTable {
     this.answerTokens = new Float64Array(capacity);
     this.answerStamps = new Float64Array(capacity);
     this.next = new Uint32Array(capacity);
-    this.index = new HashIndex(capacity);
+    this.index = new AddressIndex(this.addr, hashSeed, 3);
     for (let i = 0; i < capacity; i++) this.next[i] = i + 2 <= capacity ? i + 2 : 0;
     this.freeHead = capacity > 0 ? 1 : 0;
   }
@@ -48,19 +46,8 @@ export class HostTable {
     );
   }
 
-  private hash(addr: number): number {
-    return hashTuple(this.seed, 0, addr, 0, 0, 0);
-  }
-
   find(addr: number): number {
-    const h = this.hash(addr);
-    const s = this.index.slots;
-    const mask = this.index.mask;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const ref = s[2 * i + 1];
-      if (ref === 0) return NO_HOST;
-      if (s[2 * i] === h && this.addr[ref - 1] === addr) return ref - 1;
-    }
+    return this.index.find(addr);
   }
 
   /** The host's record, created if needed; NO_HOST when the table is full. */
@@ -77,7 +64,7 @@ export class HostTable {
     // A new host's buckets start full.
     this.tokenStamps[i] = -1;
     this.answerStamps[i] = -1;
-    this.index.insert(this.hash(addr), i + 1);
+    this.index.insert(addr, i);
     this.count++;
     return i;
   }
@@ -102,7 +89,7 @@ export class HostTable {
     if (this.flows[i] !== 0) return;
     const p = i * PORT_SLOTS;
     for (let s = 0; s < PORT_SLOTS; s++) if (this.ports[p + s] !== 0) return;
-    this.index.remove(this.hash(this.addr[i]), i + 1);
+    this.index.remove(this.addr[i], i);
     this.next[i] = this.freeHead;
     this.freeHead = i + 1;
     this.count--;

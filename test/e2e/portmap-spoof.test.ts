@@ -53,6 +53,17 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
     return Number(r.stdout.trim());
   }
 
+  /** The 75 forged sources' requests; returns how many were sent once the server has seen them. */
+  async function forgedRequests(): Promise<number> {
+    const before0 = (await portmapStats()).natpmp_requests ?? 0;
+    const { first, count, per } = FORGED;
+    const sent = await forge("natpmp", GW, "192.168.0", String(first), String(count), String(per));
+    assert.equal(sent, count * per);
+    // Some may be lost on the way under the burst; most must be seen.
+    await requestsCounted(before0 + sent * 0.9);
+    return sent;
+  }
+
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), "masqspoof-"));
     net = await buildMasqNetwork({ prefix: "masqspoof", mode: "interface" });
@@ -72,18 +83,7 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
   });
 
   it("75 forged sources get no mapping (refused, counted); natpmpc from A-box itself still maps at once", async () => {
-    const before0 = (await portmapStats()).natpmp_requests ?? 0;
-    const sent = await forge(
-      "natpmp",
-      GW,
-      "192.168.0",
-      String(FORGED.first),
-      String(FORGED.count),
-      String(FORGED.per),
-    );
-    assert.equal(sent, FORGED.count * FORGED.per);
-    // Some may be lost on the way under the burst; most must have been seen, and none mapped.
-    await requestsCounted(before0 + sent * 0.9);
+    const sent = await forgedRequests();
     const pm = await portmapStats();
     assert.equal((await natpmpPins()).length, 0, "no forged source got a mapping");
     assert.ok((pm.refused_not_neighbour ?? 0) >= sent * 0.9, JSON.stringify(pm));
@@ -115,16 +115,7 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
     );
     const neigh = await net.lab.run(net.gate.ns, ["ip", "-4", "neigh", "show", "dev", net.gate.lan]);
     assert.ok(neigh.includes("192.168.0.174 lladdr"), `the gateway believed the forged ARP: ${neigh}`);
-    const before0 = (await portmapStats()).natpmp_requests ?? 0;
-    const sent = await forge(
-      "natpmp",
-      GW,
-      "192.168.0",
-      String(FORGED.first),
-      String(FORGED.count),
-      String(FORGED.per),
-    );
-    await requestsCounted(before0 + sent * 0.9);
+    const sent = await forgedRequests();
     const pins = await natpmpPins();
     assert.equal(pins.length, PER_HOST, "A-box's own mapping and the forged ones: one quota");
     const pm = await portmapStats();
