@@ -698,11 +698,32 @@ export class NatEngine {
     this.counters[C.D_FIREWALL_REJECT]++;
     this.counters[C.C_DROPPED]++;
     this.counters[C.C_REPLIES]++;
+    this.refusedDatagram(b, off);
     if (proto === IPPROTO_TCP) {
       this.outLen = buildTcpReset(this.replyBuf, b, off, total);
       return REPLY;
     }
     return this.buildReject(b, off, total);
+  }
+
+  /**
+   * A first fragment refused with an answer (REPLY, so process() does not see a DROP): its later
+   * fragments go the same way at once instead of waiting in the buffer for nothing.
+   */
+  private refusedDatagram(b: Uint8Array, off: number): void {
+    if ((readU16(b, off + 6) & IP_MF) === 0) return;
+    const src = readU32(b, off + 12);
+    this.fragments.record(
+      this.fragmentClass(src),
+      src,
+      readU32(b, off + 16),
+      b[off + 9],
+      readU16(b, off + 4),
+      FRAG_DROP,
+      0,
+      0,
+      this.nowSec,
+    );
   }
 
   /**
@@ -727,6 +748,7 @@ export class NatEngine {
     this.outLen = n;
     this.counters[C.C_REPLIES]++;
     this.counters[C.C_EXHAUSTION_REPLIES]++;
+    this.refusedDatagram(b, off);
     return REPLY;
   }
 

@@ -3,12 +3,29 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { resolveRunConfig } from "../../src/control/config.ts";
-import { C_EXHAUSTION_REPLIES, D_HOST_PORT_QUOTA, D_PORTS_EXHAUSTED } from "../../src/nat/counters.ts";
+import {
+  C_EXHAUSTION_REPLIES,
+  D_FRAGMENT_OF_DROPPED,
+  D_HOST_PORT_QUOTA,
+  D_PORTS_EXHAUSTED,
+} from "../../src/nat/counters.ts";
 import { DROP, FORWARD, REPLY } from "../../src/nat/engine.ts";
 import { GATEWAY_ANSWER_BURST, HOST_ANSWER_BURST, HOST_ANSWER_RATE } from "../../src/nat/exhaustion.ts";
 import { defaultPortShare } from "../../src/nat/port-quota.ts";
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../../src/packet/ipv4.ts";
-import { ACK, checksumProblems, icmpEcho, ip, RST, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
+import {
+  ACK,
+  checksumProblems,
+  icmpEcho,
+  ip,
+  RST,
+  SYN,
+  splitFragments,
+  tcp,
+  u16,
+  u32,
+  udp,
+} from "../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";
@@ -162,6 +179,20 @@ describe("RFC 6888 REQ-11: answers to a refused new flow", () => {
       assert.deepEqual(out.subarray(28), pkt, "quotes the whole refused packet (it is short)");
       assert.deepEqual(checksumProblems(out), []);
     }
+  });
+
+  it("the later fragments of a refused datagram are dropped at once, not held for nothing", () => {
+    const e = makeEngine({ ...smallRange, maxPortsPerHost: 1 });
+    run(e, udp({ src: A, dst: REMOTE, sport: 40000, dport: 53 }));
+    const [first, later] = splitFragments(
+      udp({ src: A, dst: REMOTE, sport: 40001, dport: 53, payload: 2000 }),
+      1480,
+      9,
+    );
+    assert.equal(run(e, first).verdict, REPLY);
+    assert.equal(run(e, later).verdict, DROP);
+    assert.equal(e.lastDrop, D_FRAGMENT_OF_DROPPED);
+    assert.equal(e.stats().heldFragments, 0);
   });
 
   it("no answer to a datagram sent to a multicast or broadcast address (RFC 1122 3.2.2)", () => {
