@@ -8,6 +8,7 @@ import {
   type AlgConfig,
   type AlgName,
   DEFAULT_ALG_CONFIG,
+  DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_TIMEOUTS,
   type Filtering,
   type Timeouts,
@@ -62,7 +63,11 @@ export interface RunConfig {
   limits: {
     maxFlows: number;
     maxFlowsPerHost: number;
+    /** Outside ports one inside host may hold per protocol; 0: the default share of the range. */
+    maxPortsPerHost: number;
     maxHosts: number;
+    /** Bytes of fragments held for their first fragment (src/nat/fragment-store.ts). */
+    fragmentBufferBytes: number;
     /** New flows per second per inside host, and for the whole gateway (0: no limit). */
     newFlowsPerSecPerHost: number;
     newFlowsPerSec: number;
@@ -100,7 +105,9 @@ export function defaultRunConfig(): RunConfig {
     limits: {
       maxFlows: 262_144,
       maxFlowsPerHost: 8192,
+      maxPortsPerHost: 0,
       maxHosts: 4096,
+      fragmentBufferBytes: DEFAULT_FRAGMENT_BUFFER_BYTES,
       newFlowsPerSecPerHost: 0,
       newFlowsPerSec: 0,
     },
@@ -203,7 +210,23 @@ const fileSchema = v.strictObject({
     v.strictObject({
       max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
       max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+      max_ports_per_host: v.optional(
+        v.pipe(
+          v.number(),
+          v.integer("must be a whole number of ports"),
+          v.minValue(1, "must be at least 1"),
+          v.maxValue(65_535, "must be at most 65535"),
+        ),
+      ),
       max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+      fragment_buffer_bytes: v.optional(
+        v.pipe(
+          v.number(),
+          v.integer("must be a whole number of bytes"),
+          v.minValue(65_536, "must be at least 65536 (64 KiB)"),
+          v.maxValue(268_435_456, "must be at most 268435456 (256 MiB)"),
+        ),
+      ),
       new_flows_per_sec_per_host: v.optional(perSecond),
       new_flows_per_sec: v.optional(perSecond),
     }),
@@ -225,6 +248,11 @@ const fileSchema = v.strictObject({
       max_per_host: v.optional(
         v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
       ),
+      max_mappings: v.optional(
+        v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
+      ),
+      require_neighbour: v.optional(v.boolean()),
+      allowed_hosts: v.optional(v.array(v.string(), "must be a list of addresses or prefixes")),
       third_party: v.optional(v.boolean()),
     }),
   ),
@@ -323,7 +351,9 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (l) {
       if (l.max_flows !== undefined) c.limits.maxFlows = l.max_flows;
       if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
+      if (l.max_ports_per_host !== undefined) c.limits.maxPortsPerHost = l.max_ports_per_host;
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
+      if (l.fragment_buffer_bytes !== undefined) c.limits.fragmentBufferBytes = l.fragment_buffer_bytes;
       if (l.new_flows_per_sec_per_host !== undefined)
         c.limits.newFlowsPerSecPerHost = l.new_flows_per_sec_per_host;
       if (l.new_flows_per_sec !== undefined) c.limits.newFlowsPerSec = l.new_flows_per_sec;
@@ -351,6 +381,12 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       if (pm.min_lifetime !== undefined) P.minLifetime = pm.min_lifetime;
       if (pm.max_lifetime !== undefined) P.maxLifetime = pm.max_lifetime;
       if (pm.max_per_host !== undefined) P.maxPerHost = pm.max_per_host;
+      if (pm.max_mappings !== undefined) P.maxMappings = pm.max_mappings;
+      if (pm.require_neighbour !== undefined) P.requireNeighbour = pm.require_neighbour;
+      if (pm.allowed_hosts !== undefined)
+        P.allowedHosts = pm.allowed_hosts.map((h, i) =>
+          prefixNumbers(h, `${src}: portmap.allowed_hosts.${i}`),
+        );
       if (pm.third_party !== undefined) P.thirdParty = pm.third_party;
       if (P.minLifetime > P.maxLifetime)
         throw new ConfigError(
@@ -418,12 +454,7 @@ function firewallRule(r: v.InferOutput<typeof ruleSchema>, where: string): Firew
   const rule: FirewallRule = { direction: r.direction, action: r.action };
   if (r.name !== undefined) rule.name = r.name;
   if (r.protocol !== undefined) rule.protocol = r.protocol;
-  const prefix = (text: string, key: string) => {
-    const p = checkPrefix(text, `${where}.${key}`);
-    const [addr, len] = p.split("/");
-    const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
-    return { addr: n, len: Number(len) };
-  };
+  const prefix = (text: string, key: string) => prefixNumbers(text, `${where}.${key}`);
   if (r.source !== undefined) rule.source = prefix(r.source, "source");
   if (r.destination !== undefined) rule.destination = prefix(r.destination, "destination");
   for (const [key, value] of [
@@ -533,6 +564,12 @@ export function checkAddress(text: string, where: string): string {
   )
     throw new ConfigError(where, `${JSON.stringify(text)} is not an IPv4 address or a /24../32 prefix`);
   return s;
+}
+
+/** An IPv4 prefix (or a bare address, /32) as numbers; errors name `where`. */
+function prefixNumbers(text: string, where: string): { addr: number; len: number } {
+  const [addr, len] = checkPrefix(text, where).split("/");
+  return { addr: addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0), len: Number(len) };
 }
 
 /** An IPv4 prefix "a.b.c.d/len" (a bare address means /32). */

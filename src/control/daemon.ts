@@ -41,6 +41,7 @@ import {
   parseForward,
   type Steering,
 } from "../portmap/forwards.ts";
+import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import type { RunConfig } from "./config.ts";
 import { Datapath } from "./datapath.ts";
@@ -216,10 +217,18 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         throw new Error(
           `portmap: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
         );
+      // Requests only from hosts the gateway sees on the inside (issue 16: forged sources).
+      const sources = cfg.portmap.requireNeighbour
+        ? new NeighbourSources({
+            allowed: cfg.portmap.allowedHosts,
+            onError: (err) => log.warn({ err }, "portmap: the neighbour table cannot be read"),
+          })
+        : undefined;
       portmap = await PortmapServer.start({
         engine,
         config: cfg.portmap,
         insideNetworks: engine.config.inside,
+        ...(sources ? { sources } : {}),
         listen,
         openSocket: (address, port, device) => loadAddon().udpSocketOnDevice(address, port, device),
         log,

@@ -28,6 +28,8 @@ export interface EngineStats {
   mappings: number;
   hosts: number;
   heldFragments: number;
+  /** Bytes the held fragments take (in the buffer's 512-byte chunks). */
+  heldFragmentBytes: number;
   capacity: { flows: number; mappings: number; hosts: number };
   bytesPerFlow: number;
 }

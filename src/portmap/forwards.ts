@@ -315,6 +315,8 @@ export class ForwardRegistry {
         ...(spec.remote === undefined ? {} : { remoteAddr: spec.remote }),
         origin: "forward",
         note,
+        // The administrator's decision: not part of the host's own share of the ports.
+        hostQuota: false,
       });
       if ("error" in r) {
         undo();

@@ -19,6 +19,9 @@ function assertConsistent(e: NatEngine): void {
   let hostFlows = 0;
   for (let h = 0; h < e.hostTable.capacity; h++) hostFlows += e.hostTable.flows[h];
   assert.equal(hostFlows, ft.count, "per-host counts add up to the flows");
+  let hostPorts = 0;
+  for (let i = 0; i < e.hostTable.ports.length; i++) hostPorts += e.hostTable.ports[i];
+  assert.equal(hostPorts, e.mappingTable.count, "per-host port counts add up to the mappings (no pins here)");
   for (let f = 0; f < ft.capacity; f++) {
     if (!ft.isLive(f)) continue;
     const b = f * FLOW_WORDS;
@@ -119,7 +122,8 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
     maxFlows: 64,
     maxMappings: 48,
     maxFlowsPerHost: 16,
-    maxHeldFragments: 4,
+    maxPortsPerHost: 6,
+    maxHeldFragmentBytes: 4096,
     filtering: "endpoint-independent",
     hashSeed,
   });
@@ -181,7 +185,7 @@ describe("fuzz: hostile input", () => {
         [held, 0],
         [malformed, 30_000],
       ]);
-    const e = makeEngine({ mode: "interface", maxHeldFragments: 4 });
+    const e = makeEngine({ mode: "interface", maxHeldFragmentBytes: 4096 });
     const buf = new Uint8Array(100);
     buf.set(held);
     assert.equal(e.process(buf, 0, held.length, 1000), HELD);
