@@ -53,7 +53,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
     .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
     .option("--config <file>", "TOML config file (flags override it)")
-    .option("--tun <name>", "TUN device name (default masq0)")
+    .option("--tun <name>", "inside TUN device name (default masq0)")
+    .option("--tun-outside <name>", "outside TUN device name (default <tun>-out)")
     .option("--socket <path>", `control socket (default ${DEFAULT_CONTROL_SOCKET})`)
     .option("--no-offload", "do not use IFF_VNET_HDR offloads (one packet per read/write)")
     .option(

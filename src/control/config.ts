@@ -47,7 +47,10 @@ export interface RunConfig {
   insideNetworks: string[];
   ports: { first: number; last: number };
   filtering: Filtering;
+  /** The inside TUN: what arrives on the inside interfaces. */
   tun: string;
+  /** The outside TUN: what masq takes of what arrives on the outside interface (default `<tun>-out`). */
+  tunOutside: string;
   controlSocket: string;
   stateDir: string;
   /** IFF_VNET_HDR with TSO/USO: up to 64 KB per read/write. */
@@ -88,6 +91,7 @@ export function defaultRunConfig(): RunConfig {
     ports: { first: 61000, last: 65534 },
     filtering: "address-dependent",
     tun: "masq0",
+    tunOutside: "masq0-out",
     controlSocket: DEFAULT_CONTROL_SOCKET,
     stateDir: "/run/masq",
     offload: true,
@@ -176,6 +180,7 @@ const fileSchema = v.strictObject({
   ports: v.optional(v.string()),
   filtering: v.optional(v.picklist(FILTERINGS, `must be one of ${FILTERINGS.join(", ")}`)),
   tun: v.optional(ifname),
+  tun_outside: v.optional(ifname),
   control_socket: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
@@ -242,6 +247,7 @@ export interface RunFlags {
   filtering?: string;
   config?: string;
   tun?: string;
+  tunOutside?: string;
   socket?: string;
   offload?: boolean;
   rps?: boolean;
@@ -277,6 +283,7 @@ export function parseConfigText(text: string, source: string): FileConfig {
 export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => string = readText): RunConfig {
   const c = defaultRunConfig();
   let allowShort = false;
+  let tunOutside: { name: string; where: string } | undefined;
   if (flags.config) {
     const f = parseConfigText(readFile(flags.config), flags.config);
     const src = flags.config;
@@ -288,6 +295,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.ports !== undefined) c.ports = parsePorts(f.ports, `${src}: ports`);
     if (f.filtering !== undefined) c.filtering = f.filtering;
     if (f.tun !== undefined) c.tun = f.tun;
+    if (f.tun_outside !== undefined) tunOutside = { name: f.tun_outside, where: `${src}: tun_outside` };
     if (f.control_socket !== undefined) c.controlSocket = f.control_socket;
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
@@ -364,6 +372,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     c.filtering = flags.filtering as Filtering;
   }
   if (flags.tun !== undefined) c.tun = flags.tun;
+  if (flags.tunOutside !== undefined) tunOutside = { name: flags.tunOutside, where: "--tun-outside" };
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
   if (flags.rps !== undefined) c.rps = flags.rps;
@@ -394,7 +403,42 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     throw new ConfigError("--tun", `${JSON.stringify(c.tun)} is not an interface name`);
   if (c.inside.includes(c.tun) || c.outside === c.tun)
     throw new ConfigError("--tun", `${c.tun} is already used as an inside or outside interface`);
+  c.tunOutside = resolveOutsideTun(c.tun, tunOutside);
+  if (c.inside.includes(c.tunOutside) || c.outside === c.tunOutside)
+    throw new ConfigError(
+      tunOutside?.where ?? "--tun",
+      `${c.tunOutside} is already used as an inside or outside interface`,
+    );
   return c;
+}
+
+/** The outside TUN's default name: the inside TUN's with this suffix. */
+export const OUTSIDE_TUN_SUFFIX = "-out";
+const MAX_IFNAME = 15;
+
+/** `<tun>-out`, or undefined when that is longer than an interface name may be. */
+export function outsideTunName(tun: string): string | undefined {
+  const name = `${tun}${OUTSIDE_TUN_SUFFIX}`;
+  return name.length <= MAX_IFNAME ? name : undefined;
+}
+
+/** The outside TUN's name: the one given (validated), else derived from the inside TUN's. */
+export function resolveOutsideTun(tun: string, given?: { name: string; where: string }): string {
+  if (given) {
+    if (!IFNAME.test(given.name))
+      throw new ConfigError(given.where, `${JSON.stringify(given.name)} is not an interface name`);
+    if (given.name === tun) throw new ConfigError(given.where, `must differ from the inside TUN ${tun}`);
+    return given.name;
+  }
+  const derived = outsideTunName(tun);
+  if (derived === undefined)
+    throw new ConfigError(
+      "tun",
+      `${JSON.stringify(tun)} is too long to name the outside TUN after it ` +
+        `(${tun}${OUTSIDE_TUN_SUFFIX} has ${tun.length + OUTSIDE_TUN_SUFFIX.length} characters, ` +
+        `at most ${MAX_IFNAME}): use a shorter tun or set tun_outside (--tun-outside)`,
+    );
+  return derived;
 }
 
 function firewallRule(r: v.InferOutput<typeof ruleSchema>, where: string): FirewallRule {

@@ -9,7 +9,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CommandError, type ExecOptions, exec, formatArgv, run } from "./exec.ts";
-import { fillPrior, type HostStep, PRIOR, type Prior } from "./plan.ts";
+import { fillPrior, type HostStep, PRIOR, type Prior } from "./steps.ts";
 
 export const DEFAULT_STATE_DIR = "/run/masq";
 const STATE_VERSION = 1;

@@ -149,6 +149,38 @@ describe("run configuration", () => {
     assert.deepEqual(resolveRunConfig({ ...base, inside: ["lan0,lan1"] }).inside, ["lan0", "lan1"]);
   });
 
+  it("the outside TUN: <tun>-out by default, tun_outside or --tun-outside to name it, a clear error when too long", () => {
+    assert.equal(resolveRunConfig(base).tunOutside, "masq0-out");
+    assert.equal(resolveRunConfig({ ...base, tun: "nat7" }).tunOutside, "nat7-out");
+    assert.equal(withFile('tun = "gw0"\ntun_outside = "gw0-wan"').tunOutside, "gw0-wan");
+    assert.equal(
+      withFile('tun_outside = "a"', { ...base, tunOutside: "b" }).tunOutside,
+      "b",
+      "flag over file",
+    );
+    assert.equal(resolveRunConfig({ ...base, tun: "masq-lan-00" }).tunOutside, "masq-lan-00-out");
+    const long = errorOf(() => resolveRunConfig({ ...base, tun: "masq-inside0" }));
+    assert.match(long, /^tun: "masq-inside0" is too long to name the outside TUN after it/);
+    assert.match(long, /masq-inside0-out has 16 characters, at most 15/);
+    assert.match(long, /set tun_outside \(--tun-outside\)/);
+    assert.equal(
+      resolveRunConfig({ ...base, tun: "masq-inside0", tunOutside: "masq-out0" }).tunOutside,
+      "masq-out0",
+    );
+    assert.match(
+      errorOf(() => withFile('tun_outside = "masq0"')),
+      /tun_outside: must differ from the inside TUN masq0/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, tunOutside: "wan0" })),
+      /--tun-outside: wan0 is already used/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, tunOutside: "bad name" })),
+      /--tun-outside: "bad name" is not/,
+    );
+  });
+
   it("port ranges", () => {
     assert.deepEqual(parsePorts("61000-65534", "x"), { first: 61000, last: 65534 });
     assert.throws(() => parsePorts("65534-61000", "x"), /first not above the last/);
