@@ -124,7 +124,7 @@ export class ConfigError extends Error {
   }
 }
 
-const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+export const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 const ifname = v.pipe(v.string(), v.regex(IFNAME, "must be an interface name (1-15 letters, digits, _.:-)"));
 const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
 const perSecond = v.pipe(v.number(), v.integer("must be a whole number per second"), v.minValue(0));
@@ -499,7 +499,8 @@ function applyAlgConfig(a: AlgConfig, f: NonNullable<FileConfig["alg"]>, src: st
   }
 }
 
-function readText(path: string): string {
+/** A config file's text; a ConfigError naming the file when it cannot be read. */
+export function readText(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {

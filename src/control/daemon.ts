@@ -103,7 +103,16 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir, ...(netns ? { netns } : {}) });
   const orphans = removeOrphanStateFiles(cfg.stateDir);
   if (orphans.length > 0) log.info({ files: orphans }, "removed state files of namespaces that are gone");
-  await cleanLeftovers(stateFile, { log });
+  // The record of a crashed run, and what is masq's on the host that no record covers (a record
+  // lost or corrupt): removed before anything new is set up.
+  await cleanLeftovers(stateFile, {
+    log,
+    footprint: {
+      tuns: [cfg.tun, cfg.tunOutside],
+      outside: cfg.outside,
+      ...(host.mode === "pool" ? { pool: host.publicAddresses } : {}),
+    },
+  });
 
   let tuns: TunPair | undefined;
   let rpsCpus: string | undefined;

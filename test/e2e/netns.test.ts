@@ -3,7 +3,7 @@
 // gateway namespace. Needs root; skipped otherwise.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -227,7 +227,14 @@ describe("host setup inside the gateway namespace", { skip }, () => {
         assert.ok(await pingEventually(net, net.ns.abox, net.gate.lanAddr));
 
         // Another live masq owns this record: a second start must refuse to touch it.
-        const other = net.lab.spawn(gate, ["sleep", "30"]);
+        const other = net.lab.spawn(gate, ["bash", "-c", "exec -a masq sleep 30"]);
+        // Bounded wait (5 s) for bash to exec the "masq" it stands for.
+        for (
+          let i = 0;
+          i < 250 && !readFileSync(`/proc/${other.pid}/cmdline`, "utf8").startsWith("masq\0");
+          i++
+        )
+          await new Promise((r) => setTimeout(r, 20));
         const mine = readState(stateFile)!;
         writeFileSync(
           stateFile,

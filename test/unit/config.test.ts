@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { resolveCleanupConfig } from "../../src/cli/cleanup.ts";
 import { ConfigError, parsePorts, resolveRunConfig } from "../../src/control/config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
@@ -178,6 +179,30 @@ describe("run configuration", () => {
     assert.match(
       errorOf(() => resolveRunConfig({ ...base, tunOutside: "bad name" })),
       /--tun-outside: "bad name" is not/,
+    );
+  });
+
+  it("masq cleanup reads the same file and flags, with no interface required", () => {
+    assert.deepEqual(resolveCleanupConfig({}), {
+      tun: "masq0",
+      tunOutside: "masq0-out",
+      stateDir: "/run/masq",
+      addresses: [],
+    });
+    const text = 'outside = "wan0"\naddresses = ["198.51.100.96/30"]\ntun = "gw0"\nstate_dir = "/run/gw"';
+    assert.deepEqual(
+      resolveCleanupConfig({ config: "masq.toml" }, () => text),
+      {
+        tun: "gw0",
+        tunOutside: "gw0-out",
+        stateDir: "/run/gw",
+        outside: "wan0",
+        addresses: ["198.51.100.96/30"],
+      },
+    );
+    assert.match(
+      errorOf(() => resolveCleanupConfig({ tun: "masq-inside0" })),
+      /too long/,
     );
   });
 

@@ -2,7 +2,7 @@
 // the undo commands, option validation and the ephemeral-port overlap check.
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +34,15 @@ import {
   sysctlKey,
 } from "../../src/host/plan.ts";
 import { assertProperty } from "../helpers/property.ts";
+
+/** Waits (bounded: 5 s) until /proc shows `pid` running `argv0` (after its exec). */
+async function waitForCommandLine(pid: number, argv0: string): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    if (readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] === argv0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`pid ${pid} never ran ${argv0}`);
+}
 
 const applies = (steps: HostStep[]) => steps.map((s) => s.apply.join(" "));
 const undos = (steps: HostStep[]) => steps.map((s) => s.undo.join(" "));
@@ -527,7 +536,7 @@ describe("apply and undo (with stand-in commands)", () => {
     await undoHostSetup(f.state);
   });
 
-  it("cleanLeftovers undoes the record of a dead process (pending steps too) and skips a live one", async () => {
+  it("cleanLeftovers undoes the record of a dead process (pending steps too) and refuses a live masq's", async () => {
     const f = fresh();
     assert.equal(await cleanLeftovers(f.state), undefined, "nothing to clean");
     const dead = spawnSync("true").pid!;
@@ -542,9 +551,18 @@ describe("apply and undo (with stand-in commands)", () => {
         { what: "b", undo: step(f.log, "b").undo, status: "pending" },
       ],
     });
-    // A live process that is not this one: pid 1.
-    writeFileSync(f.state, JSON.stringify(record(1)));
-    await assert.rejects(cleanLeftovers(f.state), /another masq \(pid 1\) is running/);
+    // A live masq that is not this one (its command line says masq).
+    const live = spawn("bash", ["-c", "exec -a masq sleep 30"], { stdio: "ignore" });
+    try {
+      await waitForCommandLine(live.pid!, "masq");
+      writeFileSync(f.state, JSON.stringify(record(live.pid!)));
+      await assert.rejects(
+        cleanLeftovers(f.state),
+        new RegExp(`another masq \\(pid ${live.pid}\\) is running`),
+      );
+    } finally {
+      live.kill("SIGKILL");
+    }
     writeFileSync(f.state, JSON.stringify(record(dead)));
     const warnings: string[] = [];
     const log = { info() {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };
