@@ -18,6 +18,7 @@ import {
   formatStats,
   type StatsReply,
 } from "../control/format.ts";
+import type { CleanupFlags } from "./cleanup.ts";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -53,7 +54,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
     .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
     .option("--config <file>", "TOML config file (flags override it)")
-    .option("--tun <name>", "TUN device name (default masq0)")
+    .option("--tun <name>", "inside TUN device name (default masq0)")
+    .option("--tun-outside <name>", "outside TUN device name (default <tun>-out)")
     .option("--socket <path>", `control socket (default ${DEFAULT_CONTROL_SOCKET})`)
     .option("--no-offload", "do not use IFF_VNET_HDR offloads (one packet per read/write)")
     .option(
@@ -77,6 +79,26 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const cfg = resolveRunConfig(flags);
       const { runDaemon } = await import("../control/daemon.ts");
       setExit(await runDaemon(cfg));
+    });
+
+  program
+    .command("cleanup")
+    .description(
+      "remove what a masq that is no longer running left on this host: its recorded setup, and rules, routes and TUNs recognisably masq's (refused while a masq runs)",
+    )
+    .option("--config <file>", "the TOML config file masq ran with (its tun, state_dir, outside, addresses)")
+    .option("--tun <name>", "inside TUN device name (default masq0)")
+    .option("--tun-outside <name>", "outside TUN device name (default <tun>-out)")
+    .option("--outside <ifname>", "pool mode: the outside interface of the pool's proxy ARP entries")
+    .option(
+      "--address <ip[/len]>",
+      "pool mode: a pool address whose proxy ARP entry is masq's; repeatable",
+      collect,
+    )
+    .option("--dry-run", "print what would be removed, change nothing", false)
+    .action(async (opts: CleanupFlags) => {
+      const { runCleanup } = await import("./cleanup.ts");
+      setExit(await runCleanup(opts));
     });
 
   program

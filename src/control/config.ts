@@ -49,7 +49,10 @@ export interface RunConfig {
   insideNetworks: string[];
   ports: { first: number; last: number };
   filtering: Filtering;
+  /** The inside TUN: what arrives on the inside interfaces. */
   tun: string;
+  /** The outside TUN: what masq takes of what arrives on the outside interface (default `<tun>-out`). */
+  tunOutside: string;
   controlSocket: string;
   stateDir: string;
   /** IFF_VNET_HDR with TSO/USO: up to 64 KB per read/write. */
@@ -96,6 +99,7 @@ export function defaultRunConfig(): RunConfig {
     ports: { first: 61000, last: 65534 },
     filtering: "address-dependent",
     tun: "masq0",
+    tunOutside: "masq0-out",
     controlSocket: DEFAULT_CONTROL_SOCKET,
     stateDir: "/run/masq",
     offload: true,
@@ -131,7 +135,7 @@ export class ConfigError extends Error {
   }
 }
 
-const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+export const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 const ifname = v.pipe(v.string(), v.regex(IFNAME, "must be an interface name (1-15 letters, digits, _.:-)"));
 const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
 const perSecond = v.pipe(v.number(), v.integer("must be a whole number per second"), v.minValue(0));
@@ -187,6 +191,7 @@ const fileSchema = v.strictObject({
   ports: v.optional(v.string()),
   filtering: v.optional(v.picklist(FILTERINGS, `must be one of ${FILTERINGS.join(", ")}`)),
   tun: v.optional(ifname),
+  tun_outside: v.optional(ifname),
   control_socket: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
@@ -279,6 +284,7 @@ export interface RunFlags {
   filtering?: string;
   config?: string;
   tun?: string;
+  tunOutside?: string;
   socket?: string;
   offload?: boolean;
   rps?: boolean;
@@ -318,6 +324,7 @@ export function parseConfigText(text: string, source: string): FileConfig {
 export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => string = readText): RunConfig {
   const c = defaultRunConfig();
   let allowShort = false;
+  let tunOutside: { name: string; where: string } | undefined;
   if (flags.config) {
     const f = parseConfigText(readFile(flags.config), flags.config);
     const src = flags.config;
@@ -329,6 +336,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.ports !== undefined) c.ports = parsePorts(f.ports, `${src}: ports`);
     if (f.filtering !== undefined) c.filtering = f.filtering;
     if (f.tun !== undefined) c.tun = f.tun;
+    if (f.tun_outside !== undefined) tunOutside = { name: f.tun_outside, where: `${src}: tun_outside` };
     if (f.control_socket !== undefined) c.controlSocket = f.control_socket;
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
@@ -415,6 +423,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     c.filtering = flags.filtering as Filtering;
   }
   if (flags.tun !== undefined) c.tun = flags.tun;
+  if (flags.tunOutside !== undefined) tunOutside = { name: flags.tunOutside, where: "--tun-outside" };
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
   if (flags.rps !== undefined) c.rps = flags.rps;
@@ -447,7 +456,42 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     throw new ConfigError("--tun", `${JSON.stringify(c.tun)} is not an interface name`);
   if (c.inside.includes(c.tun) || c.outside === c.tun)
     throw new ConfigError("--tun", `${c.tun} is already used as an inside or outside interface`);
+  c.tunOutside = resolveOutsideTun(c.tun, tunOutside);
+  if (c.inside.includes(c.tunOutside) || c.outside === c.tunOutside)
+    throw new ConfigError(
+      tunOutside?.where ?? "--tun",
+      `${c.tunOutside} is already used as an inside or outside interface`,
+    );
   return c;
+}
+
+/** The outside TUN's default name: the inside TUN's with this suffix. */
+export const OUTSIDE_TUN_SUFFIX = "-out";
+const MAX_IFNAME = 15;
+
+/** `<tun>-out`, or undefined when that is longer than an interface name may be. */
+export function outsideTunName(tun: string): string | undefined {
+  const name = `${tun}${OUTSIDE_TUN_SUFFIX}`;
+  return name.length <= MAX_IFNAME ? name : undefined;
+}
+
+/** The outside TUN's name: the one given (validated), else derived from the inside TUN's. */
+export function resolveOutsideTun(tun: string, given?: { name: string; where: string }): string {
+  if (given) {
+    if (!IFNAME.test(given.name))
+      throw new ConfigError(given.where, `${JSON.stringify(given.name)} is not an interface name`);
+    if (given.name === tun) throw new ConfigError(given.where, `must differ from the inside TUN ${tun}`);
+    return given.name;
+  }
+  const derived = outsideTunName(tun);
+  if (derived === undefined)
+    throw new ConfigError(
+      "tun",
+      `${JSON.stringify(tun)} is too long to name the outside TUN after it ` +
+        `(${tun}${OUTSIDE_TUN_SUFFIX} has ${tun.length + OUTSIDE_TUN_SUFFIX.length} characters, ` +
+        `at most ${MAX_IFNAME}): use a shorter tun or set tun_outside (--tun-outside)`,
+    );
+  return derived;
 }
 
 function firewallRule(r: v.InferOutput<typeof ruleSchema>, where: string): FirewallRule {
@@ -503,7 +547,8 @@ function applyAlgConfig(a: AlgConfig, f: NonNullable<FileConfig["alg"]>, src: st
   }
 }
 
-function readText(path: string): string {
+/** A config file's text; a ConfigError naming the file when it cannot be read. */
+export function readText(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {

@@ -1,8 +1,7 @@
-// `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
+// `masq run`: checks the host, opens the TUNs, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
-import { existsSync, readFileSync, renameSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
@@ -13,7 +12,6 @@ import {
   assertNoEphemeralOverlap,
   assertRoot,
   cleanLeftovers,
-  cpuMask,
   currentNetnsName,
   defaultStateFile,
   expandPrefix,
@@ -24,6 +22,7 @@ import {
   parseIPv4,
   parsePrefix,
   planHostSetup,
+  readRpFilterState,
   removeOrphanStateFiles,
   sysfsIsOurs,
   undoHostSetup,
@@ -31,7 +30,6 @@ import {
 } from "../host/index.ts";
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
-import type { TunDevice } from "../io/tun.ts";
 import { NatEngine } from "../nat/engine.ts";
 import {
   ForwardError,
@@ -51,6 +49,7 @@ import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlError, ControlServer, type ControlSource } from "./server.ts";
+import { rpsMaskFor, sumCounters, TunPair } from "./tuns.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
 const MAX_POOL_ADDRESSES = 256;
@@ -90,7 +89,7 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   return { mode, publicAddresses, insideNetworks, mtu };
 }
 
-/** Packets the kernel may queue for masq on the TUN: absorbs bursts while a batch is processed. */
+/** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
 const TUN_TX_QUEUE_LEN = 4096;
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
@@ -106,10 +105,18 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir, ...(netns ? { netns } : {}) });
   const orphans = removeOrphanStateFiles(cfg.stateDir);
   if (orphans.length > 0) log.info({ files: orphans }, "removed state files of namespaces that are gone");
-  await cleanLeftovers(stateFile, { log });
+  // The record of a crashed run, and what is masq's on the host that no record covers (a record
+  // lost or corrupt): removed before anything new is set up.
+  await cleanLeftovers(stateFile, {
+    log,
+    footprint: {
+      tuns: [cfg.tun, cfg.tunOutside],
+      outside: cfg.outside,
+      ...(host.mode === "pool" ? { pool: host.publicAddresses } : {}),
+    },
+  });
 
-  const { TunDevice } = await import("../io/tun.ts");
-  let tun: TunDevice | undefined;
+  let tuns: TunPair | undefined;
   let rpsCpus: string | undefined;
   let sysfsOurs = false;
   let server: ControlServer | undefined;
@@ -127,26 +134,30 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         log.error({ failed: report.failed }, "some host setup could not be undone");
       hostApplied = false;
     }
-    tun?.close();
+    tuns?.close();
     await server?.close();
     await metricsListener?.close();
     log.info({ why }, "masq stopped");
   };
 
   try {
-    tun = TunDevice.open({ name: cfg.tun, vnetHdr: cfg.offload });
+    tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload);
     sysfsOurs = await sysfsIsOurs();
-    const rps = rpsMaskFor(cfg, sysfsOurs);
-    if (typeof rps === "object") log.warn({ tun: cfg.tun }, `RPS left off: ${rps.skipped}`);
+    const rps = rpsMaskFor(cfg.rps, [cfg.tun, cfg.tunOutside], sysfsOurs);
+    if (typeof rps === "object")
+      log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
     const plan = planHostSetup({
       mode: host.mode,
       tun: cfg.tun,
+      tunOutside: cfg.tunOutside,
       inside: cfg.inside,
       outside: cfg.outside,
+      insideNetworks: host.insideNetworks,
       mtu: host.mtu,
       txQueueLen: TUN_TX_QUEUE_LEN,
       disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
+      rpFilter: await readRpFilterState(),
       rpsCpus,
       ...(host.mode === "pool"
         ? { pool: cfg.addresses }
@@ -154,24 +165,18 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     });
     hostApplied = true;
     await applyHostSetup(plan, stateFile, { log });
-    datapath = new Datapath(engine, tun);
+    datapath = new Datapath(engine, tuns.ports());
     datapath.start();
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
     const started = performance.now();
     const dp = datapath;
-    const device = tun;
+    const devices = tuns;
     const datapathCounters = () => ({ ...dp.stats });
-    // Packets the kernel dropped because the TUN's queue was full (masq reading too slowly) are
-    // counted by the kernel only, as the device's tx_dropped (its transmit is masq's receive).
-    const kernelDrops = sysfsOurs ? `/sys/class/net/${cfg.tun}/statistics/tx_dropped` : undefined;
-    const deviceCounters = (): Record<string, number> => ({
-      ...device.stats(),
-      ...(kernelDrops ? { kernelQueueDrops: Number(readFileSync(kernelDrops, "utf8")) } : {}),
-    });
+    const sysfs = sysfsOurs;
     const metrics = createMetrics({
       engine: () => engine.stats(),
       datapath: datapathCounters,
-      device: deviceCounters,
+      devices: () => devices.counters(sysfs),
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
     });
@@ -204,7 +209,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         portSeed: engine.config.portSeed,
         engine: engine.stats(),
         datapath: datapathCounters(),
-        device: deviceCounters(),
+        ...deviceStats(devices.counters(sysfs)),
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
       }),
@@ -241,15 +246,15 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     throw err;
   }
 
-  printSummary(cfg, host, engine, tun, rpsCpus);
+  printSummary(cfg, host, engine, tuns.inside.headerBytes > 0, rpsCpus);
   log.info(
     {
       mode: host.mode,
       public: host.publicAddresses,
       inside: cfg.inside,
       outside: cfg.outside,
-      tun: cfg.tun,
-      offload: tun.headerBytes > 0,
+      tuns: { inside: cfg.tun, outside: cfg.tunOutside },
+      offload: tuns.inside.headerBytes > 0,
       rpsCpus: rpsCpus ?? "off",
       socket: cfg.controlSocket,
       alg: algs.describe(),
@@ -286,28 +291,18 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   });
 }
 
-/**
- * The RPS mask for the TUN: all CPUs, when asked for and useful (2 or more); `skipped` says why
- * it cannot be set.
- */
-function rpsMaskFor(cfg: RunConfig, sysfsOurs: boolean): string | undefined | { skipped: string } {
-  const n = availableParallelism();
-  if (!cfg.rps || n < 2) return undefined;
-  const dir = `/sys/class/net/${cfg.tun}`;
-  if (!sysfsOurs)
-    return {
-      skipped: "/sys shows another network namespace (mount sysfs in this one, as `ip netns exec` does)",
-    };
-  if (!existsSync(`${dir}/queues/rx-0/rps_cpus`))
-    return { skipped: `the kernel has no ${dir}/queues/rx-0/rps_cpus` };
-  return cpuMask(n);
+/** The stats reply's device counters: both TUNs added up, and each one by name. */
+function deviceStats(
+  perDevice: Record<string, Record<string, number>>,
+): Pick<StatsReply, "device" | "devices"> {
+  return { device: sumCounters(perDevice), devices: perDevice };
 }
 
 function printSummary(
   cfg: RunConfig,
   host: Resolved,
   engine: NatEngine,
-  tun: TunDevice,
+  offloads: boolean,
   rpsCpus: string | undefined,
 ): void {
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
@@ -315,7 +310,7 @@ function printSummary(
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
-    `      TUN ${cfg.tun} (mtu ${host.mtu}${tun.headerBytes > 0 ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
+    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",
   ];

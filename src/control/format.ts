@@ -18,7 +18,10 @@ export interface StatsReply {
   portSeed?: number;
   engine: EngineStats;
   datapath: Record<string, number>;
+  /** The TUN devices' counters added up. */
   device: Record<string, number>;
+  /** Each TUN device's counters, by name (the inside and the outside TUN). */
+  devices?: Record<string, Record<string, number>>;
   /** Firewall rules in order with their hit counters. */
   firewall?: RuleHits[];
   /** NAT-PMP/PCP server counters, when it runs. */
@@ -107,9 +110,11 @@ export function formatStats(s: StatsReply): string {
   }
   lines.push("datapath:");
   for (const [k, v] of Object.entries(s.datapath)) lines.push(`  ${k.padEnd(28)} ${v}`);
-  if (Object.keys(s.device).length > 0) {
-    lines.push("device:");
-    for (const [k, v] of Object.entries(s.device)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  const devices = s.devices && Object.keys(s.devices).length > 0 ? s.devices : { "": s.device };
+  for (const [name, counters] of Object.entries(devices)) {
+    if (Object.keys(counters).length === 0) continue;
+    lines.push(name === "" ? "device:" : `device ${name}:`);
+    for (const [k, v] of Object.entries(counters)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   if (s.portmap) {
     lines.push("port mapping (NAT-PMP/PCP):");

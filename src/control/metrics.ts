@@ -7,8 +7,8 @@ import type { RuleHits } from "../policy/rules.ts";
 export interface MetricsSource {
   engine(): EngineStats;
   datapath(): Record<string, number>;
-  /** The TUN device's counters (reads, writes, errors, the kernel's drops at its queue). */
-  device?(): Record<string, number>;
+  /** Each TUN device's counters by name (reads, writes, errors, the kernel's drops at its queue). */
+  devices?(): Record<string, Record<string, number>>;
   /** Firewall rules with their hit counters (none: no rules). */
   firewall?(): RuleHits[];
   /** NAT-PMP/PCP server counters (requests, results, active mappings); absent when it is off. */
@@ -54,12 +54,13 @@ export function createMetrics(source: MetricsSource): Registry {
   });
   new Counter({
     name: "masq_tun_total",
-    help: "TUN device counters (packets and bytes read and written, wake-ups, errors, drops)",
-    labelNames: ["counter"],
+    help: "TUN device counters (packets and bytes read and written, wake-ups, errors, drops), per device",
+    labelNames: ["device", "counter"],
     registers: [registry],
     collect() {
       this.reset();
-      for (const [k, v] of Object.entries(source.device?.() ?? {})) this.inc({ counter: k }, v);
+      for (const [device, counters] of Object.entries(source.devices?.() ?? {}))
+        for (const [k, v] of Object.entries(counters)) this.inc({ device, counter: k }, v);
     },
   });
   new Counter({

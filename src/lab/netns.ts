@@ -469,6 +469,24 @@ async function build(lab: Lab, opts: BuildMasqNetworkOptions): Promise<MasqNetwo
 }
 
 /**
+ * The gateway namespace's rules, IPv4 routes, proxy entries, sysctls masq touches (rp_filter of
+ * every interface) and links, as text: compared before masq and after it, nothing may differ.
+ */
+export async function gatewaySnapshot(net: MasqNetwork): Promise<string> {
+  const ns = net.gate.ns;
+  const parts = await Promise.all([
+    net.lab.run(ns, ["ip", "rule", "show"]),
+    // IPv4 only: IPv6 link-local routes appear on their own while a test runs.
+    net.lab.run(ns, ["ip", "-4", "route", "show", "table", "all"]),
+    net.lab.run(ns, ["ip", "neigh", "show", "proxy"]),
+    net.lab.run(ns, ["sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.all.accept_local"]),
+    net.lab.run(ns, ["sh", "-c", "grep -H . /proc/sys/net/ipv4/conf/*/rp_filter"]),
+    net.lab.run(ns, ["ip", "-o", "link", "show"]),
+  ]);
+  return parts.join("\n---\n");
+}
+
+/**
  * The kernel's own NAT on the gateway instead of masq (the benchmark's reference): nftables
  * `masquerade` on wan0, or in pool mode `snat to` the pool address.
  */

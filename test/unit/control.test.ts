@@ -27,7 +27,10 @@ describe("control API", () => {
     const metrics = createMetrics({
       engine: () => engine.stats(),
       datapath: () => ({ packets: 1 }),
-      device: () => ({ rxPackets: 5, kernelQueueDrops: 2 }),
+      devices: () => ({
+        masq0: { rxPackets: 5, kernelQueueDrops: 2 },
+        "masq0-out": { rxPackets: 7, kernelQueueDrops: 0 },
+      }),
       portmap: () => ({ natpmp_map_success: 3, mappings_active: 1 }),
     });
     server = await ControlServer.start(socket, {
@@ -39,7 +42,11 @@ describe("control API", () => {
         publicAddresses: ["198.51.100.100"],
         engine: engine.stats(),
         datapath: { packets: 1 },
-        device: {},
+        device: { rxPackets: 12, kernelQueueDrops: 2 },
+        devices: {
+          masq0: { rxPackets: 5, kernelQueueDrops: 2 },
+          "masq0-out": { rxPackets: 7, kernelQueueDrops: 0 },
+        },
       }),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
     });
@@ -67,8 +74,9 @@ describe("control API", () => {
     assert.match(text, /masq_drops_total\{reason="no_mapping"\} 0/);
     assert.match(text, /masq_portmap_total\{counter="natpmp_map_success"\} 3/);
     assert.match(text, /^masq_portmap_mappings 1$/m);
-    assert.match(text, /^masq_tun_total\{counter="rxPackets"\} 5$/m);
-    assert.match(text, /^masq_tun_total\{counter="kernelQueueDrops"\} 2$/m);
+    assert.match(text, /^masq_tun_total\{device="masq0",counter="rxPackets"\} 5$/m);
+    assert.match(text, /^masq_tun_total\{device="masq0",counter="kernelQueueDrops"\} 2$/m);
+    assert.match(text, /^masq_tun_total\{device="masq0-out",counter="rxPackets"\} 7$/m);
   });
 
   it("refuses bad requests with a clear error", async () => {
@@ -105,6 +113,9 @@ describe("control API", () => {
     assert.match(text, /udp\s+192\.168\.0\.2:40000\s+\S+:\d+\s+203\.0\.113\.10:53/);
     const stats = formatStats((await controlGet(socket, "/v1/stats")) as Parameters<typeof formatStats>[0]);
     assert.match(stats, /drops:\n(.*\n)*\s+no_mapping\s+0/);
+    // Each TUN on its own: the inside one and the outside one.
+    assert.match(stats, /device masq0:\n\s+rxPackets\s+5\n\s+kernelQueueDrops\s+2\n/);
+    assert.match(stats, /device masq0-out:\n\s+rxPackets\s+7\n/);
   });
 
   it("masq conns/stats exit non-zero with one clear line when masq is not running", async () => {
