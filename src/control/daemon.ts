@@ -42,9 +42,10 @@ import {
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import type { RunConfig } from "./config.ts";
+import { connsBody } from "./conns-listing.ts";
 import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
-import type { ConnsReply, StatsReply } from "./format.ts";
+import type { StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
@@ -197,11 +198,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         pid: process.pid,
         uptimeSec: Math.round((performance.now() - started) / 1000),
       }),
-      conns: (limit): ConnsReply => ({
-        total: engine.stats().flows,
-        flows: engine.flows(limit),
-        pins: engine.pinList(),
-      }),
+      conns: (query) => connsBody(engine, query),
       stats: (): StatsReply => ({
         uptimeSec: Math.round((performance.now() - started) / 1000),
         mode: host.mode,
@@ -212,6 +209,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         ...deviceStats(devices.counters(sysfs)),
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
+        ...(server ? { control: { ...server.streamStats } } : {}),
       }),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
       forwards: forwardsApi(forwards, engine),

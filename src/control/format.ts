@@ -4,7 +4,11 @@ import type { RuleHits } from "../policy/rules.ts";
 import type { ForwardView } from "../portmap/forwards.ts";
 
 export interface ConnsReply {
+  /** Flows in the table. */
   total: number;
+  /** Flows that matched the listing's filters (all of them when it had none). */
+  matched?: number;
+  /** The matching flows, newest activity first; at most the listing's limit. */
   flows: FlowView[];
   /** Pinned mappings (forwards, NAT-PMP/PCP mappings, ALG expectations), whatever their origin. */
   pins?: PinView[];
@@ -26,51 +30,38 @@ export interface StatsReply {
   firewall?: RuleHits[];
   /** NAT-PMP/PCP server counters, when it runs. */
   portmap?: Record<string, number>;
+  /** The control socket's streamed answers (connection listings): counts, longest chunk. */
+  control?: Record<string, number>;
 }
 
 function ep(e: { addr: string; port: number }): string {
   return `${e.addr}:${e.port}`;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows
-    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  "))
-    .join("\n");
+/**
+ * The width of each column: its longest cell. A loop, not `Math.max(...column)`: spreading the
+ * cells of a large table as arguments overflows the call stack.
+ */
+function columnWidths(rows: readonly (readonly string[])[]): number[] {
+  const widths: number[] = [];
+  for (const r of rows)
+    for (let i = 0; i < r.length; i++) if ((widths[i] ?? 0) < r[i].length) widths[i] = r[i].length;
+  return widths;
 }
 
-export function formatConns(reply: ConnsReply): string {
-  const pins = reply.pins && reply.pins.length > 0 ? `\n${formatPins(reply.pins)}` : "";
-  if (reply.flows.length === 0) return `no connections (${reply.total} in the table)\n${pins}`;
-  const rows = [
-    [
-      "PROTO",
-      "INSIDE",
-      "OUTSIDE",
-      "REMOTE",
-      "STATE",
-      "ORIGIN",
-      "IDLE",
-      "EXPIRES",
-      "PKTS OUT/IN",
-      "BYTES OUT/IN",
-    ],
-  ];
-  for (const f of reply.flows)
-    rows.push([
-      f.protocol,
-      ep(f.inside),
-      ep(f.outside),
-      ep(f.remote),
-      f.state,
-      f.origin,
-      `${f.idleSec}s`,
-      `${f.expiresInSec}s`,
-      `${f.packetsOut}/${f.packetsIn}`,
-      `${f.bytesOut}/${f.bytesIn}`,
-    ]);
-  const more = reply.total > reply.flows.length ? ` (showing ${reply.flows.length})` : "";
-  return `${table(rows)}\n${reply.total} connection${reply.total === 1 ? "" : "s"}${more}\n${pins}`;
+/** Rows padded to `widths` (the last column unpadded), each ending in a newline. */
+function formatRows(rows: readonly (readonly string[])[], widths: readonly number[]): string {
+  let out = "";
+  for (const r of rows) {
+    let line = "";
+    for (let i = 0; i < r.length; i++) line += i === r.length - 1 ? r[i] : `${r[i].padEnd(widths[i] ?? 0)}  `;
+    out += `${line}\n`;
+  }
+  return out;
+}
+
+function table(rows: string[][]): string {
+  return formatRows(rows, columnWidths(rows)).slice(0, -1);
 }
 
 /** Pinned mappings: what keeps a mapping open without flows, and who asked for it. */
@@ -119,6 +110,10 @@ export function formatStats(s: StatsReply): string {
   if (s.portmap) {
     lines.push("port mapping (NAT-PMP/PCP):");
     for (const [k, v] of Object.entries(s.portmap)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
+  if (s.control) {
+    lines.push("control socket (listings):");
+    for (const [k, v] of Object.entries(s.control)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   return `${lines.join("\n")}\n`;
 }

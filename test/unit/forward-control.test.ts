@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { controlCall, controlGet } from "../../src/control/client.ts";
+import { connsBody } from "../../src/control/conns-listing.ts";
 import { forwardsApi } from "../../src/control/daemon.ts";
 import type { ForwardsReply } from "../../src/control/format.ts";
 import { ControlServer } from "../../src/control/server.ts";
@@ -50,7 +51,7 @@ describe("forwards over the control socket", () => {
     });
     server = await ControlServer.start(socket, {
       health: () => ({ ok: true }),
-      conns: () => ({}),
+      conns: (q) => connsBody(engine, q),
       stats: () => ({}),
       metrics: async () => ({ contentType: "text/plain", body: "" }),
       forwards: forwardsApi(registry, engine),
