@@ -87,7 +87,7 @@ async function route(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const url = new URL(req.url ?? "/", "http://masq");
+  const url = requestUrl(req);
   if (url.pathname === "/v1/forwards" || url.pathname.startsWith("/v1/forwards/"))
     return routeForwards(source, url, req, res);
   if (req.method !== "GET") return send(res, 405, { error: `method ${req.method} not allowed` });
@@ -121,7 +121,7 @@ async function routeForwards(
 ): Promise<void> {
   const fw = source.forwards;
   if (!fw) return send(res, 404, { error: "this masq has no port forwarding" });
-  const key = decodeURIComponent(url.pathname.slice("/v1/forwards/".length));
+  const key = decodePath(url.pathname.slice("/v1/forwards/".length));
   if (url.pathname === "/v1/forwards") {
     if (req.method === "GET") return send(res, 200, fw.list());
     if (req.method === "POST") return send(res, 201, await fw.add(await readJson(req)));
@@ -129,6 +129,24 @@ async function routeForwards(
     return send(res, 200, await fw.remove(key));
   }
   return send(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+}
+
+/** The request's URL; a target that is no URL is the client's mistake (400), not the server's. */
+function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://masq");
+  } catch {
+    throw new ControlError(400, `malformed request target ${JSON.stringify(req.url)}`);
+  }
+}
+
+/** A %-encoded path segment; a malformed escape ("%zz", a cut-off UTF-8 sequence) is a 400. */
+function decodePath(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ControlError(400, `malformed %-escape in ${JSON.stringify(segment)}`);
+  }
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {

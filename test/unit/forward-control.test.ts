@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -111,5 +112,26 @@ describe("forwards over the control socket", () => {
     assert.match(none.err, /no forward "7\/udp"/);
     await assert.rejects(controlCall(socket, "POST", "/v1/forwards", { outside: 1 }), /body must be/);
     await assert.rejects(controlCall(socket, "PUT", "/v1/forwards"), /not allowed/);
+  });
+
+  it("a malformed %-escape in the path is the client's mistake: 400, saying so", async () => {
+    for (const path of ["/v1/forwards/%zz", "/v1/forwards/%E0%A4%A", "/v1/forwards/80%2"]) {
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ socketPath: socket, path, method: "DELETE" }, (res) => {
+          let body = "";
+          res.on("data", (c: Buffer) => {
+            body += c.toString("utf8");
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(r.status, 400, `${path}: ${r.body}`);
+      assert.match(r.body, /malformed %-escape in/, path);
+    }
+    await assert.rejects(controlCall(socket, "DELETE", "/v1/forwards/%zz"), /malformed %-escape in "%zz"/);
+    // A well-formed escape still works: "8080/tcp" arrives as one segment.
+    await assert.rejects(controlCall(socket, "DELETE", "/v1/forwards/8080%2Ftcp"), /no forward "8080\/tcp"/);
   });
 });
