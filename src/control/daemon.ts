@@ -369,7 +369,12 @@ async function startForwards(
     log.info({ forward: forwardText(f.spec) }, "forward from the config");
   }
   for (const { forward, error } of await registry.restore())
-    log.warn({ forward, error }, "a forward added before the restart could not be restored");
+    log.warn(
+      { forward, error },
+      forward
+        ? "a forward added before the restart could not be restored"
+        : `forwards added before the restart were not restored: ${error}`,
+    );
   const restored = registry.list().filter((f) => f.source === "runtime");
   if (restored.length > 0)
     log.info({ forwards: restored.map((f) => forwardText(f.spec)) }, "forwards restored from the state file");
