@@ -17,6 +17,7 @@ import {
   expandPrefix,
   forwardRuleSteps,
   interfaceAddress,
+  interfaceIpv4Addresses,
   interfaceMtu,
   interfacePrefixes,
   parseIPv4,
@@ -41,7 +42,8 @@ import {
 } from "../portmap/forwards.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
-import type { RunConfig } from "./config.ts";
+import { forwardTargetProblem, startProblem, toPrefix } from "./address-rules.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
 import { connsBody } from "./conns-listing.ts";
 import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
@@ -87,7 +89,14 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   }
   const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
   const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
-  return { mode, publicAddresses, insideNetworks, mtu };
+  // The config's addresses against the host's: refused before anything on the host is touched.
+  const gatewayAddresses = (
+    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
+  ).flat();
+  const outsideNetworks = await interfacePrefixes(cfg.outside);
+  const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
+  if (bad) throw new ConfigError(bad.key, bad.problem);
+  return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
 }
 
 /** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
@@ -358,10 +367,13 @@ async function startForwards(
           },
         }
       : undefined;
+  const inside = host.insideNetworks.map((n) => toPrefix(n)!);
+  const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIPv4(a)!);
   const registry = new ForwardRegistry({
     engine,
     publicAddresses: host.publicAddresses.map((a) => parseIPv4(a)!),
     stateFile: forwardsStateFile(cfg, hostStateFile, log),
+    refuseTarget: (addr) => forwardTargetProblem(addr, inside, gateway),
     ...(steer ? { steer } : {}),
   });
   for (const spec of cfg.forwards) {

@@ -191,6 +191,8 @@ export interface ForwardRegistryOptions {
   stateFile?: string;
   /** Interface mode: per-forward policy rules. */
   steer?: Steering;
+  /** Why a forward may not send to this inside address (the gateway itself …), or undefined. */
+  refuseTarget?: (inAddr: number) => string | undefined;
 }
 
 export class ForwardRegistry {
@@ -343,6 +345,8 @@ export class ForwardRegistry {
     const outAddr = spec.outAddr ?? this.opts.publicAddresses[0];
     if (!this.opts.publicAddresses.includes(outAddr))
       throw new ForwardError(`${formatIpv4(outAddr)} is not a public address of masq`);
+    const refused = this.opts.refuseTarget?.(spec.inAddr);
+    if (refused) throw new ForwardError(`cannot forward to ${formatIpv4(spec.inAddr)}: ${refused}`);
     const pinIds: number[] = [];
     const undo = () => {
       for (const id of pinIds) this.opts.engine.unpin(id);
