@@ -64,6 +64,26 @@ function table(rows: string[][]): string {
   return formatRows(rows, columnWidths(rows)).slice(0, -1);
 }
 
+/**
+ * Text from a config file or a client (notes, rule names) as one printable line: control
+ * characters (C0, DEL, C1: ANSI escapes, newlines) and the invisible line and bidirectional
+ * controls are shown as escapes, so a note cannot rewrite the terminal or forge table rows.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const named = NAMED_ESCAPES[c];
+    if (named) return named;
+    const code = c.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are what it finds.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const NAMED_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
 /** Pinned mappings: what keeps a mapping open without flows, and who asked for it. */
 export function formatPins(pins: readonly PinView[]): string {
   const rows = [["PROTO", "INSIDE", "OUTSIDE", "REMOTE", "ORIGIN", "EXPIRES", "FLOWS", "NOTE"]];
@@ -76,7 +96,7 @@ export function formatPins(pins: readonly PinView[]): string {
       p.origin,
       p.expiresInSec === null ? "never" : `${p.expiresInSec}s`,
       String(p.flows),
-      p.note,
+      printable(p.note),
     ]);
   return `${table(rows)}\n${pins.length} mapping${pins.length === 1 ? "" : "s"} pinned\n`;
 }
@@ -97,7 +117,9 @@ export function formatStats(s: StatsReply): string {
   if (s.firewall && s.firewall.length > 0) {
     lines.push("firewall rules (hits):");
     for (const r of s.firewall)
-      lines.push(`  ${String(r.index).padStart(3)}. ${r.name.padEnd(40)} ${r.action.padEnd(7)} ${r.hits}`);
+      lines.push(
+        `  ${String(r.index).padStart(3)}. ${printable(r.name).padEnd(40)} ${r.action.padEnd(7)} ${r.hits}`,
+      );
   }
   lines.push("datapath:");
   for (const [k, v] of Object.entries(s.datapath)) lines.push(`  ${k.padEnd(28)} ${v}`);
@@ -133,7 +155,16 @@ export function formatForwards(reply: ForwardsReply): string {
   else {
     const rows = [["ID", "PROTO", "OUTSIDE", "INSIDE", "REMOTE", "SOURCE", "FLOWS", "NOTE"]];
     for (const f of reply.forwards)
-      rows.push([String(f.id), f.protocol, f.outside, f.inside, f.remote, f.source, String(f.flows), f.note]);
+      rows.push([
+        String(f.id),
+        f.protocol,
+        f.outside,
+        f.inside,
+        f.remote,
+        f.source,
+        String(f.flows),
+        printable(f.note),
+      ]);
     out += `${table(rows)}\n`;
   }
   if (reply.stateFile) out += `runtime forwards are kept in ${reply.stateFile}\n`;

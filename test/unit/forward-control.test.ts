@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { controlCall, controlGet } from "../../src/control/client.ts";
 import { connsBody } from "../../src/control/conns-listing.ts";
 import { forwardsApi } from "../../src/control/daemon.ts";
-import type { ForwardsReply } from "../../src/control/format.ts";
+import { type ForwardsReply, formatStats } from "../../src/control/format.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { FORWARD } from "../../src/nat/engine.ts";
 import { ForwardRegistry } from "../../src/portmap/forwards.ts";
@@ -112,6 +112,46 @@ describe("forwards over the control socket", () => {
     assert.match(none.err, /no forward "7\/udp"/);
     await assert.rejects(controlCall(socket, "POST", "/v1/forwards", { outside: 1 }), /body must be/);
     await assert.rejects(controlCall(socket, "PUT", "/v1/forwards"), /not allowed/);
+  });
+
+  it("masq forward list prints a note's control characters escaped (ANSI escapes, newlines, bidi)", async () => {
+    const note = "\u001b[31mred\u001b[0m\nID  PROTO forged\r\t\u0007\u202eevil\u009b";
+    const add = await cli([
+      "forward",
+      "add",
+      "8181/tcp",
+      "192.168.0.2:81",
+      "--note",
+      note,
+      "--socket",
+      socket,
+    ]);
+    assert.equal(add.code, 0, add.err);
+    const list = await cli(["forward", "list", "--socket", socket]);
+    assert.equal(list.code, 0, list.err);
+    const escaped = "\\x1b[31mred\\x1b[0m\\nID  PROTO forged\\r\\t\\x07\\u202eevil\\x9b";
+    assert.ok(list.out.includes(escaped), list.out);
+    const raw = [...list.out].filter((c) => {
+      const code = c.charCodeAt(0);
+      return (code < 0x20 && c !== "\n") || (code >= 0x7f && code <= 0x9f) || c === "\u202e";
+    });
+    assert.deepEqual(raw, [], "nothing raw reaches the terminal");
+    assert.doesNotMatch(list.out, /^ID {2}PROTO forged/m, "no forged row");
+    // The JSON keeps the note as it was.
+    const json = (await controlGet(socket, "/v1/forwards")) as ForwardsReply;
+    assert.equal(json.forwards.find((f) => f.outside.endsWith(":8181"))?.note, note);
+    await cli(["forward", "del", "8181/tcp", "--socket", socket]);
+    // Firewall rule names come from the config file too.
+    const stats = formatStats({
+      uptimeSec: 1,
+      mode: "pool",
+      publicAddresses: [P],
+      engine: engine.stats(),
+      datapath: {},
+      device: {},
+      firewall: [{ index: 1, name: "no smtp\n  0. forged", rule: "outbound tcp", action: "drop", hits: 0 }],
+    });
+    assert.match(stats, /1\. no smtp\\n {2}0\. forged/);
   });
 
   it("a malformed %-escape in the path is the client's mistake: 400, saying so", async () => {
