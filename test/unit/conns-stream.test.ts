@@ -10,33 +10,15 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { MAX_STREAMS } from "../../src/control/chunked.ts";
 import { controlGet, controlStream } from "../../src/control/client.ts";
 import { connsBody } from "../../src/control/conns-listing.ts";
 import { type ConnsReply, formatPins } from "../../src/control/format.ts";
 import { ControlServer, type ControlSource } from "../../src/control/server.ts";
 import { FORWARD } from "../../src/nat/engine.ts";
+import { CLI_ARGV, CLI_SCRIPT, cli } from "../helpers/cli.ts";
 import { ACK, icmpEcho, SYN, tcp, udp } from "../helpers/packets.ts";
 import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-
-/** Runs the CLI in a child process (this process serves the socket, so it must not block). */
-function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const code = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", code, ...args],
-      { timeout: 30_000, maxBuffer: 1 << 20 },
-      (err, out, stderr) => {
-        const c = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof c === "number" ? c : 1, out, err: stderr });
-      },
-    );
-  });
-}
 
 /** Counts the lines of a stream and keeps the first few and the last. */
 class LineCounter extends Writable {
@@ -76,6 +58,16 @@ async function longestLoopGap(fn: () => Promise<void>): Promise<number> {
 
 const FLOWS = 200_000;
 
+/** A control server whose listings come from `engine`. */
+function serveConns(socket: string, engine: ReturnType<typeof makeEngine>): Promise<ControlServer> {
+  return ControlServer.start(socket, {
+    health: () => ({ ok: true }),
+    conns: (q) => connsBody(engine, q),
+    stats: () => ({}),
+    metrics: async () => ({ contentType: "text/plain", body: "" }),
+  });
+}
+
 describe("masq conns with 200 k flows", () => {
   let dir: string;
   let socket: string;
@@ -95,12 +87,7 @@ describe("masq conns with 200 k flows", () => {
       });
       assert.equal(engine.process(p, 0, p.length, 1_000_000), FORWARD);
     }
-    server = await ControlServer.start(socket, {
-      health: () => ({ ok: true }),
-      conns: (q) => connsBody(engine, q),
-      stats: () => ({}),
-      metrics: async () => ({ contentType: "text/plain", body: "" }),
-    });
+    server = await serveConns(socket, engine);
   });
 
   after(async () => {
@@ -191,23 +178,34 @@ describe("masq conns over the control socket", () => {
     }
     const syn = tcp({ src: "192.168.0.3", dst: REMOTE, sport: 33000, dport: 80, flags: SYN });
     engine.process(syn, 0, syn.length, 1_001_000);
-    const syn2 = tcp({ src: "192.168.0.3", dst: REMOTE, sport: 33001, dport: 80, flags: SYN });
+    const syn2 = tcp({ src: "192.168.0.3", dst: REMOTE, sport: 33001, dport: 80, flags: SYN, seq: 1000 });
     engine.process(syn2, 0, syn2.length, 1_002_000);
     // The second connection's SYN-ACK comes back (to the port masq gave it), then the client's ACK.
     const out2 = engine.flows().find((f) => f.inside.port === 33001);
     assert.ok(out2);
-    const synAck = tcp({ src: REMOTE, dst: P, sport: 80, dport: out2.outside.port, flags: SYN | ACK });
+    const synAck = tcp({
+      src: REMOTE,
+      dst: P,
+      sport: 80,
+      dport: out2.outside.port,
+      flags: SYN | ACK,
+      seq: 5000,
+      ack: 1001,
+    });
     engine.process(synAck, 0, synAck.length, 1_002_000);
-    const ack = tcp({ src: "192.168.0.3", dst: REMOTE, sport: 33001, dport: 80, flags: ACK });
+    const ack = tcp({
+      src: "192.168.0.3",
+      dst: REMOTE,
+      sport: 33001,
+      dport: 80,
+      flags: ACK,
+      seq: 1001,
+      ack: 5001,
+    });
     engine.process(ack, 0, ack.length, 1_002_000);
     const ping = icmpEcho({ src: "192.168.0.4", dst: REMOTE, id: 77 });
     engine.process(ping, 0, ping.length, 1_003_000);
-    server = await ControlServer.start(socket, {
-      health: () => ({ ok: true }),
-      conns: (q) => connsBody(engine, q),
-      stats: () => ({}),
-      metrics: async () => ({ contentType: "text/plain", body: "" }),
-    });
+    server = await serveConns(socket, engine);
   });
 
   after(async () => {
@@ -286,15 +284,14 @@ describe("masq conns over the control socket", () => {
   });
 
   it("`masq conns | head` ends quietly: a reader that stops is no error", async () => {
-    const code = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
     const err = await new Promise<string>((resolve) => {
       execFile(
         "sh",
         [
           "-c",
           '{ "$0" --import tsx --input-type=module -e "$1" conns --socket "$2"; echo "masq exit $?" >&2; } | head -n 2 >/dev/null',
-          process.execPath,
-          code,
+          CLI_ARGV[0],
+          CLI_SCRIPT,
           socket,
         ],
         { timeout: 30_000 },

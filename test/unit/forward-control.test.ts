@@ -1,12 +1,10 @@
 // Forwards through the control socket and the `masq forward` commands, against a real engine.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { controlCall, controlGet } from "../../src/control/client.ts";
 import { connsBody } from "../../src/control/conns-listing.ts";
 import { forwardsApi } from "../../src/control/daemon.ts";
@@ -14,26 +12,9 @@ import { type ForwardsReply, formatStats } from "../../src/control/format.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { FORWARD } from "../../src/nat/engine.ts";
 import { ForwardRegistry } from "../../src/portmap/forwards.ts";
+import { cli } from "../helpers/cli.ts";
 import { ip, SYN, tcp } from "../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-
-/** Runs the CLI in a child process (this process serves the socket, so it must not block). */
-function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const code = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", code, ...args],
-      { timeout: 20_000 },
-      (err, out, stderr) => {
-        const c = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof c === "number" ? c : 1, out, err: stderr });
-      },
-    );
-  });
-}
 
 describe("forwards over the control socket", () => {
   let dir: string;
