@@ -2,7 +2,7 @@
 // talk to a running daemon over its control socket).
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { controlCall, controlGet } from "../control/client.ts";
+import { controlCall, controlGet, controlStream } from "../control/client.ts";
 import {
   ConfigError,
   DEFAULT_CONTROL_SOCKET,
@@ -10,14 +10,7 @@ import {
   type RunFlags,
   resolveRunConfig,
 } from "../control/config.ts";
-import {
-  type ConnsReply,
-  type ForwardsReply,
-  formatConns,
-  formatForwards,
-  formatStats,
-  type StatsReply,
-} from "../control/format.ts";
+import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
 import type { CleanupFlags } from "./cleanup.ts";
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -115,15 +108,31 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command("conns")
-    .description("list the connection table of the running masq (like conntrack -L)")
+    .description("list the connection table of the running masq (like conntrack -L), newest activity first")
     .option("--json", "print JSON", false)
-    .option("--limit <n>", "show at most n connections", positiveInt)
+    .option("--limit <n>", "show at most n connections (the most recently active)", positiveInt)
+    .option("--host <address[/len]>", "only connections whose inside, outside or remote address is in it")
+    .addOption(new Option("--proto <protocol>", "only this protocol").choices(["tcp", "udp", "icmp"]))
+    .option("--state <state>", "only connections in this state (established, syn-sent, active …)")
     .addOption(socketOption())
-    .action(async (opts: { json: boolean; limit?: number; socket: string }) => {
-      const q = opts.limit === undefined ? "" : `?limit=${opts.limit}`;
-      const reply = (await controlGet(opts.socket, `/v1/conns${q}`)) as ConnsReply;
-      process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatConns(reply));
-    });
+    .action(
+      async (opts: {
+        json: boolean;
+        limit?: number;
+        host?: string;
+        proto?: string;
+        state?: string;
+        socket: string;
+      }) => {
+        const q = new URLSearchParams({ format: opts.json ? "json" : "text" });
+        if (opts.limit !== undefined) q.set("limit", String(opts.limit));
+        if (opts.host !== undefined) q.set("host", opts.host);
+        if (opts.proto !== undefined) q.set("proto", opts.proto);
+        if (opts.state !== undefined) q.set("state", opts.state);
+        // Streamed straight through: the daemon sends the finished JSON or table, in chunks.
+        await controlStream(opts.socket, `/v1/conns?${q}`, process.stdout);
+      },
+    );
 
   program
     .command("stats")

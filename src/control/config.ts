@@ -16,6 +16,8 @@ import {
 import type { FirewallRule } from "../policy/rules.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../portmap/server.ts";
+import { addressPlanProblem } from "./address-rules.ts";
+import { flowCount, flowTimeout, fragmentTimeout, perSecond, seconds } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
@@ -48,6 +50,8 @@ export interface RunConfig {
   /** Networks treated as inside; empty means the connected prefixes of the inside interfaces. */
   insideNetworks: string[];
   ports: { first: number; last: number };
+  /** Interface mode: a port range reaching below 1024 (the gateway's own services) is allowed. */
+  allowLowPorts: boolean;
   filtering: Filtering;
   /** The inside TUN: what arrives on the inside interfaces. */
   tun: string;
@@ -86,6 +90,8 @@ export interface RunConfig {
   log: { level: LogLevel; format: LogFormat };
   /** Prometheus scrape endpoint over TCP (`[metrics] listen`, --metrics); undefined: off. */
   metrics: { listen?: string };
+  /** The config file read, if any: start-up checks name its keys with it. */
+  configFile?: string;
 }
 
 export const DEFAULT_CONTROL_SOCKET = "/run/masq/masq.sock";
@@ -97,6 +103,7 @@ export function defaultRunConfig(): RunConfig {
     addresses: [],
     insideNetworks: [],
     ports: { first: 61000, last: 65534 },
+    allowLowPorts: false,
     filtering: "address-dependent",
     tun: "masq0",
     tunOutside: "masq0-out",
@@ -137,8 +144,6 @@ export class ConfigError extends Error {
 
 export const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 const ifname = v.pipe(v.string(), v.regex(IFNAME, "must be an interface name (1-15 letters, digits, _.:-)"));
-const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
-const perSecond = v.pipe(v.number(), v.integer("must be a whole number per second"), v.minValue(0));
 const portsValue = v.union([v.number(), v.string()], 'must be a port or a range like "1000-2000"');
 const forwardSchema = v.strictObject({
   outside: v.string('must be "[address:]port[-port]/proto", e.g. "8080/tcp"'),
@@ -197,24 +202,25 @@ const fileSchema = v.strictObject({
   offload: v.optional(v.boolean()),
   rps: v.optional(v.boolean()),
   port_parity: v.optional(v.boolean()),
+  allow_low_ports: v.optional(v.boolean()),
   port_seed: v.optional(
     v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
   ),
   timeouts: v.optional(
     v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
-      tcp_established: v.optional(seconds),
-      tcp_transitory: v.optional(seconds),
-      tcp_closed: v.optional(seconds),
-      udp: v.optional(seconds),
-      icmp: v.optional(seconds),
-      fragment: v.optional(seconds),
+      tcp_established: v.optional(flowTimeout),
+      tcp_transitory: v.optional(flowTimeout),
+      tcp_closed: v.optional(flowTimeout),
+      udp: v.optional(flowTimeout),
+      icmp: v.optional(flowTimeout),
+      fragment: v.optional(fragmentTimeout),
     }),
   ),
   limits: v.optional(
     v.strictObject({
-      max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
-      max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+      max_flows: v.optional(flowCount(16)),
+      max_flows_per_host: v.optional(flowCount(1)),
       max_ports_per_host: v.optional(
         v.pipe(
           v.number(),
@@ -325,9 +331,17 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   const c = defaultRunConfig();
   let allowShort = false;
   let tunOutside: { name: string; where: string } | undefined;
+  /** The key or flag that set each of these last, for the checks across keys at the end. */
+  let portsKey = "--ports";
+  let addressesKey = "--address";
+  let insideNetworksKey = "inside_networks";
   if (flags.config) {
     const f = parseConfigText(readFile(flags.config), flags.config);
     const src = flags.config;
+    c.configFile = src;
+    portsKey = `${src}: ports`;
+    addressesKey = `${src}: addresses`;
+    insideNetworksKey = `${src}: inside_networks`;
     if (f.inside !== undefined) c.inside = Array.isArray(f.inside) ? f.inside : [f.inside];
     if (f.outside !== undefined) c.outside = f.outside;
     if (f.addresses !== undefined) c.addresses = f.addresses.map((a) => checkAddress(a, `${src}: addresses`));
@@ -342,6 +356,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.offload !== undefined) c.offload = f.offload;
     if (f.rps !== undefined) c.rps = f.rps;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
+    if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
     const t = f.timeouts;
     if (t) {
@@ -413,7 +428,11 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.outside !== undefined) c.outside = flags.outside;
   if (flags.address !== undefined && flags.address.length > 0)
     c.addresses = flags.address.flatMap((s) => s.split(",")).map((a) => checkAddress(a, "--address"));
-  if (flags.ports !== undefined) c.ports = parsePorts(flags.ports, "--ports");
+  if (flags.address !== undefined && flags.address.length > 0) addressesKey = "--address";
+  if (flags.ports !== undefined) {
+    c.ports = parsePorts(flags.ports, "--ports");
+    portsKey = "--ports";
+  }
   if (flags.filtering !== undefined) {
     if (!(FILTERINGS as readonly string[]).includes(flags.filtering))
       throw new ConfigError(
@@ -462,6 +481,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       tunOutside?.where ?? "--tun",
       `${c.tunOutside} is already used as an inside or outside interface`,
     );
+  const bad = addressPlanProblem(c, { portsKey, addressesKey, insideNetworksKey });
+  if (bad) throw new ConfigError(bad.key, bad.problem);
   return c;
 }
 

@@ -17,6 +17,7 @@ import {
   expandPrefix,
   forwardRuleSteps,
   interfaceAddress,
+  interfaceIpv4Addresses,
   interfaceMtu,
   interfacePrefixes,
   parseIPv4,
@@ -41,10 +42,12 @@ import {
 } from "../portmap/forwards.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
-import type { RunConfig } from "./config.ts";
+import { forwardTargetProblem, startProblem, toPrefix } from "./address-rules.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
+import { connsBody } from "./conns-listing.ts";
 import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
-import type { ConnsReply, StatsReply } from "./format.ts";
+import type { StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
@@ -86,7 +89,14 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   }
   const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
   const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
-  return { mode, publicAddresses, insideNetworks, mtu };
+  // The config's addresses against the host's: refused before anything on the host is touched.
+  const gatewayAddresses = (
+    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
+  ).flat();
+  const outsideNetworks = await interfacePrefixes(cfg.outside);
+  const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
+  if (bad) throw new ConfigError(bad.key, bad.problem);
+  return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
 }
 
 /** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
@@ -197,11 +207,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         pid: process.pid,
         uptimeSec: Math.round((performance.now() - started) / 1000),
       }),
-      conns: (limit): ConnsReply => ({
-        total: engine.stats().flows,
-        flows: engine.flows(limit),
-        pins: engine.pinList(),
-      }),
+      conns: (query) => connsBody(engine, query),
       stats: (): StatsReply => ({
         uptimeSec: Math.round((performance.now() - started) / 1000),
         mode: host.mode,
@@ -212,6 +218,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         ...deviceStats(devices.counters(sysfs)),
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
+        ...(server ? { control: { ...server.streamStats } } : {}),
       }),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
       forwards: forwardsApi(forwards, engine),
@@ -360,10 +367,13 @@ async function startForwards(
           },
         }
       : undefined;
+  const inside = host.insideNetworks.map((n) => toPrefix(n)!);
+  const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIPv4(a)!);
   const registry = new ForwardRegistry({
     engine,
     publicAddresses: host.publicAddresses.map((a) => parseIPv4(a)!),
     stateFile: forwardsStateFile(cfg, hostStateFile, log),
+    refuseTarget: (addr) => forwardTargetProblem(addr, inside, gateway),
     ...(steer ? { steer } : {}),
   });
   for (const spec of cfg.forwards) {
@@ -371,7 +381,12 @@ async function startForwards(
     log.info({ forward: forwardText(f.spec) }, "forward from the config");
   }
   for (const { forward, error } of await registry.restore())
-    log.warn({ forward, error }, "a forward added before the restart could not be restored");
+    log.warn(
+      { forward, error },
+      forward
+        ? "a forward added before the restart could not be restored"
+        : `forwards added before the restart were not restored: ${error}`,
+    );
   const restored = registry.list().filter((f) => f.source === "runtime");
   if (restored.length > 0)
     log.info({ forwards: restored.map((f) => forwardText(f.spec)) }, "forwards restored from the state file");

@@ -11,6 +11,8 @@ export interface Resolved {
   publicAddresses: string[];
   insideNetworks: string[];
   mtu: number;
+  /** Every address of the gateway's inside and outside interfaces (a live run only). */
+  gatewayAddresses?: string[];
 }
 
 export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {

@@ -22,6 +22,7 @@ import { ACT_DROP, ACT_REJECT, DIR_INBOUND, DIR_OUTBOUND, NO_RULE, RuleSet } fro
 import type { EngineConfig } from "./config.ts";
 import * as C from "./counters.ts";
 import { ExhaustionAnswers } from "./exhaustion.ts";
+import { type FlowFilter, FlowListing } from "./flow-listing.ts";
 import {
   D_BYTES_IN,
   D_BYTES_OUT,
@@ -86,7 +87,7 @@ import { PortQuota } from "./port-quota.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { TimerWheel } from "./timer-wheel.ts";
-import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
+import { type EngineStats, FlowFields, type FlowView, type PinView, type Protocol } from "./view.ts";
 
 /** Slots of a probe run the prefetch follows looking for a key's own slot. */
 const PREFETCH_PROBES = 8;
@@ -1345,41 +1346,71 @@ export class NatEngine {
     });
   }
 
-  /** The flow table for listing, newest activity first (not for the packet path). */
+  /**
+   * A listing of the flow table in bounded steps (flow-listing.ts), newest activity first: the
+   * control socket runs it a chunk at a time between packet batches.
+   */
+  listFlows(filter: FlowFilter = {}, limit = Number.POSITIVE_INFINITY): FlowListing {
+    return new FlowListing(this.flowTable, filter, limit);
+  }
+
+  /** Every flow (at most `limit`), newest activity first, in one go: for tests and small tables. */
   flows(limit = Number.POSITIVE_INFINITY): FlowView[] {
+    const listing = this.listFlows({}, limit);
     const out: FlowView[] = [];
+    while (!listing.done) listing.step(4096, (f) => out.push(this.flowView(f)));
+    return out;
+  }
+
+  /** What a listing shows of live flow f, as an object (allocates: not for the packet path). */
+  flowView(f: number): FlowView {
+    const x = this.readFlow(f, new FlowFields());
+    return {
+      protocol: x.protocol,
+      inside: { addr: formatIpv4(x.inAddr), port: x.inPort },
+      outside: { addr: formatIpv4(x.outAddr), port: x.outPort },
+      remote: { addr: formatIpv4(x.remAddr), port: x.remPort },
+      state: x.state,
+      origin: x.origin,
+      idleSec: x.idleSec,
+      expiresInSec: x.expiresInSec,
+      packetsOut: x.packetsOut,
+      packetsIn: x.packetsIn,
+      bytesOut: x.bytesOut,
+      bytesIn: x.bytesIn,
+    };
+  }
+
+  /** Fills `out` with live flow f's fields (no allocation); returns it. */
+  readFlow(f: number, out: FlowFields): FlowFields {
     const ft = this.flowTable;
     const u = ft.u32;
     const d = ft.f64;
-    for (let f = 0; f < ft.capacity && out.length < limit; f++) {
-      if (!ft.isLive(f)) continue;
-      const base = f * FLOW_WORDS;
-      const db = f * (FLOW_BYTES / 8);
-      const proto = ft.proto(f);
-      const sb = ft.stateByte(f);
-      const remAddr = u[base + F_REM_ADDR];
-      const lastSeen = u[base + F_LAST_SEEN];
-      out.push({
-        protocol: protoName(proto),
-        inside: { addr: formatIpv4(u[base + F_IN_ADDR]), port: u[base + F_PORTS] >>> 16 },
-        outside: { addr: formatIpv4(u[base + F_OUT_ADDR]), port: u[base + F_PORTS] & 0xffff },
-        remote: { addr: formatIpv4(remAddr), port: u[base + F_META] >>> 16 },
-        state: STATE_NAMES[sb & STATE_MASK],
-        origin:
-          this.outsideIndex(remAddr) >= 0
-            ? "hairpin"
-            : (sb & ORIGIN_INBOUND) !== 0
-              ? this.inboundOrigin(proto, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16)
-              : "outbound",
-        idleSec: Math.max(0, this.nowSec - lastSeen),
-        expiresInSec: Math.max(0, lastSeen + this.timeoutOf(f) - this.nowSec),
-        packetsOut: d[db + D_PKTS_OUT],
-        packetsIn: d[db + D_PKTS_IN],
-        bytesOut: d[db + D_BYTES_OUT],
-        bytesIn: d[db + D_BYTES_IN],
-      });
-    }
-    out.sort((a, b) => a.idleSec - b.idleSec);
+    const base = f * FLOW_WORDS;
+    const db = f * (FLOW_BYTES / 8);
+    const proto = ft.proto(f);
+    const sb = ft.stateByte(f);
+    const lastSeen = u[base + F_LAST_SEEN];
+    out.protocol = protoName(proto);
+    out.inAddr = u[base + F_IN_ADDR];
+    out.inPort = u[base + F_PORTS] >>> 16;
+    out.outAddr = u[base + F_OUT_ADDR];
+    out.outPort = u[base + F_PORTS] & 0xffff;
+    out.remAddr = u[base + F_REM_ADDR];
+    out.remPort = u[base + F_META] >>> 16;
+    out.state = STATE_NAMES[sb & STATE_MASK];
+    out.origin =
+      this.outsideIndex(out.remAddr) >= 0
+        ? "hairpin"
+        : (sb & ORIGIN_INBOUND) !== 0
+          ? this.inboundOrigin(proto, out.inAddr, out.inPort)
+          : "outbound";
+    out.idleSec = Math.max(0, this.nowSec - lastSeen);
+    out.expiresInSec = Math.max(0, lastSeen + this.timeoutOf(f) - this.nowSec);
+    out.packetsOut = d[db + D_PKTS_OUT];
+    out.packetsIn = d[db + D_PKTS_IN];
+    out.bytesOut = d[db + D_BYTES_OUT];
+    out.bytesIn = d[db + D_BYTES_IN];
     return out;
   }
 

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { main } from "../../src/cli/main.ts";
 import { ControlClientError, controlGet } from "../../src/control/client.ts";
-import { formatConns, formatStats } from "../../src/control/format.ts";
+import { connsBody } from "../../src/control/conns-listing.ts";
+import { formatStats } from "../../src/control/format.ts";
 import { createMetrics } from "../../src/control/metrics.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { FORWARD } from "../../src/nat/engine.ts";
@@ -35,7 +36,7 @@ describe("control API", () => {
     });
     server = await ControlServer.start(socket, {
       health: () => ({ ok: true }),
-      conns: (limit) => ({ total: engine.stats().flows, flows: engine.flows(limit) }),
+      conns: (q) => connsBody(engine, q),
       stats: () => ({
         uptimeSec: 1,
         mode: "pool",
@@ -90,7 +91,7 @@ describe("control API", () => {
     writeFileSync(stale, "");
     const s2 = await ControlServer.start(stale, {
       health: () => ({ ok: true }),
-      conns: () => ({}),
+      conns: (q) => connsBody(engine, q),
       stats: () => ({}),
       metrics: async () => ({ contentType: "text/plain", body: "" }),
     });
@@ -107,8 +108,7 @@ describe("control API", () => {
   });
 
   it("formats the table and the counters for people", async () => {
-    const conns = (await controlGet(socket, "/v1/conns")) as Parameters<typeof formatConns>[0];
-    const text = formatConns(conns);
+    const text = String(await controlGet(socket, "/v1/conns?format=text"));
     assert.match(text, /^PROTO\s+INSIDE\s+OUTSIDE\s+REMOTE/);
     assert.match(text, /udp\s+192\.168\.0\.2:40000\s+\S+:\d+\s+203\.0\.113\.10:53/);
     const stats = formatStats((await controlGet(socket, "/v1/stats")) as Parameters<typeof formatStats>[0]);
