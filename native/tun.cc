@@ -9,6 +9,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -408,7 +409,48 @@ Napi::Value UdpSocketOnDevice(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// allowedCpus(): the CPUs the calling thread may run on (its affinity, as cgroups and taskset left it).
+Napi::Value AllowedCpus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    Napi::Error::New(env, ErrnoText("sched_getaffinity", errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+    if (CPU_ISSET(cpu, &set)) out.Set(n++, Napi::Number::New(env, cpu));
+  return out;
+}
+
+// pinThread(cpu): the calling thread (JavaScript's, which runs the packet loop) runs on `cpu` only.
+// Node's other threads (the libuv pool, V8's GC helpers) keep their affinity.
+Napi::Value PinThread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "pinThread(cpu)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int cpu = info[0].As<Napi::Number>().Int32Value();
+  if (cpu < 0 || cpu >= CPU_SETSIZE) {
+    Napi::RangeError::New(env, "pinThread: no such CPU").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) {
+    Napi::Error::New(env, ErrnoText("sched_setaffinity", errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("allowedCpus", Napi::Function::New(env, AllowedCpus));
+  exports.Set("pinThread", Napi::Function::New(env, PinThread));
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages));
   exports.Set("udpSocketOnDevice", Napi::Function::New(env, UdpSocketOnDevice));
   exports.Set("TUN_F_CSUM", TUN_F_CSUM);

@@ -63,6 +63,8 @@ export interface RunConfig {
   offload: boolean;
   /** Receive Packet Steering on the TUN: the kernel's work on written packets spread over all CPUs. */
   rps: boolean;
+  /** Where the packet loop runs (src/control/cpu-placement.ts). */
+  datapathCpu: DatapathCpuSetting;
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
   portSeed?: number;
@@ -111,6 +113,7 @@ export function defaultRunConfig(): RunConfig {
     stateDir: "/run/masq",
     offload: true,
     rps: true,
+    datapathCpu: "auto",
     portParity: false,
     timeouts: { ...DEFAULT_TIMEOUTS },
     limits: {
@@ -129,6 +132,18 @@ export function defaultRunConfig(): RunConfig {
     log: { level: "info", format: "text" },
     metrics: {},
   };
+}
+
+/** `datapath_cpu`: "auto" (pinned when there are 2 or more CPUs), "off", or a CPU number. */
+export type DatapathCpuSetting = "auto" | "off" | number;
+
+/** "auto", "off" or a CPU number, from the config file or the command line. */
+export function parseDatapathCpu(value: string | number, where: string): DatapathCpuSetting {
+  if (value === "auto" || value === "off") return value;
+  const n = typeof value === "number" ? value : /^\d{1,4}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 8191)
+    throw new ConfigError(where, `${JSON.stringify(value)} must be "auto", "off" or a CPU number`);
+  return n;
 }
 
 /** A configuration problem, with the key or flag it concerns. */
@@ -201,6 +216,7 @@ const fileSchema = v.strictObject({
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
   rps: v.optional(v.boolean()),
+  datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
   port_seed: v.optional(
@@ -294,6 +310,8 @@ export interface RunFlags {
   socket?: string;
   offload?: boolean;
   rps?: boolean;
+  /** --datapath-cpu auto|off|<n>. */
+  datapathCpu?: string;
   logLevel?: string;
   logFormat?: string;
   /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
@@ -355,6 +373,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
     if (f.rps !== undefined) c.rps = f.rps;
+    if (f.datapath_cpu !== undefined)
+      c.datapathCpu = parseDatapathCpu(f.datapath_cpu, `${src}: datapath_cpu`);
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
@@ -446,6 +466,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
   if (flags.rps !== undefined) c.rps = flags.rps;
+  if (flags.datapathCpu !== undefined) c.datapathCpu = parseDatapathCpu(flags.datapathCpu, "--datapath-cpu");
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.logLevel !== undefined) {
