@@ -270,7 +270,8 @@ export class NatEngine {
       if (side === SIDE_INSIDE) {
         if (!fromInside) return this.drop(C.D_SPOOFED_SOURCE);
       } else if (fromInside) return this.drop(C.D_INSIDE_SOURCE_FROM_OUTSIDE);
-      else if (this.isInside(dst) && this.outsideIndex(dst) < 0) return this.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
+      else if (this.isInside(dst) && this.outsideIndex(dst) < 0)
+        return this.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
     }
     const fragField = (buf[off + 6] << 8) | buf[off + 7];
     if ((fragField & 0x1fff) !== 0) return this.laterFragment(buf, off, total, proto, src, dst);
