@@ -11,7 +11,6 @@ import {
   ICMP_TIME_EXCEEDED,
   icmpIsError,
   TCP_ACK,
-  TCP_FIN,
   TCP_RST,
   TCP_SYN,
 } from "../packet/l4.ts";
@@ -39,18 +38,10 @@ import {
   FlowTable,
   NO_FLOW,
   ORIGIN_INBOUND,
-  SEEN_FIN_IN,
-  SEEN_FIN_OUT,
-  SEEN_SYN_IN,
-  SEEN_SYN_OUT,
   STATE_CLOSED,
   STATE_ESTABLISHED,
-  STATE_FIN_WAIT,
   STATE_MASK,
   STATE_NAMES,
-  STATE_SYN_RECEIVED,
-  STATE_SYN_SENT,
-  STATE_TIME_WAIT,
 } from "./flow-table.ts";
 import { FRAG_DROP, FRAG_FORWARD, FragmentTracker } from "./fragments.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
@@ -75,6 +66,7 @@ import { type Pin, PinRegistry } from "./pins.ts";
 import { NO_PORT, PortAllocator } from "./port-allocator.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
+import { TCP_HANDSHAKE_DONE, TCP_RST_OUT_OF_WINDOW, TCP_WORDS, TcpTracker } from "./tcp-state.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
 
@@ -116,6 +108,8 @@ export class NatEngine {
   readonly mappingTable: MappingTable;
   readonly hostTable: HostTable;
   private readonly wheel: TimerWheel;
+  /** Sequence state of TCP flows, and the handshake and close (src/nat/tcp-state.ts). */
+  private readonly tcp: TcpTracker;
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
   private readonly fragments: FragmentTracker;
@@ -188,6 +182,7 @@ export class NatEngine {
     this.hostTable = new HostTable(config.maxHosts, config.hashSeed);
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
+    this.tcp = new TcpTracker(this.flowTable, allocate);
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
@@ -341,9 +336,9 @@ export class NatEngine {
         ((buf[off + 16] << 24) | (buf[off + 17] << 16) | (buf[off + 18] << 8) | buf[off + 19]) >>> 0;
       const sport = (buf[off + 20] << 8) | buf[off + 21];
       const dport = (buf[off + 22] << 8) | buf[off + 23];
-      // Inside keys have odd references, outside keys even ones (FlowTable.link).
+      // Inside keys have odd references, outside keys even ones (FlowTable.link); bit 1: TCP.
       const inside = this.isInside(src);
-      sides[k] = inside ? 1 : 0;
+      sides[k] = (inside ? 1 : 0) | (proto === IPPROTO_TCP ? 2 : 0);
       hs[k] = inside
         ? ft.insideHash(proto, src, sport, dst, dport)
         : ft.outsideHash(proto, dst, dport, src, sport);
@@ -366,12 +361,12 @@ export class NatEngine {
       let i = h & mask;
       let ref = slots[2 * i + 1];
       for (let probes = 0; ref !== 0 && probes < PREFETCH_PROBES; probes++) {
-        if (slots[2 * i] === h && (ref & 1) === sides[k]) break;
+        if (slots[2 * i] === h && (ref & 1) === (sides[k] & 1)) break;
         i = (i + 1) & mask;
         ref = slots[2 * i + 1];
       }
       if (ref !== 0) found[k] = (ref - 1) >>> 1;
-      else if (sides[k] === 1) {
+      else if ((sides[k] & 1) === 1) {
         // No flow yet: most likely a new one, which looks up its inside endpoint's mapping next.
         // Touch that slot now so the miss overlaps with the others.
         const off = meta[2 * k];
@@ -381,9 +376,13 @@ export class NatEngine {
         acc += mslots[((hm & mmask) << 1) + 1];
       }
     }
+    // A TCP flow's sequence record is a line of its own (tcp-state.ts): load it with the record.
+    const tw = this.tcp.words;
     for (let k = 0; k < n; k++) {
       const f = found[k];
-      if (f !== NO_FLOW) acc += u[f * FLOW_WORDS];
+      if (f === NO_FLOW) continue;
+      acc += u[f * FLOW_WORDS];
+      if ((sides[k] & 2) !== 0) acc += tw[f * TCP_WORDS];
     }
     this.prefetchSink = acc;
   }
@@ -493,9 +492,11 @@ export class NatEngine {
       }
       const base = f * FLOW_WORDS;
       const u = this.flowTable.u32;
+      if (proto === IPPROTO_TCP) {
+        const t = this.tcp.segment(f, b, l4, total - hl, true, u[base + F_ALG] !== 0 ? this.alg : null);
+        if (t !== 0 && this.tcpEvent(f, t) === DROP) return DROP;
+      }
       this.touch(f, total, true);
-      if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) !== 0)
-        this.tcpTransition(f, flags, true);
       rewriteEndpoint(
         b,
         off,
@@ -718,9 +719,12 @@ export class NatEngine {
       }
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
+      if (proto === IPPROTO_TCP) {
+        const alg = u[base + F_ALG] !== 0 && !hairpin ? this.alg : null;
+        const t = this.tcp.segment(f, b, l4, total - hl, false, alg);
+        if (t !== 0 && this.tcpEvent(f, t) === DROP) return DROP;
+      }
       this.touch(f, total, false);
-      if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) !== 0)
-        this.tcpTransition(f, flags, false);
       rewriteEndpoint(
         b,
         off,
@@ -941,40 +945,16 @@ export class NatEngine {
   }
 
   /**
-   * TCP tracking (RFC 5382): SYNs seen both ways make a connection established (this covers
-   * simultaneous open, REQ-2); a FIN makes it transitory, FINs both ways time-wait, an RST
-   * closes it. Segments are never dropped for their state: only the timeout changes.
+   * What the TCP tracker's verdict on a segment means for the flow (see tcp-state.ts): a reset
+   * outside the window is dropped; a completed handshake is counted; a new state moves the timer.
+   * DROP or FORWARD.
    */
-  private tcpTransition(f: number, flags: number, out: boolean): void {
-    const ft = this.flowTable;
-    let sb = ft.stateByte(f);
-    const before = sb & STATE_MASK;
-    if (flags & TCP_RST) {
-      sb = (sb & ~STATE_MASK) | STATE_CLOSED;
-    } else {
-      if (
-        (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN &&
-        (before === STATE_TIME_WAIT || before === STATE_CLOSED)
-      ) {
-        // A new connection reusing the 4-tuple starts over.
-        sb &= ORIGIN_INBOUND;
-      }
-      if (flags & TCP_SYN) sb |= out ? SEEN_SYN_OUT : SEEN_SYN_IN;
-      if (flags & TCP_FIN) sb |= out ? SEEN_FIN_OUT : SEEN_FIN_IN;
-      let st: number;
-      if ((sb & SEEN_FIN_OUT) !== 0 && (sb & SEEN_FIN_IN) !== 0) st = STATE_TIME_WAIT;
-      else if ((sb & (SEEN_FIN_OUT | SEEN_FIN_IN)) !== 0) st = STATE_FIN_WAIT;
-      else if ((sb & SEEN_SYN_OUT) !== 0 && (sb & SEEN_SYN_IN) !== 0) st = STATE_ESTABLISHED;
-      else if ((sb & SEEN_SYN_OUT) !== 0) st = STATE_SYN_SENT;
-      else st = STATE_SYN_RECEIVED;
-      if (before === STATE_CLOSED && (flags & TCP_SYN) === 0) st = STATE_CLOSED;
-      sb = (sb & ~STATE_MASK) | st;
-    }
-    ft.setStateByte(f, sb);
-    if ((sb & STATE_MASK) !== before) {
-      // The timeout changed: move the timer now so a closed connection frees its port on time.
-      this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
-    }
+  private tcpEvent(f: number, t: number): number {
+    if ((t & TCP_RST_OUT_OF_WINDOW) !== 0) return this.drop(C.D_TCP_RST_OUT_OF_WINDOW);
+    if ((t & TCP_HANDSHAKE_DONE) !== 0) this.counters[C.C_TCP_HANDSHAKES]++;
+    // The timeout changed: move the timer now so a closed connection frees its port on time.
+    this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
+    return FORWARD;
   }
 
   private timeoutOf(f: number): number {
@@ -1281,6 +1261,7 @@ export class NatEngine {
   memoryBytes(): number {
     return (
       this.flowTable.byteLength +
+      this.tcp.byteLength +
       this.mappingTable.byteLength +
       this.hostTable.byteLength +
       this.wheel.byteLength +
