@@ -26,12 +26,17 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ["json", "text"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
-/** RFC minimums a configuration may only undercut with `allow_short_timeouts` (tests, labs). */
+/** Minimums a configuration may only undercut with `allow_short_timeouts` (tests, labs). */
 export const MIN_TIMEOUTS = {
   /** RFC 5382 REQ-5. */
   tcp_established: 7440,
   /** RFC 5382 REQ-5 (transitory: 4 min). */
   tcp_transitory: 240,
+  /**
+   * RFC 7857 §2.2 lets partially open connections go sooner than the transitory 4 min, but a
+   * handshake must survive its retransmissions: the server's SYN-ACK after 1, 3, 7 and 15 s.
+   */
+  tcp_half_open: 30,
   /** RFC 4787 REQ-5. */
   udp: 120,
   /** RFC 5508 REQ-1. */
@@ -61,6 +66,8 @@ export interface RunConfig {
   limits: {
     maxFlows: number;
     maxFlowsPerHost: number;
+    /** Inbound half-open TCP connections in all; undefined: a quarter of maxFlows. */
+    maxHalfOpen?: number;
     maxHosts: number;
     /** New flows per second per inside host, and for the whole gateway (0: no limit). */
     newFlowsPerSecPerHost: number;
@@ -189,6 +196,7 @@ const fileSchema = v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
       tcp_established: v.optional(seconds),
       tcp_transitory: v.optional(seconds),
+      tcp_half_open: v.optional(seconds),
       tcp_closed: v.optional(seconds),
       udp: v.optional(seconds),
       icmp: v.optional(seconds),
@@ -199,6 +207,7 @@ const fileSchema = v.strictObject({
     v.strictObject({
       max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
       max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+      max_half_open: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16_777_216))),
       max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
       new_flows_per_sec_per_host: v.optional(perSecond),
       new_flows_per_sec: v.optional(perSecond),
@@ -300,6 +309,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       const T = c.timeouts;
       if (t.tcp_established !== undefined) T.tcpEstablishedSec = t.tcp_established;
       if (t.tcp_transitory !== undefined) T.tcpTransitorySec = t.tcp_transitory;
+      if (t.tcp_half_open !== undefined) T.tcpHalfOpenSec = t.tcp_half_open;
       if (t.tcp_closed !== undefined) T.tcpClosedSec = t.tcp_closed;
       if (t.udp !== undefined) T.udpSec = t.udp;
       if (t.icmp !== undefined) T.icmpSec = t.icmp;
@@ -310,6 +320,14 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (l) {
       if (l.max_flows !== undefined) c.limits.maxFlows = l.max_flows;
       if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
+      if (l.max_half_open !== undefined) {
+        if (l.max_half_open > c.limits.maxFlows)
+          throw new ConfigError(
+            `${src}: limits.max_half_open`,
+            `${l.max_half_open} is above limits.max_flows (${c.limits.maxFlows})`,
+          );
+        c.limits.maxHalfOpen = l.max_half_open;
+      }
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
       if (l.new_flows_per_sec_per_host !== undefined)
         c.limits.newFlowsPerSecPerHost = l.new_flows_per_sec_per_host;
@@ -472,7 +490,7 @@ function checkTimeoutMinimums(t: NonNullable<FileConfig["timeouts"]>, src: strin
     if (value !== undefined && value < MIN_TIMEOUTS[key])
       throw new ConfigError(
         `${src}: timeouts.${key}`,
-        `${value} s is below the RFC minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
+        `${value} s is below the ${key === "tcp_half_open" ? "" : "RFC "}minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
       );
   }
 }

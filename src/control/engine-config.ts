@@ -27,6 +27,7 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     timeouts: cfg.timeouts,
     maxFlows: cfg.limits.maxFlows,
     maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
+    ...(cfg.limits.maxHalfOpen !== undefined ? { maxHalfOpen: cfg.limits.maxHalfOpen } : {}),
     maxHosts: cfg.limits.maxHosts,
     firewall: cfg.firewall,
     newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,

@@ -22,6 +22,11 @@ export interface Timeouts {
   tcpEstablishedSec: number;
   /** RFC 5382 REQ-5: partially open or closing connections, 4 min. */
   tcpTransitorySec: number;
+  /**
+   * Inbound connections that have not completed their handshake (a SYN flood's). RFC 7857 §2.2
+   * lets this be shorter than the transitory 4 min; netfilter keeps them 60 s (SYN_RECV).
+   */
+  tcpHalfOpenSec: number;
   /** After an RST: kept briefly so late segments still translate. */
   tcpClosedSec: number;
   /** RFC 4787 REQ-5: at least 2 min, default 5 min. */
@@ -49,8 +54,13 @@ export interface EngineConfig {
   maxFlows: number;
   /** Endpoint mappings (inside address:port -> outside address:port); default maxFlows / 2. */
   maxMappings: number;
-  /** Per inside host (RFC 6888 REQ-4). */
+  /** Per inside host (RFC 6888 REQ-4); inbound half-open TCP connections are not counted. */
   maxFlowsPerHost: number;
+  /**
+   * Inbound TCP connections that have not completed their handshake, all hosts together; at the
+   * cap the oldest is evicted (src/nat/half-open.ts). Default a quarter of maxFlows.
+   */
+  maxHalfOpen: number;
   /** Distinct inside hosts tracked at once. */
   maxHosts: number;
   /** Fragments held while waiting for the first fragment of their datagram (RFC 4787 REQ-14). */
@@ -111,6 +121,7 @@ export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
 export const DEFAULT_TIMEOUTS: Timeouts = {
   tcpEstablishedSec: 7440,
   tcpTransitorySec: 240,
+  tcpHalfOpenSec: 60,
   tcpClosedSec: 10,
   udpSec: 300,
   icmpSec: 60,
@@ -129,6 +140,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxFlows,
     maxMappings: Math.max(1024, Math.ceil(maxFlows / 2)),
     maxFlowsPerHost: 8192,
+    maxHalfOpen: Math.max(1, Math.floor(maxFlows / 4)),
     maxHosts: 4096,
     maxHeldFragments: 256,
     maxHeldFragmentBytes: 256 * 1024,

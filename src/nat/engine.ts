@@ -44,6 +44,7 @@ import {
   STATE_NAMES,
 } from "./flow-table.ts";
 import { FRAG_DROP, FRAG_FORWARD, FragmentTracker } from "./fragments.ts";
+import { HalfOpenQueue } from "./half-open.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
 import {
   buildEchoReply,
@@ -100,6 +101,15 @@ const FILTER_APDF = 2;
 
 /** Records visited per timer-wheel call, so expiry never stalls the packet loop. */
 const EXPIRY_BUDGET = 4096;
+/**
+ * An inbound half-open connection is evicted to make room for another only after it has had this
+ * long to complete its handshake (the client's round trip, or the server's first SYN-ACK
+ * retransmission at 1 s). Without it a fast enough flood evicts every half-open connection before
+ * its ACK can come back, and none completes; with it, a flood of R SYN/s against a cap of C lets
+ * C/s through, each sure to be kept a second. A new flow that finds the flow table full evicts
+ * regardless of age: an inside host's own flow comes before an unfinished inbound handshake.
+ */
+const HALF_OPEN_MIN_AGE_MS = 1000;
 
 export class NatEngine {
   readonly config: EngineConfig;
@@ -110,6 +120,9 @@ export class NatEngine {
   private readonly wheel: TimerWheel;
   /** Sequence state of TCP flows, and the handshake and close (src/nat/tcp-state.ts). */
   private readonly tcp: TcpTracker;
+  /** Inbound TCP flows that have not completed their handshake, oldest first. */
+  private readonly halfOpen: HalfOpenQueue;
+  private readonly maxHalfOpen: number;
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
   private readonly fragments: FragmentTracker;
@@ -130,6 +143,7 @@ export class NatEngine {
   private readonly tEstablished: number;
   private readonly tTransitory: number;
   private readonly tClosed: number;
+  private readonly tHalfOpen: number;
   private readonly tUdp: number;
   private readonly tIcmp: number;
   private readonly embedded = new Embedded();
@@ -183,6 +197,8 @@ export class NatEngine {
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.tcp = new TcpTracker(this.flowTable, allocate);
+    this.halfOpen = new HalfOpenQueue(config.maxFlows);
+    this.maxHalfOpen = config.maxHalfOpen;
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
@@ -213,6 +229,7 @@ export class NatEngine {
     this.tEstablished = t.tcpEstablishedSec;
     this.tTransitory = t.tcpTransitorySec;
     this.tClosed = t.tcpClosedSec;
+    this.tHalfOpen = t.tcpHalfOpenSec;
     this.tUdp = t.udpSec;
     this.tIcmp = t.icmpSec;
     this.dueFn = (f) => this.due(f);
@@ -595,7 +612,7 @@ export class NatEngine {
     remPort: number,
   ): number {
     const ft = this.flowTable;
-    if (ft.count >= ft.capacity) return -C.D_FLOW_TABLE_FULL;
+    if (ft.count >= ft.capacity && !this.evictHalfOpen(0)) return -C.D_FLOW_TABLE_FULL;
     const ht = this.hostTable;
     const host = ht.find(inAddr);
     if (host !== NO_HOST && ht.flows[host] >= this.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
@@ -713,8 +730,13 @@ export class NatEngine {
           if (v >= 0) return v;
         }
         if (this.globalRate !== null && !this.globalRate.take(this.nowMs)) return this.drop(C.D_RATE_LIMIT);
+        if (proto === IPPROTO_TCP) {
+          const v = this.roomForHalfOpen(proto, dst, dport, m);
+          if (v >= 0) return v;
+        }
         f = this.addFlow(m, proto, src, sport, ORIGIN_INBOUND);
         if (f < 0) return this.drop(-f);
+        if (proto === IPPROTO_TCP) this.countHalfOpen(f);
         if (pin?.oneShot) this.unpin(pin.id);
       }
       const u = this.flowTable.u32;
@@ -946,21 +968,61 @@ export class NatEngine {
 
   /**
    * What the TCP tracker's verdict on a segment means for the flow (see tcp-state.ts): a reset
-   * outside the window is dropped; a completed handshake is counted; a new state moves the timer.
-   * DROP or FORWARD.
+   * outside the window is dropped; a completed handshake makes an inbound half-open connection
+   * one of the inside host's flows; a new state moves the timer. DROP or FORWARD.
    */
   private tcpEvent(f: number, t: number): number {
     if ((t & TCP_RST_OUT_OF_WINDOW) !== 0) return this.drop(C.D_TCP_RST_OUT_OF_WINDOW);
-    if ((t & TCP_HANDSHAKE_DONE) !== 0) this.counters[C.C_TCP_HANDSHAKES]++;
+    if ((t & TCP_HANDSHAKE_DONE) !== 0) {
+      this.counters[C.C_TCP_HANDSHAKES]++;
+      if (this.halfOpen.remove(f))
+        this.hostTable.promoteHalfOpen(this.flowTable.u32[f * FLOW_WORDS + F_IN_ADDR]);
+    }
     // The timeout changed: move the timer now so a closed connection frees its port on time.
     this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
     return FORWARD;
+  }
+
+  /**
+   * Room for one more inbound half-open connection (a SYN to mapping m, at dst:dport): under the
+   * cap, or by evicting the oldest half-open one (never an established connection). -1 to go
+   * ahead, else the DROP verdict.
+   */
+  private roomForHalfOpen(proto: number, dst: number, dport: number, m: number): number {
+    const ft = this.flowTable;
+    if (this.halfOpen.count >= this.maxHalfOpen) {
+      if (!this.evictHalfOpen(HALF_OPEN_MIN_AGE_MS)) return this.drop(C.D_HALF_OPEN_LIMIT);
+    } else if (ft.count >= ft.capacity && !this.evictHalfOpen(0)) return this.drop(C.D_FLOW_TABLE_FULL);
+    // The evicted flow may have been the last of m's, and m gone with it.
+    if (this.mappingTable.lookupOutside(proto, dst, dport) !== m) return this.drop(C.D_NO_MAPPING);
+    return -1;
+  }
+
+  /** Flow f was just admitted by an inbound SYN: a half-open connection, not the host's own flow. */
+  private countHalfOpen(f: number): void {
+    const host = this.hostTable.find(this.flowTable.u32[f * FLOW_WORDS + F_IN_ADDR]);
+    this.hostTable.countAsHalfOpen(host);
+    this.halfOpen.push(f, this.nowMs);
+  }
+
+  /** Evicts the oldest inbound half-open flow if it is at least `minAgeMs` old; false if none is. */
+  private evictHalfOpen(minAgeMs: number): boolean {
+    const f = this.halfOpen.oldest();
+    if (f < 0 || this.halfOpen.ageMs(f, this.nowMs) < minAgeMs) return false;
+    this.wheel.unschedule(f);
+    this.expireFlow(f);
+    this.counters[C.C_HALF_OPEN_EVICTED]++;
+    return true;
   }
 
   private timeoutOf(f: number): number {
     const proto = this.flowTable.proto(f);
     if (proto === IPPROTO_UDP) return this.tUdp;
     if (proto === IPPROTO_ICMP) return this.tIcmp;
+    // RFC 7857 §2.2 lets a NAT keep a partially open connection less than the 4 minutes of RFC
+    // 5382 REQ-5: an inbound one that never completed its handshake (a SYN flood's) gets the
+    // short half-open timeout, in whatever state it is now (a reset does not lengthen it).
+    if (this.halfOpen.has(f)) return this.tHalfOpen;
     const st = this.flowTable.stateByte(f) & STATE_MASK;
     if (st === STATE_ESTABLISHED) return this.tEstablished;
     if (st === STATE_CLOSED) return this.tClosed;
@@ -1000,7 +1062,8 @@ export class NatEngine {
       }
       if (mu[headAt] === 0 && this.pins.count[m] === 0) this.removeMapping(m);
     }
-    this.hostTable.releaseFlow(inAddr);
+    if (this.halfOpen.remove(f)) this.hostTable.releaseHalfOpen(inAddr);
+    else this.hostTable.releaseFlow(inAddr);
     if (u[base + F_ALG] !== 0) {
       u[base + F_ALG] = 0;
       this.alg?.flowEnded(f);
@@ -1262,6 +1325,7 @@ export class NatEngine {
     return (
       this.flowTable.byteLength +
       this.tcp.byteLength +
+      this.halfOpen.byteLength +
       this.mappingTable.byteLength +
       this.hostTable.byteLength +
       this.wheel.byteLength +
@@ -1276,6 +1340,7 @@ export class NatEngine {
     return {
       counters: C.namedCounters(this.counters),
       flows: this.flowTable.count,
+      halfOpen: this.halfOpen.count,
       mappings: this.mappingTable.count,
       hosts: this.hostTable.count,
       heldFragments: this.fragments.held.length,

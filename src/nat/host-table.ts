@@ -8,6 +8,12 @@ export class HostTable {
   readonly capacity: number;
   readonly addr: Uint32Array;
   readonly flows: Uint32Array;
+  /**
+   * Inbound TCP connections to the host that have not completed their handshake: counted apart
+   * from `flows` (the host's quota), so a SYN flood at a forwarded server cannot use that quota
+   * up (src/nat/half-open.ts bounds them instead). They join `flows` when the handshake completes.
+   */
+  readonly halfOpen: Uint32Array;
   /** New-flow token bucket per host (src/policy/rate.ts): tokens, and the ms of the last refill. */
   readonly tokens: Float64Array;
   readonly tokenStamps: Float64Array;
@@ -22,6 +28,7 @@ export class HostTable {
     this.seed = randomSeed(hashSeed, 3);
     this.addr = new Uint32Array(capacity);
     this.flows = new Uint32Array(capacity);
+    this.halfOpen = new Uint32Array(capacity);
     this.tokens = new Float64Array(capacity);
     this.tokenStamps = new Float64Array(capacity);
     this.next = new Uint32Array(capacity);
@@ -31,7 +38,7 @@ export class HostTable {
   }
 
   get byteLength(): number {
-    return this.addr.byteLength * 3 + this.tokens.byteLength * 2 + this.index.byteLength;
+    return this.addr.byteLength * 4 + this.tokens.byteLength * 2 + this.index.byteLength;
   }
 
   private hash(addr: number): number {
@@ -59,6 +66,7 @@ export class HostTable {
     this.freeHead = this.next[i];
     this.addr[i] = addr;
     this.flows[i] = 0;
+    this.halfOpen[i] = 0;
     this.tokenStamps[i] = -1; // a new host's bucket starts full
     this.index.insert(this.hash(addr), i + 1);
     this.count++;
@@ -70,11 +78,36 @@ export class HostTable {
     const i = this.find(addr);
     if (i === NO_HOST) return;
     if (this.flows[i] > 0) this.flows[i]--;
-    if (this.flows[i] === 0) {
-      this.index.remove(this.hash(addr), i + 1);
-      this.next[i] = this.freeHead;
-      this.freeHead = i + 1;
-      this.count--;
-    }
+    this.forgetIfIdle(i, addr);
+  }
+
+  /** One of host i's flows, just counted in `flows`, is an inbound half-open connection instead. */
+  countAsHalfOpen(i: number): void {
+    if (this.flows[i] > 0) this.flows[i]--;
+    this.halfOpen[i]++;
+  }
+
+  /** A half-open connection of the host completed its handshake: it counts as the host's flow. */
+  promoteHalfOpen(addr: number): void {
+    const i = this.find(addr);
+    if (i === NO_HOST) return;
+    if (this.halfOpen[i] > 0) this.halfOpen[i]--;
+    this.flows[i]++;
+  }
+
+  /** A half-open connection of the host ended (expired, evicted); forgets an idle host. */
+  releaseHalfOpen(addr: number): void {
+    const i = this.find(addr);
+    if (i === NO_HOST) return;
+    if (this.halfOpen[i] > 0) this.halfOpen[i]--;
+    this.forgetIfIdle(i, addr);
+  }
+
+  private forgetIfIdle(i: number, addr: number): void {
+    if (this.flows[i] !== 0 || this.halfOpen[i] !== 0) return;
+    this.index.remove(this.hash(addr), i + 1);
+    this.next[i] = this.freeHead;
+    this.freeHead = i + 1;
+    this.count--;
   }
 }

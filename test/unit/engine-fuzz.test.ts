@@ -17,8 +17,11 @@ function assertConsistent(e: NatEngine): void {
   assert.equal(ft.index.count, ft.count * 2, "two index keys per flow");
   assert.equal(e.mappingTable.index.count, e.mappingTable.count * 2, "two index keys per mapping");
   let hostFlows = 0;
-  for (let h = 0; h < e.hostTable.capacity; h++) hostFlows += e.hostTable.flows[h];
-  assert.equal(hostFlows, ft.count, "per-host counts add up to the flows");
+  for (let h = 0; h < e.hostTable.capacity; h++) hostFlows += e.hostTable.flows[h] + e.hostTable.halfOpen[h];
+  assert.equal(hostFlows, ft.count, "per-host counts (own and half-open) add up to the flows");
+  let halfOpen = 0;
+  for (let h = 0; h < e.hostTable.capacity; h++) halfOpen += e.hostTable.halfOpen[h];
+  assert.equal(halfOpen, e.stats().halfOpen, "per-host half-open counts add up to the queue");
   for (let f = 0; f < ft.capacity; f++) {
     if (!ft.isLive(f)) continue;
     const b = f * FLOW_WORDS;
@@ -119,6 +122,7 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
     maxFlows: 64,
     maxMappings: 48,
     maxFlowsPerHost: 16,
+    maxHalfOpen: 4,
     maxHeldFragments: 4,
     filtering: "endpoint-independent",
     hashSeed,

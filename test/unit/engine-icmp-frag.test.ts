@@ -122,6 +122,7 @@ describe("timeouts on a fake clock", () => {
       timeouts: {
         tcpEstablishedSec: 7440,
         tcpTransitorySec: 240,
+        tcpHalfOpenSec: 60,
         tcpClosedSec: 10,
         udpSec: 3,
         icmpSec: 60,

@@ -92,6 +92,27 @@ describe("TCP handshake", () => {
     d.out({ flags: ACK, seq: 3001, ack: 5001 });
     assert.equal(d.state(), "established");
   });
+
+  it("an inbound connection that never completes goes after the half-open timeout; a completed one stays", () => {
+    const e = makeEngine();
+    e.pinMapping({ proto: "tcp", inAddr: ip(A), inPort: 80, outPort: 8080, origin: "forward" });
+    const half = new Conn(e, A, 80, ATTACKER, 5555, 8080);
+    half.in({ flags: SYN, seq: 1000 });
+    half.out({ flags: SYN | ACK, seq: 5000, ack: 1001 });
+    // The server retransmits its SYN-ACK: the idle time counts from there.
+    half.nowMs = 4000;
+    half.out({ flags: SYN | ACK, seq: 5000, ack: 1001 });
+    const full = new Conn(e, A, 80, REMOTE, 6666, 8080);
+    full.in({ flags: SYN, seq: 1000 });
+    full.out({ flags: SYN | ACK, seq: 5000, ack: 1001 });
+    full.in({ flags: ACK, seq: 1001, ack: 5001 });
+    e.tick(4000 + 59_000);
+    assert.equal(half.state(), "syn-received");
+    e.tick(4000 + 61_000);
+    assert.equal(half.state(), undefined, "60 s idle, half open");
+    assert.equal(full.state(), "established");
+    assert.equal(e.hostTable.halfOpen[e.hostTable.find(ip(A))], 0);
+  });
 });
 
 describe("TCP resets (RFC 5961 §3)", () => {
