@@ -11,6 +11,7 @@ import {
   DEFAULT_TIMEOUTS,
   type Filtering,
   type Timeouts,
+  type UnsolicitedSyn,
 } from "../nat/config.ts";
 import type { FirewallRule } from "../policy/rules.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
@@ -25,6 +26,8 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ["json", "text"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
+
+export const UNSOLICITED_SYN: readonly UnsolicitedSyn[] = ["drop", "port-unreachable"];
 
 /** Minimums a configuration may only undercut with `allow_short_timeouts` (tests, labs). */
 export const MIN_TIMEOUTS = {
@@ -62,6 +65,8 @@ export interface RunConfig {
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
   portSeed?: number;
+  /** An unsolicited inbound SYN: dropped, or answered after 6 s (RFC 5382 REQ-4). */
+  unsolicitedSyn: UnsolicitedSyn;
   timeouts: Timeouts;
   limits: {
     maxFlows: number;
@@ -100,6 +105,7 @@ export function defaultRunConfig(): RunConfig {
     offload: true,
     rps: true,
     portParity: false,
+    unsolicitedSyn: "drop",
     timeouts: { ...DEFAULT_TIMEOUTS },
     limits: {
       maxFlows: 262_144,
@@ -191,6 +197,7 @@ const fileSchema = v.strictObject({
   port_seed: v.optional(
     v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
   ),
+  unsolicited_syn: v.optional(v.picklist(UNSOLICITED_SYN, `must be one of ${UNSOLICITED_SYN.join(", ")}`)),
   timeouts: v.optional(
     v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
@@ -303,6 +310,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.rps !== undefined) c.rps = f.rps;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
+    if (f.unsolicited_syn !== undefined) c.unsolicitedSyn = f.unsolicited_syn;
     const t = f.timeouts;
     if (t) {
       allowShort = t.allow_short_timeouts ?? false;

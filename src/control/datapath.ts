@@ -36,8 +36,12 @@ export class Datapath {
 
   start(): void {
     this.io.start((buf, meta, count) => this.onBatch(buf, meta, count));
-    // Flows expire even when no packet comes to move the engine's clock.
-    this.timer = setInterval(() => this.engine.tick(this.clock()), 1000);
+    // Flows expire even when no packet comes to move the engine's clock; what the engine sends on
+    // its own clock (RFC 5382 REQ-4 answers, due 6 s after their SYN) goes out then too.
+    this.timer = setInterval(() => {
+      this.engine.tick(this.clock());
+      this.sendPending();
+    }, 1000);
     this.timer.unref();
   }
 
@@ -83,6 +87,12 @@ export class Datapath {
       }
       this.flush(buf, out);
     }
+    this.sendPending();
+  }
+
+  /** Packets the engine released or made outside a call's own verdict (held fragments, REQ-4). */
+  private sendPending(): void {
+    const engine = this.engine;
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(p, p.length);
   }
 

@@ -28,6 +28,7 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     maxFlows: cfg.limits.maxFlows,
     maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
     ...(cfg.limits.maxHalfOpen !== undefined ? { maxHalfOpen: cfg.limits.maxHalfOpen } : {}),
+    unsolicitedSyn: cfg.unsolicitedSyn,
     maxHosts: cfg.limits.maxHosts,
     firewall: cfg.firewall,
     newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,

@@ -12,6 +12,8 @@ export type TtlMode =
   /** Leave the TTL alone. */
   | "preserve";
 
+export type UnsolicitedSyn = "drop" | "port-unreachable";
+
 export interface PortRange {
   first: number;
   last: number;
@@ -27,7 +29,7 @@ export interface Timeouts {
    * lets this be shorter than the transitory 4 min; netfilter keeps them 60 s (SYN_RECV).
    */
   tcpHalfOpenSec: number;
-  /** After an RST: kept briefly so late segments still translate. */
+  /** After a valid RST: RFC 7857 §2.2, 4 min, so late segments still translate. */
   tcpClosedSec: number;
   /** RFC 4787 REQ-5: at least 2 min, default 5 min. */
   udpSec: number;
@@ -61,6 +63,12 @@ export interface EngineConfig {
    * cap the oldest is evicted (src/nat/half-open.ts). Default a quarter of maxFlows.
    */
   maxHalfOpen: number;
+  /**
+   * An unsolicited inbound SYN: dropped silently, or answered after 6 s with ICMP port
+   * unreachable (RFC 5382 REQ-4). Silence is the default: a gateway that answers scans tells
+   * the scanner it is there (REQ-4a allows it).
+   */
+  unsolicitedSyn: UnsolicitedSyn;
   /** Distinct inside hosts tracked at once. */
   maxHosts: number;
   /** Fragments held while waiting for the first fragment of their datagram (RFC 4787 REQ-14). */
@@ -122,7 +130,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   tcpEstablishedSec: 7440,
   tcpTransitorySec: 240,
   tcpHalfOpenSec: 60,
-  tcpClosedSec: 10,
+  tcpClosedSec: 240,
   udpSec: 300,
   icmpSec: 60,
   fragmentSec: 30,
@@ -141,6 +149,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxMappings: Math.max(1024, Math.ceil(maxFlows / 2)),
     maxFlowsPerHost: 8192,
     maxHalfOpen: Math.max(1, Math.floor(maxFlows / 4)),
+    unsolicitedSyn: "drop",
     maxHosts: 4096,
     maxHeldFragments: 256,
     maxHeldFragmentBytes: 256 * 1024,

@@ -69,6 +69,7 @@ import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { TCP_HANDSHAKE_DONE, TCP_RST_OUT_OF_WINDOW, TCP_WORDS, TcpTracker } from "./tcp-state.ts";
 import { TimerWheel } from "./timer-wheel.ts";
+import { UnsolicitedSyns } from "./unsolicited-syn.ts";
 import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
 
 /** Slots of a probe run the prefetch follows looking for a key's own slot. */
@@ -123,6 +124,8 @@ export class NatEngine {
   /** Inbound TCP flows that have not completed their handshake, oldest first. */
   private readonly halfOpen: HalfOpenQueue;
   private readonly maxHalfOpen: number;
+  /** RFC 5382 REQ-4 answers to unsolicited SYNs; null when they are off (the default). */
+  private readonly unsolicitedSyns: UnsolicitedSyns | null;
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
   private readonly fragments: FragmentTracker;
@@ -199,6 +202,10 @@ export class NatEngine {
     this.tcp = new TcpTracker(this.flowTable, allocate);
     this.halfOpen = new HalfOpenQueue(config.maxFlows);
     this.maxHalfOpen = config.maxHalfOpen;
+    this.unsolicitedSyns =
+      config.unsolicitedSyn === "port-unreachable"
+        ? new UnsolicitedSyns(config.hashSeed, this.counters)
+        : null;
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
@@ -429,6 +436,7 @@ export class NatEngine {
         this.unpin(p.id);
         this.counters[C.C_PINS_EXPIRED]++;
       }
+    if (this.unsolicitedSyns !== null) this.unsolicitedSyns.expire(sec, this.pending);
     const timedOut = this.fragments.expire(sec);
     if (timedOut > 0) {
       this.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
@@ -512,6 +520,9 @@ export class NatEngine {
       if (proto === IPPROTO_TCP) {
         const t = this.tcp.segment(f, b, l4, total - hl, true, u[base + F_ALG] !== 0 ? this.alg : null);
         if (t !== 0 && this.tcpEvent(f, t) === DROP) return DROP;
+        // RFC 5382 REQ-4: the inside host's own SYN for a connection an unsolicited SYN asked for.
+        if (this.unsolicitedSyns !== null && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN)
+          this.unsolicitedSyns.cancel(dst, dport, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
       }
       this.touch(f, total, true);
       rewriteEndpoint(
@@ -715,11 +726,11 @@ export class NatEngine {
           // (and not forwarded) are the gateway's own traffic and go back to its stack untouched.
           if (this.interfaceMode && !hairpin && !this.portsFor(proto).inRange(dport))
             return this.passthrough();
-          return this.drop(C.D_NO_MAPPING);
+          return this.unsolicited(b, off, hairpin, C.D_NO_MAPPING);
         }
         // A pin (forward, PCP mapping, ALG expectation) admits whatever the filtering mode.
         const pin = this.pins.count[m] !== 0 ? this.pins.admitting(m, src) : undefined;
-        if (pin === undefined && !this.admits(m, src)) return this.drop(C.D_FILTERED);
+        if (pin === undefined && !this.admits(m, src)) return this.unsolicited(b, off, hairpin, C.D_FILTERED);
         if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
           return this.drop(C.D_TCP_NO_FLOW);
         if (this.firewall !== null) {
@@ -1015,6 +1026,15 @@ export class NatEngine {
     return true;
   }
 
+  /**
+   * An inbound packet that nothing admits. With REQ-4 answers on, an unsolicited SYN is noted to
+   * be answered in 6 s (RFC 5382 REQ-4); hairpinned ones come from inside and are not.
+   */
+  private unsolicited(b: Uint8Array, off: number, hairpin: boolean, reason: number): number {
+    if (this.unsolicitedSyns !== null && !hairpin) this.unsolicitedSyns.note(b, off, this.nowSec);
+    return this.drop(reason);
+  }
+
   private timeoutOf(f: number): number {
     const proto = this.flowTable.proto(f);
     if (proto === IPPROTO_UDP) return this.tUdp;
@@ -1025,6 +1045,8 @@ export class NatEngine {
     if (this.halfOpen.has(f)) return this.tHalfOpen;
     const st = this.flowTable.stateByte(f) & STATE_MASK;
     if (st === STATE_ESTABLISHED) return this.tEstablished;
+    // RFC 7857 §2.2: after a reset the session stays 4 minutes, so a retransmission that crossed
+    // the reset (or met a lost one) is still translated, and the port is not reused at once.
     if (st === STATE_CLOSED) return this.tClosed;
     return this.tTransitory;
   }

@@ -148,6 +148,17 @@ describe("run configuration", () => {
     );
   });
 
+  it("a connection closed by a reset is kept 4 minutes; unsolicited SYNs are answered only when asked", () => {
+    const d = resolveRunConfig(base);
+    assert.equal(d.timeouts.tcpClosedSec, 240, "RFC 7857 §2.2");
+    assert.equal(d.unsolicitedSyn, "drop");
+    assert.equal(withFile('unsolicited_syn = "port-unreachable"').unsolicitedSyn, "port-unreachable");
+    assert.match(
+      errorOf(() => withFile('unsolicited_syn = "rst"')),
+      /unsolicited_syn: must be one of drop, port-unreachable/,
+    );
+  });
+
   it("flags are checked too, naming the flag", () => {
     assert.match(
       errorOf(() => resolveRunConfig({ outside: "wan0" })),

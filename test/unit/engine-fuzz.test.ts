@@ -125,6 +125,7 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
     maxHalfOpen: 4,
     maxHeldFragments: 4,
     filtering: "endpoint-independent",
+    unsolicitedSyn: "port-unreachable",
     hashSeed,
   });
   const c = e.counters;

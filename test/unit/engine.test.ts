@@ -266,13 +266,15 @@ describe("TCP tracking and limits", () => {
     assert.equal(e.flows()[0].state, "established");
   });
 
-  it("an RST closes the connection; it is gone after the closed timeout and its port is free", () => {
+  it("an RST closes the connection; it is gone 4 minutes later (RFC 7857 §2.2) and its port is free", () => {
     const e = makeEngine();
     const port = u16(run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 80, flags: SYN }), 1000).out, 20);
     // A refused connection: the reset acknowledges the SYN (RFC 9293 §3.10.7.3).
     run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags: RST | ACK, seq: 0, ack: 1001 }), 2000);
     assert.equal(e.flows()[0].state, "closed");
-    e.tick(2000 + 11_000);
+    e.tick(2000 + 239_000);
+    assert.equal(e.stats().flows, 1, "a late segment still finds the state");
+    e.tick(2000 + 241_000);
     assert.equal(e.stats().flows, 0);
     assert.equal(e.stats().mappings, 0);
   });
