@@ -436,7 +436,8 @@ export class NatEngine {
         this.unpin(p.id);
         this.counters[C.C_PINS_EXPIRED]++;
       }
-    if (this.unsolicitedSyns !== null) this.unsolicitedSyns.expire(sec, this.pending);
+    // Checked once a second, so an answer goes out 6 to 7 s after its SYN.
+    if (this.unsolicitedSyns !== null) this.unsolicitedSyns.expire(this.nowMs, this.pending);
     const timedOut = this.fragments.expire(sec);
     if (timedOut > 0) {
       this.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
@@ -1031,7 +1032,7 @@ export class NatEngine {
    * be answered in 6 s (RFC 5382 REQ-4); hairpinned ones come from inside and are not.
    */
   private unsolicited(b: Uint8Array, off: number, hairpin: boolean, reason: number): number {
-    if (this.unsolicitedSyns !== null && !hairpin) this.unsolicitedSyns.note(b, off, this.nowSec);
+    if (this.unsolicitedSyns !== null && !hairpin) this.unsolicitedSyns.note(b, off, this.nowMs);
     return this.drop(reason);
   }
 

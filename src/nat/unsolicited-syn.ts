@@ -24,8 +24,11 @@ import {
 import { hashTuple, randomSeed } from "./hash-index.ts";
 import { buildIcmpError } from "./icmp.ts";
 
-/** REQ-4: at least 6 seconds before the answer. */
-export const UNSOLICITED_SYN_DELAY_SEC = 6;
+/**
+ * REQ-4: at least 6 seconds before the answer, on the caller's millisecond clock (a whole-second
+ * clock would answer a SYN that came late in a second after barely 5).
+ */
+export const UNSOLICITED_SYN_DELAY_MS = 6000;
 const SLOTS = 256;
 /** An IPv4 header without options and the first 8 bytes of the TCP header. */
 const QUOTE = 28;
@@ -34,8 +37,8 @@ export const UNSOLICITED_SYN_REPLY_LEN = 28 + QUOTE;
 
 export class UnsolicitedSyns {
   private readonly quotes = new Uint8Array(SLOTS * QUOTE);
-  /** Engine second at which slot i's answer is due; 0 when the slot is free. */
-  private readonly dueSec = new Float64Array(SLOTS);
+  /** The caller's clock (ms) at which slot i's answer is due; 0 when the slot is free. */
+  private readonly dueMs = new Float64Array(SLOTS);
   private readonly replies: Uint8Array[] = [];
   private readonly seed: number;
   /** The engine's counters: answers sent, left out for a simultaneous open, left unanswered. */
@@ -52,7 +55,7 @@ export class UnsolicitedSyns {
   }
 
   get byteLength(): number {
-    return this.quotes.byteLength + this.dueSec.byteLength + SLOTS * UNSOLICITED_SYN_REPLY_LEN;
+    return this.quotes.byteLength + this.dueMs.byteLength + SLOTS * UNSOLICITED_SYN_REPLY_LEN;
   }
 
   private slot(remAddr: number, remPort: number, outAddr: number, outPort: number): number {
@@ -60,10 +63,10 @@ export class UnsolicitedSyns {
   }
 
   /**
-   * Notes the packet at b[off, ...), dropped as unsolicited at `nowSec`, when it is a bare SYN; a
+   * Notes the packet at b[off, ...), dropped as unsolicited at `nowMs`, when it is a bare SYN; a
    * retransmission of one already noted keeps the first arrival's time.
    */
-  note(b: Uint8Array, off: number, nowSec: number): void {
+  note(b: Uint8Array, off: number, nowMs: number): void {
     if (b[off + 9] !== IPPROTO_TCP) return;
     // IP options would not fit the fixed-size record: such a SYN goes unanswered.
     const l4 = off + 20;
@@ -78,12 +81,12 @@ export class UnsolicitedSyns {
     const sport = readU16(b, l4);
     const dport = readU16(b, l4 + 2);
     const i = this.slot(src, sport, dst, dport);
-    if (this.dueSec[i] !== 0) {
+    if (this.dueMs[i] !== 0) {
       if (!this.holds(i, src, sport, dst, dport)) this.counters[C_UNSOLICITED_SYN_UNANSWERED]++;
       return;
     }
     this.quotes.set(b.subarray(off, off + QUOTE), i * QUOTE);
-    this.dueSec[i] = Math.max(1, nowSec) + UNSOLICITED_SYN_DELAY_SEC;
+    this.dueMs[i] = Math.max(0, nowMs) + UNSOLICITED_SYN_DELAY_MS;
     this.count++;
   }
 
@@ -94,18 +97,18 @@ export class UnsolicitedSyns {
   cancel(remAddr: number, remPort: number, outAddr: number, outPort: number): void {
     if (this.count === 0) return;
     const i = this.slot(remAddr, remPort, outAddr, outPort);
-    if (this.dueSec[i] === 0 || !this.holds(i, remAddr, remPort, outAddr, outPort)) return;
-    this.dueSec[i] = 0;
+    if (this.dueMs[i] === 0 || !this.holds(i, remAddr, remPort, outAddr, outPort)) return;
+    this.dueMs[i] = 0;
     this.count--;
     this.counters[C_UNSOLICITED_SYN_SIMULTANEOUS]++;
   }
 
-  /** Builds the answers due by `nowSec` and appends them to `out` (the engine's send queue). */
-  expire(nowSec: number, out: Uint8Array[]): void {
+  /** Builds the answers due by `nowMs` and appends them to `out` (the engine's send queue). */
+  expire(nowMs: number, out: Uint8Array[]): void {
     for (let i = 0; i < SLOTS && this.count > 0; i++) {
-      const due = this.dueSec[i];
-      if (due === 0 || due > nowSec) continue;
-      this.dueSec[i] = 0;
+      const due = this.dueMs[i];
+      if (due === 0 || due > nowMs) continue;
+      this.dueMs[i] = 0;
       this.count--;
       const q = i * QUOTE;
       // From the address the SYN was sent to, as the host itself would answer (RFC 792).

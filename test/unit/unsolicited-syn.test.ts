@@ -60,6 +60,15 @@ describe("unsolicited SYNs (RFC 5382 REQ-4)", () => {
     assert.equal(e.pendingCount, 0);
   });
 
+  it("wait 6 s on the millisecond clock, not to the next whole second", () => {
+    const e = makeEngine({ unsolicitedSyn: "port-unreachable" });
+    unsolicited(e, 10_900);
+    e.tick(16_000);
+    assert.equal(e.pendingCount, 0, "5.1 s after the SYN");
+    e.tick(17_000);
+    assert.equal(e.pendingCount, 1);
+  });
+
   it("get no answer when the inside host sends its own SYN within the 6 s (simultaneous open, REQ-2)", () => {
     const e = makeEngine({ unsolicitedSyn: "port-unreachable", filtering: "address-port-dependent" });
     // A's mapping, known to the peer through a rendezvous server.
