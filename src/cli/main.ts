@@ -2,7 +2,7 @@
 // talk to a running daemon over its control socket).
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { controlCall, controlGet } from "../control/client.ts";
+import { controlCall, controlGet, controlStream } from "../control/client.ts";
 import {
   ConfigError,
   DEFAULT_CONTROL_SOCKET,
@@ -10,14 +10,8 @@ import {
   type RunFlags,
   resolveRunConfig,
 } from "../control/config.ts";
-import {
-  type ConnsReply,
-  type ForwardsReply,
-  formatConns,
-  formatForwards,
-  formatStats,
-  type StatsReply,
-} from "../control/format.ts";
+import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
+import type { CleanupFlags } from "./cleanup.ts";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -53,7 +47,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
     .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
     .option("--config <file>", "TOML config file (flags override it)")
-    .option("--tun <name>", "TUN device name (default masq0)")
+    .option("--tun <name>", "inside TUN device name (default masq0)")
+    .option("--tun-outside <name>", "outside TUN device name (default <tun>-out)")
     .option("--socket <path>", `control socket (default ${DEFAULT_CONTROL_SOCKET})`)
     .option("--no-offload", "do not use IFF_VNET_HDR offloads (one packet per read/write)")
     .option(
@@ -64,6 +59,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
       new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]),
     )
     .addOption(new Option("--log-format <format>", "log format").choices(["text", "json"]))
+    .option(
+      "--metrics <address:port>",
+      "serve Prometheus metrics over HTTP at http://<address:port>/metrics (e.g. 127.0.0.1:9753)",
+    )
+    .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
     .action(async (opts: RunFlags & { offload: boolean; rps: boolean }) => {
       const flags: RunFlags = { ...opts };
       // commander sets the --no-… options true by default; only an explicit flag overrides the file.
@@ -72,6 +72,26 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const cfg = resolveRunConfig(flags);
       const { runDaemon } = await import("../control/daemon.ts");
       setExit(await runDaemon(cfg));
+    });
+
+  program
+    .command("cleanup")
+    .description(
+      "remove what a masq that is no longer running left on this host: its recorded setup, and rules, routes and TUNs recognisably masq's (refused while a masq runs)",
+    )
+    .option("--config <file>", "the TOML config file masq ran with (its tun, state_dir, outside, addresses)")
+    .option("--tun <name>", "inside TUN device name (default masq0)")
+    .option("--tun-outside <name>", "outside TUN device name (default <tun>-out)")
+    .option("--outside <ifname>", "pool mode: the outside interface of the pool's proxy ARP entries")
+    .option(
+      "--address <ip[/len]>",
+      "pool mode: a pool address whose proxy ARP entry is masq's; repeatable",
+      collect,
+    )
+    .option("--dry-run", "print what would be removed, change nothing", false)
+    .action(async (opts: CleanupFlags) => {
+      const { runCleanup } = await import("./cleanup.ts");
+      setExit(await runCleanup(opts));
     });
 
   program
@@ -88,15 +108,31 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command("conns")
-    .description("list the connection table of the running masq (like conntrack -L)")
+    .description("list the connection table of the running masq (like conntrack -L), newest activity first")
     .option("--json", "print JSON", false)
-    .option("--limit <n>", "show at most n connections", positiveInt)
+    .option("--limit <n>", "show at most n connections (the most recently active)", positiveInt)
+    .option("--host <address[/len]>", "only connections whose inside, outside or remote address is in it")
+    .addOption(new Option("--proto <protocol>", "only this protocol").choices(["tcp", "udp", "icmp"]))
+    .option("--state <state>", "only connections in this state (established, syn-sent, active …)")
     .addOption(socketOption())
-    .action(async (opts: { json: boolean; limit?: number; socket: string }) => {
-      const q = opts.limit === undefined ? "" : `?limit=${opts.limit}`;
-      const reply = (await controlGet(opts.socket, `/v1/conns${q}`)) as ConnsReply;
-      process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatConns(reply));
-    });
+    .action(
+      async (opts: {
+        json: boolean;
+        limit?: number;
+        host?: string;
+        proto?: string;
+        state?: string;
+        socket: string;
+      }) => {
+        const q = new URLSearchParams({ format: opts.json ? "json" : "text" });
+        if (opts.limit !== undefined) q.set("limit", String(opts.limit));
+        if (opts.host !== undefined) q.set("host", opts.host);
+        if (opts.proto !== undefined) q.set("proto", opts.proto);
+        if (opts.state !== undefined) q.set("state", opts.state);
+        // Streamed straight through: the daemon sends the finished JSON or table, in chunks.
+        await controlStream(opts.socket, `/v1/conns?${q}`, process.stdout);
+      },
+    );
 
   program
     .command("stats")

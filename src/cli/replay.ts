@@ -1,6 +1,8 @@
-// `masq replay`: offline translation of a capture. The input is what the TUN would deliver to masq
-// (inside hosts' packets, and replies addressed to the public address), e.g. `tcpdump -i masq0
-// -Q out -w in.pcap` on a running gateway (on a TUN, "out" is towards masq). A LAN-side capture
+// `masq replay`: offline translation of a capture. The input is what the TUNs would deliver to masq
+// (inside hosts' packets, and replies addressed to the public address), e.g. `tcpdump -i any -y
+// LINUX_SLL2 -Q out -w in.pcap "ifindex <masq0's> or ifindex <masq0-out's>"` on a running gateway
+// (on a TUN, "out" is towards masq). A capture has no arrival side: the source address decides
+// inside from outside (SIDE_BY_ADDRESS), as it does for legitimate traffic live. A LAN-side capture
 // serves for outbound traffic only: its replies are already translated back to inside addresses.
 // Every packet goes through a NatEngine configured as `masq run` would be
 // in pool mode, with the capture's timestamps as the engine clock, and what masq would write back
@@ -180,6 +182,11 @@ export function replayBytes(
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) {
       writer.write(p, 0, p.length, tsSec, tsUsec);
       released++;
+    }
+    // RFC 5382 REQ-4 answers (when configured) that came due on the capture's clock.
+    for (let p = engine.takeAnswer(); p !== undefined; p = engine.takeAnswer()) {
+      writer.write(p, 0, p.length, tsSec, tsUsec);
+      replies++;
     }
   }
   const stats = engine.stats();

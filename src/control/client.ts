@@ -1,5 +1,5 @@
 // The client side of the control API, for `masq conns`, `masq stats` and friends.
-import { request } from "node:http";
+import { type ClientRequest, type IncomingMessage, request } from "node:http";
 
 export class ControlClientError extends Error {}
 
@@ -20,39 +20,102 @@ export function controlCall(
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers = payload === undefined ? {} : { "content-type": "application/json" };
     const req = request({ socketPath, path, method, headers, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        const json = (res.headers["content-type"] ?? "").startsWith("application/json");
+      readBody(res).then((text) => {
         let body: unknown = text;
-        if (json) {
+        if (isJson(res)) {
           try {
             body = JSON.parse(text);
           } catch {
             return reject(new ControlClientError(`masq answered ${path} with invalid JSON`));
           }
         }
-        if ((res.statusCode ?? 500) >= 400) {
-          const msg = (body as { error?: string })?.error ?? text;
-          return reject(new ControlClientError(`masq refused ${path}: ${msg}`));
-        }
+        if ((res.statusCode ?? 500) >= 400) return reject(refusal(path, body, text));
         resolve(body);
+      }, reject);
+    });
+    onSocketProblems(req, socketPath, timeoutMs, reject);
+    req.end(payload);
+  });
+}
+
+/**
+ * GET `path` and copy the body to `out` as it arrives (the connection table can be many MB).
+ * `timeoutMs` bounds the wait for the answer to begin; once it streams, a reader that takes its
+ * time (a pager) is no reason to give up.
+ */
+export function controlStream(
+  socketPath: string,
+  path: string,
+  out: NodeJS.WritableStream,
+  timeoutMs = 10_000,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: "GET", timeout: timeoutMs }, (res) => {
+      if ((res.statusCode ?? 500) >= 400) {
+        readBody(res).then((text) => {
+          let body: unknown = text;
+          try {
+            body = isJson(res) ? JSON.parse(text) : text;
+          } catch {
+            // the text itself says what went wrong
+          }
+          reject(refusal(path, body, text));
+        }, reject);
+        return;
+      }
+      req.setTimeout(0);
+      // A reader that stopped (`masq conns | head`) is not an error.
+      out.on("error", (err: NodeJS.ErrnoException) => {
+        req.destroy();
+        if (err.code === "EPIPE") resolve();
+        else reject(err);
+      });
+      res.pipe(out, { end: false });
+      res.once("error", () => undefined);
+      res.once("close", () => {
+        if (res.complete) resolve();
+        else reject(new ControlClientError(`masq closed ${path} before the end of the answer`));
       });
     });
-    req.on("timeout", () =>
-      req.destroy(new ControlClientError(`masq did not answer within ${timeoutMs} ms`)),
-    );
-    req.on("error", (err: NodeJS.ErrnoException) => {
-      if (err instanceof ControlClientError) return reject(err);
-      if (err.code === "ENOENT" || err.code === "ECONNREFUSED")
-        return reject(
-          new ControlClientError(`masq is not running (no control socket at ${socketPath}; see --socket)`),
-        );
-      if (err.code === "EACCES")
-        return reject(new ControlClientError(`permission denied on ${socketPath}: run as root`));
-      reject(new ControlClientError(`control socket ${socketPath}: ${err.message}`));
-    });
-    req.end(payload);
+    onSocketProblems(req, socketPath, timeoutMs, reject);
+    req.end();
+  });
+}
+
+function isJson(res: IncomingMessage): boolean {
+  return (res.headers["content-type"] ?? "").startsWith("application/json");
+}
+
+function readBody(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    res.on("error", reject);
+  });
+}
+
+function refusal(path: string, body: unknown, text: string): ControlClientError {
+  const msg = (body as { error?: string })?.error ?? text;
+  return new ControlClientError(`masq refused ${path}: ${msg}`);
+}
+
+/** A timeout, a missing socket or a permission problem as one clear line. */
+function onSocketProblems(
+  req: ClientRequest,
+  socketPath: string,
+  timeoutMs: number,
+  reject: (err: Error) => void,
+): void {
+  req.on("timeout", () => req.destroy(new ControlClientError(`masq did not answer within ${timeoutMs} ms`)));
+  req.on("error", (err: NodeJS.ErrnoException) => {
+    if (err instanceof ControlClientError) return reject(err);
+    if (err.code === "ENOENT" || err.code === "ECONNREFUSED")
+      return reject(
+        new ControlClientError(`masq is not running (no control socket at ${socketPath}; see --socket)`),
+      );
+    if (err.code === "EACCES")
+      return reject(new ControlClientError(`permission denied on ${socketPath}: run as root`));
+    reject(new ControlClientError(`control socket ${socketPath}: ${err.message}`));
   });
 }

@@ -8,6 +8,7 @@ import {
   type AlgConfig,
   type AlgName,
   DEFAULT_ALG_CONFIG,
+  DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_TIMEOUTS,
   type Filtering,
   type Timeouts,
@@ -16,6 +17,9 @@ import {
 import type { FirewallRule } from "../policy/rules.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../portmap/server.ts";
+import { addressPlanProblem } from "./address-rules.ts";
+import { flowCount, flowTimeout, fragmentTimeout, perSecond, seconds } from "./config-values.ts";
+import { parseListen } from "./metrics-http.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -54,8 +58,13 @@ export interface RunConfig {
   /** Networks treated as inside; empty means the connected prefixes of the inside interfaces. */
   insideNetworks: string[];
   ports: { first: number; last: number };
+  /** Interface mode: a port range reaching below 1024 (the gateway's own services) is allowed. */
+  allowLowPorts: boolean;
   filtering: Filtering;
+  /** The inside TUN: what arrives on the inside interfaces. */
   tun: string;
+  /** The outside TUN: what masq takes of what arrives on the outside interface (default `<tun>-out`). */
+  tunOutside: string;
   controlSocket: string;
   stateDir: string;
   /** IFF_VNET_HDR with TSO/USO: up to 64 KB per read/write. */
@@ -73,7 +82,11 @@ export interface RunConfig {
     maxFlowsPerHost: number;
     /** Inbound half-open TCP connections in all; undefined: a quarter of maxFlows. */
     maxHalfOpen?: number;
+    /** Outside ports one inside host may hold per protocol; 0: the default share of the range. */
+    maxPortsPerHost: number;
     maxHosts: number;
+    /** Bytes of fragments held for their first fragment (src/nat/fragment-store.ts). */
+    fragmentBufferBytes: number;
     /** New flows per second per inside host, and for the whole gateway (0: no limit). */
     newFlowsPerSecPerHost: number;
     newFlowsPerSec: number;
@@ -87,6 +100,10 @@ export interface RunConfig {
   /** Application-level gateways (`[alg]`): FTP, TFTP, IRC DCC, RTSP. */
   alg: AlgConfig;
   log: { level: LogLevel; format: LogFormat };
+  /** Prometheus scrape endpoint over TCP (`[metrics] listen`, --metrics); undefined: off. */
+  metrics: { listen?: string };
+  /** The config file read, if any: start-up checks name its keys with it. */
+  configFile?: string;
 }
 
 export const DEFAULT_CONTROL_SOCKET = "/run/masq/masq.sock";
@@ -98,8 +115,10 @@ export function defaultRunConfig(): RunConfig {
     addresses: [],
     insideNetworks: [],
     ports: { first: 61000, last: 65534 },
+    allowLowPorts: false,
     filtering: "address-dependent",
     tun: "masq0",
+    tunOutside: "masq0-out",
     controlSocket: DEFAULT_CONTROL_SOCKET,
     stateDir: "/run/masq",
     offload: true,
@@ -110,7 +129,9 @@ export function defaultRunConfig(): RunConfig {
     limits: {
       maxFlows: 262_144,
       maxFlowsPerHost: 8192,
+      maxPortsPerHost: 0,
       maxHosts: 4096,
+      fragmentBufferBytes: DEFAULT_FRAGMENT_BUFFER_BYTES,
       newFlowsPerSecPerHost: 0,
       newFlowsPerSec: 0,
     },
@@ -119,6 +140,7 @@ export function defaultRunConfig(): RunConfig {
     portmap: defaultPortmapConfig(),
     alg: structuredClone(DEFAULT_ALG_CONFIG),
     log: { level: "info", format: "text" },
+    metrics: {},
   };
 }
 
@@ -133,10 +155,8 @@ export class ConfigError extends Error {
   }
 }
 
-const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+export const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 const ifname = v.pipe(v.string(), v.regex(IFNAME, "must be an interface name (1-15 letters, digits, _.:-)"));
-const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
-const perSecond = v.pipe(v.number(), v.integer("must be a whole number per second"), v.minValue(0));
 const portsValue = v.union([v.number(), v.string()], 'must be a port or a range like "1000-2000"');
 const forwardSchema = v.strictObject({
   outside: v.string('must be "[address:]port[-port]/proto", e.g. "8080/tcp"'),
@@ -189,11 +209,13 @@ const fileSchema = v.strictObject({
   ports: v.optional(v.string()),
   filtering: v.optional(v.picklist(FILTERINGS, `must be one of ${FILTERINGS.join(", ")}`)),
   tun: v.optional(ifname),
+  tun_outside: v.optional(ifname),
   control_socket: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
   rps: v.optional(v.boolean()),
   port_parity: v.optional(v.boolean()),
+  allow_low_ports: v.optional(v.boolean()),
   port_seed: v.optional(
     v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
   ),
@@ -201,21 +223,37 @@ const fileSchema = v.strictObject({
   timeouts: v.optional(
     v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
-      tcp_established: v.optional(seconds),
-      tcp_transitory: v.optional(seconds),
-      tcp_half_open: v.optional(seconds),
-      tcp_closed: v.optional(seconds),
-      udp: v.optional(seconds),
-      icmp: v.optional(seconds),
-      fragment: v.optional(seconds),
+      tcp_established: v.optional(flowTimeout),
+      tcp_transitory: v.optional(flowTimeout),
+      tcp_half_open: v.optional(flowTimeout),
+      tcp_closed: v.optional(flowTimeout),
+      udp: v.optional(flowTimeout),
+      icmp: v.optional(flowTimeout),
+      fragment: v.optional(fragmentTimeout),
     }),
   ),
   limits: v.optional(
     v.strictObject({
-      max_flows: v.optional(v.pipe(v.number(), v.integer(), v.minValue(16), v.maxValue(16_777_216))),
-      max_flows_per_host: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
-      max_half_open: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16_777_216))),
+      max_flows: v.optional(flowCount(16)),
+      max_flows_per_host: v.optional(flowCount(1)),
+      max_half_open: v.optional(flowCount(1)),
+      max_ports_per_host: v.optional(
+        v.pipe(
+          v.number(),
+          v.integer("must be a whole number of ports"),
+          v.minValue(1, "must be at least 1"),
+          v.maxValue(65_535, "must be at most 65535"),
+        ),
+      ),
       max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+      fragment_buffer_bytes: v.optional(
+        v.pipe(
+          v.number(),
+          v.integer("must be a whole number of bytes"),
+          v.minValue(65_536, "must be at least 65536 (64 KiB)"),
+          v.maxValue(268_435_456, "must be at most 268435456 (256 MiB)"),
+        ),
+      ),
       new_flows_per_sec_per_host: v.optional(perSecond),
       new_flows_per_sec: v.optional(perSecond),
     }),
@@ -237,7 +275,17 @@ const fileSchema = v.strictObject({
       max_per_host: v.optional(
         v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
       ),
+      max_mappings: v.optional(
+        v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
+      ),
+      require_neighbour: v.optional(v.boolean()),
+      allowed_hosts: v.optional(v.array(v.string(), "must be a list of addresses or prefixes")),
       third_party: v.optional(v.boolean()),
+    }),
+  ),
+  metrics: v.optional(
+    v.strictObject({
+      listen: v.optional(v.string('must be "address:port", e.g. "127.0.0.1:9753"')),
     }),
   ),
   log: v.optional(
@@ -258,11 +306,16 @@ export interface RunFlags {
   filtering?: string;
   config?: string;
   tun?: string;
+  tunOutside?: string;
   socket?: string;
   offload?: boolean;
   rps?: boolean;
   logLevel?: string;
   logFormat?: string;
+  /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
+  metrics?: string;
+  /** --portmap: NAT-PMP and PCP on (as `[portmap] enabled = true`). */
+  portmap?: boolean;
 }
 
 /** Parse and validate TOML text; `source` names the file in errors. */
@@ -293,9 +346,18 @@ export function parseConfigText(text: string, source: string): FileConfig {
 export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => string = readText): RunConfig {
   const c = defaultRunConfig();
   let allowShort = false;
+  let tunOutside: { name: string; where: string } | undefined;
+  /** The key or flag that set each of these last, for the checks across keys at the end. */
+  let portsKey = "--ports";
+  let addressesKey = "--address";
+  let insideNetworksKey = "inside_networks";
   if (flags.config) {
     const f = parseConfigText(readFile(flags.config), flags.config);
     const src = flags.config;
+    c.configFile = src;
+    portsKey = `${src}: ports`;
+    addressesKey = `${src}: addresses`;
+    insideNetworksKey = `${src}: inside_networks`;
     if (f.inside !== undefined) c.inside = Array.isArray(f.inside) ? f.inside : [f.inside];
     if (f.outside !== undefined) c.outside = f.outside;
     if (f.addresses !== undefined) c.addresses = f.addresses.map((a) => checkAddress(a, `${src}: addresses`));
@@ -304,11 +366,13 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.ports !== undefined) c.ports = parsePorts(f.ports, `${src}: ports`);
     if (f.filtering !== undefined) c.filtering = f.filtering;
     if (f.tun !== undefined) c.tun = f.tun;
+    if (f.tun_outside !== undefined) tunOutside = { name: f.tun_outside, where: `${src}: tun_outside` };
     if (f.control_socket !== undefined) c.controlSocket = f.control_socket;
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
     if (f.rps !== undefined) c.rps = f.rps;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
+    if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
     if (f.unsolicited_syn !== undefined) c.unsolicitedSyn = f.unsolicited_syn;
     const t = f.timeouts;
@@ -336,7 +400,9 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
           );
         c.limits.maxHalfOpen = l.max_half_open;
       }
+      if (l.max_ports_per_host !== undefined) c.limits.maxPortsPerHost = l.max_ports_per_host;
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
+      if (l.fragment_buffer_bytes !== undefined) c.limits.fragmentBufferBytes = l.fragment_buffer_bytes;
       if (l.new_flows_per_sec_per_host !== undefined)
         c.limits.newFlowsPerSecPerHost = l.new_flows_per_sec_per_host;
       if (l.new_flows_per_sec !== undefined) c.limits.newFlowsPerSec = l.new_flows_per_sec;
@@ -364,6 +430,12 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       if (pm.min_lifetime !== undefined) P.minLifetime = pm.min_lifetime;
       if (pm.max_lifetime !== undefined) P.maxLifetime = pm.max_lifetime;
       if (pm.max_per_host !== undefined) P.maxPerHost = pm.max_per_host;
+      if (pm.max_mappings !== undefined) P.maxMappings = pm.max_mappings;
+      if (pm.require_neighbour !== undefined) P.requireNeighbour = pm.require_neighbour;
+      if (pm.allowed_hosts !== undefined)
+        P.allowedHosts = pm.allowed_hosts.map((h, i) =>
+          prefixNumbers(h, `${src}: portmap.allowed_hosts.${i}`),
+        );
       if (pm.third_party !== undefined) P.thirdParty = pm.third_party;
       if (P.minLifetime > P.maxLifetime)
         throw new ConfigError(
@@ -374,13 +446,19 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.alg) applyAlgConfig(c.alg, f.alg, src);
     if (f.log?.level !== undefined) c.log.level = f.log.level;
     if (f.log?.format !== undefined) c.log.format = f.log.format;
+    if (f.metrics?.listen !== undefined)
+      c.metrics.listen = checkListen(f.metrics.listen, `${src}: metrics.listen`);
   }
   if (flags.inside !== undefined)
     c.inside = flags.inside.flatMap((s) => s.split(",")).filter((s) => s !== "");
   if (flags.outside !== undefined) c.outside = flags.outside;
   if (flags.address !== undefined && flags.address.length > 0)
     c.addresses = flags.address.flatMap((s) => s.split(",")).map((a) => checkAddress(a, "--address"));
-  if (flags.ports !== undefined) c.ports = parsePorts(flags.ports, "--ports");
+  if (flags.address !== undefined && flags.address.length > 0) addressesKey = "--address";
+  if (flags.ports !== undefined) {
+    c.ports = parsePorts(flags.ports, "--ports");
+    portsKey = "--ports";
+  }
   if (flags.filtering !== undefined) {
     if (!(FILTERINGS as readonly string[]).includes(flags.filtering))
       throw new ConfigError(
@@ -390,9 +468,12 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     c.filtering = flags.filtering as Filtering;
   }
   if (flags.tun !== undefined) c.tun = flags.tun;
+  if (flags.tunOutside !== undefined) tunOutside = { name: flags.tunOutside, where: "--tun-outside" };
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
   if (flags.rps !== undefined) c.rps = flags.rps;
+  if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
+  if (flags.portmap) c.portmap.enabled = true;
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -420,19 +501,51 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     throw new ConfigError("--tun", `${JSON.stringify(c.tun)} is not an interface name`);
   if (c.inside.includes(c.tun) || c.outside === c.tun)
     throw new ConfigError("--tun", `${c.tun} is already used as an inside or outside interface`);
+  c.tunOutside = resolveOutsideTun(c.tun, tunOutside);
+  if (c.inside.includes(c.tunOutside) || c.outside === c.tunOutside)
+    throw new ConfigError(
+      tunOutside?.where ?? "--tun",
+      `${c.tunOutside} is already used as an inside or outside interface`,
+    );
+  const bad = addressPlanProblem(c, { portsKey, addressesKey, insideNetworksKey });
+  if (bad) throw new ConfigError(bad.key, bad.problem);
   return c;
+}
+
+/** The outside TUN's default name: the inside TUN's with this suffix. */
+export const OUTSIDE_TUN_SUFFIX = "-out";
+const MAX_IFNAME = 15;
+
+/** `<tun>-out`, or undefined when that is longer than an interface name may be. */
+export function outsideTunName(tun: string): string | undefined {
+  const name = `${tun}${OUTSIDE_TUN_SUFFIX}`;
+  return name.length <= MAX_IFNAME ? name : undefined;
+}
+
+/** The outside TUN's name: the one given (validated), else derived from the inside TUN's. */
+export function resolveOutsideTun(tun: string, given?: { name: string; where: string }): string {
+  if (given) {
+    if (!IFNAME.test(given.name))
+      throw new ConfigError(given.where, `${JSON.stringify(given.name)} is not an interface name`);
+    if (given.name === tun) throw new ConfigError(given.where, `must differ from the inside TUN ${tun}`);
+    return given.name;
+  }
+  const derived = outsideTunName(tun);
+  if (derived === undefined)
+    throw new ConfigError(
+      "tun",
+      `${JSON.stringify(tun)} is too long to name the outside TUN after it ` +
+        `(${tun}${OUTSIDE_TUN_SUFFIX} has ${tun.length + OUTSIDE_TUN_SUFFIX.length} characters, ` +
+        `at most ${MAX_IFNAME}): use a shorter tun or set tun_outside (--tun-outside)`,
+    );
+  return derived;
 }
 
 function firewallRule(r: v.InferOutput<typeof ruleSchema>, where: string): FirewallRule {
   const rule: FirewallRule = { direction: r.direction, action: r.action };
   if (r.name !== undefined) rule.name = r.name;
   if (r.protocol !== undefined) rule.protocol = r.protocol;
-  const prefix = (text: string, key: string) => {
-    const p = checkPrefix(text, `${where}.${key}`);
-    const [addr, len] = p.split("/");
-    const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
-    return { addr: n, len: Number(len) };
-  };
+  const prefix = (text: string, key: string) => prefixNumbers(text, `${where}.${key}`);
   if (r.source !== undefined) rule.source = prefix(r.source, "source");
   if (r.destination !== undefined) rule.destination = prefix(r.destination, "destination");
   for (const [key, value] of [
@@ -481,7 +594,8 @@ function applyAlgConfig(a: AlgConfig, f: NonNullable<FileConfig["alg"]>, src: st
   }
 }
 
-function readText(path: string): string {
+/** A config file's text; a ConfigError naming the file when it cannot be read. */
+export function readText(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
@@ -501,6 +615,15 @@ function checkTimeoutMinimums(t: NonNullable<FileConfig["timeouts"]>, src: strin
         `${value} s is below the ${key === "tcp_half_open" ? "" : "RFC "}minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
       );
   }
+}
+
+function checkListen(text: string, where: string): string {
+  try {
+    parseListen(text);
+  } catch (err) {
+    throw new ConfigError(where, (err as Error).message);
+  }
+  return text.trim();
 }
 
 /** "61000-65534" or "61000" → range; errors name `where`. */
@@ -533,6 +656,12 @@ export function checkAddress(text: string, where: string): string {
   )
     throw new ConfigError(where, `${JSON.stringify(text)} is not an IPv4 address or a /24../32 prefix`);
   return s;
+}
+
+/** An IPv4 prefix (or a bare address, /32) as numbers; errors name `where`. */
+function prefixNumbers(text: string, where: string): { addr: number; len: number } {
+  const [addr, len] = checkPrefix(text, where).split("/");
+  return { addr: addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0), len: Number(len) };
 }
 
 /** An IPv4 prefix "a.b.c.d/len" (a bare address means /32). */

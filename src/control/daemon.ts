@@ -1,9 +1,8 @@
-// `masq run`: checks the host, opens the TUN, installs the routes/rules/sysctls (recorded, so
+// `masq run`: checks the host, opens the TUNs, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
-import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { join } from "node:path";
+import { existsSync, renameSync } from "node:fs";
+import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
 import {
@@ -13,17 +12,18 @@ import {
   assertNoEphemeralOverlap,
   assertRoot,
   cleanLeftovers,
-  cpuMask,
   currentNetnsName,
   defaultStateFile,
   expandPrefix,
   forwardRuleSteps,
   interfaceAddress,
+  interfaceIpv4Addresses,
   interfaceMtu,
   interfacePrefixes,
   parseIPv4,
   parsePrefix,
   planHostSetup,
+  readRpFilterState,
   removeOrphanStateFiles,
   sysfsIsOurs,
   undoHostSetup,
@@ -31,7 +31,6 @@ import {
 } from "../host/index.ts";
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
-import type { TunDevice } from "../io/tun.ts";
 import { NatEngine } from "../nat/engine.ts";
 import {
   ForwardError,
@@ -41,14 +40,19 @@ import {
   parseForward,
   type Steering,
 } from "../portmap/forwards.ts";
+import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
-import type { RunConfig } from "./config.ts";
+import { forwardTargetProblem, startProblem, toPrefix } from "./address-rules.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
+import { connsBody } from "./conns-listing.ts";
 import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
-import type { ConnsReply, StatsReply } from "./format.ts";
+import type { StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
+import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlError, ControlServer, type ControlSource } from "./server.ts";
+import { rpsMaskFor, sumCounters, TunPair } from "./tuns.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
 const MAX_POOL_ADDRESSES = 256;
@@ -85,10 +89,17 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   }
   const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
   const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
-  return { mode, publicAddresses, insideNetworks, mtu };
+  // The config's addresses against the host's: refused before anything on the host is touched.
+  const gatewayAddresses = (
+    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
+  ).flat();
+  const outsideNetworks = await interfacePrefixes(cfg.outside);
+  const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
+  if (bad) throw new ConfigError(bad.key, bad.problem);
+  return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
 }
 
-/** Packets the kernel may queue for masq on the TUN: absorbs bursts while a batch is processed. */
+/** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
 const TUN_TX_QUEUE_LEN = 4096;
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
@@ -104,15 +115,24 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir, ...(netns ? { netns } : {}) });
   const orphans = removeOrphanStateFiles(cfg.stateDir);
   if (orphans.length > 0) log.info({ files: orphans }, "removed state files of namespaces that are gone");
-  await cleanLeftovers(stateFile, { log });
+  // The record of a crashed run, and what is masq's on the host that no record covers (a record
+  // lost or corrupt): removed before anything new is set up.
+  await cleanLeftovers(stateFile, {
+    log,
+    footprint: {
+      tuns: [cfg.tun, cfg.tunOutside],
+      outside: cfg.outside,
+      ...(host.mode === "pool" ? { pool: host.publicAddresses } : {}),
+    },
+  });
 
-  const { TunDevice } = await import("../io/tun.ts");
-  let tun: TunDevice | undefined;
+  let tuns: TunPair | undefined;
   let rpsCpus: string | undefined;
   let sysfsOurs = false;
   let server: ControlServer | undefined;
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
+  let metricsListener: MetricsListener | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
     await portmap?.close();
@@ -124,25 +144,30 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         log.error({ failed: report.failed }, "some host setup could not be undone");
       hostApplied = false;
     }
-    tun?.close();
+    tuns?.close();
     await server?.close();
+    await metricsListener?.close();
     log.info({ why }, "masq stopped");
   };
 
   try {
-    tun = TunDevice.open({ name: cfg.tun, vnetHdr: cfg.offload });
+    tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload);
     sysfsOurs = await sysfsIsOurs();
-    const rps = rpsMaskFor(cfg, sysfsOurs);
-    if (typeof rps === "object") log.warn({ tun: cfg.tun }, `RPS left off: ${rps.skipped}`);
+    const rps = rpsMaskFor(cfg.rps, [cfg.tun, cfg.tunOutside], sysfsOurs);
+    if (typeof rps === "object")
+      log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
     const plan = planHostSetup({
       mode: host.mode,
       tun: cfg.tun,
+      tunOutside: cfg.tunOutside,
       inside: cfg.inside,
       outside: cfg.outside,
+      insideNetworks: host.insideNetworks,
       mtu: host.mtu,
       txQueueLen: TUN_TX_QUEUE_LEN,
       disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
+      rpFilter: await readRpFilterState(),
       rpsCpus,
       ...(host.mode === "pool"
         ? { pool: cfg.addresses }
@@ -150,38 +175,39 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     });
     hostApplied = true;
     await applyHostSetup(plan, stateFile, { log });
-    datapath = new Datapath(engine, tun);
+    datapath = new Datapath(engine, tuns.ports());
     datapath.start();
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
     const started = performance.now();
     const dp = datapath;
-    const device = tun;
+    const devices = tuns;
     const datapathCounters = () => ({ ...dp.stats });
-    // Packets the kernel dropped because the TUN's queue was full (masq reading too slowly) are
-    // counted by the kernel only, as the device's tx_dropped (its transmit is masq's receive).
-    const kernelDrops = sysfsOurs ? `/sys/class/net/${cfg.tun}/statistics/tx_dropped` : undefined;
-    const deviceCounters = (): Record<string, number> => ({
-      ...device.stats(),
-      ...(kernelDrops ? { kernelQueueDrops: Number(readFileSync(kernelDrops, "utf8")) } : {}),
-    });
+    const sysfs = sysfsOurs;
     const metrics = createMetrics({
       engine: () => engine.stats(),
       datapath: datapathCounters,
-      device: deviceCounters,
+      devices: () => devices.counters(sysfs),
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
     });
+    if (cfg.metrics.listen !== undefined) {
+      const listen = parseListen(cfg.metrics.listen);
+      metricsListener = await MetricsListener.start(listen, metrics);
+      const url = `http://${cfg.metrics.listen}/metrics`;
+      if (isLoopback(listen.host)) log.info({ url }, "Prometheus metrics served");
+      else
+        log.warn(
+          { url },
+          "Prometheus metrics served beyond loopback: anyone who reaches this address sees the gateway's traffic counters",
+        );
+    }
     server = await ControlServer.start(cfg.controlSocket, {
       health: () => ({
         ok: true,
         pid: process.pid,
         uptimeSec: Math.round((performance.now() - started) / 1000),
       }),
-      conns: (limit): ConnsReply => ({
-        total: engine.stats().flows,
-        flows: engine.flows(limit),
-        pins: engine.pinList(),
-      }),
+      conns: (query) => connsBody(engine, query),
       stats: (): StatsReply => ({
         uptimeSec: Math.round((performance.now() - started) / 1000),
         mode: host.mode,
@@ -189,9 +215,10 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         portSeed: engine.config.portSeed,
         engine: engine.stats(),
         datapath: datapathCounters(),
-        device: deviceCounters(),
+        ...deviceStats(devices.counters(sysfs)),
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
+        ...(server ? { control: { ...server.streamStats } } : {}),
       }),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
       forwards: forwardsApi(forwards, engine),
@@ -202,10 +229,18 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         throw new Error(
           `portmap: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
         );
+      // Requests only from hosts the gateway sees on the inside (issue 16: forged sources).
+      const sources = cfg.portmap.requireNeighbour
+        ? new NeighbourSources({
+            allowed: cfg.portmap.allowedHosts,
+            onError: (err) => log.warn({ err }, "portmap: the neighbour table cannot be read"),
+          })
+        : undefined;
       portmap = await PortmapServer.start({
         engine,
         config: cfg.portmap,
         insideNetworks: engine.config.inside,
+        ...(sources ? { sources } : {}),
         listen,
         openSocket: (address, port, device) => loadAddon().udpSocketOnDevice(address, port, device),
         log,
@@ -218,15 +253,15 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     throw err;
   }
 
-  printSummary(cfg, host, engine, tun, rpsCpus);
+  printSummary(cfg, host, engine, tuns.inside.headerBytes > 0, rpsCpus);
   log.info(
     {
       mode: host.mode,
       public: host.publicAddresses,
       inside: cfg.inside,
       outside: cfg.outside,
-      tun: cfg.tun,
-      offload: tun.headerBytes > 0,
+      tuns: { inside: cfg.tun, outside: cfg.tunOutside },
+      offload: tuns.inside.headerBytes > 0,
       rpsCpus: rpsCpus ?? "off",
       socket: cfg.controlSocket,
       alg: algs.describe(),
@@ -237,7 +272,13 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      // Listening for every signal, not once: a second Ctrl-C (or the SIGTERM a supervisor sends
+      // after the terminal's SIGINT) must not kill masq halfway through its undo, which would
+      // leave its rules, state file and socket behind.
+      if (stopping) {
+        log.info({ signal }, "already stopping");
+        return;
+      }
       stopping = true;
       teardown(signal).then(
         () => resolve(0),
@@ -247,8 +288,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         },
       );
     };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
     // A bug must not leave the host steered into a TUN nobody reads: undo, then exit non-zero.
     process.once("uncaughtException", (err) => {
       log.fatal({ err }, "uncaught exception");
@@ -257,28 +298,18 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   });
 }
 
-/**
- * The RPS mask for the TUN: all CPUs, when asked for and useful (2 or more); `skipped` says why
- * it cannot be set.
- */
-function rpsMaskFor(cfg: RunConfig, sysfsOurs: boolean): string | undefined | { skipped: string } {
-  const n = availableParallelism();
-  if (!cfg.rps || n < 2) return undefined;
-  const dir = `/sys/class/net/${cfg.tun}`;
-  if (!sysfsOurs)
-    return {
-      skipped: "/sys shows another network namespace (mount sysfs in this one, as `ip netns exec` does)",
-    };
-  if (!existsSync(`${dir}/queues/rx-0/rps_cpus`))
-    return { skipped: `the kernel has no ${dir}/queues/rx-0/rps_cpus` };
-  return cpuMask(n);
+/** The stats reply's device counters: both TUNs added up, and each one by name. */
+function deviceStats(
+  perDevice: Record<string, Record<string, number>>,
+): Pick<StatsReply, "device" | "devices"> {
+  return { device: sumCounters(perDevice), devices: perDevice };
 }
 
 function printSummary(
   cfg: RunConfig,
   host: Resolved,
   engine: NatEngine,
-  tun: TunDevice,
+  offloads: boolean,
   rpsCpus: string | undefined,
 ): void {
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
@@ -286,7 +317,7 @@ function printSummary(
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
-    `      TUN ${cfg.tun} (mtu ${host.mtu}${tun.headerBytes > 0 ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
+    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",
   ];
@@ -336,10 +367,13 @@ async function startForwards(
           },
         }
       : undefined;
+  const inside = host.insideNetworks.map((n) => toPrefix(n)!);
+  const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIPv4(a)!);
   const registry = new ForwardRegistry({
     engine,
     publicAddresses: host.publicAddresses.map((a) => parseIPv4(a)!),
-    stateFile: join(cfg.stateDir, `forwards-${cfg.tun}.json`),
+    stateFile: forwardsStateFile(cfg, hostStateFile, log),
+    refuseTarget: (addr) => forwardTargetProblem(addr, inside, gateway),
     ...(steer ? { steer } : {}),
   });
   for (const spec of cfg.forwards) {
@@ -347,11 +381,36 @@ async function startForwards(
     log.info({ forward: forwardText(f.spec) }, "forward from the config");
   }
   for (const { forward, error } of await registry.restore())
-    log.warn({ forward, error }, "a forward added before the restart could not be restored");
+    log.warn(
+      { forward, error },
+      forward
+        ? "a forward added before the restart could not be restored"
+        : `forwards added before the restart were not restored: ${error}`,
+    );
   const restored = registry.list().filter((f) => f.source === "runtime");
   if (restored.length > 0)
     log.info({ forwards: restored.map((f) => forwardText(f.spec)) }, "forwards restored from the state file");
   return registry;
+}
+
+/**
+ * Where the runtime forwards are kept: named like the host state file (TUN, namespace name and
+ * inode), so a masq in another namespace with the same TUN name never loads them, and they go
+ * with the namespace's other state files when it is gone. A file of the old name (TUN only) is
+ * taken over only in an unnamed namespace (a real gateway's own), where it can only be this one's.
+ */
+function forwardsStateFile(
+  cfg: RunConfig,
+  hostStateFile: string,
+  log: ReturnType<typeof createLogger>,
+): string {
+  const file = join(cfg.stateDir, `forwards-${basename(hostStateFile)}`);
+  const legacy = join(cfg.stateDir, `forwards-${cfg.tun}.json`);
+  if (currentNetnsName() === undefined && existsSync(legacy) && !existsSync(file)) {
+    renameSync(legacy, file);
+    log.info({ from: legacy, to: file }, "runtime forwards file renamed to its namespace's name");
+  }
+  return file;
 }
 
 /** The control socket's view of the forwards (masq forward add|del|list). */
@@ -366,7 +425,11 @@ export function forwardsApi(
   return {
     list: () => {
       const pins = engine.pinList();
-      return { forwards: registry.views(pins), pins };
+      return {
+        forwards: registry.views(pins),
+        pins,
+        ...(registry.stateFile ? { stateFile: registry.stateFile } : {}),
+      };
     },
     add: async (body) => {
       const b = body as Partial<ForwardText> | null;

@@ -1,9 +1,10 @@
-// The packet loop: batches from the TUN go through the engine and back out, in place. One batch
-// per wake-up; forwarded packets are written back as one batch; replies and released fragments
-// follow. Nothing here allocates per packet.
+// The packet loop: batches from each TUN go through the engine and back out, in place, to the
+// device they came from. One batch per wake-up and device; forwarded packets are written back as
+// one batch; replies and released fragments follow. Each device is one arrival side (inside or
+// outside), which the engine is told with every packet. Nothing here allocates per packet.
 import { performance } from "node:perf_hooks";
 import type { BatchIo } from "../io/batch-io.ts";
-import { DROP, FORWARD, type NatEngine, REPLY } from "../nat/engine.ts";
+import { DROP, FORWARD, type NatEngine, REPLY, SIDE_BY_ADDRESS, SIDE_OUTSIDE } from "../nat/engine.ts";
 
 /** virtio_net_hdr flags: the L4 checksum is partial (pseudo-header only), finished by the kernel. */
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
@@ -17,9 +18,17 @@ export interface DatapathStats {
   largestBatch: number;
 }
 
+/** A device and the side its packets arrive from (SIDE_INSIDE, SIDE_OUTSIDE or SIDE_BY_ADDRESS). */
+export interface DatapathPort {
+  readonly io: BatchIo;
+  readonly side: number;
+}
+
 export class Datapath {
   private readonly engine: NatEngine;
-  private readonly io: BatchIo;
+  private readonly ports: readonly DatapathPort[];
+  /** Where packets the engine makes for outside hosts go (the only device when there is one). */
+  private readonly outside: DatapathPort;
   private readonly clock: () => number;
   private readonly ipMeta = new Uint32Array(MAX_BATCH * 2);
   private readonly outMeta = new Uint32Array(MAX_BATCH * 2);
@@ -28,19 +37,25 @@ export class Datapath {
   private timer: NodeJS.Timeout | undefined;
   readonly stats: DatapathStats = { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0 };
 
-  constructor(engine: NatEngine, io: BatchIo, clock: () => number = () => performance.now()) {
+  /** `io`: one device or several, each with its side; a bare device has no side (the source decides). */
+  constructor(
+    engine: NatEngine,
+    io: BatchIo | readonly DatapathPort[],
+    clock: () => number = () => performance.now(),
+  ) {
     this.engine = engine;
-    this.io = io;
+    this.ports = Array.isArray(io) ? io : [{ io: io as BatchIo, side: SIDE_BY_ADDRESS }];
+    this.outside = this.ports.find((p) => p.side === SIDE_OUTSIDE) ?? this.ports[0];
     this.clock = clock;
   }
 
   start(): void {
-    this.io.start((buf, meta, count) => this.onBatch(buf, meta, count));
+    for (const port of this.ports) port.io.start((buf, meta, count) => this.onBatch(port, buf, meta, count));
     // Flows expire even when no packet comes to move the engine's clock; what the engine sends on
     // its own clock (RFC 5382 REQ-4 answers, due 6 s after their SYN) goes out then too.
     this.timer = setInterval(() => {
       this.engine.tick(this.clock());
-      this.sendPending();
+      this.sendAnswers();
     }, 1000);
     this.timer.unref();
   }
@@ -50,9 +65,10 @@ export class Datapath {
     this.timer = undefined;
   }
 
-  onBatch(buf: Uint8Array, meta: Uint32Array, count: number): void {
+  onBatch(port: DatapathPort, buf: Uint8Array, meta: Uint32Array, count: number): void {
     const engine = this.engine;
-    const h = this.io.headerBytes;
+    const { io, side } = port;
+    const h = io.headerBytes;
     const now = this.clock();
     const st = this.stats;
     st.batches++;
@@ -70,7 +86,7 @@ export class Datapath {
       for (let k = 0; k < n; k++) {
         const off = meta[2 * (start + k)];
         const partial = h > 0 && (buf[off] & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
-        const v = engine.process(buf, off + h, ipMeta[2 * k + 1], now, partial);
+        const v = engine.process(buf, off + h, ipMeta[2 * k + 1], now, partial, side);
         if (v === FORWARD) {
           this.outMeta[2 * out] = off;
           this.outMeta[2 * out + 1] = engine.outLen + h;
@@ -78,41 +94,44 @@ export class Datapath {
         } else if (v === REPLY) {
           // What came before goes first: a reply may be a rebuilt segment of a stream (an ALG
           // rewrite that changed its length), which must not overtake the segments before it.
-          this.flush(buf, out);
+          this.flush(io, buf, out);
           out = 0;
-          this.send(engine.replyBuf, engine.outLen);
+          this.send(io, engine.replyBuf, engine.outLen);
         } else if (v !== DROP) {
           // HELD: the engine keeps it until its first fragment comes.
         }
       }
-      this.flush(buf, out);
+      this.flush(io, buf, out);
     }
-    this.sendPending();
+    // Fragments released by this batch: they arrived on this device, held until their first.
+    for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(io, p, p.length);
+    this.sendAnswers();
   }
 
-  /** Packets the engine released or made outside a call's own verdict (held fragments, REQ-4). */
-  private sendPending(): void {
-    const engine = this.engine;
-    for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(p, p.length);
+  /** RFC 5382 REQ-4 answers that came due: to outside hosts, so out of the outside device. */
+  private sendAnswers(): void {
+    const io = this.outside.io;
+    for (let p = this.engine.takeAnswer(); p !== undefined; p = this.engine.takeAnswer())
+      this.send(io, p, p.length);
   }
 
   /** Writes the `count` forwarded packets gathered in outMeta as one batch. */
-  private flush(buf: Uint8Array, count: number): void {
+  private flush(io: BatchIo, buf: Uint8Array, count: number): void {
     if (count === 0) return;
-    const w = this.io.writeBatch(buf, this.outMeta, count);
+    const w = io.writeBatch(buf, this.outMeta, count);
     this.stats.written += w;
     this.stats.writeFailures += count - w;
   }
 
   /** Writes one packet the engine built (or released), with a plain header when one is needed. */
-  private send(pkt: Uint8Array, len: number): void {
-    const h = this.io.headerBytes;
+  private send(io: BatchIo, pkt: Uint8Array, len: number): void {
+    const h = io.headerBytes;
     let ok: boolean;
-    if (h === 0) ok = this.io.write(pkt, 0, len);
+    if (h === 0) ok = io.write(pkt, 0, len);
     else {
       this.scratch.fill(0, 0, h);
       this.scratch.set(pkt.subarray(0, len), h);
-      ok = this.io.write(this.scratch, 0, len + h);
+      ok = io.write(this.scratch, 0, len + h);
     }
     if (ok) this.stats.written++;
     else this.stats.writeFailures++;

@@ -11,6 +11,8 @@ export interface Resolved {
   publicAddresses: string[];
   insideNetworks: string[];
   mtu: number;
+  /** Every address of the gateway's inside and outside interfaces (a live run only). */
+  gatewayAddresses?: string[];
 }
 
 export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
@@ -29,7 +31,9 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
     ...(cfg.limits.maxHalfOpen !== undefined ? { maxHalfOpen: cfg.limits.maxHalfOpen } : {}),
     unsolicitedSyn: cfg.unsolicitedSyn,
+    maxPortsPerHost: cfg.limits.maxPortsPerHost,
     maxHosts: cfg.limits.maxHosts,
+    maxHeldFragmentBytes: cfg.limits.fragmentBufferBytes,
     firewall: cfg.firewall,
     newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
     newFlowsPerSec: cfg.limits.newFlowsPerSec,

@@ -4,7 +4,11 @@ import type { RuleHits } from "../policy/rules.ts";
 import type { ForwardView } from "../portmap/forwards.ts";
 
 export interface ConnsReply {
+  /** Flows in the table. */
   total: number;
+  /** Flows that matched the listing's filters (all of them when it had none). */
+  matched?: number;
+  /** The matching flows, newest activity first; at most the listing's limit. */
   flows: FlowView[];
   /** Pinned mappings (forwards, NAT-PMP/PCP mappings, ALG expectations), whatever their origin. */
   pins?: PinView[];
@@ -18,57 +22,67 @@ export interface StatsReply {
   portSeed?: number;
   engine: EngineStats;
   datapath: Record<string, number>;
+  /** The TUN devices' counters added up. */
   device: Record<string, number>;
+  /** Each TUN device's counters, by name (the inside and the outside TUN). */
+  devices?: Record<string, Record<string, number>>;
   /** Firewall rules in order with their hit counters. */
   firewall?: RuleHits[];
   /** NAT-PMP/PCP server counters, when it runs. */
   portmap?: Record<string, number>;
+  /** The control socket's streamed answers (connection listings): counts, longest chunk. */
+  control?: Record<string, number>;
 }
 
 function ep(e: { addr: string; port: number }): string {
   return `${e.addr}:${e.port}`;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows
-    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  "))
-    .join("\n");
+/**
+ * The width of each column: its longest cell. A loop, not `Math.max(...column)`: spreading the
+ * cells of a large table as arguments overflows the call stack.
+ */
+function columnWidths(rows: readonly (readonly string[])[]): number[] {
+  const widths: number[] = [];
+  for (const r of rows)
+    for (let i = 0; i < r.length; i++) if ((widths[i] ?? 0) < r[i].length) widths[i] = r[i].length;
+  return widths;
 }
 
-export function formatConns(reply: ConnsReply): string {
-  const pins = reply.pins && reply.pins.length > 0 ? `\n${formatPins(reply.pins)}` : "";
-  if (reply.flows.length === 0) return `no connections (${reply.total} in the table)\n${pins}`;
-  const rows = [
-    [
-      "PROTO",
-      "INSIDE",
-      "OUTSIDE",
-      "REMOTE",
-      "STATE",
-      "ORIGIN",
-      "IDLE",
-      "EXPIRES",
-      "PKTS OUT/IN",
-      "BYTES OUT/IN",
-    ],
-  ];
-  for (const f of reply.flows)
-    rows.push([
-      f.protocol,
-      ep(f.inside),
-      ep(f.outside),
-      ep(f.remote),
-      f.state,
-      f.origin,
-      `${f.idleSec}s`,
-      `${f.expiresInSec}s`,
-      `${f.packetsOut}/${f.packetsIn}`,
-      `${f.bytesOut}/${f.bytesIn}`,
-    ]);
-  const more = reply.total > reply.flows.length ? ` (showing ${reply.flows.length})` : "";
-  return `${table(rows)}\n${reply.total} connection${reply.total === 1 ? "" : "s"}${more}\n${pins}`;
+/** Rows padded to `widths` (the last column unpadded), each ending in a newline. */
+function formatRows(rows: readonly (readonly string[])[], widths: readonly number[]): string {
+  let out = "";
+  for (const r of rows) {
+    let line = "";
+    for (let i = 0; i < r.length; i++) line += i === r.length - 1 ? r[i] : `${r[i].padEnd(widths[i] ?? 0)}  `;
+    out += `${line}\n`;
+  }
+  return out;
 }
+
+function table(rows: string[][]): string {
+  return formatRows(rows, columnWidths(rows)).slice(0, -1);
+}
+
+/**
+ * Text from a config file or a client (notes, rule names) as one printable line: control
+ * characters (C0, DEL, C1: ANSI escapes, newlines) and the invisible line and bidirectional
+ * controls are shown as escapes, so a note cannot rewrite the terminal or forge table rows.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const named = NAMED_ESCAPES[c];
+    if (named) return named;
+    const code = c.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are what it finds.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const NAMED_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /** Pinned mappings: what keeps a mapping open without flows, and who asked for it. */
 export function formatPins(pins: readonly PinView[]): string {
@@ -82,7 +96,7 @@ export function formatPins(pins: readonly PinView[]): string {
       p.origin,
       p.expiresInSec === null ? "never" : `${p.expiresInSec}s`,
       String(p.flows),
-      p.note,
+      printable(p.note),
     ]);
   return `${table(rows)}\n${pins.length} mapping${pins.length === 1 ? "" : "s"} pinned\n`;
 }
@@ -103,17 +117,25 @@ export function formatStats(s: StatsReply): string {
   if (s.firewall && s.firewall.length > 0) {
     lines.push("firewall rules (hits):");
     for (const r of s.firewall)
-      lines.push(`  ${String(r.index).padStart(3)}. ${r.name.padEnd(40)} ${r.action.padEnd(7)} ${r.hits}`);
+      lines.push(
+        `  ${String(r.index).padStart(3)}. ${printable(r.name).padEnd(40)} ${r.action.padEnd(7)} ${r.hits}`,
+      );
   }
   lines.push("datapath:");
   for (const [k, v] of Object.entries(s.datapath)) lines.push(`  ${k.padEnd(28)} ${v}`);
-  if (Object.keys(s.device).length > 0) {
-    lines.push("device:");
-    for (const [k, v] of Object.entries(s.device)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  const devices = s.devices && Object.keys(s.devices).length > 0 ? s.devices : { "": s.device };
+  for (const [name, counters] of Object.entries(devices)) {
+    if (Object.keys(counters).length === 0) continue;
+    lines.push(name === "" ? "device:" : `device ${name}:`);
+    for (const [k, v] of Object.entries(counters)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   if (s.portmap) {
     lines.push("port mapping (NAT-PMP/PCP):");
     for (const [k, v] of Object.entries(s.portmap)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
+  if (s.control) {
+    lines.push("control socket (listings):");
+    for (const [k, v] of Object.entries(s.control)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   return `${lines.join("\n")}\n`;
 }
@@ -122,6 +144,8 @@ export interface ForwardsReply {
   forwards: ForwardView[];
   /** Every pinned mapping (forwards' ports, NAT-PMP/PCP mappings, ALG expectations). */
   pins: PinView[];
+  /** Where the runtime forwards (SOURCE runtime) are kept across restarts. */
+  stateFile?: string;
 }
 
 /** `masq forward list`: the forwards, then every pinned mapping with its origin. */
@@ -131,9 +155,19 @@ export function formatForwards(reply: ForwardsReply): string {
   else {
     const rows = [["ID", "PROTO", "OUTSIDE", "INSIDE", "REMOTE", "SOURCE", "FLOWS", "NOTE"]];
     for (const f of reply.forwards)
-      rows.push([String(f.id), f.protocol, f.outside, f.inside, f.remote, f.source, String(f.flows), f.note]);
+      rows.push([
+        String(f.id),
+        f.protocol,
+        f.outside,
+        f.inside,
+        f.remote,
+        f.source,
+        String(f.flows),
+        printable(f.note),
+      ]);
     out += `${table(rows)}\n`;
   }
+  if (reply.stateFile) out += `runtime forwards are kept in ${reply.stateFile}\n`;
   if (reply.pins.length > 0) out += `\nmappings:\n${formatPins(reply.pins)}`;
   return out;
 }

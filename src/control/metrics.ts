@@ -1,14 +1,14 @@
 // Prometheus metrics, read from the engine's and datapath's counters at scrape time (nothing is
 // counted twice and the hot path never touches prom-client).
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { EngineStats } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
 
 export interface MetricsSource {
   engine(): EngineStats;
   datapath(): Record<string, number>;
-  /** The TUN device's counters (reads, writes, errors, the kernel's drops at its queue). */
-  device?(): Record<string, number>;
+  /** Each TUN device's counters by name (reads, writes, errors, the kernel's drops at its queue). */
+  devices?(): Record<string, Record<string, number>>;
   /** Firewall rules with their hit counters (none: no rules). */
   firewall?(): RuleHits[];
   /** NAT-PMP/PCP server counters (requests, results, active mappings); absent when it is off. */
@@ -17,6 +17,9 @@ export interface MetricsSource {
 
 export function createMetrics(source: MetricsSource): Registry {
   const registry = new Registry();
+  // The process itself (CPU, memory, event-loop lag, GC), under prom-client's standard names: the
+  // event-loop lag is the packet loop's, since one thread does both.
+  collectDefaultMetrics({ register: registry });
   new Counter({
     name: "masq_events_total",
     help: "Engine events (flows created, expired, translated packets ...)",
@@ -51,12 +54,13 @@ export function createMetrics(source: MetricsSource): Registry {
   });
   new Counter({
     name: "masq_tun_total",
-    help: "TUN device counters (packets and bytes read and written, wake-ups, errors, drops)",
-    labelNames: ["counter"],
+    help: "TUN device counters (packets and bytes read and written, wake-ups, errors, drops), per device",
+    labelNames: ["device", "counter"],
     registers: [registry],
     collect() {
       this.reset();
-      for (const [k, v] of Object.entries(source.device?.() ?? {})) this.inc({ counter: k }, v);
+      for (const [device, counters] of Object.entries(source.devices?.() ?? {}))
+        for (const [k, v] of Object.entries(counters)) this.inc({ device, counter: k }, v);
     },
   });
   new Counter({

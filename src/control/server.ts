@@ -1,14 +1,21 @@
 // The control API: HTTP over a Unix socket (only root reaches it; nothing listens on the
-// network). Read-only for now: health, connection table, counters, Prometheus metrics.
+// network): health, connection table, counters, Prometheus metrics, port forwards. The
+// connection table is streamed in chunks (chunked.ts, conns-listing.ts): it can be 200 k flows.
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect } from "node:net";
 import { dirname } from "node:path";
+import { type ChunkedBody, ChunkScheduler, type StreamStats } from "./chunked.ts";
+import { type ConnsQuery, parseConnsQuery } from "./conns-listing.ts";
+import { ControlError } from "./errors.ts";
+
+export { ControlError } from "./errors.ts";
 
 /** What the daemon exposes; each call is made per request (not hot path). */
 export interface ControlSource {
   health(): object;
-  conns(limit: number): object;
+  /** The connection table for `query`, as a body the server sends a chunk at a time. */
+  conns(query: ConnsQuery): ChunkedBody;
   stats(): object;
   metrics(): Promise<{ contentType: string; body: string }>;
   /** Port forwards: list, add (body: {outside, inside, remote?, note?}), delete by id or outside text. */
@@ -19,26 +26,20 @@ export interface ControlSource {
   };
 }
 
-/** A refusal with an HTTP status (bad request, not found …) and a message for the client. */
-export class ControlError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** Request bodies are small JSON objects. */
 const MAX_BODY = 64 * 1024;
-
-export const MAX_CONNS_LIMIT = 1_000_000;
 
 export class ControlServer {
   private constructor(
     private readonly server: Server,
     readonly socketPath: string,
+    private readonly streams: ChunkScheduler,
   ) {}
+
+  /** How the streamed answers (connection listings) went: counts and the longest chunk. */
+  get streamStats(): StreamStats {
+    return { ...this.streams.stats };
+  }
 
   static async start(socketPath: string, source: ControlSource): Promise<ControlServer> {
     mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
@@ -47,8 +48,9 @@ export class ControlServer {
         throw new Error(`control socket ${socketPath} is in use: is another masq running? (use --socket)`);
       unlinkSync(socketPath); // left by a run that crashed
     }
+    const streams = new ChunkScheduler();
     const server = createServer((req, res) => {
-      route(source, req, res).catch((err: unknown) =>
+      route(source, streams, req, res).catch((err: unknown) =>
         err instanceof ControlError
           ? send(res, err.status, { error: err.message })
           : send(res, 500, { error: String(err) }),
@@ -62,12 +64,15 @@ export class ControlServer {
       });
     });
     chmodSync(socketPath, 0o600);
-    return new ControlServer(server, socketPath);
+    return new ControlServer(server, socketPath, streams);
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections?.();
+    // Connections first: close() waits for every open one, and a client's keep-alive connection
+    // would hold masq's exit until whoever stops it gives up and kills it, socket file and all.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
     try {
       unlinkSync(this.socketPath);
     } catch {
@@ -76,8 +81,13 @@ export class ControlServer {
   }
 }
 
-async function route(source: ControlSource, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? "/", "http://masq");
+async function route(
+  source: ControlSource,
+  streams: ChunkScheduler,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const url = requestUrl(req);
   if (url.pathname === "/v1/forwards" || url.pathname.startsWith("/v1/forwards/"))
     return routeForwards(source, url, req, res);
   if (req.method !== "GET") return send(res, 405, { error: `method ${req.method} not allowed` });
@@ -85,11 +95,10 @@ async function route(source: ControlSource, req: IncomingMessage, res: ServerRes
     case "/v1/health":
       return send(res, 200, source.health());
     case "/v1/conns": {
-      const text = url.searchParams.get("limit");
-      const limit = text === null ? MAX_CONNS_LIMIT : Number(text);
-      if (!Number.isInteger(limit) || limit < 0 || limit > MAX_CONNS_LIMIT)
-        return send(res, 400, { error: `limit must be an integer 0-${MAX_CONNS_LIMIT}` });
-      return send(res, 200, source.conns(limit));
+      const body = source.conns(parseConnsQuery(url.searchParams));
+      if (!streams.stream(res, body))
+        return send(res, 503, { error: `${streams.active} listings are in progress; try again shortly` });
+      return;
     }
     case "/v1/stats":
       return send(res, 200, source.stats());
@@ -112,7 +121,7 @@ async function routeForwards(
 ): Promise<void> {
   const fw = source.forwards;
   if (!fw) return send(res, 404, { error: "this masq has no port forwarding" });
-  const key = decodeURIComponent(url.pathname.slice("/v1/forwards/".length));
+  const key = decodePath(url.pathname.slice("/v1/forwards/".length));
   if (url.pathname === "/v1/forwards") {
     if (req.method === "GET") return send(res, 200, fw.list());
     if (req.method === "POST") return send(res, 201, await fw.add(await readJson(req)));
@@ -120,6 +129,24 @@ async function routeForwards(
     return send(res, 200, await fw.remove(key));
   }
   return send(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+}
+
+/** The request's URL; a target that is no URL is the client's mistake (400), not the server's. */
+function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://masq");
+  } catch {
+    throw new ControlError(400, `malformed request target ${JSON.stringify(req.url)}`);
+  }
+}
+
+/** A %-encoded path segment; a malformed escape ("%zz", a cut-off UTF-8 sequence) is a 400. */
+function decodePath(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ControlError(400, `malformed %-escape in ${JSON.stringify(segment)}`);
+  }
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {

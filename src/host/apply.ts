@@ -8,8 +8,13 @@
 
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CommandError, type ExecOptions, exec, formatArgv, run } from "./exec.ts";
-import { fillPrior, type HostStep, PRIOR, type Prior } from "./plan.ts";
+import { CommandError, type ExecOptions, exec, formatArgv, isAlreadyGone, run } from "./exec.ts";
+import { type Footprint, removeLeftovers } from "./leftovers.ts";
+import { isLiveMasq, processStartTime } from "./owner.ts";
+import { fillPrior, type HostStep, PRIOR, type Prior } from "./steps.ts";
+
+export { isAlreadyGone } from "./exec.ts";
+export { isLiveMasq, processStartTime } from "./owner.ts";
 
 export const DEFAULT_STATE_DIR = "/run/masq";
 const STATE_VERSION = 1;
@@ -248,33 +253,110 @@ export async function undoHostSetup(stateFile: string, opts: HostOptions = {}): 
   return report;
 }
 
+/** A host state file that cannot be read as one (not JSON, unknown format). */
+export class StateFileError extends Error {
+  override name = "StateFileError";
+}
+
+export interface CleanupOptions extends HostOptions {
+  /** What marks masq's objects: when given, the host is also searched for leftovers no record covers. */
+  footprint?: Footprint;
+}
+
 /**
- * Called at start: if `stateFile` was left by a run that is no longer alive (a crash, SIGKILL),
- * undo what it recorded and log it. Returns the report, or undefined if there was nothing to
- * clean. Throws if the recorded process is still running (another masq owns this setup).
+ * Called at start (and by `masq cleanup`): if `stateFile` was left by a run that is no longer
+ * alive (a crash, SIGKILL), undo what it recorded and log it. A corrupt state file is kept aside
+ * as `<file>.corrupt-<time>` and does not block: with a footprint, what is masq's is then found
+ * on the host and removed (as it is when a record is missing). Returns the report, or undefined
+ * if there was nothing to clean. Throws if the recorded process is still a running masq (another
+ * masq owns this setup) or a running process holds one of masq's TUNs.
  */
 export async function cleanLeftovers(
   stateFile: string,
-  opts: HostOptions = {},
+  opts: CleanupOptions = {},
 ): Promise<UndoReport | undefined> {
   const log = opts.log ?? silent;
-  const state = readState(stateFile);
-  if (!state) return undefined;
-  if (state.pid !== process.pid && isAlive(state.pid, state.pidStart)) {
-    throw new Error(
-      `another masq (pid ${state.pid}) is running with the host setup recorded in ${stateFile}; stop it first`,
+  const state = readStateOrSetAside(stateFile, log);
+  let report: UndoReport | undefined;
+  if (state) {
+    assertNotOwnedByLiveMasq(state, stateFile);
+    log.warn(
+      { stateFile, pid: state.pid, since: state.createdAt, steps: state.steps.map((s) => s.what) },
+      "cleaning up after a previous run that did not exit cleanly",
     );
+    report = await undoHostSetup(stateFile, opts);
   }
-  log.warn(
-    { stateFile, pid: state.pid, since: state.createdAt, steps: state.steps.map((s) => s.what) },
-    "cleaning up after a previous run that did not exit cleanly",
-  );
-  const report = await undoHostSetup(stateFile, opts);
-  log.info(report, "leftovers cleaned");
+  if (opts.footprint) {
+    const { report: found } = await removeLeftovers(opts.footprint, opts);
+    if (found.removed.length + found.gone.length + found.failed.length > 0) {
+      log.warn(
+        { removed: found.removed, failed: found.failed },
+        "removed masq's leftovers found on the host (no record covered them; sysctls stay as found)",
+      );
+      report ??= { undone: [], gone: [], failed: [] };
+      report.undone.push(...found.removed);
+      report.gone.push(...found.gone);
+      report.failed.push(...found.failed);
+    }
+  }
+  if (report) log.info(report, "leftovers cleaned");
   return report;
 }
 
-/** Read a state file; undefined if it does not exist. */
+/**
+ * What cleanLeftovers would do, changing nothing (`masq cleanup --dry-run`): the recorded undo
+ * commands, then the leftovers found on the host that the record does not cover.
+ */
+export async function planCleanup(
+  stateFile: string,
+  opts: CleanupOptions = {},
+): Promise<{ recorded: string[][]; found: HostStep[]; corrupt: boolean }> {
+  let state: HostState | undefined;
+  let corrupt = false;
+  try {
+    state = readState(stateFile);
+  } catch (err) {
+    if (!(err instanceof StateFileError)) throw err;
+    corrupt = true;
+  }
+  if (state) assertNotOwnedByLiveMasq(state, stateFile);
+  const recorded = (state?.steps ?? [])
+    .map((s) => s.undo)
+    .filter((u) => u.length > 0)
+    .reverse();
+  const covered = new Set(recorded.map((u) => u.join(" ")));
+  const found = opts.footprint
+    ? (await removeLeftovers(opts.footprint, { ...opts, dryRun: true })).steps.filter(
+        (s) => !covered.has(s.apply.join(" ")),
+      )
+    : [];
+  return { recorded, found, corrupt };
+}
+
+function assertNotOwnedByLiveMasq(state: HostState, stateFile: string): void {
+  if (state.pid !== process.pid && isLiveMasq(state.pid, state.pidStart))
+    throw new Error(
+      `another masq (pid ${state.pid}) is running with the host setup recorded in ${stateFile}; stop it first`,
+    );
+}
+
+/** readState, except that a corrupt file is renamed out of the way (and logged) instead of thrown. */
+function readStateOrSetAside(stateFile: string, log: HostLogger): HostState | undefined {
+  try {
+    return readState(stateFile);
+  } catch (err) {
+    if (!(err instanceof StateFileError)) throw err;
+    const aside = `${stateFile}.corrupt-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    renameSync(stateFile, aside);
+    log.warn(
+      { stateFile, keptAs: aside, error: err.message },
+      "the host state file is corrupt: kept aside; masq's leftovers are looked for on the host instead",
+    );
+    return undefined;
+  }
+}
+
+/** Read a state file; undefined if it does not exist; StateFileError if it is not one. */
 export function readState(stateFile: string): HostState | undefined {
   let text: string;
   try {
@@ -287,12 +369,19 @@ export function readState(stateFile: string): HostState | undefined {
   try {
     state = JSON.parse(text) as HostState;
   } catch (err) {
-    throw new Error(`state file ${stateFile} is not valid JSON; inspect and remove it by hand`, {
-      cause: err,
-    });
+    throw new StateFileError(`state file ${stateFile} is not valid JSON`, { cause: err });
   }
-  if (state.version !== STATE_VERSION || !Array.isArray(state.steps) || typeof state.pid !== "number") {
-    throw new Error(`state file ${stateFile} has an unknown format (version ${String(state.version)})`);
+  if (
+    typeof state !== "object" ||
+    state === null ||
+    state.version !== STATE_VERSION ||
+    !Array.isArray(state.steps) ||
+    typeof state.pid !== "number" ||
+    !state.steps.every((s) => Array.isArray(s?.undo) && s.undo.every((a) => typeof a === "string"))
+  ) {
+    throw new StateFileError(
+      `state file ${stateFile} has an unknown format (version ${String((state as HostState | null)?.version)})`,
+    );
   }
   return state;
 }
@@ -320,16 +409,6 @@ async function undoSteps(stateFile: string, state: HostState, opts: HostOptions)
     writeState(stateFile, state);
   }
   return report;
-}
-
-/**
- * Errors that mean "the thing to remove is not there" (or, for re-adding, "is there already"):
- * the TUN and its routes vanish together when the device is closed, and a namespace may be gone.
- */
-export function isAlreadyGone(stderr: string): boolean {
-  return /No such file or directory|No such process|No such device|Cannot find device|does not exist|File exists|Cannot open network namespace/i.test(
-    stderr,
-  );
 }
 
 async function readPrior(prior: Prior, opts: HostOptions): Promise<string> {
@@ -360,29 +439,6 @@ function exists(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or null. */
-export function processStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[19] ?? null; // fields[0] is field 3
-  } catch {
-    return null;
-  }
-}
-
-/** Whether `pid` runs and, when its start time was recorded, is the same process. */
-export function isAlive(pid: number, pidStart: string | null): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  if (pidStart === null) return true;
-  return processStartTime(pid) === pidStart;
 }
 
 function errorText(err: unknown): string {

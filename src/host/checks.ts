@@ -165,6 +165,13 @@ export async function assertNoEphemeralOverlap(
   if (msg) throw new Error(msg);
 }
 
+/** Every IPv4 address an interface holds (none: an empty list). Throws if it is missing. */
+export async function interfaceIpv4Addresses(name: string, where: WhereOptions = {}): Promise<string[]> {
+  const link = await showLink(name, where, "addr");
+  if (!link) throw new Error(`interface ${name} does not exist`);
+  return (link.addr_info ?? []).filter((a) => a.family === "inet").map((a) => a.local);
+}
+
 /** The IPv4 networks of an interface as "a.b.c.d/len" with host bits cleared (its connected prefixes). */
 export async function interfacePrefixes(name: string, where: WhereOptions = {}): Promise<string[]> {
   const link = await showLink(name, where, "addr");

@@ -89,3 +89,13 @@ export async function run(argv: readonly string[], opts: ExecOptions = {}): Prom
   if (r.code !== 0) throw new CommandError(inNetns(opts.netns, argv), r);
   return r.stdout;
 }
+
+/**
+ * Errors that mean "the thing to remove is not there" (or, for re-adding, "is there already"):
+ * the TUN and its routes vanish together when the device is closed, and a namespace may be gone.
+ */
+export function isAlreadyGone(stderr: string): boolean {
+  return /No such file or directory|No such process|No such device|Cannot find device|does not exist|File exists|Cannot open network namespace/i.test(
+    stderr,
+  );
+}

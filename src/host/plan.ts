@@ -1,58 +1,74 @@
-// The OS setup around masq's TUN device, as data: an ordered list of steps, each with the argv
-// that applies it and the argv that undoes it. Pure (no I/O), so it is unit-tested and can be
-// printed (`masq run --dry-run`). The recipe is the one in design.md, "Routing recipe".
+// The OS setup around masq's two TUN devices, as data: an ordered list of steps, each with the
+// argv that applies it and the argv that undoes it. Pure (no I/O), so it is unit-tested and can
+// be printed. The recipe is the one in design.md, "Routing recipe", with one TUN per arrival
+// side: the kernel hands masq what arrived on the inside interfaces through the inside TUN and
+// what arrived on the outside interface through the outside TUN, and the side, not the source
+// address, tells the engine inside from outside.
 //
-// Order matters twice: steps are applied in order and undone in reverse, so the link is up
-// before routes use it, the routes exist before rules point at their tables, and traffic is
-// only steered into the TUN (rules) once everything it needs is in place. On the way out the
-// rules go first, so no packet is sent to a TUN that is about to vanish.
+// Order matters twice: steps are applied in order and undone in reverse, so the links are up
+// before routes use them, the fallback routes are in place before the TUN routes they back, the
+// routes exist before rules point at their tables, and traffic is only steered into the TUNs
+// (rules) once everything it needs is in place. On the way out the rules go first, so no packet
+// is sent to a TUN that is about to vanish, and the fallbacks go last.
+//
+// Fail closed: the kernel removes a TUN's routes with the TUN, so when masq dies (kill -9) its
+// rules stay and point at tables holding only the fallbacks: inside traffic meets `unreachable`
+// (hosts fail fast) instead of falling through to the main table and leaving untranslated, and
+// forgeries from the outside meet `blackhole`.
 
-/** Placeholder in an undo argv for a value read just before the step is applied. */
-export const PRIOR = "{prior}";
+import {
+  DEFAULT_PORT_RANGE,
+  DEFAULT_PREFS,
+  DEFAULT_TABLES,
+  FALLBACK_METRIC,
+  HAIRPIN_RULE_PREF,
+  MAX_RULE_PORT,
+  type PortRange,
+  type RoutingTables,
+  type RulePrefs,
+} from "./footprint.ts";
+import { publicAddressRule } from "./forward-rules.ts";
+import { expandPrefix, parsePrefix } from "./ipv4.ts";
+import { type RpFilterState, rpFilterSteps } from "./rp-filter.ts";
+import { cmdStep, type HostStep, PRIOR, routeStep, ruleStep, sysctlKey, sysctlStep } from "./steps.ts";
 
-/** A value the step overwrites; apply.ts reads it first and substitutes it for PRIOR in `undo`. */
-export type Prior =
-  | { kind: "sysctl"; key: string }
-  | { kind: "mtu"; dev: string }
-  /** "up" or "down": undo leaves a device that was already up (and the routes through it) alone. */
-  | { kind: "link-state"; dev: string };
-
-export interface HostStep {
-  /** Human description, used in logs and error messages. */
-  what: string;
-  apply: string[];
-  /** May contain PRIOR (see `prior`); empty when nothing needs undoing. */
-  undo: string[];
-  prior?: Prior;
-}
-
-export interface PortRange {
-  first: number;
-  last: number;
-}
+export * from "./footprint.ts";
+export { forwardRuleSteps } from "./forward-rules.ts";
+export * from "./ipv4.ts";
+export * from "./rp-filter.ts";
+export * from "./steps.ts";
 
 export interface HostSetupOptions {
   mode: "pool" | "interface";
-  /** The TUN device masq reads and writes. */
+  /** The inside TUN: what arrives on the inside interfaces is steered into it. */
   tun: string;
-  /** Inside (LAN) interfaces: their traffic is steered into the TUN. */
+  /** The outside TUN: what masq takes of the traffic arriving on the outside interface. */
+  tunOutside: string;
+  /** Inside (LAN) interfaces: their traffic is steered into the inside TUN. */
   inside: string[];
-  /** The outside (WAN) interface: proxy ARP (pool mode) and steering of replies (interface mode). */
+  /** The outside (WAN) interface: proxy ARP (pool mode) and steering of replies and forgeries. */
   outside: string;
+  /**
+   * The inside networks. What arrives on the outside interface from or to one of them is a
+   * forgery: it is steered into the outside TUN, where the engine drops and counts it.
+   */
+  insideNetworks: string[];
   /** TUN MTU (default 1500). */
   mtu?: number;
   /** TUN transmit queue length (packets waiting for masq); unchanged when absent. */
   txQueueLen?: number;
   /**
-   * Receive Packet Steering on the TUN's receive queue: the CPUs (a sysfs hex mask, see
+   * Receive Packet Steering on the TUNs' receive queues: the CPUs (a sysfs hex mask, see
    * cpuMask) among which the kernel spreads the work on the packets masq writes. Unchanged when
    * absent.
    */
   rpsCpus?: string;
-  /** Turn IPv6 off on the TUN (when the kernel has IPv6). Default false. */
+  /** Turn IPv6 off on the TUNs (when the kernel has IPv6). Default false. */
   disableTunIpv6?: boolean;
-  /** Create the TUN with `ip tuntap` (tests; normally the native addon creates it). Default false. */
+  /** Create the TUNs with `ip tuntap` (tests; normally the native addon creates them). Default false. */
   createTun?: boolean;
+  /** The rp_filter settings before masq (readRpFilterState), kept in effect on the other interfaces. */
+  rpFilter?: RpFilterState;
   /** Pool mode: the public addresses ("198.51.100.100") or prefixes ("198.51.100.96/29"). */
   pool?: string[];
   /** Pool mode: answer ARP for the pool addresses on the outside interface (default true). */
@@ -64,47 +80,92 @@ export interface HostSetupOptions {
    * masq's ports goes to masq too (before 'local'): the replies of hairpinned connections.
    */
   publicAddress?: string;
-  /** Routing tables (defaults: inside 100, outside 101). Pool mode only uses `inside`. */
-  tables?: { inside?: number; outside?: number };
+  /** Routing tables (defaults: inside 100, outside 101, guard 102). Pool mode has no outside table. */
+  tables?: Partial<RoutingTables>;
   /** Rule priorities (defaults as in design.md). */
   prefs?: Partial<RulePrefs>;
 }
 
-export interface RulePrefs {
-  /** Pool mode: iif <lan> lookup <inside table> (after 'local' at 0). */
-  pool: number;
-  /** Interface mode: iif <wan> tcp dport A-B / udp / icmp lookup <outside table>. */
-  tcp: number;
-  udp: number;
-  icmp: number;
-  /** Interface mode: where the 'local' rule moves to (from 0). */
-  local: number;
-  /** Interface mode: iif <lan> lookup <inside table> (after 'local', so traffic to the gateway stays local). */
-  inside: number;
-}
-
-export const DEFAULT_TABLES = { inside: 100, outside: 101 } as const;
-export const DEFAULT_PREFS: RulePrefs = { pool: 100, tcp: 110, udp: 111, icmp: 112, local: 200, inside: 300 };
 export const DEFAULT_MTU = 1500;
-export const DEFAULT_PORT_RANGE: PortRange = { first: 61000, last: 65534 };
-/** iproute2 6.1 rejects 65535 in `dport` (as a bound and alone), so rules stop one short. */
-export const MAX_RULE_PORT = 65534;
 /** Pool prefixes larger than this are not expanded into proxy ARP entries. */
 export const MAX_PROXY_ENTRIES = 256;
 
 /** Plan the setup for `opts`; throws on invalid options (before anything is touched). */
 export function planHostSetup(opts: HostSetupOptions): HostStep[] {
   validate(opts);
-  const { tun } = opts;
+  const tables = { ...DEFAULT_TABLES, ...opts.tables };
+  const prefs = { ...DEFAULT_PREFS, ...opts.prefs };
   const steps: HostStep[] = [];
+  for (const tun of [opts.tun, opts.tunOutside]) steps.push(...tunSteps(tun, opts));
+  steps.push(...rpFilterSteps([opts.tun, opts.tunOutside], opts.rpFilter));
+  steps.push(sysctlStep(sysctlKey("net", "ipv4", "ip_forward"), "1"));
 
-  if (opts.createTun) {
-    steps.push({
-      what: `create TUN ${tun}`,
-      apply: ["ip", "tuntap", "add", "dev", tun, "mode", "tun"],
-      undo: ["ip", "tuntap", "del", "dev", tun, "mode", "tun"],
-    });
+  const pool = opts.mode === "pool" ? (opts.pool ?? []).map(parsePrefix) : [];
+  steps.push(
+    fallbackStep(
+      "unreachable",
+      "default",
+      tables.inside,
+      "inside traffic fails fast when masq is gone, never leaves untranslated",
+    ),
+  );
+  steps.push(fallbackStep("blackhole", "default", tables.guard, "forgeries are dropped when masq is gone"));
+  for (const p of pool)
+    steps.push(
+      fallbackStep("blackhole", `${p.addr}/${p.len}`, undefined, "no loop to the ISP when masq is gone"),
+    );
+
+  // Replies to the pool addresses: no interface holds them, so the main table sends them to masq.
+  for (const p of pool) {
+    const dst = `${p.addr}/${p.len}`;
+    steps.push(routeStep(`route ${dst} to ${opts.tunOutside}`, [dst, "dev", opts.tunOutside]));
   }
+  steps.push(defaultRouteStep(opts.tun, tables.inside));
+  if (opts.mode === "interface") steps.push(defaultRouteStep(opts.tunOutside, tables.outside));
+  steps.push(defaultRouteStep(opts.tunOutside, tables.guard));
+
+  steps.push(...moveLocalSteps(prefs.local));
+  steps.push(...guardSteps(opts, tables.guard, prefs.guard));
+  if (opts.mode === "interface") steps.push(...interfaceSteps(opts, tables, prefs));
+  // Rules last: only now may inside traffic be steered into the TUN.
+  for (const lan of opts.inside)
+    steps.push(
+      ruleStep(`steer traffic from ${lan} into ${opts.tun}`, [
+        "pref",
+        String(prefs.inside),
+        "iif",
+        lan,
+        "lookup",
+        String(tables.inside),
+      ]),
+    );
+  if (opts.mode === "pool" && (opts.proxyArp ?? true)) {
+    for (const p of pool) {
+      for (const addr of expandPrefix(p)) {
+        steps.push(
+          cmdStep(
+            `answer ARP for ${addr} on ${opts.outside}`,
+            ["ip", "neigh", "add", "proxy", addr, "dev", opts.outside],
+            ["ip", "neigh", "del", "proxy", addr, "dev", opts.outside],
+          ),
+        );
+      }
+    }
+  }
+  return steps;
+}
+
+/** One TUN's own setup: MTU, queue, RPS, IPv6 off, up, accept_local. */
+function tunSteps(tun: string, opts: HostSetupOptions): HostStep[] {
+  const steps: HostStep[] = [];
+  if (opts.createTun)
+    steps.push(
+      cmdStep(
+        `create TUN ${tun}`,
+        ["ip", "tuntap", "add", "dev", tun, "mode", "tun"],
+        ["ip", "tuntap", "del", "dev", tun, "mode", "tun"],
+      ),
+    );
   const mtu = opts.mtu ?? DEFAULT_MTU;
   steps.push({
     what: `set ${tun} MTU ${mtu}`,
@@ -143,94 +204,65 @@ export function planHostSetup(opts: HostSetupOptions): HostStep[] {
     undo: ["ip", "link", "set", "dev", tun, PRIOR],
     prior: { kind: "link-state", dev: tun },
   });
-
-  // Without accept_local the kernel drops packets from tun0 whose source is one of its own
+  // Without accept_local the kernel drops packets from the TUN whose source is one of its own
   // addresses (ICMP errors the gateway itself sends come back that way: traceroute shows '*').
   steps.push(sysctlStep(sysctlKey("net", "ipv4", "conf", tun, "accept_local"), "1"));
-  // Even loose rp_filter drops packets written back on an address-less TUN; the effective
-  // value is max(all, dev), so both must be 0.
-  steps.push(sysctlStep(sysctlKey("net", "ipv4", "conf", tun, "rp_filter"), "0"));
-  steps.push(sysctlStep(sysctlKey("net", "ipv4", "conf", "all", "rp_filter"), "0"));
-  steps.push(sysctlStep(sysctlKey("net", "ipv4", "ip_forward"), "1"));
-
-  if (opts.mode === "pool") planPool(opts, steps);
-  else planInterface(opts, steps);
   return steps;
 }
 
-function planPool(opts: HostSetupOptions, steps: HostStep[]): void {
-  const { tun } = opts;
-  const table = String(opts.tables?.inside ?? DEFAULT_TABLES.inside);
-  const pref = String(opts.prefs?.pool ?? DEFAULT_PREFS.pool);
-  const prefixes = (opts.pool ?? []).map(parsePrefix);
-
-  // Replies to the pool addresses: no interface holds them, so the main table sends them to masq.
-  for (const p of prefixes) {
-    const dst = `${p.addr}/${p.len}`;
-    steps.push(
-      cmdStep(
-        `route ${dst} to ${tun}`,
-        ["ip", "route", "add", dst, "dev", tun],
-        ["ip", "route", "del", dst, "dev", tun],
-      ),
-    );
-  }
-  steps.push(defaultRouteStep(tun, table));
-  // Rules last: only now may inside traffic be steered into the TUN.
-  for (const lan of opts.inside) {
-    steps.push(
-      ruleStep(`steer traffic from ${lan} into ${tun}`, ["pref", pref, "iif", lan, "lookup", table]),
-    );
-  }
-  if (opts.proxyArp ?? true) {
-    for (const p of prefixes) {
-      for (const addr of expandPrefix(p)) {
-        steps.push(
-          cmdStep(
-            `answer ARP for ${addr} on ${opts.outside}`,
-            ["ip", "neigh", "add", "proxy", addr, "dev", opts.outside],
-            ["ip", "neigh", "del", "proxy", addr, "dev", opts.outside],
-          ),
-        );
-      }
-    }
-  }
-}
-
-function planInterface(opts: HostSetupOptions, steps: HostStep[]): void {
-  const { tun, outside: wan } = opts;
-  const tin = String(opts.tables?.inside ?? DEFAULT_TABLES.inside);
-  const tout = String(opts.tables?.outside ?? DEFAULT_TABLES.outside);
-  const prefs = { ...DEFAULT_PREFS, ...opts.prefs };
-  const range = opts.ports ?? DEFAULT_PORT_RANGE;
-  const last = Math.min(range.last, MAX_RULE_PORT);
-
-  steps.push(defaultRouteStep(tun, tin));
-  steps.push(defaultRouteStep(tun, tout));
-
-  // Move 'local' from 0 to prefs.local so the steering rules can come before it (replies to
-  // masq's ports carry the gateway's own address and would otherwise be delivered locally).
-  // Add the new rule first and, on undo, restore pref 0 before deleting it: at no moment is
-  // there no 'local' rule, which would break every local delivery (ARP replies included).
-  steps.push(
+/**
+ * Move 'local' from 0 to `pref` so masq's rules can come before it (forgeries must not be
+ * delivered to the gateway's own stack; in interface mode, replies to masq's ports carry the
+ * gateway's own address). Add the new rule first and, on undo, restore pref 0 before deleting
+ * it: at no moment is there no 'local' rule, which would break every local delivery.
+ */
+function moveLocalSteps(pref: number): HostStep[] {
+  return [
     cmdStep(
-      `add 'local' rule at pref ${prefs.local}`,
-      ["ip", "rule", "add", "pref", String(prefs.local), "lookup", "local"],
-      ["ip", "rule", "del", "pref", String(prefs.local), "lookup", "local"],
+      `add 'local' rule at pref ${pref}`,
+      ["ip", "rule", "add", "pref", String(pref), "lookup", "local"],
+      ["ip", "rule", "del", "pref", String(pref), "lookup", "local"],
     ),
-  );
-  steps.push(
     cmdStep(
       "remove 'local' rule at pref 0",
       ["ip", "rule", "del", "pref", "0", "lookup", "local"],
       ["ip", "rule", "add", "pref", "0", "lookup", "local"],
     ),
-  );
+  ];
+}
 
+/**
+ * What arrives on the outside interface from an inside source or for an inside destination goes
+ * to masq, which drops and counts it (the engine knows it arrived outside): a forged inside
+ * source must open no mapping and reach no local service, and nothing from the Internet may be
+ * routed straight to an inside host. Not left to rp_filter, which the host may have off.
+ */
+function guardSteps(opts: HostSetupOptions, table: number, pref: number): HostStep[] {
+  const steps: HostStep[] = [];
+  for (const net of opts.insideNetworks.map(parsePrefix)) {
+    const prefix = `${net.addr}/${net.len}`;
+    for (const dir of ["from", "to"] as const)
+      steps.push(
+        ruleStep(
+          `steer ${opts.outside}'s packets ${dir} the inside network ${prefix} into ${opts.tunOutside} (forgeries)`,
+          ["pref", String(pref), "iif", opts.outside, dir, prefix, "lookup", String(table)],
+        ),
+      );
+  }
+  return steps;
+}
+
+function interfaceSteps(opts: HostSetupOptions, tables: RoutingTables, prefs: RulePrefs): HostStep[] {
+  const { tunOutside, outside: wan } = opts;
+  const tin = String(tables.inside);
+  const tout = String(tables.outside);
+  const range = opts.ports ?? DEFAULT_PORT_RANGE;
+  const last = Math.min(range.last, MAX_RULE_PORT);
+  const steps: HostStep[] = [];
   const clamped =
     last < range.last ? ` (${last + 1}-${range.last} stay with the kernel: iproute2 rejects 65535)` : "";
   steps.push(
-    ruleStep(`steer TCP to ports ${range.first}-${last} from ${wan} into ${tun}${clamped}`, [
+    ruleStep(`steer TCP to ports ${range.first}-${last} from ${wan} into ${tunOutside}${clamped}`, [
       "pref",
       String(prefs.tcp),
       "iif",
@@ -244,163 +276,69 @@ function planInterface(opts: HostSetupOptions, steps: HostStep[]): void {
     ]),
   );
   // No port match for UDP: non-first fragments carry no port. masq writes back what it does not own.
-  steps.push(
-    ruleStep(`steer UDP from ${wan} into ${tun}`, [
-      "pref",
-      String(prefs.udp),
-      "iif",
-      wan,
-      "ipproto",
-      "udp",
-      "lookup",
-      tout,
-    ]),
-  );
-  steps.push(
-    ruleStep(`steer ICMP from ${wan} into ${tun}`, [
-      "pref",
-      String(prefs.icmp),
-      "iif",
-      wan,
-      "ipproto",
-      "icmp",
-      "lookup",
-      tout,
-    ]),
-  );
+  for (const [proto, pref] of [
+    ["udp", prefs.udp],
+    ["icmp", prefs.icmp],
+  ] as const)
+    steps.push(
+      ruleStep(`steer ${proto.toUpperCase()} from ${wan} into ${tunOutside}`, [
+        "pref",
+        String(pref),
+        "iif",
+        wan,
+        "ipproto",
+        proto,
+        "lookup",
+        tout,
+      ]),
+    );
   if (opts.publicAddress !== undefined) {
     // Hairpinning: an inside host answering another's connection through the public address
     // sends to masq's ports on the gateway's own address, which 'local' would otherwise take.
     for (const lan of opts.inside)
       for (const proto of ["tcp", "udp"])
         steps.push(
-          ruleStep(
-            `steer ${proto.toUpperCase()} from ${lan} to ${opts.publicAddress} ports ${range.first}-${last} into ${tun}`,
-            [
-              "pref",
-              String(HAIRPIN_RULE_PREF),
-              "iif",
+          publicAddressRule(
+            `steer ${proto.toUpperCase()} from ${lan} to ${opts.publicAddress} ports ${range.first}-${last} into ${opts.tun}`,
+            {
+              pref: String(HAIRPIN_RULE_PREF),
               lan,
-              "to",
-              `${opts.publicAddress}/32`,
-              "ipproto",
+              publicAddress: opts.publicAddress,
               proto,
-              "dport",
-              `${range.first}-${last}`,
-              "lookup",
-              tin,
-            ],
+              ports: `${range.first}-${last}`,
+              table: tin,
+            },
           ),
         );
   }
-  for (const lan of opts.inside) {
-    steps.push(
-      ruleStep(`steer traffic from ${lan} into ${tun}`, [
-        "pref",
-        String(prefs.inside),
-        "iif",
-        lan,
-        "lookup",
-        tin,
-      ]),
-    );
-  }
-}
-
-/** Interface mode: pref of the rules that steer forwarded ports (before 'local', like masq's own). */
-export const FORWARD_RULE_PREF = 113;
-/** Interface mode: pref of the rules for hairpinned traffic to masq's own ports. */
-export const HAIRPIN_RULE_PREF = 114;
-
-/**
- * Interface mode: the rules a forwarded port range needs, added and removed at runtime with the
- * forward. TCP from the outside interface (when masq's own range does not cover it), and, for
- * hairpinning, what the inside hosts send to the public address on those ports.
- */
-export function forwardRuleSteps(opts: {
-  proto: "tcp" | "udp";
-  first: number;
-  last: number;
-  outside: string;
-  inside: string[];
-  publicAddress: string;
-  /** masq's own port range (already steered). */
-  ports: PortRange;
-  tables?: { inside?: number; outside?: number };
-  pref?: number;
-}): HostStep[] {
-  const { first, last, proto } = opts;
-  if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || first > last || last > 65535)
-    throw new Error(`invalid port range ${first}-${last}`);
-  if (last > MAX_RULE_PORT)
-    throw new Error(`port ${MAX_RULE_PORT + 1} cannot be matched by an ip rule (iproute2 rejects it)`);
-  const ports = first === last ? String(first) : `${first}-${last}`;
-  const pref = String(opts.pref ?? FORWARD_RULE_PREF);
-  const tin = String(opts.tables?.inside ?? DEFAULT_TABLES.inside);
-  const tout = String(opts.tables?.outside ?? DEFAULT_TABLES.outside);
-  const steps: HostStep[] = [];
-  const own = first >= opts.ports.first && last <= Math.min(opts.ports.last, MAX_RULE_PORT);
-  if (proto === "tcp" && !own)
-    steps.push(
-      ruleStep(`steer forwarded TCP ${ports} from ${opts.outside} into masq`, [
-        "pref",
-        pref,
-        "iif",
-        opts.outside,
-        "ipproto",
-        "tcp",
-        "dport",
-        ports,
-        "lookup",
-        tout,
-      ]),
-    );
-  for (const lan of opts.inside)
-    steps.push(
-      ruleStep(
-        `steer forwarded ${proto.toUpperCase()} ${ports} from ${lan} to ${opts.publicAddress} into masq`,
-        [
-          "pref",
-          pref,
-          "iif",
-          lan,
-          "to",
-          `${opts.publicAddress}/32`,
-          "ipproto",
-          proto,
-          "dport",
-          ports,
-          "lookup",
-          tin,
-        ],
-      ),
-    );
   return steps;
 }
 
-function cmdStep(what: string, apply: string[], undo: string[]): HostStep {
-  return { what, apply, undo };
+function defaultRouteStep(tun: string, table: number): HostStep {
+  return routeStep(`default route via ${tun} in table ${table}`, [
+    "default",
+    "dev",
+    tun,
+    "table",
+    String(table),
+  ]);
 }
 
-function defaultRouteStep(tun: string, table: string): HostStep {
-  return cmdStep(
-    `default route via ${tun} in table ${table}`,
-    ["ip", "route", "add", "default", "dev", tun, "table", table],
-    ["ip", "route", "del", "default", "dev", tun, "table", table],
-  );
-}
-
-function ruleStep(what: string, selector: string[]): HostStep {
-  return cmdStep(what, ["ip", "rule", "add", ...selector], ["ip", "rule", "del", ...selector]);
-}
-
-function sysctlStep(key: string, value: string): HostStep {
-  return {
-    what: `sysctl ${key}=${value}`,
-    apply: ["sysctl", "-q", "-w", `${key}=${value}`],
-    undo: ["sysctl", "-q", "-w", `${key}=${PRIOR}`],
-    prior: { kind: "sysctl", key },
-  };
+/** A route that takes over when the TUN's routes vanish with it; `table` undefined: main. */
+function fallbackStep(
+  type: "unreachable" | "blackhole",
+  dst: string,
+  table: number | undefined,
+  why: string,
+): HostStep {
+  const where = table === undefined ? [] : ["table", String(table)];
+  return routeStep(`${type} ${dst}${table === undefined ? "" : ` in table ${table}`} behind masq (${why})`, [
+    type,
+    dst,
+    "metric",
+    String(FALLBACK_METRIC),
+    ...where,
+  ]);
 }
 
 /** The sysfs CPU mask ("3", "ff,ffffffff") of CPUs 0 to count-1: hex, a comma every 32 bits. */
@@ -412,17 +350,7 @@ export function cpuMask(count: number): string {
   return groups.join(",");
 }
 
-/** A sysctl name; uses '/' separators when a part (an interface like eth0.100) contains a dot. */
-export function sysctlKey(...parts: string[]): string {
-  return parts.some((p) => p.includes(".")) ? parts.join("/") : parts.join(".");
-}
-
-/** Return a copy of `argv` with PRIOR replaced by `value`. */
-export function fillPrior(argv: readonly string[], value: string): string[] {
-  return argv.map((a) => a.replaceAll(PRIOR, value));
-}
-
-// ---- validation and address helpers ----
+// ---- validation ----
 
 const IFNAME = /^[A-Za-z0-9_.:@+-]{1,15}$/;
 
@@ -433,27 +361,43 @@ function validate(opts: HostSetupOptions): void {
       throw new Error(`invalid ${role} interface name ${JSON.stringify(name)}`);
   };
   iface(opts.tun, "TUN");
+  iface(opts.tunOutside, "outside TUN");
   iface(opts.outside, "outside");
+  if (opts.tun === opts.tunOutside) throw new Error(`the inside and outside TUNs must differ (${opts.tun})`);
   if (opts.inside.length === 0) throw new Error("at least one inside interface is needed");
   for (const lan of opts.inside) {
     iface(lan, "inside");
     if (lan === opts.outside) throw new Error(`interface ${lan} cannot be both inside and outside`);
-    if (lan === opts.tun) throw new Error(`interface ${lan} cannot be both inside and the TUN`);
+    if (lan === opts.tun || lan === opts.tunOutside)
+      throw new Error(`interface ${lan} cannot be both inside and a TUN`);
+  }
+  if (opts.outside === opts.tun || opts.outside === opts.tunOutside)
+    throw new Error(`interface ${opts.outside} cannot be both outside and a TUN`);
+  if (opts.insideNetworks.length === 0) throw new Error("at least one inside network is needed");
+  for (const net of opts.insideNetworks) {
+    const p = parsePrefix(net);
+    if (p.len === 0) throw new Error(`inside network ${net} covers every address`);
   }
   const mtu = opts.mtu ?? DEFAULT_MTU;
   if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new Error(`invalid MTU ${mtu} (576-65535)`);
 
-  for (const [name, t] of Object.entries(opts.tables ?? {})) {
+  const tables = { ...DEFAULT_TABLES, ...opts.tables };
+  for (const [name, t] of Object.entries(tables)) {
     // 0 is 'unspec'; 253-255 are default, main and local.
-    if (t === undefined) continue;
     if (!Number.isInteger(t) || t < 1 || t > 0xffffffff || (t >= 253 && t <= 255))
       throw new Error(`invalid ${name} routing table ${t} (1-252 or 256-4294967295)`);
   }
+  if (new Set(Object.values(tables)).size !== 3)
+    throw new Error("the inside, outside and guard routing tables must differ");
   const prefs = { ...DEFAULT_PREFS, ...opts.prefs };
   for (const [name, p] of Object.entries(prefs)) {
     if (!Number.isInteger(p) || p < 1 || p > 32765)
       throw new Error(`invalid ${name} rule pref ${p} (1-32765)`);
   }
+  if (prefs.guard >= prefs.local)
+    throw new Error(`the guard pref must come before the 'local' pref ${prefs.local}`);
+  if (prefs.inside <= prefs.local)
+    throw new Error(`the inside pref must come after the 'local' pref ${prefs.local}`);
 
   if (opts.mode === "pool") {
     if (!opts.pool || opts.pool.length === 0) throw new Error("pool mode needs at least one pool address");
@@ -465,9 +409,6 @@ function validate(opts: HostSetupOptions): void {
         );
     }
   } else if (opts.mode === "interface") {
-    const t = opts.tables ?? {};
-    if ((t.inside ?? DEFAULT_TABLES.inside) === (t.outside ?? DEFAULT_TABLES.outside))
-      throw new Error("the inside and outside routing tables must differ");
     const r = opts.ports ?? DEFAULT_PORT_RANGE;
     if (
       !Number.isInteger(r.first) ||
@@ -481,54 +422,7 @@ function validate(opts: HostSetupOptions): void {
       throw new Error(`port range ${r.first}-${r.last} cannot be matched by an ip rule (65535 is rejected)`);
     if (!(prefs.tcp < prefs.local && prefs.udp < prefs.local && prefs.icmp < prefs.local))
       throw new Error(`the TCP/UDP/ICMP steering prefs must come before the 'local' pref ${prefs.local}`);
-    if (prefs.inside <= prefs.local)
-      throw new Error(`the inside pref must come after the 'local' pref ${prefs.local}`);
   } else {
     throw new Error(`unknown mode ${JSON.stringify((opts as { mode: unknown }).mode)}`);
   }
-}
-
-export interface Prefix {
-  addr: string;
-  len: number;
-}
-
-/** Parse "a.b.c.d" (as /32) or "a.b.c.d/len"; host bits must be zero. */
-export function parsePrefix(text: string): Prefix {
-  const [addr, lenText, ...rest] = text.split("/");
-  const len = lenText === undefined ? 32 : Number(lenText);
-  const n = parseIPv4(addr);
-  if (n === undefined || rest.length > 0 || !Number.isInteger(len) || len < 0 || len > 32 || lenText === "")
-    throw new Error(`invalid IPv4 address or prefix ${JSON.stringify(text)}`);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  if ((n & ~mask) >>> 0 !== 0)
-    throw new Error(
-      `prefix ${text} has host bits set (did you mean ${formatIPv4((n & mask) >>> 0)}/${len}?)`,
-    );
-  return { addr, len };
-}
-
-/** Every address of a prefix (callers bound the size). */
-export function expandPrefix(p: Prefix): string[] {
-  const base = parseIPv4(p.addr)!;
-  const out: string[] = [];
-  for (let i = 0; i < 2 ** (32 - p.len); i++) out.push(formatIPv4((base + i) >>> 0));
-  return out;
-}
-
-export function parseIPv4(text: string): number | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part)) return undefined;
-    const v = Number(part);
-    if (v > 255) return undefined;
-    n = n * 256 + v;
-  }
-  return n;
-}
-
-export function formatIPv4(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }

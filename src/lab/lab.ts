@@ -4,9 +4,12 @@
 // host that has no route back to the private network. masq runs in the gateway; every box then
 // uses the web, ping, traceroute and UDP through it, and the lab shows what the Internet host
 // saw and masq's connection table.
+import { readdirSync } from "node:fs";
+import { DEFAULT_STATE_DIR } from "../host/apply.ts";
 import { labScript, type MasqProcess, startMasq } from "./masq-process.ts";
 import {
   buildMasqNetwork,
+  handleSignalsInCaller,
   type InsideHost,
   type LabProcess,
   type MasqMode,
@@ -37,11 +40,19 @@ export async function runLab(opts: LabOptions): Promise<number> {
   const net = await buildMasqNetwork({ prefix: "masqlab", mode: opts.mode });
   let masq: MasqProcess | undefined;
   let failures = 0;
-  const stopSignals = () => {
-    // The namespaces go in the finally below; a second signal ends at once.
-    process.once("SIGINT", () => process.exit(130));
+  // From here the lab tears itself down in order (masq first, so it removes its own rules and
+  // files). The first Ctrl-C or SIGTERM ends `--keep`'s wait, or lets the checks finish; a
+  // second one ends at once (the namespaces still go, when the process exits).
+  handleSignalsInCaller();
+  let signalled = false;
+  let endKeep = () => {};
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) process.exit(signal === "SIGINT" ? 130 : 143);
+    signalled = true;
+    endKeep();
   };
-  process.once("SIGINT", stopSignals);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     say("");
     say("   A-box 192.168.0.2 ─┐");
@@ -85,14 +96,12 @@ export async function runLab(opts: LabOptions): Promise<number> {
       say(`   ip netns exec ${net.inet.ns} bash      # the Internet host ${net.inet.addr}`);
       say("Press Ctrl-C to tear it down.");
       await new Promise<void>((resolve) => {
-        process.removeListener("SIGINT", stopSignals);
-        process.once("SIGINT", () => resolve());
-        process.once("SIGTERM", () => resolve());
+        endKeep = resolve;
+        if (signalled) resolve();
       });
     }
     say(failures === 0 ? "Everything worked through masq." : `${failures} check(s) failed.`);
   } finally {
-    process.removeListener("SIGINT", stopSignals);
     say("tearing the lab down ...");
     if (masq) {
       const code = await masq.stop();
@@ -102,7 +111,12 @@ export async function runLab(opts: LabOptions): Promise<number> {
       }
     }
     await net.destroy();
-    say("done: no namespace, process or route of the lab is left.");
+    const left = leftInStateDir(net.gate.ns);
+    if (left.length === 0) say("done: no namespace, process, route or file of the lab is left.");
+    else {
+      say(`left behind in ${DEFAULT_STATE_DIR}: ${left.join(", ")}`);
+      failures++;
+    }
   }
   return failures === 0 ? 0 : 1;
 }
@@ -146,6 +160,15 @@ async function exerciseBox(net: MasqNetwork, box: InsideHost): Promise<StepResul
     text: `UDP: ${oneLine(udp.stdout || udp.stderr)}`,
   });
   return out;
+}
+
+/** Files of the lab's masq still in the state dir (its socket and state files carry the gateway's namespace name). */
+function leftInStateDir(gateNs: string): string[] {
+  try {
+    return readdirSync(DEFAULT_STATE_DIR).filter((f) => f.includes(gateNs));
+  } catch {
+    return [];
+  }
 }
 
 function seenBy(inet: LabProcess): string[] {

@@ -34,11 +34,16 @@ export interface MasqProcess {
   stop(): Promise<number | null>;
 }
 
-export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {}): Promise<MasqProcess> {
+/** The control socket startMasq gives the masq of a lab's gateway. */
+export function masqSocket(net: MasqNetwork): string {
+  return `/run/masq/${net.gate.ns}.sock`;
+}
+
+/** The argv of `masq run` in a lab's gateway, as startMasq runs it. */
+export function masqRunArgv(net: MasqNetwork, opts: MasqProcessOptions = {}): string[] {
   if (!existsSync(join(PACKAGE_ROOT, "dist", "cli", "main.js")))
     throw new Error("masq is not built: run `npm ci` (or `npm run build`) first");
-  const socket = `/run/masq/${net.gate.ns}.sock`;
-  const argv = [
+  return [
     process.execPath,
     MASQ_BIN,
     "run",
@@ -49,11 +54,16 @@ export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {})
     "--tun",
     opts.tun ?? "masq0",
     "--socket",
-    socket,
+    masqSocket(net),
     ...(net.mode === "pool" ? ["--address", net.publicAddr] : []),
     ...(opts.config ? ["--config", opts.config] : []),
     ...(opts.flags ?? []),
   ];
+}
+
+export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {}): Promise<MasqProcess> {
+  const socket = masqSocket(net);
+  const argv = masqRunArgv(net, opts);
   const proc = net.lab.spawn(net.gate.ns, argv, { env: { ...process.env, MASQ_LOG_FORMAT: "json" } });
   await proc.waitFor(/masq ready/, 15_000);
   return {

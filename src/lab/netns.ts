@@ -469,6 +469,24 @@ async function build(lab: Lab, opts: BuildMasqNetworkOptions): Promise<MasqNetwo
 }
 
 /**
+ * The gateway namespace's rules, IPv4 routes, proxy entries, sysctls masq touches (rp_filter of
+ * every interface) and links, as text: compared before masq and after it, nothing may differ.
+ */
+export async function gatewaySnapshot(net: MasqNetwork): Promise<string> {
+  const ns = net.gate.ns;
+  const parts = await Promise.all([
+    net.lab.run(ns, ["ip", "rule", "show"]),
+    // IPv4 only: IPv6 link-local routes appear on their own while a test runs.
+    net.lab.run(ns, ["ip", "-4", "route", "show", "table", "all"]),
+    net.lab.run(ns, ["ip", "neigh", "show", "proxy"]),
+    net.lab.run(ns, ["sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.all.accept_local"]),
+    net.lab.run(ns, ["sh", "-c", "grep -H . /proc/sys/net/ipv4/conf/*/rp_filter"]),
+    net.lab.run(ns, ["ip", "-o", "link", "show"]),
+  ]);
+  return parts.join("\n---\n");
+}
+
+/**
  * The kernel's own NAT on the gateway instead of masq (the benchmark's reference): nftables
  * `masquerade` on wan0, or in pool mode `snat to` the pool address.
  */
@@ -520,12 +538,26 @@ function sleep(ms: number): Promise<void> {
 }
 
 let handlersInstalled = false;
+let signalsHandledByCaller = false;
+
+/**
+ * For a program that handles SIGINT/SIGTERM itself and destroys its labs in order (`masq lab`
+ * stops masq with SIGTERM first, so masq undoes its host setup and removes its files): the labs'
+ * emergency teardown then leaves signals alone; it still runs when the process exits.
+ */
+export function handleSignalsInCaller(): void {
+  signalsHandledByCaller = true;
+}
 
 /** On SIGINT/SIGTERM or exit, destroy every live lab synchronously, then let the process end. */
 function installExitHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   const onSignal = (signal: NodeJS.Signals) => {
+    if (signalsHandledByCaller) {
+      process.once(signal, onSignal);
+      return;
+    }
     for (const lab of [...liveLabs]) lab.destroySync();
     process.exit(signal === "SIGINT" ? 130 : 143);
   };

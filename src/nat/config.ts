@@ -69,10 +69,18 @@ export interface EngineConfig {
    * the scanner it is there (REQ-4a allows it).
    */
   unsolicitedSyn: UnsolicitedSyn;
+  /**
+   * Outside ports (mappings) one inside host may hold per protocol (RFC 6888 REQ-4); 0: each
+   * protocol's default share of its range (src/nat/port-quota.ts, a quarter, at least 64).
+   */
+  maxPortsPerHost: number;
   /** Distinct inside hosts tracked at once. */
   maxHosts: number;
-  /** Fragments held while waiting for the first fragment of their datagram (RFC 4787 REQ-14). */
-  maxHeldFragments: number;
+  /**
+   * Bytes of fragments held while waiting for the first fragment of their datagram (RFC 4787
+   * REQ-14), preallocated at the first one: an eighth for outside sources, the rest for inside
+   * ones, a quarter of its class at most per source (src/nat/fragment-store.ts).
+   */
   maxHeldFragmentBytes: number;
   ttlMode: TtlMode;
   /** Keep odd/even parity of the inside port (RFC 4787 REQ-4, optional). */
@@ -126,6 +134,9 @@ export const DEFAULT_ALG_CONFIG: AlgConfig = {
 
 export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
 
+/** Held fragments: 4 MiB, what Linux allows its own reassembly per namespace (ipfrag_high_thresh). */
+export const DEFAULT_FRAGMENT_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export const DEFAULT_TIMEOUTS: Timeouts = {
   tcpEstablishedSec: 7440,
   tcpTransitorySec: 240,
@@ -150,9 +161,9 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxFlowsPerHost: 8192,
     maxHalfOpen: Math.max(1, Math.floor(maxFlows / 4)),
     unsolicitedSyn: "drop",
+    maxPortsPerHost: 0,
     maxHosts: 4096,
-    maxHeldFragments: 256,
-    maxHeldFragmentBytes: 256 * 1024,
+    maxHeldFragmentBytes: DEFAULT_FRAGMENT_BUFFER_BYTES,
     ttlMode: "compensate",
     portParity: false,
     portSeed: 0,

@@ -20,6 +20,8 @@ import { buildTcpReset } from "../policy/reject.ts";
 import { ACT_DROP, ACT_REJECT, DIR_INBOUND, DIR_OUTBOUND, NO_RULE, RuleSet } from "../policy/rules.ts";
 import type { EngineConfig } from "./config.ts";
 import * as C from "./counters.ts";
+import { ExhaustionAnswers } from "./exhaustion.ts";
+import { type FlowFilter, FlowListing } from "./flow-listing.ts";
 import {
   D_BYTES_IN,
   D_BYTES_OUT,
@@ -43,7 +45,15 @@ import {
   STATE_MASK,
   STATE_NAMES,
 } from "./flow-table.ts";
-import { FRAG_DROP, FRAG_FORWARD, FragmentTracker } from "./fragments.ts";
+import {
+  CLASS_INSIDE,
+  CLASS_OUTSIDE,
+  FRAG_DROP,
+  FRAG_FORWARD,
+  FragmentTracker,
+  HOLD_OK,
+  HOLD_SOURCE_BUDGET,
+} from "./fragments.ts";
 import { HalfOpenQueue } from "./half-open.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
 import {
@@ -65,12 +75,13 @@ import {
 } from "./mapping-table.ts";
 import { type Pin, PinRegistry } from "./pins.ts";
 import { NO_PORT, PortAllocator } from "./port-allocator.ts";
+import { PortQuota } from "./port-quota.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { TCP_HANDSHAKE_DONE, TCP_RST_OUT_OF_WINDOW, TCP_WORDS, TcpTracker } from "./tcp-state.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 import { UnsolicitedSyns } from "./unsolicited-syn.ts";
-import type { EngineStats, FlowView, PinView, Protocol } from "./view.ts";
+import { type EngineStats, FlowFields, type FlowView, type PinView, type Protocol } from "./view.ts";
 
 /** Slots of a probe run the prefetch follows looking for a key's own slot. */
 const PREFETCH_PROBES = 8;
@@ -118,6 +129,9 @@ export class NatEngine {
   readonly flowTable: FlowTable;
   readonly mappingTable: MappingTable;
   readonly hostTable: HostTable;
+  /** Outside ports per inside host and protocol (RFC 6888 REQ-4). */
+  readonly portQuota: PortQuota;
+  private readonly answers: ExhaustionAnswers;
   private readonly wheel: TimerWheel;
   /** Sequence state of TCP flows, and the handshake and close (src/nat/tcp-state.ts). */
   private readonly tcp: TcpTracker;
@@ -171,8 +185,10 @@ export class NatEngine {
   readonly replyBuf = new Uint8Array(65536);
   /** The application-level gateways; each flow's is decided when it is made (F_ALG). */
   private alg: AlgHook | null = null;
-  /** Packets released by the engine outside the call that caused them (held fragments). */
-  private readonly pending: Uint8Array[] = [];
+  /** The rewrite of the datagram whose held fragments are being released (see firstFragment). */
+  private releaseSrc = 0;
+  private releaseDst = 0;
+  private readonly applyReleased: (b: Uint8Array, off: number) => boolean;
   private readonly prefetchHashes = new Uint32Array(1024);
   private readonly prefetchSides = new Uint8Array(1024);
   /**
@@ -197,6 +213,8 @@ export class NatEngine {
     this.flowTable = new FlowTable(config.maxFlows, allocate, config.hashSeed);
     this.mappingTable = new MappingTable(config.maxMappings, allocate, config.hashSeed);
     this.hostTable = new HostTable(config.maxHosts, config.hashSeed);
+    this.portQuota = new PortQuota(this.hostTable, config.maxMappings, config.ports, config.maxPortsPerHost);
+    this.answers = new ExhaustionAnswers(this.hostTable);
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.tcp = new TcpTracker(this.flowTable, allocate);
@@ -209,9 +227,10 @@ export class NatEngine {
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
-      config.maxHeldFragments,
       config.maxHeldFragmentBytes,
+      config.hashSeed,
     );
+    this.applyReleased = (b, off) => this.applyFragment(b, off, this.releaseSrc, this.releaseDst) === FORWARD;
     const n = config.outside.length;
     const seed = config.portSeed >>> 0;
     this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1);
@@ -324,7 +343,17 @@ export class NatEngine {
       }
       if ((fragField & IP_MF) !== 0) this.firstFragment(buf, off, proto, src, dst, fragField);
     } else if (verdict === DROP && (fragField & IP_MF) !== 0) {
-      this.fragments.record(src, dst, proto, readU16(buf, off + 4), FRAG_DROP, 0, 0, this.nowSec);
+      this.fragments.record(
+        this.fragmentClass(src),
+        src,
+        dst,
+        proto,
+        readU16(buf, off + 4),
+        FRAG_DROP,
+        0,
+        0,
+        this.nowSec,
+      );
     }
     return verdict;
   }
@@ -411,13 +440,24 @@ export class NatEngine {
     this.prefetchSink = acc;
   }
 
-  /** Packets released by the engine since the last call (held fragments); undefined when none. */
+  /**
+   * Packets released by the engine since the last call (held fragments); undefined when none. The
+   * view is valid until the next call to process(): send it at once.
+   */
   takePending(): Uint8Array | undefined {
-    return this.pending.shift();
+    return this.fragments.store.takePending();
   }
 
   get pendingCount(): number {
-    return this.pending.length;
+    return this.fragments.store.pendingCount;
+  }
+
+  /**
+   * Packets the engine made on its own clock for outside hosts: RFC 5382 REQ-4 answers to
+   * unsolicited SYNs (ICMP port unreachable, 6 s after the SYN). Undefined when none waits.
+   */
+  takeAnswer(): Uint8Array | undefined {
+    return this.unsolicitedSyns?.take();
   }
 
   /** Advances the clock and expires flows; call about once a second when no packets flow. */
@@ -437,7 +477,7 @@ export class NatEngine {
         this.counters[C.C_PINS_EXPIRED]++;
       }
     // Checked once a second, so an answer goes out 6 to 7 s after its SYN.
-    if (this.unsolicitedSyns !== null) this.unsolicitedSyns.expire(this.nowMs, this.pending);
+    if (this.unsolicitedSyns !== null) this.unsolicitedSyns.expire(this.nowMs);
     const timedOut = this.fragments.expire(sec);
     if (timedOut > 0) {
       this.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
@@ -514,7 +554,7 @@ export class NatEngine {
           if (v >= 0) return v;
         }
         f = this.createOutbound(proto, src, sport, dst, dport);
-        if (f < 0) return this.drop(-f);
+        if (f < 0) return this.refuse(b, off, total, src, -f);
       }
       const base = f * FLOW_WORDS;
       const u = this.flowTable.u32;
@@ -573,7 +613,7 @@ export class NatEngine {
           if (v >= 0) return v;
         }
         f = this.createOutbound(IPPROTO_ICMP, src, id, dst, 0);
-        if (f < 0) return this.drop(-f);
+        if (f < 0) return this.refuse(b, off, total, src, -f);
       }
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
@@ -640,6 +680,9 @@ export class NatEngine {
       if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
       const addrIdx = this.pairedAddressIndex(inAddr);
       const ports = this.portsFor(proto);
+      // Exhaustion first: with the range gone, that is what every host meets, whatever its share.
+      if (ports.free[addrIdx] === 0) return -C.D_PORTS_EXHAUSTED;
+      if (!this.portQuota.allows(host, proto)) return -C.D_HOST_PORT_QUOTA;
       const outPort = ports.allocate(addrIdx, inPort, this.config.portParity);
       if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
       if (outPort === inPort) this.counters[C.C_PORTS_PRESERVED]++;
@@ -653,6 +696,9 @@ export class NatEngine {
           ((this.flowTable.outsideHash(proto, outAddr, outPort, remAddr, remPort) & fi.mask) << 1) + 1
         ];
       m = mt.add(proto, inAddr, inPort, outAddr, outPort);
+      // The host's record exists (or can be made: the table was checked above) from its first
+      // mapping on, so the port is counted against it.
+      this.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(inAddr), proto);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
     const f = this.addFlow(m, proto, remAddr, remPort, 0);
@@ -691,11 +737,58 @@ export class NatEngine {
     this.counters[C.D_FIREWALL_REJECT]++;
     this.counters[C.C_DROPPED]++;
     this.counters[C.C_REPLIES]++;
+    this.refusedDatagram(b, off);
     if (proto === IPPROTO_TCP) {
       this.outLen = buildTcpReset(this.replyBuf, b, off, total);
       return REPLY;
     }
     return this.buildReject(b, off, total);
+  }
+
+  /**
+   * A first fragment refused with an answer (REPLY, so process() does not see a DROP): its later
+   * fragments go the same way at once instead of waiting in the buffer for nothing.
+   */
+  private refusedDatagram(b: Uint8Array, off: number): void {
+    if ((readU16(b, off + 6) & IP_MF) === 0) return;
+    const src = readU32(b, off + 12);
+    this.fragments.record(
+      this.fragmentClass(src),
+      src,
+      readU32(b, off + 16),
+      b[off + 9],
+      readU16(b, off + 4),
+      FRAG_DROP,
+      0,
+      0,
+      this.nowSec,
+    );
+  }
+
+  /**
+   * A new outbound flow was refused for `reason`: dropped and counted; when it was refused for
+   * want of a mapping (the host's share, the range or the mapping table used up), the host is
+   * answered (RFC 6888 REQ-11, src/nat/exhaustion.ts), within the answers' rate limits.
+   */
+  private refuse(b: Uint8Array, off: number, total: number, src: number, reason: number): number {
+    const v = this.drop(reason);
+    if (reason !== C.D_HOST_PORT_QUOTA && reason !== C.D_PORTS_EXHAUSTED && reason !== C.D_MAPPING_TABLE_FULL)
+      return v;
+    const n = this.answers.build(
+      this.replyBuf,
+      b,
+      off,
+      total,
+      this.hostTable.find(src),
+      this.hopAddress,
+      this.nowMs,
+    );
+    if (n === 0) return v;
+    this.outLen = n;
+    this.counters[C.C_REPLIES]++;
+    this.counters[C.C_EXHAUSTION_REPLIES]++;
+    this.refusedDatagram(b, off);
+    return REPLY;
   }
 
   // ---------------------------------------------------------------- inbound
@@ -958,6 +1051,7 @@ export class NatEngine {
     const outAddr = mt.u32[mb + M_OUT_ADDR];
     const idx = this.outsideIndex(outAddr);
     if (idx >= 0) this.portsFor(mt.proto[m]).release(idx, mt.u32[mb + M_PORTS] & 0xffff);
+    this.portQuota.release(m, mt.proto[m]);
     mt.remove(m);
     this.counters[C.C_MAPPINGS_EXPIRED]++;
   }
@@ -1109,16 +1203,22 @@ export class NatEngine {
     const id = readU16(b, off + 4);
     const newSrc = readU32(b, off + 12);
     const newDst = readU32(b, off + 16);
-    this.fragments.record(src, dst, proto, id, FRAG_FORWARD, newSrc, newDst, this.nowSec);
-    const held = this.fragments.takeHeld(src, dst, proto, id);
-    if (held === null) return;
-    for (const h of held) {
-      const v = this.applyFragment(h.data, 0, newSrc, newDst);
-      if (v === FORWARD) {
-        this.pending.push(h.data);
-        this.counters[C.C_FRAGMENTS_RELEASED]++;
-      }
+    const fr = this.fragments;
+    fr.record(this.fragmentClass(src), src, dst, proto, id, FRAG_FORWARD, newSrc, newDst, this.nowSec);
+    this.releaseSrc = newSrc;
+    this.releaseDst = newDst;
+    this.counters[C.C_FRAGMENTS_RELEASED] += fr.takeHeld(src, dst, proto, id, this.applyReleased);
+    const lost = fr.store.droppedOnRelease;
+    if (lost > 0) {
+      // Released faster than the caller took them: gone, counted.
+      this.counters[C.D_FRAGMENT_BUFFER_FULL] += lost;
+      this.counters[C.C_DROPPED] += lost;
     }
+  }
+
+  /** Inside sources' fragments are kept apart from outside ones (fragments.ts). */
+  private fragmentClass(src: number): number {
+    return this.isInside(src) ? CLASS_INSIDE : CLASS_OUTSIDE;
   }
 
   private laterFragment(
@@ -1131,11 +1231,21 @@ export class NatEngine {
   ): number {
     const id = readU16(b, off + 4);
     const fr = this.fragments;
-    const i = fr.find(src, dst, proto, id);
+    const cls = this.fragmentClass(src);
+    const i = fr.find(cls, src, dst, proto, id);
     if (i < 0) {
-      if (!fr.hold(src, dst, proto, id, b, off, total, this.nowSec))
-        return this.drop(C.D_FRAGMENT_BUFFER_FULL);
-      this.counters[C.C_FRAGMENTS_HELD]++;
+      const held = fr.hold(cls, src, dst, proto, id, b, off, total, this.nowSec);
+      // Fragments pushed out to make room are drops of their own: the source's own oldest when
+      // it holds its share, its class's oldest when the class is full.
+      const c = this.counters;
+      const bySource = fr.store.evictedBySource;
+      const byClass = fr.store.evictedByClass;
+      c[C.D_FRAGMENT_SOURCE_BUDGET] += bySource;
+      c[C.D_FRAGMENT_BUFFER_FULL] += byClass;
+      c[C.C_DROPPED] += bySource + byClass;
+      if (held === HOLD_SOURCE_BUDGET) return this.drop(C.D_FRAGMENT_SOURCE_BUDGET);
+      if (held !== HOLD_OK) return this.drop(C.D_FRAGMENT_BUFFER_FULL);
+      c[C.C_FRAGMENTS_HELD]++;
       return HELD;
     }
     if (fr.actionAt(i) === FRAG_DROP) return this.drop(C.D_FRAGMENT_OF_DROPPED);
@@ -1218,6 +1328,17 @@ export class NatEngine {
         };
     } else {
       if (mt.count >= mt.capacity) return { error: "mapping table full" };
+      // A mapping the host asked for itself (port mapping protocols, ALG expectations) counts
+      // against its share of the ports like any other; the administrator's forwards do not.
+      const counted = req.hostQuota !== false;
+      const ht = this.hostTable;
+      const host = counted ? ht.find(req.inAddr) : NO_HOST;
+      if (counted && !this.portQuota.allows(host, proto))
+        return {
+          error: `${formatIpv4(req.inAddr)} holds its share of ${req.proto} ports (limits.max_ports_per_host)`,
+          quota: true,
+        };
+      if (counted && host === NO_HOST && ht.count >= ht.capacity) return { error: "host table full" };
       const addrIdx =
         req.outAddr === undefined ? this.pairedAddressIndex(req.inAddr) : this.outsideIndex(req.outAddr);
       if (addrIdx < 0) return { error: `${formatIpv4(req.outAddr ?? 0)} is not a public address of masq` };
@@ -1235,6 +1356,7 @@ export class NatEngine {
         if (outPort === NO_PORT) return { error: `no free ${req.proto} port on ${formatIpv4(outAddr)}` };
       }
       m = mt.add(proto, req.inAddr, req.inPort, outAddr, outPort);
+      if (counted) this.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(req.inAddr), proto);
       this.counters[C.C_MAPPINGS_CREATED]++;
     }
     const pin = this.pins.add({
@@ -1298,41 +1420,71 @@ export class NatEngine {
     });
   }
 
-  /** The flow table for listing, newest activity first (not for the packet path). */
+  /**
+   * A listing of the flow table in bounded steps (flow-listing.ts), newest activity first: the
+   * control socket runs it a chunk at a time between packet batches.
+   */
+  listFlows(filter: FlowFilter = {}, limit = Number.POSITIVE_INFINITY): FlowListing {
+    return new FlowListing(this.flowTable, filter, limit);
+  }
+
+  /** Every flow (at most `limit`), newest activity first, in one go: for tests and small tables. */
   flows(limit = Number.POSITIVE_INFINITY): FlowView[] {
+    const listing = this.listFlows({}, limit);
     const out: FlowView[] = [];
+    while (!listing.done) listing.step(4096, (f) => out.push(this.flowView(f)));
+    return out;
+  }
+
+  /** What a listing shows of live flow f, as an object (allocates: not for the packet path). */
+  flowView(f: number): FlowView {
+    const x = this.readFlow(f, new FlowFields());
+    return {
+      protocol: x.protocol,
+      inside: { addr: formatIpv4(x.inAddr), port: x.inPort },
+      outside: { addr: formatIpv4(x.outAddr), port: x.outPort },
+      remote: { addr: formatIpv4(x.remAddr), port: x.remPort },
+      state: x.state,
+      origin: x.origin,
+      idleSec: x.idleSec,
+      expiresInSec: x.expiresInSec,
+      packetsOut: x.packetsOut,
+      packetsIn: x.packetsIn,
+      bytesOut: x.bytesOut,
+      bytesIn: x.bytesIn,
+    };
+  }
+
+  /** Fills `out` with live flow f's fields (no allocation); returns it. */
+  readFlow(f: number, out: FlowFields): FlowFields {
     const ft = this.flowTable;
     const u = ft.u32;
     const d = ft.f64;
-    for (let f = 0; f < ft.capacity && out.length < limit; f++) {
-      if (!ft.isLive(f)) continue;
-      const base = f * FLOW_WORDS;
-      const db = f * (FLOW_BYTES / 8);
-      const proto = ft.proto(f);
-      const sb = ft.stateByte(f);
-      const remAddr = u[base + F_REM_ADDR];
-      const lastSeen = u[base + F_LAST_SEEN];
-      out.push({
-        protocol: protoName(proto),
-        inside: { addr: formatIpv4(u[base + F_IN_ADDR]), port: u[base + F_PORTS] >>> 16 },
-        outside: { addr: formatIpv4(u[base + F_OUT_ADDR]), port: u[base + F_PORTS] & 0xffff },
-        remote: { addr: formatIpv4(remAddr), port: u[base + F_META] >>> 16 },
-        state: STATE_NAMES[sb & STATE_MASK],
-        origin:
-          this.outsideIndex(remAddr) >= 0
-            ? "hairpin"
-            : (sb & ORIGIN_INBOUND) !== 0
-              ? this.inboundOrigin(proto, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16)
-              : "outbound",
-        idleSec: Math.max(0, this.nowSec - lastSeen),
-        expiresInSec: Math.max(0, lastSeen + this.timeoutOf(f) - this.nowSec),
-        packetsOut: d[db + D_PKTS_OUT],
-        packetsIn: d[db + D_PKTS_IN],
-        bytesOut: d[db + D_BYTES_OUT],
-        bytesIn: d[db + D_BYTES_IN],
-      });
-    }
-    out.sort((a, b) => a.idleSec - b.idleSec);
+    const base = f * FLOW_WORDS;
+    const db = f * (FLOW_BYTES / 8);
+    const proto = ft.proto(f);
+    const sb = ft.stateByte(f);
+    const lastSeen = u[base + F_LAST_SEEN];
+    out.protocol = protoName(proto);
+    out.inAddr = u[base + F_IN_ADDR];
+    out.inPort = u[base + F_PORTS] >>> 16;
+    out.outAddr = u[base + F_OUT_ADDR];
+    out.outPort = u[base + F_PORTS] & 0xffff;
+    out.remAddr = u[base + F_REM_ADDR];
+    out.remPort = u[base + F_META] >>> 16;
+    out.state = STATE_NAMES[sb & STATE_MASK];
+    out.origin =
+      this.outsideIndex(out.remAddr) >= 0
+        ? "hairpin"
+        : (sb & ORIGIN_INBOUND) !== 0
+          ? this.inboundOrigin(proto, out.inAddr, out.inPort)
+          : "outbound";
+    out.idleSec = Math.max(0, this.nowSec - lastSeen);
+    out.expiresInSec = Math.max(0, lastSeen + this.timeoutOf(f) - this.nowSec);
+    out.packetsOut = d[db + D_PKTS_OUT];
+    out.packetsIn = d[db + D_PKTS_IN];
+    out.bytesOut = d[db + D_BYTES_OUT];
+    out.bytesIn = d[db + D_BYTES_IN];
     return out;
   }
 
@@ -1366,7 +1518,8 @@ export class NatEngine {
       halfOpen: this.halfOpen.count,
       mappings: this.mappingTable.count,
       hosts: this.hostTable.count,
-      heldFragments: this.fragments.held.length,
+      heldFragments: this.fragments.store.count,
+      heldFragmentBytes: this.fragments.store.heldBytes,
       capacity: {
         flows: this.flowTable.capacity,
         mappings: this.mappingTable.capacity,
@@ -1393,6 +1546,12 @@ export interface PinRequest {
   oneShot?: boolean;
   origin: string;
   note?: string;
+  /**
+   * Whether a mapping this pin creates counts against the inside host's port quota (default yes:
+   * the host asked for it, through NAT-PMP/PCP or an ALG). A forward, the administrator's own
+   * decision, passes false.
+   */
+  hostQuota?: boolean;
 }
 
 /**
@@ -1424,7 +1583,10 @@ export interface AlgHook {
   quotedSeq(f: number, segmentOutbound: boolean, seq: number): number;
 }
 
-export type PinResult = { id: number; outAddr: number; outPort: number } | { error: string };
+export type PinResult =
+  | { id: number; outAddr: number; outPort: number }
+  /** `quota`: refused because the host holds its share of the ports. */
+  | { error: string; quota?: boolean };
 
 export function prefixMask(len: number): number {
   return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;

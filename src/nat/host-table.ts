@@ -1,8 +1,12 @@
 // Per-inside-host accounting (RFC 6888 REQ-4: limits per subscriber), so one host cannot take the
-// whole flow table. Hosts come and go with their flows.
-import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
+// whole flow table or a protocol's outside ports. A host's record lives while it has flows (its own
+// or inbound half-open ones) or holds outside ports (a pinned mapping holds its port without flows).
+import { AddressIndex } from "./address-index.ts";
 
 export const NO_HOST = -1;
+
+/** Protocols a host's outside ports are counted for, as slots of `ports` (see port-quota.ts). */
+export const PORT_SLOTS = 3;
 
 export class HostTable {
   readonly capacity: number;
@@ -14,46 +18,43 @@ export class HostTable {
    * up (src/nat/half-open.ts bounds them instead). They join `flows` when the handshake completes.
    */
   readonly halfOpen: Uint32Array;
+  /** Outside ports (mappings) the host holds, PORT_SLOTS per host: host * PORT_SLOTS + slot. */
+  readonly ports: Uint32Array;
   /** New-flow token bucket per host (src/policy/rate.ts): tokens, and the ms of the last refill. */
   readonly tokens: Float64Array;
   readonly tokenStamps: Float64Array;
+  /** Token bucket of the answers to the host's refused new flows (src/nat/exhaustion.ts). */
+  readonly answerTokens: Float64Array;
+  readonly answerStamps: Float64Array;
   private readonly next: Uint32Array;
-  private readonly index: HashIndex;
-  private readonly seed: number;
+  private readonly index: AddressIndex;
   private freeHead: number;
   count = 0;
 
   constructor(capacity: number, hashSeed = 0) {
     this.capacity = capacity;
-    this.seed = randomSeed(hashSeed, 3);
     this.addr = new Uint32Array(capacity);
     this.flows = new Uint32Array(capacity);
     this.halfOpen = new Uint32Array(capacity);
+    this.ports = new Uint32Array(capacity * PORT_SLOTS);
     this.tokens = new Float64Array(capacity);
     this.tokenStamps = new Float64Array(capacity);
+    this.answerTokens = new Float64Array(capacity);
+    this.answerStamps = new Float64Array(capacity);
     this.next = new Uint32Array(capacity);
-    this.index = new HashIndex(capacity);
+    this.index = new AddressIndex(this.addr, hashSeed, 3);
     for (let i = 0; i < capacity; i++) this.next[i] = i + 2 <= capacity ? i + 2 : 0;
     this.freeHead = capacity > 0 ? 1 : 0;
   }
 
   get byteLength(): number {
-    return this.addr.byteLength * 4 + this.tokens.byteLength * 2 + this.index.byteLength;
-  }
-
-  private hash(addr: number): number {
-    return hashTuple(this.seed, 0, addr, 0, 0, 0);
+    return (
+      this.addr.byteLength * 4 + this.ports.byteLength + this.tokens.byteLength * 4 + this.index.byteLength
+    );
   }
 
   find(addr: number): number {
-    const h = this.hash(addr);
-    const s = this.index.slots;
-    const mask = this.index.mask;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const ref = s[2 * i + 1];
-      if (ref === 0) return NO_HOST;
-      if (s[2 * i] === h && this.addr[ref - 1] === addr) return ref - 1;
-    }
+    return this.index.find(addr);
   }
 
   /** The host's record, created if needed; NO_HOST when the table is full. */
@@ -67,18 +68,21 @@ export class HostTable {
     this.addr[i] = addr;
     this.flows[i] = 0;
     this.halfOpen[i] = 0;
-    this.tokenStamps[i] = -1; // a new host's bucket starts full
-    this.index.insert(this.hash(addr), i + 1);
+    this.ports.fill(0, i * PORT_SLOTS, (i + 1) * PORT_SLOTS);
+    // A new host's buckets start full.
+    this.tokenStamps[i] = -1;
+    this.answerStamps[i] = -1;
+    this.index.insert(addr, i);
     this.count++;
     return i;
   }
 
-  /** Drops one flow from the host; forgets the host when it has none left. */
+  /** Drops one flow from the host; forgets the host when it holds nothing any more. */
   releaseFlow(addr: number): void {
     const i = this.find(addr);
     if (i === NO_HOST) return;
     if (this.flows[i] > 0) this.flows[i]--;
-    this.forgetIfIdle(i, addr);
+    this.forgetIfIdle(i);
   }
 
   /** One of host i's flows, just counted in `flows`, is an inbound half-open connection instead. */
@@ -100,12 +104,22 @@ export class HostTable {
     const i = this.find(addr);
     if (i === NO_HOST) return;
     if (this.halfOpen[i] > 0) this.halfOpen[i]--;
-    this.forgetIfIdle(i, addr);
+    this.forgetIfIdle(i);
   }
 
-  private forgetIfIdle(i: number, addr: number): void {
+  /** Host i gave back an outside port of protocol slot `slot`. */
+  releasePort(i: number, slot: number): void {
+    const at = i * PORT_SLOTS + slot;
+    if (this.ports[at] === 0) return;
+    this.ports[at]--;
+    this.forgetIfIdle(i);
+  }
+
+  private forgetIfIdle(i: number): void {
     if (this.flows[i] !== 0 || this.halfOpen[i] !== 0) return;
-    this.index.remove(this.hash(addr), i + 1);
+    const p = i * PORT_SLOTS;
+    for (let s = 0; s < PORT_SLOTS; s++) if (this.ports[p + s] !== 0) return;
+    this.index.remove(this.addr[i], i);
     this.next[i] = this.freeHead;
     this.freeHead = i + 1;
     this.count--;

@@ -5,7 +5,7 @@
 // kept is only what the error quotes, the SYN's IP header and first 8 bytes (RFC 792), in a
 // small direct-mapped table. A SYN whose slot is taken, or that carries IP options, goes
 // unanswered (counted): a bounded table, no allocation per packet, no packet held. The errors are
-// built into buffers made once, handed to the engine's queue of packets to send.
+// built into buffers made once and queued here until the datapath takes them (engine.takeAnswer).
 import { readU16, readU32 } from "../packet/checksum.ts";
 import { IPPROTO_TCP } from "../packet/ipv4.ts";
 import {
@@ -40,6 +40,10 @@ export class UnsolicitedSyns {
   /** The caller's clock (ms) at which slot i's answer is due; 0 when the slot is free. */
   private readonly dueMs = new Float64Array(SLOTS);
   private readonly replies: Uint8Array[] = [];
+  /** Slots whose answers are built and wait to be taken, oldest first (a ring). */
+  private readonly ready = new Uint16Array(SLOTS);
+  private readyHead = 0;
+  private readyCount = 0;
   private readonly seed: number;
   /** The engine's counters: answers sent, left out for a simultaneous open, left unanswered. */
   private readonly counters: Float64Array;
@@ -103,13 +107,18 @@ export class UnsolicitedSyns {
     this.counters[C_UNSOLICITED_SYN_SIMULTANEOUS]++;
   }
 
-  /** Builds the answers due by `nowMs` and appends them to `out` (the engine's send queue). */
-  expire(nowMs: number, out: Uint8Array[]): void {
+  /** Builds the answers due by `nowMs`; take() hands them out. */
+  expire(nowMs: number): void {
     for (let i = 0; i < SLOTS && this.count > 0; i++) {
       const due = this.dueMs[i];
       if (due === 0 || due > nowMs) continue;
       this.dueMs[i] = 0;
       this.count--;
+      // Answers nobody took (a caller that never sends) are not built again over one still waiting.
+      if (this.readyCount === SLOTS) {
+        this.counters[C_UNSOLICITED_SYN_UNANSWERED]++;
+        continue;
+      }
       const q = i * QUOTE;
       // From the address the SYN was sent to, as the host itself would answer (RFC 792).
       const from = readU32(this.quotes, q + 16);
@@ -123,9 +132,19 @@ export class UnsolicitedSyns {
         ICMP_CODE_PORT_UNREACH,
         0,
       );
-      out.push(this.replies[i]);
+      this.ready[(this.readyHead + this.readyCount) % SLOTS] = i;
+      this.readyCount++;
       this.counters[C_UNSOLICITED_SYN_REPLIES]++;
     }
+  }
+
+  /** The next answer to send (an ICMP error for an outside host), or undefined when none waits. */
+  take(): Uint8Array | undefined {
+    if (this.readyCount === 0) return undefined;
+    const i = this.ready[this.readyHead];
+    this.readyHead = (this.readyHead + 1) % SLOTS;
+    this.readyCount--;
+    return this.replies[i];
   }
 
   private holds(i: number, src: number, sport: number, dst: number, dport: number): boolean {

@@ -21,6 +21,29 @@ export interface FlowView {
   bytesIn: number;
 }
 
+/**
+ * One flow's fields as numbers (addresses as 32-bit unsigned ints), filled in place by
+ * NatEngine.readFlow: a listing of 200 k flows reads them all through one of these and formats
+ * them straight into its output, instead of making an object graph per flow.
+ */
+export class FlowFields {
+  protocol: Protocol = "udp";
+  inAddr = 0;
+  inPort = 0;
+  outAddr = 0;
+  outPort = 0;
+  remAddr = 0;
+  remPort = 0;
+  state = "";
+  origin = "";
+  idleSec = 0;
+  expiresInSec = 0;
+  packetsOut = 0;
+  packetsIn = 0;
+  bytesOut = 0;
+  bytesIn = 0;
+}
+
 export interface EngineStats {
   /** Counter name -> value; drop counters are named "drop_<reason>". */
   counters: Record<string, number>;
@@ -30,6 +53,8 @@ export interface EngineStats {
   mappings: number;
   hosts: number;
   heldFragments: number;
+  /** Bytes the held fragments take (in the buffer's 512-byte chunks). */
+  heldFragmentBytes: number;
   capacity: { flows: number; mappings: number; hosts: number };
   bytesPerFlow: number;
 }

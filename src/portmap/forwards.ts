@@ -157,6 +157,27 @@ export function forwardText(s: ForwardSpec): ForwardText {
 
 // ---------------------------------------------------------------- registry
 
+/** A state file that exists but cannot be what masq wrote (not JSON, or not its format). */
+class CorruptStateError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function isForwardText(t: unknown): t is ForwardText {
+  if (typeof t !== "object" || t === null) return false;
+  const f = t as Record<string, unknown>;
+  return (
+    typeof f.outside === "string" &&
+    typeof f.inside === "string" &&
+    (f.remote === undefined || typeof f.remote === "string") &&
+    (f.note === undefined || typeof f.note === "string")
+  );
+}
+
 interface StateFile {
   version: 1;
   forwards: ForwardText[];
@@ -170,13 +191,22 @@ export interface ForwardRegistryOptions {
   stateFile?: string;
   /** Interface mode: per-forward policy rules. */
   steer?: Steering;
+  /** Why a forward may not send to this inside address (the gateway itself …), or undefined. */
+  refuseTarget?: (inAddr: number) => string | undefined;
 }
 
 export class ForwardRegistry {
   private readonly forwards = new Map<number, Forward>();
   private nextId = 1;
+  /** A corrupt state file that could not be moved aside: never overwritten. */
+  private corruptState: string | undefined;
   /** Serializes changes: each one may wait for `ip rule`, and two must not interleave. */
   private queue: Promise<unknown> = Promise.resolve();
+
+  /** The file the runtime forwards are kept in, if any. */
+  get stateFile(): string | undefined {
+    return this.opts.stateFile;
+  }
 
   constructor(private readonly opts: ForwardRegistryOptions) {
     if (opts.publicAddresses.length === 0) throw new Error("forwards: no public address");
@@ -185,6 +215,10 @@ export class ForwardRegistry {
   /** Adds a forward: pins every port, then (interface mode, TCP) steers the ports into the TUN. */
   add(spec: ForwardSpec, source: "config" | "runtime"): Promise<Forward> {
     return this.serial(async () => {
+      if (source === "runtime" && this.corruptState !== undefined)
+        throw new ForwardError(
+          `the forward state file ${this.corruptState} is corrupt and could not be moved aside: fix or remove it first`,
+        );
       const f = await this.install(spec, source);
       if (source === "runtime") this.save();
       return f;
@@ -233,7 +267,9 @@ export class ForwardRegistry {
 
   /**
    * Re-adds the forwards of the state file; returns those that could not be (with why). An
-   * unreadable file is reported the same way rather than keeping the gateway down.
+   * unreadable file is reported the same way rather than keeping the gateway down; a corrupt one
+   * is moved aside to `<file>.corrupt-<ISO time>` first (and the report names it), so the next
+   * `forward add` writes a new file without destroying what the old one held.
    */
   async restore(): Promise<Array<{ forward: ForwardText | null; error: string }>> {
     const failed: Array<{ forward: ForwardText | null; error: string }> = [];
@@ -241,7 +277,8 @@ export class ForwardRegistry {
     try {
       saved = this.readState();
     } catch (err) {
-      return [{ forward: null, error: (err as Error).message }];
+      if (!(err instanceof CorruptStateError)) return [{ forward: null, error: (err as Error).message }];
+      return [{ forward: null, error: this.keepAside(err) }];
     }
     for (const t of saved) {
       try {
@@ -251,6 +288,19 @@ export class ForwardRegistry {
       }
     }
     return failed;
+  }
+
+  /** Renames a corrupt state file out of the way; returns what to tell the operator. */
+  private keepAside(err: CorruptStateError): string {
+    const aside = `${err.path}.corrupt-${new Date().toISOString()}`;
+    try {
+      renameSync(err.path, aside);
+    } catch (e) {
+      // Left where it is: then no save may overwrite it either.
+      this.corruptState = err.path;
+      return `${err.message}; it could not be kept aside (${(e as Error).message}), so forward add is refused until it is fixed or removed`;
+    }
+    return `${err.message}; kept as ${aside}, masq starts without its forwards (the next forward add writes a new file)`;
   }
 
   /** Removes every forward (pins and rules), leaving the state file as it is (masq is stopping). */
@@ -295,6 +345,8 @@ export class ForwardRegistry {
     const outAddr = spec.outAddr ?? this.opts.publicAddresses[0];
     if (!this.opts.publicAddresses.includes(outAddr))
       throw new ForwardError(`${formatIpv4(outAddr)} is not a public address of masq`);
+    const refused = this.opts.refuseTarget?.(spec.inAddr);
+    if (refused) throw new ForwardError(`cannot forward to ${formatIpv4(spec.inAddr)}: ${refused}`);
     const pinIds: number[] = [];
     const undo = () => {
       for (const id of pinIds) this.opts.engine.unpin(id);
@@ -310,6 +362,8 @@ export class ForwardRegistry {
         ...(spec.remote === undefined ? {} : { remoteAddr: spec.remote }),
         origin: "forward",
         note,
+        // The administrator's decision: not part of the host's own share of the ports.
+        hostQuota: false,
       });
       if ("error" in r) {
         undo();
@@ -347,10 +401,16 @@ export class ForwardRegistry {
     try {
       state = JSON.parse(text) as Partial<StateFile>;
     } catch {
-      throw new Error(`forward state file ${path} is not valid JSON; fix or remove it`);
+      throw new CorruptStateError(path, `forward state file ${path} is not valid JSON`);
     }
-    if (state.version !== 1 || !Array.isArray(state.forwards))
-      throw new Error(`forward state file ${path} has an unknown format`);
+    if (
+      typeof state !== "object" ||
+      state === null ||
+      state.version !== 1 ||
+      !Array.isArray(state.forwards) ||
+      !state.forwards.every(isForwardText)
+    )
+      throw new CorruptStateError(path, `forward state file ${path} has an unknown format`);
     return state.forwards;
   }
 
@@ -358,6 +418,7 @@ export class ForwardRegistry {
   private save(): void {
     const path = this.opts.stateFile;
     if (!path) return;
+
     const forwards = this.list()
       .filter((f) => f.source === "runtime")
       .map((f) => forwardText(f.spec));

@@ -10,6 +10,8 @@ import { createSocket, type Socket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { NatEngine } from "../nat/engine.ts";
+import { defaultPortShare } from "../nat/port-quota.ts";
+import { TokenBucket } from "../policy/rate.ts";
 import {
   errorResponse,
   externalAddressResponse,
@@ -20,6 +22,7 @@ import {
   NatPmpResult,
   parseNatPmpRequest,
 } from "./natpmp.ts";
+import type { Prefix, RequestSources } from "./neighbours.ts";
 import {
   OPCODE_MAP,
   OPTION_FILTER,
@@ -44,6 +47,15 @@ export interface PortmapConfig {
   maxLifetime: number;
   /** Live NAT-PMP/PCP mappings one inside host may hold (RFC 6888 REQ-4 spirit). */
   maxPerHost: number;
+  /**
+   * Live NAT-PMP/PCP mappings of all hosts together, per protocol; 0: the default share of the
+   * protocol's port range (a quarter), so the protocols can never take the range.
+   */
+  maxMappings: number;
+  /** Take requests only from hosts in the inside interface's neighbour (ARP) table (neighbours.ts). */
+  requireNeighbour: boolean;
+  /** Hosts taken without a neighbour entry (e.g. behind an inside router). */
+  allowedHosts: Prefix[];
   /** Honour PCP THIRD_PARTY (a mapping for another inside host); off by default (§13.1). */
   thirdParty: boolean;
 }
@@ -57,9 +69,16 @@ export function defaultPortmapConfig(): PortmapConfig {
     minLifetime: 120,
     maxLifetime: 86_400,
     maxPerHost: 64,
+    maxMappings: 0,
+    requireNeighbour: true,
+    allowedHosts: [],
     thirdParty: false,
   };
 }
+
+/** Answers per second (and at once) to sources with no neighbour entry: see `requester`. */
+const STRANGER_ANSWER_RATE = 5;
+const STRANGER_ANSWER_BURST = 10;
 
 /** Error lifetimes (RFC 6887 §7.4): how long a client should expect the same answer. */
 const LONG_ERROR_SEC = 1800;
@@ -74,6 +93,8 @@ interface Grant {
   proto: Proto;
   inAddr: number;
   inPort: number;
+  /** Who asked (RequestSources' identity): the per-host quota counts on it. */
+  owner: string;
   pinId: number;
   outAddr: number;
   outPort: number;
@@ -107,6 +128,11 @@ export interface PortmapServiceOptions {
   /** Milliseconds, for the epoch (seconds since this service started; RFC 6886 §3.6, 6887 §8.5). */
   nowMs?: () => number;
   log?: PortmapLog;
+  /**
+   * Who is behind a request's source (neighbours.ts); without it every inside address is taken
+   * as a host of its own.
+   */
+  sources?: RequestSources;
 }
 
 export class PortmapService {
@@ -116,6 +142,8 @@ export class PortmapService {
   private readonly nowMs: () => number;
   private readonly startMs: number;
   private readonly log: PortmapLog;
+  private readonly sources: RequestSources | undefined;
+  private readonly strangerAnswers = new TokenBucket(STRANGER_ANSWER_RATE, STRANGER_ANSWER_BURST);
   private readonly grants = new Map<string, Grant>();
   readonly counters: Record<string, number> = {
     natpmp_requests: 0,
@@ -124,6 +152,12 @@ export class PortmapService {
     mappings_created: 0,
     mappings_renewed: 0,
     mappings_deleted: 0,
+    /** Requests from an inside address the gateway does not see as a neighbour (forged sources). */
+    refused_not_neighbour: 0,
+    /** Of those, refused without an answer (their answers are rate-limited). */
+    refused_not_answered: 0,
+    /** Mappings refused because all hosts together hold portmap.max_mappings. */
+    refused_global_cap: 0,
   };
 
   constructor(opts: PortmapServiceOptions) {
@@ -136,6 +170,7 @@ export class PortmapService {
     this.nowMs = opts.nowMs ?? (() => performance.now());
     this.startMs = this.nowMs();
     this.log = opts.log ?? silentLog;
+    this.sources = opts.sources;
   }
 
   epochSec(): number {
@@ -145,6 +180,34 @@ export class PortmapService {
   isInside(a: number): boolean {
     for (const n of this.inside) if ((a & n.mask) >>> 0 === n.addr) return true;
     return false;
+  }
+
+  /**
+   * The host behind a request from `src` (arrived on `device`), as the quotas count it. undefined:
+   * not an inside host the gateway sees, refused as not authorized; null: refused too, but not
+   * answered. An answer to an address with no neighbour entry waits in the kernel for an ARP reply
+   * that never comes, charged to the server's socket: a few thousand forged requests filled its
+   * send buffer and held up the answers to real hosts for seconds. So such answers are
+   * rate-limited (a real host missing from the table still gets one, and the ARP it causes
+   * makes the entry for its next try).
+   */
+  private requester(src: number, device: string | undefined): string | undefined | null {
+    if (!this.isInside(src)) return undefined;
+    if (this.sources === undefined) return `ip:${src}`;
+    const who = this.sources.identify(src, device);
+    if (who !== undefined) return who;
+    this.count("refused_not_neighbour");
+    this.log.debug({ src: ipv4(src), device }, "port-mapping request from no neighbour refused");
+    if (this.strangerAnswers.take(this.nowMs())) return undefined;
+    this.count("refused_not_answered");
+    return null;
+  }
+
+  /** The cap on port-mapping mappings of one protocol, all hosts together. */
+  private globalCap(proto: Proto): number {
+    return this.config.maxMappings > 0
+      ? this.config.maxMappings
+      : defaultPortShare(this.engine.config.ports[proto]);
   }
 
   /** The outside address an inside host's mappings get (its paired address), 0 if none. */
@@ -177,14 +240,14 @@ export class PortmapService {
    * version byte routes it (RFC 6887 §9: 0 is NAT-PMP, 2 is PCP, and a PCP-only server
    * answering a NAT-PMP client with UNSUPP_VERSION is read by it as its own code 1).
    */
-  handle(msg: Uint8Array, srcAddr: number): Uint8Array | undefined {
+  handle(msg: Uint8Array, srcAddr: number, device?: string): Uint8Array | undefined {
     if (msg.length < 2) {
       this.count("ignored");
       return undefined;
     }
     const version = msg[0];
-    if (version === NATPMP_VERSION && this.config.natpmp) return this.natpmp(msg, srcAddr);
-    if (this.config.pcp) return this.pcp(msg, srcAddr);
+    if (version === NATPMP_VERSION && this.config.natpmp) return this.natpmp(msg, srcAddr, device);
+    if (this.config.pcp) return this.pcp(msg, srcAddr, device);
     // NAT-PMP only: any other version gets the NAT-PMP "unsupported version".
     if ((msg[1] & 0x80) !== 0) {
       this.count("ignored");
@@ -197,7 +260,7 @@ export class PortmapService {
 
   // ------------------------------------------------------------------ NAT-PMP
 
-  private natpmp(msg: Uint8Array, src: number): Uint8Array | undefined {
+  private natpmp(msg: Uint8Array, src: number, device: string | undefined): Uint8Array | undefined {
     const req = parseNatPmpRequest(msg);
     if (req.kind === "ignore") {
       this.count("ignored");
@@ -210,8 +273,10 @@ export class PortmapService {
       return code;
     };
     if (req.kind === "error") return errorResponse(req.opcode, result(req.result), epoch);
+    const owner = this.requester(src, device);
+    if (owner === null) return undefined;
     if (req.kind === "external-address") {
-      if (!this.isInside(src)) return externalAddressResponse(result(NatPmpResult.NOT_AUTHORIZED), epoch, 0);
+      if (owner === undefined) return externalAddressResponse(result(NatPmpResult.NOT_AUTHORIZED), epoch, 0);
       const addr = this.externalAddressFor(src);
       if (addr === 0) return externalAddressResponse(result(NatPmpResult.NETWORK_FAILURE), epoch, 0);
       return externalAddressResponse(result(NatPmpResult.SUCCESS), epoch, addr);
@@ -219,7 +284,7 @@ export class PortmapService {
     const { proto, internalPort, suggestedExternalPort, lifetime } = req;
     const reply = (code: number, ext: number, life: number) =>
       mapResponse(proto, result(code), epoch, internalPort, ext, life);
-    if (!this.isInside(src)) return reply(NatPmpResult.NOT_AUTHORIZED, 0, 0);
+    if (owner === undefined) return reply(NatPmpResult.NOT_AUTHORIZED, 0, 0);
     if (lifetime === 0) {
       // §3.4: deletion; internal port 0 deletes all of this client's mappings of the protocol.
       const r = this.unmap("natpmp", proto, src, internalPort, "");
@@ -228,6 +293,7 @@ export class PortmapService {
     if (internalPort === 0) return reply(NatPmpResult.NOT_AUTHORIZED, 0, 0);
     const out = this.map({
       origin: "natpmp",
+      owner,
       proto,
       inAddr: src,
       inPort: internalPort,
@@ -250,7 +316,7 @@ export class PortmapService {
 
   // ------------------------------------------------------------------ PCP
 
-  private pcp(msg: Uint8Array, src: number): Uint8Array | undefined {
+  private pcp(msg: Uint8Array, src: number, device: string | undefined): Uint8Array | undefined {
     const req = parsePcpRequest(msg, src);
     if (req.kind === "ignore") {
       this.count("ignored");
@@ -270,17 +336,20 @@ export class PortmapService {
       return pcpErrorResponse(msg, opcode, { result: code, lifetime, epochSec });
     };
     if (req.kind === "error") return fail(req.opcode, req.result, req.why);
-    if (!this.isInside(src))
-      return fail(req.kind === "map" ? OPCODE_MAP : 0, PcpResult.NOT_AUTHORIZED, "not inside");
+    const owner = this.requester(src, device);
+    if (owner === null) return undefined;
+    if (owner === undefined)
+      return fail(req.kind === "map" ? OPCODE_MAP : 0, PcpResult.NOT_AUTHORIZED, "not an inside host seen");
     if (req.kind === "announce") {
       this.count("pcp_result_success");
       return pcpAnnounceResponse({ result: PcpResult.SUCCESS, lifetime: 0, epochSec });
     }
-    return this.pcpMap(req, epochSec, fail);
+    return this.pcpMap(req, owner, epochSec, fail);
   }
 
   private pcpMap(
     req: PcpMapRequest,
+    owner: string,
     epochSec: number,
     fail: (opcode: number, code: number, why: string) => Uint8Array,
   ): Uint8Array {
@@ -331,6 +400,7 @@ export class PortmapService {
     }
     const out = this.map({
       origin: "pcp",
+      owner,
       proto,
       inAddr,
       inPort: req.internalPort,
@@ -394,6 +464,7 @@ export class PortmapService {
 
   private map(r: {
     origin: Origin;
+    owner: string;
     proto: Proto;
     inAddr: number;
     inPort: number;
@@ -413,10 +484,23 @@ export class PortmapService {
     if (old && (old.origin !== r.origin || old.nonce !== r.nonce))
       return { ok: false, why: "not-authorized", detail: `mapping made by another ${old.origin} client` };
     if (!old) {
-      let n = 0;
-      for (const g of this.grants.values()) if (g.inAddr === r.inAddr) n++;
-      if (n >= this.config.maxPerHost)
-        return { ok: false, why: "quota", detail: `${n} mappings (portmap.max_per_host)` };
+      let mine = 0;
+      let all = 0;
+      for (const g of this.grants.values()) {
+        if (g.owner === r.owner) mine++;
+        if (g.proto === r.proto) all++;
+      }
+      if (mine >= this.config.maxPerHost)
+        return { ok: false, why: "quota", detail: `${mine} mappings (portmap.max_per_host)` };
+      const cap = this.globalCap(r.proto);
+      if (all >= cap) {
+        this.count("refused_global_cap");
+        return {
+          ok: false,
+          why: "no-resources",
+          detail: `${all} ${r.proto} mappings (portmap.max_mappings)`,
+        };
+      }
     }
     const lifetime = this.clampLifetime(r.lifetime);
     const expiresAtSec = this.engine.clockSec + lifetime;
@@ -448,7 +532,8 @@ export class PortmapService {
       }
       if ("error" in res) res = this.engine.pinMapping(base);
     }
-    if ("error" in res) return { ok: false, why: "no-resources", detail: res.error };
+    if ("error" in res)
+      return { ok: false, why: res.quota === true ? "quota" : "no-resources", detail: res.error };
     // The new pin holds the mapping; the old one can go without the mapping ever lapsing.
     if (old) this.engine.unpin(old.pinId);
     const grant: Grant = {
@@ -456,6 +541,7 @@ export class PortmapService {
       proto: r.proto,
       inAddr: r.inAddr,
       inPort: r.inPort,
+      owner: r.owner,
       pinId: res.id,
       outAddr: res.outAddr,
       outPort: res.outPort,
@@ -570,18 +656,30 @@ export class PortmapServer {
       for (const { address: addr, device } of opts.listen) {
         const s = createSocket({ type: "udp4" });
         server.sockets.push(s);
-        s.on("message", (msg, rinfo) => {
-          const src = parseIpv4(rinfo.address);
-          if (src === undefined) return;
+        const answer = (msg: Uint8Array, src: number, rinfo: { address: string; port: number }) => {
           let reply: Uint8Array | undefined;
           try {
-            reply = server.service.handle(msg, src);
+            reply = server.service.handle(msg, src, device);
           } catch (err) {
             // A bug on one request must not take the gateway down.
             log.warn({ err, src: rinfo.address }, "port-mapping request failed");
             return;
           }
-          if (reply) s.send(reply, rinfo.port, rinfo.address);
+          if (!reply) return;
+          try {
+            s.send(reply, rinfo.port, rinfo.address);
+          } catch (err) {
+            // Closed while the request waited for the neighbour table (shutdown).
+            log.debug({ err, src: rinfo.address }, "port-mapping answer not sent");
+          }
+        };
+        s.on("message", (msg, rinfo) => {
+          const src = parseIpv4(rinfo.address);
+          if (src === undefined) return;
+          if (opts.sources === undefined) return answer(msg, src, rinfo);
+          // Who sent it may need a fresh look at the neighbour table first (bounded, shared).
+          const go = () => answer(msg, src, rinfo);
+          opts.sources.ready(src, device).then(go, go);
         });
         s.on("error", (err) => log.warn({ err, addr }, "port-mapping socket error"));
         const port = opts.port ?? NATPMP_PORT;

@@ -3,7 +3,7 @@
 // address (forwards from the config and one added at runtime), from another inside host through
 // the public address (hairpinning), and again after masq restarts — cleanly and after a crash.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -182,6 +182,41 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         list.forwards.map((f) => f.outside.split(":")[1]),
         ["8080", "5353"],
       );
+      assert.equal(await masq.stop(), 0);
+      assert.equal(await gatewaySnapshot(net), before0);
+    });
+
+    it("a corrupt forwards file is kept aside and said so; the next forward add writes a new one", async () => {
+      // Where this masq keeps its runtime forwards (named after the namespace), then a corrupt
+      // file there for its next start.
+      masq = await startMasq(net, { config });
+      const stateFile = (JSON.parse(await masq.cli(["forward", "list", "--json"])) as ForwardsReply)
+        .stateFile;
+      assert.ok(stateFile);
+      assert.equal(await masq.stop(), 0);
+      const corrupt = '{"version": 1, "forwards": [{"outside": "9090/tcp", "ins';
+      writeFileSync(stateFile, corrupt);
+      masq = await startMasq(net, { config });
+      const log = await masq.proc.waitFor(/kept as \S+\.corrupt-/, 5000);
+      const aside = /kept as (\S+?\.corrupt-[\d:.TZ-]+)/.exec(log)?.[1];
+      assert.ok(aside, log);
+      assert.match(
+        log,
+        /forwards added before the restart were not restored: forward state file \S+ is not valid JSON/,
+      );
+      assert.equal(readFileSync(aside, "utf8"), corrupt);
+      assert.equal(existsSync(stateFile), false);
+      const list = JSON.parse(await masq.cli(["forward", "list", "--json"])) as ForwardsReply;
+      assert.deepEqual(
+        list.forwards.map((f) => f.source),
+        ["config", "config"],
+      );
+      await masq.cli(["forward", "add", "9091/tcp", `${net.inside[1].addr}:80`]);
+      assert.deepEqual(JSON.parse(readFileSync(stateFile, "utf8")).forwards, [
+        { outside: "9091/tcp", inside: `${net.inside[1].addr}:80` },
+      ]);
+      assert.equal(readFileSync(aside, "utf8"), corrupt, "the old file is left as it was");
+      await masq.cli(["forward", "del", "9091/tcp"]);
       assert.equal(await masq.stop(), 0);
       assert.equal(await gatewaySnapshot(net), before0);
     });

@@ -3,7 +3,7 @@
 // gateway namespace. Needs root; skipped otherwise.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -16,7 +16,7 @@ import {
   undoHostSetup,
 } from "../../src/host/apply.ts";
 import { assertInterface, interfaceAddress, interfaceMtu } from "../../src/host/checks.ts";
-import { planHostSetup } from "../../src/host/plan.ts";
+import { planHostSetup, readRpFilterState } from "../../src/host/plan.ts";
 import {
   buildMasqNetwork,
   disableKernelNat,
@@ -167,39 +167,58 @@ describe("host setup inside the gateway namespace", { skip }, () => {
           rules: await net.lab.ip(gate, "rule", "show"),
           routes: await net.lab.ip(gate, "-4", "route", "show", "table", "all"),
           neigh: await net.lab.ip(gate, "neigh", "show", "proxy"),
-          rp: await net.lab.run(gate, ["sysctl", "-n", "net.ipv4.conf.all.rp_filter"]),
+          rp: await net.lab.run(gate, ["sh", "-c", "grep -H . /proc/sys/net/ipv4/conf/*/rp_filter"]),
           links: await net.lab.ip(gate, "-br", "link"),
         });
-        await net.lab.sysctl(gate, "net.ipv4.conf.all.rp_filter", 2); // to see it restored
+        await net.lab.sysctl(gate, "net.ipv4.conf.all.rp_filter", 2); // to see it kept and restored
         const before = await snapshot();
 
         const plan = planHostSetup({
           mode,
           tun: "tun0",
+          tunOutside: "tun0-out",
           inside: [net.gate.lan],
           outside: net.gate.wan,
+          insideNetworks: [net.insideNet],
           pool: net.pool.map((p) => p.split("/")[0]),
           createTun: true,
           mtu: 9000,
+          rpFilter: await readRpFilterState(where),
         });
         const stateFile = join(dir, "tun0.json");
         await applyHostSetup(plan, stateFile, where);
         assert.equal(readState(stateFile)?.steps.length, plan.length);
         assert.ok(readState(stateFile)?.steps.every((s) => s.status === "applied"));
         assert.equal(await interfaceMtu("tun0", where), 9000);
+        assert.equal(await interfaceMtu("tun0-out", where), 9000);
 
         const rules = await net.lab.ip(gate, "rule", "show");
+        assert.doesNotMatch(rules, /^0:/m);
+        assert.match(rules, /^90:\s+from 192\.168\.0\.0\/24 iif wan0 lookup 102/m);
+        assert.match(rules, /^90:\s+from all to 192\.168\.0\.0\/24 iif wan0 lookup 102/m);
+        assert.match(rules, /^200:\s+from all lookup local/m);
+        assert.match(rules, /^300:\s+from all iif lan0 lookup 100/m);
+        assert.match(
+          await net.lab.ip(gate, "route", "show", "table", "100"),
+          /unreachable default metric 4242424242/,
+        );
+        assert.match(
+          await net.lab.ip(gate, "route", "show", "table", "102"),
+          /blackhole default metric 4242424242/,
+        );
         if (mode === "pool") {
-          assert.match(rules, /^100:\s+from all iif lan0 lookup 100/m);
-          assert.match(await net.lab.ip(gate, "route", "show"), /198\.51\.100\.100 dev tun0/);
+          assert.match(await net.lab.ip(gate, "route", "show"), /198\.51\.100\.100 dev tun0-out/);
           assert.match(await net.lab.ip(gate, "neigh", "show", "proxy"), /198\.51\.100\.100 dev wan0 proxy/);
         } else {
-          assert.doesNotMatch(rules, /^0:/m);
           assert.match(rules, /^110:\s+from all iif wan0 ipproto tcp dport 61000-65534 lookup 101/m);
-          assert.match(rules, /^200:\s+from all lookup local/m);
-          assert.match(rules, /^300:\s+from all iif lan0 lookup 100/m);
         }
-        assert.equal((await net.lab.run(gate, ["sysctl", "-n", "net.ipv4.conf.all.rp_filter"])).trim(), "0");
+        const sysctl = async (key: string) => (await net.lab.run(gate, ["sysctl", "-n", key])).trim();
+        assert.equal(await sysctl("net.ipv4.conf.all.rp_filter"), "0");
+        // The host's loose all=2 is carried onto its interfaces: still loose there while applied.
+        for (const dev of ["lan0", "wan0", "lo", "default"])
+          assert.equal(await sysctl(`net.ipv4.conf.${dev}.rp_filter`), "2");
+        for (const dev of ["tun0", "tun0-out"])
+          assert.equal(await sysctl(`net.ipv4.conf.${dev}.rp_filter`), "0");
         assert.equal(
           (await net.lab.run(gate, ["sysctl", "-n", "net.ipv4.conf.tun0.accept_local"])).trim(),
           "1",
@@ -208,7 +227,14 @@ describe("host setup inside the gateway namespace", { skip }, () => {
         assert.ok(await pingEventually(net, net.ns.abox, net.gate.lanAddr));
 
         // Another live masq owns this record: a second start must refuse to touch it.
-        const other = net.lab.spawn(gate, ["sleep", "30"]);
+        const other = net.lab.spawn(gate, ["bash", "-c", "exec -a masq sleep 30"]);
+        // Bounded wait (5 s) for bash to exec the "masq" it stands for.
+        for (
+          let i = 0;
+          i < 250 && !readFileSync(`/proc/${other.pid}/cmdline`, "utf8").startsWith("masq\0");
+          i++
+        )
+          await new Promise((r) => setTimeout(r, 20));
         const mine = readState(stateFile)!;
         writeFileSync(
           stateFile,
@@ -244,21 +270,30 @@ describe("host setup inside the gateway namespace", { skip }, () => {
     try {
       const before = await net.lab.ip(gate, "rule", "show");
       // Break the plan part-way: the outside table's default route already exists (and is
-      // not ours, so the rollback must leave it, and the TUN that was already up, alone).
-      await net.lab.ip(gate, "tuntap", "add", "dev", "tun0", "mode", "tun");
-      await net.lab.ip(gate, "link", "set", "tun0", "up");
-      await net.lab.ip(gate, "route", "add", "default", "dev", "tun0", "table", "101");
-      const plan = planHostSetup({ mode: "interface", tun: "tun0", inside: ["lan0"], outside: "wan0" });
+      // not ours, so the rollback must leave it, and the TUNs that were already up, alone).
+      for (const tun of ["tun0", "tun0-out"]) {
+        await net.lab.ip(gate, "tuntap", "add", "dev", tun, "mode", "tun");
+        await net.lab.ip(gate, "link", "set", tun, "up");
+      }
+      await net.lab.ip(gate, "route", "add", "default", "dev", "tun0-out", "table", "101");
+      const plan = planHostSetup({
+        mode: "interface",
+        tun: "tun0",
+        tunOutside: "tun0-out",
+        inside: ["lan0"],
+        outside: "wan0",
+        insideNetworks: ["192.168.0.0/24"],
+      });
       const stateFile = join(dir, "tun0.json");
       await assert.rejects(
         applyHostSetup(plan, stateFile, { netns: gate }),
-        /failed at step "default route via tun0 in table 101"/,
+        /failed at step "default route via tun0-out in table 101"/,
       );
       assert.equal(readState(stateFile), undefined);
       assert.equal(await net.lab.ip(gate, "rule", "show"), before);
       assert.equal(await net.lab.ip(gate, "route", "show", "table", "100"), "");
       // The pre-existing route was not ours: still there.
-      assert.match(await net.lab.ip(gate, "route", "show", "table", "101"), /default dev tun0/);
+      assert.match(await net.lab.ip(gate, "route", "show", "table", "101"), /default dev tun0-out/);
     } finally {
       await net.destroy();
       rmSync(dir, { recursive: true, force: true });

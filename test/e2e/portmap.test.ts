@@ -258,10 +258,12 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         assert.equal(pm[k], 1, `${k} counted once (${JSON.stringify(pm)})`);
     });
 
-    it("a request from outside with a forged inside source is never seen (the server takes requests from the inside interface only)", async () => {
+    it("a request from outside with a forged inside source is never seen (dropped and counted by masq before the gateway's stack)", async () => {
       // The ISP router forges A-box's address on a NAT-PMP request to the gateway's inside
-      // address; with rp_filter off on the gateway's outside interface the kernel delivers it
-      // locally, where only a socket not bound to the inside interface could take it.
+      // address; even with rp_filter off on the gateway's outside interface it never reaches
+      // the gateway's own stack: masq's rules steer every packet from the outside with an inside
+      // source into masq, which drops and counts it. (Behind that, the server's sockets are
+      // bound to the inside interface and would not take it either.)
       await net.lab.sysctl(net.gate.ns, `net.ipv4.conf.${net.gate.wan}.rp_filter`, "0");
       await net.lab.run(net.isp.ns, ["ip", "route", "replace", `${GW}/32`, "via", net.gate.wanAddr]);
       const noPorts = async () => {
@@ -273,8 +275,11 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       };
       const requests = async () =>
         (JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply).portmap?.natpmp_requests ?? 0;
+      const forged = async () =>
+        (JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply).engine.counters
+          .drop_inside_source_from_outside ?? 0;
       const pinsBefore = (await pins()) ?? [];
-      const [noPorts0, requests0] = [await noPorts(), await requests()];
+      const [noPorts0, requests0, forged0] = [await noPorts(), await requests(), await forged()];
       const forge = [
         "import socket, struct",
         "req = bytes([0, 2, 0, 0]) + struct.pack('!HHI', 8083, 62099, 600)",
@@ -286,10 +291,8 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       ].join("\n");
       await net.lab.run(net.isp.ns, ["python3", "-c", forge]);
       await new Promise((r) => setTimeout(r, 300));
-      assert.ok(
-        (await noPorts()) >= noPorts0 + 3,
-        "the forged requests reached the gateway and found no socket",
-      );
+      assert.ok((await forged()) >= forged0 + 3, "masq dropped and counted the forged requests");
+      assert.equal(await noPorts(), noPorts0, "the forged requests never reached the gateway's stack");
       assert.equal(await requests(), requests0, "no NAT-PMP request was counted");
       assert.deepEqual((await pins()) ?? [], pinsBefore, "no mapping was made");
       assert.equal(await fetchFromInternet(62099), null);

@@ -1,6 +1,7 @@
-// Offline replay agrees with the live gateway: capture what masq reads from and writes to its TUN
-// while real programs run through it, replay the input with `masq replay`, and the translated
-// packets are the ones masq wrote live, byte for byte.
+// Offline replay agrees with the live gateway: capture what masq reads from and writes to its two
+// TUNs while real programs run through it (one capture on "any" filtered to the two devices, in
+// time order), replay the input with `masq replay` (no arrival side there: the source address
+// decides), and the translated packets are the ones masq wrote live, byte for byte.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -52,12 +53,32 @@ for (const offload of [false, true]) {
       const input = join(tmp, "in.pcap");
       const live = join(tmp, "live.pcap");
       const gw = net.gate.ns;
+      // Both TUNs: the inside one carries what the inside hosts send, the outside one the replies.
+      const tuns = ["masq0", "masq0-out"];
+      const index = async (tun: string) =>
+        (await net.lab.run(gw, ["cat", `/sys/class/net/${tun}/ifindex`])).trim();
+      const filter = (await Promise.all(tuns.map(index))).map((i) => `ifindex ${i}`).join(" or ");
       // -Q out: what the kernel hands masq; -Q in: what masq writes back.
       for (const [dir, file] of [
         ["out", input],
         ["in", live],
       ])
-        captures.push(net.lab.spawn(gw, ["tcpdump", "-i", "masq0", "-Q", dir, "-n", "-U", "-w", file]));
+        captures.push(
+          net.lab.spawn(gw, [
+            "tcpdump",
+            "-i",
+            "any",
+            "-y",
+            "LINUX_SLL2",
+            "-Q",
+            dir,
+            "-n",
+            "-U",
+            "-w",
+            file,
+            filter,
+          ]),
+        );
       await sleep(1500);
       for (const box of net.inside) {
         await net.lab.exec(box.ns, ["ping", "-c", "2", "-i", "0.2", net.inet.addr], { timeoutMs: 10_000 });
@@ -103,6 +124,11 @@ for (const offload of [false, true]) {
       const want = packets(live);
       const got = packets(out);
       assert.ok(want.length >= 30, `captured ${want.length} packets`);
+      // Both sides went through the replay: replies translated back to the inside hosts too.
+      assert.ok(
+        got.some((hex) => hex.slice(32, 40) === "c0a80002"),
+        "a packet to 192.168.0.2 (from the outside TUN)",
+      );
       // Replies the engine builds are written before the batch's forwarded packets, so compare
       // the packets, not their interleaving.
       assert.deepEqual([...got].sort(), [...want].sort());

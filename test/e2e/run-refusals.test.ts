@@ -1,5 +1,7 @@
 // `masq run` refuses clearly, before touching the host, when it cannot work: not root, an
-// interface missing, a port range overlapping the kernel's ephemeral ports, a bad config key;
+// interface missing, a port range overlapping the kernel's ephemeral ports, a bad config key,
+// config addresses that contradict the host's (inside networks on the outside subnet, forwards
+// to the gateway itself or a broadcast address);
 // and it leaves alone what it cannot be sure is its own.
 // Each case runs in a namespace of its own, so nothing of the machine's is at stake.
 import assert from "node:assert/strict";
@@ -107,6 +109,40 @@ describe("masq run refuses clearly", { skip: root ? false : "needs root (network
     const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--config", config]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /udp_idle/, r.stderr);
+  });
+
+  it("inside_networks overlapping the outside interface's subnet (known only at start): exit 2, names the key", async () => {
+    const config = join(tmp, "overlap.toml");
+    writeFileSync(config, 'inside_networks = ["198.51.100.0/24"]\n');
+    const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--config", config]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /configuration error: .*overlap\.toml: inside_networks: 198\.51\.100\.0\/24 overlaps the outside interface's network 198\.51\.100\.0\/30/,
+    );
+  });
+
+  it("a forward to the gateway itself or to the LAN's broadcast address (from lan0's prefix): exit 2, names the forward", async () => {
+    const cases: Array<[string, RegExp]> = [
+      ["192.168.0.1:22", /forward\.0\.inside: 192\.168\.0\.1 is the gateway itself/],
+      [
+        "192.168.0.255:80",
+        /forward\.0\.inside: 192\.168\.0\.255 is the broadcast address of 192\.168\.0\.0\/24/,
+      ],
+    ];
+    for (const [target, re] of cases) {
+      const config = join(tmp, "forward.toml");
+      writeFileSync(config, `[[forward]]\noutside = "8080/tcp"\ninside = "${target}"\n`);
+      const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--config", config]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, re, r.stderr);
+    }
+  });
+
+  it("ports below 1024 in interface mode: exit 2, names --ports and allow_low_ports", async () => {
+    const r = await masqRun(["--inside", "lan0", "--outside", "wan0", "--ports", "22-2000"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--ports: 22-2000 reaches below 1024: .*allow_low_ports = true/);
   });
 
   it("with /sys showing another namespace's devices, masq runs but leaves RPS alone, and says so", async () => {

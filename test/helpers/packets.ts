@@ -168,3 +168,42 @@ export const u16 = readU16;
 export function u32(b: Uint8Array, off: number): number {
   return ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
 }
+
+/**
+ * Splits an unfragmented IPv4 packet into fragments of `size` payload bytes each (a multiple of 8;
+ * the last takes the rest), with their own header checksums; `id` sets the IP id of all of them.
+ */
+export function splitFragments(pkt: Uint8Array, size: number, id?: number): Uint8Array[] {
+  const hl = (pkt[0] & 15) << 2;
+  const payload = pkt.length - hl;
+  const out: Uint8Array[] = [];
+  for (let from = 0; from < payload; from += size) {
+    const to = Math.min(payload, from + size);
+    const f = new Uint8Array(hl + to - from);
+    f.set(pkt.subarray(0, hl), 0);
+    f.set(pkt.subarray(hl + from, hl + to), hl);
+    writeU16(f, 2, f.length);
+    if (id !== undefined) writeU16(f, 4, id);
+    writeU16(f, 6, (to < payload ? 0x2000 : 0) | (from >> 3));
+    writeU16(f, 10, 0);
+    writeU16(f, 10, checksum(f, 0, hl));
+    out.push(f);
+  }
+  return out;
+}
+
+/** Puts fragments (any order) back together into one unfragmented packet with a fresh header checksum. */
+export function reassemble(frags: Uint8Array[]): Uint8Array {
+  const at = (f: Uint8Array) => (readU16(f, 6) & 0x1fff) * 8;
+  const hl = (frags[0][0] & 15) << 2;
+  const first = frags.find((f) => at(f) === 0) ?? frags[0];
+  const total = hl + Math.max(...frags.map((f) => at(f) + f.length - hl));
+  const b = new Uint8Array(total);
+  b.set(first.subarray(0, hl));
+  for (const f of frags) b.set(f.subarray(hl), hl + at(f));
+  writeU16(b, 2, total);
+  writeU16(b, 6, 0);
+  writeU16(b, 10, 0);
+  writeU16(b, 10, checksum(b, 0, hl));
+  return b;
+}

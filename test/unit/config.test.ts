@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { resolveCleanupConfig } from "../../src/cli/cleanup.ts";
 import { ConfigError, parsePorts, resolveRunConfig } from "../../src/control/config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
@@ -185,6 +186,62 @@ describe("run configuration", () => {
       /^--address:/,
     );
     assert.deepEqual(resolveRunConfig({ ...base, inside: ["lan0,lan1"] }).inside, ["lan0", "lan1"]);
+  });
+
+  it("the outside TUN: <tun>-out by default, tun_outside or --tun-outside to name it, a clear error when too long", () => {
+    assert.equal(resolveRunConfig(base).tunOutside, "masq0-out");
+    assert.equal(resolveRunConfig({ ...base, tun: "nat7" }).tunOutside, "nat7-out");
+    assert.equal(withFile('tun = "gw0"\ntun_outside = "gw0-wan"').tunOutside, "gw0-wan");
+    assert.equal(
+      withFile('tun_outside = "a"', { ...base, tunOutside: "b" }).tunOutside,
+      "b",
+      "flag over file",
+    );
+    assert.equal(resolveRunConfig({ ...base, tun: "masq-lan-00" }).tunOutside, "masq-lan-00-out");
+    const long = errorOf(() => resolveRunConfig({ ...base, tun: "masq-inside0" }));
+    assert.match(long, /^tun: "masq-inside0" is too long to name the outside TUN after it/);
+    assert.match(long, /masq-inside0-out has 16 characters, at most 15/);
+    assert.match(long, /set tun_outside \(--tun-outside\)/);
+    assert.equal(
+      resolveRunConfig({ ...base, tun: "masq-inside0", tunOutside: "masq-out0" }).tunOutside,
+      "masq-out0",
+    );
+    assert.match(
+      errorOf(() => withFile('tun_outside = "masq0"')),
+      /tun_outside: must differ from the inside TUN masq0/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, tunOutside: "wan0" })),
+      /--tun-outside: wan0 is already used/,
+    );
+    assert.match(
+      errorOf(() => resolveRunConfig({ ...base, tunOutside: "bad name" })),
+      /--tun-outside: "bad name" is not/,
+    );
+  });
+
+  it("masq cleanup reads the same file and flags, with no interface required", () => {
+    assert.deepEqual(resolveCleanupConfig({}), {
+      tun: "masq0",
+      tunOutside: "masq0-out",
+      stateDir: "/run/masq",
+      addresses: [],
+    });
+    const text = 'outside = "wan0"\naddresses = ["198.51.100.96/30"]\ntun = "gw0"\nstate_dir = "/run/gw"';
+    assert.deepEqual(
+      resolveCleanupConfig({ config: "masq.toml" }, () => text),
+      {
+        tun: "gw0",
+        tunOutside: "gw0-out",
+        stateDir: "/run/gw",
+        outside: "wan0",
+        addresses: ["198.51.100.96/30"],
+      },
+    );
+    assert.match(
+      errorOf(() => resolveCleanupConfig({ tun: "masq-inside0" })),
+      /too long/,
+    );
   });
 
   it("port ranges", () => {

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { main } from "../../src/cli/main.ts";
 import { ControlClientError, controlGet } from "../../src/control/client.ts";
-import { formatConns, formatStats } from "../../src/control/format.ts";
+import { connsBody } from "../../src/control/conns-listing.ts";
+import { formatStats } from "../../src/control/format.ts";
 import { createMetrics } from "../../src/control/metrics.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { FORWARD } from "../../src/nat/engine.ts";
@@ -27,19 +28,26 @@ describe("control API", () => {
     const metrics = createMetrics({
       engine: () => engine.stats(),
       datapath: () => ({ packets: 1 }),
-      device: () => ({ rxPackets: 5, kernelQueueDrops: 2 }),
+      devices: () => ({
+        masq0: { rxPackets: 5, kernelQueueDrops: 2 },
+        "masq0-out": { rxPackets: 7, kernelQueueDrops: 0 },
+      }),
       portmap: () => ({ natpmp_map_success: 3, mappings_active: 1 }),
     });
     server = await ControlServer.start(socket, {
       health: () => ({ ok: true }),
-      conns: (limit) => ({ total: engine.stats().flows, flows: engine.flows(limit) }),
+      conns: (q) => connsBody(engine, q),
       stats: () => ({
         uptimeSec: 1,
         mode: "pool",
         publicAddresses: ["198.51.100.100"],
         engine: engine.stats(),
         datapath: { packets: 1 },
-        device: {},
+        device: { rxPackets: 12, kernelQueueDrops: 2 },
+        devices: {
+          masq0: { rxPackets: 5, kernelQueueDrops: 2 },
+          "masq0-out": { rxPackets: 7, kernelQueueDrops: 0 },
+        },
       }),
       metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
     });
@@ -67,8 +75,9 @@ describe("control API", () => {
     assert.match(text, /masq_drops_total\{reason="no_mapping"\} 0/);
     assert.match(text, /masq_portmap_total\{counter="natpmp_map_success"\} 3/);
     assert.match(text, /^masq_portmap_mappings 1$/m);
-    assert.match(text, /^masq_tun_total\{counter="rxPackets"\} 5$/m);
-    assert.match(text, /^masq_tun_total\{counter="kernelQueueDrops"\} 2$/m);
+    assert.match(text, /^masq_tun_total\{device="masq0",counter="rxPackets"\} 5$/m);
+    assert.match(text, /^masq_tun_total\{device="masq0",counter="kernelQueueDrops"\} 2$/m);
+    assert.match(text, /^masq_tun_total\{device="masq0-out",counter="rxPackets"\} 7$/m);
   });
 
   it("refuses bad requests with a clear error", async () => {
@@ -82,7 +91,7 @@ describe("control API", () => {
     writeFileSync(stale, "");
     const s2 = await ControlServer.start(stale, {
       health: () => ({ ok: true }),
-      conns: () => ({}),
+      conns: (q) => connsBody(engine, q),
       stats: () => ({}),
       metrics: async () => ({ contentType: "text/plain", body: "" }),
     });
@@ -99,12 +108,14 @@ describe("control API", () => {
   });
 
   it("formats the table and the counters for people", async () => {
-    const conns = (await controlGet(socket, "/v1/conns")) as Parameters<typeof formatConns>[0];
-    const text = formatConns(conns);
+    const text = String(await controlGet(socket, "/v1/conns?format=text"));
     assert.match(text, /^PROTO\s+INSIDE\s+OUTSIDE\s+REMOTE/);
     assert.match(text, /udp\s+192\.168\.0\.2:40000\s+\S+:\d+\s+203\.0\.113\.10:53/);
     const stats = formatStats((await controlGet(socket, "/v1/stats")) as Parameters<typeof formatStats>[0]);
     assert.match(stats, /drops:\n(.*\n)*\s+no_mapping\s+0/);
+    // Each TUN on its own: the inside one and the outside one.
+    assert.match(stats, /device masq0:\n\s+rxPackets\s+5\n\s+kernelQueueDrops\s+2\n/);
+    assert.match(stats, /device masq0-out:\n\s+rxPackets\s+7\n/);
   });
 
   it("masq conns/stats exit non-zero with one clear line when masq is not running", async () => {

@@ -22,6 +22,9 @@ function assertConsistent(e: NatEngine): void {
   let halfOpen = 0;
   for (let h = 0; h < e.hostTable.capacity; h++) halfOpen += e.hostTable.halfOpen[h];
   assert.equal(halfOpen, e.stats().halfOpen, "per-host half-open counts add up to the queue");
+  let hostPorts = 0;
+  for (let i = 0; i < e.hostTable.ports.length; i++) hostPorts += e.hostTable.ports[i];
+  assert.equal(hostPorts, e.mappingTable.count, "per-host port counts add up to the mappings (no pins here)");
   for (let f = 0; f < ft.capacity; f++) {
     if (!ft.isLive(f)) continue;
     const b = f * FLOW_WORDS;
@@ -123,7 +126,8 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
     maxMappings: 48,
     maxFlowsPerHost: 16,
     maxHalfOpen: 4,
-    maxHeldFragments: 4,
+    maxPortsPerHost: 6,
+    maxHeldFragmentBytes: 4096,
     filtering: "endpoint-independent",
     unsolicitedSyn: "port-unreachable",
     hashSeed,
@@ -186,7 +190,7 @@ describe("fuzz: hostile input", () => {
         [held, 0],
         [malformed, 30_000],
       ]);
-    const e = makeEngine({ mode: "interface", maxHeldFragments: 4 });
+    const e = makeEngine({ mode: "interface", maxHeldFragmentBytes: 4096 });
     const buf = new Uint8Array(100);
     buf.set(held);
     assert.equal(e.process(buf, 0, held.length, 1000), HELD);

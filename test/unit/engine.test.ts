@@ -299,7 +299,7 @@ describe("TCP tracking and limits", () => {
     assert.equal(e.counters[C_DROPPED], 1);
   });
 
-  it("an exhausted port range refuses new mappings with a reason", () => {
+  it("an exhausted port range refuses new mappings with a reason, and tells the host (RFC 6888 REQ-11)", () => {
     const e = makeEngine({
       ports: {
         tcp: { first: 61000, last: 61003 },
@@ -309,7 +309,13 @@ describe("TCP tracking and limits", () => {
     });
     for (let i = 0; i < 4; i++)
       assert.equal(run(e, udp({ src: A, dst: REMOTE, sport: 1000 + i, dport: 53 })).verdict, FORWARD);
-    assert.equal(run(e, udp({ src: A, dst: REMOTE, sport: 2000, dport: 53 })).verdict, DROP);
+    const refused = udp({ src: A, dst: REMOTE, sport: 2000, dport: 53 });
+    const { verdict, out } = run(e, refused);
+    assert.equal(verdict, REPLY, "answered, not silently dropped");
     assert.equal(e.lastDrop, D_PORTS_EXHAUSTED);
+    assert.equal(e.counters[D_PORTS_EXHAUSTED], 1);
+    assert.deepEqual([out[20], out[21]], [3, 1], "ICMP destination unreachable, host unreachable");
+    assert.equal(u32(out, 16), ip(A));
+    assert.deepEqual(out.subarray(28, 28 + refused.length), refused, "quotes the refused datagram");
   });
 });

@@ -1,37 +1,20 @@
 // Forwards through the control socket and the `masq forward` commands, against a real engine.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { controlCall, controlGet } from "../../src/control/client.ts";
+import { connsBody } from "../../src/control/conns-listing.ts";
 import { forwardsApi } from "../../src/control/daemon.ts";
-import type { ForwardsReply } from "../../src/control/format.ts";
+import { type ForwardsReply, formatStats } from "../../src/control/format.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { FORWARD } from "../../src/nat/engine.ts";
 import { ForwardRegistry } from "../../src/portmap/forwards.ts";
+import { cli } from "../helpers/cli.ts";
 import { ip, SYN, tcp } from "../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-
-/** Runs the CLI in a child process (this process serves the socket, so it must not block). */
-function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const code = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", code, ...args],
-      { timeout: 20_000 },
-      (err, out, stderr) => {
-        const c = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof c === "number" ? c : 1, out, err: stderr });
-      },
-    );
-  });
-}
 
 describe("forwards over the control socket", () => {
   let dir: string;
@@ -50,7 +33,7 @@ describe("forwards over the control socket", () => {
     });
     server = await ControlServer.start(socket, {
       health: () => ({ ok: true }),
-      conns: () => ({}),
+      conns: (q) => connsBody(engine, q),
       stats: () => ({}),
       metrics: async () => ({ contentType: "text/plain", body: "" }),
       forwards: forwardsApi(registry, engine),
@@ -110,5 +93,66 @@ describe("forwards over the control socket", () => {
     assert.match(none.err, /no forward "7\/udp"/);
     await assert.rejects(controlCall(socket, "POST", "/v1/forwards", { outside: 1 }), /body must be/);
     await assert.rejects(controlCall(socket, "PUT", "/v1/forwards"), /not allowed/);
+  });
+
+  it("masq forward list prints a note's control characters escaped (ANSI escapes, newlines, bidi)", async () => {
+    const note = "\u001b[31mred\u001b[0m\nID  PROTO forged\r\t\u0007\u202eevil\u009b";
+    const add = await cli([
+      "forward",
+      "add",
+      "8181/tcp",
+      "192.168.0.2:81",
+      "--note",
+      note,
+      "--socket",
+      socket,
+    ]);
+    assert.equal(add.code, 0, add.err);
+    const list = await cli(["forward", "list", "--socket", socket]);
+    assert.equal(list.code, 0, list.err);
+    const escaped = "\\x1b[31mred\\x1b[0m\\nID  PROTO forged\\r\\t\\x07\\u202eevil\\x9b";
+    assert.ok(list.out.includes(escaped), list.out);
+    const raw = [...list.out].filter((c) => {
+      const code = c.charCodeAt(0);
+      return (code < 0x20 && c !== "\n") || (code >= 0x7f && code <= 0x9f) || c === "\u202e";
+    });
+    assert.deepEqual(raw, [], "nothing raw reaches the terminal");
+    assert.doesNotMatch(list.out, /^ID {2}PROTO forged/m, "no forged row");
+    // The JSON keeps the note as it was.
+    const json = (await controlGet(socket, "/v1/forwards")) as ForwardsReply;
+    assert.equal(json.forwards.find((f) => f.outside.endsWith(":8181"))?.note, note);
+    await cli(["forward", "del", "8181/tcp", "--socket", socket]);
+    // Firewall rule names come from the config file too.
+    const stats = formatStats({
+      uptimeSec: 1,
+      mode: "pool",
+      publicAddresses: [P],
+      engine: engine.stats(),
+      datapath: {},
+      device: {},
+      firewall: [{ index: 1, name: "no smtp\n  0. forged", rule: "outbound tcp", action: "drop", hits: 0 }],
+    });
+    assert.match(stats, /1\. no smtp\\n {2}0\. forged/);
+  });
+
+  it("a malformed %-escape in the path is the client's mistake: 400, saying so", async () => {
+    for (const path of ["/v1/forwards/%zz", "/v1/forwards/%E0%A4%A", "/v1/forwards/80%2"]) {
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ socketPath: socket, path, method: "DELETE" }, (res) => {
+          let body = "";
+          res.on("data", (c: Buffer) => {
+            body += c.toString("utf8");
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(r.status, 400, `${path}: ${r.body}`);
+      assert.match(r.body, /malformed %-escape in/, path);
+    }
+    await assert.rejects(controlCall(socket, "DELETE", "/v1/forwards/%zz"), /malformed %-escape in "%zz"/);
+    // A well-formed escape still works: "8080/tcp" arrives as one segment.
+    await assert.rejects(controlCall(socket, "DELETE", "/v1/forwards/8080%2Ftcp"), /no forward "8080\/tcp"/);
   });
 });

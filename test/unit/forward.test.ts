@@ -202,11 +202,13 @@ describe("forward policy rules (interface mode)", () => {
     const plan = planHostSetup({
       mode: "interface",
       tun: "tun0",
+      tunOutside: "tun0-out",
       inside: ["lan0"],
       outside: "wan0",
+      insideNetworks: ["192.168.0.0/24"],
       publicAddress: "198.51.100.2",
     });
-    const rules = plan.map((s) => s.apply.join(" ")).filter((a) => a.includes(" to "));
+    const rules = plan.map((s) => s.apply.join(" ")).filter((a) => a.includes(" to 198.51.100.2/32 "));
     assert.deepEqual(rules, [
       "ip rule add pref 114 iif lan0 to 198.51.100.2/32 ipproto tcp dport 61000-65534 lookup 100",
       "ip rule add pref 114 iif lan0 to 198.51.100.2/32 ipproto udp dport 61000-65534 lookup 100",
@@ -215,6 +217,69 @@ describe("forward policy rules (interface mode)", () => {
 });
 
 describe("forward state file problems", () => {
+  it("a corrupt state file is kept aside as .corrupt-<time>, said so, and the next add writes a new file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "masqfwd-unit-"));
+    try {
+      const stateFile = join(dir, "forwards-masq0.json");
+      const cases = [
+        "{not json",
+        JSON.stringify({ version: 2, forwards: [] }),
+        JSON.stringify({ version: 1, forwards: [{ outside: 80, inside: A }] }),
+        "null",
+      ];
+      for (const bad of cases) {
+        writeFileSync(stateFile, bad);
+        const reg = new ForwardRegistry({ engine: makeEngine(), publicAddresses: [ip(P)], stateFile });
+        const failed = await reg.restore();
+        assert.equal(failed.length, 1, bad);
+        assert.equal(failed[0].forward, null);
+        const m =
+          /kept as (\S+\.corrupt-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z), masq starts without its forwards/.exec(
+            failed[0].error,
+          );
+        assert.ok(m, failed[0].error);
+        assert.match(failed[0].error, /forwards-masq0\.json (is not valid JSON|has an unknown format)/);
+        assert.equal(readFileSync(m[1], "utf8"), bad, "the corrupt file is kept as it was");
+        assert.equal(existsSync(stateFile), false);
+        assert.equal(reg.list().length, 0, "no runtime forwards from it");
+        await reg.add(parseForward({ outside: "7000/udp", inside: `${B}:7` }), "runtime");
+        assert.deepEqual(JSON.parse(readFileSync(stateFile, "utf8")).forwards, [
+          { outside: "7000/udp", inside: "192.168.0.3:7" },
+        ]);
+        assert.equal(readFileSync(m[1], "utf8"), bad, "and the next add leaves it alone");
+        rmSync(m[1]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a corrupt state file that cannot be moved aside is never overwritten: runtime adds are refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "masqfwd-unit-"));
+    try {
+      // A name so long that the .corrupt-<time> one is over the file-name limit: the rename fails.
+      const stateFile = join(dir, `${"f".repeat(240)}.json`);
+      writeFileSync(stateFile, "{not json");
+      const reg = new ForwardRegistry({ engine: makeEngine(), publicAddresses: [ip(P)], stateFile });
+      const [failed] = await reg.restore();
+      assert.match(
+        failed.error,
+        /could not be kept aside .*forward add is refused until it is fixed or removed/,
+      );
+      await assert.rejects(
+        reg.add(parseForward({ outside: "7000/udp", inside: B }), "runtime"),
+        (err: Error) =>
+          err instanceof ForwardError && /is corrupt and could not be moved aside/.test(err.message),
+      );
+      assert.equal(readFileSync(stateFile, "utf8"), "{not json");
+      assert.equal(reg.list().length, 0, "nothing was installed for the refused add");
+      await reg.add(parseForward({ outside: "80/tcp", inside: A }), "config");
+      assert.equal(reg.list().length, 1, "forwards of the config still come up");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("an unreadable state file is reported, not fatal", async () => {
     const dir = mkdtempSync(join(tmpdir(), "masqfwd-unit-"));
     try {

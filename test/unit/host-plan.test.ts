@@ -2,11 +2,12 @@
 // the undo commands, option validation and the ephemeral-port overlap check.
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import fc from "fast-check";
 import {
   applyHostSetup,
   cleanLeftovers,
@@ -14,7 +15,6 @@ import {
   readState,
   undoHostSetup,
 } from "../../src/host/apply.ts";
-
 import {
   ephemeralOverlapMessage,
   interfaceIndexes,
@@ -30,8 +30,19 @@ import {
   PRIOR,
   parsePrefix,
   planHostSetup,
+  type RpFilterState,
   sysctlKey,
 } from "../../src/host/plan.ts";
+import { assertProperty } from "../helpers/property.ts";
+
+/** Waits (bounded: 5 s) until /proc shows `pid` running `argv0` (after its exec). */
+async function waitForCommandLine(pid: number, argv0: string): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    if (readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] === argv0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`pid ${pid} never ran ${argv0}`);
+}
 
 const applies = (steps: HostStep[]) => steps.map((s) => s.apply.join(" "));
 const undos = (steps: HostStep[]) => steps.map((s) => s.undo.join(" "));
@@ -39,28 +50,56 @@ const undos = (steps: HostStep[]) => steps.map((s) => s.undo.join(" "));
 const pool: HostSetupOptions = {
   mode: "pool",
   tun: "tun0",
+  tunOutside: "tun0-out",
   inside: ["lan0"],
   outside: "wan0",
+  insideNetworks: ["192.168.0.0/24"],
   pool: ["198.51.100.100"],
 };
-const iface: HostSetupOptions = { mode: "interface", tun: "tun0", inside: ["lan0"], outside: "wan0" };
+const iface: HostSetupOptions = {
+  mode: "interface",
+  tun: "tun0",
+  tunOutside: "tun0-out",
+  inside: ["lan0"],
+  outside: "wan0",
+  insideNetworks: ["192.168.0.0/24"],
+};
 
+const tunSetup = (tun: string) => [
+  `ip link set dev ${tun} mtu 1500`,
+  `ip link set dev ${tun} up`,
+  `sysctl -q -w net.ipv4.conf.${tun}.accept_local=1`,
+];
 const common = [
-  "ip link set dev tun0 mtu 1500",
-  "ip link set dev tun0 up",
-  "sysctl -q -w net.ipv4.conf.tun0.accept_local=1",
+  ...tunSetup("tun0"),
+  ...tunSetup("tun0-out"),
   "sysctl -q -w net.ipv4.conf.tun0.rp_filter=0",
+  "sysctl -q -w net.ipv4.conf.tun0-out.rp_filter=0",
   "sysctl -q -w net.ipv4.conf.all.rp_filter=0",
   "sysctl -q -w net.ipv4.ip_forward=1",
 ];
+const fallbacks = [
+  "ip route add unreachable default metric 4242424242 table 100",
+  "ip route add blackhole default metric 4242424242 table 102",
+];
+const localMove = ["ip rule add pref 200 lookup local", "ip rule del pref 0 lookup local"];
+const guards = [
+  "ip rule add pref 90 iif wan0 from 192.168.0.0/24 lookup 102",
+  "ip rule add pref 90 iif wan0 to 192.168.0.0/24 lookup 102",
+];
 
 describe("planHostSetup: pool mode", () => {
-  it("follows the recipe", () => {
+  it("follows the recipe: one TUN per side, fallbacks behind the TUN routes, forgeries to the outside TUN", () => {
     assert.deepEqual(applies(planHostSetup(pool)), [
       ...common,
-      "ip route add 198.51.100.100/32 dev tun0",
+      ...fallbacks,
+      "ip route add blackhole 198.51.100.100/32 metric 4242424242",
+      "ip route add 198.51.100.100/32 dev tun0-out",
       "ip route add default dev tun0 table 100",
-      "ip rule add pref 100 iif lan0 lookup 100",
+      "ip route add default dev tun0-out table 102",
+      ...localMove,
+      ...guards,
+      "ip rule add pref 300 iif lan0 lookup 100",
       "ip neigh add proxy 198.51.100.100 dev wan0",
     ]);
   });
@@ -70,12 +109,24 @@ describe("planHostSetup: pool mode", () => {
       `ip link set dev tun0 mtu ${PRIOR}`,
       `ip link set dev tun0 ${PRIOR}`,
       `sysctl -q -w net.ipv4.conf.tun0.accept_local=${PRIOR}`,
+      `ip link set dev tun0-out mtu ${PRIOR}`,
+      `ip link set dev tun0-out ${PRIOR}`,
+      `sysctl -q -w net.ipv4.conf.tun0-out.accept_local=${PRIOR}`,
       `sysctl -q -w net.ipv4.conf.tun0.rp_filter=${PRIOR}`,
+      `sysctl -q -w net.ipv4.conf.tun0-out.rp_filter=${PRIOR}`,
       `sysctl -q -w net.ipv4.conf.all.rp_filter=${PRIOR}`,
       `sysctl -q -w net.ipv4.ip_forward=${PRIOR}`,
-      "ip route del 198.51.100.100/32 dev tun0",
+      "ip route del unreachable default metric 4242424242 table 100",
+      "ip route del blackhole default metric 4242424242 table 102",
+      "ip route del blackhole 198.51.100.100/32 metric 4242424242",
+      "ip route del 198.51.100.100/32 dev tun0-out",
       "ip route del default dev tun0 table 100",
-      "ip rule del pref 100 iif lan0 lookup 100",
+      "ip route del default dev tun0-out table 102",
+      "ip rule del pref 200 lookup local",
+      "ip rule add pref 0 lookup local",
+      "ip rule del pref 90 iif wan0 from 192.168.0.0/24 lookup 102",
+      "ip rule del pref 90 iif wan0 to 192.168.0.0/24 lookup 102",
+      "ip rule del pref 300 iif lan0 lookup 100",
       "ip neigh del proxy 198.51.100.100 dev wan0",
     ]);
   });
@@ -88,7 +139,11 @@ describe("planHostSetup: pool mode", () => {
         { kind: "mtu", dev: "tun0" },
         { kind: "link-state", dev: "tun0" },
         { kind: "sysctl", key: "net.ipv4.conf.tun0.accept_local" },
+        { kind: "mtu", dev: "tun0-out" },
+        { kind: "link-state", dev: "tun0-out" },
+        { kind: "sysctl", key: "net.ipv4.conf.tun0-out.accept_local" },
         { kind: "sysctl", key: "net.ipv4.conf.tun0.rp_filter" },
+        { kind: "sysctl", key: "net.ipv4.conf.tun0-out.rp_filter" },
         { kind: "sysctl", key: "net.ipv4.conf.all.rp_filter" },
         { kind: "sysctl", key: "net.ipv4.ip_forward" },
       ],
@@ -103,13 +158,14 @@ describe("planHostSetup: pool mode", () => {
     ]);
   });
 
-  it("handles prefixes, several inside interfaces, custom table/pref, no proxy ARP, MTU, TUN creation", () => {
+  it("handles prefixes, several inside interfaces and networks, custom tables/prefs, no proxy ARP, MTU, TUN creation", () => {
     const steps = planHostSetup({
       ...pool,
       inside: ["lan0", "lan1"],
+      insideNetworks: ["192.168.0.0/24", "10.1.0.0/16"],
       pool: ["198.51.100.96/30", "203.0.113.7"],
-      tables: { inside: 42 },
-      prefs: { pool: 150 },
+      tables: { inside: 42, guard: 43 },
+      prefs: { guard: 50, inside: 250 },
       mtu: 65535,
       createTun: true,
       proxyArp: false,
@@ -117,12 +173,26 @@ describe("planHostSetup: pool mode", () => {
     assert.deepEqual(applies(steps), [
       "ip tuntap add dev tun0 mode tun",
       "ip link set dev tun0 mtu 65535",
-      ...common.slice(1),
-      "ip route add 198.51.100.96/30 dev tun0",
-      "ip route add 203.0.113.7/32 dev tun0",
+      ...tunSetup("tun0").slice(1),
+      "ip tuntap add dev tun0-out mode tun",
+      "ip link set dev tun0-out mtu 65535",
+      ...tunSetup("tun0-out").slice(1),
+      ...common.slice(6),
+      "ip route add unreachable default metric 4242424242 table 42",
+      "ip route add blackhole default metric 4242424242 table 43",
+      "ip route add blackhole 198.51.100.96/30 metric 4242424242",
+      "ip route add blackhole 203.0.113.7/32 metric 4242424242",
+      "ip route add 198.51.100.96/30 dev tun0-out",
+      "ip route add 203.0.113.7/32 dev tun0-out",
       "ip route add default dev tun0 table 42",
-      "ip rule add pref 150 iif lan0 lookup 42",
-      "ip rule add pref 150 iif lan1 lookup 42",
+      "ip route add default dev tun0-out table 43",
+      ...localMove,
+      "ip rule add pref 50 iif wan0 from 192.168.0.0/24 lookup 43",
+      "ip rule add pref 50 iif wan0 to 192.168.0.0/24 lookup 43",
+      "ip rule add pref 50 iif wan0 from 10.1.0.0/16 lookup 43",
+      "ip rule add pref 50 iif wan0 to 10.1.0.0/16 lookup 43",
+      "ip rule add pref 250 iif lan0 lookup 42",
+      "ip rule add pref 250 iif lan1 lookup 42",
     ]);
     assert.deepEqual(steps[0].undo, ["ip", "tuntap", "del", "dev", "tun0", "mode", "tun"]);
   });
@@ -146,20 +216,34 @@ describe("planHostSetup: pool mode", () => {
     assert.throws(() => planHostSetup({ ...pool, pool: ["300.1.1.1"] }), /invalid IPv4/);
     assert.throws(() => planHostSetup({ ...pool, inside: [] }), /at least one inside interface/);
     assert.throws(() => planHostSetup({ ...pool, inside: ["wan0"] }), /both inside and outside/);
+    assert.throws(() => planHostSetup({ ...pool, inside: ["tun0-out"] }), /both inside and a TUN/);
     assert.throws(() => planHostSetup({ ...pool, tun: "a very long name" }), /invalid TUN interface name/);
+    assert.throws(
+      () => planHostSetup({ ...pool, tunOutside: "masq0-outside-x" + "y" }),
+      /invalid outside TUN interface name/,
+    );
+    assert.throws(() => planHostSetup({ ...pool, tunOutside: "tun0" }), /TUNs must differ/);
+    assert.throws(() => planHostSetup({ ...pool, insideNetworks: [] }), /at least one inside network/);
+    assert.throws(() => planHostSetup({ ...pool, insideNetworks: ["0.0.0.0/0"] }), /covers every address/);
+    assert.throws(() => planHostSetup({ ...pool, insideNetworks: ["192.168.0.1/24"] }), /host bits set/);
     assert.throws(() => planHostSetup({ ...pool, tables: { inside: 254 } }), /routing table 254/);
+    assert.throws(() => planHostSetup({ ...pool, tables: { guard: 100 } }), /must differ/);
+    assert.throws(() => planHostSetup({ ...pool, prefs: { guard: 250 } }), /guard pref must come before/);
+    assert.throws(() => planHostSetup({ ...pool, prefs: { inside: 150 } }), /after the 'local' pref/);
     assert.throws(() => planHostSetup({ ...pool, mtu: 100 }), /invalid MTU/);
   });
 });
 
 describe("planHostSetup: interface mode", () => {
-  it("follows the recipe", () => {
+  it("follows the recipe: masq's ports, UDP and ICMP to the outside TUN, forgeries too", () => {
     assert.deepEqual(applies(planHostSetup(iface)), [
       ...common,
+      ...fallbacks,
       "ip route add default dev tun0 table 100",
-      "ip route add default dev tun0 table 101",
-      "ip rule add pref 200 lookup local",
-      "ip rule del pref 0 lookup local",
+      "ip route add default dev tun0-out table 101",
+      "ip route add default dev tun0-out table 102",
+      ...localMove,
+      ...guards,
       "ip rule add pref 110 iif wan0 ipproto tcp dport 61000-65534 lookup 101",
       "ip rule add pref 111 iif wan0 ipproto udp lookup 101",
       "ip rule add pref 112 iif wan0 ipproto icmp lookup 101",
@@ -175,6 +259,22 @@ describe("planHostSetup: interface mode", () => {
     assert.ok(readd >= 0 && drop >= 0 && readd < drop, "pref 0 comes back before pref 200 goes");
     // And the steering rules are removed before 'local' moves back.
     assert.ok(reversedUndo.indexOf("ip rule del pref 112 iif wan0 ipproto icmp lookup 101") < readd);
+    assert.ok(reversedUndo.indexOf("ip rule del pref 90 iif wan0 from 192.168.0.0/24 lookup 102") < readd);
+  });
+
+  it("fails closed: the fallbacks are in place before any TUN route and rule, and go after them", () => {
+    for (const opts of [pool, iface]) {
+      const a = applies(planHostSetup(opts));
+      const firstTunRoute = a.findIndex((x) => x.startsWith("ip route add") && x.includes(" dev tun0"));
+      const firstRule = a.findIndex((x) => x.startsWith("ip rule add"));
+      for (const f of fallbacks) {
+        assert.ok(a.indexOf(f) >= 0 && a.indexOf(f) < firstTunRoute, f);
+        assert.ok(a.indexOf(f) < firstRule, f);
+      }
+      // The outside table of interface mode has no fallback: the gateway's own UDP and ICMP
+      // (DNS, DHCP, ping) must still be delivered while masq is down.
+      assert.ok(!a.some((x) => x.includes("table 101") && /unreachable|blackhole/.test(x)));
+    }
   });
 
   it("clamps 65535 out of the TCP rule (iproute2 rejects it) and says so", () => {
@@ -193,14 +293,19 @@ describe("planHostSetup: interface mode", () => {
     const steps = planHostSetup({
       ...iface,
       inside: ["lan0", "wlan0"],
-      tables: { inside: 7, outside: 8 },
-      prefs: { tcp: 10, udp: 11, icmp: 12, local: 20, inside: 30 },
+      tables: { inside: 7, outside: 8, guard: 9 },
+      prefs: { guard: 5, tcp: 10, udp: 11, icmp: 12, local: 20, inside: 30 },
     });
     assert.deepEqual(applies(steps).slice(common.length), [
+      "ip route add unreachable default metric 4242424242 table 7",
+      "ip route add blackhole default metric 4242424242 table 9",
       "ip route add default dev tun0 table 7",
-      "ip route add default dev tun0 table 8",
+      "ip route add default dev tun0-out table 8",
+      "ip route add default dev tun0-out table 9",
       "ip rule add pref 20 lookup local",
       "ip rule del pref 0 lookup local",
+      "ip rule add pref 5 iif wan0 from 192.168.0.0/24 lookup 9",
+      "ip rule add pref 5 iif wan0 to 192.168.0.0/24 lookup 9",
       "ip rule add pref 10 iif wan0 ipproto tcp dport 61000-65534 lookup 8",
       "ip rule add pref 11 iif wan0 ipproto udp lookup 8",
       "ip rule add pref 12 iif wan0 ipproto icmp lookup 8",
@@ -213,6 +318,61 @@ describe("planHostSetup: interface mode", () => {
     assert.throws(() => planHostSetup({ ...iface, prefs: { tcp: 250 } }), /before the 'local' pref/);
     assert.throws(() => planHostSetup({ ...iface, prefs: { inside: 150 } }), /after the 'local' pref/);
     assert.throws(() => planHostSetup({ ...iface, tables: { inside: 101 } }), /must differ/);
+  });
+});
+
+describe("planHostSetup: rp_filter", () => {
+  const rpSteps = (opts: HostSetupOptions) =>
+    planHostSetup(opts).filter((s) => s.apply.some((a) => a.includes("rp_filter")));
+
+  it("with all=0 on the host: only the TUNs and all are set, as before", () => {
+    const state = { all: 0, default: 1, devices: { lo: 0, lan0: 1, wan0: 2 } };
+    assert.deepEqual(applies(rpSteps({ ...iface, rpFilter: state })), [
+      "sysctl -q -w net.ipv4.conf.tun0.rp_filter=0",
+      "sysctl -q -w net.ipv4.conf.tun0-out.rp_filter=0",
+      "sysctl -q -w net.ipv4.conf.all.rp_filter=0",
+    ]);
+  });
+
+  it("with strict all=1: carried onto every other interface (and default) below it, before all=0", () => {
+    const state = {
+      all: 1,
+      default: 0,
+      devices: { lo: 0, lan0: 0, "eth0.100": 0, wan0: 2, tun0: 0, "tun0-out": 0 },
+    };
+    const steps = rpSteps({ ...iface, rpFilter: state });
+    assert.deepEqual(applies(steps), [
+      "sysctl -q -w net.ipv4.conf.tun0.rp_filter=0",
+      "sysctl -q -w net.ipv4.conf.tun0-out.rp_filter=0",
+      "sysctl -q -w net/ipv4/conf/eth0.100/rp_filter=1",
+      "sysctl -q -w net.ipv4.conf.lan0.rp_filter=1",
+      "sysctl -q -w net.ipv4.conf.lo.rp_filter=1",
+      "sysctl -q -w net.ipv4.conf.default.rp_filter=1",
+      "sysctl -q -w net.ipv4.conf.all.rp_filter=0",
+    ]);
+    // wan0 had loose (2), above all: max(all, dev) was already its own value.
+    assert.ok(!applies(steps).some((a) => a.includes("wan0")));
+    // Each carried value is restored exactly (the prior is read at apply time).
+    for (const s of steps) assert.deepEqual(s.prior?.kind, "sysctl", s.what);
+  });
+
+  it("the effective value max(all, dev) of every interface but the TUNs is the same after the steps", () => {
+    const rp = fc.integer({ min: 0, max: 2 });
+    const devices = fc.dictionary(fc.constantFrom("lo", "lan0", "lan1", "wan0", "tun0"), rp);
+    assertProperty(
+      fc.property(fc.record({ all: rp, default: rp, devices }), (state: RpFilterState) => {
+        const after: Record<string, number> = { ...state.devices, all: state.all, default: state.default };
+        for (const s of rpSteps({ ...iface, rpFilter: state })) {
+          const [k, v] = s.apply[3].split("=");
+          after[k.replaceAll("/", ".").split(".")[3]] = Number(v);
+        }
+        assert.equal(after.all, 0);
+        for (const dev of Object.keys(state.devices))
+          if (dev !== "tun0") assert.equal(after[dev], Math.max(state.all, state.devices[dev]), dev);
+        assert.equal(after.default, Math.max(state.all, state.default));
+      }),
+      200,
+    );
   });
 });
 
@@ -376,7 +536,7 @@ describe("apply and undo (with stand-in commands)", () => {
     await undoHostSetup(f.state);
   });
 
-  it("cleanLeftovers undoes the record of a dead process (pending steps too) and skips a live one", async () => {
+  it("cleanLeftovers undoes the record of a dead process (pending steps too) and refuses a live masq's", async () => {
     const f = fresh();
     assert.equal(await cleanLeftovers(f.state), undefined, "nothing to clean");
     const dead = spawnSync("true").pid!;
@@ -391,9 +551,18 @@ describe("apply and undo (with stand-in commands)", () => {
         { what: "b", undo: step(f.log, "b").undo, status: "pending" },
       ],
     });
-    // A live process that is not this one: pid 1.
-    writeFileSync(f.state, JSON.stringify(record(1)));
-    await assert.rejects(cleanLeftovers(f.state), /another masq \(pid 1\) is running/);
+    // A live masq that is not this one (its command line says masq).
+    const live = spawn("bash", ["-c", "exec -a masq sleep 30"], { stdio: "ignore" });
+    try {
+      await waitForCommandLine(live.pid!, "masq");
+      writeFileSync(f.state, JSON.stringify(record(live.pid!)));
+      await assert.rejects(
+        cleanLeftovers(f.state),
+        new RegExp(`another masq \\(pid ${live.pid}\\) is running`),
+      );
+    } finally {
+      live.kill("SIGKILL");
+    }
     writeFileSync(f.state, JSON.stringify(record(dead)));
     const warnings: string[] = [];
     const log = { info() {}, warn: (_o: object, msg?: string) => warnings.push(msg ?? "") };

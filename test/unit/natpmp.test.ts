@@ -237,6 +237,9 @@ describe("[portmap] configuration", () => {
       minLifetime: 1,
       maxLifetime: 7200,
       maxPerHost: 4,
+      maxMappings: 0,
+      requireNeighbour: true,
+      allowedHosts: [],
       thirdParty: true,
     });
   });

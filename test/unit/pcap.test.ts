@@ -29,7 +29,7 @@ import {
   PcapWriter,
 } from "../../src/io/pcap.ts";
 import { NatEngine } from "../../src/nat/engine.ts";
-import { checksum, fold, pseudoHeaderSum, writeU16 } from "../../src/packet/checksum.ts";
+import { fold, pseudoHeaderSum, writeU16 } from "../../src/packet/checksum.ts";
 import {
   ACK,
   checksumProblems,
@@ -39,6 +39,7 @@ import {
   ip,
   PSH,
   SYN,
+  splitFragments,
   tcp,
   u16,
   u32,
@@ -102,22 +103,6 @@ function sll(payload: Uint8Array, protocol = 0x0800): Uint8Array {
   writeU16(f, 14, protocol);
   f.set(payload, 16);
   return f;
-}
-
-/** Splits an unfragmented IPv4 packet into two fragments at L4 byte `at` (a multiple of 8). */
-function fragment(pkt: Uint8Array, at: number): [Uint8Array, Uint8Array] {
-  const hl = (pkt[0] & 15) << 2;
-  const make = (from: number, to: number, mf: boolean) => {
-    const f = new Uint8Array(hl + to - from);
-    f.set(pkt.subarray(0, hl), 0);
-    f.set(pkt.subarray(hl + from, hl + to), hl);
-    writeU16(f, 2, f.length);
-    writeU16(f, 6, (mf ? 0x2000 : 0) | (from >> 3));
-    writeU16(f, 10, 0);
-    writeU16(f, 10, checksum(f, 0, hl));
-    return f;
-  };
-  return [make(0, at, true), make(at, pkt.length - hl, false)];
 }
 
 function readAll(file: Uint8Array): { pkts: Uint8Array[]; ms: number[]; reader: PcapReader } {
@@ -199,7 +184,10 @@ function goldenScenario(): Rec[] {
   const outQuery = udp({ src: POOL, dst: WEB, sport: 61001, dport: 53, payload: 28, id: 1, ttl: 1 });
   at(icmpError({ from: "203.0.113.1", to: POOL, type: 11, code: 0, quoted: outQuery, quoteLen: 28 }));
   // A fragmented datagram, last fragment first: held, then released with the first.
-  const [f1, f2] = fragment(udp({ src: C, dst: WEB, sport: 61700, dport: 5000, payload: 40, id: 30 }), 24);
+  const [f1, f2] = splitFragments(
+    udp({ src: C, dst: WEB, sport: 61700, dport: 5000, payload: 40, id: 30 }),
+    24,
+  );
   at(f2);
   at(f1);
   // Drops, one of each kind the summary should name.

@@ -1,0 +1,95 @@
+// masq's two TUN devices, one per arrival side: the kernel gives a TUN reader only the IP
+// packet, so the device it came through is what tells the engine whether it arrived on an inside
+// interface or on the outside one. Opened, counted and closed together.
+import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { cpuMask } from "../host/index.ts";
+import type { TunDevice } from "../io/tun.ts";
+import { SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
+import type { DatapathPort } from "./datapath.ts";
+
+export class TunPair {
+  readonly inside: TunDevice;
+  readonly outside: TunDevice;
+
+  private constructor(inside: TunDevice, outside: TunDevice) {
+    this.inside = inside;
+    this.outside = outside;
+  }
+
+  /** Opens (creates) both devices; when the second fails, the first is closed again. */
+  static async open(names: { inside: string; outside: string }, vnetHdr: boolean): Promise<TunPair> {
+    const { TunDevice } = await import("../io/tun.ts");
+    const inside = TunDevice.open({ name: names.inside, vnetHdr });
+    try {
+      return new TunPair(inside, TunDevice.open({ name: names.outside, vnetHdr }));
+    } catch (err) {
+      inside.close();
+      throw err;
+    }
+  }
+
+  get devices(): TunDevice[] {
+    return [this.inside, this.outside];
+  }
+
+  /** The datapath's view: each device with its side. */
+  ports(): DatapathPort[] {
+    return [
+      { io: this.inside, side: SIDE_INSIDE },
+      { io: this.outside, side: SIDE_OUTSIDE },
+    ];
+  }
+
+  /**
+   * Each device's counters by name. With `sysfs` (this namespace's /sys), also the packets the
+   * kernel dropped because the device's queue was full (masq reading too slowly): the kernel
+   * counts them only, as the device's tx_dropped (its transmit is masq's receive).
+   */
+  counters(sysfs: boolean): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const d of this.devices) {
+      const file = `/sys/class/net/${d.name}/statistics/tx_dropped`;
+      out[d.name] = {
+        ...d.stats(),
+        ...(sysfs ? { kernelQueueDrops: Number(readFileSync(file, "utf8")) } : {}),
+      };
+    }
+    return out;
+  }
+
+  close(): void {
+    this.inside.close();
+    this.outside.close();
+  }
+}
+
+/** The devices' counters added up, counter by counter. */
+export function sumCounters(perDevice: Record<string, Record<string, number>>): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const counters of Object.values(perDevice))
+    for (const [k, v] of Object.entries(counters)) sum[k] = (sum[k] ?? 0) + v;
+  return sum;
+}
+
+/**
+ * The RPS mask for the TUNs: all CPUs, when asked for and useful (2 or more); `skipped` says why
+ * it cannot be set.
+ */
+export function rpsMaskFor(
+  rps: boolean,
+  tuns: readonly string[],
+  sysfsOurs: boolean,
+): string | undefined | { skipped: string } {
+  const n = availableParallelism();
+  if (!rps || n < 2) return undefined;
+  if (!sysfsOurs)
+    return {
+      skipped: "/sys shows another network namespace (mount sysfs in this one, as `ip netns exec` does)",
+    };
+  for (const tun of tuns) {
+    const file = `/sys/class/net/${tun}/queues/rx-0/rps_cpus`;
+    if (!existsSync(file)) return { skipped: `the kernel has no ${file}` };
+  }
+  return cpuMask(n);
+}
