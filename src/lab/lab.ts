@@ -15,6 +15,7 @@ import {
   type MasqMode,
   type MasqNetwork,
 } from "./netns.ts";
+import { udpAsk } from "./udp-ask.ts";
 
 export interface LabOptions {
   keep: boolean;
@@ -151,10 +152,7 @@ async function exerciseBox(net: MasqNetwork, box: InsideHost): Promise<StepResul
     ok: tr.code === 0 && hops.at(-1)?.endsWith(` ${target}`) === true,
     text: `traceroute: ${hops.join("  ") || oneLine(tr.stderr)}`,
   });
-  const udp = await lab.exec(box.ns, ["socat", "-T", "3", "-", `UDP:${target}:7`], {
-    input: `hello from ${box.name}\n`,
-    timeoutMs: 10_000,
-  });
+  const udp = await udpAsk(lab, box.ns, target, 7, `hello from ${box.name}`);
   out.push({
     ok: udp.code === 0 && udp.stdout.includes(net.publicAddr),
     text: `UDP: ${oneLine(udp.stdout || udp.stderr)}`,

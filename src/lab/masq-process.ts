@@ -25,6 +25,11 @@ export interface MasqProcessOptions {
   tun?: string;
 }
 
+/** masq's exit after SIGTERM: undoing its host setup is a few dozen `ip` commands. */
+const STOP_GRACE_MS = 30_000;
+/** Start-up to "masq ready": host setup, TUN, control socket; slow while the machine is busy. */
+const READY_TIMEOUT_MS = 60_000;
+
 export interface MasqProcess {
   proc: LabProcess;
   socket: string;
@@ -65,7 +70,7 @@ export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {})
   const socket = masqSocket(net);
   const argv = masqRunArgv(net, opts);
   const proc = net.lab.spawn(net.gate.ns, argv, { env: { ...process.env, MASQ_LOG_FORMAT: "json" } });
-  await proc.waitFor(/masq ready/, 15_000);
+  await proc.waitFor(/masq ready/, READY_TIMEOUT_MS);
   return {
     proc,
     socket,
@@ -77,7 +82,7 @@ export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {})
       return r.stdout;
     },
     async stop() {
-      await proc.kill("SIGTERM", 10_000);
+      await proc.kill("SIGTERM", STOP_GRACE_MS);
       return proc.exitCode;
     },
   };

@@ -85,7 +85,7 @@ export class LabProcess {
   }
 
   /** Wait until stdout or stderr matches `pattern`; rejects on exit or timeout. */
-  async waitFor(pattern: RegExp | string, timeoutMs = 5000): Promise<string> {
+  async waitFor(pattern: RegExp | string, timeoutMs = 15_000): Promise<string> {
     const matches = () => {
       const text = this.stdout + this.stderr;
       return typeof pattern === "string" ? text.includes(pattern) : pattern.test(text);
@@ -106,7 +106,10 @@ export class LabProcess {
     signalPid(this.pid, signal);
     if (!(await this.waitExit(graceMs))) {
       signalPid(this.pid, "SIGKILL");
-      await this.waitExit(2000);
+      // Generous: a killed masq exits only once the kernel has removed its TUN, which waits for
+      // the rtnl lock that other namespaces being deleted on a busy machine may hold for seconds;
+      // a new masq started before that finds the old TUN still there.
+      await this.waitExit(15_000);
     }
   }
 

@@ -13,15 +13,20 @@ import { after, before, describe, it } from "node:test";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
+import { waitListening, waitUntil } from "../../src/lab/wait.ts";
 import type { Filtering } from "../../src/nat/config.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
 const PY = "/usr/bin/python3";
 const SIZE = 6 * 1024 * 1024 + 12345;
+/**
+ * How long an expectation waits for its connection: short, so the lapse is seen, yet several
+ * times what the test does between a PORT command and the data connection on a busy machine.
+ */
+const EXPECT_TIMEOUT_SEC = 8;
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const cases: Array<{ mode: MasqMode; filtering: Filtering }> = [
   { mode: "interface", filtering: "address-port-dependent" },
@@ -70,7 +75,10 @@ for (const { mode, filtering } of cases.filter((c) => !only || only === `${c.mod
       const config = join(tmp, "masq.toml");
       // A fixed port seed: whether a rewrite changes the length also depends on how many digits
       // the allocated port has, and the counters test below wants every rewrite resized.
-      writeFileSync(config, "port_seed = 0\n[alg]\nexpect_timeout = 3\n[alg.ftp]\nports = [21, 2121]\n");
+      writeFileSync(
+        config,
+        `port_seed = 0\n[alg]\nexpect_timeout = ${EXPECT_TIMEOUT_SEC}\n[alg.ftp]\nports = [21, 2121]\n`,
+      );
       masq = await startMasq(net, { config, flags: ["--filtering", filtering] });
     });
 
@@ -133,7 +141,8 @@ for (const { mode, filtering } of cases.filter((c) => !only || only === `${c.mod
           },
         );
         assert.notEqual(active.code, 0, "active mode cannot work without the ALG");
-        assert.match(other.stderr, /foreign address/i);
+        // pyftpdlib logs the refusal just after sending it: wait for the line, not a snapshot.
+        await other.waitFor(/foreign address/i, 10_000);
         const passive = await net.lab.exec(
           box.ns,
           ["curl", "-sS", "--max-time", "30", "-o", "/dev/null", url],
@@ -184,13 +193,13 @@ for (const { mode, filtering } of cases.filter((c) => !only || only === `${c.mod
         "TCP-LISTEN:40001,reuseaddr",
         "STDOUT",
       ]);
-      await server.waitFor(/listening on/, 5000);
-      await dataListener.waitFor(/listening on/, 5000);
+      await server.waitFor(/listening on/, 10_000);
+      await dataListener.waitFor(/listening on/, 10_000);
       const client = net.lab.spawn(box.ns, ["socat", "-", `TCP:${net.inet.addr}:2121`], { stdin: true });
       try {
-        await sleep(300);
+        await server.waitFor(/accepting connection/, 10_000);
         client.child.stdin?.write("PORT 192,168,0,2,156,65\r\nPORT 192,168,0,2,156,66\r\n");
-        const seen = await server.waitFor(/PORT [\d,]+\r?\nPORT [\d,]+\r?\n/, 5000);
+        const seen = await server.waitFor(/PORT [\d,]+\r?\nPORT [\d,]+\r?\n/, 10_000);
         const ports = [...seen.matchAll(/PORT ([\d,]+)/g)].map((m) => m[1].split(",").map(Number));
         const pubParts = pub.split(".").map(Number);
         for (const p of ports) assert.deepEqual(p.slice(0, 4), pubParts, seen);
@@ -205,24 +214,27 @@ for (const { mode, filtering } of cases.filter((c) => !only || only === `${c.mod
         assert.equal(e1.outside.port, out1);
         assert.equal(e1.outside.addr, pub);
         assert.equal(e1.remote, net.inet.addr);
-        assert.ok(e1.expiresInSec !== null && e1.expiresInSec <= 3);
-        const text = await masq.cli(["conns"]);
-        assert.match(text, /ftp/);
+        assert.ok(e1.expiresInSec !== null && e1.expiresInSec <= EXPECT_TIMEOUT_SEC);
 
-        // The server's data connection to the announced port reaches the inside listener.
+        // The server's data connection to the announced port reaches the inside listener (before
+        // anything else: the expectation lives EXPECT_TIMEOUT_SEC from the PORT command).
         const d = await net.lab.exec(net.inet.ns, ["socat", "-u", "-", `TCP:${pub}:${out1}`], {
           input: "data through the expectation\n",
-          timeoutMs: 5000,
+          timeoutMs: 10_000,
         });
         assert.equal(d.code, 0, d.stderr);
-        await dataListener.waitFor(/data through the expectation/, 5000);
-        // The second expectation lapses after expect_timeout (3 s) and is gone from the listing.
-        await sleep(4500);
-        const later = JSON.parse(await masq.cli(["conns", "--json"])) as ConnsReply;
-        assert.equal(
-          (later.pins ?? []).filter((p) => p.origin === "ftp").length,
-          0,
-          JSON.stringify(later.pins),
+        await dataListener.waitFor(/data through the expectation/, 10_000);
+        // The second expectation is still waiting, and shown to people too.
+        assert.match(await masq.cli(["conns"]), /ftp/);
+        // It lapses after expect_timeout and is gone from the listing.
+        let later: ConnsReply["pins"] = [];
+        await waitUntil(
+          "the FTP expectations lapse",
+          async () => {
+            later = (JSON.parse(await masq.cli(["conns", "--json"])) as ConnsReply).pins ?? [];
+            return later.every((p) => p.origin !== "ftp");
+          },
+          { describe: () => JSON.stringify(later), intervalMs: 500 },
         );
         const late = await net.lab.exec(
           net.inet.ns,
@@ -290,7 +302,8 @@ describe("FTP ALG with vsftpd, interface mode, address-port-dependent filtering"
       ].join("\n"),
     );
     ftpd = net.lab.spawn(net.inet.ns, ["/usr/sbin/vsftpd", conf]);
-    await new Promise((r) => setTimeout(r, 500));
+    // vsftpd says nothing when it is ready: wait for its listening socket.
+    await waitListening(net.lab, net.inet.ns, "tcp", 21);
     assert.ok(ftpd.running, ftpd.stderr + ftpd.stdout);
     masq = await startMasq(net, { flags: ["--filtering", "address-port-dependent"] });
   });

@@ -36,12 +36,12 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     it("SETUP's client_port is rewritten to a pinned outside pair; RTP and RTCP from the server's own ports arrive", async () => {
       const server = net.lab.spawn(net.inet.ns, [PY, PEER, "server", net.inet.addr]);
       try {
-        await server.waitFor(/ready/, 5000);
+        await server.waitFor(/ready/, 15_000);
         const client = await net.lab.exec(net.inside[0].ns, [PY, PEER, "client", net.inet.addr, "5000"], {
-          timeoutMs: 20_000,
+          timeoutMs: 40_000,
         });
         assert.equal(client.code, 0, client.stdout + client.stderr + server.stderr);
-        await server.waitFor(/sent/, 5000);
+        await server.waitFor(/sent/, 15_000);
         assert.match(server.stdout, new RegExp(`peer ${net.publicAddr.replace(/\./g, "\\.")}\\n`));
         const t = /transport RTP\/AVP;unicast;client_port=(\d+)-(\d+)/.exec(server.stdout);
         assert.ok(t, server.stdout);

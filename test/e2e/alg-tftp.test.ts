@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import type { StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
+import { waitListening } from "../../src/lab/wait.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -54,7 +55,8 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         ]);
         servers.push(p);
       }
-      await new Promise((r) => setTimeout(r, 300));
+      // in.tftpd says nothing when it is ready: wait for its bound sockets.
+      for (const port of [69, 6969]) await waitListening(net.lab, net.inet.ns, "udp", port);
       for (const p of servers) assert.ok(p.running, p.stderr);
       masq = await startMasq(net, { flags: ["--filtering", "address-port-dependent"] });
     });

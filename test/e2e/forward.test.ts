@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ConnsReply, ForwardsReply } from "../../src/control/format.ts";
-import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { labScript, MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
+import { udpAsk } from "../../src/lab/udp-ask.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -37,11 +38,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       net.lab.exec(ns, ["curl", "-sS", "--max-time", String(maxTime), url], {
         timeoutMs: (maxTime + 5) * 1000,
       });
-    const udpAsk = (ns: string, port: number) =>
-      net.lab.exec(ns, ["socat", "-T", "3", "-", `UDP:${net.publicAddr}:${port}`], {
-        input: "knock\n",
-        timeoutMs: 10_000,
-      });
+    const knock = (ns: string, port: number) => udpAsk(net.lab, ns, net.publicAddr, port, "knock");
 
     before(async () => {
       tmp = mkdtempSync(join(tmpdir(), "masqfwd-e2e-"));
@@ -93,7 +90,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     });
 
     it("a UDP forward: the inside echo server answers the Internet host", async () => {
-      const r = await udpAsk(net.inet.ns, 5353);
+      const r = await knock(net.inet.ns, 5353);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`echo knock from ${net.inet.addr.replaceAll(".", "\\.")}:`));
     });
@@ -103,7 +100,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.equal(r.code, 0, r.stderr);
       // The server sees the public address as the peer (RFC 5382 REQ-8), not the inside one.
       assert.match(r.stdout, new RegExp(`you came from ${net.publicAddr.replaceAll(".", "\\.")}:`));
-      const u = await udpAsk(net.inside[2].ns, 5353);
+      const u = await knock(net.inside[2].ns, 5353);
       assert.equal(u.code, 0, u.stderr);
       assert.match(u.stdout, new RegExp(`echo knock from ${net.publicAddr.replaceAll(".", "\\.")}:`));
     });
@@ -134,7 +131,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.match(text, /9090.*192\.168\.0\.3:80.*runtime/);
       const bad = await net.lab.exec(net.gate.ns, [
         process.execPath,
-        join(process.cwd(), "bin", "masq.js"),
+        MASQ_BIN,
         "forward",
         "add",
         "9090/tcp",
@@ -154,7 +151,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
         const r = await curl(net.inet.ns, `http://${net.publicAddr}:${port}/`);
         assert.equal(r.code, 0, `port ${port}: ${r.stderr}`);
       }
-      assert.equal((await udpAsk(net.inet.ns, 5353)).code, 0);
+      assert.equal((await knock(net.inet.ns, 5353)).code, 0);
     });
 
     it("after a crash (SIGKILL) the next start cleans up and installs each rule exactly once", async () => {

@@ -7,11 +7,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { StatsReply } from "../../src/control/format.ts";
 import { PcapReader } from "../../src/io/pcap.ts";
 import { labScript, MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
+import { waitUntil } from "../../src/lab/wait.ts";
 
 const root = process.getuid?.() === 0;
 
@@ -20,6 +20,19 @@ function packets(path: string): string[] {
   const out: string[] = [];
   while (r.next()) out.push(Buffer.from(r.data.subarray(r.ipOff, r.ipOff + r.ipLen)).toString("hex"));
   return out;
+}
+
+/** Whole records in a capture tcpdump is still writing (0 before it has written its header). */
+function recordsSoFar(path: string): number {
+  let r: PcapReader;
+  try {
+    r = new PcapReader(readFileSync(path));
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  while (r.next()) n++;
+  return n;
 }
 
 for (const offload of [false, true]) {
@@ -79,7 +92,17 @@ for (const offload of [false, true]) {
             filter,
           ]),
         );
-      await sleep(1500);
+      // tcpdump says so once it captures.
+      for (const c of captures) await c.waitFor(/listening on any/, 15_000);
+      // The kernel counts what masq reads from its TUNs as the devices' tx and what it writes as
+      // their rx; the captures are complete when they hold as many packets as the kernel counted.
+      const stat = async (name: string) => {
+        let sum = 0;
+        for (const tun of tuns)
+          sum += Number(await net.lab.run(gw, ["cat", `/sys/class/net/${tun}/statistics/${name}`]));
+        return sum;
+      };
+      const [tx0, rx0] = [await stat("tx_packets"), await stat("rx_packets")];
       for (const box of net.inside) {
         await net.lab.exec(box.ns, ["ping", "-c", "2", "-i", "0.2", net.inet.addr], { timeoutMs: 10_000 });
         await net.lab.exec(
@@ -94,7 +117,28 @@ for (const offload of [false, true]) {
           timeoutMs: 5000,
         });
       }
-      await sleep(1000);
+      // Wait until the last packets (FIN exchanges that follow a client's exit) are through masq
+      // and both captures hold everything the kernel counted, unchanged over two looks: tcpdump
+      // gets packets from the kernel in blocks handed over up to a second late, and stopping it
+      // loses a block not handed over yet.
+      let last = "";
+      let seen = "";
+      await waitUntil(
+        "the captures hold every packet masq read and wrote",
+        async () => {
+          const now = [
+            (await stat("tx_packets")) - tx0,
+            recordsSoFar(input),
+            (await stat("rx_packets")) - rx0,
+            recordsSoFar(live),
+          ];
+          seen = `read ${now[0]}, captured ${now[1]}; written ${now[2]}, captured ${now[3]}`;
+          const settled = now[0] === now[1] && now[2] === now[3] && seen === last;
+          last = seen;
+          return settled;
+        },
+        { intervalMs: 300, describe: () => seen },
+      );
       // Ports are random per run (RFC 6056); the replay needs this run's seed to pick the same.
       const seed = (JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply).portSeed;
       assert.equal(typeof seed, "number");

@@ -3,6 +3,7 @@ import { AlgRegistry } from "../../src/alg/registry.ts";
 import { defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
 import { NatEngine, REPLY } from "../../src/nat/engine.ts";
 import { ACK, ip, PSH, tcp } from "../helpers/packets.ts";
+import { TEST_HASH_SEED } from "./engine-helpers.ts";
 
 export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51.100.2"): NatEngine {
   const e = new NatEngine(
@@ -11,6 +12,7 @@ export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51
       outside: [ip(publicAddr)],
       maxFlows: 1024,
       filtering: "address-port-dependent",
+      hashSeed: TEST_HASH_SEED,
       ...over,
     }),
   );

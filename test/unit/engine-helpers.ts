@@ -6,12 +6,20 @@ import { ACK, ip, SYN, tcp, u16 } from "../helpers/packets.ts";
 export const P = "198.51.100.2";
 export const REMOTE = "203.0.113.10";
 
+/**
+ * The hash tables' seed in unit tests. The default (0) draws a random one per table, so each run
+ * would lay the tables out differently and a layout-dependent fault would come and go; fixed, a
+ * failure replays. The fuzz tests draw the seed as part of their input instead.
+ */
+export const TEST_HASH_SEED = 0x5eed_1234;
+
 export function makeEngine(over: Partial<EngineConfig> = {}): NatEngine {
   return new NatEngine(
     defaultEngineConfig({
       inside: [{ addr: ip("192.168.0.0"), len: 24 }],
       outside: [ip(P)],
       maxFlows: 1024,
+      hashSeed: TEST_HASH_SEED,
       ...over,
     }),
   );

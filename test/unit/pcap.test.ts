@@ -45,6 +45,7 @@ import {
   u32,
   udp,
 } from "../helpers/packets.ts";
+import { TEST_HASH_SEED } from "./engine-helpers.ts";
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), "..", "golden");
 const UPDATE = process.env.UPDATE_GOLDEN === "1";
@@ -402,7 +403,7 @@ describe("pcap writer", () => {
 
 describe("memory BatchIo", () => {
   it("delivers queued packets in batches through the real datapath and keeps what is written", () => {
-    const engine = new NatEngine(replayConfig(GOLDEN_FLAGS).engine);
+    const engine = new NatEngine({ ...replayConfig(GOLDEN_FLAGS).engine, hashSeed: TEST_HASH_SEED });
     const io = new MemoryIo({ batchSize: 4, headerBytes: 0 });
     const dp = new Datapath(engine, io, () => 5000);
     dp.start();
