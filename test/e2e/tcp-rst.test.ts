@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
+import { waitListening } from "../../src/lab/wait.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -52,14 +53,7 @@ describe("TCP resets from the Internet side, interface mode", { skip }, () => {
     net = await buildMasqNetwork({ prefix: "masqrst", mode: "interface" });
     net.lab.spawn(net.inet.ns, ["socat", `TCP-LISTEN:${PORT},reuseaddr,fork`, "EXEC:cat"]);
     masq = await startMasq(net);
-    // Wait (bounded) until the echo server listens.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const r = await net.lab.exec(net.inet.ns, ["ss", "-Hltn", `sport = :${PORT}`]);
-      if (r.stdout.includes(`:${PORT}`)) break;
-      if (Date.now() > deadline) throw new Error("the echo server does not listen");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitListening(net.lab, net.inet.ns, "tcp", PORT);
     // -d: socat warns when the connection is reset.
     client = net.lab.spawn(net.inside[0].ns, ["socat", "-d", "-", `TCP:${net.inet.addr}:${PORT}`], {
       stdin: true,
