@@ -55,6 +55,8 @@ function writePacket(
   dst: number,
   dport: number,
   tcpFlags: number,
+  seq = 0,
+  ack = 0,
 ): void {
   b.fill(0, off, off + PKT);
   b[off] = 0x45;
@@ -71,25 +73,34 @@ function writePacket(
     writeU16(b, l4 + 4, PKT - 20);
     writeU16(b, l4 + 6, checksum(b, l4, PKT - 20, pseudoHeaderSum(src, dst, proto, PKT - 20)));
   } else {
+    writeU32(b, l4 + 4, seq);
+    writeU32(b, l4 + 8, ack);
     b[l4 + 12] = 0x50;
     b[l4 + 13] = tcpFlags;
+    writeU16(b, l4 + 14, 65535);
     writeU16(b, l4 + 16, checksum(b, l4, PKT - 20, pseudoHeaderSum(src, dst, proto, PKT - 20)));
   }
 }
 
-/** Creates `flows` flows (TCP ones established by a SYN out and a SYN-ACK in). */
+/** Initial sequence numbers of the benchmark's TCP connections (client, server). */
+const ISN_OUT = 0x10000000;
+const ISN_IN = 0x70000000;
+
+/** Creates `flows` flows (TCP ones established by a three-way handshake). */
 function populate(e: NatEngine, proto: number, flows: number): void {
   const b = new Uint8Array(PKT);
   for (let i = 0; i < flows; i++) {
     const t = tupleOf(i);
-    writePacket(b, 0, proto, t.src, t.sport, t.dst, t.dport, 0x02);
+    writePacket(b, 0, proto, t.src, t.sport, t.dst, t.dport, 0x02, ISN_OUT);
     if (e.process(b, 0, PKT, 1000) !== FORWARD)
       throw new Error(`populate: flow ${i} refused (reason ${e.lastDrop})`);
     if (proto === IPPROTO_TCP) {
       const op = (b[20] << 8) | b[21];
       const oa = ((b[12] << 24) | (b[13] << 16) | (b[14] << 8) | b[15]) >>> 0;
-      writePacket(b, 0, proto, t.dst, t.dport, oa, op, 0x12);
+      writePacket(b, 0, proto, t.dst, t.dport, oa, op, 0x12, ISN_IN, ISN_OUT + 1);
       if (e.process(b, 0, PKT, 1000) !== FORWARD) throw new Error("populate: SYN-ACK refused");
+      writePacket(b, 0, proto, t.src, t.sport, t.dst, t.dport, 0x10, ISN_OUT + 1, ISN_IN + 1);
+      if (e.process(b, 0, PKT, 1000) !== FORWARD) throw new Error("populate: ACK refused");
     }
   }
 }
@@ -109,7 +120,7 @@ function steady(proto: number, flows: number): number {
   for (let k = 0; k < N; k++) {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     const t = tupleOf(x % flows);
-    writePacket(pristine, k * PKT, proto, t.src, t.sport, t.dst, t.dport, 0x10);
+    writePacket(pristine, k * PKT, proto, t.src, t.sport, t.dst, t.dport, 0x10, ISN_OUT + 1, ISN_IN + 1);
   }
   const work = new Uint8Array(BATCH * PKT);
   const meta = new Uint32Array(BATCH * 2);

@@ -3,6 +3,7 @@
 // the length changes so far, the other direction's acknowledgements (and SACK edges, RFC 2018)
 // are shifted back, for the rest of the connection.
 import { adjustChecksum, diff32, readU16, readU32, writeU16, writeU32 } from "../packet/checksum.ts";
+import { TCP_OPT_SACK, tcpOptionAt } from "../packet/l4.ts";
 
 /** `a` is after `b` in sequence space (RFC 9293 modular comparison). */
 export function seqAfter(a: number, b: number): boolean {
@@ -81,22 +82,9 @@ function swapBytes32(v: number): number {
  */
 export function unmapAcks(b: Uint8Array, l4: number, doff: number, adj: SeqAdj, partial: boolean): void {
   if ((b[l4 + 13] & 0x10) !== 0) setTcpWord(b, l4, l4 + 8, adj.unmapAck(readU32(b, l4 + 8)), partial);
-  const end = l4 + doff;
-  let i = l4 + 20;
-  while (i < end) {
-    const kind = b[i];
-    if (kind === 0) break;
-    if (kind === 1) {
-      i++;
-      continue;
-    }
-    if (i + 1 >= end) break;
-    const len = b[i + 1];
-    if (len < 2 || i + len > end) break;
-    if (kind === 5) {
-      for (let e = i + 2; e + 4 <= i + len; e += 4)
-        setTcpWord(b, l4, e, adj.unmapAck(readU32(b, e)), partial);
-    }
-    i += len;
-  }
+  // One SACK option per segment (RFC 2018 §3).
+  const at = tcpOptionAt(b, l4, doff, TCP_OPT_SACK);
+  if (at < 0) return;
+  for (let e = at + 2; e + 4 <= at + b[at + 1]; e += 4)
+    setTcpWord(b, l4, e, adj.unmapAck(readU32(b, e)), partial);
 }

@@ -183,6 +183,11 @@ export function replayBytes(
       writer.write(p, 0, p.length, tsSec, tsUsec);
       released++;
     }
+    // RFC 5382 REQ-4 answers (when configured) that came due on the capture's clock.
+    for (let p = engine.takeAnswer(); p !== undefined; p = engine.takeAnswer()) {
+      writer.write(p, 0, p.length, tsSec, tsUsec);
+      replies++;
+    }
   }
   const stats = engine.stats();
   const c = stats.counters;

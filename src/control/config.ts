@@ -12,6 +12,7 @@ import {
   DEFAULT_TIMEOUTS,
   type Filtering,
   type Timeouts,
+  type UnsolicitedSyn,
 } from "../nat/config.ts";
 import type { FirewallRule } from "../policy/rules.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
@@ -30,12 +31,19 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ["json", "text"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
-/** RFC minimums a configuration may only undercut with `allow_short_timeouts` (tests, labs). */
+export const UNSOLICITED_SYN: readonly UnsolicitedSyn[] = ["drop", "port-unreachable"];
+
+/** Minimums a configuration may only undercut with `allow_short_timeouts` (tests, labs). */
 export const MIN_TIMEOUTS = {
   /** RFC 5382 REQ-5. */
   tcp_established: 7440,
   /** RFC 5382 REQ-5 (transitory: 4 min). */
   tcp_transitory: 240,
+  /**
+   * RFC 7857 §2.2 lets partially open connections go sooner than the transitory 4 min, but a
+   * handshake must survive its retransmissions: the server's SYN-ACK after 1, 3, 7 and 15 s.
+   */
+  tcp_half_open: 30,
   /** RFC 4787 REQ-5. */
   udp: 120,
   /** RFC 5508 REQ-1. */
@@ -68,10 +76,14 @@ export interface RunConfig {
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
   portSeed?: number;
+  /** An unsolicited inbound SYN: dropped, or answered after 6 s (RFC 5382 REQ-4). */
+  unsolicitedSyn: UnsolicitedSyn;
   timeouts: Timeouts;
   limits: {
     maxFlows: number;
     maxFlowsPerHost: number;
+    /** Inbound half-open TCP connections in all; undefined: a quarter of maxFlows. */
+    maxHalfOpen?: number;
     /** Outside ports one inside host may hold per protocol; 0: the default share of the range. */
     maxPortsPerHost: number;
     maxHosts: number;
@@ -115,6 +127,7 @@ export function defaultRunConfig(): RunConfig {
     rps: true,
     datapathCpu: "auto",
     portParity: false,
+    unsolicitedSyn: "drop",
     timeouts: { ...DEFAULT_TIMEOUTS },
     limits: {
       maxFlows: 262_144,
@@ -222,11 +235,13 @@ const fileSchema = v.strictObject({
   port_seed: v.optional(
     v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
   ),
+  unsolicited_syn: v.optional(v.picklist(UNSOLICITED_SYN, `must be one of ${UNSOLICITED_SYN.join(", ")}`)),
   timeouts: v.optional(
     v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
       tcp_established: v.optional(flowTimeout),
       tcp_transitory: v.optional(flowTimeout),
+      tcp_half_open: v.optional(flowTimeout),
       tcp_closed: v.optional(flowTimeout),
       udp: v.optional(flowTimeout),
       icmp: v.optional(flowTimeout),
@@ -237,6 +252,7 @@ const fileSchema = v.strictObject({
     v.strictObject({
       max_flows: v.optional(flowCount(16)),
       max_flows_per_host: v.optional(flowCount(1)),
+      max_half_open: v.optional(flowCount(1)),
       max_ports_per_host: v.optional(
         v.pipe(
           v.number(),
@@ -378,12 +394,14 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
+    if (f.unsolicited_syn !== undefined) c.unsolicitedSyn = f.unsolicited_syn;
     const t = f.timeouts;
     if (t) {
       allowShort = t.allow_short_timeouts ?? false;
       const T = c.timeouts;
       if (t.tcp_established !== undefined) T.tcpEstablishedSec = t.tcp_established;
       if (t.tcp_transitory !== undefined) T.tcpTransitorySec = t.tcp_transitory;
+      if (t.tcp_half_open !== undefined) T.tcpHalfOpenSec = t.tcp_half_open;
       if (t.tcp_closed !== undefined) T.tcpClosedSec = t.tcp_closed;
       if (t.udp !== undefined) T.udpSec = t.udp;
       if (t.icmp !== undefined) T.icmpSec = t.icmp;
@@ -394,6 +412,14 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (l) {
       if (l.max_flows !== undefined) c.limits.maxFlows = l.max_flows;
       if (l.max_flows_per_host !== undefined) c.limits.maxFlowsPerHost = l.max_flows_per_host;
+      if (l.max_half_open !== undefined) {
+        if (l.max_half_open > c.limits.maxFlows)
+          throw new ConfigError(
+            `${src}: limits.max_half_open`,
+            `${l.max_half_open} is above limits.max_flows (${c.limits.maxFlows})`,
+          );
+        c.limits.maxHalfOpen = l.max_half_open;
+      }
       if (l.max_ports_per_host !== undefined) c.limits.maxPortsPerHost = l.max_ports_per_host;
       if (l.max_hosts !== undefined) c.limits.maxHosts = l.max_hosts;
       if (l.fragment_buffer_bytes !== undefined) c.limits.fragmentBufferBytes = l.fragment_buffer_bytes;
@@ -607,7 +633,7 @@ function checkTimeoutMinimums(t: NonNullable<FileConfig["timeouts"]>, src: strin
     if (value !== undefined && value < MIN_TIMEOUTS[key])
       throw new ConfigError(
         `${src}: timeouts.${key}`,
-        `${value} s is below the RFC minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
+        `${value} s is below the ${key === "tcp_half_open" ? "" : "RFC "}minimum of ${MIN_TIMEOUTS[key]} s (set timeouts.allow_short_timeouts = true for tests)`,
       );
   }
 }

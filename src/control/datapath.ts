@@ -4,7 +4,7 @@
 // outside), which the engine is told with every packet. Nothing here allocates per packet.
 import { performance } from "node:perf_hooks";
 import type { BatchIo } from "../io/batch-io.ts";
-import { DROP, FORWARD, type NatEngine, REPLY, SIDE_BY_ADDRESS } from "../nat/engine.ts";
+import { DROP, FORWARD, type NatEngine, REPLY, SIDE_BY_ADDRESS, SIDE_OUTSIDE } from "../nat/engine.ts";
 
 /** virtio_net_hdr flags: the L4 checksum is partial (pseudo-header only), finished by the kernel. */
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
@@ -27,6 +27,8 @@ export interface DatapathPort {
 export class Datapath {
   private readonly engine: NatEngine;
   private readonly ports: readonly DatapathPort[];
+  /** Where packets the engine makes for outside hosts go (the only device when there is one). */
+  private readonly outside: DatapathPort;
   private readonly clock: () => number;
   private readonly ipMeta = new Uint32Array(MAX_BATCH * 2);
   private readonly outMeta = new Uint32Array(MAX_BATCH * 2);
@@ -43,13 +45,18 @@ export class Datapath {
   ) {
     this.engine = engine;
     this.ports = Array.isArray(io) ? io : [{ io: io as BatchIo, side: SIDE_BY_ADDRESS }];
+    this.outside = this.ports.find((p) => p.side === SIDE_OUTSIDE) ?? this.ports[0];
     this.clock = clock;
   }
 
   start(): void {
     for (const port of this.ports) port.io.start((buf, meta, count) => this.onBatch(port, buf, meta, count));
-    // Flows expire even when no packet comes to move the engine's clock.
-    this.timer = setInterval(() => this.engine.tick(this.clock()), 1000);
+    // Flows expire even when no packet comes to move the engine's clock; what the engine sends on
+    // its own clock (RFC 5382 REQ-4 answers, due 6 s after their SYN) goes out then too.
+    this.timer = setInterval(() => {
+      this.engine.tick(this.clock());
+      this.sendAnswers();
+    }, 1000);
     this.timer.unref();
   }
 
@@ -98,6 +105,14 @@ export class Datapath {
     }
     // Fragments released by this batch: they arrived on this device, held until their first.
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(io, p, p.length);
+    this.sendAnswers();
+  }
+
+  /** RFC 5382 REQ-4 answers that came due: to outside hosts, so out of the outside device. */
+  private sendAnswers(): void {
+    const io = this.outside.io;
+    for (let p = this.engine.takeAnswer(); p !== undefined; p = this.engine.takeAnswer())
+      this.send(io, p, p.length);
   }
 
   /** Writes the `count` forwarded packets gathered in outMeta as one batch. */

@@ -29,6 +29,8 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     timeouts: cfg.timeouts,
     maxFlows: cfg.limits.maxFlows,
     maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
+    ...(cfg.limits.maxHalfOpen !== undefined ? { maxHalfOpen: cfg.limits.maxHalfOpen } : {}),
+    unsolicitedSyn: cfg.unsolicitedSyn,
     maxPortsPerHost: cfg.limits.maxPortsPerHost,
     maxHosts: cfg.limits.maxHosts,
     maxHeldFragmentBytes: cfg.limits.fragmentBufferBytes,

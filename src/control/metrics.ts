@@ -95,6 +95,7 @@ export function createMetrics(source: MetricsSource): Registry {
   });
   const tables: Array<[string, string, (s: EngineStats) => number]> = [
     ["masq_flows", "Active flows", (s) => s.flows],
+    ["masq_tcp_half_open", "Inbound TCP flows that have not completed their handshake", (s) => s.halfOpen],
     ["masq_mappings", "Active endpoint mappings", (s) => s.mappings],
     ["masq_hosts", "Inside hosts with flows", (s) => s.hosts],
     ["masq_held_fragments", "Fragments held for their first fragment", (s) => s.heldFragments],

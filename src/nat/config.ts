@@ -12,6 +12,8 @@ export type TtlMode =
   /** Leave the TTL alone. */
   | "preserve";
 
+export type UnsolicitedSyn = "drop" | "port-unreachable";
+
 export interface PortRange {
   first: number;
   last: number;
@@ -22,7 +24,12 @@ export interface Timeouts {
   tcpEstablishedSec: number;
   /** RFC 5382 REQ-5: partially open or closing connections, 4 min. */
   tcpTransitorySec: number;
-  /** After an RST: kept briefly so late segments still translate. */
+  /**
+   * Inbound connections that have not completed their handshake (a SYN flood's). RFC 7857 §2.2
+   * lets this be shorter than the transitory 4 min; netfilter keeps them 60 s (SYN_RECV).
+   */
+  tcpHalfOpenSec: number;
+  /** After a valid RST: RFC 7857 §2.2, 4 min, so late segments still translate. */
   tcpClosedSec: number;
   /** RFC 4787 REQ-5: at least 2 min, default 5 min. */
   udpSec: number;
@@ -49,8 +56,19 @@ export interface EngineConfig {
   maxFlows: number;
   /** Endpoint mappings (inside address:port -> outside address:port); default maxFlows / 2. */
   maxMappings: number;
-  /** Per inside host (RFC 6888 REQ-4). */
+  /** Per inside host (RFC 6888 REQ-4); inbound half-open TCP connections are not counted. */
   maxFlowsPerHost: number;
+  /**
+   * Inbound TCP connections that have not completed their handshake, all hosts together; at the
+   * cap the oldest is evicted (src/nat/half-open.ts). Default a quarter of maxFlows.
+   */
+  maxHalfOpen: number;
+  /**
+   * An unsolicited inbound SYN: dropped silently, or answered after 6 s with ICMP port
+   * unreachable (RFC 5382 REQ-4). Silence is the default: a gateway that answers scans tells
+   * the scanner it is there (REQ-4a allows it).
+   */
+  unsolicitedSyn: UnsolicitedSyn;
   /**
    * Outside ports (mappings) one inside host may hold per protocol (RFC 6888 REQ-4); 0: each
    * protocol's default share of its range (src/nat/port-quota.ts, a quarter, at least 64).
@@ -122,7 +140,8 @@ export const DEFAULT_FRAGMENT_BUFFER_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_TIMEOUTS: Timeouts = {
   tcpEstablishedSec: 7440,
   tcpTransitorySec: 240,
-  tcpClosedSec: 10,
+  tcpHalfOpenSec: 60,
+  tcpClosedSec: 240,
   udpSec: 300,
   icmpSec: 60,
   fragmentSec: 30,
@@ -140,6 +159,8 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxFlows,
     maxMappings: Math.max(1024, Math.ceil(maxFlows / 2)),
     maxFlowsPerHost: 8192,
+    maxHalfOpen: Math.max(1, Math.floor(maxFlows / 4)),
+    unsolicitedSyn: "drop",
     maxPortsPerHost: 0,
     maxHosts: 4096,
     maxHeldFragmentBytes: DEFAULT_FRAGMENT_BUFFER_BYTES,

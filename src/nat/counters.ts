@@ -127,6 +127,12 @@ export const C_HALF_OPEN_EVICTED = EVENTS2_BASE;
 export const C_TCP_HANDSHAKES = EVENTS2_BASE + 1;
 /** ICMP host-unreachable or TCP RST answers to inside hosts whose new flow found no port. */
 export const C_EXHAUSTION_REPLIES = EVENTS2_BASE + 2;
+/** ICMP port unreachable sent 6 s after an unsolicited inbound SYN (RFC 5382 REQ-4, when on). */
+export const C_UNSOLICITED_SYN_REPLIES = EVENTS2_BASE + 3;
+/** Unsolicited SYNs left unanswered because the inside host sent its own SYN (simultaneous open). */
+export const C_UNSOLICITED_SYN_SIMULTANEOUS = EVENTS2_BASE + 4;
+/** Unsolicited SYNs left unanswered: the bounded table had no room (or IP options). */
+export const C_UNSOLICITED_SYN_UNANSWERED = EVENTS2_BASE + 5;
 
 /** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
 export const COUNTER_SLOTS = 192;
@@ -166,6 +172,9 @@ const EVENT_NAMES: Record<number, string> = {
   [C_HALF_OPEN_EVICTED]: "half_open_evicted",
   [C_TCP_HANDSHAKES]: "tcp_handshakes_completed",
   [C_EXHAUSTION_REPLIES]: "exhaustion_replies",
+  [C_UNSOLICITED_SYN_REPLIES]: "unsolicited_syn_replies",
+  [C_UNSOLICITED_SYN_SIMULTANEOUS]: "unsolicited_syn_simultaneous_opens",
+  [C_UNSOLICITED_SYN_UNANSWERED]: "unsolicited_syn_unanswered",
 };
 
 const DROP_NAMES: Record<number, string> = {

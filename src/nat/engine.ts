@@ -11,7 +11,6 @@ import {
   ICMP_TIME_EXCEEDED,
   icmpIsError,
   TCP_ACK,
-  TCP_FIN,
   TCP_RST,
   TCP_SYN,
 } from "../packet/l4.ts";
@@ -41,18 +40,10 @@ import {
   FlowTable,
   NO_FLOW,
   ORIGIN_INBOUND,
-  SEEN_FIN_IN,
-  SEEN_FIN_OUT,
-  SEEN_SYN_IN,
-  SEEN_SYN_OUT,
   STATE_CLOSED,
   STATE_ESTABLISHED,
-  STATE_FIN_WAIT,
   STATE_MASK,
   STATE_NAMES,
-  STATE_SYN_RECEIVED,
-  STATE_SYN_SENT,
-  STATE_TIME_WAIT,
 } from "./flow-table.ts";
 import {
   CLASS_INSIDE,
@@ -63,6 +54,7 @@ import {
   HOLD_OK,
   HOLD_SOURCE_BUDGET,
 } from "./fragments.ts";
+import { HalfOpenQueue } from "./half-open.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
 import {
   buildEchoReply,
@@ -86,7 +78,9 @@ import { NO_PORT, PortAllocator } from "./port-allocator.ts";
 import { PortQuota } from "./port-quota.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
+import { TCP_HANDSHAKE_DONE, TCP_RST_OUT_OF_WINDOW, TCP_WORDS, TcpTracker } from "./tcp-state.ts";
 import { TimerWheel } from "./timer-wheel.ts";
+import { UnsolicitedSyns } from "./unsolicited-syn.ts";
 import { type EngineStats, FlowFields, type FlowView, type PinView, type Protocol } from "./view.ts";
 
 /** Slots of a probe run the prefetch follows looking for a key's own slot. */
@@ -119,6 +113,15 @@ const FILTER_APDF = 2;
 
 /** Records visited per timer-wheel call, so expiry never stalls the packet loop. */
 const EXPIRY_BUDGET = 4096;
+/**
+ * An inbound half-open connection is evicted to make room for another only after it has had this
+ * long to complete its handshake (the client's round trip, or the server's first SYN-ACK
+ * retransmission at 1 s). Without it a fast enough flood evicts every half-open connection before
+ * its ACK can come back, and none completes; with it, a flood of R SYN/s against a cap of C lets
+ * C/s through, each sure to be kept a second. A new flow that finds the flow table full evicts
+ * regardless of age: an inside host's own flow comes before an unfinished inbound handshake.
+ */
+const HALF_OPEN_MIN_AGE_MS = 1000;
 
 export class NatEngine {
   readonly config: EngineConfig;
@@ -130,6 +133,13 @@ export class NatEngine {
   readonly portQuota: PortQuota;
   private readonly answers: ExhaustionAnswers;
   private readonly wheel: TimerWheel;
+  /** Sequence state of TCP flows, and the handshake and close (src/nat/tcp-state.ts). */
+  private readonly tcp: TcpTracker;
+  /** Inbound TCP flows that have not completed their handshake, oldest first. */
+  private readonly halfOpen: HalfOpenQueue;
+  private readonly maxHalfOpen: number;
+  /** RFC 5382 REQ-4 answers to unsolicited SYNs; null when they are off (the default). */
+  private readonly unsolicitedSyns: UnsolicitedSyns | null;
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
   private readonly fragments: FragmentTracker;
@@ -150,6 +160,7 @@ export class NatEngine {
   private readonly tEstablished: number;
   private readonly tTransitory: number;
   private readonly tClosed: number;
+  private readonly tHalfOpen: number;
   private readonly tUdp: number;
   private readonly tIcmp: number;
   private readonly embedded = new Embedded();
@@ -206,6 +217,13 @@ export class NatEngine {
     this.answers = new ExhaustionAnswers(this.hostTable);
     this.pins = new PinRegistry(config.maxMappings);
     this.wheel = new TimerWheel(8192, config.maxFlows);
+    this.tcp = new TcpTracker(this.flowTable, allocate);
+    this.halfOpen = new HalfOpenQueue(config.maxFlows);
+    this.maxHalfOpen = config.maxHalfOpen;
+    this.unsolicitedSyns =
+      config.unsolicitedSyn === "port-unreachable"
+        ? new UnsolicitedSyns(config.hashSeed, this.counters)
+        : null;
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
@@ -237,6 +255,7 @@ export class NatEngine {
     this.tEstablished = t.tcpEstablishedSec;
     this.tTransitory = t.tcpTransitorySec;
     this.tClosed = t.tcpClosedSec;
+    this.tHalfOpen = t.tcpHalfOpenSec;
     this.tUdp = t.udpSec;
     this.tIcmp = t.icmpSec;
     this.dueFn = (f) => this.due(f);
@@ -370,9 +389,9 @@ export class NatEngine {
         ((buf[off + 16] << 24) | (buf[off + 17] << 16) | (buf[off + 18] << 8) | buf[off + 19]) >>> 0;
       const sport = (buf[off + 20] << 8) | buf[off + 21];
       const dport = (buf[off + 22] << 8) | buf[off + 23];
-      // Inside keys have odd references, outside keys even ones (FlowTable.link).
+      // Inside keys have odd references, outside keys even ones (FlowTable.link); bit 1: TCP.
       const inside = this.isInside(src);
-      sides[k] = inside ? 1 : 0;
+      sides[k] = (inside ? 1 : 0) | (proto === IPPROTO_TCP ? 2 : 0);
       hs[k] = inside
         ? ft.insideHash(proto, src, sport, dst, dport)
         : ft.outsideHash(proto, dst, dport, src, sport);
@@ -395,12 +414,12 @@ export class NatEngine {
       let i = h & mask;
       let ref = slots[2 * i + 1];
       for (let probes = 0; ref !== 0 && probes < PREFETCH_PROBES; probes++) {
-        if (slots[2 * i] === h && (ref & 1) === sides[k]) break;
+        if (slots[2 * i] === h && (ref & 1) === (sides[k] & 1)) break;
         i = (i + 1) & mask;
         ref = slots[2 * i + 1];
       }
       if (ref !== 0) found[k] = (ref - 1) >>> 1;
-      else if (sides[k] === 1) {
+      else if ((sides[k] & 1) === 1) {
         // No flow yet: most likely a new one, which looks up its inside endpoint's mapping next.
         // Touch that slot now so the miss overlaps with the others.
         const off = meta[2 * k];
@@ -410,9 +429,13 @@ export class NatEngine {
         acc += mslots[((hm & mmask) << 1) + 1];
       }
     }
+    // A TCP flow's sequence record is a line of its own (tcp-state.ts): load it with the record.
+    const tw = this.tcp.words;
     for (let k = 0; k < n; k++) {
       const f = found[k];
-      if (f !== NO_FLOW) acc += u[f * FLOW_WORDS];
+      if (f === NO_FLOW) continue;
+      acc += u[f * FLOW_WORDS];
+      if ((sides[k] & 2) !== 0) acc += tw[f * TCP_WORDS];
     }
     this.prefetchSink = acc;
   }
@@ -427,6 +450,14 @@ export class NatEngine {
 
   get pendingCount(): number {
     return this.fragments.store.pendingCount;
+  }
+
+  /**
+   * Packets the engine made on its own clock for outside hosts: RFC 5382 REQ-4 answers to
+   * unsolicited SYNs (ICMP port unreachable, 6 s after the SYN). Undefined when none waits.
+   */
+  takeAnswer(): Uint8Array | undefined {
+    return this.unsolicitedSyns?.take();
   }
 
   /** Advances the clock and expires flows; call about once a second when no packets flow. */
@@ -445,6 +476,8 @@ export class NatEngine {
         this.unpin(p.id);
         this.counters[C.C_PINS_EXPIRED]++;
       }
+    // Checked once a second, so an answer goes out 6 to 7 s after its SYN.
+    if (this.unsolicitedSyns !== null) this.unsolicitedSyns.expire(this.nowMs);
     const timedOut = this.fragments.expire(sec);
     if (timedOut > 0) {
       this.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
@@ -525,9 +558,14 @@ export class NatEngine {
       }
       const base = f * FLOW_WORDS;
       const u = this.flowTable.u32;
+      if (proto === IPPROTO_TCP) {
+        const t = this.tcp.segment(f, b, l4, total - hl, true, u[base + F_ALG] !== 0 ? this.alg : null);
+        if (t !== 0 && this.tcpEvent(f, t) === DROP) return DROP;
+        // RFC 5382 REQ-4: the inside host's own SYN for a connection an unsolicited SYN asked for.
+        if (this.unsolicitedSyns !== null && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN)
+          this.unsolicitedSyns.cancel(dst, dport, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
+      }
       this.touch(f, total, true);
-      if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) !== 0)
-        this.tcpTransition(f, flags, true);
       rewriteEndpoint(
         b,
         off,
@@ -626,7 +664,7 @@ export class NatEngine {
     remPort: number,
   ): number {
     const ft = this.flowTable;
-    if (ft.count >= ft.capacity) return -C.D_FLOW_TABLE_FULL;
+    if (ft.count >= ft.capacity && !this.evictHalfOpen(0)) return -C.D_FLOW_TABLE_FULL;
     const ht = this.hostTable;
     const host = ht.find(inAddr);
     if (host !== NO_HOST && ht.flows[host] >= this.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
@@ -782,11 +820,11 @@ export class NatEngine {
           // (and not forwarded) are the gateway's own traffic and go back to its stack untouched.
           if (this.interfaceMode && !hairpin && !this.portsFor(proto).inRange(dport))
             return this.passthrough();
-          return this.drop(C.D_NO_MAPPING);
+          return this.unsolicited(b, off, hairpin, C.D_NO_MAPPING);
         }
         // A pin (forward, PCP mapping, ALG expectation) admits whatever the filtering mode.
         const pin = this.pins.count[m] !== 0 ? this.pins.admitting(m, src) : undefined;
-        if (pin === undefined && !this.admits(m, src)) return this.drop(C.D_FILTERED);
+        if (pin === undefined && !this.admits(m, src)) return this.unsolicited(b, off, hairpin, C.D_FILTERED);
         if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
           return this.drop(C.D_TCP_NO_FLOW);
         if (this.firewall !== null) {
@@ -797,15 +835,23 @@ export class NatEngine {
           if (v >= 0) return v;
         }
         if (this.globalRate !== null && !this.globalRate.take(this.nowMs)) return this.drop(C.D_RATE_LIMIT);
+        if (proto === IPPROTO_TCP) {
+          const v = this.roomForHalfOpen(proto, dst, dport, m);
+          if (v >= 0) return v;
+        }
         f = this.addFlow(m, proto, src, sport, ORIGIN_INBOUND);
         if (f < 0) return this.drop(-f);
+        if (proto === IPPROTO_TCP) this.countHalfOpen(f);
         if (pin?.oneShot) this.unpin(pin.id);
       }
       const u = this.flowTable.u32;
       const base = f * FLOW_WORDS;
+      if (proto === IPPROTO_TCP) {
+        const alg = u[base + F_ALG] !== 0 && !hairpin ? this.alg : null;
+        const t = this.tcp.segment(f, b, l4, total - hl, false, alg);
+        if (t !== 0 && this.tcpEvent(f, t) === DROP) return DROP;
+      }
       this.touch(f, total, false);
-      if (proto === IPPROTO_TCP && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) !== 0)
-        this.tcpTransition(f, flags, false);
       rewriteEndpoint(
         b,
         off,
@@ -1027,48 +1073,75 @@ export class NatEngine {
   }
 
   /**
-   * TCP tracking (RFC 5382): SYNs seen both ways make a connection established (this covers
-   * simultaneous open, REQ-2); a FIN makes it transitory, FINs both ways time-wait, an RST
-   * closes it. Segments are never dropped for their state: only the timeout changes.
+   * What the TCP tracker's verdict on a segment means for the flow (see tcp-state.ts): a reset
+   * outside the window is dropped; a completed handshake makes an inbound half-open connection
+   * one of the inside host's flows; a new state moves the timer. DROP or FORWARD.
    */
-  private tcpTransition(f: number, flags: number, out: boolean): void {
+  private tcpEvent(f: number, t: number): number {
+    if ((t & TCP_RST_OUT_OF_WINDOW) !== 0) return this.drop(C.D_TCP_RST_OUT_OF_WINDOW);
+    if ((t & TCP_HANDSHAKE_DONE) !== 0) {
+      this.counters[C.C_TCP_HANDSHAKES]++;
+      if (this.halfOpen.remove(f))
+        this.hostTable.promoteHalfOpen(this.flowTable.u32[f * FLOW_WORDS + F_IN_ADDR]);
+    }
+    // The timeout changed: move the timer now so a closed connection frees its port on time.
+    this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
+    return FORWARD;
+  }
+
+  /**
+   * Room for one more inbound half-open connection (a SYN to mapping m, at dst:dport): under the
+   * cap, or by evicting the oldest half-open one (never an established connection). -1 to go
+   * ahead, else the DROP verdict.
+   */
+  private roomForHalfOpen(proto: number, dst: number, dport: number, m: number): number {
     const ft = this.flowTable;
-    let sb = ft.stateByte(f);
-    const before = sb & STATE_MASK;
-    if (flags & TCP_RST) {
-      sb = (sb & ~STATE_MASK) | STATE_CLOSED;
-    } else {
-      if (
-        (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN &&
-        (before === STATE_TIME_WAIT || before === STATE_CLOSED)
-      ) {
-        // A new connection reusing the 4-tuple starts over.
-        sb &= ORIGIN_INBOUND;
-      }
-      if (flags & TCP_SYN) sb |= out ? SEEN_SYN_OUT : SEEN_SYN_IN;
-      if (flags & TCP_FIN) sb |= out ? SEEN_FIN_OUT : SEEN_FIN_IN;
-      let st: number;
-      if ((sb & SEEN_FIN_OUT) !== 0 && (sb & SEEN_FIN_IN) !== 0) st = STATE_TIME_WAIT;
-      else if ((sb & (SEEN_FIN_OUT | SEEN_FIN_IN)) !== 0) st = STATE_FIN_WAIT;
-      else if ((sb & SEEN_SYN_OUT) !== 0 && (sb & SEEN_SYN_IN) !== 0) st = STATE_ESTABLISHED;
-      else if ((sb & SEEN_SYN_OUT) !== 0) st = STATE_SYN_SENT;
-      else st = STATE_SYN_RECEIVED;
-      if (before === STATE_CLOSED && (flags & TCP_SYN) === 0) st = STATE_CLOSED;
-      sb = (sb & ~STATE_MASK) | st;
-    }
-    ft.setStateByte(f, sb);
-    if ((sb & STATE_MASK) !== before) {
-      // The timeout changed: move the timer now so a closed connection frees its port on time.
-      this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
-    }
+    if (this.halfOpen.count >= this.maxHalfOpen) {
+      if (!this.evictHalfOpen(HALF_OPEN_MIN_AGE_MS)) return this.drop(C.D_HALF_OPEN_LIMIT);
+    } else if (ft.count >= ft.capacity && !this.evictHalfOpen(0)) return this.drop(C.D_FLOW_TABLE_FULL);
+    // The evicted flow may have been the last of m's, and m gone with it.
+    if (this.mappingTable.lookupOutside(proto, dst, dport) !== m) return this.drop(C.D_NO_MAPPING);
+    return -1;
+  }
+
+  /** Flow f was just admitted by an inbound SYN: a half-open connection, not the host's own flow. */
+  private countHalfOpen(f: number): void {
+    const host = this.hostTable.find(this.flowTable.u32[f * FLOW_WORDS + F_IN_ADDR]);
+    this.hostTable.countAsHalfOpen(host);
+    this.halfOpen.push(f, this.nowMs);
+  }
+
+  /** Evicts the oldest inbound half-open flow if it is at least `minAgeMs` old; false if none is. */
+  private evictHalfOpen(minAgeMs: number): boolean {
+    const f = this.halfOpen.oldest();
+    if (f < 0 || this.halfOpen.ageMs(f, this.nowMs) < minAgeMs) return false;
+    this.wheel.unschedule(f);
+    this.expireFlow(f);
+    this.counters[C.C_HALF_OPEN_EVICTED]++;
+    return true;
+  }
+
+  /**
+   * An inbound packet that nothing admits. With REQ-4 answers on, an unsolicited SYN is noted to
+   * be answered in 6 s (RFC 5382 REQ-4); hairpinned ones come from inside and are not.
+   */
+  private unsolicited(b: Uint8Array, off: number, hairpin: boolean, reason: number): number {
+    if (this.unsolicitedSyns !== null && !hairpin) this.unsolicitedSyns.note(b, off, this.nowMs);
+    return this.drop(reason);
   }
 
   private timeoutOf(f: number): number {
     const proto = this.flowTable.proto(f);
     if (proto === IPPROTO_UDP) return this.tUdp;
     if (proto === IPPROTO_ICMP) return this.tIcmp;
+    // RFC 7857 §2.2 lets a NAT keep a partially open connection less than the 4 minutes of RFC
+    // 5382 REQ-5: an inbound one that never completed its handshake (a SYN flood's) gets the
+    // short half-open timeout, in whatever state it is now (a reset does not lengthen it).
+    if (this.halfOpen.has(f)) return this.tHalfOpen;
     const st = this.flowTable.stateByte(f) & STATE_MASK;
     if (st === STATE_ESTABLISHED) return this.tEstablished;
+    // RFC 7857 §2.2: after a reset the session stays 4 minutes, so a retransmission that crossed
+    // the reset (or met a lost one) is still translated, and the port is not reused at once.
     if (st === STATE_CLOSED) return this.tClosed;
     return this.tTransitory;
   }
@@ -1106,7 +1179,8 @@ export class NatEngine {
       }
       if (mu[headAt] === 0 && this.pins.count[m] === 0) this.removeMapping(m);
     }
-    this.hostTable.releaseFlow(inAddr);
+    if (this.halfOpen.remove(f)) this.hostTable.releaseHalfOpen(inAddr);
+    else this.hostTable.releaseFlow(inAddr);
     if (u[base + F_ALG] !== 0) {
       u[base + F_ALG] = 0;
       this.alg?.flowEnded(f);
@@ -1425,6 +1499,8 @@ export class NatEngine {
   memoryBytes(): number {
     return (
       this.flowTable.byteLength +
+      this.tcp.byteLength +
+      this.halfOpen.byteLength +
       this.mappingTable.byteLength +
       this.hostTable.byteLength +
       this.wheel.byteLength +
@@ -1439,6 +1515,7 @@ export class NatEngine {
     return {
       counters: C.namedCounters(this.counters),
       flows: this.flowTable.count,
+      halfOpen: this.halfOpen.count,
       mappings: this.mappingTable.count,
       hosts: this.hostTable.count,
       heldFragments: this.fragments.store.count,

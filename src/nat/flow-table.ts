@@ -34,6 +34,8 @@ export const FLOW_BYTES = FLOW_WORDS * 4;
 /** State byte: bits 0-2 the state, bit 3 set when the flow was admitted inbound, bits 4-7 seen. */
 export const STATE_MASK = 0x07;
 export const STATE_ACTIVE = 0; // UDP, ICMP
+// TCP (src/nat/tcp-state.ts), whichever side opened: the opener's SYN only; both SYNs seen but not
+// both acknowledged (a SYN-ACK or crossing SYNs); both acknowledged.
 export const STATE_SYN_SENT = 1;
 export const STATE_SYN_RECEIVED = 2;
 export const STATE_ESTABLISHED = 3;

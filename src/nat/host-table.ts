@@ -1,6 +1,6 @@
 // Per-inside-host accounting (RFC 6888 REQ-4: limits per subscriber), so one host cannot take the
-// whole flow table or a protocol's outside ports. A host's record lives while it has flows or holds
-// outside ports (a pinned mapping holds its port without flows).
+// whole flow table or a protocol's outside ports. A host's record lives while it has flows (its own
+// or inbound half-open ones) or holds outside ports (a pinned mapping holds its port without flows).
 import { AddressIndex } from "./address-index.ts";
 
 export const NO_HOST = -1;
@@ -12,6 +12,12 @@ export class HostTable {
   readonly capacity: number;
   readonly addr: Uint32Array;
   readonly flows: Uint32Array;
+  /**
+   * Inbound TCP connections to the host that have not completed their handshake: counted apart
+   * from `flows` (the host's quota), so a SYN flood at a forwarded server cannot use that quota
+   * up (src/nat/half-open.ts bounds them instead). They join `flows` when the handshake completes.
+   */
+  readonly halfOpen: Uint32Array;
   /** Outside ports (mappings) the host holds, PORT_SLOTS per host: host * PORT_SLOTS + slot. */
   readonly ports: Uint32Array;
   /** New-flow token bucket per host (src/policy/rate.ts): tokens, and the ms of the last refill. */
@@ -29,6 +35,7 @@ export class HostTable {
     this.capacity = capacity;
     this.addr = new Uint32Array(capacity);
     this.flows = new Uint32Array(capacity);
+    this.halfOpen = new Uint32Array(capacity);
     this.ports = new Uint32Array(capacity * PORT_SLOTS);
     this.tokens = new Float64Array(capacity);
     this.tokenStamps = new Float64Array(capacity);
@@ -42,7 +49,7 @@ export class HostTable {
 
   get byteLength(): number {
     return (
-      this.addr.byteLength * 3 + this.ports.byteLength + this.tokens.byteLength * 4 + this.index.byteLength
+      this.addr.byteLength * 4 + this.ports.byteLength + this.tokens.byteLength * 4 + this.index.byteLength
     );
   }
 
@@ -60,6 +67,7 @@ export class HostTable {
     this.freeHead = this.next[i];
     this.addr[i] = addr;
     this.flows[i] = 0;
+    this.halfOpen[i] = 0;
     this.ports.fill(0, i * PORT_SLOTS, (i + 1) * PORT_SLOTS);
     // A new host's buckets start full.
     this.tokenStamps[i] = -1;
@@ -77,6 +85,28 @@ export class HostTable {
     this.forgetIfIdle(i);
   }
 
+  /** One of host i's flows, just counted in `flows`, is an inbound half-open connection instead. */
+  countAsHalfOpen(i: number): void {
+    if (this.flows[i] > 0) this.flows[i]--;
+    this.halfOpen[i]++;
+  }
+
+  /** A half-open connection of the host completed its handshake: it counts as the host's flow. */
+  promoteHalfOpen(addr: number): void {
+    const i = this.find(addr);
+    if (i === NO_HOST) return;
+    if (this.halfOpen[i] > 0) this.halfOpen[i]--;
+    this.flows[i]++;
+  }
+
+  /** A half-open connection of the host ended (expired, evicted); forgets an idle host. */
+  releaseHalfOpen(addr: number): void {
+    const i = this.find(addr);
+    if (i === NO_HOST) return;
+    if (this.halfOpen[i] > 0) this.halfOpen[i]--;
+    this.forgetIfIdle(i);
+  }
+
   /** Host i gave back an outside port of protocol slot `slot`. */
   releasePort(i: number, slot: number): void {
     const at = i * PORT_SLOTS + slot;
@@ -86,7 +116,7 @@ export class HostTable {
   }
 
   private forgetIfIdle(i: number): void {
-    if (this.flows[i] !== 0) return;
+    if (this.flows[i] !== 0 || this.halfOpen[i] !== 0) return;
     const p = i * PORT_SLOTS;
     for (let s = 0; s < PORT_SLOTS; s++) if (this.ports[p + s] !== 0) return;
     this.index.remove(this.addr[i], i);

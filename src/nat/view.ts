@@ -48,6 +48,8 @@ export interface EngineStats {
   /** Counter name -> value; drop counters are named "drop_<reason>". */
   counters: Record<string, number>;
   flows: number;
+  /** Of the flows, inbound TCP connections that have not completed their handshake. */
+  halfOpen: number;
   mappings: number;
   hosts: number;
   heldFragments: number;

@@ -10,6 +10,9 @@ export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
 export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
+/** TCP option kinds. */
+export const TCP_OPT_WSCALE = 3;
+export const TCP_OPT_SACK = 5;
 
 /** Offsets of the checksum field within each L4 header. */
 export const TCP_CHECKSUM_OFFSET = 16;
@@ -28,6 +31,29 @@ export const tcpAck = (b: Uint8Array, off: number): number => readU32(b, off + 8
 export const tcpHeaderLength = (b: Uint8Array, off: number): number => (b[off + 12] >>> 4) << 2;
 export const tcpFlags = (b: Uint8Array, off: number): number => b[off + 13];
 export const tcpChecksum = (b: Uint8Array, off: number): number => readU16(b, off + 16);
+
+/**
+ * Offset of the first TCP option of `kind` in the header at `off` whose data offset is `doff`
+ * bytes, or -1 when it is absent. The list is walked with bounds checks: a malformed list ends
+ * the walk (RFC 9293 §3.2), never reads past the header.
+ */
+export function tcpOptionAt(b: Uint8Array, off: number, doff: number, kind: number): number {
+  const end = off + doff;
+  for (let i = off + TCP_MIN_HEADER; i < end; ) {
+    const k = b[i];
+    if (k === 0) break;
+    if (k === 1) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= end) break;
+    const len = b[i + 1];
+    if (len < 2 || i + len > end) break;
+    if (k === kind) return i;
+    i += len;
+  }
+  return -1;
+}
 
 export const udpLength = (b: Uint8Array, off: number): number => readU16(b, off + 4);
 export const udpChecksum = (b: Uint8Array, off: number): number => readU16(b, off + 6);

@@ -74,21 +74,28 @@ export function tcp(
     flags: number;
     seq?: number;
     ack?: number;
+    /** The window field (default 65535). */
+    window?: number;
+    /** TCP option bytes, padded to a multiple of 4 with end-of-options. */
+    tcpOptions?: number[];
     payload?: Uint8Array | number;
   },
 ): Uint8Array {
   const payload =
     typeof o.payload === "number" ? new Uint8Array(o.payload).fill(0xcd) : (o.payload ?? new Uint8Array(0));
-  const b = ipHeader(o, IPPROTO_TCP, 20 + payload.length);
+  const opts = o.tcpOptions ?? [];
+  const optLen = (opts.length + 3) & ~3;
+  const b = ipHeader(o, IPPROTO_TCP, 20 + optLen + payload.length);
   const hl = (b[0] & 15) << 2;
   writeU16(b, hl, o.sport);
   writeU16(b, hl + 2, o.dport);
   writeU32(b, hl + 4, o.seq ?? 1000);
   writeU32(b, hl + 8, o.ack ?? 0);
-  b[hl + 12] = 5 << 4;
+  b[hl + 12] = ((20 + optLen) >> 2) << 4;
   b[hl + 13] = o.flags;
-  writeU16(b, hl + 14, 65535);
-  b.set(payload, hl + 20);
+  writeU16(b, hl + 14, o.window ?? 65535);
+  b.set(opts, hl + 20);
+  b.set(payload, hl + 20 + optLen);
   writeU16(b, hl + 16, l4Checksum(b, hl, IPPROTO_TCP));
   return b;
 }

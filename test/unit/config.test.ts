@@ -122,6 +122,44 @@ describe("run configuration", () => {
     assert.equal(c.timeouts.udpSec, 4);
   });
 
+  it("TCP tracking: the half-open timeout (at least 30 s) and the half-open cap", () => {
+    const d = resolveRunConfig(base);
+    assert.equal(d.timeouts.tcpHalfOpenSec, 60);
+    assert.equal(d.limits.maxHalfOpen, undefined, "a quarter of max_flows, decided by the engine");
+    const c = withFile(
+      ["[timeouts]", "tcp_half_open = 45", "[limits]", "max_flows = 4096", "max_half_open = 1000"].join("\n"),
+    );
+    assert.equal(c.timeouts.tcpHalfOpenSec, 45);
+    assert.equal(c.limits.maxHalfOpen, 1000);
+    assert.match(
+      errorOf(() => withFile("[timeouts]\ntcp_half_open = 5")),
+      /timeouts\.tcp_half_open: 5 s is below the minimum of 30 s/,
+    );
+    assert.equal(
+      withFile("[timeouts]\nallow_short_timeouts = true\ntcp_half_open = 5").timeouts.tcpHalfOpenSec,
+      5,
+    );
+    assert.match(
+      errorOf(() => withFile("[limits]\nmax_flows = 1024\nmax_half_open = 2048")),
+      /limits\.max_half_open: 2048 is above limits\.max_flows \(1024\)/,
+    );
+    assert.match(
+      errorOf(() => withFile("[limits]\nmax_half_open = 0")),
+      /limits\.max_half_open/,
+    );
+  });
+
+  it("a connection closed by a reset is kept 4 minutes; unsolicited SYNs are answered only when asked", () => {
+    const d = resolveRunConfig(base);
+    assert.equal(d.timeouts.tcpClosedSec, 240, "RFC 7857 §2.2");
+    assert.equal(d.unsolicitedSyn, "drop");
+    assert.equal(withFile('unsolicited_syn = "port-unreachable"').unsolicitedSyn, "port-unreachable");
+    assert.match(
+      errorOf(() => withFile('unsolicited_syn = "rst"')),
+      /unsolicited_syn: must be one of drop, port-unreachable/,
+    );
+  });
+
   it("flags are checked too, naming the flag", () => {
     assert.match(
       errorOf(() => resolveRunConfig({ outside: "wan0" })),

@@ -17,8 +17,11 @@ function assertConsistent(e: NatEngine): void {
   assert.equal(ft.index.count, ft.count * 2, "two index keys per flow");
   assert.equal(e.mappingTable.index.count, e.mappingTable.count * 2, "two index keys per mapping");
   let hostFlows = 0;
-  for (let h = 0; h < e.hostTable.capacity; h++) hostFlows += e.hostTable.flows[h];
-  assert.equal(hostFlows, ft.count, "per-host counts add up to the flows");
+  for (let h = 0; h < e.hostTable.capacity; h++) hostFlows += e.hostTable.flows[h] + e.hostTable.halfOpen[h];
+  assert.equal(hostFlows, ft.count, "per-host counts (own and half-open) add up to the flows");
+  let halfOpen = 0;
+  for (let h = 0; h < e.hostTable.capacity; h++) halfOpen += e.hostTable.halfOpen[h];
+  assert.equal(halfOpen, e.stats().halfOpen, "per-host half-open counts add up to the queue");
   let hostPorts = 0;
   for (let i = 0; i < e.hostTable.ports.length; i++) hostPorts += e.hostTable.ports[i];
   assert.equal(hostPorts, e.mappingTable.count, "per-host port counts add up to the mappings (no pins here)");
@@ -122,9 +125,11 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
     maxFlows: 64,
     maxMappings: 48,
     maxFlowsPerHost: 16,
+    maxHalfOpen: 4,
     maxPortsPerHost: 6,
     maxHeldFragmentBytes: 4096,
     filtering: "endpoint-independent",
+    unsolicitedSyn: "port-unreachable",
     hashSeed,
   });
   const c = e.counters;

@@ -1,7 +1,7 @@
 // Shared set-up for the engine's unit tests: an engine on 192.168.0.0/24 behind 198.51.100.2.
 import { defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
 import { NatEngine } from "../../src/nat/engine.ts";
-import { ip } from "../helpers/packets.ts";
+import { ACK, ip, SYN, tcp, u16 } from "../helpers/packets.ts";
 
 export const P = "198.51.100.2";
 export const REMOTE = "203.0.113.10";
@@ -32,4 +32,43 @@ export function run(e: NatEngine, pkt: Uint8Array, nowMs = 1000): { verdict: num
   const verdict = e.process(buf, 37, pkt.length, nowMs);
   const out = verdict === 2 ? e.replyBuf.slice(0, e.outLen) : buf.slice(37, 37 + e.outLen);
   return { verdict, out };
+}
+
+/** Initial sequence numbers of the helpers' TCP connections: the client's and the server's. */
+export const CLIENT_ISN = 1000;
+export const SERVER_ISN = 90_000;
+
+/**
+ * Opens a TCP connection from `inside`:sport to `remote`:dport with the full three-way handshake
+ * (SYN, SYN-ACK, the ACK of the SYN-ACK), so it is established; returns its outside port.
+ */
+export function openOutbound(
+  e: NatEngine,
+  inside: string,
+  sport: number,
+  remote: string,
+  dport: number,
+  nowMs = 1000,
+): number {
+  const syn = run(e, tcp({ src: inside, dst: remote, sport, dport, flags: SYN, seq: CLIENT_ISN }), nowMs);
+  const port = u16(syn.out, 20);
+  run(
+    e,
+    tcp({
+      src: remote,
+      dst: P,
+      sport: dport,
+      dport: port,
+      flags: SYN | ACK,
+      seq: SERVER_ISN,
+      ack: CLIENT_ISN + 1,
+    }),
+    nowMs,
+  );
+  run(
+    e,
+    tcp({ src: inside, dst: remote, sport, dport, flags: ACK, seq: CLIENT_ISN + 1, ack: SERVER_ISN + 1 }),
+    nowMs,
+  );
+  return port;
 }

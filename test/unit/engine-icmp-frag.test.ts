@@ -15,7 +15,7 @@ import {
   u32,
   udp,
 } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+import { makeEngine, openOutbound, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";
 const ROUTER = "198.51.100.1";
@@ -108,8 +108,7 @@ describe("timeouts on a fake clock", () => {
   it("RFC 5382 REQ-5: an established TCP connection lives 2 h 4 min idle; a half-open one 4 minutes", () => {
     const e = makeEngine();
     const t0 = 5_000;
-    const port = u16(run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 80, flags: SYN }), t0).out, 20);
-    run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags: SYN | 0x10 }), t0);
+    openOutbound(e, A, 40000, REMOTE, 80, t0);
     run(e, tcp({ src: A, dst: REMOTE, sport: 40001, dport: 80, flags: SYN }), t0);
     e.tick(t0 + 239_000);
     assert.equal(e.stats().flows, 2);
@@ -135,6 +134,7 @@ describe("timeouts on a fake clock", () => {
       timeouts: {
         tcpEstablishedSec: 7440,
         tcpTransitorySec: 240,
+        tcpHalfOpenSec: 60,
         tcpClosedSec: 10,
         udpSec: 3,
         icmpSec: 60,

@@ -230,33 +230,51 @@ describe("hairpinning", () => {
 });
 
 describe("TCP tracking and limits", () => {
-  it("tracks SYN, SYN-ACK, FIN both ways to time-wait", () => {
+  it("tracks SYN, SYN-ACK, the ACK of the SYN-ACK, FIN both ways to time-wait", () => {
     const e = makeEngine();
-    const port = u16(run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 80, flags: SYN })).out, 20);
+    const out = (flags: number, seq: number, ack = 0) =>
+      run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 80, flags, seq, ack }));
+    const port = u16(out(SYN, 1000).out, 20);
+    const back = (flags: number, seq: number, ack: number) =>
+      run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags, seq, ack }));
     assert.equal(e.flows()[0].state, "syn-sent");
-    run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags: SYN | ACK }));
+    back(SYN | ACK, 5000, 1001);
+    assert.equal(e.flows()[0].state, "syn-received", "not established before the third packet");
+    out(ACK, 1001, 5001);
     assert.equal(e.flows()[0].state, "established");
-    run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 80, flags: FIN | ACK }));
+    out(FIN | ACK, 1001, 5001);
     assert.equal(e.flows()[0].state, "fin-wait");
-    run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags: FIN | ACK }));
+    back(FIN | ACK, 5001, 1002);
     assert.equal(e.flows()[0].state, "time-wait");
   });
 
-  it("RFC 5382 REQ-2: simultaneous open (SYN out, SYN in) is admitted and established", () => {
+  it("RFC 5382 REQ-2: simultaneous open (SYN out, SYN in) is admitted, established once both SYNs are acknowledged", () => {
     const e = makeEngine({ filtering: "address-port-dependent" });
-    const port = u16(run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 5000, flags: SYN })).out, 20);
-    const r = run(e, tcp({ src: REMOTE, dst: P, sport: 5000, dport: port, flags: SYN }));
+    const out = (flags: number, ack = 0) =>
+      run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 5000, flags, seq: 1000, ack }));
+    const port = u16(out(SYN).out, 20);
+    const back = (flags: number, ack = 0) =>
+      run(e, tcp({ src: REMOTE, dst: P, sport: 5000, dport: port, flags, seq: 7000, ack }));
+    const r = back(SYN);
     assert.equal(r.verdict, FORWARD);
     assert.equal(u32(r.out, 16), ip(A));
+    assert.equal(e.flows()[0].state, "syn-received");
+    // Each side answers the other's SYN with a SYN-ACK (RFC 9293 figure 7).
+    out(SYN | ACK, 7001);
+    assert.equal(e.flows()[0].state, "syn-received");
+    back(SYN | ACK, 1001);
     assert.equal(e.flows()[0].state, "established");
   });
 
-  it("an RST closes the connection; it is gone after the closed timeout and its port is free", () => {
+  it("an RST closes the connection; it is gone 4 minutes later (RFC 7857 §2.2) and its port is free", () => {
     const e = makeEngine();
     const port = u16(run(e, tcp({ src: A, dst: REMOTE, sport: 40000, dport: 80, flags: SYN }), 1000).out, 20);
-    run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags: RST | ACK }), 2000);
+    // A refused connection: the reset acknowledges the SYN (RFC 9293 §3.10.7.3).
+    run(e, tcp({ src: REMOTE, dst: P, sport: 80, dport: port, flags: RST | ACK, seq: 0, ack: 1001 }), 2000);
     assert.equal(e.flows()[0].state, "closed");
-    e.tick(2000 + 11_000);
+    e.tick(2000 + 239_000);
+    assert.equal(e.stats().flows, 1, "a late segment still finds the state");
+    e.tick(2000 + 241_000);
     assert.equal(e.stats().flows, 0);
     assert.equal(e.stats().mappings, 0);
   });

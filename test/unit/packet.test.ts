@@ -19,6 +19,7 @@ import {
   ipHeaderLength,
   parseIpv4,
 } from "../../src/packet/ipv4.ts";
+import { TCP_OPT_SACK, TCP_OPT_WSCALE, tcpOptionAt } from "../../src/packet/l4.ts";
 import { PacketError, validateIpv4 } from "../../src/packet/validate.ts";
 import { icmpEcho, tcp, udp } from "../helpers/packets.ts";
 import { assertProperty } from "../helpers/property.ts";
@@ -130,5 +131,34 @@ describe("IPv4 views and validation", () => {
     assert.equal(formatIpv4(parseIpv4("198.51.100.2")), "198.51.100.2");
     for (const bad of ["1.2.3", "256.1.1.1", "01.2.3.4", "a.b.c.d", "1.2.3.4.5", ""])
       assert.equal(parseIpv4(bad), -1, bad);
+  });
+});
+
+describe("TCP options", () => {
+  const header = (opts: ArrayLike<number>) => {
+    const b = new Uint8Array(20 + opts.length);
+    b.set(opts, 20);
+    return b;
+  };
+  it("finds an option after NOPs and others; -1 when absent or when the list is malformed before it", () => {
+    const ws = [1, 1, 2, 4, 5, 0xb4, 3, 3, 7, 0, 0, 0];
+    assert.equal(tcpOptionAt(header(ws), 0, 32, TCP_OPT_WSCALE), 26);
+    assert.equal(tcpOptionAt(header(ws), 0, 32, TCP_OPT_SACK), -1);
+    assert.equal(tcpOptionAt(header([0, 3, 3, 7]), 0, 24, TCP_OPT_WSCALE), -1, "after end of options");
+    assert.equal(tcpOptionAt(header([2, 0, 3, 3, 7, 0, 0, 0]), 0, 28, TCP_OPT_WSCALE), -1, "a zero length");
+    assert.equal(tcpOptionAt(header([2, 9, 3, 3]), 0, 24, TCP_OPT_WSCALE), -1, "an option past the header");
+    assert.equal(tcpOptionAt(header([1, 1, 1, 3]), 0, 24, TCP_OPT_WSCALE), -1, "no room for the length");
+  });
+
+  it("never reads past the header, whatever the bytes", () => {
+    assertProperty(
+      fc.property(fc.uint8Array({ maxLength: 40 }), fc.nat(255), (opts, kind) => {
+        const b = header(opts);
+        const doff = 20 + (opts.length & ~3);
+        const at = tcpOptionAt(b, 0, doff, kind);
+        assert.ok(at === -1 || (at >= 20 && at + b[at + 1] <= doff && b[at] === kind));
+      }),
+      300,
+    );
   });
 });
