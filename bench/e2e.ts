@@ -30,7 +30,6 @@ import { type MasqProcess, startMasq } from "../src/lab/masq-process.ts";
 import {
   buildMasqNetwork,
   enableKernelNat,
-  type LabProcess,
   type MasqMode,
   removeStaleNamespaces,
 } from "../src/lab/netns.ts";
@@ -51,7 +50,10 @@ import {
   prepareHttpFiles,
   SMALL_BYTES,
   startWebServer,
+  WEB_WORKERS,
+  type WebServer,
   WRK_TIMEOUT_S,
+  webWorkerNames,
   wrkErrorCount,
 } from "./lib/http.ts";
 import { countersText, type MasqCounters, masqProblemCounters, withMasqCounters } from "./lib/masq-stats.ts";
@@ -210,7 +212,7 @@ interface Ctx {
   samples: Samples;
   /** The HTTP loads' files and each side's web server. */
   files: HttpFiles | null;
-  web: Partial<Record<SideKind, LabProcess>>;
+  web: Partial<Record<SideKind, WebServer>>;
   /** Every HTTP and short-connection measurement in full, for --json. */
   details: Record<string, unknown>[];
   notes: string[];
@@ -307,7 +309,7 @@ async function httpFigures(ctx: Ctx, round: number, sides: Side[], tag: (s: Side
       log(
         `${tag(s)} ${what}: ${v.reqPerSec.toFixed(0)} req/s, ${v.mbPerSec.toFixed(0)} MB/s, latency mean ${v.meanMs.toFixed(1)} ms, p99 ${v.p99Ms.toFixed(1)} ms, max ${v.maxMs.toFixed(0)} ms (${v.requests} requests); wrk errors: connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}, non-2xx ${e.status}`,
       );
-      logCpu(ctx, tag(s), `${s.kind} ${what}, round ${round + 1}`, v.cpu, ["wrk", "lighttpd"]);
+      logCpu(ctx, tag(s), `${s.kind} ${what}, round ${round + 1}`, v.cpu, ["wrk", ...webWorkerNames(web)]);
       logMasqCounters(ctx, tag(s), r.v);
       ctx.details.push({ figure: key, round: round + 1, side: s.kind, ...v, masq: r.v.masq });
       await sleep(300);
@@ -339,7 +341,10 @@ async function httpFigures(ctx: Ctx, round: number, sides: Side[], tag: (s: Side
       log(`${tag(s)}   WARNING ${w}`);
       ctx.warnings.push(w);
     }
-    logCpu(ctx, tag(s), `${s.kind} short connections, round ${round + 1}`, v.cpu, ["conn-rate", "lighttpd"]);
+    logCpu(ctx, tag(s), `${s.kind} short connections, round ${round + 1}`, v.cpu, [
+      "conn-rate",
+      ...webWorkerNames(web),
+    ]);
     logMasqCounters(ctx, tag(s), r.v);
     ctx.details.push({ figure: "short", round: round + 1, side: s.kind, ...v, masq: r.v.masq });
     await sleep(300);
@@ -532,7 +537,7 @@ async function main(): Promise<number> {
     `TCP: iperf3 abox -> Internet host, ${TCP_SECONDS} s after ${TCP_OMIT} s omitted, receiver's throughput`,
     `UDP: one sendmmsg blaster (${PYTHON}) on abox, ${UDP_SECONDS} s after ${UDP_WARMUP} s, counted by nftables on the Internet host`,
     `new flows: ${FLOWS_PER_HOST} fresh source ports on each of 3 inside hosts, ${FLOWS_WINDOW} unanswered at most each (raw sockets, ${PYTHON}) -> UDP echo (2 Python processes); answered / (first request to last reply)`,
-    `HTTP: wrk -t ${WRK_THREADS} -c ${HTTP_CONNECTIONS.join("|")} -d ${HTTP_SECONDS}s --timeout ${WRK_TIMEOUT_S}s on abox, keep-alive GETs of a ${BIG_BYTES / 1024} KB file from lighttpd (one process) on the Internet host; MB/s: 10^6 bytes read per second; errors: connect + read + write + timeout + non-2xx`,
+    `HTTP: wrk -t ${WRK_THREADS} -c ${HTTP_CONNECTIONS.join("|")} -d ${HTTP_SECONDS}s --timeout ${WRK_TIMEOUT_S}s on abox, keep-alive GETs of a ${BIG_BYTES / 1024} KB file from lighttpd (${WEB_WORKERS} worker processes) on the Internet host; MB/s: 10^6 bytes read per second; errors: connect + read + write + timeout + non-2xx`,
     `short connections: bench/c/conn-rate.c on abox, ${SHORT_CONCURRENCY} at a time for ${SHORT_SECONDS} s, one HTTP/1.0 GET of ${SMALL_BYTES} B per connection (the server closes); failed: refused, unreachable, reset, bad response or not done within ${SHORT_TIMEOUT_MS / 1000} s`,
     `CPU: % of one core over the generator's run (from /proc), a process's busiest thread in brackets; a warning when a generator's is above ${GENERATOR_LIMIT_PCT}%`,
     `masq: ports ${MASQ_PORTS.first}-${MASQ_PORTS.last} (max_ports_per_host default: a quarter of them per inside host), gateway ip_local_port_range ${GATE_EPHEMERAL} on both networks${masqArgs.length ? `, flags ${masqArgs.join(" ")}` : ""}; started ${ctx.masq.starts} time(s)`,

@@ -3,12 +3,13 @@
 // fast as they complete (the bench's own client, bench/c/conn-rate.c, which counts every failed
 // connection with its reason). The loads of a household or an office (issue 17). Each run is
 // bounded in time; the CPU of the generator, the server and (given) masq is sampled over it.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../../src/host/exec.ts";
 import type { LabProcess } from "../../src/lab/netns.ts";
-import { waitListening } from "../../src/lab/wait.ts";
+import { waitListening, waitUntil } from "../../src/lab/wait.ts";
 import { type CpuReport, CpuWatch } from "./cpu.ts";
 import { oneLine, parseJson, type Side } from "./measure.ts";
 
@@ -21,6 +22,11 @@ export const SMALL_PATH = "/1k.bin";
 export const SMALL_BYTES = 1024;
 /** wrk's request timeout: long enough that masq's slowest requests still count as latency. */
 export const WRK_TIMEOUT_S = 10;
+/**
+ * lighttpd's worker processes, one per CPU: a single lighttpd process was the kernel side's
+ * limit (at 96% of its core) with 500 and 50 connections.
+ */
+export const WEB_WORKERS = availableParallelism();
 
 const CONN_RATE_SOURCE = fileURLToPath(new URL("../c/conn-rate.c", import.meta.url));
 
@@ -51,6 +57,7 @@ export async function prepareHttpFiles(dir: string): Promise<HttpFiles> {
       "server.max-connections = 8192",
       "server.listen-backlog = 4096",
       "server.max-keep-alive-requests = 1000000",
+      `server.max-worker = ${WEB_WORKERS}`,
       "",
     ].join("\n"),
   );
@@ -75,28 +82,65 @@ export async function buildConnRate(dir: string): Promise<string> {
   return out;
 }
 
-/** lighttpd on the side's Internet host (one process: its CPU is printed with every figure). */
-export async function startWebServer(side: Side, files: HttpFiles): Promise<LabProcess> {
+export interface WebServer {
+  /** lighttpd's master, which only watches its workers. */
+  proc: LabProcess;
+  /** The workers serving the requests: their CPU is printed with every HTTP figure. */
+  workers: number[];
+}
+
+/**
+ * lighttpd on the side's Internet host. In a session of its own (setsid execs it, same pid):
+ * lighttpd's master stops its workers by signalling its whole process group, which would
+ * otherwise be the bench's.
+ */
+export async function startWebServer(side: Side, files: HttpFiles): Promise<WebServer> {
   const { net } = side;
-  const p = net.lab.spawn(net.inet.ns, ["lighttpd", "-D", "-f", files.lighttpdConf]);
+  const proc = net.lab.spawn(net.inet.ns, ["setsid", "lighttpd", "-D", "-f", files.lighttpdConf]);
   await waitListening(net.lab, net.inet.ns, "tcp", HTTP_PORT, { timeoutMs: 15_000 });
-  if (!p.running) throw new Error(`lighttpd exited: ${oneLine(p.stderr)}`);
-  return p;
+  const workers = await waitUntil(
+    `lighttpd's ${WEB_WORKERS} workers`,
+    () => {
+      const w = childPids(proc.pid);
+      return w.length >= WEB_WORKERS && w;
+    },
+    { timeoutMs: 15_000, intervalMs: 50, describe: () => `children ${childPids(proc.pid).join(" ")}` },
+  );
+  if (!proc.running) throw new Error(`lighttpd exited: ${oneLine(proc.stderr)}`);
+  return { proc, workers };
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The names under which the web server's workers appear in a CPU report. */
+export function webWorkerNames(web: WebServer): string[] {
+  return web.workers.map((_p, i) => `lighttpd-${i + 1}`);
 }
 
 /** Runs `argv` on the first inside host to its end (bounded), sampling CPU meanwhile. */
 async function runGenerator(
   side: Side,
-  web: LabProcess,
+  web: WebServer,
   name: string,
   argv: string[],
   maxSeconds: number,
   watchAlso: Readonly<Record<string, number>>,
 ): Promise<{ stdout: string; cpu: CpuReport }> {
   const { net } = side;
-  if (!web.running) throw new Error("lighttpd on the Internet host is not running");
+  if (!web.proc.running) throw new Error("lighttpd on the Internet host is not running");
   const p = net.lab.spawn(net.inside[0].ns, argv);
-  const watch = new CpuWatch({ [name]: p.pid, lighttpd: web.pid, ...watchAlso });
+  const workers = Object.fromEntries(webWorkerNames(web).map((n, i) => [n, web.workers[i]]));
+  const watch = new CpuWatch({ [name]: p.pid, ...workers, ...watchAlso });
   const ended = await p.waitExit(maxSeconds * 1000);
   const cpu = watch.stop();
   if (!ended) {
@@ -136,7 +180,7 @@ export function wrkErrorCount(e: WrkErrors): number {
 /** wrk from the first inside host: `connections` keep-alive connections on `threads` threads. */
 export async function measureWrk(
   side: Side,
-  web: LabProcess,
+  web: WebServer,
   files: HttpFiles,
   opts: {
     connections: number;
@@ -202,7 +246,7 @@ export interface ShortResult {
 /** The short-connection client from the first inside host, `concurrency` connections at a time. */
 export async function measureShortConns(
   side: Side,
-  web: LabProcess,
+  web: WebServer,
   files: HttpFiles,
   opts: {
     concurrency: number;
