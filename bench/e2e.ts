@@ -6,18 +6,57 @@
 //   - UDP 64-byte datagrams per second delivered (a sendmmsg blaster on an inside host; counted
 //     by nftables on the Internet host, before any socket, from the public address only);
 //   - new UDP flows per second (one datagram and one echoed reply from each of many fresh
-//     source ports on every inside host; only completed exchanges count).
+//     source ports on every inside host; only completed exchanges count);
+//   - HTTP with 500 and with 50 parallel keep-alive connections (wrk on an inside host, 100 KB
+//     bodies from lighttpd on the Internet host): requests/s, transfer, mean and p99 latency,
+//     wrk's errors;
+//   - short connections per second from one inside host (one HTTP/1.0 request each, sustained
+//     for --short-seconds), with every failed connection counted by reason.
+// Every figure comes with the CPU of its traffic generators (iperf3's own figures; the UDP
+// blaster, the flow generators and echo servers, wrk, lighttpd and the short-connection client
+// from /proc or their own clock), and masq's: a warning when a generator is above 90% of a core,
+// where it may be the limit (issue 13). The HTTP figures also print masq's counters that explain
+// a bad figure (kernel queue drops per TUN, drops by reason, read budget hits, ports held).
 // Measurements alternate between the two networks (kernel then masq, then masq then kernel in
 // the next round …) so a noisy machine disturbs both alike.
 //
 // Usage: npm run bench:e2e [-- --json] [-- --quick] [-- --mode interface|pool] [-- --rounds N]
-//        [-- --only kernel|masq] [-- --masq-arg=--no-offload …]
-import { readFileSync, unlinkSync, writeFileSync } from "node:fs";
+//        [-- --only kernel|masq] [-- --short-seconds N] [-- --masq-arg=--no-offload …]
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type MasqProcess, startMasq } from "../src/lab/masq-process.ts";
-import { buildMasqNetwork, enableKernelNat, type MasqMode, removeStaleNamespaces } from "../src/lab/netns.ts";
+import {
+  buildMasqNetwork,
+  enableKernelNat,
+  type MasqMode,
+  removeStaleNamespaces,
+} from "../src/lab/netns.ts";
+import {
+  busyGenerators,
+  type CpuReport,
+  cpuReportText,
+  cpuSeconds,
+  exitedPid,
+  GENERATOR_LIMIT_PCT,
+} from "./lib/cpu.ts";
+import {
+  BIG_BYTES,
+  failuresText,
+  type HttpFiles,
+  measureShortConns,
+  measureWrk,
+  prepareHttpFiles,
+  SMALL_BYTES,
+  startWebServer,
+  WEB_WORKERS,
+  type WebServer,
+  WRK_TIMEOUT_S,
+  webWorkerNames,
+  wrkErrorCount,
+} from "./lib/http.ts";
+import { countersText, type MasqCounters, masqProblemCounters, withMasqCounters } from "./lib/masq-stats.ts";
 import {
   FLOW_PORT_FIRST,
   FLOW_PORT_LAST,
@@ -28,12 +67,13 @@ import {
   oneLine,
   prepareHosts,
   type Side,
+  type SideKind,
 } from "./lib/measure.ts";
 import { PYTHON } from "./lib/py.ts";
 import { emptySamples, jsonFigures, type Samples, table } from "./lib/report.ts";
 
 const USAGE = `usage: npm run bench:e2e -- [--json] [--quick] [--mode interface|pool] [--rounds N]
-                        [--only kernel|masq] [--masq-arg ARG]...`;
+                        [--only kernel|masq] [--short-seconds N] [--masq-arg ARG]...`;
 const PREFIX = "masqbench";
 
 const { values: opt } = parseArgs({
@@ -43,6 +83,7 @@ const { values: opt } = parseArgs({
     mode: { type: "string", default: "interface" },
     rounds: { type: "string" },
     only: { type: "string" },
+    "short-seconds": { type: "string" },
     "masq-arg": { type: "string", multiple: true, default: [] },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -58,6 +99,7 @@ const rounds = intOpt("rounds", opt.rounds ?? (quick ? "1" : "3"), 1, 10);
 if (opt.only !== undefined && opt.only !== "kernel" && opt.only !== "masq")
   fail(`--only must be kernel or masq (got ${opt.only})`);
 const masqArgs = opt["masq-arg"] ?? [];
+const SHORT_SECONDS = intOpt("short-seconds", opt["short-seconds"] ?? (quick ? "10" : "60"), 1, 600);
 
 const TCP_SECONDS = quick ? 2 : 4;
 const TCP_OMIT = 1;
@@ -72,6 +114,14 @@ const FLOWS_WINDOW = 128;
 const MASQ_PORTS = { first: FLOW_PORT_FIRST, last: FLOW_PORT_LAST };
 /** The gateway's own ephemeral ports, moved out of masq's range (both networks, for symmetry). */
 const GATE_EPHEMERAL = "60000 65535";
+const HTTP_SECONDS = quick ? 3 : 6;
+/** wrk's threads: one per CPU of this 2-core machine, as issue 17 measured (wrk -t 2). */
+const WRK_THREADS = 2;
+const HTTP_CONNECTIONS = [500, 50] as const;
+/** Short connections in flight at once (ab -c 100 in issue 17). */
+const SHORT_CONCURRENCY = 100;
+/** A short connection not done within this long has failed (a dropped SYN, a stalled reply). */
+const SHORT_TIMEOUT_MS = 5000;
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -100,6 +150,11 @@ interface Masq {
   configPath: string;
   /** Ports of masq's range the flow test has taken since masq started (held for the UDP timeout). */
   flowPortsUsed: number;
+  /**
+   * The short-connection test ran since masq started: its mappings hold the first inside host's
+   * share of the TCP ports for the transitory timeout, so its next TCP figure needs a fresh masq.
+   */
+  shortRan: boolean;
   starts: number;
 }
 
@@ -108,6 +163,7 @@ async function startMasqOn(side: Side, m: Masq): Promise<void> {
     m.proc = await startMasq(side.net, { config: m.configPath, flags: masqArgs });
     m.starts += 1;
     m.flowPortsUsed = 0;
+    m.shortRan = false;
     m.error = null;
   } catch (e) {
     m.proc = null;
@@ -126,28 +182,6 @@ async function stopMasq(m: Masq): Promise<void> {
   } catch (e) {
     log(`stopping masq: ${errText(e)}`);
   }
-}
-
-/** The fields of /proc/PID/stat after the command name (state first); null once the pid is gone. */
-function procStat(pid: number): string[] | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  } catch {
-    return null;
-  }
-}
-
-/** CPU seconds (user + system: stat fields 14 and 15) a process has used; null if unreadable. */
-function cpuSeconds(pid: number): number | null {
-  const f = procStat(pid);
-  return f ? (Number(f[11]) + Number(f[12])) / 100 : null;
-}
-
-/** True once `pid` has exited (a zombie not yet reaped counts) or is gone. */
-function exitedPid(pid: number): boolean {
-  const f = procStat(pid);
-  return f === null || f[0] === "Z";
 }
 
 /**
@@ -176,7 +210,13 @@ interface Ctx {
   sides: Side[];
   masq: Masq;
   samples: Samples;
+  /** The HTTP loads' files and each side's web server. */
+  files: HttpFiles | null;
+  web: Partial<Record<SideKind, WebServer>>;
+  /** Every HTTP and short-connection measurement in full, for --json. */
+  details: Record<string, unknown>[];
   notes: string[];
+  warnings: string[];
   errors: string[];
 }
 
@@ -213,9 +253,114 @@ async function onSide<T>(
   }
 }
 
+async function restartMasq(ctx: Ctx, side: Side, why: string): Promise<void> {
+  log(`${why}: restarting masq`);
+  await stopMasq(ctx.masq);
+  await startMasqOn(side, ctx.masq);
+  if (ctx.masq.error) log(ctx.masq.error);
+}
+
+/** Warns (and notes) when a load generator ran above the limit: the figure may be its own. */
+function warnIfBusy(ctx: Ctx, tag: string, what: string, generator: string, pct: number): void {
+  if (!(pct > GENERATOR_LIMIT_PCT)) return;
+  const w = `${what}: ${generator} at ${pct.toFixed(0)}% CPU (above ${GENERATOR_LIMIT_PCT}%): the figure may be the generator's limit`;
+  log(`${tag}   WARNING ${w}`);
+  ctx.warnings.push(w);
+}
+
+/** Logs the CPU of a figure's processes, with a warning for each generator above the limit. */
+function logCpu(ctx: Ctx, tag: string, what: string, cpu: CpuReport, generators: readonly string[]): void {
+  log(`${tag}   ${cpuReportText(cpu)}`);
+  for (const g of busyGenerators(cpu, generators))
+    warnIfBusy(ctx, tag, what, `${g}'s busiest thread`, cpu.procs[g]?.busiestThreadPct ?? 0);
+}
+
+function logMasqCounters(ctx: Ctx, tag: string, r: { masq: MasqCounters | null; error?: string }): void {
+  if (r.masq) log(`${tag}   masq: ${countersText(r.masq)}`);
+  if (r.error) ctx.notes.push(r.error);
+}
+
+/** HTTP with many parallel keep-alive connections (wrk), then short connections (conn-rate). */
+async function httpFigures(ctx: Ctx, round: number, sides: Side[], tag: (s: Side) => string): Promise<void> {
+  const files = ctx.files;
+  if (!files) return;
+  for (const conns of HTTP_CONNECTIONS) {
+    const key = `http${conns}`;
+    const what = `HTTP x${conns}`;
+    for (const s of sides) {
+      const web = ctx.web[s.kind];
+      if (!web) continue;
+      const masq = s.kind === "masq" ? ctx.masq.proc : null;
+      const opts = { connections: conns, threads: WRK_THREADS, seconds: HTTP_SECONDS };
+      const r = await onSide(ctx, s, what, () =>
+        withMasqCounters(masq, (watchAlso) => measureWrk(s, web, files, { ...opts, watchAlso })),
+      );
+      if (!r) continue;
+      const v = r.v.v;
+      const e = v.errors;
+      const figures: [string, number][] = [
+        ["rps", v.reqPerSec],
+        ["mbps", v.mbPerSec],
+        ["mean", v.meanMs],
+        ["p99", v.p99Ms],
+        ["errors", wrkErrorCount(e)],
+      ];
+      for (const [k, x] of figures) ctx.samples[`${key}_${k}`][s.kind].push(x);
+      log(
+        `${tag(s)} ${what}: ${v.reqPerSec.toFixed(0)} req/s, ${v.mbPerSec.toFixed(0)} MB/s, latency mean ${v.meanMs.toFixed(1)} ms, p99 ${v.p99Ms.toFixed(1)} ms, max ${v.maxMs.toFixed(0)} ms (${v.requests} requests); wrk errors: connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout}, non-2xx ${e.status}`,
+      );
+      logCpu(ctx, tag(s), `${s.kind} ${what}, round ${round + 1}`, v.cpu, ["wrk", ...webWorkerNames(web)]);
+      logMasqCounters(ctx, tag(s), r.v);
+      ctx.details.push({ figure: key, round: round + 1, side: s.kind, ...v, masq: r.v.masq });
+      await sleep(300);
+    }
+  }
+
+  for (const s of sides) {
+    const web = ctx.web[s.kind];
+    if (!web) continue;
+    const masq = s.kind === "masq" ? ctx.masq.proc : null;
+    const opts = { concurrency: SHORT_CONCURRENCY, seconds: SHORT_SECONDS, timeoutMs: SHORT_TIMEOUT_MS };
+    const r = await onSide(ctx, s, "short connections", () =>
+      withMasqCounters(masq, (watchAlso) => measureShortConns(s, web, files, { ...opts, watchAlso })),
+    );
+    if (s.kind === "masq") ctx.masq.shortRan = true;
+    if (!r) continue;
+    const v = r.v.v;
+    ctx.samples.short[s.kind].push(v.perSec);
+    ctx.samples.short_failed[s.kind].push(v.failed);
+    const first =
+      v.firstFailureAfter >= 0
+        ? `; the first failed after ${v.firstFailureAfter} completed, at ${v.firstFailureAtS.toFixed(1)} s`
+        : "";
+    log(
+      `${tag(s)} short connections: ${v.perSec.toFixed(0)} conn/s over ${v.seconds.toFixed(1)} s (${v.completed} completed; best second ${v.bestSecond}, last 10 s ${v.lastTenPerSec.toFixed(0)}/s), failed ${v.failed}${v.failed ? ` (${failuresText(v.failures)})` : ""}${first}; ${v.unfinished} still open at the end`,
+    );
+    if (v.local > 0) {
+      const w = `${s.kind} short connections, round ${round + 1}: ${v.local} connections failed in the client itself (no local port or memory): the figure is the generator's limit`;
+      log(`${tag(s)}   WARNING ${w}`);
+      ctx.warnings.push(w);
+    }
+    logCpu(ctx, tag(s), `${s.kind} short connections, round ${round + 1}`, v.cpu, [
+      "conn-rate",
+      ...webWorkerNames(web),
+    ]);
+    logMasqCounters(ctx, tag(s), r.v);
+    ctx.details.push({ figure: "short", round: round + 1, side: s.kind, ...v, masq: r.v.masq });
+    await sleep(300);
+  }
+}
+
 async function runRound(ctx: Ctx, round: number): Promise<void> {
   const sides = round % 2 === 0 ? ctx.sides : [...ctx.sides].reverse();
   const tag = (s: Side) => `[${round + 1}/${rounds}] ${s.kind.padEnd(6)}`;
+  const masqSide = ctx.sides.find((s) => s.kind === "masq");
+  if (masqSide && ctx.masq.proc && ctx.masq.shortRan)
+    await restartMasq(
+      ctx,
+      masqSide,
+      `${tag(masqSide)} the short-connection test's mappings hold abox's TCP ports`,
+    );
 
   for (const streams of [1, 4]) {
     const key = streams === 1 ? "tcp1" : "tcp4";
@@ -226,22 +371,28 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
         log(
           `${tag(s)} TCP x${streams}: ${r.v.gbps.toFixed(2)} Gbit/s (iperf3 CPU client ${r.v.clientCpu.toFixed(0)}%, server ${r.v.serverCpu.toFixed(0)}%, ${r.v.retransmits} retransmits${r.cpu})`,
         );
+        const what = `${s.kind} TCP x${streams}, round ${round + 1}`;
+        warnIfBusy(ctx, tag(s), what, "the iperf3 client", r.v.clientCpu);
+        warnIfBusy(ctx, tag(s), what, "the iperf3 server", r.v.serverCpu);
       }
       await sleep(300);
     }
   }
 
   for (const s of sides) {
+    const watchAlso: Record<string, number> =
+      s.kind === "masq" && ctx.masq.proc ? { masq: ctx.masq.proc.proc.pid } : {};
     const r = await onSide(ctx, s, "UDP 64 B", () =>
-      measureUdp(s, { seconds: UDP_SECONDS, warmup: UDP_WARMUP, payload: 64 }),
+      measureUdp(s, { seconds: UDP_SECONDS, warmup: UDP_WARMUP, payload: 64, watchAlso }),
     );
     if (r) {
       const v = r.v;
       ctx.samples.udp_pps[s.kind].push(v.pps);
       const lost = v.sentPps > 0 ? Math.max(0, 1 - v.pps / v.sentPps) * 100 : 0;
       log(
-        `${tag(s)} UDP 64 B: ${(v.pps / 1e3).toFixed(1)} kpps delivered of ${(v.sentPps / 1e3).toFixed(1)} kpps sent (${lost.toFixed(1)}% lost${v.tunDropPps > 0 ? `, ${(v.tunDropPps / 1e3).toFixed(1)} kpps dropped at the full TUN queue` : ""}${v.mmsg ? "" : ", plain send(): slow generator"}${r.cpu})`,
+        `${tag(s)} UDP 64 B: ${(v.pps / 1e3).toFixed(1)} kpps delivered of ${(v.sentPps / 1e3).toFixed(1)} kpps sent (${lost.toFixed(1)}% lost${v.tunDropPps > 0 ? `, ${(v.tunDropPps / 1e3).toFixed(1)} kpps dropped at the full TUN queue` : ""}${v.mmsg ? "" : ", plain send(): slow generator"})`,
       );
+      logCpu(ctx, tag(s), `${s.kind} UDP 64 B, round ${round + 1}`, v.cpu, ["blaster"]);
       if (v.otherPps > 0)
         ctx.errors.push(`${s.kind} UDP: ${v.otherPps.toFixed(0)} pps reached the Internet host untranslated`);
     }
@@ -254,12 +405,12 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       // fresh flow table) when the next test would not fit in its range.
       const need = (FLOWS_PER_HOST + FLOWS_WARMUP_PER_HOST) * s.net.inside.length;
       const size = MASQ_PORTS.last - MASQ_PORTS.first + 1;
-      if (ctx.masq.flowPortsUsed + need > size * 0.9) {
-        log(`${tag(s)} restarting masq: the flow test has taken ${ctx.masq.flowPortsUsed} of ${size} ports`);
-        await stopMasq(ctx.masq);
-        await startMasqOn(s, ctx.masq);
-        if (ctx.masq.error) log(ctx.masq.error);
-      }
+      if (ctx.masq.flowPortsUsed + need > size * 0.9)
+        await restartMasq(
+          ctx,
+          s,
+          `${tag(s)} the flow test has taken ${ctx.masq.flowPortsUsed} of ${size} ports`,
+        );
     }
     const flows = (perHost: number, maxSeconds: number) => () =>
       measureFlows(s, { perHost, window: FLOWS_WINDOW, maxSeconds });
@@ -277,6 +428,13 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       log(
         `${tag(s)} new UDP flows: ${(v.perSec / 1e3).toFixed(1)} k/s (${v.replies} of ${v.sent} answered in ${v.seconds.toFixed(2)} s by ${v.generators} generators, ${FLOWS_WINDOW} outstanding each${v.timedOut ? ", TIME LIMIT hit" : ""})`,
       );
+      const pcts = (xs: number[]) => xs.map((x) => `${x.toFixed(0)}%`).join(", ");
+      log(
+        `${tag(s)}   CPU during the exchanges: generators ${pcts(v.generatorCpu)} (their own), UDP echo servers ${pcts(v.echoCpu)}`,
+      );
+      const what = `${s.kind} new flows, round ${round + 1}`;
+      for (const [i, x] of v.generatorCpu.entries()) warnIfBusy(ctx, tag(s), what, `generator ${i + 1}`, x);
+      for (const [i, x] of v.echoCpu.entries()) warnIfBusy(ctx, tag(s), what, `echo server ${i + 1}`, x);
       if (v.replies < v.sent * 0.99)
         ctx.notes.push(
           `${s.kind} new flows, round ${round + 1}: ${v.sent - v.replies} of ${v.sent} requests unanswered`,
@@ -284,25 +442,14 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
     }
     await sleep(300);
   }
+  await httpFigures(ctx, round, sides, tag);
 }
 
-/** masq's non-zero drop counters, for the report (why the masq side lost what it lost). */
+/** masq's non-zero drop and error counters since its last start, for the report. */
 async function masqDrops(ctx: Ctx): Promise<void> {
   if (!ctx.masq.proc?.proc.running) return;
   try {
-    const stats = JSON.parse(await ctx.masq.proc.cli(["stats", "--json"])) as unknown;
-    const hits: string[] = [];
-    const walk = (v: unknown, path: string) => {
-      if (typeof v === "number") {
-        if (v > 0 && /drop|refus|error|fail|exhaust/i.test(path)) hits.push(`${path}=${v}`);
-      } else if (v && typeof v === "object") {
-        for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
-      }
-    };
-    walk(stats, "");
-    ctx.notes.push(
-      `masq drops/errors since its last start: ${hits.length ? hits.slice(0, 20).join(", ") : "none"}`,
-    );
+    ctx.notes.push(`masq drops/errors since its last start: ${await masqProblemCounters(ctx.masq.proc)}`);
   } catch (e) {
     ctx.notes.push(`masq stats unavailable: ${errText(e)}`);
   }
@@ -312,35 +459,36 @@ async function main(): Promise<number> {
   if (process.getuid?.() !== 0) fail("needs root (it builds network namespaces)");
   const stale = await removeStaleNamespaces(PREFIX);
   if (stale.length) log(`removed ${stale.length} namespaces left by an earlier run: ${stale.join(" ")}`);
+  // masq's config, the web root, lighttpd's config, wrk's script, the compiled client.
+  const workDir = mkdtempSync(join(tmpdir(), "masqbench-e2e-"));
   const ctx: Ctx = {
     sides: [],
     masq: {
       proc: null,
       error: null,
-      configPath: join(tmpdir(), `masqbench-e2e-${process.pid}.toml`),
+      configPath: join(workDir, "masq.toml"),
       flowPortsUsed: 0,
+      shortRan: false,
       starts: 0,
     },
     samples: emptySamples(),
+    files: null,
+    web: {},
+    details: [],
     notes: [],
+    warnings: [],
     errors: [],
   };
   const started = Date.now();
-  const removeConfig = () => {
-    try {
-      unlinkSync(ctx.masq.configPath);
-    } catch {
-      // not written, or already gone
-    }
-  };
-  process.once("exit", removeConfig);
+  const removeWorkDir = () => rmSync(workDir, { recursive: true, force: true });
+  process.once("exit", removeWorkDir);
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => onSignal(ctx.masq, sig));
-  const load = loadavg()
-    .map((l) => l.toFixed(2))
-    .join(" ");
-  const header = `masq end-to-end benchmark: ${mode} mode, ${cpus().length} CPUs, load ${load}, ${quick ? "quick" : "full"}, ${rounds} round(s)`;
+  const loadText = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+  const loadStart = loadavg();
+  const header = `masq end-to-end benchmark: ${mode} mode, ${cpus().length} CPUs, load ${loadText(loadStart)}, ${quick ? "quick" : "full"}, ${rounds} round(s)`;
   log(header);
   try {
+    ctx.files = await prepareHttpFiles(workDir);
     for (const kind of ["kernel", "masq"] as const) {
       if (opt.only !== undefined && opt.only !== kind) continue;
       const net = await buildMasqNetwork({ prefix: PREFIX, mode });
@@ -348,6 +496,7 @@ async function main(): Promise<number> {
       ctx.sides.push(side);
       await net.lab.sysctl(net.gate.ns, "net.ipv4.ip_local_port_range", GATE_EPHEMERAL);
       await prepareHosts(side);
+      ctx.web[kind] = await startWebServer(side, ctx.files);
       if (kind === "kernel") {
         await enableKernelNat(net);
         log(`kernel network up (${net.lab.id}-*): nftables ${mode === "pool" ? "snat" : "masquerade"}`);
@@ -376,8 +525,9 @@ async function main(): Promise<number> {
   } finally {
     await stopMasq(ctx.masq);
     for (const s of ctx.sides) await s.net.destroy();
-    removeConfig();
+    removeWorkDir();
   }
+  const loadEnd = loadavg();
 
   const out = [
     header,
@@ -387,14 +537,32 @@ async function main(): Promise<number> {
     `TCP: iperf3 abox -> Internet host, ${TCP_SECONDS} s after ${TCP_OMIT} s omitted, receiver's throughput`,
     `UDP: one sendmmsg blaster (${PYTHON}) on abox, ${UDP_SECONDS} s after ${UDP_WARMUP} s, counted by nftables on the Internet host`,
     `new flows: ${FLOWS_PER_HOST} fresh source ports on each of 3 inside hosts, ${FLOWS_WINDOW} unanswered at most each (raw sockets, ${PYTHON}) -> UDP echo (2 Python processes); answered / (first request to last reply)`,
-    `masq: ports ${MASQ_PORTS.first}-${MASQ_PORTS.last}, gateway ip_local_port_range ${GATE_EPHEMERAL} on both networks${masqArgs.length ? `, flags ${masqArgs.join(" ")}` : ""}; started ${ctx.masq.starts} time(s)`,
+    `HTTP: wrk -t ${WRK_THREADS} -c ${HTTP_CONNECTIONS.join("|")} -d ${HTTP_SECONDS}s --timeout ${WRK_TIMEOUT_S}s on abox, keep-alive GETs of a ${BIG_BYTES / 1024} KB file from lighttpd (${WEB_WORKERS} worker processes) on the Internet host; MB/s: 10^6 bytes read per second; errors: connect + read + write + timeout + non-2xx`,
+    `short connections: bench/c/conn-rate.c on abox, ${SHORT_CONCURRENCY} at a time for ${SHORT_SECONDS} s, one HTTP/1.0 GET of ${SMALL_BYTES} B per connection (the server closes); failed: refused, unreachable, reset, bad response or not done within ${SHORT_TIMEOUT_MS / 1000} s`,
+    `CPU: % of one core over the generator's run (from /proc), a process's busiest thread in brackets; a warning when a generator's is above ${GENERATOR_LIMIT_PCT}%`,
+    `masq: ports ${MASQ_PORTS.first}-${MASQ_PORTS.last} (max_ports_per_host default: a quarter of them per inside host), gateway ip_local_port_range ${GATE_EPHEMERAL} on both networks${masqArgs.length ? `, flags ${masqArgs.join(" ")}` : ""}; started ${ctx.masq.starts} time(s)`,
     ...ctx.notes.map((n) => `note: ${n}`),
+    ...ctx.warnings.map((w) => `warning: ${w}`),
     ...ctx.errors.map((e) => `error: ${e}`),
+    `load average at start ${loadText(loadStart)}, at end ${loadText(loadEnd)} (other work on this machine shows there)`,
     `took ${((Date.now() - started) / 1000).toFixed(0)} s`,
   ];
   process.stdout.write(`${out.join("\n")}\n`);
   if (opt.json) {
-    const o = { mode, quick, rounds, cpus: cpus().length, ...jsonFigures(ctx.samples), errors: ctx.errors };
+    const o = {
+      mode,
+      quick,
+      rounds,
+      cpus: cpus().length,
+      http_seconds: HTTP_SECONDS,
+      short_seconds: SHORT_SECONDS,
+      load_start: loadStart,
+      load_end: loadEnd,
+      ...jsonFigures(ctx.samples),
+      details: ctx.details,
+      warnings: ctx.warnings,
+      errors: ctx.errors,
+    };
     process.stdout.write(`${JSON.stringify(o)}\n`);
   }
   return ctx.errors.length > 0 ? 1 : 0;

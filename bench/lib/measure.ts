@@ -3,6 +3,7 @@
 // time limit or is killed by pid afterwards; every figure counts only traffic that crossed the
 // gateway translated (from its public address, or the replies to that).
 import type { InsideHost, LabProcess, MasqNetwork } from "../../src/lab/netns.ts";
+import { type CpuReport, CpuWatch, cpuSeconds } from "./cpu.ts";
 import { FLOW_GENERATOR, pyArgv, UDP_BLASTER, UDP_ECHO } from "./py.ts";
 
 export type SideKind = "kernel" | "masq";
@@ -163,40 +164,50 @@ export interface UdpResult {
   tunDropPps: number;
   /** False when the sender fell back to one send() per datagram (a slow generator). */
   mmsg: boolean;
+  /** The blaster's CPU (and masq's, when given) over the measured window. */
+  cpu: CpuReport;
 }
 
 /** One blaster on the first inside host: with two CPUs, one for it and one for the gateway. */
 export async function measureUdp(
   side: Side,
-  opts: { seconds: number; warmup: number; payload: number },
+  opts: { seconds: number; warmup: number; payload: number; watchAlso: Readonly<Record<string, number>> },
 ): Promise<UdpResult> {
   const { net } = side;
   const host = net.inside[0];
   const runFor = opts.warmup + opts.seconds + 1;
-  const blaster = net.lab.exec(
+  const blaster = net.lab.spawn(
     host.ns,
     pyArgv(UDP_BLASTER, [net.inet.addr, UDP_SINK_PORT, runFor, opts.payload, 64]),
-    { timeoutMs: (runFor + 15) * 1000 },
   );
+  let watch: CpuWatch | null = null;
   try {
     await sleep(opts.warmup * 1000);
     const a = await snapshot(side, host);
+    watch = new CpuWatch({ blaster: blaster.pid, ...opts.watchAlso });
     await sleep(opts.seconds * 1000);
     const b = await snapshot(side, host);
+    const cpu = watch.stop();
+    watch = null;
     const dt = (b.t - a.t) / 1000;
-    const r = await blaster;
-    const j = parseJson(r.stdout) as { sent?: number; mmsg?: boolean } | null;
-    if (!j) throw new Error(`UDP sender failed (exit ${r.code}): ${oneLine(r.stderr || r.stdout)}`);
+    await blaster.waitExit((runFor + 15) * 1000);
+    const j = parseJson(blaster.stdout) as { sent?: number; mmsg?: boolean } | null;
+    if (!j)
+      throw new Error(
+        `UDP sender failed (exit ${blaster.exitCode}): ${oneLine(blaster.stderr || blaster.stdout)}`,
+      );
     return {
       pps: (b.rx - a.rx) / dt,
       sentPps: (b.tx - a.tx) / dt,
       otherPps: (b.other - a.other) / dt,
       tunDropPps: (b.tunDropped - a.tunDropped) / dt,
       mmsg: j.mmsg === true,
+      cpu,
     };
   } finally {
-    // The blaster ends by itself (bounded duration); exec's timeout kills it otherwise.
-    await blaster;
+    watch?.stop();
+    // The blaster ends by itself (bounded duration); killed if it has not by then.
+    if (!(await blaster.waitExit((runFor + 15) * 1000))) await blaster.kill("SIGKILL", 1000);
   }
 }
 
@@ -258,6 +269,12 @@ export interface FlowResult {
   generators: number;
   /** True when a generator stopped at its time limit, not at the end of its ports. */
   timedOut: boolean;
+  /**
+   * % of one core during the exchanges: each generator's own (Python's process time from its
+   * first request to its end), the echo servers' (/proc, over first request to last reply).
+   */
+  generatorCpu: number[];
+  echoCpu: number[];
 }
 
 export async function measureFlows(
@@ -277,6 +294,7 @@ export async function measureFlows(
     return first;
   });
   const startAt = Date.now() / 1000 + 0.8; // every interpreter is up and its packets built by then
+  const echo0 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
   const results = await Promise.all(
     net.inside.map((h, i) =>
       net.lab.exec(
@@ -295,6 +313,8 @@ export async function measureFlows(
       ),
     ),
   );
+  const echo1 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
+  const generatorCpu: number[] = [];
   let sent = 0;
   let replies = 0;
   let t0 = Number.POSITIVE_INFINITY;
@@ -307,6 +327,8 @@ export async function measureFlows(
       t0: number;
       t1: number;
       timedOut: boolean;
+      cpu: number;
+      wall: number;
     } | null;
     if (!j) throw new Error(`flow generator failed (exit ${r.code}): ${oneLine(r.stderr || r.stdout)}`);
     sent += j.sent;
@@ -314,6 +336,7 @@ export async function measureFlows(
     t0 = Math.min(t0, j.t0);
     t1 = Math.max(t1, j.t1);
     timedOut ||= j.timedOut;
+    generatorCpu.push(j.wall > 0 ? (j.cpu / j.wall) * 100 : Number.NaN);
   }
   const seconds = t1 > t0 ? t1 - t0 : 0;
   return {
@@ -323,6 +346,9 @@ export async function measureFlows(
     seconds,
     generators: results.length,
     timedOut,
+    generatorCpu,
+    // Idle outside the exchanges, so their CPU time over the exchanges' span.
+    echoCpu: echo0.map((c, i) => (seconds > 0 ? ((echo1[i] - c) / seconds) * 100 : Number.NaN)),
   };
 }
 

@@ -83,7 +83,8 @@ print(json.dumps({"sent": sent, "errors": errors, "mmsg": use_mmsg}), flush=True
  * When nothing comes back for 50 ms the outstanding requests count as lost. Waits until the
  * wall-clock time START_AT so the generators start together; gives up after MAX_S.
  * argv: src host port first count window start_at max_s.
- * Prints {"sent","got","t0","t1","timedOut"} (t0 first request, t1 last reply, epoch seconds).
+ * Prints {"sent","got","t0","t1","timedOut","cpu","wall"} (t0 first request, t1 last reply,
+ * epoch seconds; cpu: its own CPU seconds from t0 to its end, wall: the seconds in between).
  */
 export const FLOW_GENERATOR = `
 import ctypes, errno, json, select, socket, struct, sys, time
@@ -137,6 +138,7 @@ wait = start_at - now()
 if 0 < wait < 30:
     time.sleep(wait)
 t0 = t1 = last = now()
+c0 = time.process_time()
 deadline = t0 + max_s
 i = got = lost = 0
 timed_out = False
@@ -169,7 +171,8 @@ while True:
         if now() - last > 0.05:
             lost = i - got
             last = now()
-print(json.dumps({"sent": i, "got": got, "t0": t0, "t1": t1, "timedOut": timed_out}), flush=True)
+cpu, wall = time.process_time() - c0, now() - t0
+print(json.dumps({"sent": i, "got": got, "t0": t0, "t1": t1, "timedOut": timed_out, "cpu": cpu, "wall": wall}), flush=True)
 `;
 
 /**

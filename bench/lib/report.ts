@@ -9,6 +9,39 @@ export interface MetricDef {
   /** Display scale: shown value = raw / scale. */
   scale: number;
   digits: number;
+  /**
+   * How rounds combine: the median (default), or the sum, for counts of failures (one failing
+   * round must show). Sums get no masq/kernel ratio.
+   */
+  agg?: "median" | "sum";
+}
+
+/** The HTTP load's rows for `n` parallel connections (key prefix http<n>). */
+function httpMetrics(n: number): MetricDef[] {
+  const k = `http${n}`;
+  const label = `HTTP 100 KB, ${n} conns`;
+  return [
+    { key: `${k}_rps`, json: `${k}_req_per_s`, label, unit: "req/s", scale: 1, digits: 0 },
+    { key: `${k}_mbps`, json: `${k}_mb_per_s`, label: "  transfer", unit: "MB/s", scale: 1, digits: 0 },
+    {
+      key: `${k}_mean`,
+      json: `${k}_latency_mean_ms`,
+      label: "  mean latency",
+      unit: "ms",
+      scale: 1,
+      digits: 1,
+    },
+    { key: `${k}_p99`, json: `${k}_latency_p99_ms`, label: "  p99 latency", unit: "ms", scale: 1, digits: 1 },
+    {
+      key: `${k}_errors`,
+      json: `${k}_errors`,
+      label: "  wrk errors",
+      unit: "all rounds",
+      scale: 1,
+      digits: 0,
+      agg: "sum",
+    },
+  ];
 }
 
 export const METRICS: readonly MetricDef[] = [
@@ -16,6 +49,25 @@ export const METRICS: readonly MetricDef[] = [
   { key: "tcp4", json: "tcp4_gbps", label: "TCP, 4 streams", unit: "Gbit/s", scale: 1, digits: 2 },
   { key: "udp_pps", json: "udp_pps", label: "UDP 64 B delivered", unit: "kpps", scale: 1e3, digits: 1 },
   { key: "new_flows", json: "new_flows_per_s", label: "new UDP flows", unit: "k/s", scale: 1e3, digits: 1 },
+  ...httpMetrics(500),
+  ...httpMetrics(50),
+  {
+    key: "short",
+    json: "short_conns_per_s",
+    label: "short connections",
+    unit: "conn/s",
+    scale: 1,
+    digits: 0,
+  },
+  {
+    key: "short_failed",
+    json: "short_conns_failed",
+    label: "  failed",
+    unit: "all rounds",
+    scale: 1,
+    digits: 0,
+    agg: "sum",
+  },
 ];
 
 export type Samples = Record<string, { kernel: number[]; masq: number[] }>;
@@ -33,6 +85,11 @@ export function median(xs: readonly number[]): number | null {
   return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
+function combine(m: MetricDef, xs: readonly number[]): number | null {
+  if (m.agg !== "sum") return median(xs);
+  return xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0);
+}
+
 export function ratio(masq: number | null, kernel: number | null): number | null {
   if (masq === null || kernel === null || !(kernel > 0)) return null;
   return masq / kernel;
@@ -46,9 +103,9 @@ function fmt(x: number | null, scale: number, digits: number): string {
 export function table(samples: Samples, rounds: number): string {
   const rows: string[][] = [["", "kernel", "masq", "masq/kernel"]];
   for (const m of METRICS) {
-    const k = median(samples[m.key].kernel);
-    const q = median(samples[m.key].masq);
-    const r = ratio(q, k);
+    const k = combine(m, samples[m.key].kernel);
+    const q = combine(m, samples[m.key].masq);
+    const r = m.agg === "sum" ? null : ratio(q, k);
     rows.push([
       `${m.label} (${m.unit})`,
       fmt(k, m.scale, m.digits),
@@ -61,21 +118,22 @@ export function table(samples: Samples, rounds: number): string {
     r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("   ");
   const out = rows.map(line);
   out.splice(1, 0, widths.map((w) => "-".repeat(w)).join("   "));
-  if (rounds > 1) out.push(`(medians of ${rounds} rounds)`);
+  if (rounds > 1) out.push(`(medians of ${rounds} rounds; counts marked "all rounds" are sums)`);
   return out.join("\n");
 }
 
 /**
- * JSON figures (medians): <key>_ratio (masq/kernel), kernel_<json>, masq_<json>, and every
- * round's figures under "per_round". A figure not measured is null.
+ * JSON figures (medians, or sums for counts of failures): <key>_ratio (masq/kernel, not for
+ * sums), kernel_<json>, masq_<json>, and every round's figures under "per_round". A figure not
+ * measured is null.
  */
 export function jsonFigures(samples: Samples): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   const perRound: Record<string, number[]> = {};
   for (const m of METRICS) {
-    const k = median(samples[m.key].kernel);
-    const q = median(samples[m.key].masq);
-    o[`${m.key}_ratio`] = ratio(q, k);
+    const k = combine(m, samples[m.key].kernel);
+    const q = combine(m, samples[m.key].masq);
+    if (m.agg !== "sum") o[`${m.key}_ratio`] = ratio(q, k);
     o[`kernel_${m.json}`] = k;
     o[`masq_${m.json}`] = q;
     perRound[`kernel_${m.json}`] = samples[m.key].kernel;

@@ -133,6 +133,11 @@ export const C_UNSOLICITED_SYN_REPLIES = EVENTS2_BASE + 3;
 export const C_UNSOLICITED_SYN_SIMULTANEOUS = EVENTS2_BASE + 4;
 /** Unsolicited SYNs left unanswered: the bounded table had no room (or IP options). */
 export const C_UNSOLICITED_SYN_UNANSWERED = EVENTS2_BASE + 5;
+/**
+ * New TCP connections given the outside port of a mapping whose connections had all finished,
+ * because no other port was to be had (src/nat/closed-mappings.ts).
+ */
+export const C_TCP_PORTS_REUSED = EVENTS2_BASE + 6;
 
 /** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
 export const COUNTER_SLOTS = 192;
@@ -175,6 +180,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_UNSOLICITED_SYN_REPLIES]: "unsolicited_syn_replies",
   [C_UNSOLICITED_SYN_SIMULTANEOUS]: "unsolicited_syn_simultaneous_opens",
   [C_UNSOLICITED_SYN_UNANSWERED]: "unsolicited_syn_unanswered",
+  [C_TCP_PORTS_REUSED]: "tcp_ports_reused",
 };
 
 const DROP_NAMES: Record<number, string> = {
