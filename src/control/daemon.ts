@@ -180,6 +180,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     await applyHostSetup(plan, stateFile, { log });
     datapath = new Datapath(engine, tuns.ports());
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
+    loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
     const started = performance.now();

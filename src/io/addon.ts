@@ -31,6 +31,8 @@ export interface NativeAddon {
   allowedCpus(): number[];
   /** Runs the calling thread (JavaScript's, the packet loop's) on `cpu` only. */
   pinThread(cpu: number): void;
+  /** Keep reading every started TUN for `us` after its last packet before sleeping (0: off). */
+  setBusyPoll(us: number): void;
   TUN_F_CSUM: number;
   TUN_F_TSO4: number;
   TUN_F_TSO6: number;

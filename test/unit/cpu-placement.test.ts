@@ -61,4 +61,23 @@ describe("datapath CPU placement", () => {
       (e: unknown) => e instanceof ConfigError && /^--datapath-cpu: /.test(e.message),
     );
   });
+
+  it("busy_poll_us and --busy-poll: 0 (off) by default, bounded, bad values name the key", () => {
+    assert.equal(resolveRunConfig(base).busyPollUs, 0);
+    const file = (text: string) => resolveRunConfig({ ...base, config: "m.toml" }, () => text);
+    assert.equal(file("busy_poll_us = 50\n").busyPollUs, 50);
+    assert.equal(resolveRunConfig({ ...base, busyPoll: "200" }).busyPollUs, 200);
+    for (const bad of ["busy_poll_us = -1\n", "busy_poll_us = 2.5\n", "busy_poll_us = 20000\n"])
+      assert.throws(
+        () => file(bad),
+        (e: unknown) => e instanceof ConfigError && /^m\.toml: busy_poll_us: /.test(e.message),
+        bad,
+      );
+    for (const bad of ["x", "-5", "10001"])
+      assert.throws(
+        () => resolveRunConfig({ ...base, busyPoll: bad }),
+        (e: unknown) => e instanceof ConfigError && /^--busy-poll: /.test(e.message),
+        bad,
+      );
+  });
 });
