@@ -133,6 +133,12 @@ export const C_UNSOLICITED_SYN_REPLIES = EVENTS2_BASE + 3;
 export const C_UNSOLICITED_SYN_SIMULTANEOUS = EVENTS2_BASE + 4;
 /** Unsolicited SYNs left unanswered: the bounded table had no room (or IP options). */
 export const C_UNSOLICITED_SYN_UNANSWERED = EVENTS2_BASE + 5;
+/**
+ * ICMP errors the gateway's own stack sent about packets masq translated (fragmentation needed
+ * on a smaller WAN, host unreachable), translated back to the inside host (also counted in
+ * icmp_errors_translated).
+ */
+export const C_GATEWAY_ICMP_ERRORS = EVENTS2_BASE + 6;
 
 /** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
 export const COUNTER_SLOTS = 192;
@@ -175,6 +181,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_UNSOLICITED_SYN_REPLIES]: "unsolicited_syn_replies",
   [C_UNSOLICITED_SYN_SIMULTANEOUS]: "unsolicited_syn_simultaneous_opens",
   [C_UNSOLICITED_SYN_UNANSWERED]: "unsolicited_syn_unanswered",
+  [C_GATEWAY_ICMP_ERRORS]: "gateway_icmp_errors_translated",
 };
 
 const DROP_NAMES: Record<number, string> = {
