@@ -18,6 +18,7 @@ import { validateIpv4 } from "../packet/validate.ts";
 import { hasToken, refill, TokenBucket } from "../policy/rate.ts";
 import { buildTcpReset } from "../policy/reject.ts";
 import { ACT_DROP, ACT_REJECT, DIR_INBOUND, DIR_OUTBOUND, NO_RULE, RuleSet } from "../policy/rules.ts";
+import { ClosedMappings } from "./closed-mappings.ts";
 import type { EngineConfig } from "./config.ts";
 import * as C from "./counters.ts";
 import { ExhaustionAnswers } from "./exhaustion.ts";
@@ -79,7 +80,14 @@ import { NO_PORT, PortAllocator } from "./port-allocator.ts";
 import { PortQuota } from "./port-quota.ts";
 import { rewriteEndpoint, setTtl } from "./rewrite.ts";
 import type { TableAllocator } from "./table-memory.ts";
-import { TCP_HANDSHAKE_DONE, TCP_RST_OUT_OF_WINDOW, TCP_WORDS, TcpTracker } from "./tcp-state.ts";
+import {
+  TCP_FINISHED,
+  TCP_HANDSHAKE_DONE,
+  TCP_REOPENED,
+  TCP_RST_OUT_OF_WINDOW,
+  TCP_WORDS,
+  TcpTracker,
+} from "./tcp-state.ts";
 import { TimerWheel } from "./timer-wheel.ts";
 import { UnsolicitedSyns } from "./unsolicited-syn.ts";
 import { type EngineStats, FlowFields, type FlowView, type PinView, type Protocol } from "./view.ts";
@@ -132,6 +140,8 @@ export class NatEngine {
   readonly hostTable: HostTable;
   /** Outside ports per inside host and protocol (RFC 6888 REQ-4). */
   readonly portQuota: PortQuota;
+  /** TCP mappings whose connections have all finished: their ports serve new ones when needed. */
+  readonly closedMappings: ClosedMappings;
   private readonly answers: ExhaustionAnswers;
   private readonly wheel: TimerWheel;
   /** Sequence state of TCP flows, and the handshake and close (src/nat/tcp-state.ts). */
@@ -219,6 +229,13 @@ export class NatEngine {
     this.portQuota = new PortQuota(this.hostTable, config.maxMappings, config.ports, config.maxPortsPerHost);
     this.answers = new ExhaustionAnswers(this.hostTable);
     this.pins = new PinRegistry(config.maxMappings);
+    this.closedMappings = new ClosedMappings(
+      this.mappingTable,
+      this.flowTable,
+      this.pins,
+      this.portQuota,
+      config.maxHosts,
+    );
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.tcp = new TcpTracker(this.flowTable, allocate);
     this.halfOpen = new HalfOpenQueue(config.maxFlows);
@@ -680,7 +697,7 @@ export class NatEngine {
     const ft = this.flowTable;
     if (ft.count >= ft.capacity && !this.evictHalfOpen(0)) return -C.D_FLOW_TABLE_FULL;
     const ht = this.hostTable;
-    const host = ht.find(inAddr);
+    let host = ht.find(inAddr);
     if (host !== NO_HOST && ht.flows[host] >= this.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
     if (host === NO_HOST && ht.count >= ht.capacity) return -C.D_HOST_TABLE_FULL;
     // Rate limits last, so a flow refused for another reason spends no token.
@@ -691,18 +708,40 @@ export class NatEngine {
     const mt = this.mappingTable;
     let m = mt.lookupInside(proto, inAddr, inPort);
     if (m === NO_MAPPING) {
-      if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
       const addrIdx = this.pairedAddressIndex(inAddr);
+      const outAddr = this.outside[addrIdx];
       const ports = this.portsFor(proto);
-      // Exhaustion first: with the range gone, that is what every host meets, whatever its share.
-      if (ports.free[addrIdx] === 0) return -C.D_PORTS_EXHAUSTED;
-      if (!this.portQuota.allows(host, proto)) return -C.D_HOST_PORT_QUOTA;
-      const outPort = ports.allocate(addrIdx, inPort, this.config.portParity);
-      if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
-      if (outPort === inPort) this.counters[C.C_PORTS_PRESERVED]++;
+      const atShare = !this.portQuota.allows(host, proto);
+      // Exhaustion before the share: with the range gone, that is what every host meets.
+      const refusal =
+        mt.count >= mt.capacity
+          ? C.D_MAPPING_TABLE_FULL
+          : ports.free[addrIdx] === 0
+            ? C.D_PORTS_EXHAUSTED
+            : atShare
+              ? C.D_HOST_PORT_QUOTA
+              : 0;
+      let outPort: number;
+      if (refusal === 0) {
+        outPort = ports.allocate(addrIdx, inPort, this.config.portParity);
+        if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
+        if (outPort === inPort) this.counters[C.C_PORTS_PRESERVED]++;
+      } else {
+        // No port to be had: a finished TCP mapping's, if one may be taken (closed-mappings.ts).
+        const old =
+          proto === IPPROTO_TCP
+            ? this.closedMappings.pick(host, outAddr, remAddr, remPort, !atShare)
+            : NO_MAPPING;
+        if (old === NO_MAPPING) return -refusal;
+        outPort = mt.u32[old * MAPPING_WORDS + M_PORTS] & 0xffff;
+        this.retireMapping(old);
+        ports.take(addrIdx, outPort);
+        this.counters[C.C_TCP_PORTS_REUSED]++;
+        // The host's record may have gone with its last mapping.
+        host = ht.find(inAddr);
+      }
       // The mapping's and the flow's outside keys land on two random index slots: load both
       // now, so the two misses overlap instead of following one another.
-      const outAddr = this.outside[addrIdx];
       const fi = this.flowTable.index;
       this.prefetchSink +=
         mt.index.slots[((mt.outsideHash(proto, outAddr, outPort) & mt.index.mask) << 1) + 1] +
@@ -1081,6 +1120,7 @@ export class NatEngine {
     u[base + F_MAP_NEXT] = mt.u32[mb + M_HEAD];
     mt.u32[mb + M_HEAD] = f + 1;
     ft.link(f);
+    this.closedMappings.flowAdded(m);
     // Server port of the flow: the remote's for outbound flows, the inside host's for inbound.
     u[base + F_ALG] =
       this.alg === null ? 0 : this.alg.classify(proto, origin === 0 ? remPort : mt.u32[mb + M_PORTS] >>> 16);
@@ -1089,10 +1129,11 @@ export class NatEngine {
     return f;
   }
 
-  /** A mapping created for a flow that could not be added goes again at once. */
-  private dropEmptyMapping(m: number): void {
-    if (this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD] === 0 && this.pins.count[m] === 0)
-      this.removeMapping(m);
+  /** A mapping with neither flows nor pins goes at once; true when it went. */
+  private dropEmptyMapping(m: number): boolean {
+    if (this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD] !== 0 || this.pins.count[m] !== 0) return false;
+    this.removeMapping(m);
+    return true;
   }
 
   private removeMapping(m: number): void {
@@ -1101,9 +1142,25 @@ export class NatEngine {
     const outAddr = mt.u32[mb + M_OUT_ADDR];
     const idx = this.outsideIndex(outAddr);
     if (idx >= 0) this.portsFor(mt.proto[m]).release(idx, mt.u32[mb + M_PORTS] & 0xffff);
+    this.closedMappings.mappingRemoved(m);
     this.portQuota.release(m, mt.proto[m]);
     mt.remove(m);
     this.counters[C.C_MAPPINGS_EXPIRED]++;
+  }
+
+  /**
+   * Finished mapping m gives its port to a new connection: its flows (all finished, only waiting
+   * for stragglers) go, and with the last of them the mapping, its port and its host's share.
+   */
+  private retireMapping(m: number): void {
+    const u = this.flowTable.u32;
+    for (let ref = this.mappingTable.u32[m * MAPPING_WORDS + M_HEAD]; ref !== 0; ) {
+      const f = ref - 1;
+      // Read first: the mapping's record is freed with its last flow.
+      ref = u[f * FLOW_WORDS + F_MAP_NEXT];
+      this.wheel.unschedule(f);
+      this.expireFlow(f);
+    }
   }
 
   private touch(f: number, bytes: number, out: boolean): void {
@@ -1133,6 +1190,16 @@ export class NatEngine {
       this.counters[C.C_TCP_HANDSHAKES]++;
       if (this.halfOpen.remove(f))
         this.hostTable.promoteHalfOpen(this.flowTable.u32[f * FLOW_WORDS + F_IN_ADDR]);
+    }
+    if ((t & (TCP_FINISHED | TCP_REOPENED)) !== 0) {
+      // Once or twice per connection: whether its mapping's connections have all finished.
+      const u = this.flowTable.u32;
+      const base = f * FLOW_WORDS;
+      const m = this.mappingTable.lookupInside(IPPROTO_TCP, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16);
+      if (m !== NO_MAPPING) {
+        if ((t & TCP_FINISHED) !== 0) this.closedMappings.flowFinished(m);
+        else this.closedMappings.flowReopened(m);
+      }
     }
     // The timeout changed: move the timer now so a closed connection frees its port on time.
     this.wheel.schedule(f, this.nowSec + this.timeoutOf(f));
@@ -1227,6 +1294,7 @@ export class NatEngine {
           ref = u[rb + F_MAP_NEXT];
         }
       }
+      this.closedMappings.flowRemoved(m, proto === IPPROTO_TCP && this.tcp.finished(f));
       if (mu[headAt] === 0 && this.pins.count[m] === 0) this.removeMapping(m);
     }
     if (this.halfOpen.remove(f)) this.hostTable.releaseHalfOpen(inAddr);
@@ -1421,6 +1489,8 @@ export class NatEngine {
       this.dropEmptyMapping(m);
       return { error: "too many pins on one mapping" };
     }
+    // A pinned mapping is in use, whatever its connections.
+    this.closedMappings.review(m);
     this.counters[C.C_PINS_CREATED]++;
     const mb = m * MAPPING_WORDS;
     return { id: pin.id, outAddr: mt.u32[mb + M_OUT_ADDR], outPort: mt.u32[mb + M_PORTS] & 0xffff };
@@ -1430,7 +1500,7 @@ export class NatEngine {
   unpin(id: number): boolean {
     const pin = this.pins.remove(id);
     if (!pin) return false;
-    this.dropEmptyMapping(pin.mapping);
+    if (!this.dropEmptyMapping(pin.mapping)) this.closedMappings.review(pin.mapping);
     return true;
   }
 
@@ -1552,6 +1622,7 @@ export class NatEngine {
       this.tcp.byteLength +
       this.halfOpen.byteLength +
       this.mappingTable.byteLength +
+      this.closedMappings.byteLength +
       this.hostTable.byteLength +
       this.wheel.byteLength +
       this.fragments.byteLength +

@@ -2,8 +2,9 @@
 // dropped (REQ-11 a) and the host told at once (REQ-11 b), so its application fails now instead of
 // retrying into silence: ICMP destination unreachable, host unreachable (code 1), for UDP and
 // ICMP; a TCP reset for a SYN, which every TCP takes as "connection refused" (some stacks treat an
-// ICMP error in SYN-SENT as soft and keep retrying). Existing mappings are never removed to make
-// room (REQ-11 d): the caller only ever refuses the new one.
+// ICMP error in SYN-SENT as soft and keep retrying). Mappings in use are never removed to make
+// room (REQ-11 d): before refusing, the caller only looks for a TCP mapping whose connections have
+// all finished (src/nat/closed-mappings.ts).
 //
 // Answers are rate-limited, per host and for the gateway, so a host that floods new flows gets a
 // bounded number of them (the limits mirror Linux's own ICMP limits: net.ipv4.icmp_msgs_per_sec

@@ -3,9 +3,9 @@
 // port range is the number of its mappings of that protocol. The count is kept per mapping, where
 // a mapping is made and where it goes; the packets of existing flows never see it.
 //
-// What counts is the mapping, not the port: should outside ports one day be shared by mappings
-// (issue 17: reuse of a port whose flows are all closed), the quota stays "mappings a host holds"
-// and only `charge`/`release` need to know when a mapping stops holding its port.
+// What counts is the mapping, not the port. When a new connection takes the port of a finished
+// mapping (src/nat/closed-mappings.ts), the finished one goes (released) and the new one is
+// charged: a host taking one of its own keeps its count.
 import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import type { PortRange } from "./config.ts";
 import { type HostTable, NO_HOST, PORT_SLOTS } from "./host-table.ts";
@@ -74,6 +74,11 @@ export class PortQuota {
     if (h === 0) return;
     this.chargedTo[m] = 0;
     this.hosts.releasePort(h - 1, portSlot(proto));
+  }
+
+  /** The host (index) mapping m is counted against, or NO_HOST. */
+  hostOf(m: number): number {
+    return this.chargedTo[m] - 1;
   }
 
   /** Ports host holds of `proto` (for listings and tests). */

@@ -37,7 +37,7 @@ import {
 } from "./flow-table.ts";
 import { plainAllocator, type TableAllocator } from "./table-memory.ts";
 
-/** Words of a flow's sequence record: a stream's three words per direction, flags, one spare. */
+/** Words of a flow's sequence record: a stream's three words per direction, flags, a stray's ack. */
 export const TCP_WORDS = 8;
 // A stream's words (the outbound stream, sent by the inside host, at 0; the inbound one at 3).
 /** The sender's highest sequence number + length sent (netfilter's td_end). */
@@ -48,6 +48,8 @@ const EDGE = 1;
 const UNA = 2;
 const INBOUND_STREAM = 3;
 const FLAGS = 6;
+/** The acknowledgement number of the latest stray segment (see STRAY_FROM_OUT). */
+const STRAY_ACK = 7;
 // Flags, per stream: its SYN was seen (the stream's numbers are known), the peer acknowledged that
 // SYN, the SYN offered window scaling, and the scale (4 bits).
 const KNOWN_OUT = 0x01;
@@ -60,6 +62,15 @@ const WSCALE_IN = 0x20;
 const WSCALE_BOTH = WSCALE_OUT | WSCALE_IN;
 const SCALE_OUT_SHIFT = 8;
 const SCALE_IN_SHIFT = 12;
+/** The connection has finished: closed by a reset, or both FINs sent and acknowledged. */
+const FINISHED = 0x10000;
+/**
+ * A segment came (from the inside host, or from the remote) that did not acknowledge the SYN of
+ * its receiver, still in SYN-SENT: not of this connection. Its acknowledgement number is kept
+ * (STRAY_ACK), so the receiver's reset answering it (RFC 9293 §3.10.7.3) can go through.
+ */
+const STRAY_FROM_OUT = 0x20000;
+const STRAY_FROM_IN = 0x40000;
 /** RFC 7323 §2.3: shifts above 14 are taken as 14. */
 const MAX_WINDOW_SCALE = 14;
 /**
@@ -75,6 +86,13 @@ export const TCP_RST_OUT_OF_WINDOW = 1;
 export const TCP_STATE_CHANGED = 2;
 /** This segment completed the handshake: both SYNs are now acknowledged. */
 export const TCP_HANDSHAKE_DONE = 4;
+/**
+ * The connection has just finished: a reset closed it, or this segment acknowledged the last of
+ * both FINs. Nothing of it is in flight any more (its port may serve another connection).
+ */
+export const TCP_FINISHED = 8;
+/** A finished connection's 4-tuple carries a new SYN: it is a connection again. */
+export const TCP_REOPENED = 16;
 
 /** Maps an acknowledgement back to the sender's numbering (the ALG's sequence correction). */
 export interface SeqMap {
@@ -97,6 +115,8 @@ const RST_REJECT = 0;
 const RST_IN_WINDOW = 1;
 /** Exactly where the receiver expects the next segment: the connection ends. */
 const RST_EXACT = 2;
+/** The answer to a stray segment (STRAY_FROM_OUT): passed on, for the other end; no state changes. */
+const RST_ANSWER = 3;
 
 export class TcpTracker {
   /** TCP_WORDS per flow, indexed like the flow table. */
@@ -160,6 +180,8 @@ export class TcpTracker {
       if (seqMap !== null) ack = seqMap.quotedSeq(f, !out, ack);
     }
     let fl = w[base + FLAGS];
+    // A record's first segment finds the flags of the flow that used the record before.
+    const wasFinished = before !== STATE_ACTIVE && (fl & FINISHED) !== 0;
     let restarted = false;
     if (
       before === STATE_ACTIVE ||
@@ -175,13 +197,30 @@ export class TcpTracker {
     const wasDone = (fl & ACKED_BOTH) === ACKED_BOTH;
 
     if ((flags & TCP_RST) !== 0) {
-      const v = this.resetVerdict(fl, s, r, out, seq, hasAck, ack);
+      const v = this.resetVerdict(fl, base, out, seq, hasAck, ack);
       if (v === RST_REJECT) return TCP_RST_OUT_OF_WINDOW;
+      if (v === RST_ANSWER) return 0;
       // In the window but not exact: the receiver challenges it and a real reset follows, at the
       // number the challenge ACK gives; until then the connection keeps its state.
       if (v === RST_EXACT) sb = (sb & ~STATE_MASK) | STATE_CLOSED;
       u[metaAt] = (u[metaAt] & 0xffffff00) | sb;
-      return (sb & STATE_MASK) !== before ? TCP_STATE_CHANGED : 0;
+      let result = (sb & STATE_MASK) !== before ? TCP_STATE_CHANGED : 0;
+      if (v === RST_EXACT && !wasFinished) {
+        w[base + FLAGS] = fl | FINISHED;
+        result |= TCP_FINISHED;
+      }
+      return result;
+    }
+
+    const ackedR = out ? ACKED_IN : ACKED_OUT;
+    if (hasAck && (fl & (knownR | ackedR)) === knownR && !within(ack, (w[r + UNA] + 1) >>> 0, w[r + NXT])) {
+      // The receiver is in SYN-SENT and this does not acknowledge its SYN: a stale segment, or a
+      // remote's TIME-WAIT answering the SYN with the old connection's ACK (the port was the old
+      // connection's, src/nat/closed-mappings.ts). The receiver resets it at its acknowledgement
+      // number, which is what lets the remote forget the old connection and take the SYN.
+      fl |= out ? STRAY_FROM_OUT : STRAY_FROM_IN;
+      w[base + STRAY_ACK] = ack;
+      w[base + FLAGS] = fl;
     }
 
     const syn = (flags & TCP_SYN) !== 0;
@@ -212,7 +251,35 @@ export class TcpTracker {
     u[metaAt] = (u[metaAt] & 0xffffff00) | sb;
     let result = (sb & STATE_MASK) !== before ? TCP_STATE_CHANGED : 0;
     if (!wasDone && (fl & ACKED_BOTH) === ACKED_BOTH) result |= TCP_HANDSHAKE_DONE;
+    const finished = this.hasFinished(sb & STATE_MASK, base);
+    if (finished !== wasFinished) {
+      w[base + FLAGS] = finished ? fl | FINISHED : fl & ~FINISHED;
+      result |= finished ? TCP_FINISHED : TCP_REOPENED;
+    }
     return result;
+  }
+
+  /**
+   * Whether the connection is over with nothing of it in flight: closed by a reset, or in
+   * TIME-WAIT with both FINs acknowledged (each stream's acknowledgement reached its end, the FIN
+   * included). A half-closed connection, or one whose last FIN is unacknowledged, may still see
+   * retransmissions.
+   */
+  private hasFinished(state: number, base: number): boolean {
+    if (state === STATE_CLOSED) return true;
+    if (state !== STATE_TIME_WAIT) return false;
+    const w = this.words;
+    return (
+      w[base + UNA] === w[base + NXT] && w[base + INBOUND_STREAM + UNA] === w[base + INBOUND_STREAM + NXT]
+    );
+  }
+
+  /** Whether live TCP flow f's connection has finished (the last TCP_FINISHED not undone). */
+  finished(f: number): boolean {
+    return (
+      (this.flows.u32[f * FLOW_WORDS + F_META] & STATE_MASK) !== STATE_ACTIVE &&
+      (this.words[f * TCP_WORDS + FLAGS] & FINISHED) !== 0
+    );
   }
 
   /**
@@ -270,14 +337,23 @@ export class TcpTracker {
   /** Whether a reset fits the receiver's window (RFC 5961 §3; RFC 9293 §3.10.7). */
   private resetVerdict(
     fl: number,
-    s: number,
-    r: number,
+    base: number,
     out: boolean,
     seq: number,
     hasAck: boolean,
     ack: number,
   ): number {
     const w = this.words;
+    const s = out ? base : base + INBOUND_STREAM;
+    const r = out ? base + INBOUND_STREAM : base;
+    // The sender, still in SYN-SENT, resets the stray segment it was sent at that segment's
+    // acknowledgement number: meant for the other end's old connection, not this one.
+    if (
+      (fl & (out ? STRAY_FROM_IN | ACKED_OUT : STRAY_FROM_OUT | ACKED_IN)) ===
+        (out ? STRAY_FROM_IN : STRAY_FROM_OUT) &&
+      seq === w[base + STRAY_ACK]
+    )
+      return RST_ANSWER;
     if ((fl & (out ? KNOWN_OUT : KNOWN_IN)) === 0) {
       // The sender never sent a SYN: it refuses the receiver's. The receiver is in SYN-SENT, where
       // a reset counts only if it acknowledges the SYN (RFC 9293 §3.10.7.3, RFC 5961 §3).

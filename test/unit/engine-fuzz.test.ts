@@ -25,6 +25,7 @@ function assertConsistent(e: NatEngine): void {
   let hostPorts = 0;
   for (let i = 0; i < e.hostTable.ports.length; i++) hostPorts += e.hostTable.ports[i];
   assert.equal(hostPorts, e.mappingTable.count, "per-host port counts add up to the mappings (no pins here)");
+  assert.ok(e.closedMappings.count <= e.mappingTable.count, "finished mappings are mappings");
   for (let f = 0; f < ft.capacity; f++) {
     if (!ft.isLive(f)) continue;
     const b = f * FLOW_WORDS;
@@ -159,6 +160,7 @@ function hostileRun(mode: "pool" | "interface", hashSeed: number, pkts: [Uint8Ar
   assertConsistent(e);
   assert.equal(e.flowTable.count, 0, "everything expires in the end");
   assert.equal(e.mappingTable.count, 0);
+  assert.equal(e.closedMappings.count, 0, "no finished mapping listed once the mappings are gone");
 }
 
 describe("fuzz: hostile input", () => {

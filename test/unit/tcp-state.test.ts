@@ -170,6 +170,27 @@ describe("TCP resets (RFC 5961 §3)", () => {
     assert.equal(half.state(), "closed");
   });
 
+  it("in SYN-SENT, the opener's reset of a segment that does not acknowledge its SYN goes through at that segment's ACK number, closing nothing", () => {
+    // RFC 9293 §3.10.7.3: an unacceptable ACK in SYN-SENT is answered <SEQ=SEG.ACK><CTL=RST>; the
+    // reset is for the other end's stale connection (a TIME-WAIT answering the SYN with its ACK).
+    for (const stray of [
+      { flags: ACK, seq: 777, ack: 424_242 },
+      { flags: SYN | ACK, seq: 777, ack: 424_242 },
+    ]) {
+      const e = makeEngine();
+      const c = new Conn(e, A, 40000, REMOTE, 80);
+      c.out({ flags: SYN, seq: 1000 });
+      assert.equal(c.in(stray).verdict, FORWARD, "passed on, for the client to answer");
+      assert.equal(c.out({ flags: RST, seq: 424_243 }).verdict, DROP, "another number is still blind");
+      assert.equal(c.out({ flags: RST, seq: 424_242 }).verdict, FORWARD);
+      assert.equal(c.state(), "syn-sent");
+      c.in({ flags: SYN | ACK, seq: 5000, ack: 1001 });
+      c.out({ flags: ACK, seq: 1001, ack: 5001 });
+      assert.equal(c.state(), "established");
+      assert.equal(c.out({ flags: RST, seq: 424_242 }).verdict, DROP, "established: blind again");
+    }
+  });
+
   it("the window is scaled as the SYNs' window scale options say (RFC 7323), only when both offer it", () => {
     const e = makeEngine();
     const scaled = new Conn(e, A, 40000, REMOTE, 80);
