@@ -27,12 +27,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type MasqProcess, startMasq } from "../src/lab/masq-process.ts";
-import {
-  buildMasqNetwork,
-  enableKernelNat,
-  type MasqMode,
-  removeStaleNamespaces,
-} from "../src/lab/netns.ts";
+import { buildMasqNetwork, enableKernelNat, type MasqMode, removeStaleNamespaces } from "../src/lab/netns.ts";
 import {
   busyGenerators,
   type CpuReport,

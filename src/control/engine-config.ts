@@ -23,6 +23,7 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
       return { addr: parseIPv4(addr)!, len };
     }),
     outside: host.publicAddresses.map((a) => parseIPv4(a)!),
+    gateway: (host.gatewayAddresses ?? []).map((a) => parseIPv4(a)!),
     mode: host.mode,
     ports: { tcp: ports, udp: ports, icmp: ports },
     filtering: cfg.filtering,

@@ -35,6 +35,11 @@ export const DEFAULT_PREFS: RulePrefs = { guard: 90, tcp: 110, udp: 111, icmp: 1
 export const FORWARD_RULE_PREF = 113;
 /** Interface mode: pref of the rules for hairpinned traffic to masq's own ports. */
 export const HAIRPIN_RULE_PREF = 114;
+/**
+ * Interface mode: pref of the rules that steer the ICMP errors the gateway's own stack sends to
+ * the public address (about packets masq translated) into the outside TUN, before 'local'.
+ */
+export const GATEWAY_ICMP_RULE_PREF = 115;
 /** Where versions before the guard rules put pool mode's inside rule (still recognised as masq's). */
 export const LEGACY_POOL_PREF = 100;
 
@@ -52,5 +57,15 @@ export const MAX_RULE_PORT = 65534;
 /** Every rule pref masq uses (with the default prefs). */
 export function masqRulePrefs(prefs: RulePrefs = DEFAULT_PREFS): number[] {
   const { guard, tcp, udp, icmp, inside } = prefs;
-  return [guard, tcp, udp, icmp, FORWARD_RULE_PREF, HAIRPIN_RULE_PREF, inside, LEGACY_POOL_PREF];
+  return [
+    guard,
+    tcp,
+    udp,
+    icmp,
+    FORWARD_RULE_PREF,
+    HAIRPIN_RULE_PREF,
+    GATEWAY_ICMP_RULE_PREF,
+    inside,
+    LEGACY_POOL_PREF,
+  ];
 }

@@ -28,6 +28,7 @@ import {
   type RulePrefs,
 } from "./footprint.ts";
 import { publicAddressRule } from "./forward-rules.ts";
+import { gatewayIcmpRuleSteps } from "./gateway-icmp-rules.ts";
 import { expandPrefix, parsePrefix } from "./ipv4.ts";
 import { type RpFilterState, rpFilterSteps } from "./rp-filter.ts";
 import { cmdStep, type HostStep, PRIOR, routeStep, ruleStep, sysctlKey, sysctlStep } from "./steps.ts";
@@ -77,7 +78,8 @@ export interface HostSetupOptions {
   ports?: PortRange;
   /**
    * Interface mode: the outside interface's address. When given, what inside hosts send to it on
-   * masq's ports goes to masq too (before 'local'): the replies of hairpinned connections.
+   * masq's ports goes to masq too (before 'local'): the replies of hairpinned connections; and so
+   * do the ICMP errors the gateway's own stack sends to it about packets masq translated.
    */
   publicAddress?: string;
   /** Routing tables (defaults: inside 100, outside 101, guard 102). Pool mode has no outside table. */
@@ -310,6 +312,9 @@ function interfaceSteps(opts: HostSetupOptions, tables: RoutingTables, prefs: Ru
             },
           ),
         );
+    steps.push(
+      ...gatewayIcmpRuleSteps({ publicAddress: opts.publicAddress, tunOutside, table: tables.outside }),
+    );
   }
   return steps;
 }

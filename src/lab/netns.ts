@@ -387,6 +387,11 @@ export interface BuildMasqNetworkOptions {
   pool?: string;
   /** MTU of every veth (default: the kernel's 1500). */
   mtu?: number;
+  /**
+   * MTU of the gateway <-> ISP link alone (both ends), e.g. 1492 for a PPPoE WAN behind a 1500
+   * LAN and a 1500 Internet beyond the ISP: the gateway must then send fragmentation-needed.
+   */
+  wanMtu?: number;
 }
 
 export async function buildMasqNetwork(opts: BuildMasqNetworkOptions): Promise<MasqNetwork> {
@@ -431,7 +436,11 @@ async function build(lab: Lab, opts: BuildMasqNetworkOptions): Promise<MasqNetwo
   }
 
   // Gateway <-> ISP.
-  await lab.veth({ ns: ns.gate, dev: "wan0" }, { ns: ns.isp, dev: "down0" }, link);
+  await lab.veth(
+    { ns: ns.gate, dev: "wan0" },
+    { ns: ns.isp, dev: "down0" },
+    opts.wanMtu ? { mtu: opts.wanMtu } : link,
+  );
   await lab.addAddr(ns.gate, "wan0", "198.51.100.2/30");
   await lab.addAddr(ns.isp, "down0", "198.51.100.1/30");
   await lab.addRoute(ns.gate, "default", "via", "198.51.100.1");

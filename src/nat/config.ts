@@ -45,6 +45,13 @@ export interface EngineConfig {
   /** Outside (public) addresses, 32-bit unsigned ints. Paired pooling chooses one per inside host. */
   outside: number[];
   /**
+   * The gateway's own addresses (those of its inside and outside interfaces), 32-bit unsigned
+   * ints. An ICMP error from one of them that is not from the LAN was sent by the gateway's own
+   * stack about a packet masq translated, and is translated back to the inside host
+   * (src/nat/gateway-addresses.ts). Empty (replay, most tests): none is recognised.
+   */
+  gateway: number[];
+  /**
    * interface mode: the outside address is also the gateway's own, so packets to it that masq
    * does not own (other ports, pings to the gateway) are handed back unchanged; pool mode drops them.
    */
@@ -152,6 +159,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
   return {
     inside: [],
     outside: [],
+    gateway: [],
     mode: "pool",
     ports: { tcp: DEFAULT_PORTS, udp: DEFAULT_PORTS, icmp: DEFAULT_PORTS },
     filtering: "address-dependent",

@@ -138,6 +138,12 @@ export const C_UNSOLICITED_SYN_UNANSWERED = EVENTS2_BASE + 5;
  * because no other port was to be had (src/nat/closed-mappings.ts).
  */
 export const C_TCP_PORTS_REUSED = EVENTS2_BASE + 6;
+/**
+ * ICMP errors the gateway's own stack sent about packets masq translated (fragmentation needed
+ * on a smaller WAN, host unreachable), translated back to the inside host (also counted in
+ * icmp_errors_translated).
+ */
+export const C_GATEWAY_ICMP_ERRORS = EVENTS2_BASE + 7;
 
 /** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
 export const COUNTER_SLOTS = 192;
@@ -181,6 +187,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_UNSOLICITED_SYN_SIMULTANEOUS]: "unsolicited_syn_simultaneous_opens",
   [C_UNSOLICITED_SYN_UNANSWERED]: "unsolicited_syn_unanswered",
   [C_TCP_PORTS_REUSED]: "tcp_ports_reused",
+  [C_GATEWAY_ICMP_ERRORS]: "gateway_icmp_errors_translated",
 };
 
 const DROP_NAMES: Record<number, string> = {

@@ -55,6 +55,7 @@ import {
   HOLD_OK,
   HOLD_SOURCE_BUDGET,
 } from "./fragments.ts";
+import { GatewayAddresses } from "./gateway-addresses.ts";
 import { HalfOpenQueue } from "./half-open.ts";
 import { HostTable, NO_HOST } from "./host-table.ts";
 import {
@@ -160,6 +161,8 @@ export class NatEngine {
   private readonly insideMask: Uint32Array;
   private readonly outside: Uint32Array;
   private readonly outsideIndexOf = new Map<number, number>();
+  /** The gateway's own addresses: the source of the errors its own stack sends (gatewayError). */
+  private readonly gateway: GatewayAddresses;
   /** Bounds of the outside addresses: most packets fail this range test and skip the map. */
   private readonly outsideMin: number;
   private readonly outsideMax: number;
@@ -256,6 +259,7 @@ export class NatEngine {
     this.insideAddr = new Uint32Array(config.inside.map((p) => p.addr & prefixMask(p.len)));
     this.insideMask = new Uint32Array(config.inside.map((p) => prefixMask(p.len)));
     this.outside = new Uint32Array(config.outside);
+    this.gateway = new GatewayAddresses(config.gateway, this.insideAddr, this.insideMask);
     for (const [i, a] of config.outside.entries()) this.outsideIndexOf.set(a >>> 0, i);
     this.outsideMin = Math.min(...config.outside.map((a) => a >>> 0));
     this.outsideMax = Math.max(...config.outside.map((a) => a >>> 0));
@@ -318,7 +322,16 @@ export class NatEngine {
     const proto = buf[off + 9];
     const src = readU32(buf, off + 12);
     const dst = readU32(buf, off + 16);
-    if (side !== SIDE_BY_ADDRESS) {
+    const fragField = (buf[off + 6] << 8) | buf[off + 7];
+    // The gateway's own error about a packet masq translated: neither from the LAN nor forged,
+    // whatever network its source lies on (see gateway-addresses.ts). ICMP only, so the
+    // common case pays one comparison.
+    const fromGateway =
+      proto === IPPROTO_ICMP &&
+      side !== SIDE_INSIDE &&
+      this.gateway.sentError(buf, off, hl, src) &&
+      this.outsideIndex(dst) >= 0;
+    if (side !== SIDE_BY_ADDRESS && !fromGateway) {
       // Before anything else (fragments included): a forged packet must not match the state of
       // a real one.
       const fromInside = this.isInside(src);
@@ -328,7 +341,6 @@ export class NatEngine {
       else if (this.isInside(dst) && this.outsideIndex(dst) < 0)
         return this.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
     }
-    const fragField = (buf[off + 6] << 8) | buf[off + 7];
     if ((fragField & 0x1fff) !== 0) return this.laterFragment(buf, off, total, proto, src, dst);
 
     if (this.ttlMode === 1 && buf[off + 8] <= 1 && (this.isInside(src) || this.outsideIndex(dst) >= 0)) {
@@ -336,7 +348,9 @@ export class NatEngine {
       return this.timeExceeded(buf, off, total);
     }
     let verdict: number;
-    if (this.isInside(src)) {
+    if (fromGateway) {
+      verdict = this.gatewayError(buf, off, off + hl, total, src);
+    } else if (this.isInside(src)) {
       if (this.isInside(dst) && this.outsideIndex(dst) < 0) verdict = this.passthrough();
       else verdict = this.outbound(buf, off, hl, total, proto, src, dst, l4Partial);
     } else if (this.outsideIndex(dst) >= 0) {
@@ -957,22 +971,58 @@ export class NatEngine {
       // outside address and port as its source.
       const e = this.embedded;
       if (!parseEmbedded(b, l4, off + total, e)) return this.drop(C.D_ICMP_ERROR_MALFORMED);
-      const f =
-        e.proto === IPPROTO_ICMP
-          ? this.flowTable.lookupOutside(IPPROTO_ICMP, e.src, e.sport, e.dst, 0)
-          : this.flowTable.lookupOutside(e.proto, e.src, e.sport, e.dst, e.dport);
+      const f = this.quotedOutboundFlow(e);
       if (f === NO_FLOW) return this.interfaceMode ? this.passthrough() : this.drop(C.D_ICMP_ERROR_NO_FLOW);
-      const u = this.flowTable.u32;
-      const base = f * FLOW_WORDS;
-      rewriteEmbedded(b, l4, e, 0, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16);
-      this.unshiftQuotedSeq(b, l4, e, f, true);
-      rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 16, u[base + F_IN_ADDR], -1, 0, false);
-      this.touch(f, total, false);
-      this.counters[C.C_ICMP_ERRORS_TRANSLATED]++;
-      this.counters[C.C_TRANSLATED_IN]++;
-      return FORWARD;
+      return this.errorToInside(b, off, l4, total, f);
     }
     return this.interfaceMode ? this.passthrough() : this.drop(C.D_ICMP_UNSUPPORTED);
+  }
+
+  /** The flow of the packet quoted in an ICMP error that went inside -> remote through us. */
+  private quotedOutboundFlow(e: Embedded): number {
+    return e.proto === IPPROTO_ICMP
+      ? this.flowTable.lookupOutside(IPPROTO_ICMP, e.src, e.sport, e.dst, 0)
+      : this.flowTable.lookupOutside(e.proto, e.src, e.sport, e.dst, e.dport);
+  }
+
+  /**
+   * RFC 5508 REQ-3: translates the ICMP error at `off` about flow f's outbound packet (parsed
+   * into this.embedded) back to the inside host: the quoted source and the error's destination
+   * become the inside endpoint again. The rest (type, code, the next-hop MTU of a
+   * fragmentation-needed) is the inside host's to read as it is.
+   */
+  private errorToInside(b: Uint8Array, off: number, l4: number, total: number, f: number): number {
+    const e = this.embedded;
+    const u = this.flowTable.u32;
+    const base = f * FLOW_WORDS;
+    rewriteEmbedded(b, l4, e, 0, u[base + F_IN_ADDR], u[base + F_PORTS] >>> 16);
+    this.unshiftQuotedSeq(b, l4, e, f, true);
+    rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 16, u[base + F_IN_ADDR], -1, 0, false);
+    this.touch(f, total, false);
+    this.counters[C.C_ICMP_ERRORS_TRANSLATED]++;
+    this.counters[C.C_TRANSLATED_IN]++;
+    return FORWARD;
+  }
+
+  /**
+   * An ICMP error the gateway itself sent to our address about a packet we translated: on a WAN
+   * with a smaller MTU than the LAN's (PPPoE: 1492), fragmentation-needed for the inside host's
+   * full-size packets, whose translated source is ours. Translated back like a remote router's
+   * (REQ-3), and sent from the gateway's address on the inside host's network, as the kernel's own
+   * NAT sends it (the kernel chose whichever address it found first). Its TTL is the gateway's
+   * own (64): the engine adds the one back that forwarding it to the LAN takes, as for any packet.
+   * An error matching no flow is about the gateway's own traffic (interface mode: its stack gets
+   * it back) or about a flow that is gone.
+   */
+  private gatewayError(b: Uint8Array, off: number, l4: number, total: number, src: number): number {
+    const e = this.embedded;
+    if (!parseEmbedded(b, l4, off + total, e)) return this.drop(C.D_ICMP_ERROR_MALFORMED);
+    const f = this.outsideIndex(e.src) >= 0 ? this.quotedOutboundFlow(e) : NO_FLOW;
+    if (f === NO_FLOW) return this.interfaceMode ? this.passthrough() : this.drop(C.D_ICMP_ERROR_NO_FLOW);
+    const from = this.gateway.facing(this.flowTable.u32[f * FLOW_WORDS + F_IN_ADDR]);
+    if (from !== 0 && from !== src) rewriteEndpoint(b, off, -1, IPPROTO_ICMP, off + 12, from, -1, 0, false);
+    this.counters[C.C_GATEWAY_ICMP_ERRORS]++;
+    return this.errorToInside(b, off, l4, total, f);
   }
 
   /**

@@ -208,7 +208,9 @@ describe("forward policy rules (interface mode)", () => {
       insideNetworks: ["192.168.0.0/24"],
       publicAddress: "198.51.100.2",
     });
-    const rules = plan.map((s) => s.apply.join(" ")).filter((a) => a.includes(" to 198.51.100.2/32 "));
+    const rules = plan
+      .map((s) => s.apply.join(" "))
+      .filter((a) => a.includes(" iif lan0 to 198.51.100.2/32 "));
     assert.deepEqual(rules, [
       "ip rule add pref 114 iif lan0 to 198.51.100.2/32 ipproto tcp dport 61000-65534 lookup 100",
       "ip rule add pref 114 iif lan0 to 198.51.100.2/32 ipproto udp dport 61000-65534 lookup 100",

@@ -85,6 +85,20 @@ const ifaceSnapshot: HostSnapshot = {
       dport_end: 65534,
       table: "100",
     },
+    // The gateway's own ICMP errors to the public address (types 3, and 11-12, by dport).
+    ...[
+      [768, 1023],
+      [2816, 3327],
+    ].map(([dport_start, dport_end]) => ({
+      priority: 115,
+      src: "all",
+      dst: "198.51.100.2",
+      iif: "lo",
+      ipproto: "icmp",
+      dport_start,
+      dport_end,
+      table: "101",
+    })),
     { priority: 200, src: "all", table: "local" },
     { priority: 300, src: "all", iif: "lan0", table: "100" },
     ...hostRules.filter((r) => r.priority !== 0),

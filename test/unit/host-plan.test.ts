@@ -251,6 +251,43 @@ describe("planHostSetup: interface mode", () => {
     ]);
   });
 
+  it("with the public address: the gateway's own ICMP errors to it go to the outside TUN, its pings do not; undone exactly", () => {
+    const steps = planHostSetup({ ...iface, publicAddress: "198.51.100.2" });
+    const own = steps.filter((s) => s.apply.includes("lo"));
+    // dport carries type << 8 | code in the kernel's lookup for an ICMP message it sends:
+    // destination unreachable (3), then time exceeded (11) and parameter problem (12).
+    const selectors = [
+      "pref 115 iif lo to 198.51.100.2/32 ipproto icmp dport 768-1023 lookup 101",
+      "pref 115 iif lo to 198.51.100.2/32 ipproto icmp dport 2816-3327 lookup 101",
+    ];
+    assert.deepEqual(
+      applies(own),
+      selectors.map((s) => `ip rule add ${s}`),
+    );
+    assert.deepEqual(
+      undos(own),
+      selectors.map((s) => `ip rule del ${s}`),
+    );
+    // Echo (types 0 and 8: 0-255, 2048-2303) is outside both ranges.
+    for (const s of own) assert.ok(!s.apply.some((a) => /^(0|2048)-/.test(a)), s.what);
+    // Before 'local' moves back on undo (rules go first), after the route they need on apply.
+    const a = applies(steps);
+    const route = a.indexOf("ip route add default dev tun0-out table 101");
+    for (const s of selectors) assert.ok(a.indexOf(`ip rule add ${s}`) > route, s);
+    const reversedUndo = undos(steps).reverse();
+    for (const s of selectors)
+      assert.ok(
+        reversedUndo.indexOf(`ip rule del ${s}`) < reversedUndo.indexOf("ip rule add pref 0 lookup local"),
+      );
+    // Custom tables: the outside table's number; pool mode has none of these rules.
+    assert.ok(
+      applies(planHostSetup({ ...iface, publicAddress: "198.51.100.2", tables: { outside: 8 } }))
+        .filter((x) => x.includes(" iif lo "))
+        .every((x) => x.endsWith("lookup 8")),
+    );
+    assert.ok(!applies(planHostSetup(pool)).some((x) => x.includes(" iif lo ")));
+  });
+
   it("moves the 'local' rule so that one always exists (undo in reverse re-adds pref 0 first)", () => {
     const steps = planHostSetup(iface);
     const reversedUndo = undos(steps).reverse();
