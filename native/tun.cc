@@ -9,6 +9,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -18,11 +19,19 @@
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 namespace {
 
+class Tun;
+// Busy polling, for all started devices together (masq's inside and outside TUNs): see BusyPoll.
+std::vector<Tun*> g_started;
+uint64_t g_busyPollNs = 0;
+/** The longest one wake-up spins, so timers and the control socket still get their turn. */
+constexpr uint64_t kMaxSpinNs = 2000000;
+
 struct Counters {
-  double rxPackets = 0, rxBytes = 0, rxWakeups = 0, rxBudgetHits = 0, rxErrors = 0;
+  double rxPackets = 0, rxBytes = 0, rxWakeups = 0, rxBudgetHits = 0, rxErrors = 0, rxBusyPolled = 0;
   double txPackets = 0, txBytes = 0, txFull = 0, txErrors = 0;
 };
 
@@ -155,6 +164,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     // The poll handle keeps the process alive while the device is open, as a server socket does.
     Ref();
+    g_started.push_back(this);
     return env.Undefined();
   }
 
@@ -164,11 +174,33 @@ class Tun : public Napi::ObjectWrap<Tun> {
       self->counters_.rxErrors++;
       return;
     }
-    if (events & UV_READABLE) self->Drain();
+    if ((events & UV_READABLE) && self->Drain(true) > 0 && g_busyPollNs > 0) BusyPoll();
   }
 
-  void Drain() {
-    counters_.rxWakeups++;
+  // After a batch, what answers the packets just written (a reply, the next segments of a
+  // stream) often comes back within tens of microseconds. Sleeping in epoll meanwhile costs a
+  // wake-up, and on a virtual CPU that halted meanwhile that takes hundreds of microseconds (the
+  // kernel's own NAT never sleeps: it forwards in the sender's softirq). So keep reading, without
+  // blocking, every started device for up to g_busyPollNs after the last packet, at most
+  // kMaxSpinNs per wake-up; then return to libuv.
+  static void BusyPoll() {
+    const uint64_t start = uv_hrtime();
+    uint64_t lastPacket = start;
+    for (;;) {
+      bool any = false;
+      // By index: a batch callback may stop a device (and remove it from the list).
+      for (size_t i = 0; i < g_started.size(); i++)
+        if (g_started[i]->Drain(false) > 0) any = true;
+      const uint64_t now = uv_hrtime();
+      if (any) lastPacket = now;
+      else if (now - lastPacket >= g_busyPollNs) return;
+      if (now - start >= kMaxSpinNs) return;
+    }
+  }
+
+  // Reads up to a budget of packets and hands them to JavaScript; returns how many.
+  uint32_t Drain(bool wakeup) {
+    if (wakeup) counters_.rxWakeups++;
     uint32_t count = 0;
     size_t pos = 0;
     const uint32_t limit = budget_ < metaPairs_ ? budget_ : static_cast<uint32_t>(metaPairs_);
@@ -189,11 +221,13 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     if (count == limit) counters_.rxBudgetHits++;
     counters_.rxPackets += count;
-    if (count == 0) return;
+    if (count == 0) return 0;
+    if (!wakeup) counters_.rxBusyPolled += count;
     Napi::Env env = onBatch_.Env();
     Napi::HandleScope scope(env);
     // MakeCallback runs the microtask queue afterwards and routes a throw to 'uncaughtException'.
     onBatch_.MakeCallback(env.Global(), {Napi::Number::New(env, count)}, *asyncContext_);
+    return count;
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
@@ -275,6 +309,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     o.Set("rxWakeups", counters_.rxWakeups);
     o.Set("rxBudgetHits", counters_.rxBudgetHits);
     o.Set("rxErrors", counters_.rxErrors);
+    o.Set("rxBusyPolled", counters_.rxBusyPolled);
     o.Set("txPackets", counters_.txPackets);
     o.Set("txBytes", counters_.txBytes);
     o.Set("txQueueFull", counters_.txFull);
@@ -292,6 +327,11 @@ class Tun : public Napi::ObjectWrap<Tun> {
 
   void StopPolling() {
     if (poll_ == nullptr) return;
+    for (size_t i = 0; i < g_started.size(); i++)
+      if (g_started[i] == this) {
+        g_started.erase(g_started.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
     uv_poll_stop(poll_);
     // libuv frees nothing itself: the handle memory must outlive the close callback.
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
@@ -408,7 +448,65 @@ Napi::Value UdpSocketOnDevice(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// allowedCpus(): the CPUs the calling thread may run on (its affinity, as cgroups and taskset left it).
+Napi::Value AllowedCpus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    Napi::Error::New(env, ErrnoText("sched_getaffinity", errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+    if (CPU_ISSET(cpu, &set)) out.Set(n++, Napi::Number::New(env, cpu));
+  return out;
+}
+
+// pinThread(cpu): the calling thread (JavaScript's, which runs the packet loop) runs on `cpu` only.
+// Node's other threads (the libuv pool, V8's GC helpers) keep their affinity.
+Napi::Value PinThread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "pinThread(cpu)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int cpu = info[0].As<Napi::Number>().Int32Value();
+  if (cpu < 0 || cpu >= CPU_SETSIZE) {
+    Napi::RangeError::New(env, "pinThread: no such CPU").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) {
+    Napi::Error::New(env, ErrnoText("sched_setaffinity", errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
+// setBusyPoll(us): how long to keep reading the devices after their last packet (0: off).
+Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "setBusyPoll(us)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const double us = info[0].As<Napi::Number>().DoubleValue();
+  if (!(us >= 0) || us > 1000000) {
+    Napi::RangeError::New(env, "setBusyPoll: 0 to 1000000 us").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  g_busyPollNs = static_cast<uint64_t>(us * 1000);
+  return env.Undefined();
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("setBusyPoll", Napi::Function::New(env, SetBusyPoll));
+  exports.Set("allowedCpus", Napi::Function::New(env, AllowedCpus));
+  exports.Set("pinThread", Napi::Function::New(env, PinThread));
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages));
   exports.Set("udpSocketOnDevice", Napi::Function::New(env, UdpSocketOnDevice));
   exports.Set("TUN_F_CSUM", TUN_F_CSUM);

@@ -55,6 +55,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "--no-rps",
       "leave Receive Packet Steering off on the TUN (the kernel's work on written packets stays on masq's CPU)",
     )
+    .option(
+      "--busy-poll <us>",
+      "keep reading this many microseconds after the last packet before sleeping (0: off)",
+    )
+    .option(
+      "--datapath-cpu <cpu>",
+      "the CPU the packet loop runs on: auto (the last one, RPS on the others), off (unpinned, RPS on all), or a number",
+    )
     .addOption(
       new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]),
     )

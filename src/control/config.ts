@@ -71,6 +71,10 @@ export interface RunConfig {
   offload: boolean;
   /** Receive Packet Steering on the TUN: the kernel's work on written packets spread over all CPUs. */
   rps: boolean;
+  /** Where the packet loop runs (src/control/cpu-placement.ts). */
+  datapathCpu: DatapathCpuSetting;
+  /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
+  busyPollUs: number;
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
   portSeed?: number;
@@ -123,6 +127,8 @@ export function defaultRunConfig(): RunConfig {
     stateDir: "/run/masq",
     offload: true,
     rps: true,
+    datapathCpu: "auto",
+    busyPollUs: 0,
     portParity: false,
     unsolicitedSyn: "drop",
     timeouts: { ...DEFAULT_TIMEOUTS },
@@ -142,6 +148,21 @@ export function defaultRunConfig(): RunConfig {
     log: { level: "info", format: "text" },
     metrics: {},
   };
+}
+
+/** The longest busy poll: beyond a few ms it is a spinning CPU, not a shorter wake-up. */
+export const MAX_BUSY_POLL_US = 10_000;
+
+/** `datapath_cpu`: "auto" (pinned when there are 2 or more CPUs), "off", or a CPU number. */
+export type DatapathCpuSetting = "auto" | "off" | number;
+
+/** "auto", "off" or a CPU number, from the config file or the command line. */
+export function parseDatapathCpu(value: string | number, where: string): DatapathCpuSetting {
+  if (value === "auto" || value === "off") return value;
+  const n = typeof value === "number" ? value : /^\d{1,4}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 8191)
+    throw new ConfigError(where, `${JSON.stringify(value)} must be "auto", "off" or a CPU number`);
+  return n;
 }
 
 /** A configuration problem, with the key or flag it concerns. */
@@ -214,6 +235,15 @@ const fileSchema = v.strictObject({
   state_dir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
   offload: v.optional(v.boolean()),
   rps: v.optional(v.boolean()),
+  busy_poll_us: v.optional(
+    v.pipe(
+      v.number(),
+      v.integer("must be a whole number of microseconds"),
+      v.minValue(0),
+      v.maxValue(MAX_BUSY_POLL_US, `must be at most ${MAX_BUSY_POLL_US} microseconds`),
+    ),
+  ),
+  datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
   port_seed: v.optional(
@@ -310,6 +340,10 @@ export interface RunFlags {
   socket?: string;
   offload?: boolean;
   rps?: boolean;
+  /** --datapath-cpu auto|off|<n>. */
+  datapathCpu?: string;
+  /** --busy-poll <us>. */
+  busyPoll?: string;
   logLevel?: string;
   logFormat?: string;
   /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
@@ -371,6 +405,9 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.state_dir !== undefined) c.stateDir = f.state_dir;
     if (f.offload !== undefined) c.offload = f.offload;
     if (f.rps !== undefined) c.rps = f.rps;
+    if (f.busy_poll_us !== undefined) c.busyPollUs = f.busy_poll_us;
+    if (f.datapath_cpu !== undefined)
+      c.datapathCpu = parseDatapathCpu(f.datapath_cpu, `${src}: datapath_cpu`);
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
@@ -472,6 +509,16 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.socket !== undefined) c.controlSocket = flags.socket;
   if (flags.offload !== undefined) c.offload = flags.offload;
   if (flags.rps !== undefined) c.rps = flags.rps;
+  if (flags.busyPoll !== undefined) {
+    const us = /^\d{1,5}$/.test(flags.busyPoll) ? Number(flags.busyPoll) : Number.NaN;
+    if (!(us <= MAX_BUSY_POLL_US))
+      throw new ConfigError(
+        "--busy-poll",
+        `${JSON.stringify(flags.busyPoll)} must be 0-${MAX_BUSY_POLL_US} microseconds`,
+      );
+    c.busyPollUs = us;
+  }
+  if (flags.datapathCpu !== undefined) c.datapathCpu = parseDatapathCpu(flags.datapathCpu, "--datapath-cpu");
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.logLevel !== undefined) {

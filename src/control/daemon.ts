@@ -45,6 +45,7 @@ import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { forwardTargetProblem, startProblem, toPrefix } from "./address-rules.ts";
 import { ConfigError, type RunConfig } from "./config.ts";
 import { connsBody } from "./conns-listing.ts";
+import { placeDatapath } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import type { StatsReply } from "./format.ts";
@@ -126,6 +127,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     },
   });
 
+  // Before anything is touched: a CPU this process may not use is a configuration error.
+  const placement = placeDatapath(cfg.datapathCpu, loadAddon().allowedCpus(), cfg.rps);
   let tuns: TunPair | undefined;
   let rpsCpus: string | undefined;
   let sysfsOurs = false;
@@ -153,7 +156,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   try {
     tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload);
     sysfsOurs = await sysfsIsOurs();
-    const rps = rpsMaskFor(cfg.rps, [cfg.tun, cfg.tunOutside], sysfsOurs);
+    const rps = rpsMaskFor(placement.rpsCpus, [cfg.tun, cfg.tunOutside], sysfsOurs);
     if (typeof rps === "object")
       log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
@@ -176,6 +179,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     hostApplied = true;
     await applyHostSetup(plan, stateFile, { log });
     datapath = new Datapath(engine, tuns.ports());
+    if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
+    loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
     const started = performance.now();
@@ -213,6 +218,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         mode: host.mode,
         publicAddresses: host.publicAddresses,
         portSeed: engine.config.portSeed,
+        ...(placement.datapathCpu !== undefined ? { datapathCpu: placement.datapathCpu } : {}),
         engine: engine.stats(),
         datapath: datapathCounters(),
         ...deviceStats(devices.counters(sysfs)),
@@ -253,7 +259,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     throw err;
   }
 
-  printSummary(cfg, host, engine, tuns.inside.headerBytes > 0, rpsCpus);
+  printSummary(cfg, host, engine, tuns.inside.headerBytes > 0, rpsCpus, placement.datapathCpu);
   log.info(
     {
       mode: host.mode,
@@ -263,6 +269,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       tuns: { inside: cfg.tun, outside: cfg.tunOutside },
       offload: tuns.inside.headerBytes > 0,
       rpsCpus: rpsCpus ?? "off",
+      datapathCpu: placement.datapathCpu ?? "any",
       socket: cfg.controlSocket,
       alg: algs.describe(),
     },
@@ -311,13 +318,14 @@ function printSummary(
   engine: NatEngine,
   offloads: boolean,
   rpsCpus: string | undefined,
+  datapathCpu: number | undefined,
 ): void {
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
   const lines = [
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
-    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
+    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`}; up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",
   ];

@@ -20,6 +20,8 @@ export interface StatsReply {
   publicAddresses: string[];
   /** The port allocators' seed: `masq replay --port-seed` reproduces this run's ports with it. */
   portSeed?: number;
+  /** The CPU the packet loop is pinned to (absent: not pinned). */
+  datapathCpu?: number;
   engine: EngineStats;
   datapath: Record<string, number>;
   /** The TUN devices' counters added up. */

@@ -2,8 +2,7 @@
 // packet, so the device it came through is what tells the engine whether it arrived on an inside
 // interface or on the outside one. Opened, counted and closed together.
 import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { cpuMask } from "../host/index.ts";
+import { cpuSetMask } from "../host/index.ts";
 import type { TunDevice } from "../io/tun.ts";
 import { SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
 import type { DatapathPort } from "./datapath.ts";
@@ -73,16 +72,15 @@ export function sumCounters(perDevice: Record<string, Record<string, number>>): 
 }
 
 /**
- * The RPS mask for the TUNs: all CPUs, when asked for and useful (2 or more); `skipped` says why
- * it cannot be set.
+ * The RPS mask for the TUNs over `cpus` (undefined: RPS off, see cpu-placement.ts); `skipped`
+ * says why it cannot be set.
  */
 export function rpsMaskFor(
-  rps: boolean,
+  cpus: readonly number[] | undefined,
   tuns: readonly string[],
   sysfsOurs: boolean,
 ): string | undefined | { skipped: string } {
-  const n = availableParallelism();
-  if (!rps || n < 2) return undefined;
+  if (cpus === undefined) return undefined;
   if (!sysfsOurs)
     return {
       skipped: "/sys shows another network namespace (mount sysfs in this one, as `ip netns exec` does)",
@@ -91,5 +89,5 @@ export function rpsMaskFor(
     const file = `/sys/class/net/${tun}/queues/rx-0/rps_cpus`;
     if (!existsSync(file)) return { skipped: `the kernel has no ${file}` };
   }
-  return cpuMask(n);
+  return cpuSetMask(cpus);
 }

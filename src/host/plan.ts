@@ -349,7 +349,16 @@ function fallbackStep(
 /** The sysfs CPU mask ("3", "ff,ffffffff") of CPUs 0 to count-1: hex, a comma every 32 bits. */
 export function cpuMask(count: number): string {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`cpuMask: bad CPU count ${count}`);
-  const hex = ((1n << BigInt(count)) - 1n).toString(16);
+  return cpuSetMask(Array.from({ length: count }, (_, i) => i));
+}
+
+/** The sysfs CPU mask of the CPUs listed ([0, 2] is "5"): hex, a comma every 32 bits. */
+export function cpuSetMask(cpus: readonly number[]): string {
+  if (cpus.length === 0 || cpus.some((c) => !Number.isInteger(c) || c < 0 || c > 8191))
+    throw new RangeError(`cpuSetMask: bad CPU list ${JSON.stringify(cpus)}`);
+  let bits = 0n;
+  for (const c of cpus) bits |= 1n << BigInt(c);
+  const hex = bits.toString(16);
   const groups: string[] = [];
   for (let end = hex.length; end > 0; end -= 8) groups.unshift(hex.slice(Math.max(0, end - 8), end));
   return groups.join(",");

@@ -27,6 +27,12 @@ export interface NativeAddon {
   allocHugePages(bytes: number): ArrayBuffer;
   /** A UDP socket's fd, bound to address:port, receiving only what arrives on `device`. */
   udpSocketOnDevice(address: string, port: number, device: string): number;
+  /** The CPUs the calling thread may run on (its affinity). */
+  allowedCpus(): number[];
+  /** Runs the calling thread (JavaScript's, the packet loop's) on `cpu` only. */
+  pinThread(cpu: number): void;
+  /** Keep reading every started TUN for `us` after its last packet before sleeping (0: off). */
+  setBusyPoll(us: number): void;
   TUN_F_CSUM: number;
   TUN_F_TSO4: number;
   TUN_F_TSO6: number;

@@ -15,6 +15,8 @@ export interface TunCounters {
   /** Wake-ups that stopped at the budget with packets possibly left (read on the next turn). */
   rxBudgetHits: number;
   rxErrors: number;
+  /** Packets read while busy polling after a batch, without a wake-up (see busy_poll_us). */
+  rxBusyPolled: number;
   txPackets: number;
   txBytes: number;
   txQueueFull: number;

@@ -63,12 +63,23 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       }
     });
 
-    it("both TUNs' received packets are steered over all CPUs (RPS), so the kernel's work on them is not capped at masq's CPU", async () => {
+    it("the packet loop runs on one CPU, and both TUNs' received packets are steered (RPS) to the others, so the kernel's work on what masq writes is not done on masq's CPU", async () => {
+      const n = availableParallelism();
+      // The main thread's affinity (its task entry has the process id).
+      const status = await net.lab.run(net.gate.ns, [
+        "cat",
+        `/proc/${masq.proc.pid}/task/${masq.proc.pid}/status`,
+      ]);
+      const allowed = /^Cpus_allowed_list:\s*(.+)$/m.exec(status)?.[1];
+      const stats = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+      if (n >= 2) {
+        assert.equal(allowed, String(n - 1), "pinned to the last CPU");
+        assert.equal(stats.datapathCpu, n - 1);
+      } else assert.equal(stats.datapathCpu, undefined);
       for (const tun of ["masq0", "masq0-out"]) {
         const r = await net.lab.exec(net.gate.ns, ["cat", `/sys/class/net/${tun}/queues/rx-0/rps_cpus`]);
         const mask = BigInt(`0x${r.stdout.trim().replaceAll(",", "")}`);
-        const n = availableParallelism();
-        assert.equal(mask, n >= 2 ? (1n << BigInt(n)) - 1n : 0n, tun);
+        assert.equal(mask, n >= 2 ? (1n << BigInt(n - 1)) - 1n : 0n, `${tun}: every CPU but the loop's`);
       }
     });
 

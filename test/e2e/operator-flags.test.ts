@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { ForwardsReply } from "../../src/control/format.ts";
+import type { ForwardsReply, StatsReply } from "../../src/control/format.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
 
@@ -53,14 +53,15 @@ describe("operator flags: --metrics, --portmap, forwards per namespace", { skip 
   it("--metrics serves the metrics over HTTP on loopback, and promtool accepts the text", async () => {
     masq = await startMasq(net, {
       config: writeState(tmp, state()),
-      flags: ["--metrics", "127.0.0.1:9753", "--portmap"],
+      // --busy-poll rides along: the ping replies below are read while it spins.
+      flags: ["--metrics", "127.0.0.1:9753", "--portmap", "--busy-poll", "5000"],
     });
     await masq.proc.waitFor(/Prometheus metrics served/, 5000);
     // Some traffic, so the counters are not all zero.
     const ping = await net.lab.exec(net.inside[1].ns, [
       "ping",
       "-c",
-      "2",
+      "5",
       "-i",
       "0.2",
       "-W",
@@ -68,6 +69,9 @@ describe("operator flags: --metrics, --portmap, forwards per namespace", { skip 
       net.inet.addr,
     ]);
     assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    const { device } = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+    // An echo reply comes back well within the 2 ms one wake-up spins at most: read by the spin.
+    assert.ok((device.rxBusyPolled ?? 0) > 0, `rxBusyPolled ${device.rxBusyPolled}`);
     const r = await net.lab.exec(net.gate.ns, [
       "curl",
       "-sS",
