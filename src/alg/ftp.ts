@@ -7,7 +7,9 @@
 // Passive mode for inside clients needs no rewriting: the data connection is an ordinary outbound
 // flow, and paired pooling (RFC 4787 REQ-2) gives it the control connection's outside address,
 // which servers check (vsftpd pasv_promiscuous=NO, pyftpdlib permit_foreign_addresses=False).
+
 import * as C from "../nat/counters.ts";
+import { formatIpv4 } from "../packet/addr.ts";
 import { type AlgContext, octet, parseDotted, portNumber, startsWithCI, type TcpLineAlg } from "./types.ts";
 
 const PORT_ARGS = /^(port)([ \t]+)(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)([ \t]*\r?\n)$/i;
@@ -17,10 +19,6 @@ const EPSV_REPLY = /^(229[ -].*?\()(.)\2\2(\d+)\2(\).*\r?\n)$/s;
 
 function commaForm(addr: number, port: number): string {
   return `${addr >>> 24},${(addr >>> 16) & 255},${(addr >>> 8) & 255},${addr & 255},${port >>> 8},${port & 255}`;
-}
-
-function dottedForm(addr: number): string {
-  return `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
 }
 
 /** Address and port of six comma-separated octets, or null when one is out of range. */
@@ -85,7 +83,7 @@ export function rewriteFtpLine(ctx: AlgContext, line: string, outbound: boolean)
     if (addr < 0 || port < 0) return malformed(ctx);
     const x = expectData(ctx, addr, port);
     if (!x) return null;
-    return `${m[1]}${m[2]}${d}1${d}${dottedForm(x.outAddr)}${d}${x.outPort}${d}${m[4]}`;
+    return `${m[1]}${m[2]}${d}1${d}${formatIpv4(x.outAddr)}${d}${x.outPort}${d}${m[4]}`;
   }
   if (line.startsWith("227")) {
     const m = PASV_REPLY.exec(line);

@@ -7,6 +7,7 @@ import type { AlgConfig, AlgName } from "../nat/config.ts";
 import * as C from "../nat/counters.ts";
 import { type AlgHook, FORWARD, type NatEngine, REPLY } from "../nat/engine.ts";
 import { F_IN_ADDR, F_META, F_OUT_ADDR, F_PORTS, F_REM_ADDR, FLOW_WORDS } from "../nat/flow-table.ts";
+import { formatIpv4 } from "../packet/addr.ts";
 import {
   adjustChecksum,
   checksum,
@@ -24,7 +25,7 @@ import { ircAlg } from "./irc.ts";
 import { rtspAlg } from "./rtsp.ts";
 import { SeqAdj, seqAfter, setTcpWord, unmapAcks } from "./seqadj.ts";
 import { tftpAlg } from "./tftp.ts";
-import { type Alg, type AlgContext, dotted, type TcpLineAlg } from "./types.ts";
+import type { Alg, AlgContext, TcpLineAlg } from "./types.ts";
 
 /** Longest command line inspected (RFC 959 lines, RFC 2812's 512, RTSP headers): longer passes. */
 export const MAX_LINE = 1024;
@@ -267,7 +268,7 @@ export class AlgRegistry implements AlgHook {
       expiresAtSec: e.clockSec + this.cfg.expectTimeoutSec,
       oneShot: true,
       origin: c.algName,
-      note: `${c.algName} ${dotted(c.inAddr)}:${c.inPort} <> ${dotted(c.remAddr)}:${c.remPort}`,
+      note: `${c.algName} ${formatIpv4(c.inAddr)}:${c.inPort} <> ${formatIpv4(c.remAddr)}:${c.remPort}`,
     });
     if ("error" in r) {
       e.counters[C.C_ALG_EXPECT_REFUSED]++;

@@ -64,11 +64,6 @@ export function startsWithCI(buf: Uint8Array, s: number, e: number, prefix: stri
   return true;
 }
 
-/** Dotted text of a 32-bit address. */
-export function dotted(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
 /** A decimal 0..255 octet without a sign or spaces (leading zeros allowed, as FTP clients send). */
 export function octet(s: string): number {
   if (!/^\d{1,3}$/.test(s)) return -1;

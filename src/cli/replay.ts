@@ -24,8 +24,9 @@ import { PcapFormatError, type PcapReadCounters, PcapReader, PcapWriter } from "
 import type { EngineConfig, Filtering } from "../nat/config.ts";
 import { C_DROPPED, D_ENGINE_ERROR } from "../nat/counters.ts";
 import { FORWARD, NatEngine, REPLY } from "../nat/engine.ts";
+import { formatIpv4 } from "../packet/addr.ts";
 import { checksum, fold, pseudoHeaderSum, readU16, readU32 } from "../packet/checksum.ts";
-import { formatIpv4, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 
 /** Inside networks when none are named: the private ranges of RFC 1918. */
 export const DEFAULT_REPLAY_INSIDE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];

@@ -2,7 +2,7 @@
 // forward targets. Pure checks on prefixes, shared by the config file's validation (what the
 // file alone tells) and the start-up one (what only the host tells: the outside interface's
 // subnet, the interfaces' own addresses). Each returns the problem as text, or undefined.
-import { formatIpv4, parseIpv4 } from "../packet/ipv4.ts";
+import { formatIpv4, parseIpv4 } from "../packet/addr.ts";
 import type { RunConfig } from "./config.ts";
 
 /** A refusal: the key (or flag) it concerns and the problem. */
@@ -26,7 +26,7 @@ export function toPrefix(text: string): Prefix | undefined {
   const [a, l] = text.trim().split("/");
   const addr = parseIpv4(a);
   const len = l === undefined ? 32 : Number(l);
-  if (addr < 0 || !Number.isInteger(len) || len < 0 || len > 32) return undefined;
+  if (addr === undefined || !Number.isInteger(len) || len < 0 || len > 32) return undefined;
   return { addr: (addr & maskOf(len)) >>> 0, len };
 }
 
@@ -188,7 +188,7 @@ export function startProblem(c: RunConfig, h: HostFacts): KeyProblem | undefined
         key: insideKey,
         problem: `${prefixText(n)} overlaps the outside interface's network ${prefixText(wan)}`,
       };
-    const pub = h.publicAddresses.find((a) => contains(n, parseIpv4(a)));
+    const pub = h.publicAddresses.find((a) => contains(n, parseIpv4(a)!));
     if (pub)
       return h.mode === "pool"
         ? {
@@ -197,6 +197,6 @@ export function startProblem(c: RunConfig, h: HostFacts): KeyProblem | undefined
           }
         : { key: insideKey, problem: `${prefixText(n)} holds the public address ${pub}` };
   }
-  const gateway = [...h.gatewayAddresses, ...h.publicAddresses].map((a) => parseIpv4(a));
+  const gateway = [...h.gatewayAddresses, ...h.publicAddresses].map((a) => parseIpv4(a)!);
   return forwardsProblem(c, inside, gateway);
 }

@@ -15,7 +15,8 @@ import { performance } from "node:perf_hooks";
 import type { FlowFilter, FlowListing } from "../nat/flow-listing.ts";
 import { STATE_NAMES } from "../nat/flow-table.ts";
 import { FlowFields, type PinView } from "../nat/view.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseIpv4 } from "../packet/ipv4.ts";
+import { parseIpv4 } from "../packet/addr.ts";
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import type { ChunkedBody } from "./chunked.ts";
 import { connsFooter, writeHeader, writeJson, writeRow } from "./conns-writer.ts";
@@ -85,7 +86,7 @@ function parseHost(text: string): { addr: number; mask: number } {
   const [addrText, lenText, extra] = text.split("/");
   const addr = parseIpv4(addrText);
   const len = lenText === undefined ? 32 : /^\d{1,2}$/.test(lenText) ? Number(lenText) : -1;
-  if (addr < 0 || len < 0 || len > 32 || extra !== undefined)
+  if (addr === undefined || len < 0 || len > 32 || extra !== undefined)
     throw new ControlError(400, `host must be an IPv4 address or prefix like 192.168.0.0/24 (got ${text})`);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   return { addr: (addr & mask) >>> 0, mask };

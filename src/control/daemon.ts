@@ -1,6 +1,7 @@
 // `masq run`: checks the host, opens the TUNs, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
 // and tears everything down on SIGINT/SIGTERM.
+
 import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -20,7 +21,6 @@ import {
   interfaceIpv4Addresses,
   interfaceMtu,
   interfacePrefixes,
-  parseIPv4,
   parsePrefix,
   planHostSetup,
   readRpFilterState,
@@ -32,6 +32,7 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
+import { parseIpv4 } from "../packet/addr.ts";
 import {
   ForwardError,
   ForwardRegistry,
@@ -376,10 +377,10 @@ async function startForwards(
         }
       : undefined;
   const inside = host.insideNetworks.map((n) => toPrefix(n)!);
-  const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIPv4(a)!);
+  const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIpv4(a)!);
   const registry = new ForwardRegistry({
     engine,
-    publicAddresses: host.publicAddresses.map((a) => parseIPv4(a)!),
+    publicAddresses: host.publicAddresses.map((a) => parseIpv4(a)!),
     stateFile: forwardsStateFile(cfg, hostStateFile, log),
     refuseTarget: (addr) => forwardTargetProblem(addr, inside, gateway),
     ...(steer ? { steer } : {}),

@@ -1,8 +1,9 @@
 // The engine's configuration from a `masq run` configuration and what the host said: shared by
 // the daemon and `masq replay`, which must set up the engine exactly alike.
 import { randomBytes } from "node:crypto";
-import { parseIPv4, parsePrefix } from "../host/index.ts";
+import { parsePrefix } from "../host/index.ts";
 import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
+import { parseIpv4 } from "../packet/addr.ts";
 import type { RunConfig } from "./config.ts";
 
 /** What the host says about a run: its mode, public addresses, inside networks and MTU. */
@@ -20,10 +21,10 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
   return defaultEngineConfig({
     inside: host.insideNetworks.map((p) => {
       const { addr, len } = parsePrefix(p);
-      return { addr: parseIPv4(addr)!, len };
+      return { addr: parseIpv4(addr)!, len };
     }),
-    outside: host.publicAddresses.map((a) => parseIPv4(a)!),
-    gateway: (host.gatewayAddresses ?? []).map((a) => parseIPv4(a)!),
+    outside: host.publicAddresses.map((a) => parseIpv4(a)!),
+    gateway: (host.gatewayAddresses ?? []).map((a) => parseIpv4(a)!),
     mode: host.mode,
     ports: { tcp: ports, udp: ports, icmp: ports },
     filtering: cfg.filtering,

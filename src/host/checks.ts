@@ -3,6 +3,7 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { formatIpv4, parseIpv4, prefixMask } from "../packet/addr.ts";
 import { type ExecOptions, exec, run } from "./exec.ts";
 import type { PortRange } from "./plan.ts";
 
@@ -179,10 +180,7 @@ export async function interfacePrefixes(name: string, where: WhereOptions = {}):
   return (link.addr_info ?? [])
     .filter((a) => a.family === "inet")
     .map((a) => {
-      const parts = a.local.split(".").map(Number);
-      const v = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
-      const mask = a.prefixlen === 0 ? 0 : (0xffffffff << (32 - a.prefixlen)) >>> 0;
-      const n = (v & mask) >>> 0;
-      return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/${a.prefixlen}`;
+      const n = ((parseIpv4(a.local) ?? 0) & prefixMask(a.prefixlen)) >>> 0;
+      return `${formatIpv4(n)}/${a.prefixlen}`;
     });
 }

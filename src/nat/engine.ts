@@ -1,8 +1,10 @@
 // The NAT engine: given one IPv4 packet in a buffer, decide forward (rewritten in place), drop
 // (with a reason) or reply (a packet the engine built). No I/O, no clock of its own, and no
 // allocation on the per-packet path of established flows.
+
+import { formatIpv4, prefixMask } from "../packet/addr.ts";
 import { readU16, readU32 } from "../packet/checksum.ts";
-import { formatIpv4, IP_MF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { IP_MF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import {
   ICMP_CODE_ADMIN_PROHIBITED,
   ICMP_DEST_UNREACH,
@@ -1708,10 +1710,6 @@ export type PinResult =
   | { id: number; outAddr: number; outPort: number }
   /** `quota`: refused because the host holds its share of the ports. */
   | { error: string; quota?: boolean };
-
-export function prefixMask(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
 
 function protoName(p: number): Protocol {
   return p === IPPROTO_TCP ? "tcp" : p === IPPROTO_UDP ? "udp" : "icmp";

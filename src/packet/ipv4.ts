@@ -58,22 +58,3 @@ export function fillIpChecksum(b: Uint8Array, off: number): void {
   writeU16(b, off + 10, 0);
   writeU16(b, off + 10, checksum(b, off, ipHeaderLength(b, off)));
 }
-
-/** Dotted-quad text for a 32-bit address (for logs and listings, not the hot path). */
-export function formatIpv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
-}
-
-/** Parses dotted-quad text strictly; returns -1 when it is not an IPv4 address. */
-export function parseIpv4(s: string): number {
-  const parts = s.split(".");
-  if (parts.length !== 4) return -1;
-  let v = 0;
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return -1;
-    const n = Number(p);
-    if (n > 255) return -1;
-    v = v * 256 + n;
-  }
-  return v >>> 0;
-}

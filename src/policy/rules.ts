@@ -7,6 +7,8 @@
 // flow (a forward, a port mapping, or a remote admitted by filtering) the source is the remote
 // and the destination the inside host and its port (not the public address:port).
 
+import { formatIpv4, prefixMask } from "../packet/addr.ts";
+
 export type RuleDirection = "inbound" | "outbound" | "any";
 export type RuleAction = "accept" | "drop" | "reject";
 export type RuleProtocol = "tcp" | "udp" | "icmp" | "any";
@@ -44,21 +46,13 @@ const DIR_CODE: Record<RuleDirection, number> = {
   any: DIR_ANY,
 };
 
-export function prefixMask(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
-
-function formatAddr(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
 /** The rule in words, for listings: "inbound tcp to 192.168.0.2/32 port 22 drop". */
 export function describeRule(r: FirewallRule): string {
   const parts: string[] = [r.direction];
   if (r.protocol && r.protocol !== "any") parts.push(r.protocol);
-  if (r.source) parts.push(`from ${formatAddr(r.source.addr)}/${r.source.len}`);
+  if (r.source) parts.push(`from ${formatIpv4(r.source.addr)}/${r.source.len}`);
   if (r.sourcePorts) parts.push(`sport ${portText(r.sourcePorts)}`);
-  if (r.destination) parts.push(`to ${formatAddr(r.destination.addr)}/${r.destination.len}`);
+  if (r.destination) parts.push(`to ${formatIpv4(r.destination.addr)}/${r.destination.len}`);
   if (r.destinationPorts) parts.push(`dport ${portText(r.destinationPorts)}`);
   parts.push(r.action);
   return parts.join(" ");

@@ -11,7 +11,7 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { PinView } from "../nat/view.ts";
-import { formatIpv4, parseIpv4 } from "../packet/ipv4.ts";
+import { formatIpv4, parseIpv4 } from "../packet/addr.ts";
 
 export type ForwardProto = "tcp" | "udp";
 
@@ -101,7 +101,7 @@ function port(text: string, where: string): number {
 
 function address(text: string, where: string): number {
   const a = parseIpv4(text);
-  if (a < 0) throw new ForwardError(`${where}: ${JSON.stringify(text)} is not an IPv4 address`);
+  if (a === undefined) throw new ForwardError(`${where}: ${JSON.stringify(text)} is not an IPv4 address`);
   return a;
 }
 

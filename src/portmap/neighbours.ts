@@ -12,7 +12,7 @@
 // a few times a second however many forged sources ask.
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { parseIpv4 } from "../packet/ipv4.ts";
+import { parseIpv4 } from "../packet/addr.ts";
 
 /** An IPv4 prefix as numbers. */
 export interface Prefix {
@@ -50,7 +50,7 @@ export function parseProcNetArp(text: string): NeighbourTable {
     const addr = parseIpv4(f[0]);
     const flags = Number.parseInt(f[2], 16);
     const lladdr = f[3].toLowerCase();
-    if (addr < 0 || !Number.isFinite(flags) || (flags & ATF_COM) === 0) continue;
+    if (addr === undefined || !Number.isFinite(flags) || (flags & ATF_COM) === 0) continue;
     if (/^(00:)*00$/.test(lladdr)) continue;
     let dev = table.get(f[5]);
     if (dev === undefined) {

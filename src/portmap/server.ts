@@ -6,11 +6,13 @@
 // PortmapService is the protocol logic (bytes in, bytes out, no sockets: unit-tested against a
 // real engine); PortmapServer owns the sockets. The gateway's own stack receives this traffic
 // (it is addressed to the gateway; the 'local' table comes before masq's steering rules).
+
 import { createSocket, type Socket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { NatEngine } from "../nat/engine.ts";
 import { defaultPortShare } from "../nat/port-quota.ts";
+import { formatIpv4, parseIpv4 } from "../packet/addr.ts";
 import { TokenBucket } from "../policy/rate.ts";
 import {
   errorResponse,
@@ -197,7 +199,7 @@ export class PortmapService {
     const who = this.sources.identify(src, device);
     if (who !== undefined) return who;
     this.count("refused_not_neighbour");
-    this.log.debug({ src: ipv4(src), device }, "port-mapping request from no neighbour refused");
+    this.log.debug({ src: formatIpv4(src), device }, "port-mapping request from no neighbour refused");
     if (this.strangerAnswers.take(this.nowMs())) return undefined;
     this.count("refused_not_answered");
     return null;
@@ -326,7 +328,7 @@ export class PortmapService {
     const epochSec = this.epochSec();
     const fail = (opcode: number, code: number, why: string) => {
       this.count(`pcp_result_${PCP_RESULT_NAMES[code]?.toLowerCase() ?? code}`);
-      this.log.debug({ src: ipv4(src), result: PCP_RESULT_NAMES[code], why }, "pcp request refused");
+      this.log.debug({ src: formatIpv4(src), result: PCP_RESULT_NAMES[code], why }, "pcp request refused");
       const lifetime =
         code === PcpResult.NO_RESOURCES ||
         code === PcpResult.USER_EX_QUOTA ||
@@ -554,10 +556,10 @@ export class PortmapService {
       {
         origin: r.origin,
         proto: r.proto,
-        inside: `${ipv4(r.inAddr)}:${r.inPort}`,
-        outside: `${ipv4(res.outAddr)}:${res.outPort}`,
+        inside: `${formatIpv4(r.inAddr)}:${r.inPort}`,
+        outside: `${formatIpv4(res.outAddr)}:${res.outPort}`,
         lifetime,
-        ...(r.remoteAddr !== 0 ? { remote: ipv4(r.remoteAddr) } : {}),
+        ...(r.remoteAddr !== 0 ? { remote: formatIpv4(r.remoteAddr) } : {}),
       },
       old ? "port mapping renewed" : "port mapping created",
     );
@@ -586,8 +588,8 @@ export class PortmapService {
         {
           origin,
           proto,
-          inside: `${ipv4(g.inAddr)}:${g.inPort}`,
-          outside: `${ipv4(g.outAddr)}:${g.outPort}`,
+          inside: `${formatIpv4(g.inAddr)}:${g.inPort}`,
+          outside: `${formatIpv4(g.outAddr)}:${g.outPort}`,
         },
         "port mapping deleted",
       );
@@ -770,18 +772,6 @@ export function interfaceAddresses(names: readonly string[]): ListenAddress[] {
   return names.flatMap((n) =>
     (all[n] ?? []).filter((a) => a.family === "IPv4").map((a) => ({ address: a.address, device: n })),
   );
-}
-
-export function parseIpv4(s: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) return undefined;
-  const o = m.slice(1).map(Number);
-  if (o.some((x) => x > 255)) return undefined;
-  return ((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0;
-}
-
-function ipv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
 }
 
 function hex(b: Uint8Array): string {

@@ -11,6 +11,7 @@ import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
+import { parseIpv4 } from "../../src/packet/addr.ts";
 import {
   buildPcpRequest,
   OPCODE_ANNOUNCE,
@@ -20,7 +21,6 @@ import {
   parsePcpResponse,
   writeMappedIpv4,
 } from "../../src/portmap/pcp.ts";
-import { parseIpv4 } from "../../src/portmap/server.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";

@@ -1,11 +1,13 @@
 // Builders for crafted IPv4 packets with correct checksums, and checks that recompute them from
 // scratch, for the engine's unit tests.
+
+import { parseIpv4 } from "../../src/packet/addr.ts";
 import { checksum, pseudoHeaderSum, readU16, writeU16, writeU32 } from "../../src/packet/checksum.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseIpv4 } from "../../src/packet/ipv4.ts";
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../../src/packet/ipv4.ts";
 
 export const ip = (s: string): number => {
   const v = parseIpv4(s);
-  if (v < 0) throw new Error(`bad address ${s}`);
+  if (v === undefined) throw new Error(`bad address ${s}`);
   return v;
 };
 
