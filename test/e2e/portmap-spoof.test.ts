@@ -53,15 +53,22 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
     return Number(r.stdout.trim());
   }
 
-  /** The 75 forged sources' requests; returns how many were sent once the server has seen them. */
+  /**
+   * The 75 forged sources' requests; returns how many the server received once it has counted
+   * them all, or stopped counting. A burst of 4,800 datagrams can overflow the server's socket
+   * buffer on a loaded machine (12–68% were lost at a load average of 16), so what the server did is
+   * measured against what it received, not against what was sent.
+   */
   async function forgedRequests(): Promise<number> {
     const before0 = (await portmapStats()).natpmp_requests ?? 0;
     const { first, count, per } = FORGED;
     const sent = await forge("natpmp", GW, "192.168.0", String(first), String(count), String(per));
     assert.equal(sent, count * per);
-    // Some may be lost on the way under the burst; most must be seen.
-    await requestsCounted(before0 + sent * 0.9);
-    return sent;
+    await requestsCounted(before0 + sent);
+    const received = ((await portmapStats()).natpmp_requests ?? 0) - before0;
+    // Enough to matter: several times a host's quota (1,542 of 4,800 arrived at a load average of 16).
+    assert.ok(received >= 4 * PER_HOST, `the server received ${received} of ${sent} requests`);
+    return received;
   }
 
   before(async () => {
@@ -83,10 +90,10 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
   });
 
   it("75 forged sources get no mapping (refused, counted); natpmpc from A-box itself still maps at once", async () => {
-    const sent = await forgedRequests();
+    const received = await forgedRequests();
     const pm = await portmapStats();
     assert.equal((await natpmpPins()).length, 0, "no forged source got a mapping");
-    assert.ok((pm.refused_not_neighbour ?? 0) >= sent * 0.9, JSON.stringify(pm));
+    assert.equal(pm.refused_not_neighbour, received, JSON.stringify(pm));
     // Answers to addresses nobody answers ARP for are rate-limited (they would fill the server's
     // socket while the kernel waits for ARP); the rest go unanswered, counted.
     assert.equal(
@@ -94,7 +101,7 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
       pm.refused_not_neighbour,
       JSON.stringify(pm),
     );
-    assert.ok((pm.refused_not_answered ?? 0) > sent / 2, JSON.stringify(pm));
+    assert.ok((pm.refused_not_answered ?? 0) > received / 2, JSON.stringify(pm));
 
     const r = await net.lab.exec(abox, ["natpmpc", "-g", GW, "-a", "62080", "8080", "udp", "600"], {
       timeoutMs: 15_000,
@@ -115,10 +122,13 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
     );
     const neigh = await net.lab.run(net.gate.ns, ["ip", "-4", "neigh", "show", "dev", net.gate.lan]);
     assert.ok(neigh.includes("192.168.0.174 lladdr"), `the gateway believed the forged ARP: ${neigh}`);
-    const sent = await forgedRequests();
+    const refused0 = (await portmapStats()).natpmp_result_out_of_resources ?? 0;
+    const received = await forgedRequests();
     const pins = await natpmpPins();
     assert.equal(pins.length, PER_HOST, "A-box's own mapping and the forged ones: one quota");
     const pm = await portmapStats();
-    assert.ok((pm.natpmp_result_out_of_resources ?? 0) >= sent * 0.9 - PER_HOST, JSON.stringify(pm));
+    // Every request beyond the quota is refused for it (a few may meet a neighbour-table miss).
+    const refused = (pm.natpmp_result_out_of_resources ?? 0) - refused0;
+    assert.ok(refused >= (received - PER_HOST) * 0.95, `${refused} of ${received}: ${JSON.stringify(pm)}`);
   });
 });
