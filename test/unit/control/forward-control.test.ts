@@ -5,16 +5,16 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { controlCall, controlGet } from "../../src/control/client.ts";
-import { connsBody } from "../../src/control/conns-listing.ts";
-import { forwardsApi } from "../../src/control/daemon.ts";
-import { type ForwardsReply, formatStats } from "../../src/control/format.ts";
-import { ControlServer } from "../../src/control/server.ts";
-import { FORWARD } from "../../src/nat/engine.ts";
-import { ForwardRegistry } from "../../src/portmap/forwards.ts";
-import { cli } from "../helpers/cli.ts";
-import { ip, SYN, tcp } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+import { controlCall, controlGet } from "../../../src/control/client.ts";
+import { connsBody } from "../../../src/control/conns-listing.ts";
+import { forwardsApi } from "../../../src/control/daemon.ts";
+import { type ForwardsReply, formatStats } from "../../../src/control/format.ts";
+import { ControlServer } from "../../../src/control/server.ts";
+import { FORWARD } from "../../../src/nat/engine.ts";
+import { ForwardRegistry } from "../../../src/portmap/forwards.ts";
+import { cli } from "../../helpers/cli.ts";
+import { ip, SYN, tcp } from "../../helpers/packets.ts";
+import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
 
 describe("forwards over the control socket", () => {
   let dir: string;
