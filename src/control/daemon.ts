@@ -6,6 +6,7 @@ import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
+import { MasqError } from "../errors/masq-error.ts";
 import {
   applyHostSetup,
   applyRecordedStep,
@@ -34,7 +35,6 @@ import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import {
-  ForwardError,
   ForwardRegistry,
   type ForwardText,
   forwardText,
@@ -68,13 +68,15 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   if (mode === "pool") {
     publicAddresses = cfg.addresses.flatMap((a) => expandPrefix(parsePrefix(a)));
     if (publicAddresses.length > MAX_POOL_ADDRESSES)
-      throw new Error(
-        `--address: ${publicAddresses.length} addresses; at most ${MAX_POOL_ADDRESSES} are supported`,
+      throw new ConfigError(
+        "--address",
+        `${publicAddresses.length} addresses; at most ${MAX_POOL_ADDRESSES} are supported`,
       );
   } else {
     const own = await interfaceAddress(cfg.outside);
     if (!own)
-      throw new Error(
+      throw new MasqError(
+        "MASQ_ERR_INTERFACE_MISSING",
         `outside interface ${cfg.outside} has no IPv4 address: give one to it, or name masq's own with --address`,
       );
     publicAddresses = [own];
@@ -85,7 +87,8 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   if (insideNetworks.length === 0) {
     insideNetworks = (await Promise.all(cfg.inside.map((i) => interfacePrefixes(i)))).flat();
     if (insideNetworks.length === 0)
-      throw new Error(
+      throw new MasqError(
+        "MASQ_ERR_INTERFACE_MISSING",
         `inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address: give them one, or set inside_networks in the config`,
       );
   }
@@ -233,7 +236,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     if (cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp)) {
       const listen = interfaceAddresses(cfg.inside);
       if (listen.length === 0)
-        throw new Error(
+        throw new MasqError(
+          "MASQ_ERR_INTERFACE_MISSING",
           `portmap: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
         );
       // Requests only from hosts the gateway sees on the inside (issue 16: forged sources).
@@ -427,10 +431,6 @@ export function forwardsApi(
   registry: ForwardRegistry,
   engine: NatEngine,
 ): NonNullable<ControlSource["forwards"]> {
-  const refuse = (err: unknown): never => {
-    if (err instanceof ForwardError) throw new ControlError(400, err.message);
-    throw err;
-  };
   return {
     list: () => {
       const pins = engine.pinList();
@@ -448,24 +448,20 @@ export function forwardsApi(
         typeof b.outside !== "string" ||
         typeof b.inside !== "string"
       )
-        throw new ControlError(400, 'body must be {"outside": "8080/tcp", "inside": "192.168.0.2:80"}');
+        throw new ControlError(
+          "MASQ_ERR_BAD_REQUEST",
+          'body must be {"outside": "8080/tcp", "inside": "192.168.0.2:80"}',
+        );
       const t: ForwardText = { outside: b.outside, inside: b.inside };
       if (typeof b.remote === "string") t.remote = b.remote;
       if (typeof b.note === "string") t.note = b.note;
-      try {
-        const f = await registry.add(parseForward(t), "runtime");
-        return registry.views().find((v) => v.id === f.id) ?? {};
-      } catch (err) {
-        return refuse(err);
-      }
+      // A ForwardError carries its code, and so its status (no such forward: 404).
+      const f = await registry.add(parseForward(t), "runtime");
+      return registry.views().find((v) => v.id === f.id) ?? {};
     },
     remove: async (key) => {
-      try {
-        const f = await registry.remove(key);
-        return { removed: f.id, ...forwardText(f.spec) };
-      } catch (err) {
-        return refuse(err);
-      }
+      const f = await registry.remove(key);
+      return { removed: f.id, ...forwardText(f.spec) };
     },
   };
 }

@@ -10,6 +10,8 @@
 import { createSocket, type Socket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import { performance } from "node:perf_hooks";
+import { type ErrorCode, natpmpResultOf, pcpResultOf } from "../errors/codes.ts";
+import { MasqError } from "../errors/masq-error.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { defaultPortShare } from "../nat/port-quota.ts";
 import { formatIpv4, parseIpv4 } from "../packet/addr.ts";
@@ -78,6 +80,13 @@ export function defaultPortmapConfig(): PortmapConfig {
   };
 }
 
+/** Pin refusals that concern only the suggested outside address or port (see `map`). */
+const SUGGESTION_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "MASQ_ERR_PORT_IN_USE",
+  "MASQ_ERR_ALREADY_MAPPED",
+  "MASQ_ERR_NOT_PUBLIC_ADDRESS",
+]);
+
 /** Answers per second (and at once) to sources with no neighbour entry: see `requester`. */
 const STRANGER_ANSWER_RATE = 5;
 const STRANGER_ANSWER_BURST = 10;
@@ -106,13 +115,10 @@ interface Grant {
   remoteAddr: number;
 }
 
+/** A refused mapping carries its code; each protocol answers with the code's result (errors/codes.ts). */
 type MapOutcome =
   | { ok: true; grant: Grant; lifetime: number }
-  | {
-      ok: false;
-      why: "not-authorized" | "no-resources" | "quota" | "cannot-provide" | "network-failure";
-      detail: string;
-    };
+  | { ok: false; code: ErrorCode; detail: string };
 
 export interface PortmapLog {
   info(obj: object, msg: string): void;
@@ -307,13 +313,8 @@ export class PortmapService {
       preferFailure: false,
     });
     if (out.ok) return reply(NatPmpResult.SUCCESS, out.grant.outPort, out.lifetime);
-    const code =
-      out.why === "not-authorized"
-        ? NatPmpResult.NOT_AUTHORIZED
-        : out.why === "network-failure"
-          ? NatPmpResult.NETWORK_FAILURE
-          : NatPmpResult.OUT_OF_RESOURCES;
-    return reply(code, 0, 0);
+    this.log.debug({ src: formatIpv4(src), why: `${out.code}: ${out.detail}` }, "nat-pmp mapping refused");
+    return reply(natpmpResultOf(out.code), 0, 0);
   }
 
   // ------------------------------------------------------------------ PCP
@@ -413,16 +414,7 @@ export class PortmapService {
       remoteAddr,
       preferFailure: req.preferFailure,
     });
-    if (!out.ok) {
-      const code = {
-        "not-authorized": PcpResult.NOT_AUTHORIZED,
-        "no-resources": PcpResult.NO_RESOURCES,
-        quota: PcpResult.USER_EX_QUOTA,
-        "cannot-provide": PcpResult.CANNOT_PROVIDE_EXTERNAL,
-        "network-failure": PcpResult.NETWORK_FAILURE,
-      }[out.why];
-      return fail(OPCODE_MAP, code, out.detail);
-    }
+    if (!out.ok) return fail(OPCODE_MAP, pcpResultOf(out.code), `${out.code}: ${out.detail}`);
     this.count("pcp_result_success");
     // §11.3: the options the server processed are echoed (FILTER, PREFER_FAILURE).
     const opts: number[] = [];
@@ -477,14 +469,19 @@ export class PortmapService {
     remoteAddr: number;
     preferFailure: boolean;
   }): MapOutcome {
-    if (!this.isInside(r.inAddr)) return { ok: false, why: "not-authorized", detail: "not an inside host" };
+    if (!this.isInside(r.inAddr))
+      return { ok: false, code: "MASQ_ERR_NOT_INSIDE", detail: "not an inside host" };
     if (this.engine.config.outside.length === 0)
-      return { ok: false, why: "network-failure", detail: "no public address" };
+      return { ok: false, code: "MASQ_ERR_NO_PUBLIC_ADDRESS", detail: "no public address" };
     const key = `${r.proto}/${r.inAddr}/${r.inPort}`;
     this.live(); // forget lapsed grants first
     const old = this.grants.get(key);
     if (old && (old.origin !== r.origin || old.nonce !== r.nonce))
-      return { ok: false, why: "not-authorized", detail: `mapping made by another ${old.origin} client` };
+      return {
+        ok: false,
+        code: "MASQ_ERR_MAPPING_OWNED",
+        detail: `mapping made by another ${old.origin} client`,
+      };
     if (!old) {
       let mine = 0;
       let all = 0;
@@ -493,13 +490,17 @@ export class PortmapService {
         if (g.proto === r.proto) all++;
       }
       if (mine >= this.config.maxPerHost)
-        return { ok: false, why: "quota", detail: `${mine} mappings (portmap.max_per_host)` };
+        return {
+          ok: false,
+          code: "MASQ_ERR_PORTMAP_HOST_QUOTA",
+          detail: `${mine} mappings (portmap.max_per_host)`,
+        };
       const cap = this.globalCap(r.proto);
       if (all >= cap) {
         this.count("refused_global_cap");
         return {
           ok: false,
-          why: "no-resources",
+          code: "MASQ_ERR_PORTMAP_FULL",
           detail: `${all} ${r.proto} mappings (portmap.max_mappings)`,
         };
       }
@@ -527,15 +528,20 @@ export class PortmapService {
     const exact = (o: { outAddr: number; outPort: number }) =>
       (r.suggestedPort === 0 || o.outPort === r.suggestedPort) &&
       (r.suggestedAddr === 0 || o.outAddr === r.suggestedAddr);
-    if ("error" in res || (r.preferFailure && !exact(res))) {
-      if (r.preferFailure) {
-        if (!("error" in res)) this.engine.unpin(res.id);
-        return { ok: false, why: "cannot-provide", detail: "suggested external endpoint unavailable" };
-      }
-      if ("error" in res) res = this.engine.pinMapping(base);
+    if (r.preferFailure && !("error" in res) && !exact(res)) {
+      // §13.2: with PREFER_FAILURE another endpoint is no answer.
+      this.engine.unpin(res.id);
+      return {
+        ok: false,
+        code: "MASQ_ERR_SUGGESTION_UNAVAILABLE",
+        detail: "suggested external endpoint unavailable",
+      };
     }
-    if ("error" in res)
-      return { ok: false, why: res.quota === true ? "quota" : "no-resources", detail: res.error };
+    // A suggestion that cannot be had is only a hint (§11.3), so without PREFER_FAILURE masq maps
+    // another endpoint; any other refusal (a full table, a quota) would refuse that one too.
+    if ("error" in res && !r.preferFailure && SUGGESTION_REFUSALS.has(res.code))
+      res = this.engine.pinMapping(base);
+    if ("error" in res) return { ok: false, code: res.code, detail: res.error };
     // The new pin holds the mapping; the old one can go without the mapping ever lapsing.
     if (old) this.engine.unpin(old.pinId);
     const grant: Grant = {
@@ -686,7 +692,8 @@ export class PortmapServer {
         s.on("error", (err) => log.warn({ err, addr }, "port-mapping socket error"));
         const port = opts.port ?? NATPMP_PORT;
         const refused = (why: string) =>
-          new Error(
+          new MasqError(
+            "MASQ_ERR_SOCKET_IN_USE",
             `portmap: cannot listen on ${addr}:${port} on ${device} (${why}); is another NAT-PMP/PCP server running? Set portmap.enabled = false to run without`,
           );
         let fd: number;

@@ -123,7 +123,7 @@ describe("control API", () => {
     const write = process.stderr.write.bind(process.stderr);
     process.stderr.write = ((s: string) => errors.push(String(s)) > 0) as typeof process.stderr.write;
     try {
-      assert.equal(await main(["stats", "--socket", join(dir, "none.sock")]), 1);
+      assert.equal(await main(["stats", "--socket", join(dir, "none.sock")]), 3, "MASQ_ERR_NOT_RUNNING");
     } finally {
       process.stderr.write = write;
     }

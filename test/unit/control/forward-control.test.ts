@@ -85,7 +85,7 @@ describe("forwards over the control socket", () => {
 
   it("refusals name the problem", async () => {
     const bad = await cli(["forward", "add", "80", "192.168.0.2", "--socket", socket]);
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 2, "MASQ_ERR_FORWARD_INVALID");
     assert.match(bad.err, /forward\.outside: "80" is not like "8080\/tcp"/);
     const outside = await cli(["forward", "add", "80/tcp", "10.9.9.9:80", "--socket", socket]);
     assert.match(outside.err, /10\.9\.9\.9 is not on an inside network/);
