@@ -16,8 +16,8 @@ import {
   type UnsolicitedSyn,
 } from "../nat/config.ts";
 import type { FirewallRule } from "../policy/rules.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../portmap/config.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
-import { defaultPortmapConfig, type PortmapConfig } from "../portmap/server.ts";
 import { addressPlanProblem } from "./address-rules.ts";
 import { flowCount, flowTimeout, fragmentTimeout, perSecond, seconds } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
 import { DROP, FORWARD } from "../../../src/nat/engine.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import {
   errorResponse,
   externalAddressResponse,
@@ -9,7 +10,7 @@ import {
   NatPmpResult,
   parseNatPmpRequest,
 } from "../../../src/portmap/natpmp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../../src/portmap/server.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
 

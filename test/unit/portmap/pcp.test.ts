@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { DROP, FORWARD } from "../../../src/nat/engine.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import {
   buildPcpRequest,
   OPCODE_ANNOUNCE,
@@ -16,7 +17,7 @@ import {
   readMappedIpv4,
   writeMappedIpv4,
 } from "../../../src/portmap/pcp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../../src/portmap/server.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type ErrorCode, natpmpResultOf, pcpResultOf } from "../../../src/errors/codes.ts";
 import type { EngineConfig } from "../../../src/nat/config.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import { NatPmpResult } from "../../../src/portmap/natpmp.ts";
 import {
   buildPcpRequest,
@@ -14,7 +15,7 @@ import {
   PcpResult,
   parsePcpResponse,
 } from "../../../src/portmap/pcp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../../src/portmap/server.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip, udp } from "../../helpers/packets.ts";
 import { makeEngine, REMOTE, run } from "../engine-helpers.ts";
 

@@ -3,10 +3,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { resolveRunConfig } from "../../../src/control/config.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import { NatPmpResult } from "../../../src/portmap/natpmp.ts";
 import { NeighbourSources, parseProcNetArp, type RequestSources } from "../../../src/portmap/neighbours.ts";
 import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../../src/portmap/pcp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../../src/portmap/server.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip } from "../../helpers/packets.ts";
 import { makeEngine } from "../engine-helpers.ts";
 
