@@ -11,6 +11,8 @@ import {
   resolveRunConfig,
 } from "../control/config.ts";
 import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
+import { exitCodeOf } from "../errors/codes.ts";
+import { errorCode } from "../errors/masq-error.ts";
 import type { CleanupFlags } from "./cleanup.ts";
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -253,12 +255,10 @@ export async function main(argv: string[]): Promise<number> {
     return code;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof ConfigError) {
-      process.stderr.write(`masq: configuration error: ${err.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`masq: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    // The message for people, the exit code from the error's code (errors/codes.ts).
+    const what = err instanceof ConfigError ? "configuration error: " : "";
+    process.stderr.write(`masq: ${what}${err instanceof Error ? err.message : String(err)}\n`);
+    return exitCodeOf(errorCode(err));
   }
 }
 

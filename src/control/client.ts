@@ -1,7 +1,15 @@
 // The client side of the control API, for `masq conns`, `masq stats` and friends.
 import { type ClientRequest, type IncomingMessage, request } from "node:http";
+import { type ErrorCode, isErrorCode } from "../errors/codes.ts";
+import { MasqError } from "../errors/masq-error.ts";
 
-export class ControlClientError extends Error {}
+/** masq refused (with the code it sent) or could not be reached (a code of the client's own). */
+export class ControlClientError extends MasqError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
+    this.name = "ControlClientError";
+  }
+}
 
 /** GET `path` from the daemon at `socketPath`; returns the body (JSON parsed when it is JSON). */
 export function controlGet(socketPath: string, path: string, timeoutMs = 10_000): Promise<unknown> {
@@ -26,7 +34,9 @@ export function controlCall(
           try {
             body = JSON.parse(text);
           } catch {
-            return reject(new ControlClientError(`masq answered ${path} with invalid JSON`));
+            return reject(
+              new ControlClientError("MASQ_ERR_NO_ANSWER", `masq answered ${path} with invalid JSON`),
+            );
           }
         }
         if ((res.statusCode ?? 500) >= 400) return reject(refusal(path, body, text));
@@ -74,7 +84,10 @@ export function controlStream(
       res.once("error", () => undefined);
       res.once("close", () => {
         if (res.complete) resolve();
-        else reject(new ControlClientError(`masq closed ${path} before the end of the answer`));
+        else
+          reject(
+            new ControlClientError("MASQ_ERR_NO_ANSWER", `masq closed ${path} before the end of the answer`),
+          );
       });
     });
     onSocketProblems(req, socketPath, timeoutMs, reject);
@@ -95,9 +108,11 @@ function readBody(res: IncomingMessage): Promise<string> {
   });
 }
 
+/** The daemon's `{ error, code }`; a body without a known code (not masq's) is an internal error. */
 function refusal(path: string, body: unknown, text: string): ControlClientError {
-  const msg = (body as { error?: string })?.error ?? text;
-  return new ControlClientError(`masq refused ${path}: ${msg}`);
+  const b = body as { error?: string; code?: unknown } | null;
+  const code = isErrorCode(b?.code) ? b.code : "MASQ_ERR_INTERNAL";
+  return new ControlClientError(code, `masq refused ${path}: ${b?.error ?? text}`);
 }
 
 /** A timeout, a missing socket or a permission problem as one clear line. */
@@ -107,15 +122,25 @@ function onSocketProblems(
   timeoutMs: number,
   reject: (err: Error) => void,
 ): void {
-  req.on("timeout", () => req.destroy(new ControlClientError(`masq did not answer within ${timeoutMs} ms`)));
+  req.on("timeout", () =>
+    req.destroy(new ControlClientError("MASQ_ERR_NO_ANSWER", `masq did not answer within ${timeoutMs} ms`)),
+  );
   req.on("error", (err: NodeJS.ErrnoException) => {
     if (err instanceof ControlClientError) return reject(err);
     if (err.code === "ENOENT" || err.code === "ECONNREFUSED")
       return reject(
-        new ControlClientError(`masq is not running (no control socket at ${socketPath}; see --socket)`),
+        new ControlClientError(
+          "MASQ_ERR_NOT_RUNNING",
+          `masq is not running (no control socket at ${socketPath}; see --socket)`,
+        ),
       );
     if (err.code === "EACCES")
-      return reject(new ControlClientError(`permission denied on ${socketPath}: run as root`));
-    reject(new ControlClientError(`control socket ${socketPath}: ${err.message}`));
+      return reject(
+        new ControlClientError(
+          "MASQ_ERR_SOCKET_PERMISSION",
+          `permission denied on ${socketPath}: run as root`,
+        ),
+      );
+    reject(new ControlClientError("MASQ_ERR_INTERNAL", `control socket ${socketPath}: ${err.message}`));
   });
 }

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
+import { MasqError } from "../errors/masq-error.ts";
 import {
   type AlgConfig,
   type AlgName,
@@ -15,8 +16,8 @@ import {
   type UnsolicitedSyn,
 } from "../nat/config.ts";
 import type { FirewallRule } from "../policy/rules.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../portmap/config.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
-import { defaultPortmapConfig, type PortmapConfig } from "../portmap/server.ts";
 import { addressPlanProblem } from "./address-rules.ts";
 import { flowCount, flowTimeout, fragmentTimeout, perSecond, seconds } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
@@ -165,13 +166,16 @@ export function parseDatapathCpu(value: string | number, where: string): Datapat
   return n;
 }
 
-/** A configuration problem, with the key or flag it concerns. */
-export class ConfigError extends Error {
+/**
+ * A configuration problem: the key or flag it concerns ("m.toml: limits.max_flows", "--ports")
+ * and what is wrong with it, as fields (the message is the two joined).
+ */
+export class ConfigError extends MasqError {
   constructor(
-    readonly where: string,
-    problem: string,
+    readonly key: string,
+    readonly problem: string,
   ) {
-    super(`${where}: ${problem}`);
+    super("MASQ_ERR_CONFIG_INVALID", `${key}: ${problem}`);
     this.name = "ConfigError";
   }
 }
@@ -449,10 +453,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
         try {
           return parseForward(t, `forward.${i}`);
         } catch (err) {
-          if (err instanceof ForwardError) {
-            const [key, ...rest] = err.message.split(": ");
-            throw new ConfigError(`${src}: ${key}`, rest.join(": "));
-          }
+          if (err instanceof ForwardError && err.key !== undefined)
+            throw new ConfigError(`${src}: ${err.key}`, err.problem);
           throw err;
         }
       });

@@ -58,23 +58,28 @@ const PARAMS = new Set(["format", "limit", "host", "proto", "state"]);
 export function parseConnsQuery(params: URLSearchParams): ConnsQuery {
   for (const key of params.keys())
     if (!PARAMS.has(key))
-      throw new ControlError(400, `unknown parameter ${JSON.stringify(key)} (${[...PARAMS].join(", ")})`);
+      throw new ControlError(
+        "MASQ_ERR_BAD_REQUEST",
+        `unknown parameter ${JSON.stringify(key)} (${[...PARAMS].join(", ")})`,
+      );
   const format = params.get("format") ?? "json";
-  if (format !== "json" && format !== "text") throw new ControlError(400, "format must be json or text");
+  if (format !== "json" && format !== "text")
+    throw new ControlError("MASQ_ERR_BAD_REQUEST", "format must be json or text");
   const limitText = params.get("limit");
   const limit = limitText === null ? Number.POSITIVE_INFINITY : Number(limitText);
   if (limitText !== null && (!Number.isInteger(limit) || limit < 0 || limit > MAX_CONNS_LIMIT))
-    throw new ControlError(400, `limit must be an integer 0-${MAX_CONNS_LIMIT}`);
+    throw new ControlError("MASQ_ERR_BAD_REQUEST", `limit must be an integer 0-${MAX_CONNS_LIMIT}`);
   const filter: FlowFilter = {};
   const proto = params.get("proto");
   if (proto !== null) {
-    if (!(proto in PROTOCOLS)) throw new ControlError(400, "proto must be tcp, udp or icmp");
+    if (!(proto in PROTOCOLS))
+      throw new ControlError("MASQ_ERR_BAD_REQUEST", "proto must be tcp, udp or icmp");
     filter.proto = PROTOCOLS[proto];
   }
   const state = params.get("state");
   if (state !== null) {
     const n = STATES.indexOf(state);
-    if (n < 0) throw new ControlError(400, `state must be one of ${STATES.join(", ")}`);
+    if (n < 0) throw new ControlError("MASQ_ERR_BAD_REQUEST", `state must be one of ${STATES.join(", ")}`);
     filter.state = n;
   }
   const host = params.get("host");
@@ -87,7 +92,10 @@ function parseHost(text: string): { addr: number; mask: number } {
   const addr = parseIpv4(addrText);
   const len = lenText === undefined ? 32 : /^\d{1,2}$/.test(lenText) ? Number(lenText) : -1;
   if (addr === undefined || len < 0 || len > 32 || extra !== undefined)
-    throw new ControlError(400, `host must be an IPv4 address or prefix like 192.168.0.0/24 (got ${text})`);
+    throw new ControlError(
+      "MASQ_ERR_BAD_REQUEST",
+      `host must be an IPv4 address or prefix like 192.168.0.0/24 (got ${text})`,
+    );
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   return { addr: (addr & mask) >>> 0, mask };
 }

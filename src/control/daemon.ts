@@ -1,105 +1,41 @@
 // `masq run`: checks the host, opens the TUNs, installs the routes/rules/sysctls (recorded, so
 // exactly those are removed at exit or after a crash), runs the datapath and the control API,
-// and tears everything down on SIGINT/SIGTERM.
+// and tears everything down on SIGINT/SIGTERM. This is the wiring; what the host says is read in
+// host-resolution.ts, the forwards start in forward-steering.ts, the API is api-handlers.ts.
 
-import { existsSync, renameSync } from "node:fs";
-import { basename, join } from "node:path";
+import { existsSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
+import { MasqError } from "../errors/masq-error.ts";
 import {
   applyHostSetup,
-  applyRecordedStep,
-  assertInterface,
-  assertNoEphemeralOverlap,
   assertRoot,
   cleanLeftovers,
   currentNetnsName,
   defaultStateFile,
-  expandPrefix,
-  forwardRuleSteps,
-  interfaceAddress,
-  interfaceIpv4Addresses,
-  interfaceMtu,
-  interfacePrefixes,
-  parsePrefix,
   planHostSetup,
   readRpFilterState,
   removeOrphanStateFiles,
   sysfsIsOurs,
   undoHostSetup,
-  undoRecordedStep,
 } from "../host/index.ts";
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
-import { parseIpv4 } from "../packet/addr.ts";
-import {
-  ForwardError,
-  ForwardRegistry,
-  type ForwardText,
-  forwardText,
-  parseForward,
-  type Steering,
-} from "../portmap/forwards.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
-import { forwardTargetProblem, startProblem, toPrefix } from "./address-rules.ts";
-import { ConfigError, type RunConfig } from "./config.ts";
-import { connsBody } from "./conns-listing.ts";
+import { controlApi } from "./api-handlers.ts";
+import type { RunConfig } from "./config.ts";
 import { placeDatapath } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
-import type { StatsReply } from "./format.ts";
+import { startForwards } from "./forward-steering.ts";
+import { resolveHost } from "./host-resolution.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
-import { ControlError, ControlServer, type ControlSource } from "./server.ts";
-import { rpsMaskFor, sumCounters, TunPair } from "./tuns.ts";
-
-/** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
-const MAX_POOL_ADDRESSES = 256;
-
-/** Reads what the host says (interfaces, addresses, ephemeral range) and checks it. */
-async function resolveHost(cfg: RunConfig): Promise<Resolved> {
-  for (const i of cfg.inside) await assertInterface(i, "inside");
-  await assertInterface(cfg.outside, "outside");
-  const mode = cfg.addresses.length > 0 ? "pool" : "interface";
-  let publicAddresses: string[];
-  if (mode === "pool") {
-    publicAddresses = cfg.addresses.flatMap((a) => expandPrefix(parsePrefix(a)));
-    if (publicAddresses.length > MAX_POOL_ADDRESSES)
-      throw new Error(
-        `--address: ${publicAddresses.length} addresses; at most ${MAX_POOL_ADDRESSES} are supported`,
-      );
-  } else {
-    const own = await interfaceAddress(cfg.outside);
-    if (!own)
-      throw new Error(
-        `outside interface ${cfg.outside} has no IPv4 address: give one to it, or name masq's own with --address`,
-      );
-    publicAddresses = [own];
-    // One address shared with the kernel: its own connections must never pick masq's ports.
-    await assertNoEphemeralOverlap(cfg.ports);
-  }
-  let insideNetworks = cfg.insideNetworks;
-  if (insideNetworks.length === 0) {
-    insideNetworks = (await Promise.all(cfg.inside.map((i) => interfacePrefixes(i)))).flat();
-    if (insideNetworks.length === 0)
-      throw new Error(
-        `inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address: give them one, or set inside_networks in the config`,
-      );
-  }
-  const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
-  const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
-  // The config's addresses against the host's: refused before anything on the host is touched.
-  const gatewayAddresses = (
-    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
-  ).flat();
-  const outsideNetworks = await interfacePrefixes(cfg.outside);
-  const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
-  if (bad) throw new ConfigError(bad.key, bad.problem);
-  return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
-}
+import { ControlServer } from "./server.ts";
+import { rpsMaskFor, TunPair } from "./tuns.ts";
 
 /** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
 const TUN_TX_QUEUE_LEN = 4096;
@@ -207,33 +143,26 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
           "Prometheus metrics served beyond loopback: anyone who reaches this address sees the gateway's traffic counters",
         );
     }
-    server = await ControlServer.start(cfg.controlSocket, {
-      health: () => ({
-        ok: true,
-        pid: process.pid,
-        uptimeSec: Math.round((performance.now() - started) / 1000),
+    server = await ControlServer.start(
+      cfg.controlSocket,
+      controlApi({
+        engine,
+        host,
+        startedMs: started,
+        datapathCpu: placement.datapathCpu,
+        datapath: datapathCounters,
+        devices: () => devices.counters(sysfs),
+        portmap: () => portmap,
+        streams: () => server?.streamStats,
+        metrics,
+        forwards,
       }),
-      conns: (query) => connsBody(engine, query),
-      stats: (): StatsReply => ({
-        uptimeSec: Math.round((performance.now() - started) / 1000),
-        mode: host.mode,
-        publicAddresses: host.publicAddresses,
-        portSeed: engine.config.portSeed,
-        ...(placement.datapathCpu !== undefined ? { datapathCpu: placement.datapathCpu } : {}),
-        engine: engine.stats(),
-        datapath: datapathCounters(),
-        ...deviceStats(devices.counters(sysfs)),
-        firewall: engine.firewall?.list() ?? [],
-        ...(portmap ? { portmap: portmap.stats() } : {}),
-        ...(server ? { control: { ...server.streamStats } } : {}),
-      }),
-      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
-      forwards: forwardsApi(forwards, engine),
-    });
+    );
     if (cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp)) {
       const listen = interfaceAddresses(cfg.inside);
       if (listen.length === 0)
-        throw new Error(
+        throw new MasqError(
+          "MASQ_ERR_INTERFACE_MISSING",
           `portmap: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
         );
       // Requests only from hosts the gateway sees on the inside (issue 16: forged sources).
@@ -306,13 +235,6 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   });
 }
 
-/** The stats reply's device counters: both TUNs added up, and each one by name. */
-function deviceStats(
-  perDevice: Record<string, Record<string, number>>,
-): Pick<StatsReply, "device" | "devices"> {
-  return { device: sumCounters(perDevice), devices: perDevice };
-}
-
 function printSummary(
   cfg: RunConfig,
   host: Resolved,
@@ -331,141 +253,4 @@ function printSummary(
     "",
   ];
   process.stderr.write(lines.join("\n"));
-}
-
-/**
- * The forwards of the config file, then those added at runtime before a restart (state file);
- * in interface mode each TCP forward outside masq's own port range gets its policy rule,
- * recorded with the host setup so exit and crash cleanup remove it.
- */
-async function startForwards(
-  cfg: RunConfig,
-  host: Resolved,
-  engine: NatEngine,
-  hostStateFile: string,
-  log: ReturnType<typeof createLogger>,
-): Promise<ForwardRegistry> {
-  const steps = (proto: "tcp" | "udp", first: number, last: number) =>
-    forwardRuleSteps({
-      proto,
-      first,
-      last,
-      outside: cfg.outside,
-      inside: cfg.inside,
-      publicAddress: host.publicAddresses[0],
-      ports: cfg.ports,
-    });
-  const steer: Steering | undefined =
-    host.mode === "interface"
-      ? {
-          add: async (proto, first, last) => {
-            const done: string[] = [];
-            try {
-              for (const step of steps(proto, first, last)) {
-                await applyRecordedStep(step, hostStateFile, { log });
-                done.push(step.what);
-              }
-            } catch (err) {
-              for (const what of done.reverse()) await undoRecordedStep(what, hostStateFile, { log });
-              throw err;
-            }
-          },
-          remove: async (proto, first, last) => {
-            for (const step of steps(proto, first, last).reverse())
-              await undoRecordedStep(step.what, hostStateFile, { log });
-          },
-        }
-      : undefined;
-  const inside = host.insideNetworks.map((n) => toPrefix(n)!);
-  const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIpv4(a)!);
-  const registry = new ForwardRegistry({
-    engine,
-    publicAddresses: host.publicAddresses.map((a) => parseIpv4(a)!),
-    stateFile: forwardsStateFile(cfg, hostStateFile, log),
-    refuseTarget: (addr) => forwardTargetProblem(addr, inside, gateway),
-    ...(steer ? { steer } : {}),
-  });
-  for (const spec of cfg.forwards) {
-    const f = await registry.add(spec, "config");
-    log.info({ forward: forwardText(f.spec) }, "forward from the config");
-  }
-  for (const { forward, error } of await registry.restore())
-    log.warn(
-      { forward, error },
-      forward
-        ? "a forward added before the restart could not be restored"
-        : `forwards added before the restart were not restored: ${error}`,
-    );
-  const restored = registry.list().filter((f) => f.source === "runtime");
-  if (restored.length > 0)
-    log.info({ forwards: restored.map((f) => forwardText(f.spec)) }, "forwards restored from the state file");
-  return registry;
-}
-
-/**
- * Where the runtime forwards are kept: named like the host state file (TUN, namespace name and
- * inode), so a masq in another namespace with the same TUN name never loads them, and they go
- * with the namespace's other state files when it is gone. A file of the old name (TUN only) is
- * taken over only in an unnamed namespace (a real gateway's own), where it can only be this one's.
- */
-function forwardsStateFile(
-  cfg: RunConfig,
-  hostStateFile: string,
-  log: ReturnType<typeof createLogger>,
-): string {
-  const file = join(cfg.stateDir, `forwards-${basename(hostStateFile)}`);
-  const legacy = join(cfg.stateDir, `forwards-${cfg.tun}.json`);
-  if (currentNetnsName() === undefined && existsSync(legacy) && !existsSync(file)) {
-    renameSync(legacy, file);
-    log.info({ from: legacy, to: file }, "runtime forwards file renamed to its namespace's name");
-  }
-  return file;
-}
-
-/** The control socket's view of the forwards (masq forward add|del|list). */
-export function forwardsApi(
-  registry: ForwardRegistry,
-  engine: NatEngine,
-): NonNullable<ControlSource["forwards"]> {
-  const refuse = (err: unknown): never => {
-    if (err instanceof ForwardError) throw new ControlError(400, err.message);
-    throw err;
-  };
-  return {
-    list: () => {
-      const pins = engine.pinList();
-      return {
-        forwards: registry.views(pins),
-        pins,
-        ...(registry.stateFile ? { stateFile: registry.stateFile } : {}),
-      };
-    },
-    add: async (body) => {
-      const b = body as Partial<ForwardText> | null;
-      if (
-        typeof b !== "object" ||
-        b === null ||
-        typeof b.outside !== "string" ||
-        typeof b.inside !== "string"
-      )
-        throw new ControlError(400, 'body must be {"outside": "8080/tcp", "inside": "192.168.0.2:80"}');
-      const t: ForwardText = { outside: b.outside, inside: b.inside };
-      if (typeof b.remote === "string") t.remote = b.remote;
-      if (typeof b.note === "string") t.note = b.note;
-      try {
-        const f = await registry.add(parseForward(t), "runtime");
-        return registry.views().find((v) => v.id === f.id) ?? {};
-      } catch (err) {
-        return refuse(err);
-      }
-    },
-    remove: async (key) => {
-      try {
-        const f = await registry.remove(key);
-        return { removed: f.id, ...forwardText(f.spec) };
-      } catch (err) {
-        return refuse(err);
-      }
-    },
-  };
 }

@@ -1,12 +1,17 @@
-// Errors of the control API that carry their HTTP status (own module: the server and the
-// handlers it calls both need it, and neither should import the other for it).
+// Errors of the control API (own module: the server and the handlers it calls both need it, and
+// neither should import the other for it). The HTTP status comes from the code (errors/codes.ts).
 
-/** A refusal with an HTTP status (bad request, not found …) and a message for the client. */
-export class ControlError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
+import { type ErrorCode, httpStatusOf } from "../errors/codes.ts";
+import { MasqError } from "../errors/masq-error.ts";
+
+/** A refusal of a control request (bad request, not found …) and a message for the client. */
+export class ControlError extends MasqError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
+    this.name = "ControlError";
+  }
+
+  get status(): number {
+    return httpStatusOf(this.code);
   }
 }

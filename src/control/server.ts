@@ -5,6 +5,8 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect } from "node:net";
 import { dirname } from "node:path";
+import { type ErrorCode, httpStatusOf } from "../errors/codes.ts";
+import { MasqError } from "../errors/masq-error.ts";
 import { type ChunkedBody, ChunkScheduler, type StreamStats } from "./chunked.ts";
 import { type ConnsQuery, parseConnsQuery } from "./conns-listing.ts";
 import { ControlError } from "./errors.ts";
@@ -45,15 +47,18 @@ export class ControlServer {
     mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
     if (existsSync(socketPath)) {
       if (await socketAnswers(socketPath))
-        throw new Error(`control socket ${socketPath} is in use: is another masq running? (use --socket)`);
+        throw new MasqError(
+          "MASQ_ERR_SOCKET_IN_USE",
+          `control socket ${socketPath} is in use: is another masq running? (use --socket)`,
+        );
       unlinkSync(socketPath); // left by a run that crashed
     }
     const streams = new ChunkScheduler();
     const server = createServer((req, res) => {
       route(source, streams, req, res).catch((err: unknown) =>
-        err instanceof ControlError
-          ? send(res, err.status, { error: err.message })
-          : send(res, 500, { error: String(err) }),
+        err instanceof MasqError
+          ? refuse(res, err.code, err.message)
+          : refuse(res, "MASQ_ERR_INTERNAL", String(err)),
       );
     });
     await new Promise<void>((resolve, reject) => {
@@ -90,14 +95,19 @@ async function route(
   const url = requestUrl(req);
   if (url.pathname === "/v1/forwards" || url.pathname.startsWith("/v1/forwards/"))
     return routeForwards(source, url, req, res);
-  if (req.method !== "GET") return send(res, 405, { error: `method ${req.method} not allowed` });
+  if (req.method !== "GET")
+    return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", `method ${req.method} not allowed`);
   switch (url.pathname) {
     case "/v1/health":
       return send(res, 200, source.health());
     case "/v1/conns": {
       const body = source.conns(parseConnsQuery(url.searchParams));
       if (!streams.stream(res, body))
-        return send(res, 503, { error: `${streams.active} listings are in progress; try again shortly` });
+        return refuse(
+          res,
+          "MASQ_ERR_LISTINGS_BUSY",
+          `${streams.active} listings are in progress; try again shortly`,
+        );
       return;
     }
     case "/v1/stats":
@@ -109,7 +119,7 @@ async function route(
       return;
     }
     default:
-      return send(res, 404, { error: `no such endpoint ${url.pathname}` });
+      return refuse(res, "MASQ_ERR_NO_SUCH_ENDPOINT", `no such endpoint ${url.pathname}`);
   }
 }
 
@@ -120,7 +130,7 @@ async function routeForwards(
   res: ServerResponse,
 ): Promise<void> {
   const fw = source.forwards;
-  if (!fw) return send(res, 404, { error: "this masq has no port forwarding" });
+  if (!fw) return refuse(res, "MASQ_ERR_NO_SUCH_ENDPOINT", "this masq has no port forwarding");
   const key = decodePath(url.pathname.slice("/v1/forwards/".length));
   if (url.pathname === "/v1/forwards") {
     if (req.method === "GET") return send(res, 200, fw.list());
@@ -128,7 +138,7 @@ async function routeForwards(
   } else if (req.method === "DELETE" && key !== "") {
     return send(res, 200, await fw.remove(key));
   }
-  return send(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+  return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", `method ${req.method} not allowed on ${url.pathname}`);
 }
 
 /** The request's URL; a target that is no URL is the client's mistake (400), not the server's. */
@@ -136,7 +146,7 @@ function requestUrl(req: IncomingMessage): URL {
   try {
     return new URL(req.url ?? "/", "http://masq");
   } catch {
-    throw new ControlError(400, `malformed request target ${JSON.stringify(req.url)}`);
+    throw new ControlError("MASQ_ERR_BAD_REQUEST", `malformed request target ${JSON.stringify(req.url)}`);
   }
 }
 
@@ -145,7 +155,7 @@ function decodePath(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new ControlError(400, `malformed %-escape in ${JSON.stringify(segment)}`);
+    throw new ControlError("MASQ_ERR_BAD_REQUEST", `malformed %-escape in ${JSON.stringify(segment)}`);
   }
 }
 
@@ -154,14 +164,19 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > MAX_BODY) throw new ControlError(413, "request body too large");
+    if (size > MAX_BODY) throw new ControlError("MASQ_ERR_BODY_TOO_LARGE", "request body too large");
     chunks.push(c);
   }
   try {
     return JSON.parse(Buffer.concat(chunks).toString("utf8"));
   } catch {
-    throw new ControlError(400, "request body is not JSON");
+    throw new ControlError("MASQ_ERR_BAD_REQUEST", "request body is not JSON");
   }
+}
+
+/** A refusal: `{ error, code }` with the code's HTTP status (errors/codes.ts). */
+function refuse(res: ServerResponse, code: ErrorCode, message: string): void {
+  send(res, httpStatusOf(code), { error: message, code });
 }
 
 function send(res: ServerResponse, status: number, body: object): void {

@@ -8,6 +8,7 @@
 
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { MasqError } from "../errors/masq-error.ts";
 import { CommandError, type ExecOptions, exec, formatArgv, isAlreadyGone, run } from "./exec.ts";
 import { type Footprint, removeLeftovers } from "./leftovers.ts";
 import { isLiveMasq, processStartTime } from "./owner.ts";
@@ -181,9 +182,11 @@ export async function applyHostSetup(
         report.failed.length > 0
           ? `; rollback also failed for: ${report.failed.map((f) => `${f.what} (${f.error})`).join(", ")}`
           : "";
-      throw new Error(`host setup failed at step "${step.what}": ${errorText(err)}${rollback}`, {
-        cause: err,
-      });
+      throw new MasqError(
+        "MASQ_ERR_HOST_SETUP",
+        `host setup failed at step "${step.what}": ${errorText(err)}${rollback}`,
+        { cause: err },
+      );
     }
     recorded.status = "applied";
     writeState(stateFile, state);

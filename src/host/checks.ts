@@ -3,6 +3,7 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { MasqError } from "../errors/masq-error.ts";
 import { formatIpv4, parseIpv4, prefixMask } from "../packet/addr.ts";
 import { type ExecOptions, exec, run } from "./exec.ts";
 import type { PortRange } from "./plan.ts";
@@ -21,7 +22,8 @@ const CAP_NET_ADMIN = 12;
 export function assertRoot(): void {
   if (process.getuid?.() === 0) return;
   if (hasCapability(CAP_NET_ADMIN)) return;
-  throw new Error(
+  throw new MasqError(
+    "MASQ_ERR_NOT_ROOT",
     "masq must run as root (or with CAP_NET_ADMIN) to create its TUN device and install routes, rules and sysctls",
   );
 }
@@ -74,7 +76,8 @@ export async function interfaceExists(name: string, where: WhereOptions = {}): P
  */
 export async function assertInterface(name: string, role: string, where: WhereOptions = {}): Promise<void> {
   if (!(await interfaceExists(name, where))) {
-    throw new Error(
+    throw new MasqError(
+      "MASQ_ERR_INTERFACE_MISSING",
       `${role} interface ${name} does not exist${where.netns ? ` in namespace ${where.netns}` : ""}`,
     );
   }
@@ -83,7 +86,7 @@ export async function assertInterface(name: string, role: string, where: WhereOp
 /** The first IPv4 address of an interface, or undefined if it has none. Throws if it is missing. */
 export async function interfaceAddress(name: string, where: WhereOptions = {}): Promise<string | undefined> {
   const link = await showLink(name, where, "addr");
-  if (!link) throw new Error(`interface ${name} does not exist`);
+  if (!link) throw new MasqError("MASQ_ERR_INTERFACE_MISSING", `interface ${name} does not exist`);
   return link.addr_info?.find((a) => a.family === "inet")?.local;
 }
 
@@ -163,20 +166,20 @@ export async function assertNoEphemeralOverlap(
   where: WhereOptions & { ephemeral?: PortRange } = {},
 ): Promise<void> {
   const msg = ephemeralOverlapMessage(range, where.ephemeral ?? (await ephemeralPortRange(where)));
-  if (msg) throw new Error(msg);
+  if (msg) throw new MasqError("MASQ_ERR_PORT_RANGE_OVERLAP", msg);
 }
 
 /** Every IPv4 address an interface holds (none: an empty list). Throws if it is missing. */
 export async function interfaceIpv4Addresses(name: string, where: WhereOptions = {}): Promise<string[]> {
   const link = await showLink(name, where, "addr");
-  if (!link) throw new Error(`interface ${name} does not exist`);
+  if (!link) throw new MasqError("MASQ_ERR_INTERFACE_MISSING", `interface ${name} does not exist`);
   return (link.addr_info ?? []).filter((a) => a.family === "inet").map((a) => a.local);
 }
 
 /** The IPv4 networks of an interface as "a.b.c.d/len" with host bits cleared (its connected prefixes). */
 export async function interfacePrefixes(name: string, where: WhereOptions = {}): Promise<string[]> {
   const link = await showLink(name, where, "addr");
-  if (!link) throw new Error(`interface ${name} does not exist`);
+  if (!link) throw new MasqError("MASQ_ERR_INTERFACE_MISSING", `interface ${name} does not exist`);
   return (link.addr_info ?? [])
     .filter((a) => a.family === "inet")
     .map((a) => {

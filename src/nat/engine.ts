@@ -2,6 +2,7 @@
 // (with a reason) or reply (a packet the engine built). No I/O, no clock of its own, and no
 // allocation on the per-packet path of established flows.
 
+import type { ErrorCode } from "../errors/codes.ts";
 import { formatIpv4, prefixMask } from "../packet/addr.ts";
 import { readU16, readU32 } from "../packet/checksum.ts";
 import { IP_MF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
@@ -1436,7 +1437,8 @@ export class NatEngine {
    */
   pinMapping(req: PinRequest): PinResult {
     const proto = req.proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP;
-    if (!this.isInside(req.inAddr)) return { error: `${formatIpv4(req.inAddr)} is not on an inside network` };
+    if (!this.isInside(req.inAddr))
+      return { error: `${formatIpv4(req.inAddr)} is not on an inside network`, code: "MASQ_ERR_NOT_INSIDE" };
     const mt = this.mappingTable;
     let m = mt.lookupInside(proto, req.inAddr, req.inPort);
     if (m !== NO_MAPPING) {
@@ -1445,9 +1447,11 @@ export class NatEngine {
       if ((req.outPort && req.outPort !== have) || (req.outAddr !== undefined && req.outAddr !== haveAddr))
         return {
           error: `${formatIpv4(req.inAddr)}:${req.inPort}/${req.proto} is already mapped to ${formatIpv4(haveAddr)}:${have}`,
+          code: "MASQ_ERR_ALREADY_MAPPED",
         };
     } else {
-      if (mt.count >= mt.capacity) return { error: "mapping table full" };
+      if (mt.count >= mt.capacity)
+        return { error: "mapping table full", code: "MASQ_ERR_MAPPING_TABLE_FULL" };
       // A mapping the host asked for itself (port mapping protocols, ALG expectations) counts
       // against its share of the ports like any other; the administrator's forwards do not.
       const counted = req.hostQuota !== false;
@@ -1456,12 +1460,17 @@ export class NatEngine {
       if (counted && !this.portQuota.allows(host, proto))
         return {
           error: `${formatIpv4(req.inAddr)} holds its share of ${req.proto} ports (limits.max_ports_per_host)`,
-          quota: true,
+          code: "MASQ_ERR_HOST_PORT_QUOTA",
         };
-      if (counted && host === NO_HOST && ht.count >= ht.capacity) return { error: "host table full" };
+      if (counted && host === NO_HOST && ht.count >= ht.capacity)
+        return { error: "host table full", code: "MASQ_ERR_HOST_TABLE_FULL" };
       const addrIdx =
         req.outAddr === undefined ? this.pairedAddressIndex(req.inAddr) : this.outsideIndex(req.outAddr);
-      if (addrIdx < 0) return { error: `${formatIpv4(req.outAddr ?? 0)} is not a public address of masq` };
+      if (addrIdx < 0)
+        return {
+          error: `${formatIpv4(req.outAddr ?? 0)} is not a public address of masq`,
+          code: "MASQ_ERR_NOT_PUBLIC_ADDRESS",
+        };
       const outAddr = this.outside[addrIdx];
       const ports = this.portsFor(proto);
       let outPort: number;
@@ -1470,10 +1479,18 @@ export class NatEngine {
         const taken = ports.inRange(outPort)
           ? !ports.take(addrIdx, outPort)
           : mt.lookupOutside(proto, outAddr, outPort) !== NO_MAPPING;
-        if (taken) return { error: `${formatIpv4(outAddr)}:${outPort}/${req.proto} is in use` };
+        if (taken)
+          return {
+            error: `${formatIpv4(outAddr)}:${outPort}/${req.proto} is in use`,
+            code: "MASQ_ERR_PORT_IN_USE",
+          };
       } else {
         outPort = ports.allocate(addrIdx, req.inPort, this.config.portParity);
-        if (outPort === NO_PORT) return { error: `no free ${req.proto} port on ${formatIpv4(outAddr)}` };
+        if (outPort === NO_PORT)
+          return {
+            error: `no free ${req.proto} port on ${formatIpv4(outAddr)}`,
+            code: "MASQ_ERR_PORTS_EXHAUSTED",
+          };
       }
       m = mt.add(proto, req.inAddr, req.inPort, outAddr, outPort);
       if (counted) this.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(req.inAddr), proto);
@@ -1489,7 +1506,7 @@ export class NatEngine {
     });
     if (!pin) {
       this.dropEmptyMapping(m);
-      return { error: "too many pins on one mapping" };
+      return { error: "too many pins on one mapping", code: "MASQ_ERR_TOO_MANY_PINS" };
     }
     // A pinned mapping is in use, whatever its connections.
     this.closedMappings.review(m);
@@ -1708,8 +1725,8 @@ export interface AlgHook {
 
 export type PinResult =
   | { id: number; outAddr: number; outPort: number }
-  /** `quota`: refused because the host holds its share of the ports. */
-  | { error: string; quota?: boolean };
+  /** Refused: what happened, and its stable code (src/errors/codes.ts). */
+  | { error: string; code: ErrorCode };
 
 function protoName(p: number): Protocol {
   return p === IPPROTO_TCP ? "tcp" : p === IPPROTO_UDP ? "udp" : "icmp";

@@ -9,6 +9,8 @@
 // then needs policy rules of its own (TCP from outside, and both protocols from inside for
 // hairpinning), which the daemon supplies as `steer`.
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import type { ErrorCode } from "../errors/codes.ts";
+import { MasqError } from "../errors/masq-error.ts";
 import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { PinView } from "../nat/view.ts";
 import { formatIpv4, parseIpv4 } from "../packet/addr.ts";
@@ -67,11 +69,25 @@ export interface ForwardView {
 /** Ports one forward may cover (each is a pin and a mapping). */
 export const MAX_FORWARD_PORTS = 1024;
 
-export class ForwardError extends Error {
-  constructor(message: string) {
-    super(message);
+/**
+ * A forward refused, with its code. A forward that is badly written also names the field it
+ * concerns (`key`, e.g. "forward.0.inside") and the problem apart, so the config can report it
+ * under its own key without taking the message apart.
+ */
+export class ForwardError extends MasqError {
+  constructor(
+    code: ErrorCode,
+    readonly problem: string,
+    readonly key?: string,
+  ) {
+    super(code, key === undefined ? problem : `${key}: ${problem}`);
     this.name = "ForwardError";
   }
+}
+
+/** A forward that is not written like one: `problem` with the field `key` it is in. */
+function invalid(key: string, problem: string): ForwardError {
+  return new ForwardError("MASQ_ERR_FORWARD_INVALID", problem, key);
 }
 
 /** The engine's pin primitive (NatEngine fits). */
@@ -94,14 +110,13 @@ const INSIDE = /^\s*(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?\s*$/;
 
 function port(text: string, where: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 65535)
-    throw new ForwardError(`${where}: port ${text} is not 1-65535`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(where, `port ${text} is not 1-65535`);
   return n;
 }
 
 function address(text: string, where: string): number {
   const a = parseIpv4(text);
-  if (a === undefined) throw new ForwardError(`${where}: ${JSON.stringify(text)} is not an IPv4 address`);
+  if (a === undefined) throw invalid(where, `${JSON.stringify(text)} is not an IPv4 address`);
   return a;
 }
 
@@ -109,22 +124,24 @@ function address(text: string, where: string): number {
 export function parseForward(t: ForwardText, where = "forward"): ForwardSpec {
   const o = OUTSIDE.exec(t.outside ?? "");
   if (!o)
-    throw new ForwardError(
-      `${where}.outside: ${JSON.stringify(t.outside)} is not like "8080/tcp", "8000-8010/udp" or "198.51.100.2:8080/tcp"`,
+    throw invalid(
+      `${where}.outside`,
+      `${JSON.stringify(t.outside)} is not like "8080/tcp", "8000-8010/udp" or "198.51.100.2:8080/tcp"`,
     );
   const first = port(o[2], `${where}.outside`);
   const last = o[3] === undefined ? first : port(o[3], `${where}.outside`);
-  if (last < first) throw new ForwardError(`${where}.outside: the range ${first}-${last} runs backwards`);
+  if (last < first) throw invalid(`${where}.outside`, `the range ${first}-${last} runs backwards`);
   if (last - first + 1 > MAX_FORWARD_PORTS)
-    throw new ForwardError(`${where}.outside: at most ${MAX_FORWARD_PORTS} ports per forward`);
+    throw invalid(`${where}.outside`, `at most ${MAX_FORWARD_PORTS} ports per forward`);
   const i = INSIDE.exec(t.inside ?? "");
   if (!i)
-    throw new ForwardError(
-      `${where}.inside: ${JSON.stringify(t.inside)} is not like "192.168.0.2:80" or "192.168.0.2"`,
+    throw invalid(
+      `${where}.inside`,
+      `${JSON.stringify(t.inside)} is not like "192.168.0.2:80" or "192.168.0.2"`,
     );
   const inPort = i[2] === undefined ? first : port(i[2], `${where}.inside`);
   if (inPort + (last - first) > 65535)
-    throw new ForwardError(`${where}.inside: the range would run past port 65535 on the inside host`);
+    throw invalid(`${where}.inside`, "the range would run past port 65535 on the inside host");
   const spec: ForwardSpec = {
     proto: o[4].toLowerCase() as ForwardProto,
     first,
@@ -217,6 +234,7 @@ export class ForwardRegistry {
     return this.serial(async () => {
       if (source === "runtime" && this.corruptState !== undefined)
         throw new ForwardError(
+          "MASQ_ERR_FORWARD_STATE_CORRUPT",
           `the forward state file ${this.corruptState} is corrupt and could not be moved aside: fix or remove it first`,
         );
       const f = await this.install(spec, source);
@@ -229,7 +247,11 @@ export class ForwardRegistry {
   remove(key: string | number): Promise<Forward> {
     return this.serial(async () => {
       const f = this.find(key);
-      if (!f) throw new ForwardError(`no forward ${JSON.stringify(String(key))} (see masq forward list)`);
+      if (!f)
+        throw new ForwardError(
+          "MASQ_ERR_FORWARD_NOT_FOUND",
+          `no forward ${JSON.stringify(String(key))} (see masq forward list)`,
+        );
       this.forwards.delete(f.id);
       // Stop steering first, so no packet arrives for a mapping that is going.
       const s = f.spec;
@@ -344,9 +366,16 @@ export class ForwardRegistry {
   private async install(spec: ForwardSpec, source: "config" | "runtime"): Promise<Forward> {
     const outAddr = spec.outAddr ?? this.opts.publicAddresses[0];
     if (!this.opts.publicAddresses.includes(outAddr))
-      throw new ForwardError(`${formatIpv4(outAddr)} is not a public address of masq`);
+      throw new ForwardError(
+        "MASQ_ERR_NOT_PUBLIC_ADDRESS",
+        `${formatIpv4(outAddr)} is not a public address of masq`,
+      );
     const refused = this.opts.refuseTarget?.(spec.inAddr);
-    if (refused) throw new ForwardError(`cannot forward to ${formatIpv4(spec.inAddr)}: ${refused}`);
+    if (refused)
+      throw new ForwardError(
+        "MASQ_ERR_FORWARD_TARGET",
+        `cannot forward to ${formatIpv4(spec.inAddr)}: ${refused}`,
+      );
     const pinIds: number[] = [];
     const undo = () => {
       for (const id of pinIds) this.opts.engine.unpin(id);
@@ -367,7 +396,10 @@ export class ForwardRegistry {
       });
       if ("error" in r) {
         undo();
-        throw new ForwardError(`cannot forward ${formatIpv4(outAddr)}:${p}/${spec.proto}: ${r.error}`);
+        throw new ForwardError(
+          r.code,
+          `cannot forward ${formatIpv4(outAddr)}:${p}/${spec.proto}: ${r.error}`,
+        );
       }
       pinIds.push(r.id);
     }
@@ -378,6 +410,7 @@ export class ForwardRegistry {
       } catch (err) {
         undo();
         throw new ForwardError(
+          "MASQ_ERR_HOST_SETUP",
           `cannot steer ${spec.proto.toUpperCase()} ${range(spec.first, spec.last)} into masq: ${(err as Error).message}`,
         );
       }

@@ -1,5 +1,5 @@
 // NAT-PMP (RFC 6886) wire format: requests parsed from, and responses built into, plain bytes.
-// Pure: no sockets, no engine; the server (server.ts) decides what to answer.
+// Pure: no sockets, no engine; natpmp-answers.ts decides what to answer.
 
 /** The only NAT-PMP version (RFC 6886 §3). */
 export const NATPMP_VERSION = 0;

@@ -1,6 +1,6 @@
 // PCP (RFC 6887) wire format for IPv4 clients: request parsing with the checks of §8.3 (in
 // the order the RFC gives them, so each refusal carries the right result code) and response
-// building. Pure: no sockets, no engine; the server (server.ts) decides what to grant.
+// building. Pure: no sockets, no engine; pcp-answers.ts decides what to grant.
 
 export const PCP_VERSION = 2;
 export const PCP_PORT = 5351;
@@ -320,4 +320,24 @@ export function parsePcpResponse(b: Uint8Array): PcpResponse | undefined {
     r.externalAddr = readMappedIpv4(b, HEADER + 20) ?? 0;
   }
   return r;
+}
+
+/**
+ * The options of a MAP response: those the server processed are echoed (§11.3), PREFER_FAILURE
+ * (§13.2, no data) and the FILTER (§13.3: prefix length, remote port, remote address).
+ */
+export function echoedMapOptions(preferFailure: boolean, filter: PcpFilter | undefined): Uint8Array {
+  const opts: number[] = [];
+  if (preferFailure) opts.push(OPTION_PREFER_FAILURE, 0, 0, 0);
+  if (filter) {
+    const o = new Uint8Array(24);
+    o[0] = OPTION_FILTER;
+    o[3] = 20;
+    o[5] = filter.prefixLength;
+    o[6] = filter.remotePort >>> 8;
+    o[7] = filter.remotePort & 255;
+    if (filter.remoteAddr !== 0) writeMappedIpv4(o, 8, filter.remoteAddr);
+    opts.push(...o);
+  }
+  return Uint8Array.from(opts);
 }

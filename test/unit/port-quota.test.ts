@@ -122,7 +122,7 @@ describe("RFC 6888 REQ-4: outside ports per inside host", () => {
     assert.equal(e.stats().hosts, 1, "the host is remembered while it holds pinned ports without flows");
     assert.equal(run(e, udp({ src: A, dst: REMOTE, sport: 1000, dport: 53 })).verdict, FORWARD);
     const third = natpmp(7002);
-    assert.ok("error" in third && third.quota === true, JSON.stringify(third));
+    assert.ok("error" in third && third.code === "MASQ_ERR_HOST_PORT_QUOTA", JSON.stringify(third));
     assert.equal(run(e, udp({ src: A, dst: REMOTE, sport: 1001, dport: 53 })).verdict, REPLY);
     assert.equal(e.lastDrop, D_HOST_PORT_QUOTA);
     // A pin on a mapping the host already has takes no new port.

@@ -1,17 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../src/control/config.ts";
-import { DROP, FORWARD } from "../../src/nat/engine.ts";
+import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { DROP, FORWARD } from "../../../src/nat/engine.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import {
   errorResponse,
   externalAddressResponse,
   mapResponse,
   NatPmpResult,
   parseNatPmpRequest,
-} from "../../src/portmap/natpmp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../src/portmap/server.ts";
-import { ip, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+} from "../../../src/portmap/natpmp.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
+import { ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
+import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
 
 const A = ip("192.168.0.2");
 const B = ip("192.168.0.3");

@@ -2,13 +2,14 @@
 // per-host quota per link-layer address, the global cap, and the engine's port quota beneath.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { resolveRunConfig } from "../../src/control/config.ts";
-import { NatPmpResult } from "../../src/portmap/natpmp.ts";
-import { NeighbourSources, parseProcNetArp, type RequestSources } from "../../src/portmap/neighbours.ts";
-import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../src/portmap/pcp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../src/portmap/server.ts";
-import { ip } from "../helpers/packets.ts";
-import { makeEngine } from "./engine-helpers.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
+import { NatPmpResult } from "../../../src/portmap/natpmp.ts";
+import { NeighbourSources, parseProcNetArp, type RequestSources } from "../../../src/portmap/neighbours.ts";
+import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../../src/portmap/pcp.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
+import { ip } from "../../helpers/packets.ts";
+import { makeEngine } from "../engine-helpers.ts";
 
 const MAC_A = "02:00:00:00:00:0a";
 const MAC_B = "02:00:00:00:00:0b";

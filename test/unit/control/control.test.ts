@@ -4,15 +4,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { main } from "../../src/cli/main.ts";
-import { ControlClientError, controlGet } from "../../src/control/client.ts";
-import { connsBody } from "../../src/control/conns-listing.ts";
-import { formatStats } from "../../src/control/format.ts";
-import { createMetrics } from "../../src/control/metrics.ts";
-import { ControlServer } from "../../src/control/server.ts";
-import { FORWARD } from "../../src/nat/engine.ts";
-import { udp } from "../helpers/packets.ts";
-import { makeEngine } from "./engine-helpers.ts";
+import { main } from "../../../src/cli/main.ts";
+import { ControlClientError, controlGet } from "../../../src/control/client.ts";
+import { connsBody } from "../../../src/control/conns-listing.ts";
+import { formatStats } from "../../../src/control/format.ts";
+import { createMetrics } from "../../../src/control/metrics.ts";
+import { ControlServer } from "../../../src/control/server.ts";
+import { FORWARD } from "../../../src/nat/engine.ts";
+import { udp } from "../../helpers/packets.ts";
+import { makeEngine } from "../engine-helpers.ts";
 
 describe("control API", () => {
   let dir: string;
@@ -123,7 +123,7 @@ describe("control API", () => {
     const write = process.stderr.write.bind(process.stderr);
     process.stderr.write = ((s: string) => errors.push(String(s)) > 0) as typeof process.stderr.write;
     try {
-      assert.equal(await main(["stats", "--socket", join(dir, "none.sock")]), 1);
+      assert.equal(await main(["stats", "--socket", join(dir, "none.sock")]), 3, "MASQ_ERR_NOT_RUNNING");
     } finally {
       process.stderr.write = write;
     }

@@ -3,17 +3,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { forwardRuleSteps, planHostSetup } from "../../src/host/plan.ts";
-import { DROP, FORWARD } from "../../src/nat/engine.ts";
+import { forwardRuleSteps, planHostSetup } from "../../../src/host/plan.ts";
+import { DROP, FORWARD } from "../../../src/nat/engine.ts";
 import {
   ForwardError,
   ForwardRegistry,
   forwardText,
   parseForward,
   type Steering,
-} from "../../src/portmap/forwards.ts";
-import { ip, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+} from "../../../src/portmap/forwards.ts";
+import { ip, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
+import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
 
 const A = "192.168.0.2";
 const B = "192.168.0.3";

@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { resolveCleanupConfig } from "../../src/cli/cleanup.ts";
-import { ConfigError, parsePorts, resolveRunConfig } from "../../src/control/config.ts";
+import { resolveCleanupConfig } from "../../../src/cli/cleanup.ts";
+import { ConfigError, parsePorts, resolveRunConfig } from "../../../src/control/config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 
@@ -253,7 +253,7 @@ describe("run configuration", () => {
 
 describe("the README's configuration reference", () => {
   it("is a valid configuration (the documented keys are the real ones)", () => {
-    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
     const start = readme.indexOf("```toml\n");
     assert.ok(start >= 0, "README has a TOML sample");
     const toml = readme.slice(start + 8, readme.indexOf("```", start + 8));

@@ -8,11 +8,11 @@ import {
   type HostFacts,
   startProblem,
   toPrefix,
-} from "../../src/control/address-rules.ts";
-import { ConfigError, type RunConfig, resolveRunConfig } from "../../src/control/config.ts";
-import { ForwardError, ForwardRegistry, parseForward } from "../../src/portmap/forwards.ts";
-import { ip } from "../helpers/packets.ts";
-import { makeEngine, P } from "./engine-helpers.ts";
+} from "../../../src/control/address-rules.ts";
+import { ConfigError, type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
+import { ForwardError, ForwardRegistry, parseForward } from "../../../src/portmap/forwards.ts";
+import { ip } from "../../helpers/packets.ts";
+import { makeEngine, P } from "../engine-helpers.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 

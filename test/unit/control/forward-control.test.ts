@@ -5,16 +5,16 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { controlCall, controlGet } from "../../src/control/client.ts";
-import { connsBody } from "../../src/control/conns-listing.ts";
-import { forwardsApi } from "../../src/control/daemon.ts";
-import { type ForwardsReply, formatStats } from "../../src/control/format.ts";
-import { ControlServer } from "../../src/control/server.ts";
-import { FORWARD } from "../../src/nat/engine.ts";
-import { ForwardRegistry } from "../../src/portmap/forwards.ts";
-import { cli } from "../helpers/cli.ts";
-import { ip, SYN, tcp } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+import { forwardsApi } from "../../../src/control/api-handlers.ts";
+import { controlCall, controlGet } from "../../../src/control/client.ts";
+import { connsBody } from "../../../src/control/conns-listing.ts";
+import { type ForwardsReply, formatStats } from "../../../src/control/format.ts";
+import { ControlServer } from "../../../src/control/server.ts";
+import { FORWARD } from "../../../src/nat/engine.ts";
+import { ForwardRegistry } from "../../../src/portmap/forwards.ts";
+import { cli } from "../../helpers/cli.ts";
+import { ip, SYN, tcp } from "../../helpers/packets.ts";
+import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
 
 describe("forwards over the control socket", () => {
   let dir: string;
@@ -85,7 +85,7 @@ describe("forwards over the control socket", () => {
 
   it("refusals name the problem", async () => {
     const bad = await cli(["forward", "add", "80", "192.168.0.2", "--socket", socket]);
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 2, "MASQ_ERR_FORWARD_INVALID");
     assert.match(bad.err, /forward\.outside: "80" is not like "8080\/tcp"/);
     const outside = await cli(["forward", "add", "80/tcp", "10.9.9.9:80", "--socket", socket]);
     assert.match(outside.err, /10\.9\.9\.9 is not on an inside network/);

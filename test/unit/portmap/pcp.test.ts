@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { DROP, FORWARD } from "../../src/nat/engine.ts";
+import { DROP, FORWARD } from "../../../src/nat/engine.ts";
+import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import {
   buildPcpRequest,
   OPCODE_ANNOUNCE,
@@ -15,11 +16,11 @@ import {
   pcpMapResponse,
   readMappedIpv4,
   writeMappedIpv4,
-} from "../../src/portmap/pcp.ts";
-import { defaultPortmapConfig, type PortmapConfig, PortmapService } from "../../src/portmap/server.ts";
-import { ip, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
-import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
+} from "../../../src/portmap/pcp.ts";
+import { PortmapService } from "../../../src/portmap/service.ts";
+import { ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
+import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
 
 const A = ip("192.168.0.2");
 const B = ip("192.168.0.3");

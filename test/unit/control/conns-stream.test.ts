@@ -10,15 +10,15 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { MAX_STREAMS } from "../../src/control/chunked.ts";
-import { controlGet, controlStream } from "../../src/control/client.ts";
-import { connsBody } from "../../src/control/conns-listing.ts";
-import { type ConnsReply, formatPins } from "../../src/control/format.ts";
-import { ControlServer, type ControlSource } from "../../src/control/server.ts";
-import { FORWARD } from "../../src/nat/engine.ts";
-import { CLI_ARGV, CLI_SCRIPT, cli } from "../helpers/cli.ts";
-import { ACK, icmpEcho, SYN, tcp, udp } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
+import { MAX_STREAMS } from "../../../src/control/chunked.ts";
+import { controlGet, controlStream } from "../../../src/control/client.ts";
+import { connsBody } from "../../../src/control/conns-listing.ts";
+import { type ConnsReply, formatPins } from "../../../src/control/format.ts";
+import { ControlServer, type ControlSource } from "../../../src/control/server.ts";
+import { FORWARD } from "../../../src/nat/engine.ts";
+import { CLI_ARGV, CLI_SCRIPT, cli } from "../../helpers/cli.ts";
+import { ACK, icmpEcho, SYN, tcp, udp } from "../../helpers/packets.ts";
+import { makeEngine, P, REMOTE } from "../engine-helpers.ts";
 
 /** Counts the lines of a stream and keeps the first few and the last. */
 class LineCounter extends Writable {

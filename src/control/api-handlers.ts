@@ -1,0 +1,104 @@
+// The control API's handlers (server.ts routes to them): health, the connection table, the
+// counters, the Prometheus text and the port forwards of a running masq.
+
+import { performance } from "node:perf_hooks";
+import type { NatEngine } from "../nat/engine.ts";
+import { type ForwardRegistry, type ForwardText, forwardText, parseForward } from "../portmap/forwards.ts";
+import type { PortmapServer } from "../portmap/server.ts";
+import type { StreamStats } from "./chunked.ts";
+import { connsBody } from "./conns-listing.ts";
+import type { Resolved } from "./engine-config.ts";
+import type { StatsReply } from "./format.ts";
+import type { createMetrics } from "./metrics.ts";
+import { ControlError, type ControlSource } from "./server.ts";
+import { sumCounters } from "./tuns.ts";
+
+/** What the handlers read; the getters are asked per request (things start one after another). */
+export interface ApiSources {
+  engine: NatEngine;
+  host: Resolved;
+  /** performance.now() when masq started. */
+  startedMs: number;
+  datapathCpu: number | undefined;
+  datapath: () => StatsReply["datapath"];
+  devices: () => Record<string, Record<string, number>>;
+  portmap: () => PortmapServer | undefined;
+  streams: () => StreamStats | undefined;
+  metrics: ReturnType<typeof createMetrics>;
+  forwards: ForwardRegistry;
+}
+
+export function controlApi(s: ApiSources): ControlSource {
+  const { engine, host } = s;
+  const uptimeSec = () => Math.round((performance.now() - s.startedMs) / 1000);
+  return {
+    health: () => ({ ok: true, pid: process.pid, uptimeSec: uptimeSec() }),
+    conns: (query) => connsBody(engine, query),
+    stats: (): StatsReply => {
+      const portmap = s.portmap();
+      const streams = s.streams();
+      return {
+        uptimeSec: uptimeSec(),
+        mode: host.mode,
+        publicAddresses: host.publicAddresses,
+        portSeed: engine.config.portSeed,
+        ...(s.datapathCpu !== undefined ? { datapathCpu: s.datapathCpu } : {}),
+        engine: engine.stats(),
+        datapath: s.datapath(),
+        ...deviceStats(s.devices()),
+        firewall: engine.firewall?.list() ?? [],
+        ...(portmap ? { portmap: portmap.stats() } : {}),
+        ...(streams ? { control: { ...streams } } : {}),
+      };
+    },
+    metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
+    forwards: forwardsApi(s.forwards, engine),
+  };
+}
+
+/** The stats reply's device counters: both TUNs added up, and each one by name. */
+function deviceStats(
+  perDevice: Record<string, Record<string, number>>,
+): Pick<StatsReply, "device" | "devices"> {
+  return { device: sumCounters(perDevice), devices: perDevice };
+}
+
+/** The control socket's view of the forwards (masq forward add|del|list). */
+export function forwardsApi(
+  registry: ForwardRegistry,
+  engine: NatEngine,
+): NonNullable<ControlSource["forwards"]> {
+  return {
+    list: () => {
+      const pins = engine.pinList();
+      return {
+        forwards: registry.views(pins),
+        pins,
+        ...(registry.stateFile ? { stateFile: registry.stateFile } : {}),
+      };
+    },
+    add: async (body) => {
+      const b = body as Partial<ForwardText> | null;
+      if (
+        typeof b !== "object" ||
+        b === null ||
+        typeof b.outside !== "string" ||
+        typeof b.inside !== "string"
+      )
+        throw new ControlError(
+          "MASQ_ERR_BAD_REQUEST",
+          'body must be {"outside": "8080/tcp", "inside": "192.168.0.2:80"}',
+        );
+      const t: ForwardText = { outside: b.outside, inside: b.inside };
+      if (typeof b.remote === "string") t.remote = b.remote;
+      if (typeof b.note === "string") t.note = b.note;
+      // A ForwardError carries its code, and so its status (no such forward: 404).
+      const f = await registry.add(parseForward(t), "runtime");
+      return registry.views().find((v) => v.id === f.id) ?? {};
+    },
+    remove: async (key) => {
+      const f = await registry.remove(key);
+      return { removed: f.id, ...forwardText(f.spec) };
+    },
+  };
+}

@@ -1,0 +1,65 @@
+// What the host says before masq touches it: the interfaces exist, the public addresses (the
+// outside interface's own, or the pool expanded), the inside networks (the inside interfaces'
+// prefixes unless configured), the MTU, and the config's addresses checked against the host's.
+
+import { MasqError } from "../errors/masq-error.ts";
+import {
+  assertInterface,
+  assertNoEphemeralOverlap,
+  expandPrefix,
+  interfaceAddress,
+  interfaceIpv4Addresses,
+  interfaceMtu,
+  interfacePrefixes,
+  parsePrefix,
+} from "../host/index.ts";
+import { startProblem } from "./address-rules.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
+import type { Resolved } from "./engine-config.ts";
+
+/** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
+const MAX_POOL_ADDRESSES = 256;
+/** Reads what the host says (interfaces, addresses, ephemeral range) and checks it. */
+export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
+  for (const i of cfg.inside) await assertInterface(i, "inside");
+  await assertInterface(cfg.outside, "outside");
+  const mode = cfg.addresses.length > 0 ? "pool" : "interface";
+  let publicAddresses: string[];
+  if (mode === "pool") {
+    publicAddresses = cfg.addresses.flatMap((a) => expandPrefix(parsePrefix(a)));
+    if (publicAddresses.length > MAX_POOL_ADDRESSES)
+      throw new ConfigError(
+        "--address",
+        `${publicAddresses.length} addresses; at most ${MAX_POOL_ADDRESSES} are supported`,
+      );
+  } else {
+    const own = await interfaceAddress(cfg.outside);
+    if (!own)
+      throw new MasqError(
+        "MASQ_ERR_INTERFACE_MISSING",
+        `outside interface ${cfg.outside} has no IPv4 address: give one to it, or name masq's own with --address`,
+      );
+    publicAddresses = [own];
+    // One address shared with the kernel: its own connections must never pick masq's ports.
+    await assertNoEphemeralOverlap(cfg.ports);
+  }
+  let insideNetworks = cfg.insideNetworks;
+  if (insideNetworks.length === 0) {
+    insideNetworks = (await Promise.all(cfg.inside.map((i) => interfacePrefixes(i)))).flat();
+    if (insideNetworks.length === 0)
+      throw new MasqError(
+        "MASQ_ERR_INTERFACE_MISSING",
+        `inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address: give them one, or set inside_networks in the config`,
+      );
+  }
+  const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
+  const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
+  // The config's addresses against the host's: refused before anything on the host is touched.
+  const gatewayAddresses = (
+    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
+  ).flat();
+  const outsideNetworks = await interfacePrefixes(cfg.outside);
+  const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
+  if (bad) throw new ConfigError(bad.key, bad.problem);
+  return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
+}
