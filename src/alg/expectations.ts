@@ -1,17 +1,17 @@
 // Expectations: the related flows an ALG announced (an FTP data connection, TFTP's answer from a
 // new port, RTSP's media), each a one-shot pinned mapping that admits its flow whatever the
 // filtering mode and lapses unused after the configured timeout. They are bounded per control
-// flow and in total, and die with the control flow that announced them (as
+// flow (the ALG's policy) and in total, and die with the control flow that announced them (as
 // conntrack's expectations do).
-
-import type { AlgConfig } from "../nat/config.ts";
 import * as C from "../nat/counters.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { formatIpv4 } from "../packet/addr.ts";
+import type { AlgLimits } from "./config.ts";
+import type { ExpectationPolicy, Transport } from "./types.ts";
 
 export interface Expectation {
   pin: number;
-  proto: "tcp" | "udp";
+  proto: Transport;
   inPort: number;
   outPort: number;
   remote: number;
@@ -29,12 +29,12 @@ export interface ControlFlow {
 
 export class Expectations {
   private readonly engine: NatEngine;
-  private readonly limits: AlgConfig;
+  private readonly limits: AlgLimits;
   private readonly count: (slot: number) => void;
   /** Live expectation pins by id, for the total limit. */
   private readonly live = new Set<number>();
 
-  constructor(engine: NatEngine, limits: AlgConfig, count: (slot: number) => void) {
+  constructor(engine: NatEngine, limits: AlgLimits, count: (slot: number) => void) {
     this.engine = engine;
     this.limits = limits;
     this.count = count;
@@ -49,18 +49,24 @@ export class Expectations {
   /**
    * Expects one flow of `proto` from `remote` to inside port `inPort` of the control flow's host
    * (outside port `outPort`, 0: any), adding it to the control flow's list. Returns the outside
-   * endpoint, or null when a limit refuses it (counted).
+   * endpoint, or null when the policy or a limit refuses it (counted).
    */
   expect(
     list: Expectation[],
+    policy: ExpectationPolicy,
     c: ControlFlow,
-    proto: "tcp" | "udp",
+    proto: Transport,
     inPort: number,
     remote: number,
     outPort: number,
   ): { outAddr: number; outPort: number } | null {
+    // An expectation the ALG's own policy does not allow is a bug in the ALG, not bad input.
+    if (proto !== policy.transport || (policy.from === "remote" && remote !== c.remAddr)) {
+      this.count(C.C_ALG_ERRORS);
+      return null;
+    }
     const e = this.engine;
-    const maxPerFlow = this.limits.maxExpectationsPerFlow;
+    const maxPerFlow = policy.maxPerFlow ?? this.limits.maxExpectationsPerFlow;
     // Consumed or lapsed ones leave the per-flow count but stay known for port lookups.
     let alive = 0;
     for (const x of list) {
@@ -109,13 +115,13 @@ export class Expectations {
   }
 
   /** The inside port of the list's expectation on outside port `outPort` (-1: none). */
-  inPortOf(list: readonly Expectation[] | undefined, proto: "tcp" | "udp", outPort: number): number {
+  inPortOf(list: readonly Expectation[] | undefined, proto: Transport, outPort: number): number {
     for (const x of list ?? []) if (x.proto === proto && x.outPort === outPort) return x.inPort;
     return -1;
   }
 
   /** The outside port of the list's expectation for inside port `inPort` (-1: none). */
-  outPortOf(list: readonly Expectation[] | undefined, proto: "tcp" | "udp", inPort: number): number {
+  outPortOf(list: readonly Expectation[] | undefined, proto: Transport, inPort: number): number {
     for (const x of list ?? []) if (x.proto === proto && x.inPort === inPort) return x.outPort;
     return -1;
   }

@@ -1,22 +1,19 @@
-// The ALG registry: the engine's AlgHook. It picks the ALG of a new flow by its server port,
-// keeps per-flow state only for flows that have one (a map keyed by flow index: such flows are
-// few), hands their packets to the ALG (TCP as lines, tcp-stream.ts; UDP as datagrams) and makes
-// the expectations they announce (expectations.ts).
-import type { AlgConfig, AlgName } from "../nat/config.ts";
+// The ALG registry: the engine's AlgHook. It picks the ALG of a new flow by its server port (the
+// ALGs of src/alg/algs.ts, as configured), keeps per-flow state only for flows that have one (a
+// map keyed by flow index: such flows are few), hands their packets to the ALG (TCP as lines,
+// tcp-stream.ts; UDP as datagrams), makes the expectations they announce (expectations.ts) and
+// counts each ALG's events on its own as well as in the engine's alg_* counters.
 import * as C from "../nat/counters.ts";
 import { type AlgHook, FORWARD, type NatEngine } from "../nat/engine.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { ALGS } from "./algs.ts";
+import { type AnyAlgConfig, algPorts } from "./config.ts";
+import { AlgCounters } from "./counters.ts";
 import { type Expectation, Expectations } from "./expectations.ts";
-import { ftpAlg } from "./ftp.ts";
-import { ircAlg } from "./irc.ts";
-import { rtspAlg } from "./rtsp.ts";
 import { DEFAULT_MAX_REBUILT, StreamPair, TcpStreams } from "./tcp-stream.ts";
-import { tftpAlg } from "./tftp.ts";
 import type { Alg, AlgContext } from "./types.ts";
 
 export { DEFAULT_MAX_REBUILT, MAX_LINE } from "./tcp-stream.ts";
-
-export const ALGS: Record<AlgName, Alg> = { ftp: ftpAlg, tftp: tftpAlg, irc: ircAlg, rtsp: rtspAlg };
 
 class FlowState {
   readonly streams = new StreamPair();
@@ -25,16 +22,19 @@ class FlowState {
 
 export class AlgRegistry implements AlgHook {
   private readonly engine: NatEngine;
-  private readonly cfg: AlgConfig;
+  private readonly cfg: AnyAlgConfig;
   /** ALG id (index into algs + 1) by server port, per protocol. */
   private readonly tcpPorts = new Uint8Array(65536);
   private readonly udpPorts = new Uint8Array(65536);
+  /** The ALGs in force, in the order of the list they came from. */
   private readonly algs: Alg[] = [];
   private readonly flows = new Map<number, FlowState>();
   private readonly expectations: Expectations;
   private readonly streams: TcpStreams;
+  private readonly counters: AlgCounters;
   // The context handed to an ALG: one object, refilled per call.
   private cur: FlowState | null = null;
+  private curAlg: Alg | null = null;
   private readonly ctx: AlgContext & {
     inAddr: number;
     inPort: number;
@@ -45,22 +45,23 @@ export class AlgRegistry implements AlgHook {
     algName: string;
   };
 
-  /** `mtu`: the smallest MTU of the gateway's links (bounds a rebuilt segment). */
-  constructor(engine: NatEngine, cfg: AlgConfig, mtu = DEFAULT_MAX_REBUILT) {
+  /**
+   * `cfg`: the `[alg]` configuration; `mtu`: the smallest MTU of the gateway's links (bounds a
+   * rebuilt segment); `list`: the ALGs to choose from (the shipped ones; tests bring their own).
+   */
+  constructor(engine: NatEngine, cfg: AnyAlgConfig, mtu = DEFAULT_MAX_REBUILT, list: readonly Alg[] = ALGS) {
     this.engine = engine;
     this.cfg = cfg;
-    for (const name of Object.keys(ALGS) as AlgName[]) {
-      const c = cfg[name];
+    for (const alg of list) {
+      const c = algPorts(cfg, alg.name);
       if (!c.enabled) continue;
-      const alg = ALGS[name];
       this.algs.push(alg);
       const id = this.algs.length;
-      const table = alg.kind === "tcp" ? this.tcpPorts : this.udpPorts;
+      const table = alg.transport === "tcp" ? this.tcpPorts : this.udpPorts;
       for (const p of c.ports) if (p > 0 && p < 65536) table[p] = id;
     }
-    const count = (slot: number) => {
-      this.engine.counters[slot]++;
-    };
+    this.counters = new AlgCounters(engine.counters, this.algs);
+    const count = (slot: number) => this.counters.count(this.curAlg, slot);
     this.expectations = new Expectations(engine, cfg, count);
     this.streams = new TcpStreams(engine, mtu, count);
     this.ctx = {
@@ -73,8 +74,17 @@ export class AlgRegistry implements AlgHook {
       algName: "",
       expect: (proto, inPort, remote, outPort) => {
         const st = this.cur;
-        if (st === null) return null;
-        return this.expectations.expect(st.expectations, this.ctx, proto, inPort, remote, outPort ?? 0);
+        const alg = this.curAlg;
+        if (st === null || alg === null) return null;
+        return this.expectations.expect(
+          st.expectations,
+          alg.expectation,
+          this.ctx,
+          proto,
+          inPort,
+          remote,
+          outPort ?? 0,
+        );
       },
       expectedInPort: (proto, outPort) => this.expectations.inPortOf(this.cur?.expectations, proto, outPort),
       expectedOutPort: (proto, inPort) => this.expectations.outPortOf(this.cur?.expectations, proto, inPort),
@@ -84,9 +94,12 @@ export class AlgRegistry implements AlgHook {
 
   /** Names of the ALGs in force and their ports (for the start-up summary). */
   describe(): string[] {
-    return (Object.keys(ALGS) as AlgName[])
-      .filter((n) => this.cfg[n].enabled)
-      .map((n) => `${n} ${ALGS[n].kind}/${this.cfg[n].ports.join(",")}`);
+    return this.algs.map((a) => `${a.name} ${a.transport}/${algPorts(this.cfg, a.name).ports.join(",")}`);
+  }
+
+  /** Each ALG's own counters by name (alg_<name>_<event>), for the engine's stats. */
+  namedCounters(): Record<string, number> {
+    return this.counters.named();
   }
 
   classify(proto: number, port: number): number {
@@ -128,16 +141,17 @@ export class AlgRegistry implements AlgHook {
       this.flows.set(f, st);
     }
     this.cur = st;
+    this.curAlg = alg;
     this.fillContext(f, alg.name);
     try {
-      if (alg.kind === "udp") {
+      if (alg.transport === "udp") {
         if (hl + 8 <= total) alg.datagram(this.ctx, b, off + hl + 8, off + total, outbound);
         return FORWARD;
       }
       return this.streams.segment(st.streams, alg, this.ctx, b, off, hl, total, outbound, partial);
     } catch {
       // A parser bug must not take the datapath down: the packet goes on as translated.
-      this.engine.counters[C.C_ALG_ERRORS]++;
+      this.counters.count(alg, C.C_ALG_ERRORS);
       return FORWARD;
     }
   }
