@@ -5,8 +5,8 @@
 // connection are corrected (seqadj.ts). Retransmissions are replayed as they went the first time.
 import * as C from "../nat/counters.ts";
 import { FORWARD, type NatEngine, REPLY } from "../nat/engine.ts";
-import { readU32 } from "../packet/checksum.ts";
-import { TCP_FIN, TCP_RST, TCP_SYN } from "../packet/l4.ts";
+import { ipMoreFragments } from "../packet/ipv4.ts";
+import { TCP_FIN, TCP_RST, TCP_SYN, tcpFlags, tcpHeaderLength, tcpSeq } from "../packet/l4.ts";
 import { patchTcpPayload, sealTcpSegment, setTcpWord } from "../packet/tcp-rewrite.ts";
 import { SeqAdj, seqAfter, unmapAcks } from "./seqadj.ts";
 import type { AlgContext, TcpLineAlg } from "./types.ts";
@@ -83,13 +83,13 @@ export class TcpStreams {
     const l4 = off + hl;
     const end = off + total;
     if (total - hl < 20) return FORWARD;
-    const doff = (b[l4 + 12] >>> 4) << 2;
+    const doff = tcpHeaderLength(b, l4);
     if (doff < 20 || hl + doff > total) return FORWARD;
     const me = outbound ? st.out : st.in;
     const other = outbound ? st.in : st.out;
     if (other.adj.active) unmapAcks(b, l4, doff, other.adj, partial);
-    const flags = b[l4 + 13];
-    const seq = readU32(b, l4 + 4);
+    const flags = tcpFlags(b, l4);
+    const seq = tcpSeq(b, l4);
     if ((flags & TCP_SYN) !== 0) {
       me.init = true;
       me.seqNext = (seq + 1) >>> 0;
@@ -104,7 +104,7 @@ export class TcpStreams {
     // A FIN with nothing in it still ends the stream: a held partial line goes out with it.
     const flush = ps >= end && (flags & TCP_FIN) !== 0 && me.heldLen > 0 && seq === me.seqNext;
     // A fragment carries part of a segment: too little to parse, only the numbers are fixed.
-    if ((ps >= end && !flush) || (b[off + 6] & 0x20) !== 0) return this.shiftOnly(me, b, l4, seq, partial);
+    if ((ps >= end && !flush) || ipMoreFragments(b, off)) return this.shiftOnly(me, b, l4, seq, partial);
     return this.stream(me, alg, ctx, b, off, hl, doff, total, seq, flags, outbound, partial);
   }
 
