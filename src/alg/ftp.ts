@@ -10,7 +10,15 @@
 
 import * as C from "../nat/counters.ts";
 import { formatIpv4 } from "../packet/addr.ts";
-import { type AlgContext, octet, parseDotted, portNumber, startsWithCI, type TcpLineAlg } from "./types.ts";
+import {
+  type AlgContext,
+  octet,
+  parseDotted,
+  portNumber,
+  startsWithCI,
+  TCP_REWRITER_EVENTS,
+  type TcpLineAlg,
+} from "./types.ts";
 
 const PORT_ARGS = /^(port)([ \t]+)(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)([ \t]*\r?\n)$/i;
 const EPRT_ARGS = /^(eprt)([ \t]+)(.*?)(\r?\n)$/i;
@@ -109,9 +117,14 @@ export function rewriteFtpLine(ctx: AlgContext, line: string, outbound: boolean)
   return null;
 }
 
-export const ftpAlg: TcpLineAlg = {
+export const ftpAlg: TcpLineAlg<"ftp"> = {
   name: "ftp",
-  kind: "tcp",
+  transport: "tcp",
+  defaultPorts: [21],
+  // The data connection comes from the server (active mode) or the client (an inside server's
+  // PASV), the control connection's remote either way.
+  expectation: { transport: "tcp", from: "remote" },
+  counters: [...TCP_REWRITER_EVENTS, "foreign_address"],
   interesting(buf, s, e, outbound) {
     if (!outbound) return false;
     return (

@@ -6,7 +6,14 @@
 // offered (our outside one) and the offering client confirms with DCC ACCEPT with its own port:
 // RESUME coming in gets the inside port back, ACCEPT going out the outside port.
 import * as C from "../nat/counters.ts";
-import { type AlgContext, parseDotted, portNumber, startsWithCI, type TcpLineAlg } from "./types.ts";
+import {
+  type AlgContext,
+  parseDotted,
+  portNumber,
+  startsWithCI,
+  TCP_REWRITER_EVENTS,
+  type TcpLineAlg,
+} from "./types.ts";
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: CTCP messages are delimited by \x01.
 const CTCP_DCC = /\u0001DCC ([A-Za-z]+) ([^\u0001\r\n]*)\u0001/;
@@ -75,9 +82,13 @@ export function rewriteIrcLine(ctx: AlgContext, line: string, outbound: boolean)
   return line.slice(0, at) + replaced + line.slice(at + args.length);
 }
 
-export const ircAlg: TcpLineAlg = {
+export const ircAlg: TcpLineAlg<"irc"> = {
   name: "irc",
-  kind: "tcp",
+  transport: "tcp",
+  defaultPorts: [6667],
+  // The peer of a DCC offer is another user, at an address the server never names.
+  expectation: { transport: "tcp", from: "any" },
+  counters: [...TCP_REWRITER_EVENTS, "foreign_address"],
   interesting(buf, s, e) {
     // Lines are short and come whole or with their rest right behind: any partial line may be
     // a DCC offer, so hold it; complete lines are looked at only when they carry a CTCP DCC.

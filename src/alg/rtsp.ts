@@ -3,7 +3,7 @@
 // From an inside client, rewrite the ports to a pinned outside pair and expect the server's
 // streams; in the server's reply, map the echoed client_port back to the inside ports.
 import * as C from "../nat/counters.ts";
-import { type AlgContext, portNumber, startsWithCI, type TcpLineAlg } from "./types.ts";
+import { type AlgContext, portNumber, startsWithCI, TCP_REWRITER_EVENTS, type TcpLineAlg } from "./types.ts";
 
 const TRANSPORT = /^(transport[ \t]*:)(.*)$/is;
 const CLIENT_PORT = /(client_port=)(\d+)(?:-(\d+))?/gi;
@@ -47,9 +47,13 @@ export function rewriteRtspLine(ctx: AlgContext, line: string, outbound: boolean
   return t[1] + value;
 }
 
-export const rtspAlg: TcpLineAlg = {
+export const rtspAlg: TcpLineAlg<"rtsp"> = {
   name: "rtsp",
-  kind: "tcp",
+  transport: "tcp",
+  defaultPorts: [554],
+  // The media (RTP and RTCP) comes by UDP from the server the SETUP went to.
+  expectation: { transport: "udp", from: "remote" },
+  counters: TCP_REWRITER_EVENTS,
   interesting(buf, s, e) {
     return startsWithCI(buf, s, e, "transport");
   },

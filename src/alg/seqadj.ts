@@ -2,8 +2,9 @@
 // nf_conntrack_seqadj): bytes after the rewrite point carry sequence numbers shifted by the sum of
 // the length changes so far, the other direction's acknowledgements (and SACK edges, RFC 2018)
 // are shifted back, for the rest of the connection.
-import { adjustChecksum, diff32, readU16, readU32, writeU16, writeU32 } from "../packet/checksum.ts";
-import { TCP_OPT_SACK, tcpOptionAt } from "../packet/l4.ts";
+import { readU32 } from "../packet/checksum.ts";
+import { TCP_ACK, TCP_OPT_SACK, tcpOptionAt } from "../packet/l4.ts";
+import { setTcpWord } from "../packet/tcp-rewrite.ts";
 
 /** `a` is after `b` in sequence space (RFC 9293 modular comparison). */
 export function seqAfter(a: number, b: number): boolean {
@@ -51,37 +52,12 @@ export class SeqAdj {
 }
 
 /**
- * Rewrites the 32-bit field at `at` of the TCP segment at `l4`, keeping its checksum right: an
- * incremental update (RFC 1624) for a full checksum; nothing for a partial one (virtio-net
- * NEEDS_CSUM: the field holds only the pseudo-header sum, the header is summed later).
- */
-export function setTcpWord(b: Uint8Array, l4: number, at: number, v: number, partial: boolean): void {
-  const old = readU32(b, at);
-  v >>>= 0;
-  if (old === v) return;
-  writeU32(b, at, v);
-  if (partial) return;
-  if (((at - l4) & 1) === 0) writeU16(b, l4 + 16, adjustChecksum(readU16(b, l4 + 16), diff32(old, v)));
-  else {
-    // An odd offset straddles 16-bit words: the same difference with its bytes swapped.
-    const d = diff32(swapBytes32(old), swapBytes32(v));
-    writeU16(b, l4 + 16, adjustChecksum(readU16(b, l4 + 16), d));
-  }
-}
-
-function swapBytes32(v: number): number {
-  // Bytes a b c d at an odd offset are summed in the words (x a) (b c) (d y): a + bc + d·256,
-  // the same ones' complement sum as the aligned words (b c) (d a), i.e. v rotated left by 8.
-  return ((v << 8) | (v >>> 24)) >>> 0;
-}
-
-/**
  * Shifts the acknowledgement number and every SACK edge of a segment back by `adj` (the other
  * direction's correction). Options are walked with bounds checks: a malformed option list
  * stops the walk, never the packet.
  */
 export function unmapAcks(b: Uint8Array, l4: number, doff: number, adj: SeqAdj, partial: boolean): void {
-  if ((b[l4 + 13] & 0x10) !== 0) setTcpWord(b, l4, l4 + 8, adj.unmapAck(readU32(b, l4 + 8)), partial);
+  if ((b[l4 + 13] & TCP_ACK) !== 0) setTcpWord(b, l4, l4 + 8, adj.unmapAck(readU32(b, l4 + 8)), partial);
   // One SACK option per segment (RFC 2018 §3).
   const at = tcpOptionAt(b, l4, doff, TCP_OPT_SACK);
   if (at < 0) return;

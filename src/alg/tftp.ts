@@ -24,9 +24,13 @@ export function tftpRequest(buf: Uint8Array, s: number, e: number): number {
   return op;
 }
 
-export const tftpAlg: UdpAlg = {
+export const tftpAlg: UdpAlg<"tftp"> = {
   name: "tftp",
-  kind: "udp",
+  transport: "udp",
+  defaultPorts: [69],
+  // The server answers from a new port of its own address.
+  expectation: { transport: "udp", from: "remote" },
+  counters: ["expectations", "expectations_refused", "malformed", "errors"],
   datagram(ctx: AlgContext, buf, s, e, outbound) {
     if (!outbound) return;
     const op = tftpRequest(buf, s, e);

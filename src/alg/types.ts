@@ -1,7 +1,7 @@
-// The one small interface every application-level gateway implements. An ALG watches flows to
-// its server ports (configurable); for TCP it sees the stream as complete lines (the registry
-// reassembles lines split across segments and corrects sequence numbers when a rewrite changes a
-// length), for UDP whole datagrams; it may return a rewritten line and announce expectations.
+// The one descriptor every application-level gateway exports. An ALG watches flows to its server
+// ports (configurable); for TCP it sees the stream as complete lines (the registry reassembles
+// lines split across segments and corrects sequence numbers when a rewrite changes a length), for
+// UDP whole datagrams; it may return a rewritten line and announce expectations.
 
 /** What an ALG may know and do about the flow whose payload it is looking at. */
 export interface AlgContext {
@@ -32,9 +32,57 @@ export interface AlgContext {
   count(slot: number): void;
 }
 
-export interface TcpLineAlg {
-  readonly name: string;
-  readonly kind: "tcp";
+export type Transport = "tcp" | "udp";
+
+/**
+ * The shared ALG events (the engine's alg_* counters, nat/counters.ts C_ALG_*) an ALG may report;
+ * each one it lists in its descriptor is also counted for it alone, as alg_<name>_<event>.
+ */
+export type AlgEvent =
+  | "rewrites"
+  | "expectations"
+  | "expectations_refused"
+  | "segments_resized"
+  | "lines_held"
+  | "malformed"
+  | "oversized"
+  | "foreign_address"
+  | "segments_cut"
+  | "replayed"
+  | "errors";
+
+/**
+ * Which related flows an ALG may expect (as netfilter's nf_conntrack_expect_policy): the
+ * registry refuses any other expectation the ALG asks for and counts it as an ALG error.
+ */
+export interface ExpectationPolicy {
+  /** The transport of the flows it expects. */
+  readonly transport: Transport;
+  /** From whom: the control flow's remote only, or any address (IRC DCC: the peer is another user). */
+  readonly from: "remote" | "any";
+  /** Outstanding at once per control flow; absent: [alg] max_expectations_per_flow. */
+  readonly maxPerFlow?: number;
+}
+
+/**
+ * Everything masq knows of one ALG: its config section `[alg.<name>]` (enabled, ports), the
+ * ports it watches by default, what it may expect and which counters it reports are derived from
+ * this one object. The list of them is src/alg/algs.ts.
+ */
+interface AlgDescriptorBase<N extends string = string> {
+  /** Config key (`[alg.<name>]`), counter prefix, listings' origin of its expectations. */
+  readonly name: N;
+  /** Server ports watched when the config names none. */
+  readonly defaultPorts: readonly number[];
+  /** On unless the config switches it off; false for an ALG one must ask for. */
+  readonly enabledByDefault?: boolean;
+  readonly expectation: ExpectationPolicy;
+  /** The shared events it reports, each also counted per ALG (alg_<name>_<event>). */
+  readonly counters: readonly AlgEvent[];
+}
+
+export interface TcpLineAlg<N extends string = string> extends AlgDescriptorBase<N> {
+  readonly transport: "tcp";
   /**
    * Whether a line starting with buf[s, e) (complete, or the start of one still arriving) could be
    * one this ALG rewrites in this direction. Partial lines that could are held until complete.
@@ -44,14 +92,31 @@ export interface TcpLineAlg {
   line(ctx: AlgContext, line: string, outbound: boolean): string | null;
 }
 
-export interface UdpAlg {
-  readonly name: string;
-  readonly kind: "udp";
+export interface UdpAlg<N extends string = string> extends AlgDescriptorBase<N> {
+  readonly transport: "udp";
   /** A datagram's payload buf[s, e): may announce expectations (no rewriting of UDP here). */
   datagram(ctx: AlgContext, buf: Uint8Array, s: number, e: number, outbound: boolean): void;
 }
 
-export type Alg = TcpLineAlg | UdpAlg;
+/** One ALG's descriptor: a TCP line rewriter or a UDP datagram watcher. */
+export type Alg<N extends string = string> = TcpLineAlg<N> | UdpAlg<N>;
+
+/**
+ * The events of a TCP line ALG that rewrites what it parses and expects what the lines announce:
+ * its own, and those of the registry's stream handling (held, resized, cut, replayed segments).
+ */
+export const TCP_REWRITER_EVENTS: readonly AlgEvent[] = [
+  "rewrites",
+  "expectations",
+  "expectations_refused",
+  "malformed",
+  "errors",
+  "segments_resized",
+  "lines_held",
+  "oversized",
+  "segments_cut",
+  "replayed",
+];
 
 /** Case-insensitive: buf[s, e) starts with `prefix` (lower-case ASCII), or is a start of it. */
 export function startsWithCI(buf: Uint8Array, s: number, e: number, prefix: string): boolean {

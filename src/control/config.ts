@@ -4,11 +4,10 @@
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
+import { ALGS } from "../alg/algs.ts";
+import { type AlgConfig, defaultAlgConfig } from "../alg/config.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import {
-  type AlgConfig,
-  type AlgName,
-  DEFAULT_ALG_CONFIG,
   DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_TIMEOUTS,
   type Filtering,
@@ -19,6 +18,7 @@ import type { FirewallRule } from "../policy/rules.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../portmap/config.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
 import { addressPlanProblem } from "./address-rules.ts";
+import { algSectionSchema, applyAlgSection } from "./alg-config.ts";
 import { flowCount, flowTimeout, fragmentTimeout, perSecond, seconds } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
 
@@ -102,7 +102,7 @@ export interface RunConfig {
   firewall: FirewallRule[];
   /** NAT-PMP (RFC 6886) and PCP (RFC 6887) on the inside interfaces. */
   portmap: PortmapConfig;
-  /** Application-level gateways (`[alg]`): FTP, TFTP, IRC DCC, RTSP. */
+  /** Application-level gateways (`[alg]`, one `[alg.<name>]` per ALG of src/alg/algs.ts). */
   alg: AlgConfig;
   log: { level: LogLevel; format: LogFormat };
   /** Prometheus scrape endpoint over TCP (`[metrics] listen`, --metrics); undefined: off. */
@@ -145,7 +145,7 @@ export function defaultRunConfig(): RunConfig {
     forwards: [],
     firewall: [],
     portmap: defaultPortmapConfig(),
-    alg: structuredClone(DEFAULT_ALG_CONFIG),
+    alg: defaultAlgConfig(ALGS),
     log: { level: "info", format: "text" },
     metrics: {},
   };
@@ -201,29 +201,6 @@ const ruleSchema = v.strictObject({
   destination: v.optional(v.string()),
   source_ports: v.optional(portsValue),
   destination_ports: v.optional(portsValue),
-});
-
-const ALG_NAMES: readonly AlgName[] = ["ftp", "tftp", "irc", "rtsp"];
-const algPort = v.pipe(
-  v.number("must be a port number"),
-  v.integer("must be a whole port number"),
-  v.minValue(1, "must be a port 1-65535"),
-  v.maxValue(65535, "must be a port 1-65535"),
-);
-const algEntry = v.strictObject({
-  enabled: v.optional(v.boolean()),
-  ports: v.optional(
-    v.pipe(v.array(algPort, "must be a list of ports"), v.minLength(1, "must list at least one port")),
-  ),
-});
-const algSchema = v.strictObject({
-  ftp: v.optional(algEntry),
-  tftp: v.optional(algEntry),
-  irc: v.optional(algEntry),
-  rtsp: v.optional(algEntry),
-  expect_timeout: v.optional(v.pipe(seconds, v.maxValue(3600, "must be at most 3600 seconds"))),
-  max_expectations_per_flow: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
-  max_expectations: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
 });
 
 const fileSchema = v.strictObject({
@@ -298,7 +275,7 @@ const fileSchema = v.strictObject({
       rule: v.optional(v.array(ruleSchema, "must be an array of tables ([[firewall.rule]])")),
     }),
   ),
-  alg: v.optional(algSchema),
+  alg: v.optional(algSectionSchema(ALGS)),
   portmap: v.optional(
     v.strictObject({
       enabled: v.optional(v.boolean()),
@@ -482,7 +459,10 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
           `${P.minLifetime} s is above portmap.max_lifetime (${P.maxLifetime} s)`,
         );
     }
-    if (f.alg) applyAlgConfig(c.alg, f.alg, src);
+    if (f.alg) {
+      const conflict = applyAlgSection(ALGS, c.alg, f.alg);
+      if (conflict) throw new ConfigError(`${src}: ${conflict.key}`, conflict.problem);
+    }
     if (f.log?.level !== undefined) c.log.level = f.log.level;
     if (f.log?.format !== undefined) c.log.format = f.log.format;
     if (f.metrics?.listen !== undefined)
@@ -619,28 +599,6 @@ function ruleRange(text: string, where: string): { first: number; last: number }
   if (!m || first > last || last > 65535)
     throw new ConfigError(where, `${JSON.stringify(text)} is not a port or a range like 1000-2000 (0-65535)`);
   return { first, last };
-}
-
-function applyAlgConfig(a: AlgConfig, f: NonNullable<FileConfig["alg"]>, src: string): void {
-  for (const name of ALG_NAMES) {
-    const e = f[name];
-    if (e?.enabled !== undefined) a[name].enabled = e.enabled;
-    if (e?.ports !== undefined) a[name].ports = [...new Set(e.ports)];
-  }
-  if (f.expect_timeout !== undefined) a.expectTimeoutSec = f.expect_timeout;
-  if (f.max_expectations_per_flow !== undefined) a.maxExpectationsPerFlow = f.max_expectations_per_flow;
-  if (f.max_expectations !== undefined) a.maxExpectations = f.max_expectations;
-  // One ALG per server port and protocol: FTP, IRC and RTSP watch TCP ports, TFTP UDP ones.
-  const owner = new Map<number, AlgName>();
-  for (const name of ["ftp", "irc", "rtsp"] as const) {
-    if (!a[name].enabled) continue;
-    for (const p of a[name].ports) {
-      const o = owner.get(p);
-      if (o !== undefined)
-        throw new ConfigError(`${src}: alg.${name}.ports`, `port ${p} is already watched by alg.${o}`);
-      owner.set(p, name);
-    }
-  }
 }
 
 /** A config file's text; a ConfigError naming the file when it cannot be read. */

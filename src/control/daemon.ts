@@ -47,7 +47,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   const host = await resolveHost(cfg);
   // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
   const engine = new NatEngine(engineConfigFor(cfg, host), hugePageAllocator());
-  const algs = new AlgRegistry(engine, engine.config.alg, host.mtu);
+  const algs = new AlgRegistry(engine, cfg.alg, host.mtu);
   engine.attachAlg(algs);
   const netns = currentNetnsName();
   const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir, ...(netns ? { netns } : {}) });

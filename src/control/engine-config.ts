@@ -42,6 +42,5 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     portParity: cfg.portParity,
     // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
     portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
-    alg: cfg.alg,
   });
 }

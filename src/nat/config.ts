@@ -109,35 +109,7 @@ export interface EngineConfig {
   newFlowsPerSecPerHost: number;
   /** New flows per second through the whole gateway, both directions (0: no limit). */
   newFlowsPerSec: number;
-  /** Application-level gateways (src/alg); used when the control plane attaches them. */
-  alg: AlgConfig;
 }
-
-export type AlgName = "ftp" | "tftp" | "irc" | "rtsp";
-
-export interface AlgConfig {
-  /** Per ALG: on or off, and the server ports whose flows it watches. */
-  ftp: { enabled: boolean; ports: number[] };
-  tftp: { enabled: boolean; ports: number[] };
-  irc: { enabled: boolean; ports: number[] };
-  rtsp: { enabled: boolean; ports: number[] };
-  /** An expectation (the related flow a command announced) lapses after this long unused. */
-  expectTimeoutSec: number;
-  /** Expectations one flow may have outstanding at once. */
-  maxExpectationsPerFlow: number;
-  /** Expectations outstanding in total. */
-  maxExpectations: number;
-}
-
-export const DEFAULT_ALG_CONFIG: AlgConfig = {
-  ftp: { enabled: true, ports: [21] },
-  tftp: { enabled: true, ports: [69] },
-  irc: { enabled: true, ports: [6667] },
-  rtsp: { enabled: true, ports: [554] },
-  expectTimeoutSec: 60,
-  maxExpectationsPerFlow: 8,
-  maxExpectations: 1024,
-};
 
 export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
 
@@ -179,7 +151,6 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     firewall: [],
     newFlowsPerSecPerHost: 0,
     newFlowsPerSec: 0,
-    alg: DEFAULT_ALG_CONFIG,
     ...over,
   };
 }

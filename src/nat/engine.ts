@@ -1653,7 +1653,7 @@ export class NatEngine {
 
   stats(): EngineStats {
     return {
-      counters: C.namedCounters(this.counters),
+      counters: { ...C.namedCounters(this.counters), ...this.alg?.namedCounters() },
       flows: this.flowTable.count,
       halfOpen: this.halfOpen.count,
       mappings: this.mappingTable.count,
@@ -1721,6 +1721,8 @@ export interface AlgHook {
    * (quoted in an ICMP error); `seq` itself when the ALG changed nothing in that direction.
    */
   quotedSeq(f: number, segmentOutbound: boolean, seq: number): number;
+  /** Counters of the gateways' own, by name, listed with the engine's. */
+  namedCounters(): Record<string, number>;
 }
 
 export type PinResult =

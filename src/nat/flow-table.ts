@@ -232,4 +232,29 @@ export class FlowTable {
     const b = f * FLOW_WORDS + F_META;
     this.u32[b] = (this.u32[b] & 0xffffff00) | s;
   }
+
+  // The endpoints of record f, for readers above the engine (src/alg): the word layout stays here.
+  inAddr(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_IN_ADDR];
+  }
+
+  outAddr(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_OUT_ADDR];
+  }
+
+  remAddr(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_REM_ADDR];
+  }
+
+  inPort(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_PORTS] >>> 16;
+  }
+
+  outPort(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_PORTS] & 0xffff;
+  }
+
+  remPort(f: number): number {
+    return this.u32[f * FLOW_WORDS + F_META] >>> 16;
+  }
 }

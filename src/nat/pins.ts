@@ -1,6 +1,6 @@
 // Pins keep a mapping alive without flows and admit inbound connections to it: port forwards,
-// NAT-PMP/PCP mappings and the expectations of application-level gateways (an FTP data
-// connection, a DCC transfer). They are few and change rarely, so they live in plain JS
+// NAT-PMP/PCP mappings and the expectations of application-level gateways (the related
+// flows a command announced). They are few and change rarely, so they live in plain JS
 // structures; the packet path only asks `isPinned(m)` (a typed-array read) and, when a new
 // inbound flow needs admitting, `admits(m, remote)`.
 
@@ -14,9 +14,9 @@ export interface Pin {
   expiresAtSec: number;
   /** Removed once it has admitted one inbound flow (an expectation). */
   oneShot: boolean;
-  /** Who made it, for listings: "forward", "natpmp", "pcp", "ftp" … */
+  /** Who made it, for listings: "forward", "natpmp", "pcp" or the name of an ALG */
   origin: string;
-  /** Free-form note shown in listings (e.g. the FTP control connection it belongs to). */
+  /** Free-form note shown in listings (e.g. the ALG's control connection it belongs to). */
   note: string;
 }
 

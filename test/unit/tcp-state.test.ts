@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import * as C from "../../src/nat/counters.ts";
 import { DROP, FORWARD } from "../../src/nat/engine.ts";
 import { ACK, ip, PSH, RST, SYN, tcp, u32 } from "../helpers/packets.ts";
-import { algEngine, CLIENT, fromClient, go, SERVER } from "./alg-helpers.ts";
+import { algEngine, CLIENT, fromClient, go, SERVER } from "./alg/alg-helpers.ts";
 import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
 import { Conn, wscale } from "./tcp-helpers.ts";
 

@@ -1,11 +1,17 @@
 // Shared set-up for the ALG unit tests: an engine with the ALGs attached, and a packet runner.
-import { AlgRegistry } from "../../src/alg/registry.ts";
-import { defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
-import { NatEngine, REPLY } from "../../src/nat/engine.ts";
-import { ACK, ip, PSH, tcp } from "../helpers/packets.ts";
-import { TEST_HASH_SEED } from "./engine-helpers.ts";
+import { type AlgConfig, DEFAULT_ALG_CONFIG } from "../../../src/alg/config.ts";
+import { AlgRegistry } from "../../../src/alg/registry.ts";
+import { defaultEngineConfig, type EngineConfig } from "../../../src/nat/config.ts";
+import { NatEngine, REPLY } from "../../../src/nat/engine.ts";
+import { ACK, ip, PSH, tcp } from "../../helpers/packets.ts";
+import { TEST_HASH_SEED } from "../engine-helpers.ts";
 
-export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51.100.2"): NatEngine {
+/** `over.alg`: the `[alg]` configuration (default: every ALG on its standard ports). */
+export function algEngine(
+  over: Partial<EngineConfig> & { alg?: AlgConfig } = {},
+  publicAddr = "198.51.100.2",
+): NatEngine {
+  const { alg = DEFAULT_ALG_CONFIG, ...engineOver } = over;
   const e = new NatEngine(
     defaultEngineConfig({
       inside: [{ addr: ip("192.168.0.0"), len: 24 }],
@@ -13,10 +19,10 @@ export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51
       maxFlows: 1024,
       filtering: "address-port-dependent",
       hashSeed: TEST_HASH_SEED,
-      ...over,
+      ...engineOver,
     }),
   );
-  e.attachAlg(new AlgRegistry(e, e.config.alg));
+  e.attachAlg(new AlgRegistry(e, alg));
   return e;
 }
 

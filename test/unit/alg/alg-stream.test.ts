@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_ALG_CONFIG } from "../../src/nat/config.ts";
-import * as C from "../../src/nat/counters.ts";
-import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
-import { ACK, checksumProblems, icmpError, ip, PSH, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
+import { DEFAULT_ALG_CONFIG } from "../../../src/alg/config.ts";
+import * as C from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, type NatEngine, REPLY } from "../../../src/nat/engine.ts";
+import { ACK, checksumProblems, icmpError, ip, PSH, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
 import { algEngine, CLIENT, fromClient, go, SERVER } from "./alg-helpers.ts";
 
 const A = CLIENT;

@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ftpAlg, rewriteFtpLine } from "../../src/alg/ftp.ts";
-import { ircAlg, rewriteIrcLine } from "../../src/alg/irc.ts";
-import { rewriteRtspLine, rtspAlg } from "../../src/alg/rtsp.ts";
-import { SeqAdj, setTcpWord, unmapAcks } from "../../src/alg/seqadj.ts";
-import { tftpAlg, tftpRequest } from "../../src/alg/tftp.ts";
-import type { AlgContext } from "../../src/alg/types.ts";
-import { ConfigError, resolveRunConfig } from "../../src/control/config.ts";
-import * as C from "../../src/nat/counters.ts";
-import { checksum, pseudoHeaderSum, writeU16 } from "../../src/packet/checksum.ts";
-import { ACK, checksumProblems, ip, tcp, u32 } from "../helpers/packets.ts";
+import { ftpAlg, rewriteFtpLine } from "../../../src/alg/ftp.ts";
+import { ircAlg, rewriteIrcLine } from "../../../src/alg/irc.ts";
+import { rewriteRtspLine, rtspAlg } from "../../../src/alg/rtsp.ts";
+import { SeqAdj, unmapAcks } from "../../../src/alg/seqadj.ts";
+import { tftpAlg, tftpRequest } from "../../../src/alg/tftp.ts";
+import type { AlgContext } from "../../../src/alg/types.ts";
+import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import * as C from "../../../src/nat/counters.ts";
+import { checksum, pseudoHeaderSum, writeU16 } from "../../../src/packet/checksum.ts";
+import { setTcpWord } from "../../../src/packet/tcp-rewrite.ts";
+import { ACK, checksumProblems, ip, tcp, u32 } from "../../helpers/packets.ts";
 
 const A = "192.168.0.2";
 const P = "198.51.100.2";
