@@ -20,6 +20,7 @@ import {
   writeU32,
 } from "../packet/checksum.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { forwardTtl, ttlModeCode } from "../packet/ttl.ts";
 import { ftpAlg } from "./ftp.ts";
 import { ircAlg } from "./irc.ts";
 import { rtspAlg } from "./rtsp.ts";
@@ -104,8 +105,7 @@ export class AlgRegistry implements AlgHook {
     this.engine = engine;
     this.maxRebuilt = Math.max(576, Math.min(mtu, 65535));
     this.cfg = cfg;
-    const t = engine.config.ttlMode;
-    this.ttlMode = t === "compensate" ? 0 : t === "decrement" ? 1 : 2;
+    this.ttlMode = ttlModeCode(engine.config.ttlMode);
     for (const name of Object.keys(ALGS) as AlgName[]) {
       const c = cfg[name];
       if (!c.enabled) continue;
@@ -568,9 +568,7 @@ export class AlgRegistry implements AlgHook {
     const rb = this.engine.replyBuf;
     rb.set(b.subarray(off, off + hl + doff), 0);
     writeU16(rb, 2, len);
-    if (this.ttlMode === 0) {
-      if (rb[8] < 255) rb[8]++;
-    } else if (this.ttlMode === 1 && rb[8] > 1) rb[8]--;
+    forwardTtl(rb, 0, this.ttlMode);
     writeU16(rb, 10, 0);
     writeU16(rb, 10, checksum(rb, 0, hl));
     writeU32(rb, hl + 4, seq);
