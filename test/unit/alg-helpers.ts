@@ -3,7 +3,7 @@ import { AlgRegistry } from "../../src/alg/registry.ts";
 import { defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
 import { NatEngine, REPLY } from "../../src/nat/engine.ts";
 import { ACK, ip, PSH, tcp } from "../helpers/packets.ts";
-import { TEST_HASH_SEED } from "./engine-helpers.ts";
+import { TEST_HASH_SEED } from "./nat/engine-helpers.ts";
 
 export function algEngine(over: Partial<EngineConfig> = {}, publicAddr = "198.51.100.2"): NatEngine {
   const e = new NatEngine(

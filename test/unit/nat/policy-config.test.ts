@@ -2,8 +2,8 @@
 // error names the key.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../src/control/config.ts";
-import { ip } from "../helpers/packets.ts";
+import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { ip } from "../../helpers/packets.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 const withFile = (text: string) => resolveRunConfig({ ...base, config: "masq.toml" }, () => text);
