@@ -62,6 +62,29 @@ describe("TimerWheel", () => {
     assert.deepEqual(advance(w, 51, new Map()), [0]);
   });
 
+  it("a deadline a turn or more away comes round early, is rechecked, and does not stall the wheel", () => {
+    const w = new TimerWheel(16, 8); // 16 slots: second 20 shares slot 4 with second 4
+    advance(w, 0, new Map());
+    w.schedule(5, 20);
+    const deadlines = new Map([[5, 20]]);
+    // Seen at second 4, deadline still ahead: put back, but not into the slot being drained
+    // (that looped until the budget ran out and left the wheel stuck at second 4).
+    const seen: number[] = [];
+    const recheck = (i: number) => {
+      seen.push(i);
+      return deadlines.get(i) ?? -1;
+    };
+    const behind = w.advance(4, recheck, 1000);
+    assert.equal(behind, false);
+    assert.deepEqual(seen, [5]);
+    assert.equal(w.isScheduled(5), true);
+    assert.deepEqual(advance(w, 18, deadlines), []);
+    assert.deepEqual(advance(w, 19, deadlines), [5], "rechecked a turn later");
+    deadlines.delete(5);
+    assert.deepEqual(advance(w, 20, deadlines), [5]);
+    assert.equal(w.isScheduled(5), false);
+  });
+
   it("stops after `budget` records and reports that it is behind; the next call goes on", () => {
     const w = new TimerWheel(16, 100);
     advance(w, 0, new Map());
