@@ -3,11 +3,13 @@
 // arrives); a line the ALG rewrites is patched in place when its length stays, else the segment is
 // rebuilt with a new length, and the sequence/acknowledgement numbers of the rest of the
 // connection are corrected (seqadj.ts). Retransmissions are replayed as they went the first time.
+
 import * as C from "../nat/counters.ts";
 import { FORWARD, type NatEngine, REPLY } from "../nat/engine.ts";
 import { ipMoreFragments } from "../packet/ipv4.ts";
 import { TCP_FIN, TCP_RST, TCP_SYN, tcpFlags, tcpHeaderLength, tcpSeq } from "../packet/l4.ts";
 import { patchTcpPayload, sealTcpSegment, setTcpWord } from "../packet/tcp-rewrite.ts";
+import { forwardTtl, ttlModeCode } from "../packet/ttl.ts";
 import { SeqAdj, seqAfter, unmapAcks } from "./seqadj.ts";
 import type { AlgContext, TcpLineAlg } from "./types.ts";
 
@@ -61,8 +63,7 @@ export class TcpStreams {
     this.engine = engine;
     this.count = count;
     this.maxRebuilt = Math.max(576, Math.min(mtu, 65535));
-    const t = engine.config.ttlMode;
-    this.ttlMode = t === "compensate" ? 0 : t === "decrement" ? 1 : 2;
+    this.ttlMode = ttlModeCode(engine.config.ttlMode);
   }
 
   /**
@@ -353,9 +354,7 @@ export class TcpStreams {
   private finish(b: Uint8Array, off: number, hl: number, doff: number, len: number, seq: number): number {
     const rb = this.engine.replyBuf;
     rb.set(b.subarray(off, off + hl + doff), 0);
-    if (this.ttlMode === 0) {
-      if (rb[8] < 255) rb[8]++;
-    } else if (this.ttlMode === 1 && rb[8] > 1) rb[8]--;
+    forwardTtl(rb, 0, this.ttlMode);
     sealTcpSegment(rb, hl, len, seq);
     this.engine.outLen = len;
     return REPLY;

@@ -46,9 +46,9 @@
 // change: never per packet of an established flow. Nothing allocates.
 import { IPPROTO_TCP } from "../packet/ipv4.ts";
 import { FifoLists } from "./fifo-lists.ts";
-import { F_MAP_NEXT, F_META, F_REM_ADDR, FLOW_WORDS, type FlowTable } from "./flow-table.ts";
+import { F_META, F_REM_ADDR, FLOW_WORDS, type FlowTable, NO_FLOW } from "./flow-table.ts";
 import { NO_HOST } from "./host-table.ts";
-import { M_HEAD, M_OUT_ADDR, MAPPING_WORDS, type MappingTable, NO_MAPPING } from "./mapping-table.ts";
+import { M_OUT_ADDR, MAPPING_WORDS, type MappingTable, NO_MAPPING } from "./mapping-table.ts";
 import type { PinRegistry } from "./pins.ts";
 import type { PortQuota } from "./port-quota.ts";
 
@@ -126,7 +126,7 @@ export class ClosedMappings {
     const finished =
       this.mappings.proto[m] === IPPROTO_TCP &&
       this.open[m] === 0 &&
-      this.mappings.u32[m * MAPPING_WORDS + M_HEAD] !== 0 &&
+      this.mappings.hasFlows(m) &&
       this.pins.count[m] === 0 &&
       host !== NO_HOST;
     if (finished === this.all.has(m)) return;
@@ -172,12 +172,11 @@ export class ClosedMappings {
   /** Whether none of m's flows went to remAddr:remPort (false when m has too many to tell). */
   private wentElsewhere(m: number, remAddr: number, remPort: number): boolean {
     const u = this.flows.u32;
-    let ref = this.mappings.u32[m * MAPPING_WORDS + M_HEAD];
-    for (let k = 0; ref !== 0; k++) {
+    const mt = this.mappings;
+    for (let f = mt.firstFlow(m), k = 0; f !== NO_FLOW; f = mt.nextFlow(f), k++) {
       if (k === FLOWS_CHECKED) return false;
-      const b = (ref - 1) * FLOW_WORDS;
+      const b = f * FLOW_WORDS;
       if (u[b + F_REM_ADDR] === remAddr && u[b + F_META] >>> 16 === remPort) return false;
-      ref = u[b + F_MAP_NEXT];
     }
     return true;
   }

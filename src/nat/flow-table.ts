@@ -42,6 +42,8 @@ export const STATE_ESTABLISHED = 3;
 export const STATE_FIN_WAIT = 4;
 export const STATE_TIME_WAIT = 5;
 export const STATE_CLOSED = 6;
+/** Origin bit of the state byte: clear for a flow an inside host opened, set for one admitted inbound. */
+export const ORIGIN_OUTBOUND = 0;
 export const ORIGIN_INBOUND = 0x08;
 export const SEEN_SYN_OUT = 0x10;
 export const SEEN_SYN_IN = 0x20;

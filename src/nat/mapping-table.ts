@@ -1,6 +1,8 @@
 // Endpoint mappings: inside address:port <-> outside address:port for one protocol, shared by
 // every flow (session) of that inside endpoint whatever the remote (endpoint-independent mapping,
-// RFC 4787 REQ-1, RFC 5382 REQ-1). A mapping lives while it has flows; its flows form a list.
+// RFC 4787 REQ-1, RFC 5382 REQ-1). A mapping lives while it has flows; its flows form a list,
+// threaded through the flow records (F_MAP_NEXT), which only this table reads and writes.
+import { F_MAP_NEXT, FLOW_WORDS, type FlowTable, NO_FLOW } from "./flow-table.ts";
 import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
 import { plainAllocator, type TableAllocator } from "./table-memory.ts";
 
@@ -20,11 +22,14 @@ export class MappingTable {
   readonly proto: Uint8Array;
   readonly index: HashIndex;
   private readonly seed: number;
+  /** The words of the flow records the mappings' lists run through. */
+  private readonly flowWords: Uint32Array;
   private freeHead: number;
   count = 0;
 
-  constructor(capacity: number, allocate: TableAllocator = plainAllocator, hashSeed = 0) {
+  constructor(capacity: number, flows: FlowTable, allocate: TableAllocator = plainAllocator, hashSeed = 0) {
     this.capacity = capacity;
+    this.flowWords = flows.u32;
     this.seed = randomSeed(hashSeed, 2);
     this.u32 = new Uint32Array(allocate(capacity * MAPPING_WORDS * 4));
     this.proto = new Uint8Array(capacity);
@@ -105,5 +110,52 @@ export class MappingTable {
     u[b + M_HEAD] = this.freeHead;
     this.freeHead = m + 1;
     this.count--;
+  }
+
+  /** Puts flow f (a new one) at the head of mapping m's list. */
+  attachFlow(m: number, f: number): void {
+    const headAt = m * MAPPING_WORDS + M_HEAD;
+    this.flowWords[f * FLOW_WORDS + F_MAP_NEXT] = this.u32[headAt];
+    this.u32[headAt] = f + 1;
+  }
+
+  /** Takes flow f off mapping m's list (nothing when it is not on it). */
+  detachFlow(m: number, f: number): void {
+    const fu = this.flowWords;
+    const headAt = m * MAPPING_WORDS + M_HEAD;
+    const next = fu[f * FLOW_WORDS + F_MAP_NEXT];
+    if (this.u32[headAt] === f + 1) {
+      this.u32[headAt] = next;
+      return;
+    }
+    for (let ref = this.u32[headAt]; ref !== 0; ) {
+      const rb = (ref - 1) * FLOW_WORDS;
+      if (fu[rb + F_MAP_NEXT] === f + 1) {
+        fu[rb + F_MAP_NEXT] = next;
+        return;
+      }
+      ref = fu[rb + F_MAP_NEXT];
+    }
+  }
+
+  hasFlows(m: number): boolean {
+    return this.u32[m * MAPPING_WORDS + M_HEAD] !== 0;
+  }
+
+  /** The newest flow of mapping m, or NO_FLOW; nextFlow walks on to older ones. */
+  firstFlow(m: number): number {
+    return this.u32[m * MAPPING_WORDS + M_HEAD] - 1;
+  }
+
+  /** The flow after f on its mapping's list, or NO_FLOW. */
+  nextFlow(f: number): number {
+    return this.flowWords[f * FLOW_WORDS + F_MAP_NEXT] - 1;
+  }
+
+  /** How many flows mapping m has (walks the list: for listings). */
+  flowCount(m: number): number {
+    let n = 0;
+    for (let f = this.firstFlow(m); f !== NO_FLOW; f = this.nextFlow(f)) n++;
+    return n;
   }
 }

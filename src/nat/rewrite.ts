@@ -1,5 +1,7 @@
-// In-place rewrites of addresses, ports and TTL with incremental checksum updates (RFC 1624):
-// a few loads and stores per packet, whatever its length.
+// The translation of a packet of a flow, with incremental checksum updates (RFC 1624): a few loads
+// and stores per packet, whatever its length. What a flow's packets become is decided once, when
+// the flow is made (addFlow writes its outside and inside endpoints into the record); every packet
+// then only applies it: toOutside on the way out, toInside on the way in.
 import {
   adjustChecksum,
   adjustPartialChecksum,
@@ -10,15 +12,65 @@ import {
   writeU16,
 } from "../packet/checksum.ts";
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { F_IN_ADDR, F_OUT_ADDR, F_PORTS, FLOW_WORDS, type FlowTable } from "./flow-table.ts";
 
 /**
- * Replaces the 32-bit address at `addrAt` (source: off+12, destination: off+16) and, for a first
- * or only fragment, the 16-bit port at `portAt` (-1: none), fixing the IP header checksum and the
- * L4 checksum. The TCP/UDP checksum covers the address through the pseudo-header; the ICMP
- * checksum covers only the identifier. `l4Partial`: the L4 checksum field holds a partial
- * pseudo-header sum (virtio-net NEEDS_CSUM), which changes with the address only.
+ * Outbound packet of flow f (TCP, UDP, or an ICMP echo whose identifier stands for the port) at
+ * `off`, its L4 header at `l4`: the source becomes the flow's outside address and port.
+ * `l4Partial`: the TCP/UDP checksum field holds a partial pseudo-header sum (virtio-net
+ * NEEDS_CSUM), which changes with the address only.
  */
-export function rewriteEndpoint(
+export function toOutside(
+  ft: FlowTable,
+  f: number,
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  l4Partial: boolean,
+): void {
+  const base = f * FLOW_WORDS;
+  const u = ft.u32;
+  const proto = b[off + 9];
+  const portAt = proto === IPPROTO_ICMP ? l4 + 4 : l4;
+  rewrite(b, off, l4, proto, off + 12, u[base + F_OUT_ADDR], portAt, u[base + F_PORTS] & 0xffff, l4Partial);
+}
+
+/** Inbound packet of flow f: the destination becomes the flow's inside address and port. */
+export function toInside(
+  ft: FlowTable,
+  f: number,
+  b: Uint8Array,
+  off: number,
+  l4: number,
+  l4Partial: boolean,
+): void {
+  const base = f * FLOW_WORDS;
+  const u = ft.u32;
+  const proto = b[off + 9];
+  const portAt = proto === IPPROTO_ICMP ? l4 + 4 : l4 + 2;
+  rewrite(b, off, l4, proto, off + 16, u[base + F_IN_ADDR], portAt, u[base + F_PORTS] >>> 16, l4Partial);
+}
+
+/**
+ * Sets the source address of the IPv4 header at `off`, fixing only the header checksum: for
+ * headers whose address no L4 checksum covers (an ICMP error's outer header, a later fragment).
+ */
+export function setSource(b: Uint8Array, off: number, addr: number): void {
+  rewrite(b, off, -1, 0, off + 12, addr, -1, 0, false);
+}
+
+/** The destination address, as setSource. */
+export function setDestination(b: Uint8Array, off: number, addr: number): void {
+  rewrite(b, off, -1, 0, off + 16, addr, -1, 0, false);
+}
+
+/**
+ * Replaces the 32-bit address at `addrAt` and, for a first or only fragment (`l4` >= 0), the
+ * 16-bit port at `portAt`, fixing the IP header checksum and the L4 checksum. The TCP/UDP
+ * checksum covers the address through the pseudo-header; the ICMP checksum covers only the
+ * identifier.
+ */
+function rewrite(
   b: Uint8Array,
   off: number,
   l4: number,
@@ -38,12 +90,10 @@ export function rewriteEndpoint(
   writeU16(b, off + 10, adjustChecksum(readU16(b, off + 10), dA));
   if (l4 < 0) return;
   let dP = 0;
-  if (portAt >= 0) {
-    const oldPort = readU16(b, portAt);
-    if (oldPort !== newPort) {
-      dP = diff16(oldPort, newPort);
-      writeU16(b, portAt, newPort);
-    }
+  const oldPort = readU16(b, portAt);
+  if (oldPort !== newPort) {
+    dP = diff16(oldPort, newPort);
+    writeU16(b, portAt, newPort);
   }
   if (proto === IPPROTO_TCP) {
     const at = l4 + 16;
@@ -61,13 +111,4 @@ export function rewriteEndpoint(
   } else if (proto === IPPROTO_ICMP) {
     if (dP !== 0) writeU16(b, l4 + 2, adjustChecksum(readU16(b, l4 + 2), dP));
   }
-}
-
-/** Sets the TTL to `ttl`, fixing the header checksum. */
-export function setTtl(b: Uint8Array, off: number, ttl: number): void {
-  const old = b[off + 8];
-  if (old === ttl) return;
-  const d = diff16((old << 8) | b[off + 9], (ttl << 8) | b[off + 9]);
-  b[off + 8] = ttl;
-  writeU16(b, off + 10, adjustChecksum(readU16(b, off + 10), d));
 }

@@ -81,8 +81,14 @@ export class TimerWheel {
         const i = h - 1;
         this.unschedule(i);
         const deadline = due(i);
-        // A deadline still in this second goes to the next one, so a slot always drains.
-        if (deadline >= 0) this.schedule(i, deadline <= this.cursor ? this.cursor + 1 : deadline);
+        // A deadline still in this second goes to the next one, and one a turn or more away to
+        // the slot before this one (it comes round again then and is rechecked): either way not
+        // back into this slot, so a slot always drains.
+        if (deadline >= 0)
+          this.schedule(
+            i,
+            deadline <= this.cursor ? this.cursor + 1 : Math.min(deadline, this.cursor + span - 1),
+          );
       }
       this.cursor++;
     }

@@ -1,6 +1,12 @@
 // What the engine shows of itself to the control plane: read-only, allocated freely (not hot path).
+// The views are built in views.ts.
+import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 
 export type Protocol = "tcp" | "udp" | "icmp";
+
+export function protoName(p: number): Protocol {
+  return p === IPPROTO_TCP ? "tcp" : p === IPPROTO_UDP ? "udp" : "icmp";
+}
 
 export interface FlowView {
   protocol: Protocol;

@@ -12,7 +12,7 @@ import {
 } from "../../src/nat/counters.ts";
 import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../src/nat/engine.ts";
 import { ACK, ip, RST, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
+import { makeEngine, P, REMOTE } from "./nat/engine-helpers.ts";
 
 const A = "192.168.0.2";
 

@@ -45,7 +45,7 @@ import {
   u32,
   udp,
 } from "../helpers/packets.ts";
-import { TEST_HASH_SEED } from "./engine-helpers.ts";
+import { TEST_HASH_SEED } from "./nat/engine-helpers.ts";
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), "..", "golden");
 const UPDATE = process.env.UPDATE_GOLDEN === "1";

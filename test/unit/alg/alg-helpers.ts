@@ -4,7 +4,7 @@ import { AlgRegistry } from "../../../src/alg/registry.ts";
 import { defaultEngineConfig, type EngineConfig } from "../../../src/nat/config.ts";
 import { NatEngine, REPLY } from "../../../src/nat/engine.ts";
 import { ACK, ip, PSH, tcp } from "../../helpers/packets.ts";
-import { TEST_HASH_SEED } from "../engine-helpers.ts";
+import { TEST_HASH_SEED } from "../nat/engine-helpers.ts";
 
 /** `over.alg`: the `[alg]` configuration (default: every ALG on its standard ports). */
 export function algEngine(

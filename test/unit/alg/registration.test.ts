@@ -14,7 +14,7 @@ import { defaultEngineConfig } from "../../../src/nat/config.ts";
 import * as C from "../../../src/nat/counters.ts";
 import { DROP, FORWARD, NatEngine } from "../../../src/nat/engine.ts";
 import { ip, udp } from "../../helpers/packets.ts";
-import { TEST_HASH_SEED } from "../engine-helpers.ts";
+import { TEST_HASH_SEED } from "../nat/engine-helpers.ts";
 import { CLIENT, go, SERVER } from "./alg-helpers.ts";
 
 /**

@@ -12,7 +12,7 @@ import {
 import { ConfigError, type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
 import { ForwardError, ForwardRegistry, parseForward } from "../../../src/portmap/forwards.ts";
 import { ip } from "../../helpers/packets.ts";
-import { makeEngine, P } from "../engine-helpers.ts";
+import { makeEngine, P } from "../nat/engine-helpers.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 

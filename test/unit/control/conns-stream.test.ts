@@ -18,7 +18,7 @@ import { ControlServer, type ControlSource } from "../../../src/control/server.t
 import { FORWARD } from "../../../src/nat/engine.ts";
 import { CLI_ARGV, CLI_SCRIPT, cli } from "../../helpers/cli.ts";
 import { ACK, icmpEcho, SYN, tcp, udp } from "../../helpers/packets.ts";
-import { makeEngine, P, REMOTE } from "../engine-helpers.ts";
+import { makeEngine, P, REMOTE } from "../nat/engine-helpers.ts";
 
 /** Counts the lines of a stream and keeps the first few and the last. */
 class LineCounter extends Writable {

@@ -12,7 +12,7 @@ import { createMetrics } from "../../../src/control/metrics.ts";
 import { ControlServer } from "../../../src/control/server.ts";
 import { FORWARD } from "../../../src/nat/engine.ts";
 import { udp } from "../../helpers/packets.ts";
-import { makeEngine } from "../engine-helpers.ts";
+import { makeEngine } from "../nat/engine-helpers.ts";
 
 describe("control API", () => {
   let dir: string;

@@ -15,7 +15,7 @@ import { type ErrorCode, exitCodeOf, httpStatusOf } from "../../../src/errors/co
 import { ForwardError, ForwardRegistry, parseForward } from "../../../src/portmap/forwards.ts";
 import { cli } from "../../helpers/cli.ts";
 import { ip } from "../../helpers/packets.ts";
-import { makeEngine, P } from "../engine-helpers.ts";
+import { makeEngine, P } from "../nat/engine-helpers.ts";
 
 function call(socketPath: string, method: string, path: string, body?: object) {
   return new Promise<{ status: number; body: { error?: string; code?: string } }>((resolve, reject) => {

@@ -14,7 +14,7 @@ import { FORWARD } from "../../../src/nat/engine.ts";
 import { ForwardRegistry } from "../../../src/portmap/forwards.ts";
 import { cli } from "../../helpers/cli.ts";
 import { ip, SYN, tcp } from "../../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
+import { makeEngine, P, REMOTE, run } from "../nat/engine-helpers.ts";
 
 describe("forwards over the control socket", () => {
   let dir: string;

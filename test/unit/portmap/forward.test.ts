@@ -13,7 +13,7 @@ import {
   type Steering,
 } from "../../../src/portmap/forwards.ts";
 import { ip, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
+import { makeEngine, P, REMOTE, run } from "../nat/engine-helpers.ts";
 
 const A = "192.168.0.2";
 const B = "192.168.0.3";

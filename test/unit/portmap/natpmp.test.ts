@@ -12,7 +12,7 @@ import {
 } from "../../../src/portmap/natpmp.ts";
 import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
-import { makeEngine, P, REMOTE, run } from "../engine-helpers.ts";
+import { makeEngine, P, REMOTE, run } from "../nat/engine-helpers.ts";
 
 const A = ip("192.168.0.2");
 const B = ip("192.168.0.3");

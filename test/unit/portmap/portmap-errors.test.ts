@@ -17,7 +17,7 @@ import {
 } from "../../../src/portmap/pcp.ts";
 import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip, udp } from "../../helpers/packets.ts";
-import { makeEngine, REMOTE, run } from "../engine-helpers.ts";
+import { makeEngine, REMOTE, run } from "../nat/engine-helpers.ts";
 
 const A = ip("192.168.0.2");
 const B = ip("192.168.0.3");

@@ -9,7 +9,7 @@ import { NeighbourSources, parseProcNetArp, type RequestSources } from "../../..
 import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../../src/portmap/pcp.ts";
 import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip } from "../../helpers/packets.ts";
-import { makeEngine } from "../engine-helpers.ts";
+import { makeEngine } from "../nat/engine-helpers.ts";
 
 const MAC_A = "02:00:00:00:00:0a";
 const MAC_B = "02:00:00:00:00:0b";

@@ -1,7 +1,7 @@
 // Shared set-up for the engine's unit tests: an engine on 192.168.0.0/24 behind 198.51.100.2.
-import { defaultEngineConfig, type EngineConfig } from "../../src/nat/config.ts";
-import { NatEngine } from "../../src/nat/engine.ts";
-import { ACK, ip, SYN, tcp, u16 } from "../helpers/packets.ts";
+import { defaultEngineConfig, type EngineConfig } from "../../../src/nat/config.ts";
+import { NatEngine } from "../../../src/nat/engine.ts";
+import { ACK, ip, SYN, tcp, u16 } from "../../helpers/packets.ts";
 
 export const P = "198.51.100.2";
 export const REMOTE = "203.0.113.10";

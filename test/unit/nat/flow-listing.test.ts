@@ -3,12 +3,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import type { FlowFilter } from "../../src/nat/flow-listing.ts";
-import { STATE_NAMES } from "../../src/nat/flow-table.ts";
-import type { FlowView } from "../../src/nat/view.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../../src/packet/ipv4.ts";
-import { icmpEcho, ip, SYN, tcp, udp } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
+import type { FlowFilter } from "../../../src/nat/flow-listing.ts";
+import { STATE_NAMES } from "../../../src/nat/flow-table.ts";
+import type { FlowView } from "../../../src/nat/view.ts";
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../../../src/packet/ipv4.ts";
+import { icmpEcho, ip, SYN, tcp, udp } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P } from "./engine-helpers.ts";
 
 type NatEngine = ReturnType<typeof makeEngine>;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { formatStats } from "../../src/control/format.ts";
-import { createMetrics } from "../../src/control/metrics.ts";
+import { formatStats } from "../../../src/control/format.ts";
+import { createMetrics } from "../../../src/control/metrics.ts";
 import {
   C_DROPPED,
   C_FLOWS_CREATED,
@@ -11,9 +11,9 @@ import {
   D_RATE_LIMIT,
   isDropReason,
   namedCounters,
-} from "../../src/nat/counters.ts";
-import { DROP, FORWARD, REPLY } from "../../src/nat/engine.ts";
-import { TokenBucket } from "../../src/policy/rate.ts";
+} from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, REPLY } from "../../../src/nat/engine.ts";
+import { TokenBucket } from "../../../src/policy/rate.ts";
 import {
   ACT_DROP,
   DIR_INBOUND,
@@ -21,8 +21,8 @@ import {
   type FirewallRule,
   NO_RULE,
   RuleSet,
-} from "../../src/policy/rules.ts";
-import { ACK, checksumProblems, icmpEcho, ip, RST, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
+} from "../../../src/policy/rules.ts";
+import { ACK, checksumProblems, icmpEcho, ip, RST, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

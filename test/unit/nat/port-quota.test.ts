@@ -2,17 +2,17 @@
 // mapping (RFC 6888 REQ-11): per protocol, per host, the default share, pins, rate limits.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { resolveRunConfig } from "../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
 import {
   C_EXHAUSTION_REPLIES,
   D_FRAGMENT_OF_DROPPED,
   D_HOST_PORT_QUOTA,
   D_PORTS_EXHAUSTED,
-} from "../../src/nat/counters.ts";
-import { DROP, FORWARD, REPLY } from "../../src/nat/engine.ts";
-import { GATEWAY_ANSWER_BURST, HOST_ANSWER_BURST, HOST_ANSWER_RATE } from "../../src/nat/exhaustion.ts";
-import { defaultPortShare } from "../../src/nat/port-quota.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../../src/packet/ipv4.ts";
+} from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, REPLY } from "../../../src/nat/engine.ts";
+import { GATEWAY_ANSWER_BURST, HOST_ANSWER_BURST, HOST_ANSWER_RATE } from "../../../src/nat/exhaustion.ts";
+import { defaultPortShare } from "../../../src/nat/port-quota.ts";
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../../../src/packet/ipv4.ts";
 import {
   ACK,
   checksumProblems,
@@ -25,7 +25,7 @@ import {
   u16,
   u32,
   udp,
-} from "../helpers/packets.ts";
+} from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

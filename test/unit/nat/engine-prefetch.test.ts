@@ -4,9 +4,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
-import { ACK, SYN, tcp, udp } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
+import { FORWARD, type NatEngine, REPLY } from "../../../src/nat/engine.ts";
+import { ACK, SYN, tcp, udp } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P } from "./engine-helpers.ts";
 
 const SLOT = 128;

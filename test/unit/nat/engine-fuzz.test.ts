@@ -3,13 +3,26 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { C_DROPPED, D_FRAGMENT_TIMEOUT, DROP_BASE, DROP_END, isDropReason } from "../../src/nat/counters.ts";
-import { DROP, FORWARD, HELD, type NatEngine } from "../../src/nat/engine.ts";
-import { F_IN_ADDR, F_META, F_OUT_ADDR, F_PORTS, F_REM_ADDR, FLOW_WORDS } from "../../src/nat/flow-table.ts";
-import { formatIpv4 } from "../../src/packet/addr.ts";
-import { writeU16 } from "../../src/packet/checksum.ts";
-import { checksumProblems, icmpEcho, icmpError, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
+import {
+  C_DROPPED,
+  D_FRAGMENT_TIMEOUT,
+  DROP_BASE,
+  DROP_END,
+  isDropReason,
+} from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, HELD, type NatEngine } from "../../../src/nat/engine.ts";
+import {
+  F_IN_ADDR,
+  F_META,
+  F_OUT_ADDR,
+  F_PORTS,
+  F_REM_ADDR,
+  FLOW_WORDS,
+} from "../../../src/nat/flow-table.ts";
+import { formatIpv4 } from "../../../src/packet/addr.ts";
+import { writeU16 } from "../../../src/packet/checksum.ts";
+import { checksumProblems, icmpEcho, icmpError, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
 
 function assertConsistent(e: NatEngine): void {

@@ -2,9 +2,9 @@
 // configured; silence by default), not at all when the inside host opens the connection itself.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import * as C from "../../src/nat/counters.ts";
-import { DROP, FORWARD, type NatEngine } from "../../src/nat/engine.ts";
-import { checksumProblems, ip, SYN, tcp, u16, u32 } from "../helpers/packets.ts";
+import * as C from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, type NatEngine } from "../../../src/nat/engine.ts";
+import { checksumProblems, ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

@@ -11,7 +11,7 @@ import {
   D_ICMP_ERROR_NO_FLOW,
   D_INSIDE_SOURCE_FROM_OUTSIDE,
   D_SPOOFED_SOURCE,
-} from "../../src/nat/counters.ts";
+} from "../../../src/nat/counters.ts";
 import {
   DROP,
   FORWARD,
@@ -19,9 +19,9 @@ import {
   SIDE_BY_ADDRESS,
   SIDE_INSIDE,
   SIDE_OUTSIDE,
-} from "../../src/nat/engine.ts";
-import { fold, pseudoHeaderSum, readU16, writeU16 } from "../../src/packet/checksum.ts";
-import { ACK, checksumProblems, icmpEcho, icmpError, ip, tcp, u16, u32, udp } from "../helpers/packets.ts";
+} from "../../../src/nat/engine.ts";
+import { fold, pseudoHeaderSum, readU16, writeU16 } from "../../../src/packet/checksum.ts";
+import { ACK, checksumProblems, icmpEcho, icmpError, ip, tcp, u16, u32, udp } from "../../helpers/packets.ts";
 import { makeEngine, openOutbound, P, REMOTE } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

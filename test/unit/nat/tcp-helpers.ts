@@ -1,7 +1,7 @@
 // One TCP connection through the engine for the TCP-tracking tests: the inside end and the remote
 // end, each sending segments with the numbers a test gives, on a clock the test moves.
-import type { NatEngine } from "../../src/nat/engine.ts";
-import { tcp, u16 } from "../helpers/packets.ts";
+import type { NatEngine } from "../../../src/nat/engine.ts";
+import { tcp, u16 } from "../../helpers/packets.ts";
 import { P, run } from "./engine-helpers.ts";
 
 export interface Segment {

@@ -8,9 +8,9 @@ import {
   D_INSIDE_ADDRESS_FROM_OUTSIDE,
   D_INSIDE_SOURCE_FROM_OUTSIDE,
   D_SPOOFED_SOURCE,
-} from "../../src/nat/counters.ts";
-import { DROP, FORWARD, type NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../../src/nat/engine.ts";
-import { ip, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
+} from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, type NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/engine.ts";
+import { ip, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

@@ -2,11 +2,11 @@
 // pressure (oldest first, never an established connection) and the per-host accounting.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_TIMEOUTS } from "../../src/nat/config.ts";
-import * as C from "../../src/nat/counters.ts";
-import { DROP, FORWARD, type NatEngine } from "../../src/nat/engine.ts";
-import { HalfOpenQueue } from "../../src/nat/half-open.ts";
-import { ACK, ip, RST, SYN, tcp, udp } from "../helpers/packets.ts";
+import { DEFAULT_TIMEOUTS } from "../../../src/nat/config.ts";
+import * as C from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, type NatEngine } from "../../../src/nat/engine.ts";
+import { HalfOpenQueue } from "../../../src/nat/half-open.ts";
+import { ACK, ip, RST, SYN, tcp, udp } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 import { Conn } from "./tcp-helpers.ts";
 

@@ -5,13 +5,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import * as C from "../../src/nat/counters.ts";
-import { DROP, FORWARD, type NatEngine, REPLY } from "../../src/nat/engine.ts";
-import { FifoLists } from "../../src/nat/fifo-lists.ts";
-import { M_PORTS, MAPPING_WORDS } from "../../src/nat/mapping-table.ts";
-import { IPPROTO_TCP, IPPROTO_UDP } from "../../src/packet/ipv4.ts";
-import { ACK, FIN, icmpError, ip, RST, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
+import * as C from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, type NatEngine, REPLY } from "../../../src/nat/engine.ts";
+import { FifoLists } from "../../../src/nat/fifo-lists.ts";
+import { M_PORTS, MAPPING_WORDS } from "../../../src/nat/mapping-table.ts";
+import { IPPROTO_TCP, IPPROTO_UDP } from "../../../src/packet/ipv4.ts";
+import { ACK, FIN, icmpError, ip, RST, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 import { Conn } from "./tcp-helpers.ts";
 

@@ -2,10 +2,10 @@
 // only inside the receiver's window (RFC 5961 §3), with window scaling and ALG-resized streams.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import * as C from "../../src/nat/counters.ts";
-import { DROP, FORWARD } from "../../src/nat/engine.ts";
-import { ACK, ip, PSH, RST, SYN, tcp, u32 } from "../helpers/packets.ts";
-import { algEngine, CLIENT, fromClient, go, SERVER } from "./alg/alg-helpers.ts";
+import * as C from "../../../src/nat/counters.ts";
+import { DROP, FORWARD } from "../../../src/nat/engine.ts";
+import { ACK, ip, PSH, RST, SYN, tcp, u32 } from "../../helpers/packets.ts";
+import { algEngine, CLIENT, fromClient, go, SERVER } from "../alg/alg-helpers.ts";
 import { makeEngine, P, REMOTE } from "./engine-helpers.ts";
 import { Conn, wscale } from "./tcp-helpers.ts";
 

@@ -3,23 +3,23 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { resolveRunConfig } from "../../src/control/config.ts";
-import { DEFAULT_FRAGMENT_BUFFER_BYTES } from "../../src/nat/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { DEFAULT_FRAGMENT_BUFFER_BYTES } from "../../../src/nat/config.ts";
 import {
   D_FRAGMENT_BUFFER_FULL,
   D_FRAGMENT_SOURCE_BUDGET,
   D_FRAGMENT_TIMEOUT,
-} from "../../src/nat/counters.ts";
-import { DROP, FORWARD, HELD, type NatEngine } from "../../src/nat/engine.ts";
+} from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, HELD, type NatEngine } from "../../../src/nat/engine.ts";
 import {
   CLASS_INSIDE,
   CLASS_OUTSIDE,
   FRAGMENT_CHUNK,
   FragmentStore,
   HOLD_OK,
-} from "../../src/nat/fragment-store.ts";
-import { checksumProblems, ip, reassemble, splitFragments, u16, u32, udp } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
+} from "../../../src/nat/fragment-store.ts";
+import { checksumProblems, ip, reassemble, splitFragments, u16, u32, udp } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

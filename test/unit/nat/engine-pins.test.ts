@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { D_FILTERED, D_NO_MAPPING } from "../../src/nat/counters.ts";
-import { DROP, FORWARD } from "../../src/nat/engine.ts";
-import { checksumProblems, ip, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
+import { D_FILTERED, D_NO_MAPPING } from "../../../src/nat/counters.ts";
+import { DROP, FORWARD } from "../../../src/nat/engine.ts";
+import { checksumProblems, ip, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";

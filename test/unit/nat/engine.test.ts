@@ -9,9 +9,9 @@ import {
   D_NO_MAPPING,
   D_PORTS_EXHAUSTED,
   D_TCP_NO_FLOW,
-} from "../../src/nat/counters.ts";
-import { DROP, FORWARD, REPLY } from "../../src/nat/engine.ts";
-import { checksum } from "../../src/packet/checksum.ts";
+} from "../../../src/nat/counters.ts";
+import { DROP, FORWARD, REPLY } from "../../../src/nat/engine.ts";
+import { checksum } from "../../../src/packet/checksum.ts";
 import {
   ACK,
   checksumProblems,
@@ -24,7 +24,7 @@ import {
   u16,
   u32,
   udp,
-} from "../helpers/packets.ts";
+} from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";
