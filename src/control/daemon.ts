@@ -6,6 +6,9 @@ import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
+import { placeDatapath } from "../datapath/cpu-placement.ts";
+import { Datapath } from "../datapath/datapath.ts";
+import { rpsMaskFor, sumCounters, TunPair } from "../datapath/tuns.ts";
 import {
   applyHostSetup,
   applyRecordedStep,
@@ -46,15 +49,12 @@ import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { forwardTargetProblem, startProblem, toPrefix } from "./address-rules.ts";
 import { ConfigError, type RunConfig } from "./config.ts";
 import { connsBody } from "./conns-listing.ts";
-import { placeDatapath } from "./cpu-placement.ts";
-import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import type { StatsReply } from "./format.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlError, ControlServer, type ControlSource } from "./server.ts";
-import { rpsMaskFor, sumCounters, TunPair } from "./tuns.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */
 const MAX_POOL_ADDRESSES = 256;
