@@ -1,15 +1,15 @@
 // masq's only native code: open a TUN device and move batches of packets between its fd and
-// buffers owned by JavaScript (and two small helpers: huge-page memory, device-bound UDP sockets). Node cannot watch a TUN fd itself (net.Socket refuses it, fs.read
-// goes through the thread pool), so libuv's uv_poll wakes us and we drain up to `budget` packets
-// per wake-up with non-blocking reads. The budget keeps the event loop responsive: uv_poll is
+// buffers owned by JavaScript (and two small helpers: huge-page memory, device-bound UDP sockets). Node cannot watch a
+// TUN fd itself (net.Socket refuses it, fs.read goes through the thread pool), so libuv's uv_poll wakes us and we drain
+// up to `budget` packets per wake-up with non-blocking reads. The budget keeps the event loop responsive: uv_poll is
 // level-triggered, so what is left is read on the next loop iteration, after timers and sockets.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <string.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -61,8 +61,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
   explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsString() || !info[1].IsBoolean() || !info[2].IsArray()) {
-      Napi::TypeError::New(env, "Tun(name: string, vnetHdr: boolean, offloads: number[])")
-          .ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "Tun(name: string, vnetHdr: boolean, offloads: number[])").ThrowAsJavaScriptException();
       return;
     }
     std::string name = info[0].As<Napi::String>().Utf8Value();
@@ -140,8 +139,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     maxPacket_ = info[2].As<Napi::Number>().Uint32Value();
     budget_ = info[3].As<Napi::Number>().Uint32Value();
     if (maxPacket_ == 0 || maxPacket_ > bufLen_ || budget_ == 0) {
-      Napi::RangeError::New(env, "start: maxPacket must fit the buffer and budget be > 0")
-          .ThrowAsJavaScriptException();
+      Napi::RangeError::New(env, "start: maxPacket must fit the buffer and budget be > 0").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     // Keep the buffers alive while native code holds raw pointers into them.
@@ -192,8 +190,10 @@ class Tun : public Napi::ObjectWrap<Tun> {
       for (size_t i = 0; i < g_started.size(); i++)
         if (g_started[i]->Drain(false) > 0) any = true;
       const uint64_t now = uv_hrtime();
-      if (any) lastPacket = now;
-      else if (now - lastPacket >= g_busyPollNs) return;
+      if (any)
+        lastPacket = now;
+      else if (now - lastPacket >= g_busyPollNs)
+        return;
       if (now - start >= kMaxSpinNs) return;
     }
   }
