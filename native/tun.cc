@@ -23,6 +23,60 @@
 
 namespace {
 
+// The virtio-net header before each packet with IFF_VNET_HDR (struct virtio_net_hdr of
+// include/uapi/linux/virtio_net.h, which is not valid C++: a field there is named `class`),
+// decoded field by field rather than read at bare offsets. TUN uses the legacy header in the
+// host's byte order (no TUNSETVNETLE/BE is set), which on the little-endian hosts masq runs on is
+// little-endian. src/packet/virtio-net.ts is the same structure on the JavaScript side.
+struct VirtioNetHdr {
+  static constexpr size_t kBytes = 10;
+  // flags
+  static constexpr uint8_t kNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM: the L4 checksum is partial
+  // gso_type
+  static constexpr uint8_t kGsoNone = 0;    // VIRTIO_NET_HDR_GSO_NONE
+  static constexpr uint8_t kGsoTcpV4 = 1;   // VIRTIO_NET_HDR_GSO_TCPV4 (TSO)
+  static constexpr uint8_t kGsoTcpV6 = 4;   // VIRTIO_NET_HDR_GSO_TCPV6
+  static constexpr uint8_t kGsoUdpL4 = 5;   // VIRTIO_NET_HDR_GSO_UDP_L4 (USO)
+  static constexpr uint8_t kGsoEcn = 0x80;  // VIRTIO_NET_HDR_GSO_ECN, a bit on top of the type
+
+  uint8_t flags = 0;
+  uint8_t gsoType = kGsoNone;
+  uint16_t hdrLen = 0;
+  uint16_t gsoSize = 0;
+  uint16_t csumStart = 0;
+  uint16_t csumOffset = 0;
+
+  static VirtioNetHdr Decode(const uint8_t* b) {
+    VirtioNetHdr h;
+    h.flags = b[0];
+    h.gsoType = b[1];
+    h.hdrLen = Le16(b + 2);
+    h.gsoSize = Le16(b + 4);
+    h.csumStart = Le16(b + 6);
+    h.csumOffset = Le16(b + 8);
+    return h;
+  }
+
+  void Encode(uint8_t* b) const {
+    b[0] = flags;
+    b[1] = gsoType;
+    PutLe16(b + 2, hdrLen);
+    PutLe16(b + 4, gsoSize);
+    PutLe16(b + 6, csumStart);
+    PutLe16(b + 8, csumOffset);
+  }
+
+  /** The GSO type without the ECN bit. */
+  uint8_t Segmentation() const { return gsoType & static_cast<uint8_t>(~kGsoEcn); }
+
+ private:
+  static uint16_t Le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+  static void PutLe16(uint8_t* p, uint16_t v) {
+    p[0] = static_cast<uint8_t>(v & 0xff);
+    p[1] = static_cast<uint8_t>(v >> 8);
+  }
+};
+
 class Tun;
 // Busy polling, for all started devices together (masq's inside and outside TUNs): see BusyPoll.
 std::vector<Tun*> g_started;
@@ -32,6 +86,8 @@ constexpr uint64_t kMaxSpinNs = 2000000;
 
 struct Counters {
   double rxPackets = 0, rxBytes = 0, rxWakeups = 0, rxBudgetHits = 0, rxErrors = 0, rxBusyPolled = 0;
+  // GSO super-packets read (TCP: TSO, UDP: USO), each up to 64 KB the kernel segments on write.
+  double rxGsoTcp = 0, rxGsoUdp = 0;
   double txPackets = 0, txBytes = 0, txFull = 0, txErrors = 0;
 };
 
@@ -107,6 +163,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
       return;
     }
     fd_ = fd;
+    vnetHdr_ = vnet;
     name_ = ifr.ifr_name;
     offloads_ = chosen;
   }
@@ -214,6 +271,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
       if (n == 0) break;
       meta_[2 * count] = static_cast<uint32_t>(pos);
       meta_[2 * count + 1] = static_cast<uint32_t>(n);
+      if (vnetHdr_ && static_cast<size_t>(n) >= VirtioNetHdr::kBytes) CountGso(VirtioNetHdr::Decode(buf_ + pos));
       count++;
       counters_.rxBytes += n;
       // 8-byte alignment keeps each IP header word-aligned for the engine's reads.
@@ -228,6 +286,20 @@ class Tun : public Napi::ObjectWrap<Tun> {
     // MakeCallback runs the microtask queue afterwards and routes a throw to 'uncaughtException'.
     onBatch_.MakeCallback(env.Global(), {Napi::Number::New(env, count)}, *asyncContext_);
     return count;
+  }
+
+  void CountGso(const VirtioNetHdr& h) {
+    switch (h.Segmentation()) {
+      case VirtioNetHdr::kGsoTcpV4:
+      case VirtioNetHdr::kGsoTcpV6:
+        counters_.rxGsoTcp++;
+        break;
+      case VirtioNetHdr::kGsoUdpL4:
+        counters_.rxGsoUdp++;
+        break;
+      default:
+        break;
+    }
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
@@ -310,6 +382,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
     o.Set("rxBudgetHits", counters_.rxBudgetHits);
     o.Set("rxErrors", counters_.rxErrors);
     o.Set("rxBusyPolled", counters_.rxBusyPolled);
+    o.Set("rxGsoTcp", counters_.rxGsoTcp);
+    o.Set("rxGsoUdp", counters_.rxGsoUdp);
     o.Set("txPackets", counters_.txPackets);
     o.Set("txBytes", counters_.txBytes);
     o.Set("txQueueFull", counters_.txFull);
@@ -353,6 +427,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
   }
 
   int fd_ = -1;
+  bool vnetHdr_ = false;
   std::string name_;
   unsigned long offloads_ = 0;
   uv_poll_t* poll_ = nullptr;
@@ -517,6 +592,12 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("TUN_F_USO4", TUN_F_USO4);
   exports.Set("TUN_F_USO6", TUN_F_USO6);
 #endif
+  // The header's layout and values as this side has them, so the unit tests check that the
+  // JavaScript side's copy (src/packet/virtio-net.ts) agrees.
+  exports.Set("VIRTIO_NET_HDR_BYTES", static_cast<uint32_t>(VirtioNetHdr::kBytes));
+  exports.Set("VIRTIO_NET_HDR_F_NEEDS_CSUM", VirtioNetHdr::kNeedsCsum);
+  exports.Set("VIRTIO_NET_HDR_GSO_TCPV4", VirtioNetHdr::kGsoTcpV4);
+  exports.Set("VIRTIO_NET_HDR_GSO_UDP_L4", VirtioNetHdr::kGsoUdpL4);
   return Tun::Init(env, exports);
 }
 

@@ -37,6 +37,11 @@ export interface NativeAddon {
   TUN_F_TSO4: number;
   TUN_F_TSO6: number;
   TUN_F_TSO_ECN: number;
+  /** The virtio-net header as the C side has it (checked against src/packet/virtio-net.ts). */
+  VIRTIO_NET_HDR_BYTES: number;
+  VIRTIO_NET_HDR_F_NEEDS_CSUM: number;
+  VIRTIO_NET_HDR_GSO_TCPV4: number;
+  VIRTIO_NET_HDR_GSO_UDP_L4: number;
 }
 
 export const ADDON_PATH = join(

@@ -1,10 +1,10 @@
 // The TUN device as a BatchIo, over the native addon (native/tun.cc). The addon reads batches
 // into one buffer this class owns; the datapath rewrites them in place and writes them back.
+
+import { VIRTIO_NET_HDR_BYTES } from "../packet/virtio-net.ts";
 import { loadAddon, type NativeTun } from "./addon.ts";
 import type { BatchIo } from "./batch-io.ts";
 
-/** sizeof(struct virtio_net_hdr): the header the kernel puts before each packet with IFF_VNET_HDR. */
-export const VIRTIO_NET_HDR_BYTES = 10;
 /** The largest packet a read can return: a 64 KB GSO packet and its header. */
 const MAX_PACKET = 65535 + VIRTIO_NET_HDR_BYTES;
 
@@ -17,6 +17,9 @@ export interface TunCounters {
   rxErrors: number;
   /** Packets read while busy polling after a batch, without a wake-up (see busy_poll_us). */
   rxBusyPolled: number;
+  /** GSO super-packets read: TCP (TSO) and UDP (USO), each up to 64 KB the kernel segments. */
+  rxGsoTcp: number;
+  rxGsoUdp: number;
   txPackets: number;
   txBytes: number;
   txQueueFull: number;
