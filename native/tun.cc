@@ -21,6 +21,13 @@
 #include <string>
 #include <vector>
 
+// UDP segmentation offload (USO, Linux 6.2): older kernel headers (Debian 12's are 6.1) lack the
+// names, but the values are ABI. A kernel without USO refuses the flags, and masq falls back.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+
 namespace {
 
 // The virtio-net header before each packet with IFF_VNET_HDR (struct virtio_net_hdr of
@@ -588,10 +595,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("TUN_F_TSO4", TUN_F_TSO4);
   exports.Set("TUN_F_TSO6", TUN_F_TSO6);
   exports.Set("TUN_F_TSO_ECN", TUN_F_TSO_ECN);
-#ifdef TUN_F_USO4
   exports.Set("TUN_F_USO4", TUN_F_USO4);
   exports.Set("TUN_F_USO6", TUN_F_USO6);
-#endif
   // The header's layout and values as this side has them, so the unit tests check that the
   // JavaScript side's copy (src/packet/virtio-net.ts) agrees.
   exports.Set("VIRTIO_NET_HDR_BYTES", static_cast<uint32_t>(VirtioNetHdr::kBytes));
