@@ -25,7 +25,6 @@ import {
   interfaceMtu,
   interfacePrefixes,
   parsePrefix,
-  planHostSetup,
   readRpFilterState,
   removeOrphanStateFiles,
   sysfsIsOurs,
@@ -51,6 +50,7 @@ import { ConfigError, type RunConfig } from "./config.ts";
 import { connsBody } from "./conns-listing.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import type { StatsReply } from "./format.ts";
+import { planRunHost } from "./host-plan.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
@@ -60,7 +60,7 @@ import { ControlError, ControlServer, type ControlSource } from "./server.ts";
 const MAX_POOL_ADDRESSES = 256;
 
 /** Reads what the host says (interfaces, addresses, ephemeral range) and checks it. */
-async function resolveHost(cfg: RunConfig): Promise<Resolved> {
+export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   for (const i of cfg.inside) await assertInterface(i, "inside");
   await assertInterface(cfg.outside, "outside");
   const mode = cfg.addresses.length > 0 ? "pool" : "interface";
@@ -100,9 +100,6 @@ async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   if (bad) throw new ConfigError(bad.key, bad.problem);
   return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
 }
-
-/** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
-const TUN_TX_QUEUE_LEN = 4096;
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
 export async function runDaemon(cfg: RunConfig): Promise<number> {
@@ -161,21 +158,10 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     if (typeof rps === "object")
       log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
-    const plan = planHostSetup({
-      mode: host.mode,
-      tun: cfg.tun,
-      tunOutside: cfg.tunOutside,
-      inside: cfg.inside,
-      outside: cfg.outside,
-      insideNetworks: host.insideNetworks,
-      mtu: host.mtu,
-      txQueueLen: TUN_TX_QUEUE_LEN,
+    const plan = planRunHost(cfg, host, {
       disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
       rpFilter: await readRpFilterState(),
       rpsCpus,
-      ...(host.mode === "pool"
-        ? { pool: cfg.addresses }
-        : { ports: cfg.ports, publicAddress: host.publicAddresses[0] }),
     });
     hostApplied = true;
     await applyHostSetup(plan, stateFile, { log });
