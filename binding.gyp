@@ -7,7 +7,7 @@
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O2"]
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -1,15 +1,15 @@
 // masq's only native code: open a TUN device and move batches of packets between its fd and
-// buffers owned by JavaScript (and two small helpers: huge-page memory, device-bound UDP sockets). Node cannot watch a TUN fd itself (net.Socket refuses it, fs.read
-// goes through the thread pool), so libuv's uv_poll wakes us and we drain up to `budget` packets
-// per wake-up with non-blocking reads. The budget keeps the event loop responsive: uv_poll is
+// buffers owned by JavaScript (and two small helpers: huge-page memory, device-bound UDP sockets). Node cannot watch a
+// TUN fd itself (net.Socket refuses it, fs.read goes through the thread pool), so libuv's uv_poll wakes us and we drain
+// up to `budget` packets per wake-up with non-blocking reads. The budget keeps the event loop responsive: uv_poll is
 // level-triggered, so what is left is read on the next loop iteration, after timers and sockets.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <string.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -21,7 +21,68 @@
 #include <string>
 #include <vector>
 
+// UDP segmentation offload (USO, Linux 6.2): older kernel headers (Debian 12's are 6.1) lack the
+// names, but the values are ABI. A kernel without USO refuses the flags, and masq falls back.
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+
 namespace {
+
+// The virtio-net header before each packet with IFF_VNET_HDR (struct virtio_net_hdr of
+// include/uapi/linux/virtio_net.h, which is not valid C++: a field there is named `class`),
+// decoded field by field rather than read at bare offsets. TUN uses the legacy header in the
+// host's byte order (no TUNSETVNETLE/BE is set), which on the little-endian hosts masq runs on is
+// little-endian. src/packet/virtio-net.ts is the same structure on the JavaScript side.
+struct VirtioNetHdr {
+  static constexpr size_t kBytes = 10;
+  // flags
+  static constexpr uint8_t kNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM: the L4 checksum is partial
+  // gso_type
+  static constexpr uint8_t kGsoNone = 0;    // VIRTIO_NET_HDR_GSO_NONE
+  static constexpr uint8_t kGsoTcpV4 = 1;   // VIRTIO_NET_HDR_GSO_TCPV4 (TSO)
+  static constexpr uint8_t kGsoTcpV6 = 4;   // VIRTIO_NET_HDR_GSO_TCPV6
+  static constexpr uint8_t kGsoUdpL4 = 5;   // VIRTIO_NET_HDR_GSO_UDP_L4 (USO)
+  static constexpr uint8_t kGsoEcn = 0x80;  // VIRTIO_NET_HDR_GSO_ECN, a bit on top of the type
+
+  uint8_t flags = 0;
+  uint8_t gsoType = kGsoNone;
+  uint16_t hdrLen = 0;
+  uint16_t gsoSize = 0;
+  uint16_t csumStart = 0;
+  uint16_t csumOffset = 0;
+
+  static VirtioNetHdr Decode(const uint8_t* b) {
+    VirtioNetHdr h;
+    h.flags = b[0];
+    h.gsoType = b[1];
+    h.hdrLen = Le16(b + 2);
+    h.gsoSize = Le16(b + 4);
+    h.csumStart = Le16(b + 6);
+    h.csumOffset = Le16(b + 8);
+    return h;
+  }
+
+  void Encode(uint8_t* b) const {
+    b[0] = flags;
+    b[1] = gsoType;
+    PutLe16(b + 2, hdrLen);
+    PutLe16(b + 4, gsoSize);
+    PutLe16(b + 6, csumStart);
+    PutLe16(b + 8, csumOffset);
+  }
+
+  /** The GSO type without the ECN bit. */
+  uint8_t Segmentation() const { return gsoType & static_cast<uint8_t>(~kGsoEcn); }
+
+ private:
+  static uint16_t Le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+  static void PutLe16(uint8_t* p, uint16_t v) {
+    p[0] = static_cast<uint8_t>(v & 0xff);
+    p[1] = static_cast<uint8_t>(v >> 8);
+  }
+};
 
 class Tun;
 // Busy polling, for all started devices together (masq's inside and outside TUNs): see BusyPoll.
@@ -32,6 +93,8 @@ constexpr uint64_t kMaxSpinNs = 2000000;
 
 struct Counters {
   double rxPackets = 0, rxBytes = 0, rxWakeups = 0, rxBudgetHits = 0, rxErrors = 0, rxBusyPolled = 0;
+  // GSO super-packets read (TCP: TSO, UDP: USO), each up to 64 KB the kernel segments on write.
+  double rxGsoTcp = 0, rxGsoUdp = 0;
   double txPackets = 0, txBytes = 0, txFull = 0, txErrors = 0;
 };
 
@@ -61,8 +124,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
   explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsString() || !info[1].IsBoolean() || !info[2].IsArray()) {
-      Napi::TypeError::New(env, "Tun(name: string, vnetHdr: boolean, offloads: number[])")
-          .ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "Tun(name: string, vnetHdr: boolean, offloads: number[])").ThrowAsJavaScriptException();
       return;
     }
     std::string name = info[0].As<Napi::String>().Utf8Value();
@@ -108,6 +170,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
       return;
     }
     fd_ = fd;
+    vnetHdr_ = vnet;
     name_ = ifr.ifr_name;
     offloads_ = chosen;
   }
@@ -140,8 +203,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     maxPacket_ = info[2].As<Napi::Number>().Uint32Value();
     budget_ = info[3].As<Napi::Number>().Uint32Value();
     if (maxPacket_ == 0 || maxPacket_ > bufLen_ || budget_ == 0) {
-      Napi::RangeError::New(env, "start: maxPacket must fit the buffer and budget be > 0")
-          .ThrowAsJavaScriptException();
+      Napi::RangeError::New(env, "start: maxPacket must fit the buffer and budget be > 0").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     // Keep the buffers alive while native code holds raw pointers into them.
@@ -192,8 +254,10 @@ class Tun : public Napi::ObjectWrap<Tun> {
       for (size_t i = 0; i < g_started.size(); i++)
         if (g_started[i]->Drain(false) > 0) any = true;
       const uint64_t now = uv_hrtime();
-      if (any) lastPacket = now;
-      else if (now - lastPacket >= g_busyPollNs) return;
+      if (any)
+        lastPacket = now;
+      else if (now - lastPacket >= g_busyPollNs)
+        return;
       if (now - start >= kMaxSpinNs) return;
     }
   }
@@ -214,6 +278,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
       if (n == 0) break;
       meta_[2 * count] = static_cast<uint32_t>(pos);
       meta_[2 * count + 1] = static_cast<uint32_t>(n);
+      if (vnetHdr_ && static_cast<size_t>(n) >= VirtioNetHdr::kBytes) CountGso(VirtioNetHdr::Decode(buf_ + pos));
       count++;
       counters_.rxBytes += n;
       // 8-byte alignment keeps each IP header word-aligned for the engine's reads.
@@ -228,6 +293,20 @@ class Tun : public Napi::ObjectWrap<Tun> {
     // MakeCallback runs the microtask queue afterwards and routes a throw to 'uncaughtException'.
     onBatch_.MakeCallback(env.Global(), {Napi::Number::New(env, count)}, *asyncContext_);
     return count;
+  }
+
+  void CountGso(const VirtioNetHdr& h) {
+    switch (h.Segmentation()) {
+      case VirtioNetHdr::kGsoTcpV4:
+      case VirtioNetHdr::kGsoTcpV6:
+        counters_.rxGsoTcp++;
+        break;
+      case VirtioNetHdr::kGsoUdpL4:
+        counters_.rxGsoUdp++;
+        break;
+      default:
+        break;
+    }
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
@@ -310,6 +389,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
     o.Set("rxBudgetHits", counters_.rxBudgetHits);
     o.Set("rxErrors", counters_.rxErrors);
     o.Set("rxBusyPolled", counters_.rxBusyPolled);
+    o.Set("rxGsoTcp", counters_.rxGsoTcp);
+    o.Set("rxGsoUdp", counters_.rxGsoUdp);
     o.Set("txPackets", counters_.txPackets);
     o.Set("txBytes", counters_.txBytes);
     o.Set("txQueueFull", counters_.txFull);
@@ -353,6 +434,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
   }
 
   int fd_ = -1;
+  bool vnetHdr_ = false;
   std::string name_;
   unsigned long offloads_ = 0;
   uv_poll_t* poll_ = nullptr;
@@ -513,10 +595,14 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("TUN_F_TSO4", TUN_F_TSO4);
   exports.Set("TUN_F_TSO6", TUN_F_TSO6);
   exports.Set("TUN_F_TSO_ECN", TUN_F_TSO_ECN);
-#ifdef TUN_F_USO4
   exports.Set("TUN_F_USO4", TUN_F_USO4);
   exports.Set("TUN_F_USO6", TUN_F_USO6);
-#endif
+  // The header's layout and values as this side has them, so the unit tests check that the
+  // JavaScript side's copy (src/packet/virtio-net.ts) agrees.
+  exports.Set("VIRTIO_NET_HDR_BYTES", static_cast<uint32_t>(VirtioNetHdr::kBytes));
+  exports.Set("VIRTIO_NET_HDR_F_NEEDS_CSUM", VirtioNetHdr::kNeedsCsum);
+  exports.Set("VIRTIO_NET_HDR_GSO_TCPV4", VirtioNetHdr::kGsoTcpV4);
+  exports.Set("VIRTIO_NET_HDR_GSO_UDP_L4", VirtioNetHdr::kGsoUdpL4);
   return Tun::Init(env, exports);
 }
 

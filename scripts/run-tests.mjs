@@ -4,8 +4,15 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-const which = process.argv[2] ?? "all";
-const dirs = which === "unit" ? ["test/unit"] : which === "e2e" ? ["test/e2e"] : ["test/unit", "test/e2e"];
+// Anything else is refused: a mistyped or unknown argument (`--help`) must not run everything.
+const SUITES = { unit: ["test/unit"], e2e: ["test/e2e"], all: ["test/unit", "test/e2e"] };
+const args = process.argv.slice(2);
+const which = args[0] ?? "all";
+if (args.length > 1 || !Object.hasOwn(SUITES, which)) {
+  console.error("usage: node scripts/run-tests.mjs [unit|e2e|all]");
+  process.exit(2);
+}
+const dirs = SUITES[which];
 
 function find(dir) {
   const out = [];
@@ -28,6 +35,6 @@ if (dirs.includes("test/e2e") && process.getuid?.() !== 0) {
 }
 // End-to-end files each build their own namespaces; running them one at a time keeps the 2-core
 // machine from timing them out.
-const args = ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files];
-const r = spawnSync(process.execPath, args, { stdio: "inherit" });
+const testArgs = ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", ...files];
+const r = spawnSync(process.execPath, testArgs, { stdio: "inherit" });
 process.exit(r.status ?? 1);

@@ -74,12 +74,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "serve Prometheus metrics over HTTP at http://<address:port>/metrics (e.g. 127.0.0.1:9753)",
     )
     .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
-    .action(async (opts: RunFlags & { offload: boolean; rps: boolean }) => {
+    .option(
+      "--dry-run",
+      "print the host setup masq would apply, each step with its undo, and exit without changing anything",
+    )
+    .action(async ({ dryRun, ...opts }: RunFlags & { offload: boolean; rps: boolean; dryRun?: boolean }) => {
       const flags: RunFlags = { ...opts };
       // commander sets the --no-… options true by default; only an explicit flag overrides the file.
       if (opts.offload !== false) delete flags.offload;
       if (opts.rps !== false) delete flags.rps;
       const cfg = resolveRunConfig(flags);
+      if (dryRun) {
+        const { runDryRun } = await import("./dry-run.ts");
+        setExit(await runDryRun(cfg));
+        return;
+      }
       const { runDaemon } = await import("../control/daemon.ts");
       setExit(await runDaemon(cfg));
     });

@@ -2,6 +2,7 @@
 // counters, the Prometheus text and the port forwards of a running masq.
 
 import { performance } from "node:perf_hooks";
+import { sumCounters } from "../datapath/tuns.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { type ForwardRegistry, type ForwardText, forwardText, parseForward } from "../portmap/forwards.ts";
 import type { PortmapServer } from "../portmap/server.ts";
@@ -11,7 +12,6 @@ import type { Resolved } from "./engine-config.ts";
 import type { StatsReply } from "./format.ts";
 import type { createMetrics } from "./metrics.ts";
 import { ControlError, type ControlSource } from "./server.ts";
-import { sumCounters } from "./tuns.ts";
 
 /** What the handlers read; the getters are asked per request (things start one after another). */
 export interface ApiSources {

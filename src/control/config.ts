@@ -72,7 +72,7 @@ export interface RunConfig {
   offload: boolean;
   /** Receive Packet Steering on the TUN: the kernel's work on written packets spread over all CPUs. */
   rps: boolean;
-  /** Where the packet loop runs (src/control/cpu-placement.ts). */
+  /** Where the packet loop runs (src/datapath/cpu-placement.ts). */
   datapathCpu: DatapathCpuSetting;
   /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
   busyPollUs: number;

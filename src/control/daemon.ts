@@ -6,6 +6,9 @@
 import { existsSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
+import { placeDatapath } from "../datapath/cpu-placement.ts";
+import { Datapath } from "../datapath/datapath.ts";
+import { rpsMaskFor, TunPair } from "../datapath/tuns.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import {
   applyHostSetup,
@@ -13,7 +16,6 @@ import {
   cleanLeftovers,
   currentNetnsName,
   defaultStateFile,
-  planHostSetup,
   readRpFilterState,
   removeOrphanStateFiles,
   sysfsIsOurs,
@@ -26,19 +28,14 @@ import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { RunConfig } from "./config.ts";
-import { placeDatapath } from "./cpu-placement.ts";
-import { Datapath } from "./datapath.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import { startForwards } from "./forward-steering.ts";
+import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlServer } from "./server.ts";
-import { rpsMaskFor, TunPair } from "./tuns.ts";
-
-/** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
-const TUN_TX_QUEUE_LEN = 4096;
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
 export async function runDaemon(cfg: RunConfig): Promise<number> {
@@ -97,21 +94,10 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     if (typeof rps === "object")
       log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
-    const plan = planHostSetup({
-      mode: host.mode,
-      tun: cfg.tun,
-      tunOutside: cfg.tunOutside,
-      inside: cfg.inside,
-      outside: cfg.outside,
-      insideNetworks: host.insideNetworks,
-      mtu: host.mtu,
-      txQueueLen: TUN_TX_QUEUE_LEN,
+    const plan = planRunHost(cfg, host, {
       disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
       rpFilter: await readRpFilterState(),
       rpsCpus,
-      ...(host.mode === "pool"
-        ? { pool: cfg.addresses }
-        : { ports: cfg.ports, publicAddress: host.publicAddresses[0] }),
     });
     hostApplied = true;
     await applyHostSetup(plan, stateFile, { log });

@@ -1,6 +1,8 @@
 // The control API: HTTP over a Unix socket (only root reaches it; nothing listens on the
-// network): health, connection table, counters, Prometheus metrics, port forwards. The
-// connection table is streamed in chunks (chunked.ts, conns-listing.ts): it can be 200 k flows.
+// network). GET reads health, the connection table, counters and Prometheus metrics; port
+// forwards are written too: POST /v1/forwards adds one, DELETE /v1/forwards/<key> removes one.
+// The connection table is streamed in chunks (chunked.ts, conns-listing.ts): it can be 200 k
+// flows.
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect } from "node:net";

@@ -37,6 +37,14 @@ export interface NativeAddon {
   TUN_F_TSO4: number;
   TUN_F_TSO6: number;
   TUN_F_TSO_ECN: number;
+  /** UDP segmentation offload (Linux 6.2); the kernel refuses them without it. */
+  TUN_F_USO4: number;
+  TUN_F_USO6: number;
+  /** The virtio-net header as the C side has it (checked against src/packet/virtio-net.ts). */
+  VIRTIO_NET_HDR_BYTES: number;
+  VIRTIO_NET_HDR_F_NEEDS_CSUM: number;
+  VIRTIO_NET_HDR_GSO_TCPV4: number;
+  VIRTIO_NET_HDR_GSO_UDP_L4: number;
 }
 
 export const ADDON_PATH = join(

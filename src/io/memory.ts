@@ -1,10 +1,19 @@
 // An in-memory BatchIo for tests: packets queued by the test are delivered in batches laid out
 // the way the TUN addon lays them out (one buffer, (offset, length) pairs), and packets written
 // are kept as copies in order. No timers: delivery happens when the test calls deliver().
+import {
+  clearVirtioNetHdr,
+  encodeVirtioNetHdr,
+  VIRTIO_NET_HDR_BYTES,
+  type VirtioNetHdr,
+} from "../packet/virtio-net.ts";
 import type { BatchIo } from "./batch-io.ts";
 
 export interface MemoryIoOptions {
-  /** Bytes of (zeroed) virtio-net header before each packet, as a vnet TUN would put there. */
+  /**
+   * 0 (default) or VIRTIO_NET_HDR_BYTES: a virtio-net header before each packet, as a vnet TUN
+   * puts there (zeroed unless the packet was queued with pushWithHeader).
+   */
   headerBytes?: number;
   /** Most packets per batch (default 64). */
   batchSize?: number;
@@ -23,11 +32,13 @@ export class MemoryIo implements BatchIo {
   accepting = true;
   private readonly buf: Uint8Array;
   private readonly meta: Uint32Array;
-  private readonly queue: Uint8Array[] = [];
+  private readonly queue: { packet: Uint8Array; header: VirtioNetHdr | undefined }[] = [];
   private onBatch: ((buf: Uint8Array, meta: Uint32Array, count: number) => void) | undefined;
 
   constructor(opts: MemoryIoOptions = {}) {
     this.headerBytes = opts.headerBytes ?? 0;
+    if (this.headerBytes !== 0 && this.headerBytes !== VIRTIO_NET_HDR_BYTES)
+      throw new Error(`MemoryIo: headerBytes must be 0 or ${VIRTIO_NET_HDR_BYTES}`);
     this.batchSize = opts.batchSize ?? 64;
     this.buf = new Uint8Array(opts.bufferBytes ?? 1 << 20);
     this.meta = new Uint32Array(this.batchSize * 2);
@@ -42,7 +53,14 @@ export class MemoryIo implements BatchIo {
    * copied now, so the caller may reuse its array.
    */
   push(...packets: Uint8Array[]): this {
-    for (const p of packets) this.queue.push(p.slice());
+    for (const p of packets) this.queue.push({ packet: p.slice(), header: undefined });
+    return this;
+  }
+
+  /** Queues one packet behind the virtio-net header `header` (a GSO super-packet, a partial checksum). */
+  pushWithHeader(header: VirtioNetHdr, packet: Uint8Array): this {
+    if (this.headerBytes === 0) throw new Error("MemoryIo: pushWithHeader on a device without headers");
+    this.queue.push({ packet: packet.slice(), header: { ...header } });
     return this;
   }
 
@@ -56,14 +74,15 @@ export class MemoryIo implements BatchIo {
       let count = 0;
       let off = 0;
       while (count < this.batchSize && this.queue.length > 0) {
-        const p = this.queue[0];
+        const { packet: p, header } = this.queue[0];
         const len = h + p.length;
         if (off + len > this.buf.length) {
           if (count === 0) throw new Error(`MemoryIo: packet of ${p.length} bytes exceeds the buffer`);
           break;
         }
         this.queue.shift();
-        this.buf.fill(0, off, off + h);
+        if (header !== undefined) encodeVirtioNetHdr(header, this.buf, off);
+        else if (h > 0) clearVirtioNetHdr(this.buf, off);
         this.buf.set(p, off + h);
         this.meta[2 * count] = off;
         this.meta[2 * count + 1] = len;

@@ -1,10 +1,10 @@
 // The TUN device as a BatchIo, over the native addon (native/tun.cc). The addon reads batches
 // into one buffer this class owns; the datapath rewrites them in place and writes them back.
+
+import { VIRTIO_NET_HDR_BYTES } from "../packet/virtio-net.ts";
 import { loadAddon, type NativeTun } from "./addon.ts";
 import type { BatchIo } from "./batch-io.ts";
 
-/** sizeof(struct virtio_net_hdr): the header the kernel puts before each packet with IFF_VNET_HDR. */
-export const VIRTIO_NET_HDR_BYTES = 10;
 /** The largest packet a read can return: a 64 KB GSO packet and its header. */
 const MAX_PACKET = 65535 + VIRTIO_NET_HDR_BYTES;
 
@@ -17,6 +17,9 @@ export interface TunCounters {
   rxErrors: number;
   /** Packets read while busy polling after a batch, without a wake-up (see busy_poll_us). */
   rxBusyPolled: number;
+  /** GSO super-packets read: TCP (TSO) and UDP (USO), each up to 64 KB the kernel segments. */
+  rxGsoTcp: number;
+  rxGsoUdp: number;
   txPackets: number;
   txBytes: number;
   txQueueFull: number;
@@ -27,8 +30,9 @@ export interface TunOptions {
   /** Device name, e.g. "masq0"; created when absent (and removed when closed, unless persistent). */
   name: string;
   /**
-   * IFF_VNET_HDR with checksum and TCP segmentation offloads: one read or write carries up to
-   * 64 KB of a TCP stream, the route to TCP throughput (as in wireguard-go).
+   * IFF_VNET_HDR with checksum and segmentation offloads (TSO, and USO where the kernel has it):
+   * one read or write carries up to 64 KB of a TCP stream or of UDP datagrams of one flow, the
+   * route to throughput (as in wireguard-go).
    */
   vnetHdr?: boolean;
   /** Bytes of the receive buffer (default 4 MiB). */
@@ -62,8 +66,15 @@ export class TunDevice implements BatchIo {
     const mod = loadAddon();
     const vnet = opts.vnetHdr ?? false;
     const tso = mod.TUN_F_CSUM | mod.TUN_F_TSO4 | mod.TUN_F_TSO6;
-    // Offload sets to try, best first; the kernel refuses flags it does not know.
-    const candidates = vnet ? [tso | mod.TUN_F_TSO_ECN, tso, mod.TUN_F_CSUM] : [];
+    // USO (Linux 6.2) takes both flags together; the engine needs nothing more for it than for
+    // TSO: it rewrites addresses and ports, adjusts the partial checksum, and the header goes back
+    // unchanged for the kernel to segment (test/unit/datapath/offload.test.ts).
+    const uso = mod.TUN_F_USO4 | mod.TUN_F_USO6;
+    // Offload sets to try, best first; the kernel refuses flags it does not know (TUNSETOFFLOAD
+    // fails with EINVAL), and the next set is tried.
+    const candidates = vnet
+      ? [tso | mod.TUN_F_TSO_ECN | uso, tso | uso, tso | mod.TUN_F_TSO_ECN, tso, mod.TUN_F_CSUM]
+      : [];
     const dev = new mod.Tun(opts.name, vnet, candidates);
     return new TunDevice(dev, vnet, opts.rxBytes ?? 4 * 1024 * 1024, opts.budget ?? 256);
   }

@@ -2,7 +2,7 @@
 // interface missing, a port range overlapping the kernel's ephemeral ports, a bad config key,
 // config addresses that contradict the host's (inside networks on the outside subnet, forwards
 // to the gateway itself or a broadcast address);
-// and it leaves alone what it cannot be sure is its own.
+// and it leaves alone what it cannot be sure is its own. `masq run --dry-run` only prints the plan.
 // Each case runs in a namespace of its own, so nothing of the machine's is at stake.
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -176,6 +176,34 @@ describe("masq run refuses clearly", { skip: root ? false : "needs root (network
       await p.kill("SIGTERM", 10_000);
     }
     assert.equal(p.exitCode, 0);
+  });
+
+  it("--dry-run prints the host plan with every step's undo and changes nothing, and needs no root", async () => {
+    const sysctls = () =>
+      lab.run(ns, [
+        "sh",
+        "-c",
+        "grep -H . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/*/rp_filter",
+      ]);
+    const sysctls0 = await sysctls();
+    for (const run of [masqRun, masqRunAsNobody]) {
+      const r = await run(["--inside", "lan0", "--outside", "wan0", "--dry-run"]);
+      assert.equal(r.code, 0, r.stderr);
+      const out = r.stdout;
+      assert.match(
+        out,
+        /would open the TUNs masq0 \(inside\) and masq0-out \(outside\), interface mode, public 198\.51\.100\.2/,
+      );
+      const steps = Number(/apply these (\d+) steps/.exec(out)?.[1]);
+      assert.ok(steps > 20, out);
+      assert.equal(out.match(/^ +apply: /gm)?.length, steps, "each step has its command");
+      assert.equal(out.match(/^ +undo: /gm)?.length, steps, "and its undo");
+      assert.match(out, /apply: ip rule add pref \d+ iif wan0 ipproto tcp dport 61000-65534 lookup 101/);
+      assert.match(out, /undo: {2}sysctl -q -w net\.ipv4\.ip_forward=<the value before>/);
+      assert.match(out, /Nothing was changed/);
+    }
+    assert.equal(await snapshot(), before0, "no route, rule or device");
+    assert.equal(await sysctls(), sysctls0, "no sysctl");
   });
 
   it("none of the refusals left a route, rule or device behind", async () => {

@@ -17,7 +17,7 @@ import {
   replayConfig,
   runReplay,
 } from "../../src/cli/replay.ts";
-import { Datapath } from "../../src/control/datapath.ts";
+import { Datapath } from "../../src/datapath/datapath.ts";
 import { MemoryIo } from "../../src/io/memory.ts";
 import {
   LINKTYPE_ETHERNET,

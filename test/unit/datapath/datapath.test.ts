@@ -3,16 +3,16 @@
 // it came from, replies the engine builds included; forgeries are dropped and counted.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Datapath } from "../../src/control/datapath.ts";
-import { MemoryIo } from "../../src/io/memory.ts";
+import { Datapath } from "../../../src/datapath/datapath.ts";
+import { MemoryIo } from "../../../src/io/memory.ts";
 import {
   D_INSIDE_ADDRESS_FROM_OUTSIDE,
   D_INSIDE_SOURCE_FROM_OUTSIDE,
   D_SPOOFED_SOURCE,
-} from "../../src/nat/counters.ts";
-import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../src/nat/engine.ts";
-import { ACK, ip, RST, SYN, tcp, u16, u32, udp } from "../helpers/packets.ts";
-import { makeEngine, P, REMOTE } from "./nat/engine-helpers.ts";
+} from "../../../src/nat/counters.ts";
+import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/engine.ts";
+import { ACK, ip, RST, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
+import { makeEngine, P, REMOTE } from "../nat/engine-helpers.ts";
 
 const A = "192.168.0.2";
 

@@ -5,9 +5,8 @@
 import { performance } from "node:perf_hooks";
 import type { BatchIo } from "../io/batch-io.ts";
 import { DROP, FORWARD, type NatEngine, REPLY, SIDE_BY_ADDRESS, SIDE_OUTSIDE } from "../nat/engine.ts";
+import { clearVirtioNetHdr, needsChecksum } from "../packet/virtio-net.ts";
 
-/** virtio_net_hdr flags: the L4 checksum is partial (pseudo-header only), finished by the kernel. */
-const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 const MAX_BATCH = 1024;
 
 export interface DatapathStats {
@@ -85,7 +84,10 @@ export class Datapath {
       let out = 0;
       for (let k = 0; k < n; k++) {
         const off = meta[2 * (start + k)];
-        const partial = h > 0 && (buf[off] & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+        // The header is written back unchanged: the engine's rewrites keep every offset in it
+        // (checksum start, header length) valid, and the kernel segments a GSO super-packet (TSO,
+        // USO) as it describes, finishing each segment's checksum from the partial one.
+        const partial = h > 0 && needsChecksum(buf, off);
         const v = engine.process(buf, off + h, ipMeta[2 * k + 1], now, partial, side);
         if (v === FORWARD) {
           this.outMeta[2 * out] = off;
@@ -129,7 +131,7 @@ export class Datapath {
     let ok: boolean;
     if (h === 0) ok = io.write(pkt, 0, len);
     else {
-      this.scratch.fill(0, 0, h);
+      clearVirtioNetHdr(this.scratch, 0);
       this.scratch.set(pkt.subarray(0, len), h);
       ok = io.write(this.scratch, 0, len + h);
     }

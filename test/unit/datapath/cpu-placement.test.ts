@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
-import { placeDatapath } from "../../../src/control/cpu-placement.ts";
+import { placeDatapath } from "../../../src/datapath/cpu-placement.ts";
 import { cpuSetMask } from "../../../src/host/plan.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
