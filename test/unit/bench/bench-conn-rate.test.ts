@@ -8,8 +8,8 @@ import { createServer as createTcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { buildConnRate, type ShortFailures } from "../../bench/lib/http.ts";
-import { exec } from "../../src/host/exec.ts";
+import { buildConnRate, type ShortFailures } from "../../../bench/lib/http.ts";
+import { exec } from "../../../src/host/exec.ts";
 
 /** The client's JSON: the failure reasons the bench reads, and the rest of its counts. */
 type Summary = ShortFailures & {

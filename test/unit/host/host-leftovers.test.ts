@@ -3,7 +3,7 @@
 // run, and nothing else is touched.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { forwardRuleSteps } from "../../src/host/forward-rules.ts";
+import { forwardRuleSteps } from "../../../src/host/forward-rules.ts";
 import {
   type Footprint,
   type HostSnapshot,
@@ -11,8 +11,8 @@ import {
   type IpRule,
   planLeftoverRemoval,
   tunsInUse,
-} from "../../src/host/leftovers.ts";
-import { type HostSetupOptions, planHostSetup } from "../../src/host/plan.ts";
+} from "../../../src/host/leftovers.ts";
+import { type HostSetupOptions, planHostSetup } from "../../../src/host/plan.ts";
 
 const M = 4242424242;
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { formatIpv4, parseIpv4 } from "../../src/packet/addr.ts";
+import { formatIpv4, parseIpv4 } from "../../../src/packet/addr.ts";
 import {
   adjustChecksum,
   checksum,
@@ -12,12 +12,12 @@ import {
   readU16,
   writeU16,
   writeU32,
-} from "../../src/packet/checksum.ts";
-import { computeIpChecksum, ipFragmentOffset, ipHeaderLength } from "../../src/packet/ipv4.ts";
-import { TCP_OPT_SACK, TCP_OPT_WSCALE, tcpOptionAt } from "../../src/packet/l4.ts";
-import { PacketError, validateIpv4 } from "../../src/packet/validate.ts";
-import { icmpEcho, tcp, udp } from "../helpers/packets.ts";
-import { assertProperty } from "../helpers/property.ts";
+} from "../../../src/packet/checksum.ts";
+import { computeIpChecksum, ipFragmentOffset, ipHeaderLength } from "../../../src/packet/ipv4.ts";
+import { TCP_OPT_SACK, TCP_OPT_WSCALE, tcpOptionAt } from "../../../src/packet/l4.ts";
+import { PacketError, validateIpv4 } from "../../../src/packet/validate.ts";
+import { icmpEcho, tcp, udp } from "../../helpers/packets.ts";
+import { assertProperty } from "../../helpers/property.ts";
 
 describe("Internet checksum (RFC 1071) and incremental update (RFC 1624)", () => {
   it("matches the RFC 1071 worked example", () => {

@@ -20,8 +20,8 @@ import {
   readState,
   removeOrphanStateFiles,
   StateFileError,
-} from "../../src/host/apply.ts";
-import { isLiveMasq, isMasqCommandLine, processStartTime } from "../../src/host/owner.ts";
+} from "../../../src/host/apply.ts";
+import { isLiveMasq, isMasqCommandLine, processStartTime } from "../../../src/host/owner.ts";
 
 /** Waits (bounded: 5 s) until `check` holds. */
 async function until(check: () => boolean, what: string): Promise<void> {

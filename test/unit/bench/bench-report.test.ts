@@ -3,9 +3,9 @@
 // difference of masq's counters around a measurement.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { failuresText } from "../../bench/lib/http.ts";
-import { countersDelta, countersText, type MasqCounters } from "../../bench/lib/masq-stats.ts";
-import { emptySamples, jsonFigures, table } from "../../bench/lib/report.ts";
+import { failuresText } from "../../../bench/lib/http.ts";
+import { countersDelta, countersText, type MasqCounters } from "../../../bench/lib/masq-stats.ts";
+import { emptySamples, jsonFigures, table } from "../../../bench/lib/report.ts";
 
 describe("bench report", () => {
   it("takes medians with a ratio, and sums counts of failures without one", () => {

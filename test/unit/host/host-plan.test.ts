@@ -14,13 +14,13 @@ import {
   isAlreadyGone,
   readState,
   undoHostSetup,
-} from "../../src/host/apply.ts";
+} from "../../../src/host/apply.ts";
 import {
   ephemeralOverlapMessage,
   interfaceIndexes,
   parsePortRange,
   sysfsIsOurs,
-} from "../../src/host/checks.ts";
+} from "../../../src/host/checks.ts";
 import {
   cpuMask,
   expandPrefix,
@@ -32,8 +32,8 @@ import {
   planHostSetup,
   type RpFilterState,
   sysctlKey,
-} from "../../src/host/plan.ts";
-import { assertProperty } from "../helpers/property.ts";
+} from "../../../src/host/plan.ts";
+import { assertProperty } from "../../helpers/property.ts";
 
 /** Waits (bounded: 5 s) until /proc shows `pid` running `argv0` (after its exec). */
 async function waitForCommandLine(pid: number, argv0: string): Promise<void> {

@@ -1,7 +1,7 @@
 // pcap reader/writer, the memory BatchIo, and `masq replay`, with a golden replay: a scenario
 // built here (test/golden/replay-in.pcap) replayed through the engine must give exactly the
 // committed test/golden/replay-out.pcap and replay-summary.txt. After an intended behaviour
-// change, regenerate with `UPDATE_GOLDEN=1 node --import tsx --test test/unit/pcap.test.ts` and
+// change, regenerate with `UPDATE_GOLDEN=1 node --import tsx --test test/unit/io/pcap.test.ts` and
 // review the difference (`tcpdump -r test/golden/replay-out.pcap -nv`).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -16,9 +16,9 @@ import {
   replayBytes,
   replayConfig,
   runReplay,
-} from "../../src/cli/replay.ts";
-import { Datapath } from "../../src/datapath/datapath.ts";
-import { MemoryIo } from "../../src/io/memory.ts";
+} from "../../../src/cli/replay.ts";
+import { Datapath } from "../../../src/datapath/datapath.ts";
+import { MemoryIo } from "../../../src/io/memory.ts";
 import {
   LINKTYPE_ETHERNET,
   LINKTYPE_LINUX_SLL,
@@ -27,9 +27,9 @@ import {
   PcapFormatError,
   PcapReader,
   PcapWriter,
-} from "../../src/io/pcap.ts";
-import { NatEngine } from "../../src/nat/engine.ts";
-import { fold, pseudoHeaderSum, writeU16 } from "../../src/packet/checksum.ts";
+} from "../../../src/io/pcap.ts";
+import { NatEngine } from "../../../src/nat/engine.ts";
+import { fold, pseudoHeaderSum, writeU16 } from "../../../src/packet/checksum.ts";
 import {
   ACK,
   checksumProblems,
@@ -44,10 +44,10 @@ import {
   u16,
   u32,
   udp,
-} from "../helpers/packets.ts";
-import { TEST_HASH_SEED } from "./nat/engine-helpers.ts";
+} from "../../helpers/packets.ts";
+import { TEST_HASH_SEED } from "../nat/engine-helpers.ts";
 
-const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), "..", "golden");
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "golden");
 const UPDATE = process.env.UPDATE_GOLDEN === "1";
 
 // ------------------------------------------------------------------ building pcap files by hand
@@ -586,7 +586,7 @@ describe("replay", () => {
 
 describe("masq replay (command)", () => {
   // A child process: the real exit code and streams, and nothing written over the test reporter.
-  const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+  const MAIN = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url));
   function cli(argv: string[]): { code: number; out: string; err: string } {
     const code = `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(1));`;
     const r = spawnSync(
