@@ -1,5 +1,5 @@
 // Builds the TUN addon with npm's own bundled node-gyp against the headers of the Node that runs
-// this script, so a fresh machine needs no machine-level npm setting (see design.md).
+// this script, so a fresh machine needs no machine-level npm setting (see docs/design.md).
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";

@@ -1,6 +1,6 @@
 // The OS setup around masq's two TUN devices, as data: an ordered list of steps, each with the
 // argv that applies it and the argv that undoes it. Pure (no I/O), so it is unit-tested and
-// printed by `masq run --dry-run` (control/host-plan.ts). The recipe is the one in design.md, "Routing recipe", with one TUN per arrival
+// printed by `masq run --dry-run` (control/host-plan.ts). The recipe is the one in docs/design.md, "Routing recipe", with one TUN per arrival
 // side: the kernel hands masq what arrived on the inside interfaces through the inside TUN and
 // what arrived on the outside interface through the outside TUN, and the side, not the source
 // address, tells the engine inside from outside.
@@ -84,7 +84,7 @@ export interface HostSetupOptions {
   publicAddress?: string;
   /** Routing tables (defaults: inside 100, outside 101, guard 102). Pool mode has no outside table. */
   tables?: Partial<RoutingTables>;
-  /** Rule priorities (defaults as in design.md). */
+  /** Rule priorities (defaults as in docs/design.md). */
   prefs?: Partial<RulePrefs>;
 }
 
