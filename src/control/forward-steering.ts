@@ -4,13 +4,14 @@
 
 import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
-import { applyRecordedStep, currentNetnsName, forwardRuleSteps, undoRecordedStep } from "../host/index.ts";
+import { applyRecordedStep, currentNetnsName, undoRecordedStep } from "../host/index.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import { ForwardRegistry, forwardText, type Steering } from "../portmap/forwards.ts";
 import { forwardTargetProblem, toPrefix } from "./address-rules.ts";
 import type { RunConfig } from "./config.ts";
 import type { Resolved } from "./engine-config.ts";
+import { forwardSteps } from "./host-plan.ts";
 import type { createLogger } from "./log.ts";
 
 /**
@@ -26,15 +27,7 @@ export async function startForwards(
   log: ReturnType<typeof createLogger>,
 ): Promise<ForwardRegistry> {
   const steps = (proto: "tcp" | "udp", first: number, last: number) =>
-    forwardRuleSteps({
-      proto,
-      first,
-      last,
-      outside: cfg.outside,
-      inside: cfg.inside,
-      publicAddress: host.publicAddresses[0],
-      ports: cfg.ports,
-    });
+    forwardSteps(cfg, host, proto, first, last);
   const steer: Steering | undefined =
     host.mode === "interface"
       ? {

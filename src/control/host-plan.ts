@@ -49,17 +49,26 @@ export function planRunHost(cfg: RunConfig, host: Resolved, seen: HostObservatio
  */
 export function planConfigForwards(cfg: RunConfig, host: Resolved): HostStep[] {
   if (host.mode !== "interface") return [];
-  return cfg.forwards.flatMap((f) =>
-    forwardRuleSteps({
-      proto: f.proto,
-      first: f.first,
-      last: f.last,
-      outside: cfg.outside,
-      inside: cfg.inside,
-      publicAddress: host.publicAddresses[0],
-      ports: cfg.ports,
-    }),
-  );
+  return cfg.forwards.flatMap((f) => forwardSteps(cfg, host, f.proto, f.first, f.last));
+}
+
+/** Interface mode: the policy rules one forward of outside ports first-last adds. */
+export function forwardSteps(
+  cfg: RunConfig,
+  host: Resolved,
+  proto: "tcp" | "udp",
+  first: number,
+  last: number,
+): HostStep[] {
+  return forwardRuleSteps({
+    proto,
+    first,
+    last,
+    outside: cfg.outside,
+    inside: cfg.inside,
+    publicAddress: host.publicAddresses[0],
+    ports: cfg.ports,
+  });
 }
 
 /**
