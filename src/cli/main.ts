@@ -75,6 +75,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     )
     .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
     .option(
+      "--mss-clamp <mss>",
+      "lower the MSS of SYNs: pmtu (the default: the MTU of the link they leave by − 40), off, or a number of bytes",
+    )
+    .option(
       "--dry-run",
       "print the host setup masq would apply, each step with its undo, and exit without changing anything",
     )

@@ -1,6 +1,7 @@
 // Bounded number values of the config file's schema: whole seconds, rates and counts with upper
 // bounds, so a typo (1e12 s, 1e300) is refused with the key named rather than taken for "forever".
 import * as v from "valibot";
+import type { MssClampSetting } from "../nat/config.ts";
 
 export const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
 
@@ -45,3 +46,19 @@ export const flowCount = (min: number) =>
     v.minValue(min, `must be at least ${min}`),
     v.maxValue(MAX_FLOWS, `must be at most ${MAX_FLOWS}`),
   );
+
+/**
+ * The smallest MSS `mss_clamp` takes: every IPv4 host accepts 576-byte datagrams, so 536 is what
+ * TCP assumes without the option (RFC 9293 §3.7.1); a clamp below it only slows connections.
+ */
+export const MIN_MSS = 536;
+/** The largest IPv4 datagram less the two headers. */
+export const MAX_MSS = 65_495;
+export const MSS_CLAMP_HINT = `must be "pmtu", "off" or an MSS of ${MIN_MSS}-${MAX_MSS} bytes`;
+
+/** `mss_clamp`: "pmtu", "off" or a number of bytes (as text on the command line); else undefined. */
+export function mssClampValue(value: string | number): MssClampSetting | undefined {
+  if (value === "pmtu" || value === "off") return value;
+  const n = typeof value === "number" ? value : /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN;
+  return Number.isInteger(n) && n >= MIN_MSS && n <= MAX_MSS ? n : undefined;
+}

@@ -11,6 +11,7 @@ import {
   DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_TIMEOUTS,
   type Filtering,
+  type MssClampSetting,
   type Timeouts,
   type UnsolicitedSyn,
 } from "../nat/config.ts";
@@ -19,7 +20,15 @@ import { defaultPortmapConfig, type PortmapConfig } from "../portmap/config.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
 import { addressPlanProblem } from "./address-rules.ts";
 import { algSectionSchema, applyAlgSection } from "./alg-config.ts";
-import { flowCount, flowTimeout, fragmentTimeout, perSecond, seconds } from "./config-values.ts";
+import {
+  flowCount,
+  flowTimeout,
+  fragmentTimeout,
+  MSS_CLAMP_HINT,
+  mssClampValue,
+  perSecond,
+  seconds,
+} from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
@@ -81,6 +90,8 @@ export interface RunConfig {
   portSeed?: number;
   /** An unsolicited inbound SYN: dropped, or answered after 6 s (RFC 5382 REQ-4). */
   unsolicitedSyn: UnsolicitedSyn;
+  /** MSS clamping of SYNs: to the links' MTU − 40 ("pmtu"), to a number, or "off". */
+  mssClamp: MssClampSetting;
   timeouts: Timeouts;
   limits: {
     maxFlows: number;
@@ -132,6 +143,7 @@ export function defaultRunConfig(): RunConfig {
     busyPollUs: 0,
     portParity: false,
     unsolicitedSyn: "drop",
+    mssClamp: "pmtu",
     timeouts: { ...DEFAULT_TIMEOUTS },
     limits: {
       maxFlows: 262_144,
@@ -164,6 +176,12 @@ export function parseDatapathCpu(value: string | number, where: string): Datapat
   if (!Number.isInteger(n) || n < 0 || n > 8191)
     throw new ConfigError(where, `${JSON.stringify(value)} must be "auto", "off" or a CPU number`);
   return n;
+}
+
+function mssClamp(value: string | number, where: string): MssClampSetting {
+  const setting = mssClampValue(value);
+  if (setting === undefined) throw new ConfigError(where, `${JSON.stringify(value)} ${MSS_CLAMP_HINT}`);
+  return setting;
 }
 
 /**
@@ -231,6 +249,7 @@ const fileSchema = v.strictObject({
     v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
   ),
   unsolicited_syn: v.optional(v.picklist(UNSOLICITED_SYN, `must be one of ${UNSOLICITED_SYN.join(", ")}`)),
+  mss_clamp: v.optional(v.union([v.string(), v.number()], MSS_CLAMP_HINT)),
   timeouts: v.optional(
     v.strictObject({
       allow_short_timeouts: v.optional(v.boolean()),
@@ -331,6 +350,8 @@ export interface RunFlags {
   metrics?: string;
   /** --portmap: NAT-PMP and PCP on (as `[portmap] enabled = true`). */
   portmap?: boolean;
+  /** --mss-clamp pmtu|off|<bytes>. */
+  mssClamp?: string;
 }
 
 /** Parse and validate TOML text; `source` names the file in errors. */
@@ -393,6 +414,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
     if (f.unsolicited_syn !== undefined) c.unsolicitedSyn = f.unsolicited_syn;
+    if (f.mss_clamp !== undefined) c.mssClamp = mssClamp(f.mss_clamp, `${src}: mss_clamp`);
     const t = f.timeouts;
     if (t) {
       allowShort = t.allow_short_timeouts ?? false;
@@ -503,6 +525,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.datapathCpu !== undefined) c.datapathCpu = parseDatapathCpu(flags.datapathCpu, "--datapath-cpu");
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
+  if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);

@@ -233,10 +233,18 @@ function printSummary(
   const lines = [
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
-    `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
+    `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}; ${mssSummary(engine)}`,
     `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`}; up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",
   ];
   process.stderr.write(lines.join("\n"));
+}
+
+/** "MSS clamp 1452 out, 1460 in (pmtu: MTU 1492 outside, 1500 inside)", or "MSS clamp off". */
+function mssSummary(engine: NatEngine): string {
+  const m = engine.mssClamp;
+  if (m.setting === "off") return "MSS clamp off";
+  const how = m.setting === "pmtu" ? `pmtu: MTU ${m.outsideMtu} outside, ${m.insideMtu} inside` : "fixed";
+  return `MSS clamp ${m.outbound} out, ${m.inbound} in (${how})`;
 }

@@ -1,7 +1,7 @@
 // The engine's configuration from a `masq run` configuration and what the host said: shared by
 // the daemon and `masq replay`, which must set up the engine exactly alike.
 import { randomBytes } from "node:crypto";
-import { parsePrefix } from "../host/index.ts";
+import { DEFAULT_MTU, parsePrefix } from "../host/index.ts";
 import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import type { RunConfig } from "./config.ts";
@@ -12,6 +12,9 @@ export interface Resolved {
   publicAddresses: string[];
   insideNetworks: string[];
   mtu: number;
+  /** The smallest MTU of the inside interfaces, and the outside interface's (default 1500). */
+  insideMtu?: number;
+  outsideMtu?: number;
   /** Every address of the gateway's inside and outside interfaces (a live run only). */
   gatewayAddresses?: string[];
 }
@@ -40,6 +43,9 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
     newFlowsPerSec: cfg.limits.newFlowsPerSec,
     portParity: cfg.portParity,
+    mssClamp: cfg.mssClamp,
+    insideMtu: host.insideMtu ?? DEFAULT_MTU,
+    outsideMtu: host.outsideMtu ?? DEFAULT_MTU,
     // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
     portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
   });

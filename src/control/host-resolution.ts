@@ -6,6 +6,7 @@ import { MasqError } from "../errors/masq-error.ts";
 import {
   assertInterface,
   assertNoEphemeralOverlap,
+  DEFAULT_MTU,
   expandPrefix,
   interfaceAddress,
   interfaceIpv4Addresses,
@@ -54,6 +55,11 @@ export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   }
   const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
   const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
+  // What MSS clamping follows: a SYN to an inside host may cross the smallest inside link.
+  const known = (ms: Array<number | undefined>) => ms.filter((m): m is number => m !== undefined);
+  const insideMtus = known(mtus.slice(0, -1));
+  const outsideMtu = mtus[mtus.length - 1] ?? DEFAULT_MTU;
+  const insideMtu = insideMtus.length > 0 ? Math.min(...insideMtus) : DEFAULT_MTU;
   // The config's addresses against the host's: refused before anything on the host is touched.
   const gatewayAddresses = (
     await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
@@ -61,5 +67,5 @@ export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   const outsideNetworks = await interfacePrefixes(cfg.outside);
   const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
   if (bad) throw new ConfigError(bad.key, bad.problem);
-  return { mode, publicAddresses, insideNetworks, mtu, gatewayAddresses };
+  return { mode, publicAddresses, insideNetworks, mtu, insideMtu, outsideMtu, gatewayAddresses };
 }

@@ -14,6 +14,12 @@ export type TtlMode =
 
 export type UnsolicitedSyn = "drop" | "port-unreachable";
 
+/**
+ * MSS clamping of SYNs (src/nat/mss-clamp.ts): "pmtu" to the MTU of the link the SYN leaves by
+ * minus 40, a number for both directions, or "off".
+ */
+export type MssClampSetting = "pmtu" | "off" | number;
+
 export interface PortRange {
   first: number;
   last: number;
@@ -109,6 +115,10 @@ export interface EngineConfig {
   newFlowsPerSecPerHost: number;
   /** New flows per second through the whole gateway, both directions (0: no limit). */
   newFlowsPerSec: number;
+  mssClamp: MssClampSetting;
+  /** MTUs of the links (inside: the smallest of the inside interfaces'), for mssClamp "pmtu". */
+  insideMtu: number;
+  outsideMtu: number;
 }
 
 export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
@@ -151,6 +161,9 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     firewall: [],
     newFlowsPerSecPerHost: 0,
     newFlowsPerSec: 0,
+    mssClamp: "pmtu",
+    insideMtu: 1500,
+    outsideMtu: 1500,
     ...over,
   };
 }

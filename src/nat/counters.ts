@@ -144,6 +144,8 @@ export const C_TCP_PORTS_REUSED = EVENTS2_BASE + 6;
  * icmp_errors_translated).
  */
 export const C_GATEWAY_ICMP_ERRORS = EVENTS2_BASE + 7;
+/** SYNs and SYN-ACKs whose MSS option was lowered to what the next link carries (mss-clamp.ts). */
+export const C_MSS_CLAMPED = EVENTS2_BASE + 8;
 
 /** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
 export const COUNTER_SLOTS = 192;
@@ -188,6 +190,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_UNSOLICITED_SYN_UNANSWERED]: "unsolicited_syn_unanswered",
   [C_TCP_PORTS_REUSED]: "tcp_ports_reused",
   [C_GATEWAY_ICMP_ERRORS]: "gateway_icmp_errors_translated",
+  [C_MSS_CLAMPED]: "mss_clamped",
 };
 
 const DROP_NAMES: Record<number, string> = {

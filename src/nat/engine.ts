@@ -46,6 +46,8 @@ export class NatEngine {
   readonly firewall: EngineState["firewall"];
   /** Where REPLY packets are built. */
   readonly replyBuf: Uint8Array;
+  /** MSS clamping and the links' MTUs it follows (read-only here; setMtus changes them). */
+  readonly mssClamp: EngineState["mss"];
 
   /** `allocate`: memory for the flow and mapping tables (e.g. huge pages); plain by default. */
   constructor(config: EngineConfig, allocate?: TableAllocator) {
@@ -61,6 +63,7 @@ export class NatEngine {
     this.pins = s.pins;
     this.firewall = s.firewall;
     this.replyBuf = s.replyBuf;
+    this.mssClamp = s.mss;
   }
 
   /** Length of the packet to send after FORWARD (in the caller's buffer) or REPLY (in replyBuf). */
@@ -150,6 +153,14 @@ export class NatEngine {
   /** Attaches the application-level gateways (src/alg); flows made from now on are classified. */
   attachAlg(hook: AlgHook): void {
     this.s.alg = hook;
+  }
+
+  /**
+   * The links' MTUs changed (a link event): the MSS clamp of "pmtu" follows them from the next
+   * SYN on. `insideMtu`: the smallest of the inside interfaces'.
+   */
+  setMtus(insideMtu: number, outsideMtu: number): void {
+    this.s.mss.setMtus(insideMtu, outsideMtu);
   }
 
   /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */

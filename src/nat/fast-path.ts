@@ -211,6 +211,7 @@ function outbound(
     toOutside(ft, f, b, off, l4, l4Partial);
     s.counters[C.C_TRANSLATED_OUT]++;
     if (s.outsideIndex(dst) >= 0) return hairpin(s, b, off, hl, total, proto, l4Partial);
+    if (proto === IPPROTO_TCP) s.mss.apply(b, l4, true, l4Partial);
     if (u[base + F_ALG] !== 0 && s.alg !== null)
       return s.alg.packet(f, u[base + F_ALG], b, off, hl, total, true, l4Partial);
     return FORWARD;
@@ -255,6 +256,8 @@ function inbound(
     s.touch(f, total, false);
     toInside(ft, f, b, off, l4, l4Partial);
     s.counters[C.C_TRANSLATED_IN]++;
+    // Hairpinned SYNs too: they leave by the inside interface.
+    if (proto === IPPROTO_TCP) s.mss.apply(b, l4, false, l4Partial);
     if (u[base + F_ALG] !== 0 && s.alg !== null && !hairpin)
       return s.alg.packet(f, u[base + F_ALG], b, off, hl, total, false, l4Partial);
     return FORWARD;

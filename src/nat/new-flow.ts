@@ -101,9 +101,13 @@ export function admitInbound(
     if (s.interfaceMode && !hairpin && !s.portsFor(proto).inRange(dport)) return ~s.passthrough();
     return ~unsolicited(s, b, off, hairpin, C.D_NO_MAPPING);
   }
-  // A pin (forward, PCP mapping, ALG expectation) admits whatever the filtering mode.
+  // A pin (forward, PCP mapping, ALG expectation) admits whatever the filtering mode. So does
+  // hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet comes from an inside host, which
+  // could reach the other directly, so filtering it protects nothing and would only break P2P
+  // between two hosts behind this NAT when one sends first. The firewall rules still apply.
   const pin = s.pins.count[m] !== 0 ? s.pins.admitting(m, src) : undefined;
-  if (pin === undefined && !admits(s, m, src)) return ~unsolicited(s, b, off, hairpin, C.D_FILTERED);
+  if (pin === undefined && !hairpin && !admits(s, m, src))
+    return ~unsolicited(s, b, off, hairpin, C.D_FILTERED);
   if (proto === IPPROTO_TCP && (b[off + hl + 13] & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
     return ~s.drop(C.D_TCP_NO_FLOW);
   if (s.firewall !== null) {

@@ -35,6 +35,7 @@ import { HalfOpenQueue } from "./half-open.ts";
 import { HostTable } from "./host-table.ts";
 import { Embedded } from "./icmp.ts";
 import { MappingTable } from "./mapping-table.ts";
+import { MssClamp } from "./mss-clamp.ts";
 import { PinRegistry } from "./pins.ts";
 import { PortAllocator } from "./port-allocator.ts";
 import { PortQuota } from "./port-quota.ts";
@@ -74,6 +75,8 @@ export class EngineState {
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
   readonly fragments: FragmentTracker;
+  /** MSS clamping of SYNs, and the links' MTUs it follows. */
+  readonly mss: MssClamp;
   readonly portsTcp: PortAllocator;
   readonly portsUdp: PortAllocator;
   readonly portsIcmp: PortAllocator;
@@ -178,6 +181,7 @@ export class EngineState {
     this.applyReleased = (b, off) =>
       applyFragment(this, b, off, this.releaseSrc, this.releaseDst) === FORWARD;
     this.dueFn = (f) => due(this, f);
+    this.mss = new MssClamp(config.mssClamp, this.counters, config.insideMtu, config.outsideMtu);
     const n = config.outside.length;
     const seed = config.portSeed >>> 0;
     this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1);

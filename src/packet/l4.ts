@@ -11,6 +11,9 @@ export const TCP_RST = 0x04;
 export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
 /** TCP option kinds. */
+export const TCP_OPT_EOL = 0;
+export const TCP_OPT_NOP = 1;
+export const TCP_OPT_MSS = 2;
 export const TCP_OPT_WSCALE = 3;
 export const TCP_OPT_SACK = 5;
 

@@ -3,6 +3,7 @@
 import {
   adjustChecksum,
   checksum,
+  diff16,
   diff32,
   fold,
   pseudoHeaderSum,
@@ -33,6 +34,25 @@ export function setTcpWord(b: Uint8Array, l4: number, at: number, v: number, par
     const d = diff32(swapBytes32(old), swapBytes32(v));
     writeU16(b, cs, adjustChecksum(readU16(b, cs), d));
   }
+}
+
+/**
+ * Rewrites the 16-bit field at `at` of the TCP segment at `l4` (an option's value), keeping its
+ * checksum right as setTcpWord does; an option may sit at an odd offset.
+ */
+export function setTcpHalfWord(b: Uint8Array, l4: number, at: number, v: number, partial: boolean): void {
+  const old = readU16(b, at);
+  if (old === v) return;
+  writeU16(b, at, v);
+  if (partial) return;
+  const cs = l4 + TCP_CHECKSUM_OFFSET;
+  // At an odd offset the bytes a b are summed in the words (x a) (b y): as the word (b a).
+  const d = ((at - l4) & 1) === 0 ? diff16(old, v) : diff16(swapBytes16(old), swapBytes16(v));
+  writeU16(b, cs, adjustChecksum(readU16(b, cs), d));
+}
+
+function swapBytes16(v: number): number {
+  return ((v & 0xff) << 8) | (v >>> 8);
 }
 
 function swapBytes32(v: number): number {

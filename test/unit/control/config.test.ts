@@ -262,3 +262,40 @@ describe("the README's configuration reference", () => {
     assert.deepEqual(cfg.inside, ["eth1"]);
   });
 });
+
+describe("mss_clamp", () => {
+  it('defaults to "pmtu"; takes "off", a number of bytes, and --mss-clamp over the file', () => {
+    assert.equal(resolveRunConfig(base).mssClamp, "pmtu");
+    assert.equal(withFile('mss_clamp = "off"').mssClamp, "off");
+    assert.equal(withFile("mss_clamp = 1400").mssClamp, 1400);
+    assert.equal(withFile('mss_clamp = "1400"').mssClamp, 1400);
+    assert.equal(withFile("mss_clamp = 1400", { ...base, mssClamp: "pmtu" }).mssClamp, "pmtu");
+    assert.equal(resolveRunConfig({ ...base, mssClamp: "1360" }).mssClamp, 1360);
+  });
+
+  it("a bad value is refused with the key named (MASQ_ERR_CONFIG_INVALID)", () => {
+    for (const bad of [
+      "mss_clamp = 535",
+      "mss_clamp = 65496",
+      "mss_clamp = 1400.5",
+      'mss_clamp = "auto"',
+      "mss_clamp = true",
+    ])
+      assert.match(
+        errorOf(() => withFile(bad)),
+        /^masq\.toml: mss_clamp: .*must be "pmtu", "off" or an MSS of 536-65495 bytes/,
+        bad,
+      );
+    for (const bad of ["on", "-1", "1e3", "100000"])
+      assert.match(
+        errorOf(() => resolveRunConfig({ ...base, mssClamp: bad })),
+        /^--mss-clamp: .*536-65495/,
+        bad,
+      );
+    try {
+      withFile("mss_clamp = 10");
+    } catch (err) {
+      assert.equal((err as ConfigError).code, "MASQ_ERR_CONFIG_INVALID");
+    }
+  });
+});
