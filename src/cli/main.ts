@@ -46,7 +46,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "pool mode: a public address masq owns (held by no interface); repeatable. Without it: interface mode, sharing the outside interface's address",
       collect,
     )
-    .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
+    .option(
+      "--ports <first-last>",
+      "port range masq owns (default: interface mode 61000-65534, pool mode 1-65535)",
+    )
     .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
     .option("--config <file>", "TOML config file (flags override it)")
     .option("--tun <name>", "inside TUN device name (default masq0)")
@@ -232,7 +235,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument("<out.pcap>", "output: the translated packets (raw IP pcap)")
     .option("--inside <prefix,...>", "inside network(s) (default the RFC 1918 ranges); repeatable", collect)
     .option("--address <ip[/len]>", "public pool address(es) (default 198.51.100.100); repeatable", collect)
-    .option("--ports <first-last>", "port range masq owns (default 61000-65534)")
+    .option("--ports <first-last>", "port range masq owns (default 1-65535, as pool mode)")
     .addOption(new Option("--filtering <policy>", "inbound filtering (RFC 4787)").choices(FILTERINGS))
     .option("--port-seed <n>", "the live run's port seed (masq stats --json: portSeed), to get its ports")
     .option("--json", "print the summary as JSON", false)

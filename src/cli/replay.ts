@@ -21,7 +21,7 @@ import {
 import { engineConfigFor } from "../control/engine-config.ts";
 import { expandPrefix, parsePrefix } from "../host/plan.ts";
 import { PcapFormatError, type PcapReadCounters, PcapReader, PcapWriter } from "../io/pcap.ts";
-import type { EngineConfig, Filtering } from "../nat/config.ts";
+import { DEFAULT_POOL_PORTS, type EngineConfig, type Filtering } from "../nat/config.ts";
 import { C_DROPPED, D_ENGINE_ERROR } from "../nat/counters.ts";
 import { FORWARD, NatEngine, REPLY } from "../nat/engine.ts";
 import { formatIpv4 } from "../packet/addr.ts";
@@ -93,7 +93,8 @@ export function replayConfig(flags: ReplayFlags): { engine: EngineConfig; run: R
   const addresses = split(flags.address).map((a) => checkAddress(a, "--address"));
   run.addresses = addresses.length > 0 ? addresses : [DEFAULT_REPLAY_ADDRESS];
   run.insideNetworks = inside.length > 0 ? inside : DEFAULT_REPLAY_INSIDE;
-  if (flags.ports !== undefined) run.ports = parsePorts(flags.ports, "--ports");
+  // Pool mode's own range unless given, as `masq run` would have it.
+  run.ports = flags.ports !== undefined ? parsePorts(flags.ports, "--ports") : { ...DEFAULT_POOL_PORTS };
   run.portSeed = 0;
   if (flags.portSeed !== undefined) {
     const seed = Number(flags.portSeed);

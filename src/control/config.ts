@@ -9,7 +9,9 @@ import { type AlgConfig, defaultAlgConfig } from "../alg/config.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import {
   DEFAULT_FRAGMENT_BUFFER_BYTES,
+  DEFAULT_INTERFACE_PORTS,
   DEFAULT_TIMEOUTS,
+  defaultPortRange,
   type Filtering,
   type MssClampSetting,
   type Timeouts,
@@ -130,7 +132,8 @@ export function defaultRunConfig(): RunConfig {
     outside: "",
     addresses: [],
     insideNetworks: [],
-    ports: { first: 61000, last: 65534 },
+    // Interface mode's; resolveRunConfig gives pool mode its own when `ports` is not set.
+    ports: { ...DEFAULT_INTERFACE_PORTS },
     allowLowPorts: false,
     filtering: "address-dependent",
     tun: "masq0",
@@ -385,6 +388,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   let tunOutside: { name: string; where: string } | undefined;
   /** The key or flag that set each of these last, for the checks across keys at the end. */
   let portsKey = "--ports";
+  let portsGiven = false;
   let addressesKey = "--address";
   let insideNetworksKey = "inside_networks";
   if (flags.config) {
@@ -399,7 +403,10 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.addresses !== undefined) c.addresses = f.addresses.map((a) => checkAddress(a, `${src}: addresses`));
     if (f.inside_networks !== undefined)
       c.insideNetworks = f.inside_networks.map((p) => checkPrefix(p, `${src}: inside_networks`));
-    if (f.ports !== undefined) c.ports = parsePorts(f.ports, `${src}: ports`);
+    if (f.ports !== undefined) {
+      c.ports = parsePorts(f.ports, `${src}: ports`);
+      portsGiven = true;
+    }
     if (f.filtering !== undefined) c.filtering = f.filtering;
     if (f.tun !== undefined) c.tun = f.tun;
     if (f.tun_outside !== undefined) tunOutside = { name: f.tun_outside, where: `${src}: tun_outside` };
@@ -499,6 +506,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.ports !== undefined) {
     c.ports = parsePorts(flags.ports, "--ports");
     portsKey = "--ports";
+    portsGiven = true;
   }
   if (flags.filtering !== undefined) {
     if (!(FILTERINGS as readonly string[]).includes(flags.filtering))
@@ -559,6 +567,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       tunOutside?.where ?? "--tun",
       `${c.tunOutside} is already used as an inside or outside interface`,
     );
+  // Pool mode owns its addresses and so every port (src/nat/config.ts); an explicit range wins.
+  if (!portsGiven) c.ports = { ...defaultPortRange(c.addresses.length > 0 ? "pool" : "interface") };
   const bad = addressPlanProblem(c, { portsKey, addressesKey, insideNetworksKey });
   if (bad) throw new ConfigError(bad.key, bad.problem);
   return c;

@@ -29,7 +29,7 @@ import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { RunConfig } from "./config.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
-import { startForwards } from "./forward-steering.ts";
+import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
 import { createLogger } from "./log.ts";
@@ -158,11 +158,14 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
             onError: (err) => log.warn({ err }, "portmap: the neighbour table cannot be read"),
           })
         : undefined;
+      // Interface mode: a suggested port beyond masq's range gets rules of its own (issue 11).
+      const steering = mappedPortSteering(cfg, host, stateFile, log, forwards);
       portmap = await PortmapServer.start({
         engine,
         config: cfg.portmap,
         insideNetworks: engine.config.inside,
         ...(sources ? { sources } : {}),
+        ...(steering ? { steering } : {}),
         listen,
         openSocket: (address, port, device) => loadAddon().udpSocketOnDevice(address, port, device),
         log,

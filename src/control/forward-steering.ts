@@ -4,10 +4,11 @@
 
 import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
-import { applyRecordedStep, currentNetnsName, undoRecordedStep } from "../host/index.ts";
+import { applyRecordedStep, currentNetnsName, gatewayPortUse, undoRecordedStep } from "../host/index.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import { ForwardRegistry, forwardText, type Steering } from "../portmap/forwards.ts";
+import { MappedPortSteering } from "../portmap/port-steering.ts";
 import { forwardTargetProblem, toPrefix } from "./address-rules.ts";
 import type { RunConfig } from "./config.ts";
 import type { Resolved } from "./engine-config.ts";
@@ -26,29 +27,7 @@ export async function startForwards(
   hostStateFile: string,
   log: ReturnType<typeof createLogger>,
 ): Promise<ForwardRegistry> {
-  const steps = (proto: "tcp" | "udp", first: number, last: number) =>
-    forwardSteps(cfg, host, proto, first, last);
-  const steer: Steering | undefined =
-    host.mode === "interface"
-      ? {
-          add: async (proto, first, last) => {
-            const done: string[] = [];
-            try {
-              for (const step of steps(proto, first, last)) {
-                await applyRecordedStep(step, hostStateFile, { log });
-                done.push(step.what);
-              }
-            } catch (err) {
-              for (const what of done.reverse()) await undoRecordedStep(what, hostStateFile, { log });
-              throw err;
-            }
-          },
-          remove: async (proto, first, last) => {
-            for (const step of steps(proto, first, last).reverse())
-              await undoRecordedStep(step.what, hostStateFile, { log });
-          },
-        }
-      : undefined;
+  const steer = recordedSteering(cfg, host, hostStateFile, log, "forwarded");
   const inside = host.insideNetworks.map((n) => toPrefix(n)!);
   const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIpv4(a)!);
   const registry = new ForwardRegistry({
@@ -73,6 +52,66 @@ export async function startForwards(
   if (restored.length > 0)
     log.info({ forwards: restored.map((f) => forwardText(f.spec)) }, "forwards restored from the state file");
   return registry;
+}
+
+/**
+ * Interface mode: the policy rules of outside ports beyond masq's range (forwards', `label`
+ * "forwarded", or NAT-PMP/PCP mappings', "mapped"), applied and removed at runtime and recorded
+ * with the host setup, so exit and crash cleanup remove them too; pool mode needs none.
+ */
+export function recordedSteering(
+  cfg: RunConfig,
+  host: Resolved,
+  hostStateFile: string,
+  log: ReturnType<typeof createLogger>,
+  label: string,
+): Steering | undefined {
+  if (host.mode !== "interface") return undefined;
+  const steps = (proto: "tcp" | "udp", first: number, last: number) =>
+    forwardSteps(cfg, host, proto, first, last, label);
+  return {
+    add: async (proto, first, last) => {
+      const done: string[] = [];
+      try {
+        for (const step of steps(proto, first, last)) {
+          await applyRecordedStep(step, hostStateFile, { log });
+          done.push(step.what);
+        }
+      } catch (err) {
+        for (const what of done.reverse()) await undoRecordedStep(what, hostStateFile, { log });
+        throw err;
+      }
+    },
+    remove: async (proto, first, last) => {
+      for (const step of steps(proto, first, last).reverse())
+        await undoRecordedStep(step.what, hostStateFile, { log });
+    },
+  };
+}
+
+/**
+ * Interface mode: the steering of NAT-PMP/PCP mappings' ports beyond masq's range (port-steering.ts),
+ * never of a port the gateway uses itself or a forward has; pool mode needs none.
+ */
+export function mappedPortSteering(
+  cfg: RunConfig,
+  host: Resolved,
+  hostStateFile: string,
+  log: ReturnType<typeof createLogger>,
+  forwards: ForwardRegistry,
+): MappedPortSteering | undefined {
+  const steer = recordedSteering(cfg, host, hostStateFile, log, "mapped");
+  if (!steer) return undefined;
+  const forwarded = (proto: string, port: number) =>
+    forwards.list().some((f) => f.spec.proto === proto && port >= f.spec.first && port <= f.spec.last);
+  return new MappedPortSteering({
+    range: cfg.ports,
+    steer,
+    allowLowPorts: cfg.allowLowPorts,
+    log,
+    inUse: async (proto, port) =>
+      forwarded(proto, port) ? `port ${port}/${proto} is forwarded` : gatewayPortUse(proto, port),
+  });
 }
 
 /**

@@ -52,15 +52,20 @@ export function planConfigForwards(cfg: RunConfig, host: Resolved): HostStep[] {
   return cfg.forwards.flatMap((f) => forwardSteps(cfg, host, f.proto, f.first, f.last));
 }
 
-/** Interface mode: the policy rules one forward of outside ports first-last adds. */
+/**
+ * Interface mode: the policy rules one forward of outside ports first-last adds (`label`
+ * "mapped": a NAT-PMP/PCP mapping's port beyond masq's range, the same rules).
+ */
 export function forwardSteps(
   cfg: RunConfig,
   host: Resolved,
   proto: "tcp" | "udp",
   first: number,
   last: number,
+  label?: string,
 ): HostStep[] {
   return forwardRuleSteps({
+    ...(label !== undefined ? { label } : {}),
     proto,
     first,
     last,

@@ -1,6 +1,7 @@
 // What marks an object on the host as masq's: its routing tables, the preferences of its policy
 // rules and the metric of its fallback routes. The plans use them to build the setup; the
 // leftover scan (leftovers.ts) uses them to recognise that setup when its record is lost.
+import { DEFAULT_INTERFACE_PORTS } from "../nat/config.ts";
 
 export interface PortRange {
   first: number;
@@ -50,7 +51,8 @@ export const LEGACY_POOL_PREF = 100;
  */
 export const FALLBACK_METRIC = 4242424242;
 
-export const DEFAULT_PORT_RANGE: PortRange = { first: 61000, last: 65534 };
+/** Interface mode's range (its rules steer it); pool mode owns every port and needs no port rules. */
+export const DEFAULT_PORT_RANGE: PortRange = DEFAULT_INTERFACE_PORTS;
 /** iproute2 6.1 rejects 65535 in `dport` (as a bound and alone), so rules stop one short. */
 export const MAX_RULE_PORT = 65534;
 

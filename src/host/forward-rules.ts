@@ -19,6 +19,8 @@ export function forwardRuleSteps(opts: {
   ports: PortRange;
   tables?: { inside?: number; outside?: number };
   pref?: number;
+  /** What the ports are, in the steps' descriptions: "forwarded" (default) or "mapped" (NAT-PMP/PCP). */
+  label?: string;
 }): HostStep[] {
   const { first, last, proto } = opts;
   if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || first > last || last > 65535)
@@ -29,11 +31,12 @@ export function forwardRuleSteps(opts: {
   const pref = String(opts.pref ?? FORWARD_RULE_PREF);
   const tin = String(opts.tables?.inside ?? DEFAULT_TABLES.inside);
   const tout = String(opts.tables?.outside ?? DEFAULT_TABLES.outside);
+  const label = opts.label ?? "forwarded";
   const steps: HostStep[] = [];
   const own = first >= opts.ports.first && last <= Math.min(opts.ports.last, MAX_RULE_PORT);
   if (proto === "tcp" && !own)
     steps.push(
-      ruleStep(`steer forwarded TCP ${ports} from ${opts.outside} into masq`, [
+      ruleStep(`steer ${label} TCP ${ports} from ${opts.outside} into masq`, [
         "pref",
         pref,
         "iif",
@@ -49,7 +52,7 @@ export function forwardRuleSteps(opts: {
   for (const lan of opts.inside)
     steps.push(
       publicAddressRule(
-        `steer forwarded ${proto.toUpperCase()} ${ports} from ${lan} to ${opts.publicAddress} into masq`,
+        `steer ${label} ${proto.toUpperCase()} ${ports} from ${lan} to ${opts.publicAddress} into masq`,
         { pref, lan, publicAddress: opts.publicAddress, proto, ports, table: tin },
       ),
     );

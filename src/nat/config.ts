@@ -121,7 +121,23 @@ export interface EngineConfig {
   outsideMtu: number;
 }
 
-export const DEFAULT_PORTS: PortRange = { first: 61000, last: 65534 };
+/**
+ * Interface mode shares the gateway's own address: masq owns a range above the kernel's
+ * ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default), the rest is the
+ * gateway's.
+ */
+export const DEFAULT_INTERFACE_PORTS: PortRange = { first: 61000, last: 65534 };
+/**
+ * Pool mode owns its addresses, so every port: 1-1023 for inside ports below 1024 and
+ * 1024-65535 for the others (RFC 4787 REQ-3, src/nat/port-allocator.ts). Port 0 is no TCP or UDP
+ * port a host sends from.
+ */
+export const DEFAULT_POOL_PORTS: PortRange = { first: 1, last: 65535 };
+
+/** The port range a mode owns when the configuration names none. */
+export function defaultPortRange(mode: "interface" | "pool"): PortRange {
+  return mode === "pool" ? DEFAULT_POOL_PORTS : DEFAULT_INTERFACE_PORTS;
+}
 
 /** Held fragments: 4 MiB, what Linux allows its own reassembly per namespace (ipfrag_high_thresh). */
 export const DEFAULT_FRAGMENT_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -138,12 +154,13 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
 
 export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineConfig {
   const maxFlows = over.maxFlows ?? 65536;
+  const ports = defaultPortRange(over.mode ?? "pool");
   return {
     inside: [],
     outside: [],
     gateway: [],
     mode: "pool",
-    ports: { tcp: DEFAULT_PORTS, udp: DEFAULT_PORTS, icmp: DEFAULT_PORTS },
+    ports: { tcp: ports, udp: ports, icmp: ports },
     filtering: "address-dependent",
     timeouts: DEFAULT_TIMEOUTS,
     maxFlows,

@@ -160,7 +160,7 @@ function createOutbound(
     const refusal =
       mt.count >= mt.capacity
         ? C.D_MAPPING_TABLE_FULL
-        : ports.free[addrIdx] === 0
+        : ports.freeFor(addrIdx, inPort) === 0
           ? C.D_PORTS_EXHAUSTED
           : atShare
             ? C.D_HOST_PORT_QUOTA

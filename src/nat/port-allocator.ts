@@ -1,8 +1,16 @@
 // Outside ports per (outside address, protocol): a bitmap over the configured range, so taking,
 // releasing and testing a port are O(1) and exhaustion is known at once from a counter.
+//
+// RFC 4787 REQ-3 (and RFC 5382 REQ-3 for TCP): an inside port in 0-1023 is mapped to an outside
+// port in 0-1023, one in 1024-65535 to one in 1024-65535. Where the range has ports on both sides
+// of 1024 (pool mode's default, which owns the whole address), a TCP or UDP allocator keeps the
+// two classes apart; a range on one side only (interface mode's 61000-65534) is one class.
 import type { PortRange } from "./config.ts";
 
 export const NO_PORT = -1;
+
+/** The first port of the unprivileged class (RFC 4787 REQ-3: 0-1023 and 1024-65535). */
+export const UNPRIVILEGED_FIRST = 1024;
 
 export class PortAllocator {
   private readonly first: number;
@@ -11,25 +19,44 @@ export class PortAllocator {
   /** One bitmap of `words` words per outside address; bit set = port in use. */
   private readonly bits: Uint32Array;
   private readonly words: number;
+  /** Free ports per address, both classes together. */
   readonly free: Uint32Array;
+  /**
+   * The offset (port - first) where the unprivileged class begins, 0 when the range is one class;
+   * `lowFree` counts the free ports below it per address.
+   */
+  private readonly split: number;
+  private readonly lowFree: Uint32Array;
   private rng: number;
 
-  constructor(range: PortRange, addresses: number, seed = 0x2545f491) {
+  /** `keepClass`: keep inside ports below 1024 below 1024 and the others above (TCP, UDP). */
+  constructor(range: PortRange, addresses: number, seed = 0x2545f491, keepClass = false) {
     this.first = range.first;
     this.last = range.last;
     this.size = range.last - range.first + 1;
     this.words = (this.size + 31) >>> 5;
     this.bits = new Uint32Array(this.words * addresses);
     this.free = new Uint32Array(addresses).fill(this.size);
+    this.split =
+      keepClass && range.first < UNPRIVILEGED_FIRST && range.last >= UNPRIVILEGED_FIRST
+        ? UNPRIVILEGED_FIRST - range.first
+        : 0;
+    this.lowFree = new Uint32Array(addresses).fill(this.split);
     this.rng = seed >>> 0 || 1;
   }
 
   get byteLength(): number {
-    return this.bits.byteLength + this.free.byteLength;
+    return this.bits.byteLength + this.free.byteLength + this.lowFree.byteLength;
   }
 
   inRange(port: number): boolean {
     return port >= this.first && port <= this.last;
+  }
+
+  /** Free ports on the address in the class an inside port `port` is mapped into. */
+  freeFor(addrIdx: number, port: number): number {
+    if (this.split === 0) return this.free[addrIdx];
+    return port < UNPRIVILEGED_FIRST ? this.lowFree[addrIdx] : this.free[addrIdx] - this.lowFree[addrIdx];
   }
 
   isFree(addrIdx: number, port: number): boolean {
@@ -44,6 +71,7 @@ export class PortAllocator {
     const o = port - this.first;
     this.bits[addrIdx * this.words + (o >>> 5)] |= 1 << (o & 31);
     this.free[addrIdx]--;
+    if (o < this.split) this.lowFree[addrIdx]--;
     return true;
   }
 
@@ -55,40 +83,49 @@ export class PortAllocator {
     if ((this.bits[w] & bit) === 0) return;
     this.bits[w] &= ~bit;
     this.free[addrIdx]++;
+    if (o < this.split) this.lowFree[addrIdx]++;
   }
 
   /**
    * Takes a port: `preferred` when it is in range and free (port preservation); otherwise a free
-   * port from a random starting point (so mappings are hard to guess, RFC 6056 spirit). With
-   * `parity` the port keeps the parity of `preferred` when one of that parity is free (RFC 4787
-   * REQ-4). NO_PORT when the address has none left.
+   * port of `preferred`'s class from a random starting point (so mappings are hard to guess, RFC
+   * 6056 spirit). With `parity` the port keeps the parity of `preferred` when one of that parity
+   * is free (RFC 4787 REQ-4). NO_PORT when the address has none left in that class.
    */
   allocate(addrIdx: number, preferred: number, parity: boolean): number {
     if (this.take(addrIdx, preferred)) return preferred;
-    if (this.free[addrIdx] === 0) return NO_PORT;
+    if (this.freeFor(addrIdx, preferred) === 0) return NO_PORT;
+    // The class's offsets [lo, hi) and the words that hold them.
+    const low = this.split !== 0 && preferred < UNPRIVILEGED_FIRST;
+    const lo = this.split === 0 || low ? 0 : this.split;
+    const hi = low ? this.split : this.size;
+    const firstWord = lo >>> 5;
+    const span = ((hi - 1) >>> 5) - firstWord + 1;
     const base = addrIdx * this.words;
     let x = this.rng;
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
     this.rng = x >>> 0;
-    const startWord = this.rng % this.words;
+    const start = this.rng % span;
     const wantParity = parity ? preferred & 1 : -1;
     for (let pass = 0; pass < 2; pass++) {
-      for (let k = 0; k < this.words; k++) {
-        const wi = (startWord + k) % this.words;
+      for (let k = 0; k < span; k++) {
+        const wi = firstWord + ((start + k) % span);
         let used = this.bits[base + wi];
         if (used === 0xffffffff || used === -1) continue;
         // Scan the free bits of this word.
         for (let bit = 0; bit < 32; bit++) {
           if (used & (1 << bit)) continue;
           const o = (wi << 5) + bit;
-          if (o >= this.size) break;
+          if (o < lo) continue;
+          if (o >= hi) break;
           const port = this.first + o;
           if (pass === 0 && wantParity >= 0 && (port & 1) !== wantParity) continue;
           this.bits[base + wi] = used | (1 << bit);
           used = this.bits[base + wi];
           this.free[addrIdx]--;
+          if (o < this.split) this.lowFree[addrIdx]--;
           return port;
         }
       }

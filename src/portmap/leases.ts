@@ -8,6 +8,7 @@ import type { NatEngine } from "../nat/engine.ts";
 import { defaultPortShare } from "../nat/port-quota.ts";
 import { formatIpv4 } from "../packet/addr.ts";
 import type { PortmapConfig } from "./config.ts";
+import type { MappedPortSteering } from "./port-steering.ts";
 import type { PortmapLog } from "./service.ts";
 
 /** Pin refusals that concern only the suggested outside address or port (see `map`). */
@@ -73,14 +74,18 @@ export class PortmapLeases {
     private readonly isInside: (addr: number) => boolean,
     /** Counts an event in the service's counters. */
     private readonly count: (name: string) => void,
+    /** Interface mode: the rules of mapped ports beyond masq's range (absent: only the range). */
+    private readonly steering?: MappedPortSteering,
   ) {}
 
   /** Live grants (pins that lapsed in the engine are forgotten here too). */
   live(): Grant[] {
     const out: Grant[] = [];
     for (const [k, g] of this.grants) {
-      if (this.engine.pins.get(g.pinId) === undefined) this.grants.delete(k);
-      else out.push(g);
+      if (this.engine.pins.get(g.pinId) === undefined) {
+        this.grants.delete(k);
+        this.steering?.release(g.proto, g.outPort);
+      } else out.push(g);
     }
     return out;
   }
@@ -96,12 +101,15 @@ export class PortmapLeases {
     return Math.min(this.config.maxLifetime, Math.max(this.config.minLifetime, requested));
   }
 
-  /** A suggested outside port masq can actually receive on (interface mode: its own range). */
+  /**
+   * A suggested outside port masq can actually receive on: in pool mode any; in interface mode
+   * its own range, or a port steered into it for this request (port-steering.ts).
+   */
   private usablePort(proto: Proto, port: number): boolean {
     if (port === 0) return false;
     if (this.engine.config.mode === "pool") return true;
     const r = this.engine.config.ports[proto];
-    return port >= r.first && port <= r.last;
+    return (port >= r.first && port <= r.last) || this.steering?.isSteered(proto, port) === true;
   }
 
   /**
@@ -196,6 +204,10 @@ export class PortmapLeases {
       remoteAddr: r.remoteAddr,
     };
     this.grants.set(key, grant);
+    if (old?.outPort !== grant.outPort) {
+      this.steering?.hold(grant.proto, grant.outPort);
+      if (old) this.steering?.release(old.proto, old.outPort);
+    }
     this.count(old ? "mappings_renewed" : "mappings_created");
     this.log.info(
       {
@@ -222,6 +234,7 @@ export class PortmapLeases {
       if (g.origin !== origin || g.nonce !== nonce) continue;
       this.engine.unpin(g.pinId);
       this.grants.delete(`${g.proto}/${g.inAddr}/${g.inPort}`);
+      this.steering?.release(g.proto, g.outPort);
       this.count("mappings_deleted");
       this.log.info(
         {

@@ -35,6 +35,7 @@ export class PortmapServer {
   readonly service: PortmapService;
   private readonly sockets: Socket[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   private constructor(service: PortmapService) {
     this.service = service;
@@ -47,10 +48,10 @@ export class PortmapServer {
       for (const { address: addr, device } of opts.listen) {
         const s = createSocket({ type: "udp4" });
         server.sockets.push(s);
-        const answer = (msg: Uint8Array, src: number, rinfo: { address: string; port: number }) => {
+        const answer = async (msg: Uint8Array, src: number, rinfo: { address: string; port: number }) => {
           let reply: Uint8Array | undefined;
           try {
-            reply = server.service.handle(msg, src, device);
+            reply = await server.service.answer(msg, src, device);
           } catch (err) {
             // A bug on one request must not take the gateway down.
             log.warn({ err, src: rinfo.address }, "port-mapping request failed");
@@ -67,9 +68,9 @@ export class PortmapServer {
         s.on("message", (msg, rinfo) => {
           const src = parseIpv4(rinfo.address);
           if (src === undefined) return;
-          if (opts.sources === undefined) return answer(msg, src, rinfo);
+          if (opts.sources === undefined) return void answer(msg, src, rinfo);
           // Who sent it may need a fresh look at the neighbour table first (bounded, shared).
-          const go = () => answer(msg, src, rinfo);
+          const go = () => void answer(msg, src, rinfo);
           opts.sources.ready(src, device).then(go, go);
         });
         s.on("error", (err) => log.warn({ err, addr }, "port-mapping socket error"));
@@ -111,6 +112,12 @@ export class PortmapServer {
       await server.close();
       throw err;
     }
+    // Mappings lapse in the engine; the rules of ports steered for them go within a second.
+    if (opts.steering) {
+      const sweep = setInterval(() => server.service.sweep(), 1000);
+      sweep.unref();
+      server.sweeper = sweep;
+    }
     log.info(
       {
         listen: opts.listen.map((a) => `${a.address}:${opts.port ?? NATPMP_PORT} on ${a.device}`),
@@ -141,6 +148,7 @@ export class PortmapServer {
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    clearInterval(this.sweeper);
     await Promise.all(
       this.sockets.splice(0).map(
         (s) =>

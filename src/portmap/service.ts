@@ -12,18 +12,20 @@ import type { NatEngine } from "../nat/engine.ts";
 import { formatIpv4 } from "../packet/addr.ts";
 import { TokenBucket } from "../policy/rate.ts";
 import type { PortmapConfig } from "./config.ts";
-import { type Grant, PortmapLeases } from "./leases.ts";
+import { type Grant, PortmapLeases, type Proto } from "./leases.ts";
 import {
   errorResponse,
   externalAddressResponse,
   NATPMP_ANNOUNCE_PORT,
   NATPMP_VERSION,
   NatPmpResult,
+  parseNatPmpRequest,
 } from "./natpmp.ts";
 import { answerNatPmp } from "./natpmp-answers.ts";
 import type { RequestSources } from "./neighbours.ts";
-import { PCP_CLIENT_PORT, PcpResult, pcpAnnounceResponse } from "./pcp.ts";
+import { PCP_CLIENT_PORT, PcpResult, parsePcpRequest, pcpAnnounceResponse } from "./pcp.ts";
 import { answerPcp } from "./pcp-answers.ts";
+import type { MappedPortSteering } from "./port-steering.ts";
 
 /** Answers per second (and at once) to sources with no neighbour entry: see `requester`. */
 const STRANGER_ANSWER_RATE = 5;
@@ -50,6 +52,8 @@ export interface PortmapServiceOptions {
    * as a host of its own.
    */
   sources?: RequestSources;
+  /** Interface mode: steers suggested ports beyond masq's range into it (port-steering.ts). */
+  steering?: MappedPortSteering;
 }
 
 /** What the protocols' answers need of the service. */
@@ -74,6 +78,7 @@ export class PortmapService implements AnswerContext {
   private readonly startMs: number;
   readonly log: PortmapLog;
   private readonly sources: RequestSources | undefined;
+  private readonly steering: MappedPortSteering | undefined;
   private readonly strangerAnswers = new TokenBucket(STRANGER_ANSWER_RATE, STRANGER_ANSWER_BURST);
   /** The mappings granted, and who holds each. */
   readonly leases: PortmapLeases;
@@ -103,12 +108,14 @@ export class PortmapService implements AnswerContext {
     this.startMs = this.nowMs();
     this.log = opts.log ?? silentLog;
     this.sources = opts.sources;
+    this.steering = opts.steering;
     this.leases = new PortmapLeases(
       this.engine,
       this.config,
       this.log,
       (a) => this.isInside(a),
       (n) => this.count(n),
+      this.steering,
     );
   }
 
@@ -183,6 +190,56 @@ export class PortmapService implements AnswerContext {
     this.count("natpmp_requests");
     this.count("natpmp_result_unsupported_version");
     return errorResponse(msg[1], NatPmpResult.UNSUPPORTED_VERSION, this.epochSec());
+  }
+
+  /**
+   * `handle`, with the outside port a MAP request suggests first steered into masq when it lies
+   * beyond masq's range (interface mode, port-steering.ts), so that the mapping can have it.
+   */
+  async answer(msg: Uint8Array, srcAddr: number, device?: string): Promise<Uint8Array | undefined> {
+    const steering = this.steering;
+    const ask = steering ? this.suggestedPort(msg, srcAddr, device) : undefined;
+    if (!steering || !ask) return this.handle(msg, srcAddr, device);
+    await steering.prepare(ask.proto, ask.port);
+    try {
+      return this.handle(msg, srcAddr, device);
+    } finally {
+      steering.settle(ask.proto, ask.port);
+    }
+  }
+
+  /**
+   * The outside port a MAP request (lifetime above 0) from a host the gateway sees suggests, when
+   * it would need rules of its own; undefined otherwise (the request is answered as it is).
+   */
+  private suggestedPort(
+    msg: Uint8Array,
+    src: number,
+    device: string | undefined,
+  ): { proto: Proto; port: number } | undefined {
+    // Not for requests that will be refused anyway: a forged flood must not churn the rules.
+    if (!this.isInside(src)) return undefined;
+    if (this.sources !== undefined && this.sources.identify(src, device) === undefined) return undefined;
+    let ask: { proto: Proto; port: number; lifetime: number } | undefined;
+    if (msg[0] === NATPMP_VERSION) {
+      const r = this.config.natpmp ? parseNatPmpRequest(msg) : undefined;
+      if (r?.kind === "map") ask = { proto: r.proto, port: r.suggestedExternalPort, lifetime: r.lifetime };
+    } else if (this.config.pcp) {
+      const r = parsePcpRequest(msg, src);
+      if (r.kind === "map" && (r.protocol === 6 || r.protocol === 17))
+        ask = {
+          proto: r.protocol === 6 ? "tcp" : "udp",
+          port: r.suggestedExternalPort,
+          lifetime: r.lifetime,
+        };
+    }
+    if (!ask || ask.lifetime === 0 || !this.steering?.needs(ask.port)) return undefined;
+    return { proto: ask.proto, port: ask.port };
+  }
+
+  /** Forgets the mappings that lapsed in the engine, so the rules of their ports go (server.ts, each second). */
+  sweep(): void {
+    this.leases.live();
   }
 
   /** Unsolicited announcements after a start (RFC 6886 §3.2.1, RFC 6887 §14.1.3). */

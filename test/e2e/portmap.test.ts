@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
-import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { labScript, MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
 import { parseIpv4 } from "../../src/packet/addr.ts";
@@ -108,8 +108,8 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       masq = await startMasq(net, { config });
       // Inside services on A-box, one per test (a lingering connection keeps its inside endpoint's
       // mapping, RFC 4787 REQ-1, so tests sharing one would see each other's ports): HTTP on
-      // 8080-8083, UDP echo on 7007-7010.
-      for (let i = 0; i < 4; i++)
+      // 8080-8085, UDP echo on 7007-7012.
+      for (let i = 0; i < 6; i++)
         services.push(
           net.lab.spawn(abox, [
             ...labScript("inet-service"),
@@ -119,7 +119,8 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
             String(7007 + i),
           ]),
         );
-      await Promise.all(services.map((s) => s.waitFor(/"proto":"udp"/, 10_000)));
+      // Six tsx processes starting at once on a busy 2-core machine: give them time.
+      await Promise.all(services.map((s) => s.waitFor(/"proto":"udp"/, 30_000)));
     });
 
     after(async () => {
@@ -302,14 +303,112 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.equal(await fetchFromInternet(62099), null);
     });
 
+    /** The gateway's policy rules (`ip rule show`). */
+    const rules = () => net.lab.run(net.gate.ns, ["ip", "rule", "show"]);
+    const steered = (proto: string, port: number) =>
+      new RegExp(`^113:\\s+from all iif ${net.gate.wan} ipproto ${proto} dport ${port} lookup 101`, "m");
+    const hairpinned = (proto: string, port: number) =>
+      new RegExp(
+        `^113:\\s+from all to ${net.publicAddr} iif ${net.gate.lan} ipproto ${proto} dport ${port} lookup 100`,
+        "m",
+      );
+
+    it("the port asked for is granted beyond masq's range (18080/tcp, the Xbox's 3074/udp); its rules go with the mapping", async () => {
+      if (mode === "interface") assert.doesNotMatch(await rules(), /dport (18080|3074)\b/);
+      const out = await natpmpc("-a", "18080", "8084", "tcp", "120");
+      assert.match(out, /Mapped public port 18080 protocol TCP to local port 8084/);
+      if (mode === "interface") {
+        const r = await rules();
+        assert.match(r, steered("tcp", 18080), r);
+        assert.match(r, hairpinned("tcp", 18080), r);
+      }
+      assert.match((await fetchFromInternet(18080)) ?? "", /you came from 203\.0\.113\.10:/);
+
+      const u = await natpmpc("-a", "3074", "7011", "udp", "120");
+      assert.match(u, /Mapped public port 3074 protocol UDP to local port 7011/);
+      // UDP from the outside comes to masq whole: only the hairpin rule is new.
+      if (mode === "interface") assert.match(await rules(), hairpinned("udp", 3074));
+      const reply = await udpAsk(net.inet.ns, Buffer.from("xbox-live"), net.publicAddr, 3074);
+      assert.match(reply.toString(), /^echo xbox-live from 203\.0\.113\.10:/);
+
+      const del = await natpmpc("-a", "18080", "8084", "tcp", "0");
+      assert.match(del, /readnatpmpresponseorretry returned 0 \(OK\)/);
+      if (mode === "interface")
+        await waitUntil("the rules of 18080 are gone", async () => !/dport 18080\b/.test(await rules()), {
+          intervalMs: 100,
+        });
+      assert.equal(await fetchFromInternet(18080), null, "closed after deletion");
+      // 3074 stays mapped: the crash below leaves its rule for masq cleanup.
+    });
+
+    it("a mapping beyond masq's range that lapses takes its rule with it", {
+      skip: mode === "pool" && "pool mode: no rules per port",
+    }, async () => {
+      const out = await natpmpc("-a", "18081", "8085", "tcp", "3");
+      assert.match(out, /Mapped public port 18081 protocol TCP to local port 8085 liftime 3/);
+      assert.match(await rules(), steered("tcp", 18081));
+      await waitUntil(
+        "the lapsed mapping's rules are gone",
+        async () => !/dport 18081\b/.test(await rules()),
+        {
+          intervalMs: 250,
+        },
+      );
+      assert.equal(await fetchFromInternet(18081), null);
+    });
+
+    it("a port the gateway itself uses (a listening socket, the kernel's ephemeral range) is not granted: another one is", {
+      skip: mode === "pool" && "pool mode: the pool address is masq's alone",
+    }, async () => {
+      const own = net.lab.spawn(net.gate.ns, [
+        "socat",
+        "TCP-LISTEN:18090,reuseaddr,fork",
+        "SYSTEM:echo gateway",
+      ]);
+      try {
+        await waitUntil("the gateway listens on 18090", async () =>
+          /:18090\b/.test(await net.lab.run(net.gate.ns, ["ss", "-Hltn"])),
+        );
+        const out = await natpmpc("-a", "18090", "8085", "tcp", "120");
+        const got = Number(/Mapped public port (\d+) protocol TCP to local port 8085/.exec(out)?.[1]);
+        assert.ok(got >= 61000 && got <= 65534, `another port of masq's range: ${out}`);
+        const eph = await natpmpc("-a", "40000", "7012", "udp", "120");
+        const gotUdp = Number(/Mapped public port (\d+) protocol UDP to local port 7012/.exec(eph)?.[1]);
+        assert.ok(gotUdp >= 61000 && gotUdp <= 65534, `not the ephemeral 40000: ${eph}`);
+        assert.doesNotMatch(await rules(), /dport (18090|40000)\b/);
+        await natpmpc("-a", String(got), "8085", "tcp", "0");
+        await natpmpc("-a", String(gotUdp), "7012", "udp", "0");
+      } finally {
+        await own.kill("SIGTERM", 5000);
+      }
+    });
+
+    it("after a crash (SIGKILL), masq cleanup removes a mapped port's rules with the rest", {
+      skip: mode === "pool" && "pool mode: no rules per port",
+    }, async () => {
+      await natpmpc("-a", "3076", "7012", "udp", "600");
+      assert.match(await rules(), hairpinned("udp", 3076));
+      assert.match(await rules(), hairpinned("udp", 3074));
+      await masq.proc.kill("SIGKILL", 100);
+      const clean = await net.lab.exec(net.gate.ns, [process.execPath, MASQ_BIN, "cleanup"], {
+        timeoutMs: 30_000,
+      });
+      assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+      assert.match(clean.stdout, /steer mapped UDP 3076/);
+      assert.doesNotMatch(await rules(), /dport (3074|3076)\b/);
+      masq = await startMasq(net, { config });
+    });
+
     it("a restart resets the epoch and forgets the mappings", async () => {
       await natpmpc("-a", "62084", "8083", "tcp", "600");
       assert.ok(await fetchFromInternet(62084));
+      await natpmpc("-a", "3077", "7013", "udp", "600");
       await new Promise((r) => setTimeout(r, 2000));
       const epoch = (out: string) => Number(/epoch = (\d+)/.exec(out)?.[1]);
       const before1 = epoch(await natpmpc());
       assert.ok(before1 >= 2, `epoch ${before1} counts seconds since the start`);
       await masq.stop();
+      assert.doesNotMatch(await rules(), /dport 3077\b/, "the mapped port's rule went at exit");
       masq = await startMasq(net, { config });
       const after1 = epoch(await natpmpc());
       assert.ok(after1 < before1, `epoch ${after1} after the restart, ${before1} before`);

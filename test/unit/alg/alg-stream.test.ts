@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { DEFAULT_ALG_CONFIG } from "../../../src/alg/config.ts";
+import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
 import * as C from "../../../src/nat/counters.ts";
 import { DROP, FORWARD, type NatEngine, REPLY } from "../../../src/nat/engine.ts";
 import { ACK, checksumProblems, icmpError, ip, PSH, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
@@ -10,6 +11,12 @@ const A = CLIENT;
 const S = SERVER;
 const P = "198.51.100.2";
 const text = (s: string) => Buffer.from(s, "latin1");
+/** Interface mode's range: the offer's port 500 is rewritten to a longer one (61000-65534). */
+const HIGH_PORTS = {
+  tcp: DEFAULT_INTERFACE_PORTS,
+  udp: DEFAULT_INTERFACE_PORTS,
+  icmp: DEFAULT_INTERFACE_PORTS,
+};
 const payloadOf = (p: Uint8Array) => Buffer.from(p.subarray(20 + ((p[32] >> 4) << 2))).toString("latin1");
 
 function open(e: NatEngine, dport: number): number {
@@ -81,7 +88,7 @@ describe("ALG stream handling", () => {
   });
 
   it("an ICMP error from the inside host quoting a segment after a shortening inbound rewrite gets the server's number back", () => {
-    const e = algEngine();
+    const e = algEngine({ ports: HIGH_PORTS });
     const { outPort, resume, r } = dccResume(e);
     const shrink = resume.length - payloadOf(r.out).length;
     assert.ok(shrink > 0);
@@ -99,7 +106,7 @@ describe("ALG stream handling", () => {
   });
 
   it("an inbound rewrite that shortens the stream (IRC DCC RESUME) shifts the server's sequence numbers and the client's acks", () => {
-    const e = algEngine();
+    const e = algEngine({ ports: HIGH_PORTS });
     const { outPort, offer, resume, r } = dccResume(e);
     assert.equal(r.verdict, REPLY);
     assert.equal(payloadOf(r.out), ":bob!b@h PRIVMSG alice :\x01DCC RESUME f 500 10\x01\r\n");

@@ -34,6 +34,24 @@ describe("run configuration", () => {
     assert.equal(c.timeouts.icmpSec, 60);
   });
 
+  it("pool mode owns its addresses: every port (1-1023 and 1024-65535, RFC 4787 REQ-3) unless ports is set", () => {
+    assert.deepEqual(resolveRunConfig({ ...base, address: ["198.51.100.100"] }).ports, {
+      first: 1,
+      last: 65535,
+    });
+    assert.deepEqual(withFile('addresses = ["198.51.100.100"]').ports, { first: 1, last: 65535 });
+    assert.deepEqual(
+      withFile('addresses = ["198.51.100.100"]\nports = "20000-29999"').ports,
+      { first: 20000, last: 29999 },
+      "the file's ports win",
+    );
+    assert.deepEqual(
+      resolveRunConfig({ ...base, address: ["198.51.100.100"], ports: "30000-39999" }).ports,
+      { first: 30000, last: 39999 },
+      "--ports wins",
+    );
+  });
+
   it("reads every key of the file; flags override the file", () => {
     const c = withFile(
       [

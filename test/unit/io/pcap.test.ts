@@ -128,7 +128,7 @@ const T0 = 1_764_000_000; // 2025-11-24, a fixed epoch second
 
 /**
  * What the TUN would deliver in pool mode: inside traffic and replies to the pool address, with
- * the cases a NAT owner cares about. Inside ports inside 61000-65534 are preserved, so the replies
+ * the cases a NAT owner cares about. Pool mode owns every port, so inside ports are preserved and the replies
  * can be written here without running the engine first.
  */
 function goldenScenario(): Rec[] {
@@ -451,7 +451,7 @@ describe("replay", () => {
     const { output, summary } = replayBytes(input, cfg.engine);
     const text = formatReplaySummary({
       ...summary,
-      config: { inside: cfg.inside, addresses: [POOL], ports: "61000-65534", filtering: cfg.run.filtering },
+      config: { inside: cfg.inside, addresses: [POOL], ports: "1-65535", filtering: cfg.run.filtering },
     });
     const files = {
       "replay-in.pcap": input,

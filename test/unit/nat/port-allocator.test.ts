@@ -66,4 +66,54 @@ describe("PortAllocator", () => {
     assert.deepEqual(seq(7), seq(7));
     assert.notDeepEqual(seq(7), seq(8));
   });
+
+  describe("RFC 4787 REQ-3: a range on both sides of 1024 (pool mode's 1-65535) keeps the two classes apart", () => {
+    const FULL = { first: 1, last: 65535 };
+
+    it("an inside port below 1024 gets one below 1024, one from 1024 one from 1024, when its own is taken", () => {
+      const p = new PortAllocator(FULL, 1, 99, true);
+      assert.equal(p.allocate(0, 500, false), 500, "kept when free");
+      for (let i = 0; i < 200; i++) {
+        const low = p.allocate(0, 500, false);
+        assert.ok(low >= 1 && low <= 1023, `${low} below 1024`);
+        const high = p.allocate(0, 40000, false);
+        assert.ok(high >= 1024 && high <= 65535, `${high} from 1024`);
+      }
+    });
+
+    it("the low class runs out apart: NO_PORT below 1024 while ports above are free", () => {
+      const p = new PortAllocator({ first: 1000, last: 1099 }, 1, 5, true);
+      const low = new Set<number>();
+      for (let i = 0; i < 24; i++) low.add(p.allocate(0, 80, false));
+      assert.deepEqual(
+        [...low].sort((a, b) => a - b),
+        Array.from({ length: 24 }, (_, i) => 1000 + i),
+      );
+      assert.equal(p.freeFor(0, 80), 0);
+      assert.equal(p.allocate(0, 80, false), NO_PORT);
+      assert.equal(p.freeFor(0, 5000), 76);
+      assert.ok(p.allocate(0, 5000, false) >= 1024);
+      p.release(0, 1010);
+      assert.equal(p.freeFor(0, 80), 1);
+      assert.equal(p.allocate(0, 80, false), 1010);
+    });
+
+    it("every port of the high class is handed out once, none of the low class", () => {
+      const p = new PortAllocator({ first: 900, last: 1199 }, 1, 3, true);
+      const got = new Set<number>();
+      for (let i = 0; i < 176; i++) got.add(p.allocate(0, 0xffff, false));
+      assert.equal(got.size, 176);
+      assert.ok([...got].every((port) => port >= 1024 && port <= 1199));
+      assert.equal(p.allocate(0, 0xffff, false), NO_PORT);
+      assert.equal(p.free[0], 124, "the low class untouched");
+    });
+
+    it("without keepClass (ICMP identifiers) or on one side of 1024 the range is one class", () => {
+      const icmp = new PortAllocator({ first: 1000, last: 1099 }, 1, 5);
+      for (let i = 0; i < 100; i++) assert.notEqual(icmp.allocate(0, 80, false), NO_PORT);
+      const iface = new PortAllocator({ first: 61000, last: 65534 }, 1, 5, true);
+      assert.ok(iface.allocate(0, 80, false) >= 61000, "interface mode: a low port gets one of the range");
+      assert.equal(iface.freeFor(0, 80), iface.free[0]);
+    });
+  });
 });

@@ -45,7 +45,8 @@ describe("RFC 6888 REQ-4: outside ports per inside host", () => {
     assert.equal(defaultPortShare(SMALL), 64);
     assert.equal(defaultPortShare({ first: 61000, last: 61099 }), 64, "100 ports: 64, not 25");
     assert.equal(defaultPortShare({ first: 61000, last: 61031 }), 32, "never more than the range");
-    const e = makeEngine();
+    assert.deepEqual([...makeEngine().portQuota.limit], [16383, 16383, 16383], "pool mode's 1-65535");
+    const e = makeEngine({ mode: "interface" });
     assert.deepEqual([...e.portQuota.limit], [1133, 1133, 1133]);
     assert.deepEqual([...makeEngine({ maxPortsPerHost: 7 }).portQuota.limit], [7, 7, 7]);
   });

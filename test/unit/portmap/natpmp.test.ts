@@ -13,19 +13,10 @@ import {
 import { PortmapService } from "../../../src/portmap/service.ts";
 import { ip, SYN, tcp, u16, u32 } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "../nat/engine-helpers.ts";
+import { mapReq } from "./natpmp-requests.ts";
 
 const A = ip("192.168.0.2");
 const B = ip("192.168.0.3");
-
-function mapReq(op: 1 | 2, internal: number, suggested: number, lifetime: number): Uint8Array {
-  const b = new Uint8Array(12);
-  const dv = new DataView(b.buffer);
-  b[1] = op;
-  dv.setUint16(4, internal);
-  dv.setUint16(6, suggested);
-  dv.setUint32(8, lifetime);
-  return b;
-}
 
 function decode(b: Uint8Array | undefined) {
   assert.ok(b, "expected an answer");
