@@ -74,6 +74,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "serve Prometheus metrics over HTTP at http://<address:port>/metrics (e.g. 127.0.0.1:9753)",
     )
     .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
+    .option("--upnp", "serve UPnP IGD (SSDP and SOAP) on the inside interfaces (off unless asked for)")
     .option(
       "--dry-run",
       "print the host setup masq would apply, each step with its undo, and exit without changing anything",

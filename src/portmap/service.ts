@@ -50,6 +50,8 @@ export interface PortmapServiceOptions {
    * as a host of its own.
    */
   sources?: RequestSources;
+  /** The lease table, when shared with UPnP IGD (one per-host cap for all protocols); default: its own. */
+  leases?: PortmapLeases;
 }
 
 /** What the protocols' answers need of the service. */
@@ -103,13 +105,15 @@ export class PortmapService implements AnswerContext {
     this.startMs = this.nowMs();
     this.log = opts.log ?? silentLog;
     this.sources = opts.sources;
-    this.leases = new PortmapLeases(
-      this.engine,
-      this.config,
-      this.log,
-      (a) => this.isInside(a),
-      (n) => this.count(n),
-    );
+    this.leases =
+      opts.leases ??
+      new PortmapLeases(
+        this.engine,
+        this.config,
+        this.log,
+        (a) => this.isInside(a),
+        (n) => this.count(n),
+      );
   }
 
   epochSec(): number {
@@ -155,7 +159,8 @@ export class PortmapService implements AnswerContext {
   }
 
   stats(): Record<string, number> {
-    return { ...this.counters, mappings_active: this.live().length };
+    // The lease table may be shared with UPnP IGD, which counts its own.
+    return { ...this.counters, mappings_active: this.live().filter((g) => g.origin !== "upnp").length };
   }
 
   count(name: string): void {
