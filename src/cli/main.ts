@@ -121,9 +121,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .addOption(
       new Option("--mode <mode>", "address mode").choices(["interface", "pool"]).default("interface"),
     )
-    .action(async (opts: { keep: boolean; mode: "interface" | "pool" }) => {
+    .option(
+      "--upnp",
+      "also map a port over UPnP IGD from A-box (miniupnpc) and reach it from the Internet host",
+      false,
+    )
+    .action(async (opts: { keep: boolean; mode: "interface" | "pool"; upnp: boolean }) => {
       const { runLab } = await import("../lab/lab.ts");
-      setExit(await runLab({ keep: opts.keep, mode: opts.mode }));
+      setExit(await runLab({ keep: opts.keep, mode: opts.mode, upnp: opts.upnp }));
     });
 
   program
