@@ -24,7 +24,7 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
-import { prefixMask } from "../packet/addr.ts";
+import { prefixMatcher } from "../packet/addr.ts";
 import { type Origin, PortmapLeases } from "../portmap/leases.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
@@ -170,12 +170,11 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       const openSocket = (address: string, port: number, device: string) =>
         loadAddon().udpSocketOnDevice(address, port, device);
       // One lease table for NAT-PMP, PCP and UPnP: one per-host cap, one owner per mapping.
-      const nets = engine.config.inside.map(({ addr, len }) => ({ net: addr, mask: prefixMask(len) }));
       const leases = new PortmapLeases(
         engine,
         cfg.portmap,
         log,
-        (a) => nets.some((n) => (a & n.mask) >>> 0 === (n.net & n.mask) >>> 0),
+        prefixMatcher(engine.config.inside),
         (name: string, origin: Origin) =>
           origin === "upnp" ? upnp?.count(name) : portmap?.service.count(name),
       );

@@ -14,6 +14,24 @@ import { UpnpError, UpnpFault } from "./errors.ts";
 import { MAX_SOAP_BYTES, parseSoapRequest, soapFault, soapResponse } from "./soap.ts";
 
 export const ROOT_DESC_PATH = "/rootDesc.xml";
+
+/**
+ * Readies an external port before a mapping of it is decided (interface mode: a port beyond
+ * masq's range needs rules of its own before the lease table can grant it); resolves with the
+ * function to call once the request is decided.
+ */
+export type PreparePort = (proto: "tcp" | "udp", port: number) => Promise<() => void>;
+
+const MAPPING_ACTIONS = new Set(["AddPortMapping", "AddAnyPortMapping"]);
+
+/** The port an add asks for, when it names one well enough to prepare it (else the action refuses it). */
+function askedPort(args: Map<string, string>): { proto: "tcp" | "udp"; port: number } | undefined {
+  const port = Number(args.get("NewExternalPort")?.trim());
+  const proto = args.get("NewProtocol")?.trim().toUpperCase();
+  if (!Number.isInteger(port) || port < 1 || port > 65535 || (proto !== "TCP" && proto !== "UDP"))
+    return undefined;
+  return { proto: proto === "TCP" ? "tcp" : "udp", port };
+}
 const XML = 'text/xml; charset="utf-8"';
 const SERVER_HEADER = "Linux UPnP/1.1 masq/0.1";
 
@@ -25,6 +43,8 @@ export interface HttpContext {
   /** The caller's identity for the per-host cap; undefined: refused (not a host masq sees). */
   identify(addr: number): Promise<string | undefined>;
   count(name: string): void;
+  /** See UpnpServerOptions.preparePort. */
+  preparePort?: PreparePort;
   log: {
     info(o: object, m: string): void;
     debug(o: object, m: string): void;
@@ -89,6 +109,8 @@ async function control(
   if (owner === undefined)
     return fault(UpnpError.ACTION_NOT_AUTHORIZED, "not a host masq sees on the inside");
   const who: Caller = { addr: caller, owner };
+  const ask = ctx.preparePort && MAPPING_ACTIONS.has(parsed.action) ? askedPort(parsed.args) : undefined;
+  const settle = ask && ctx.preparePort ? await ctx.preparePort(ask.proto, ask.port) : undefined;
   try {
     const out = runAction(ctx.control, service.type, parsed, who);
     ctx.count("soap_ok");
@@ -97,6 +119,8 @@ async function control(
     if (err instanceof UpnpFault) return fault(err.code, err.detail);
     ctx.log.warn({ err, action: parsed.action }, "UPnP action failed");
     fault(UpnpError.ACTION_FAILED, "internal error");
+  } finally {
+    settle?.();
   }
 }
 

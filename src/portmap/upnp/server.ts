@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
 import { MasqError } from "../../errors/masq-error.ts";
 import type { NatEngine } from "../../nat/engine.ts";
-import { prefixMask } from "../../packet/addr.ts";
+import { prefixMatcher } from "../../packet/addr.ts";
 import type { PortmapLeases } from "../leases.ts";
 import type { RequestSources } from "../neighbours.ts";
 import type { ListenAddress } from "../server.ts";
@@ -15,7 +15,7 @@ import type { PortmapLog } from "../service.ts";
 import type { ControlContext, WanCounters } from "./actions.ts";
 import type { UpnpConfig } from "./config.ts";
 import { igdTree } from "./device.ts";
-import { createUpnpHttpServer, ROOT_DESC_PATH } from "./http.ts";
+import { createUpnpHttpServer, type PreparePort, ROOT_DESC_PATH } from "./http.ts";
 import { UpnpMappings } from "./mappings.ts";
 import { SsdpServer } from "./ssdp-server.ts";
 
@@ -31,6 +31,11 @@ export interface UpnpServerOptions {
   log: PortmapLog;
   /** Makes the device UDNs (stable for one gateway); default: the host name. */
   seed?: string;
+  /**
+   * Readies an external port before an add is decided (the hook of the lease table's port
+   * steering, which NAT-PMP and PCP requests go through too); absent: nothing to ready.
+   */
+  preparePort?: PreparePort;
 }
 
 /** Bumped when the description changes in a way clients must notice (UDA 1.1 CONFIGID). */
@@ -79,11 +84,7 @@ export class UpnpServer {
 
   private async listen(): Promise<void> {
     const o = this.o;
-    const nets = o.insideNetworks.map(({ addr, len }) => ({
-      addr: (addr & prefixMask(len)) >>> 0,
-      mask: prefixMask(len),
-    }));
-    const isInside = (a: number) => nets.some((n) => (a & n.mask) >>> 0 === n.addr);
+    const isInside = prefixMatcher(o.insideNetworks);
     const root = igdTree(o.config.version, o.seed ?? hostname());
     const started = performance.now();
     const control: ControlContext = {
@@ -118,6 +119,7 @@ export class UpnpServer {
           return who;
         },
         count: (n) => this.count(n),
+        ...(o.preparePort ? { preparePort: o.preparePort } : {}),
         log: o.log,
       });
       this.http.push(http);
