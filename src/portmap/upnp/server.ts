@@ -158,7 +158,7 @@ export class UpnpServer {
     } catch (err) {
       throw new MasqError(
         "MASQ_ERR_SOCKET_IN_USE",
-        `upnp: cannot listen on UDP ${1900} of ${ssdpListen.map((l) => l.device).join(", ")} (${(err as Error).message}); is another UPnP server (miniupnpd, minissdpd) running? Set upnp.enabled = false to run without`,
+        `upnp: cannot listen on UDP 1900 of ${ssdpListen.map((l) => l.device).join(", ")} (${(err as Error).message}); is another UPnP server (miniupnpd, minissdpd) running? Set upnp.enabled = false to run without`,
       );
     }
     o.log.info(
