@@ -58,6 +58,7 @@ export class UpnpServer {
   readonly mappings: UpnpMappings;
   private readonly http: Server[] = [];
   private ssdp: SsdpServer | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
 
   private constructor(private readonly o: UpnpServerOptions) {
     this.mappings = new UpnpMappings(o.leases, o.engine, o.config);
@@ -161,6 +162,10 @@ export class UpnpServer {
         `upnp: cannot listen on UDP 1900 of ${ssdpListen.map((l) => l.device).join(", ")} (${(err as Error).message}); is another UPnP server (miniupnpd, minissdpd) running? Set upnp.enabled = false to run without`,
       );
     }
+    // Lapsed leases are forgotten once a second (reading the live ones does it), so what a grant
+    // holds beyond its pin (a steered port's rules) goes with it even when NAT-PMP/PCP are off.
+    this.sweeper = setInterval(() => this.mappings.list(), 1000);
+    this.sweeper.unref();
     o.log.info(
       { version: o.config.version, description: ssdpListen.map((l) => l.location) },
       "UPnP IGD listening",
@@ -174,6 +179,7 @@ export class UpnpServer {
 
   /** Stops: byebye, servers closed, and every UPnP mapping removed. */
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     await this.ssdp?.close();
     this.ssdp = undefined;
     await Promise.all(
