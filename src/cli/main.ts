@@ -77,6 +77,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "serve Prometheus metrics over HTTP at http://<address:port>/metrics (e.g. 127.0.0.1:9753)",
     )
     .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
+    .option("--upnp", "serve UPnP IGD (SSDP and SOAP) on the inside interfaces (off unless asked for)")
     .option(
       "--mss-clamp <mss>",
       "lower the MSS of SYNs: pmtu (the default: the MTU of the link they leave by − 40), off, or a number of bytes",
@@ -127,9 +128,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .addOption(
       new Option("--mode <mode>", "address mode").choices(["interface", "pool"]).default("interface"),
     )
-    .action(async (opts: { keep: boolean; mode: "interface" | "pool" }) => {
+    .option(
+      "--upnp",
+      "also map a port over UPnP IGD from A-box (miniupnpc) and reach it from the Internet host",
+      false,
+    )
+    .action(async (opts: { keep: boolean; mode: "interface" | "pool"; upnp: boolean }) => {
       const { runLab } = await import("../lab/lab.ts");
-      setExit(await runLab({ keep: opts.keep, mode: opts.mode }));
+      setExit(await runLab({ keep: opts.keep, mode: opts.mode, upnp: opts.upnp }));
     });
 
   program

@@ -6,6 +6,7 @@ import { sumCounters } from "../datapath/tuns.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { type ForwardRegistry, type ForwardText, forwardText, parseForward } from "../portmap/forwards.ts";
 import type { PortmapServer } from "../portmap/server.ts";
+import type { UpnpServer } from "../portmap/upnp/server.ts";
 import type { StreamStats } from "./chunked.ts";
 import { connsBody } from "./conns-listing.ts";
 import type { Resolved } from "./engine-config.ts";
@@ -23,6 +24,7 @@ export interface ApiSources {
   datapath: () => StatsReply["datapath"];
   devices: () => Record<string, Record<string, number>>;
   portmap: () => PortmapServer | undefined;
+  upnp?: () => UpnpServer | undefined;
   streams: () => StreamStats | undefined;
   metrics: ReturnType<typeof createMetrics>;
   forwards: ForwardRegistry;
@@ -36,6 +38,7 @@ export function controlApi(s: ApiSources): ControlSource {
     conns: (query) => connsBody(engine, query),
     stats: (): StatsReply => {
       const portmap = s.portmap();
+      const upnp = s.upnp?.();
       const streams = s.streams();
       return {
         uptimeSec: uptimeSec(),
@@ -48,6 +51,7 @@ export function controlApi(s: ApiSources): ControlSource {
         ...deviceStats(s.devices()),
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
+        ...(upnp ? { upnp: upnp.stats() } : {}),
         ...(streams ? { control: { ...streams } } : {}),
       };
     },

@@ -20,6 +20,7 @@ import {
 import type { FirewallRule } from "../policy/rules.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../portmap/config.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
+import { defaultUpnpConfig, type UpnpConfig } from "../portmap/upnp/config.ts";
 import { addressPlanProblem } from "./address-rules.ts";
 import { algSectionSchema, applyAlgSection } from "./alg-config.ts";
 import {
@@ -32,6 +33,7 @@ import {
   seconds,
 } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
+import { applyUpnpSection, upnpSectionSchema } from "./upnp-config.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -115,6 +117,8 @@ export interface RunConfig {
   firewall: FirewallRule[];
   /** NAT-PMP (RFC 6886) and PCP (RFC 6887) on the inside interfaces. */
   portmap: PortmapConfig;
+  /** UPnP IGD on the inside interfaces (shares portmap's lease table and per-host cap). */
+  upnp: UpnpConfig;
   /** Application-level gateways (`[alg]`, one `[alg.<name>]` per ALG of src/alg/algs.ts). */
   alg: AlgConfig;
   log: { level: LogLevel; format: LogFormat };
@@ -160,6 +164,7 @@ export function defaultRunConfig(): RunConfig {
     forwards: [],
     firewall: [],
     portmap: defaultPortmapConfig(),
+    upnp: defaultUpnpConfig(),
     alg: defaultAlgConfig(ALGS),
     log: { level: "info", format: "text" },
     metrics: {},
@@ -316,6 +321,7 @@ const fileSchema = v.strictObject({
       third_party: v.optional(v.boolean()),
     }),
   ),
+  upnp: v.optional(upnpSectionSchema),
   metrics: v.optional(
     v.strictObject({
       listen: v.optional(v.string('must be "address:port", e.g. "127.0.0.1:9753"')),
@@ -355,6 +361,8 @@ export interface RunFlags {
   portmap?: boolean;
   /** --mss-clamp pmtu|off|<bytes>. */
   mssClamp?: string;
+  /** --upnp: UPnP IGD on (as `[upnp] enabled = true`). */
+  upnp?: boolean;
 }
 
 /** Parse and validate TOML text; `source` names the file in errors. */
@@ -488,6 +496,10 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
           `${P.minLifetime} s is above portmap.max_lifetime (${P.maxLifetime} s)`,
         );
     }
+    if (f.upnp) {
+      const bad = applyUpnpSection(c.upnp, f.upnp);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+    }
     if (f.alg) {
       const conflict = applyAlgSection(ALGS, c.alg, f.alg);
       if (conflict) throw new ConfigError(`${src}: ${conflict.key}`, conflict.problem);
@@ -534,6 +546,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");
+  if (flags.upnp) c.upnp.enabled = true;
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);

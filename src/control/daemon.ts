@@ -24,8 +24,11 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
+import { prefixMatcher } from "../packet/addr.ts";
+import { type Origin, PortmapLeases } from "../portmap/leases.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
+import { UpnpServer } from "../portmap/upnp/server.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { RunConfig } from "./config.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
@@ -69,9 +72,11 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let server: ControlServer | undefined;
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
+  let upnp: UpnpServer | undefined;
   let metricsListener: MetricsListener | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
+    await upnp?.close();
     await portmap?.close();
     datapath?.stop();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
@@ -117,6 +122,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       devices: () => devices.counters(sysfs),
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
+      upnp: () => upnp?.stats(),
     });
     if (cfg.metrics.listen !== undefined) {
       const listen = parseListen(cfg.metrics.listen);
@@ -139,37 +145,76 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         datapath: datapathCounters,
         devices: () => devices.counters(sysfs),
         portmap: () => portmap,
+        upnp: () => upnp,
         streams: () => server?.streamStats,
         metrics,
         forwards,
       }),
     );
-    if (cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp)) {
+    const natpmpOrPcp = cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp);
+    if (natpmpOrPcp || cfg.upnp.enabled) {
       const listen = interfaceAddresses(cfg.inside);
+      const what = natpmpOrPcp ? "portmap" : "upnp";
       if (listen.length === 0)
         throw new MasqError(
           "MASQ_ERR_INTERFACE_MISSING",
-          `portmap: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
+          `${what}: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
         );
       // Requests only from hosts the gateway sees on the inside (issue 16: forged sources).
       const sources = cfg.portmap.requireNeighbour
         ? new NeighbourSources({
             allowed: cfg.portmap.allowedHosts,
-            onError: (err) => log.warn({ err }, "portmap: the neighbour table cannot be read"),
+            onError: (err) => log.warn({ err }, `${what}: the neighbour table cannot be read`),
           })
         : undefined;
+      const openSocket = (address: string, port: number, device: string) =>
+        loadAddon().udpSocketOnDevice(address, port, device);
       // Interface mode: a suggested port beyond masq's range gets rules of its own (issue 11).
       const steering = mappedPortSteering(cfg, host, stateFile, log, forwards);
-      portmap = await PortmapServer.start({
+      // One lease table for NAT-PMP, PCP and UPnP: one per-host cap, one owner per mapping.
+      const leases = new PortmapLeases(
         engine,
-        config: cfg.portmap,
-        insideNetworks: engine.config.inside,
-        ...(sources ? { sources } : {}),
-        ...(steering ? { steering } : {}),
-        listen,
-        openSocket: (address, port, device) => loadAddon().udpSocketOnDevice(address, port, device),
+        cfg.portmap,
         log,
-      });
+        prefixMatcher(engine.config.inside),
+        (name: string, origin: Origin) =>
+          origin === "upnp" ? upnp?.count(name) : portmap?.service.count(name),
+        steering,
+      );
+      if (natpmpOrPcp)
+        portmap = await PortmapServer.start({
+          engine,
+          config: cfg.portmap,
+          insideNetworks: engine.config.inside,
+          ...(sources ? { sources } : {}),
+          ...(steering ? { steering } : {}),
+          leases,
+          listen,
+          openSocket,
+          log,
+        });
+      if (cfg.upnp.enabled)
+        upnp = await UpnpServer.start({
+          engine,
+          config: cfg.upnp,
+          leases,
+          listen,
+          insideNetworks: engine.config.inside,
+          ...(sources ? { sources } : {}),
+          openSocket,
+          log,
+          seed: `${cfg.tun}:${cfg.outside}`,
+          ...(steering
+            ? {
+                // A port beyond masq's range is readied (its rules) before UPnP decides, as for NAT-PMP.
+                preparePort: async (proto: "tcp" | "udp", port: number) => {
+                  if (!steering.needs(port)) return () => {};
+                  await steering.prepare(proto, port);
+                  return () => steering.settle(proto, port);
+                },
+              }
+            : {}),
+        });
     }
   } catch (err) {
     // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).

@@ -32,6 +32,8 @@ export interface StatsReply {
   firewall?: RuleHits[];
   /** NAT-PMP/PCP server counters, when it runs. */
   portmap?: Record<string, number>;
+  /** UPnP IGD server counters, when it runs. */
+  upnp?: Record<string, number>;
   /** The control socket's streamed answers (connection listings): counts, longest chunk. */
   control?: Record<string, number>;
 }
@@ -134,6 +136,10 @@ export function formatStats(s: StatsReply): string {
   if (s.portmap) {
     lines.push("port mapping (NAT-PMP/PCP):");
     for (const [k, v] of Object.entries(s.portmap)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
+  if (s.upnp) {
+    lines.push("port mapping (UPnP IGD):");
+    for (const [k, v] of Object.entries(s.upnp)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   if (s.control) {
     lines.push("control socket (listings):");

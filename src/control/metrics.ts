@@ -13,6 +13,8 @@ export interface MetricsSource {
   firewall?(): RuleHits[];
   /** NAT-PMP/PCP server counters (requests, results, active mappings); absent when it is off. */
   portmap?(): Record<string, number> | undefined;
+  /** UPnP IGD server counters (SSDP, SOAP, results, active mappings); absent when it is off. */
+  upnp?(): Record<string, number> | undefined;
 }
 
 export function createMetrics(source: MetricsSource): Registry {
@@ -91,6 +93,25 @@ export function createMetrics(source: MetricsSource): Registry {
     registers: [registry],
     collect() {
       this.set(source.portmap?.()?.mappings_active ?? 0);
+    },
+  });
+  new Counter({
+    name: "masq_upnp_total",
+    help: "UPnP IGD searches, control requests and their results, by counter",
+    labelNames: ["counter"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.upnp?.() ?? {}))
+        if (k !== "mappings_active") this.inc({ counter: k }, v);
+    },
+  });
+  new Gauge({
+    name: "masq_upnp_mappings",
+    help: "Live UPnP IGD mappings",
+    registers: [registry],
+    collect() {
+      this.set(source.upnp?.()?.mappings_active ?? 0);
     },
   });
   const tables: Array<[string, string, (s: EngineStats) => number]> = [

@@ -10,6 +10,7 @@
 
 import { NatPmpResult } from "../portmap/natpmp.ts";
 import { PcpResult } from "../portmap/pcp.ts";
+import { UpnpError } from "../portmap/upnp/errors.ts";
 
 /**
  * Exit codes of `masq`, by what the operator does next. 1 stays the plain failure it always was
@@ -242,7 +243,7 @@ export const ERRORS = {
     exit: Exit.INVALID,
   },
   MASQ_ERR_SOCKET_IN_USE: {
-    summary: "the control socket, or NAT-PMP/PCP's UDP 5351, is held by another process",
+    summary: "the control socket, NAT-PMP/PCP's UDP 5351 or UPnP's UDP 1900, is held by another process",
     http: 500,
     pcp: P.NETWORK_FAILURE,
     natpmp: N.NETWORK_FAILURE,
@@ -306,4 +307,33 @@ export function natpmpResultOf(code: ErrorCode): number {
 
 export function exitCodeOf(code: ErrorCode): number {
   return ERRORS[code].exit;
+}
+
+const U = UpnpError;
+
+/**
+ * The UPnP IGD error (WANIPConnection:1/:2) an AddPortMapping that fails with a code gets: a
+ * port someone else holds is a conflict (718), one held by another protocol's client a conflict
+ * with another mechanism (729), a quota or a full table no port maps available (728), a host
+ * that may not map forbidden (606); anything else the generic Action Failed (501).
+ */
+const UPNP_ERRORS: { readonly [K in ErrorCode]?: number } = {
+  MASQ_ERR_NOT_INSIDE: U.ACTION_NOT_AUTHORIZED,
+  MASQ_ERR_FORWARD_TARGET: U.ACTION_NOT_AUTHORIZED,
+  MASQ_ERR_NOT_PUBLIC_ADDRESS: U.ACTION_NOT_AUTHORIZED,
+  MASQ_ERR_ALREADY_MAPPED: U.CONFLICT_IN_MAPPING_ENTRY,
+  MASQ_ERR_PORT_IN_USE: U.CONFLICT_IN_MAPPING_ENTRY,
+  MASQ_ERR_SUGGESTION_UNAVAILABLE: U.CONFLICT_IN_MAPPING_ENTRY,
+  MASQ_ERR_MAPPING_OWNED: U.CONFLICT_WITH_OTHER_MECHANISMS,
+  MASQ_ERR_PORTS_EXHAUSTED: U.NO_PORT_MAPS_AVAILABLE,
+  MASQ_ERR_MAPPING_TABLE_FULL: U.NO_PORT_MAPS_AVAILABLE,
+  MASQ_ERR_HOST_TABLE_FULL: U.NO_PORT_MAPS_AVAILABLE,
+  MASQ_ERR_TOO_MANY_PINS: U.NO_PORT_MAPS_AVAILABLE,
+  MASQ_ERR_HOST_PORT_QUOTA: U.NO_PORT_MAPS_AVAILABLE,
+  MASQ_ERR_PORTMAP_HOST_QUOTA: U.NO_PORT_MAPS_AVAILABLE,
+  MASQ_ERR_PORTMAP_FULL: U.NO_PORT_MAPS_AVAILABLE,
+};
+
+export function upnpErrorOf(code: ErrorCode): number {
+  return UPNP_ERRORS[code] ?? U.ACTION_FAILED;
 }

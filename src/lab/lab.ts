@@ -16,10 +16,13 @@ import {
   type MasqNetwork,
 } from "./netns.ts";
 import { udpAsk } from "./udp-ask.ts";
+import { upnpStep } from "./upnp-step.ts";
 
 export interface LabOptions {
   keep: boolean;
   mode: MasqMode;
+  /** Also show a UPnP IGD mapping asked for from A-box (masq runs with --upnp). */
+  upnp?: boolean;
   /** Where to write (default stdout). */
   out?: (line: string) => void;
 }
@@ -68,7 +71,7 @@ export async function runLab(opts: LabOptions): Promise<number> {
     const inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80", "--udp", "7"]);
     await inet.waitFor(/"proto":"udp"/, 10_000);
     say("starting masq in the gateway namespace ...");
-    masq = await startMasq(net);
+    masq = await startMasq(net, opts.upnp ? { flags: ["--upnp"] } : {});
     say(`masq is running (pid ${masq.proc.pid}); control socket ${masq.socket}`);
     say("");
 
@@ -79,6 +82,13 @@ export async function runLab(opts: LabOptions): Promise<number> {
         say(`   ${r.ok ? "✔" : "✘"} ${r.text}`);
         if (!r.ok) failures++;
       }
+    }
+    if (opts.upnp) {
+      say("");
+      say("── UPnP IGD from A-box (miniupnpc):");
+      const r = await upnpStep(net);
+      for (const line of r.lines) say(`   ${r.ok ? "✔" : "✘"} ${line}`);
+      if (!r.ok) failures++;
     }
     say("");
     say(`── What the Internet host (${net.inet.addr}) saw:`);

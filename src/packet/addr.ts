@@ -27,3 +27,14 @@ export function parseIpv4(s: string): number | undefined {
 export function prefixMask(len: number): number {
   return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
 }
+
+/** A test of whether an address is in one of `prefixes` (for the control plane, not the hot path). */
+export function prefixMatcher(
+  prefixes: ReadonlyArray<{ addr: number; len: number }>,
+): (a: number) => boolean {
+  const nets = prefixes.map(({ addr, len }) => ({
+    net: (addr & prefixMask(len)) >>> 0,
+    mask: prefixMask(len),
+  }));
+  return (a) => nets.some((n) => (a & n.mask) >>> 0 === n.net);
+}

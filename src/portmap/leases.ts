@@ -1,4 +1,4 @@
-// The mappings granted through NAT-PMP and PCP: each is an engine pin, and this table remembers
+// The mappings granted through NAT-PMP, PCP and UPnP IGD: each is an engine pin, and this table remembers
 // who asked for it (origin, owner, PCP nonce), so that only that client renews or deletes it and
 // the per-host and global caps can be counted. Renewal keeps the outside port (RFC 6886 §3.3,
 // RFC 6887 §11.3). A refusal carries its code (errors/codes.ts); the protocol answers with it.
@@ -18,7 +18,7 @@ const SUGGESTION_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "MASQ_ERR_NOT_PUBLIC_ADDRESS",
 ]);
 
-export type Origin = "natpmp" | "pcp";
+export type Origin = "natpmp" | "pcp" | "upnp";
 export type Proto = "tcp" | "udp";
 
 /** A mapping granted through NAT-PMP or PCP; the pin in the engine is the truth about liveness. */
@@ -61,6 +61,13 @@ export interface MapRequest {
   remoteAddr: number;
   /** PCP PREFER_FAILURE: the suggestion or nothing (RFC 6887 §13.2). */
   preferFailure: boolean;
+  /**
+   * The granted lifetime's bounds in seconds (default: portmap.min_lifetime and max_lifetime).
+   * With a minimum of 0, a lifetime of 0 is granted as "until deleted" (UPnP IGD v1's lease 0).
+   */
+  lifetimeLimits?: { min: number; max: number };
+  /** Shown by the listings (UPnP's NewPortMappingDescription). */
+  note?: string;
 }
 
 export class PortmapLeases {
@@ -72,8 +79,8 @@ export class PortmapLeases {
     private readonly log: PortmapLog,
     /** Whether an address is on an inside network. */
     private readonly isInside: (addr: number) => boolean,
-    /** Counts an event in the service's counters. */
-    private readonly count: (name: string) => void,
+    /** Counts an event in the counters of the protocol that asked. */
+    private readonly count: (name: string, origin: Origin) => void,
     /** Interface mode: the rules of mapped ports beyond masq's range (absent: only the range). */
     private readonly steering?: MappedPortSteering,
   ) {}
@@ -97,8 +104,9 @@ export class PortmapLeases {
       : defaultPortShare(this.engine.config.ports[proto]);
   }
 
-  private clampLifetime(requested: number): number {
-    return Math.min(this.config.maxLifetime, Math.max(this.config.minLifetime, requested));
+  private clampLifetime(requested: number, limits?: { min: number; max: number }): number {
+    const { min, max } = limits ?? { min: this.config.minLifetime, max: this.config.maxLifetime };
+    return Math.min(max, Math.max(min, requested));
   }
 
   /**
@@ -144,7 +152,7 @@ export class PortmapLeases {
         };
       const cap = this.globalCap(r.proto);
       if (all >= cap) {
-        this.count("refused_global_cap");
+        this.count("refused_global_cap", r.origin);
         return {
           ok: false,
           code: "MASQ_ERR_PORTMAP_FULL",
@@ -152,8 +160,9 @@ export class PortmapLeases {
         };
       }
     }
-    const lifetime = this.clampLifetime(r.lifetime);
-    const expiresAtSec = this.engine.clockSec + lifetime;
+    const lifetime = this.clampLifetime(r.lifetime, r.lifetimeLimits);
+    // 0 only where the limits allow it: a pin that never lapses (engine pins: 0 = never).
+    const expiresAtSec = lifetime === 0 ? 0 : this.engine.clockSec + lifetime;
     const base = {
       proto: r.proto,
       inAddr: r.inAddr,
@@ -161,6 +170,7 @@ export class PortmapLeases {
       expiresAtSec,
       origin: r.origin,
       ...(r.remoteAddr !== 0 ? { remoteAddr: r.remoteAddr } : {}),
+      ...(r.note ? { note: r.note } : {}),
     };
     // Renewal keeps the outside port (RFC 6886 §3.3, RFC 6887 §11.3); otherwise the suggestion
     // when it is free and reachable, else whatever the allocator gives (the inside port if free).
@@ -208,7 +218,7 @@ export class PortmapLeases {
       this.steering?.hold(grant.proto, grant.outPort);
       if (old) this.steering?.release(old.proto, old.outPort);
     }
-    this.count(old ? "mappings_renewed" : "mappings_created");
+    this.count(old ? "mappings_renewed" : "mappings_created", r.origin);
     this.log.info(
       {
         origin: r.origin,
@@ -235,7 +245,7 @@ export class PortmapLeases {
       this.engine.unpin(g.pinId);
       this.grants.delete(`${g.proto}/${g.inAddr}/${g.inPort}`);
       this.steering?.release(g.proto, g.outPort);
-      this.count("mappings_deleted");
+      this.count("mappings_deleted", origin);
       this.log.info(
         {
           origin,

@@ -54,6 +54,8 @@ export interface PortmapServiceOptions {
   sources?: RequestSources;
   /** Interface mode: steers suggested ports beyond masq's range into it (port-steering.ts). */
   steering?: MappedPortSteering;
+  /** The lease table, when shared with UPnP IGD (one per-host cap for all protocols); default: its own. */
+  leases?: PortmapLeases;
 }
 
 /** What the protocols' answers need of the service. */
@@ -109,14 +111,16 @@ export class PortmapService implements AnswerContext {
     this.log = opts.log ?? silentLog;
     this.sources = opts.sources;
     this.steering = opts.steering;
-    this.leases = new PortmapLeases(
-      this.engine,
-      this.config,
-      this.log,
-      (a) => this.isInside(a),
-      (n) => this.count(n),
-      this.steering,
-    );
+    this.leases =
+      opts.leases ??
+      new PortmapLeases(
+        this.engine,
+        this.config,
+        this.log,
+        (a) => this.isInside(a),
+        (n) => this.count(n),
+        this.steering,
+      );
   }
 
   epochSec(): number {
@@ -162,7 +166,8 @@ export class PortmapService implements AnswerContext {
   }
 
   stats(): Record<string, number> {
-    return { ...this.counters, mappings_active: this.live().length };
+    // The lease table may be shared with UPnP IGD, which counts its own.
+    return { ...this.counters, mappings_active: this.live().filter((g) => g.origin !== "upnp").length };
   }
 
   count(name: string): void {
