@@ -24,8 +24,10 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
+import { parseIpv4 } from "../packet/addr.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
+import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { RunConfig } from "./config.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
@@ -36,6 +38,8 @@ import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlServer } from "./server.ts";
+import { WanAddressState } from "./wan-address.ts";
+import { WanFollower } from "./wan-follow.ts";
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
 export async function runDaemon(cfg: RunConfig): Promise<number> {
@@ -70,8 +74,13 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
   let metricsListener: MetricsListener | undefined;
+  let follower: WanFollower | undefined;
+  let steering: ReturnType<typeof mappedPortSteering>;
   let hostApplied = false;
   const teardown = async (why: string) => {
+    // No address change may run while the rest is torn down.
+    follower?.close();
+    await follower?.idle();
     await portmap?.close();
     datapath?.stop();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
@@ -159,7 +168,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
           })
         : undefined;
       // Interface mode: a suggested port beyond masq's range gets rules of its own (issue 11).
-      const steering = mappedPortSteering(cfg, host, stateFile, log, forwards);
+      steering = mappedPortSteering(cfg, host, stateFile, log, forwards);
       portmap = await PortmapServer.start({
         engine,
         config: cfg.portmap,
@@ -170,6 +179,32 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         openSocket: (address, port, device) => loadAddon().udpSocketOnDevice(address, port, device),
         log,
       });
+    }
+    if (host.mode === "interface") {
+      if (host.publicAddresses.length === 0)
+        log.warn(
+          { outside: cfg.outside },
+          "the outside interface has no IPv4 address yet: waiting for one (nothing is translated until it comes)",
+        );
+      const addon = loadAddon();
+      const context = {
+        cfg,
+        host,
+        engine,
+        datapath,
+        forwards,
+        portmap: () => portmap,
+        mappedPorts: () => steering?.steered() ?? [],
+        stateFile,
+        log,
+      };
+      follower = new WanFollower({
+        state: new WanAddressState(cfg.outside, parseIpv4(host.publicAddresses[0] ?? "") ?? 0),
+        open: (onMessage) => new addon.RouteSocket(addon.RTMGRP_LINK | addon.RTMGRP_IPV4_IFADDR, onMessage),
+        onTransition: (t) => onWanTransition(context, t),
+        log,
+      });
+      await follower.synced;
     }
   } catch (err) {
     // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).
@@ -235,7 +270,7 @@ function printSummary(
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
   const lines = [
     "",
-    `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
+    `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (following ${cfg.outside})`}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}; ${mssSummary(engine)}`,
     `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`}; up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,

@@ -78,6 +78,11 @@ export class PortmapLeases {
     private readonly steering?: MappedPortSteering,
   ) {}
 
+  /** The public address changed (the engine moved the pins): the grants say so, and renew on it. */
+  moveAddress(from: number, to: number): void {
+    for (const g of this.grants.values()) if (g.outAddr === from) g.outAddr = to;
+  }
+
   /** Live grants (pins that lapsed in the engine are forgotten here too). */
   live(): Grant[] {
     const out: Grant[] = [];
