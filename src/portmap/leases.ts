@@ -123,7 +123,8 @@ export class PortmapLeases {
   map(r: MapRequest): MapOutcome {
     if (!this.isInside(r.inAddr))
       return { ok: false, code: "MASQ_ERR_NOT_INSIDE", detail: "not an inside host" };
-    if (this.engine.config.outside.length === 0)
+    // Interface mode while the outside interface has no address: nothing to map to yet.
+    if (this.engine.config.outside.length === 0 || this.engine.addressless)
       return { ok: false, code: "MASQ_ERR_NO_PUBLIC_ADDRESS", detail: "no public address" };
     const key = `${r.proto}/${r.inAddr}/${r.inPort}`;
     this.live(); // forget lapsed grants first

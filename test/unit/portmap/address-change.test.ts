@@ -70,10 +70,13 @@ describe("port mapping when the public address changes", () => {
     assert.equal(engine.pinList()[0].outside.addr, "198.51.100.77");
   });
 
-  it("without an address: network failure, and no address announced", () => {
+  it("without an address: network failure for the address and for mappings, and no address announced", () => {
     const { engine, svc } = setup();
     engine.setAddressless(true);
     assert.equal(dv(svc.handle(Uint8Array.of(0, 0), A)).getUint16(2), NatPmpResult.NETWORK_FAILURE);
     assert.ok(svc.announcements().every((a) => a.msg[0] !== 0));
+    const refused = dv(svc.handle(mapTcp(8080, 3600), A));
+    assert.equal(refused.getUint16(2), NatPmpResult.NETWORK_FAILURE, "no mapping on no address");
+    assert.equal(engine.pinList().length, 0);
   });
 });
