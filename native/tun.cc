@@ -18,6 +18,8 @@
 
 #include <napi.h>
 
+#include "netlink.h"
+
 #include <string>
 #include <vector>
 
@@ -603,6 +605,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("VIRTIO_NET_HDR_F_NEEDS_CSUM", VirtioNetHdr::kNeedsCsum);
   exports.Set("VIRTIO_NET_HDR_GSO_TCPV4", VirtioNetHdr::kGsoTcpV4);
   exports.Set("VIRTIO_NET_HDR_GSO_UDP_L4", VirtioNetHdr::kGsoUdpL4);
+  masq::InitNetlink(env, exports);
   return Tun::Init(env, exports);
 }
 

@@ -43,7 +43,8 @@ export function controlApi(s: ApiSources): ControlSource {
       return {
         uptimeSec: uptimeSec(),
         mode: host.mode,
-        publicAddresses: host.publicAddresses,
+        // Interface mode without an address now (wan-follow.ts): none to show.
+        publicAddresses: engine.addressless ? [] : host.publicAddresses,
         portSeed: engine.config.portSeed,
         ...(s.datapathCpu !== undefined ? { datapathCpu: s.datapathCpu } : {}),
         engine: engine.stats(),

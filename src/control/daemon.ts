@@ -24,11 +24,12 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
-import { prefixMatcher } from "../packet/addr.ts";
+import { parseIpv4, prefixMatcher } from "../packet/addr.ts";
 import { type Origin, PortmapLeases } from "../portmap/leases.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { UpnpServer } from "../portmap/upnp/server.ts";
+import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { RunConfig } from "./config.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
@@ -39,6 +40,8 @@ import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlServer } from "./server.ts";
+import { WanAddressState } from "./wan-address.ts";
+import { WanFollower } from "./wan-follow.ts";
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
 export async function runDaemon(cfg: RunConfig): Promise<number> {
@@ -74,10 +77,16 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let portmap: PortmapServer | undefined;
   let upnp: UpnpServer | undefined;
   let metricsListener: MetricsListener | undefined;
+  let follower: WanFollower | undefined;
+  let steering: ReturnType<typeof mappedPortSteering>;
+  let leases: PortmapLeases | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
-    await upnp?.close();
+    // No address change may run while the rest is torn down.
+    follower?.close();
+    await follower?.idle();
     await portmap?.close();
+    await upnp?.close();
     datapath?.stop();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
     if (hostApplied) {
@@ -170,25 +179,27 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       const openSocket = (address: string, port: number, device: string) =>
         loadAddon().udpSocketOnDevice(address, port, device);
       // Interface mode: a suggested port beyond masq's range gets rules of its own (issue 11).
-      const steering = mappedPortSteering(cfg, host, stateFile, log, forwards);
+      const steer = mappedPortSteering(cfg, host, stateFile, log, forwards);
+      steering = steer;
       // One lease table for NAT-PMP, PCP and UPnP: one per-host cap, one owner per mapping.
-      const leases = new PortmapLeases(
+      const shared = new PortmapLeases(
         engine,
         cfg.portmap,
         log,
         prefixMatcher(engine.config.inside),
         (name: string, origin: Origin) =>
           origin === "upnp" ? upnp?.count(name) : portmap?.service.count(name),
-        steering,
+        steer,
       );
+      leases = shared;
       if (natpmpOrPcp)
         portmap = await PortmapServer.start({
           engine,
           config: cfg.portmap,
           insideNetworks: engine.config.inside,
           ...(sources ? { sources } : {}),
-          ...(steering ? { steering } : {}),
-          leases,
+          ...(steer ? { steering: steer } : {}),
+          leases: shared,
           listen,
           openSocket,
           log,
@@ -197,24 +208,52 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         upnp = await UpnpServer.start({
           engine,
           config: cfg.upnp,
-          leases,
+          leases: shared,
           listen,
           insideNetworks: engine.config.inside,
           ...(sources ? { sources } : {}),
           openSocket,
           log,
           seed: `${cfg.tun}:${cfg.outside}`,
-          ...(steering
+          ...(steer
             ? {
                 // A port beyond masq's range is readied (its rules) before UPnP decides, as for NAT-PMP.
                 preparePort: async (proto: "tcp" | "udp", port: number) => {
-                  if (!steering.needs(port)) return () => {};
-                  await steering.prepare(proto, port);
-                  return () => steering.settle(proto, port);
+                  if (!steer.needs(port)) return () => {};
+                  await steer.prepare(proto, port);
+                  return () => steer.settle(proto, port);
                 },
               }
             : {}),
         });
+    }
+    if (host.mode === "interface") {
+      if (host.publicAddresses.length === 0)
+        log.warn(
+          { outside: cfg.outside },
+          "the outside interface has no IPv4 address yet: waiting for one (nothing is translated until it comes)",
+        );
+      const addon = loadAddon();
+      const context = {
+        cfg,
+        host,
+        engine,
+        datapath,
+        forwards,
+        portmap: () => portmap,
+        leases: () => leases,
+        upnp: () => upnp,
+        mappedPorts: () => steering?.steered() ?? [],
+        stateFile,
+        log,
+      };
+      follower = new WanFollower({
+        state: new WanAddressState(cfg.outside, parseIpv4(host.publicAddresses[0] ?? "") ?? 0),
+        open: (onMessage) => new addon.RouteSocket(addon.RTMGRP_LINK | addon.RTMGRP_IPV4_IFADDR, onMessage),
+        onTransition: (t) => onWanTransition(context, t),
+        log,
+      });
+      await follower.synced;
     }
   } catch (err) {
     // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).
@@ -280,7 +319,7 @@ function printSummary(
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
   const lines = [
     "",
-    `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ")}`,
+    `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (following ${cfg.outside})`}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}; ${mssSummary(engine)}`,
     `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`}; up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,

@@ -9,6 +9,7 @@ import type { RunConfig } from "./config.ts";
 /** What the host says about a run: its mode, public addresses, inside networks and MTU. */
 export interface Resolved {
   mode: "interface" | "pool";
+  /** Interface mode: the outside interface's address now, none while it has none (it changes). */
   publicAddresses: string[];
   insideNetworks: string[];
   mtu: number;
@@ -26,7 +27,9 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
       const { addr, len } = parsePrefix(p);
       return { addr: parseIpv4(addr)!, len };
     }),
-    outside: host.publicAddresses.map((a) => parseIpv4(a)!),
+    // Interface mode with no address yet: 0 holds its place, and the engine drops what would
+    // leave until the address comes (src/nat/public-address.ts).
+    outside: host.publicAddresses.length > 0 ? host.publicAddresses.map((a) => parseIpv4(a)!) : [0],
     gateway: (host.gatewayAddresses ?? []).map((a) => parseIpv4(a)!),
     mode: host.mode,
     ports: { tcp: ports, udp: ports, icmp: ports },

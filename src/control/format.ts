@@ -108,7 +108,7 @@ export function formatPins(pins: readonly PinView[]): string {
 export function formatStats(s: StatsReply): string {
   const e = s.engine;
   const lines = [
-    `mode ${s.mode}, public ${s.publicAddresses.join(", ")}, up ${s.uptimeSec}s`,
+    `mode ${s.mode}, public ${s.publicAddresses.join(", ") || "none (the outside interface has no address)"}, up ${s.uptimeSec}s`,
     `flows ${e.flows}/${e.capacity.flows}  mappings ${e.mappings}/${e.capacity.mappings}  hosts ${e.hosts}/${e.capacity.hosts}  held fragments ${e.heldFragments}  (${e.bytesPerFlow} bytes per flow)`,
     "",
     "events:",

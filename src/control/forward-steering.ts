@@ -32,7 +32,8 @@ export async function startForwards(
   const gateway = [...(host.gatewayAddresses ?? []), ...host.publicAddresses].map((a) => parseIpv4(a)!);
   const registry = new ForwardRegistry({
     engine,
-    publicAddresses: host.publicAddresses.map((a) => parseIpv4(a)!),
+    // Interface mode without an address yet: the forwards wait on 0, moved when it comes.
+    publicAddresses: host.publicAddresses.length > 0 ? host.publicAddresses.map((a) => parseIpv4(a)!) : [0],
     stateFile: forwardsStateFile(cfg, hostStateFile, log),
     refuseTarget: (addr) => forwardTargetProblem(addr, inside, gateway),
     ...(steer ? { steer } : {}),

@@ -86,7 +86,7 @@ export function formatHostPlan(cfg: RunConfig, host: Resolved, steps: readonly H
   const prior = (argv: readonly string[]) =>
     formatArgv(fillPrior(argv, "PRIOR_VALUE")).replaceAll("PRIOR_VALUE", "<the value before>");
   const lines = [
-    `masq run would open the TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside), ${host.mode} mode, public ${host.publicAddresses.join(", ")},`,
+    `masq run would open the TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside), ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (the rules naming it follow when ${cfg.outside} has one)`},`,
     `then apply these ${steps.length} steps in order (undone in reverse order at exit):`,
   ];
   for (const [i, s] of steps.entries()) {

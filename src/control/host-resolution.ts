@@ -34,13 +34,10 @@ export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
         `${publicAddresses.length} addresses; at most ${MAX_POOL_ADDRESSES} are supported`,
       );
   } else {
+    // No address yet (PPP not dialled, DHCP not answered) is no reason to refuse: masq follows
+    // the interface (wan-follow.ts) and translates once one comes.
     const own = await interfaceAddress(cfg.outside);
-    if (!own)
-      throw new MasqError(
-        "MASQ_ERR_INTERFACE_MISSING",
-        `outside interface ${cfg.outside} has no IPv4 address: give one to it, or name masq's own with --address`,
-      );
-    publicAddresses = [own];
+    publicAddresses = own ? [own] : [];
     // One address shared with the kernel: its own connections must never pick masq's ports.
     await assertNoEphemeralOverlap(cfg.ports);
   }

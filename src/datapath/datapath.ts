@@ -4,7 +4,15 @@
 // outside), which the engine is told with every packet. Nothing here allocates per packet.
 import { performance } from "node:perf_hooks";
 import type { BatchIo } from "../io/batch-io.ts";
-import { DROP, FORWARD, type NatEngine, REPLY, SIDE_BY_ADDRESS, SIDE_OUTSIDE } from "../nat/engine.ts";
+import {
+  DROP,
+  FORWARD,
+  type NatEngine,
+  REPLY,
+  SIDE_BY_ADDRESS,
+  SIDE_INSIDE,
+  SIDE_OUTSIDE,
+} from "../nat/engine.ts";
 import { clearVirtioNetHdr, needsChecksum } from "../packet/virtio-net.ts";
 
 const MAX_BATCH = 1024;
@@ -108,6 +116,17 @@ export class Datapath {
     // Fragments released by this batch: they arrived on this device, held until their first.
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(io, p, p.length);
     this.sendAnswers();
+  }
+
+  /**
+   * Writes packets the control plane had the engine make for inside hosts (the resets of a
+   * public address change) to the inside device; returns how many were written.
+   */
+  sendInside(packets: readonly Uint8Array[]): number {
+    const port = this.ports.find((p) => p.side === SIDE_INSIDE) ?? this.ports[0];
+    const before = this.stats.written;
+    for (const p of packets) this.send(port.io, p, p.length);
+    return this.stats.written - before;
   }
 
   /** RFC 5382 REQ-4 answers that came due: to outside hosts, so out of the outside device. */

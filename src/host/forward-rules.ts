@@ -14,7 +14,8 @@ export function forwardRuleSteps(opts: {
   last: number;
   outside: string;
   inside: string[];
-  publicAddress: string;
+  /** The public address; none (interface mode before its address came): no hairpin rules yet. */
+  publicAddress: string | undefined;
   /** masq's own port range (already steered). */
   ports: PortRange;
   tables?: { inside?: number; outside?: number };
@@ -49,13 +50,15 @@ export function forwardRuleSteps(opts: {
         tout,
       ]),
     );
-  for (const lan of opts.inside)
-    steps.push(
-      publicAddressRule(
-        `steer ${label} ${proto.toUpperCase()} ${ports} from ${lan} to ${opts.publicAddress} into masq`,
-        { pref, lan, publicAddress: opts.publicAddress, proto, ports, table: tin },
-      ),
-    );
+  const publicAddress = opts.publicAddress;
+  if (publicAddress !== undefined)
+    for (const lan of opts.inside)
+      steps.push(
+        publicAddressRule(
+          `steer ${label} ${proto.toUpperCase()} ${ports} from ${lan} to ${publicAddress} into masq`,
+          { pref, lan, publicAddress, proto, ports, table: tin },
+        ),
+      );
   return steps;
 }
 

@@ -256,7 +256,6 @@ function guardSteps(opts: HostSetupOptions, table: number, pref: number): HostSt
 
 function interfaceSteps(opts: HostSetupOptions, tables: RoutingTables, prefs: RulePrefs): HostStep[] {
   const { tunOutside, outside: wan } = opts;
-  const tin = String(tables.inside);
   const tout = String(tables.outside);
   const range = opts.ports ?? DEFAULT_PORT_RANGE;
   const last = Math.min(range.last, MAX_RULE_PORT);
@@ -294,28 +293,49 @@ function interfaceSteps(opts: HostSetupOptions, tables: RoutingTables, prefs: Ru
         tout,
       ]),
     );
-  if (opts.publicAddress !== undefined) {
-    // Hairpinning: an inside host answering another's connection through the public address
-    // sends to masq's ports on the gateway's own address, which 'local' would otherwise take.
-    for (const lan of opts.inside)
-      for (const proto of ["tcp", "udp"])
-        steps.push(
-          publicAddressRule(
-            `steer ${proto.toUpperCase()} from ${lan} to ${opts.publicAddress} ports ${range.first}-${last} into ${opts.tun}`,
-            {
-              pref: String(HAIRPIN_RULE_PREF),
-              lan,
-              publicAddress: opts.publicAddress,
-              proto,
-              ports: `${range.first}-${last}`,
-              table: tin,
-            },
-          ),
-        );
-    steps.push(
-      ...gatewayIcmpRuleSteps({ publicAddress: opts.publicAddress, tunOutside, table: tables.outside }),
-    );
-  }
+  if (opts.publicAddress !== undefined)
+    steps.push(...publicAddressSteps({ ...opts, publicAddress: opts.publicAddress }, tables));
+  return steps;
+}
+
+/**
+ * Interface mode: the rules that name the public address (the outside interface's own): what
+ * inside hosts send to it on masq's ports (hairpinning), and the ICMP errors the gateway's own
+ * stack sends to it. When the address changes, exactly these are planned again and replaced
+ * (src/control/address-change.ts).
+ */
+export function publicAddressSteps(
+  opts: Pick<HostSetupOptions, "inside" | "tun" | "tunOutside" | "ports"> & { publicAddress: string },
+  tables: RoutingTables = DEFAULT_TABLES,
+): HostStep[] {
+  const range = opts.ports ?? DEFAULT_PORT_RANGE;
+  const last = Math.min(range.last, MAX_RULE_PORT);
+  const tin = String(tables.inside);
+  const steps: HostStep[] = [];
+  // Hairpinning: an inside host answering another's connection through the public address
+  // sends to masq's ports on the gateway's own address, which 'local' would otherwise take.
+  for (const lan of opts.inside)
+    for (const proto of ["tcp", "udp"])
+      steps.push(
+        publicAddressRule(
+          `steer ${proto.toUpperCase()} from ${lan} to ${opts.publicAddress} ports ${range.first}-${last} into ${opts.tun}`,
+          {
+            pref: String(HAIRPIN_RULE_PREF),
+            lan,
+            publicAddress: opts.publicAddress,
+            proto,
+            ports: `${range.first}-${last}`,
+            table: tin,
+          },
+        ),
+      );
+  steps.push(
+    ...gatewayIcmpRuleSteps({
+      publicAddress: opts.publicAddress,
+      tunOutside: opts.tunOutside,
+      table: tables.outside,
+    }),
+  );
   return steps;
 }
 

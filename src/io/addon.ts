@@ -22,7 +22,24 @@ export interface NativeTun {
   close(): void;
 }
 
+/** A NETLINK_ROUTE socket bound to multicast groups (native/netlink.cc). */
+export interface NativeRouteSocket {
+  /** A request to the kernel (a dump); false when it could not be queued. */
+  send(buf: Uint8Array): boolean;
+  close(): void;
+}
+
 export interface NativeAddon {
+  /**
+   * `onMessage` gets each datagram the kernel sends, or null and the errno of a failed read
+   * (ENOBUFS: events were lost).
+   */
+  RouteSocket: new (
+    groups: number,
+    onMessage: (buf: Uint8Array | null, errno: number) => void,
+  ) => NativeRouteSocket;
+  RTMGRP_LINK: number;
+  RTMGRP_IPV4_IFADDR: number;
   Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
   allocHugePages(bytes: number): ArrayBuffer;
   /** A UDP socket's fd, bound to address:port, receiving only what arrives on `device`. */

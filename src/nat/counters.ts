@@ -115,6 +115,11 @@ export const D_FIREWALL_REJECT = 126;
 export const D_HOST_RATE_LIMIT = 125;
 /** The gateway-wide new-flows-per-second limit was exceeded. */
 export const D_RATE_LIMIT = 124;
+/**
+ * Interface mode: the outside interface has no address (PPP not dialled, DHCP lost), so a packet
+ * for the Internet cannot be translated; it is never sent untranslated (src/nat/public-address.ts).
+ */
+export const D_NO_PUBLIC_ADDRESS = 120;
 
 /** Drop reasons are DROP_BASE+1..DROP_END-1. */
 export const DROP_END = 128;
@@ -146,6 +151,13 @@ export const C_TCP_PORTS_REUSED = EVENTS2_BASE + 6;
 export const C_GATEWAY_ICMP_ERRORS = EVENTS2_BASE + 7;
 /** SYNs and SYN-ACKs whose MSS option was lowered to what the next link carries (mss-clamp.ts). */
 export const C_MSS_CLAMPED = EVENTS2_BASE + 8;
+// The public address that changes (interface mode, src/nat/public-address.ts).
+/** Times the public address changed to another one. */
+export const C_ADDRESS_CHANGES = EVENTS2_BASE + 20;
+/** Flows on the old address dropped when it changed. */
+export const C_ADDRESS_FLOWS_DROPPED = EVENTS2_BASE + 21;
+/** TCP resets sent to inside hosts for their connections on the old address (RFC 6886 §3.4). */
+export const C_ADDRESS_RESETS = EVENTS2_BASE + 22;
 
 /** Events use 0..DROP_BASE-1 and EVENTS2_BASE..COUNTER_SLOTS-1, drop reasons the range between. */
 export const COUNTER_SLOTS = 192;
@@ -191,6 +203,9 @@ const EVENT_NAMES: Record<number, string> = {
   [C_TCP_PORTS_REUSED]: "tcp_ports_reused",
   [C_GATEWAY_ICMP_ERRORS]: "gateway_icmp_errors_translated",
   [C_MSS_CLAMPED]: "mss_clamped",
+  [C_ADDRESS_CHANGES]: "public_address_changes",
+  [C_ADDRESS_FLOWS_DROPPED]: "public_address_flows_dropped",
+  [C_ADDRESS_RESETS]: "public_address_resets",
 };
 
 const DROP_NAMES: Record<number, string> = {
@@ -224,6 +239,7 @@ const DROP_NAMES: Record<number, string> = {
   [D_FIREWALL_REJECT]: "firewall_reject",
   [D_HOST_RATE_LIMIT]: "host_rate_limit",
   [D_RATE_LIMIT]: "rate_limit",
+  [D_NO_PUBLIC_ADDRESS]: "no_public_address",
 };
 for (let e = 1; e < PACKET_ERROR_NAMES.length; e++) DROP_NAMES[DROP_BASE + e] = PACKET_ERROR_NAMES[e];
 

@@ -18,6 +18,7 @@ import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
+import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
 import { EngineState } from "./state.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { SIDE_BY_ADDRESS } from "./verdicts.ts";
@@ -26,6 +27,7 @@ import { engineStats, flowView, memoryBytes, readFlow } from "./views.ts";
 
 export type { AlgHook } from "./alg-hook.ts";
 export type { PinRequest, PinResult } from "./pins-api.ts";
+export type { AddressChange } from "./public-address.ts";
 export { DROP, FORWARD, HELD, REPLY, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE } from "./verdicts.ts";
 
 export class NatEngine {
@@ -189,8 +191,32 @@ export class NatEngine {
     return this.s.pins.renew(id, expiresAtSec);
   }
 
+  /**
+   * Interface mode: the outside interface lost its address (true), or has the same one back
+   * (false). Meanwhile what inside hosts send to the Internet is dropped (no_public_address).
+   */
+  setAddressless(none: boolean): void {
+    setAddressless(this.s, none);
+  }
+
+  /** Whether interface mode has no public address now (see setAddressless). */
+  get addressless(): boolean {
+    return this.s.addressless;
+  }
+
+  /**
+   * Interface mode: the public address is now `to`. Flows on the old one go (the returned
+   * resets are for the inside hosts' TCP connections: write them to the inside TUN); pinned
+   * mappings move to `to` with their ports (public-address.ts).
+   */
+  changePublicAddress(to: number): AddressChange {
+    return changePublicAddress(this.s, to);
+  }
+
   /** The outside address paired with an inside host (RFC 4787 REQ-2), for the control plane. */
   pairedAddress(inAddr: number): number {
+    // 0 while interface mode has no address: NAT-PMP answers NETWORK_FAILURE.
+    if (this.s.addressless) return 0;
     return this.s.outside[this.s.pairedAddressIndex(inAddr)];
   }
 

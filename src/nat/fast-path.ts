@@ -82,6 +82,7 @@ export function processPacket(
     verdict = gatewayError(s, buf, off, off + hl, total, src);
   } else if (s.isInside(src)) {
     if (s.isInside(dst) && s.outsideIndex(dst) < 0) verdict = s.passthrough();
+    else if (s.addressless) verdict = s.drop(C.D_NO_PUBLIC_ADDRESS);
     else verdict = outbound(s, buf, off, hl, total, proto, src, dst, l4Partial);
   } else if (s.outsideIndex(dst) >= 0) {
     verdict = inbound(s, buf, off, hl, total, proto, src, dst, l4Partial, false);

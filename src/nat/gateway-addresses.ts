@@ -12,7 +12,7 @@
 import { icmpIsError } from "../packet/l4.ts";
 
 export class GatewayAddresses {
-  private readonly addrs: Uint32Array;
+  private addrs: Uint32Array;
   /** Per inside network (the engine's order), the gateway's first address on it, 0 when none. */
   private readonly onNetwork: Uint32Array;
   private readonly netAddr: Uint32Array;
@@ -31,6 +31,16 @@ export class GatewayAddresses {
       this.onNetwork[k] = a ?? 0;
     }
     this.anyInside = this.onNetwork.find((a) => a !== 0) ?? 0;
+  }
+
+  /**
+   * The outside interface's address changed (interface mode): `from` is no longer the gateway's,
+   * `to` is (0: none on either side). The inside addresses, which `facing` uses, stay.
+   */
+  replace(from: number, to: number): void {
+    const kept = Array.from(this.addrs).filter((a) => a !== from && a !== to);
+    if (to !== 0) kept.push(to);
+    this.addrs = new Uint32Array(kept);
   }
 
   has(a: number): boolean {

@@ -112,6 +112,20 @@ export class MappingTable {
     this.count--;
   }
 
+  /**
+   * Moves mapping m to outside address `outAddr`, same port (the public address changed, and a
+   * pinned mapping goes with it): its outside key is indexed anew; m and its inside key stay.
+   */
+  moveOutside(m: number, outAddr: number): void {
+    const b = m * MAPPING_WORDS;
+    const u = this.u32;
+    const proto = this.proto[m];
+    const port = u[b + M_PORTS] & 0xffff;
+    this.index.remove(this.outsideHash(proto, u[b + M_OUT_ADDR], port), (m << 1) + 2);
+    u[b + M_OUT_ADDR] = outAddr;
+    this.index.insert(this.outsideHash(proto, outAddr, port), (m << 1) + 2);
+  }
+
   /** Puts flow f (a new one) at the head of mapping m's list. */
   attachFlow(m: number, f: number): void {
     const headAt = m * MAPPING_WORDS + M_HEAD;

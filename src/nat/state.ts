@@ -87,15 +87,20 @@ export class EngineState {
   /** The gateway's own addresses: the source of the errors its own stack sends (gatewayError). */
   readonly gateway: GatewayAddresses;
   /** Bounds of the outside addresses: most packets fail this range test and skip the map. */
-  readonly outsideMin: number;
-  readonly outsideMax: number;
+  outsideMin: number;
+  outsideMax: number;
+  /**
+   * Interface mode: the outside interface has no address now; what inside hosts send to the
+   * Internet is dropped (D_NO_PUBLIC_ADDRESS) until one comes (src/nat/public-address.ts).
+   */
+  addressless = false;
   /** FILTER_* */
   readonly filtering: number;
   readonly interfaceMode: boolean;
   /** TTL_* (src/packet/ttl.ts) */
   readonly ttlMode: number;
   /** Source of the ICMP errors the engine sends as the hop (time exceeded, unreachables). */
-  readonly hopAddress: number;
+  hopAddress: number;
   readonly tEstablished: number;
   readonly tTransitory: number;
   readonly tClosed: number;
@@ -150,6 +155,8 @@ export class EngineState {
   /** `allocate`: memory for the flow and mapping tables (e.g. huge pages); plain by default. */
   constructor(config: EngineConfig, allocate?: TableAllocator) {
     if (config.outside.length === 0) throw new Error("engine: at least one outside address is required");
+    // Interface mode started before the outside interface had an address: 0 holds its place.
+    this.addressless = config.mode === "interface" && config.outside[0] === 0;
     this.config = config;
     this.flowTable = new FlowTable(config.maxFlows, allocate, config.hashSeed);
     this.mappingTable = new MappingTable(config.maxMappings, this.flowTable, allocate, config.hashSeed);

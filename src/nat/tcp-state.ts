@@ -274,6 +274,22 @@ export class TcpTracker {
     );
   }
 
+  /**
+   * The sequence numbers a reset to the inside host of live flow f needs (RFC 9293 §3.10.7.4: a
+   * reset counts at the receiver's next expected number): what the remote has sent up to, as the
+   * inside host numbers it (-1: the remote's SYN was never seen), and what the inside host has
+   * sent up to (-1: unknown).
+   */
+  resetNumbers(f: number): { fromRemote: number; fromInside: number } {
+    const w = this.words;
+    const base = f * TCP_WORDS;
+    const flags = w[base + FLAGS];
+    return {
+      fromRemote: (flags & KNOWN_IN) !== 0 ? w[base + INBOUND_STREAM + NXT] : -1,
+      fromInside: (flags & KNOWN_OUT) !== 0 ? w[base + NXT] : -1,
+    };
+  }
+
   /** Whether live TCP flow f's connection has finished (the last TCP_FINISHED not undone). */
   finished(f: number): boolean {
     return (

@@ -13,34 +13,50 @@ const IPPROTO_TCP = 6;
 export function buildTcpReset(out: Uint8Array, b: Uint8Array, off: number, len: number): number {
   const hl = (b[off] & 0x0f) << 2;
   const l4 = off + hl;
-  const src = readU32(b, off + 12);
-  const dst = readU32(b, off + 16);
   const flags = b[l4 + 13];
   const tcpHl = (b[l4 + 12] >>> 4) << 2;
+  const reply = {
+    src: readU32(b, off + 16),
+    dst: readU32(b, off + 12),
+    sport: readU16(b, l4 + 2),
+    dport: readU16(b, l4),
+  };
+  // The reset takes the sequence number the segment acknowledged.
+  if ((flags & TCP_ACK) !== 0) return writeTcpReset(out, reply, readU32(b, l4 + 8), 0, TCP_RST);
+  // No ACK to take a sequence number from: acknowledge the segment instead.
+  let seqLen = len - hl - tcpHl;
+  if (seqLen < 0) seqLen = 0;
+  if ((flags & TCP_SYN) !== 0) seqLen++;
+  if ((flags & TCP_FIN) !== 0) seqLen++;
+  return writeTcpReset(out, reply, 0, (readU32(b, l4 + 4) + seqLen) >>> 0, TCP_RST | TCP_ACK);
+}
+
+/**
+ * Writes into `out` a 40-byte TCP reset (IPv4, TTL 64, no options) from src:sport to dst:dport
+ * with the given numbers and flags (TCP_RST, with TCP_ACK or not), both checksums filled in;
+ * returns its length (40).
+ */
+export function writeTcpReset(
+  out: Uint8Array,
+  ends: { src: number; dst: number; sport: number; dport: number },
+  seq: number,
+  ack: number,
+  flags: number,
+): number {
   out.fill(0, 0, 40);
   out[0] = 0x45;
   writeU16(out, 2, 40);
   out[8] = 64;
   out[9] = IPPROTO_TCP;
-  writeU32(out, 12, dst);
-  writeU32(out, 16, src);
+  writeU32(out, 12, ends.src);
+  writeU32(out, 16, ends.dst);
   writeU16(out, 10, checksum(out, 0, 20));
-  writeU16(out, 20, readU16(b, l4 + 2));
-  writeU16(out, 22, readU16(b, l4));
-  if ((flags & TCP_ACK) !== 0) {
-    // The reset takes the sequence number the segment acknowledged.
-    writeU32(out, 24, readU32(b, l4 + 8));
-    out[33] = TCP_RST;
-  } else {
-    // No ACK to take a sequence number from: acknowledge the segment instead.
-    let seqLen = len - hl - tcpHl;
-    if (seqLen < 0) seqLen = 0;
-    if ((flags & TCP_SYN) !== 0) seqLen++;
-    if ((flags & TCP_FIN) !== 0) seqLen++;
-    writeU32(out, 28, (readU32(b, l4 + 4) + seqLen) >>> 0);
-    out[33] = TCP_RST | TCP_ACK;
-  }
+  writeU16(out, 20, ends.sport);
+  writeU16(out, 22, ends.dport);
+  writeU32(out, 24, seq);
+  writeU32(out, 28, ack);
   out[32] = 5 << 4;
-  writeU16(out, 36, checksum(out, 20, 20, pseudoHeaderSum(dst, src, IPPROTO_TCP, 20)));
+  out[33] = flags;
+  writeU16(out, 36, checksum(out, 20, 20, pseudoHeaderSum(ends.src, ends.dst, IPPROTO_TCP, 20)));
   return 40;
 }

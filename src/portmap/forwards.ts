@@ -229,6 +229,19 @@ export class ForwardRegistry {
     if (opts.publicAddresses.length === 0) throw new Error("forwards: no public address");
   }
 
+  /**
+   * Interface mode: the public address changed from `from` to `to` (the engine moved the pins,
+   * src/nat/public-address.ts); the forwards say so from now on.
+   */
+  movePublicAddress(from: number, to: number): void {
+    const pub = this.opts.publicAddresses;
+    for (let i = 0; i < pub.length; i++) if (pub[i] === from) pub[i] = to;
+    for (const f of this.forwards.values()) {
+      if (f.outAddr === from) f.outAddr = to;
+      if (f.spec.outAddr === from) f.spec.outAddr = to;
+    }
+  }
+
   /** Adds a forward: pins every port, then (interface mode, TCP) steers the ports into the TUN. */
   add(spec: ForwardSpec, source: "config" | "runtime"): Promise<Forward> {
     return this.serial(async () => {

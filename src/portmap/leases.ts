@@ -85,6 +85,11 @@ export class PortmapLeases {
     private readonly steering?: MappedPortSteering,
   ) {}
 
+  /** The public address changed (the engine moved the pins): the grants say so, and renew on it. */
+  moveAddress(from: number, to: number): void {
+    for (const g of this.grants.values()) if (g.outAddr === from) g.outAddr = to;
+  }
+
   /** Live grants (pins that lapsed in the engine are forgotten here too). */
   live(): Grant[] {
     const out: Grant[] = [];
@@ -126,7 +131,8 @@ export class PortmapLeases {
   map(r: MapRequest): MapOutcome {
     if (!this.isInside(r.inAddr))
       return { ok: false, code: "MASQ_ERR_NOT_INSIDE", detail: "not an inside host" };
-    if (this.engine.config.outside.length === 0)
+    // Interface mode while the outside interface has no address: nothing to map to yet.
+    if (this.engine.config.outside.length === 0 || this.engine.addressless)
       return { ok: false, code: "MASQ_ERR_NO_PUBLIC_ADDRESS", detail: "no public address" };
     const key = `${r.proto}/${r.inAddr}/${r.inPort}`;
     this.live(); // forget lapsed grants first

@@ -36,6 +36,8 @@ export class PortmapServer {
   private readonly sockets: Socket[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** Per socket: sends the announcements once (the epoch and address of the moment). */
+  private readonly announcers: Array<() => void> = [];
 
   private constructor(service: PortmapService) {
     this.service = service;
@@ -105,6 +107,7 @@ export class PortmapServer {
             log.debug({ err, addr }, "port-mapping announcement not sent");
           }
         };
+        server.announcers.push(announce);
         announce();
         server.schedule(announce, 250, ANNOUNCEMENTS - 1);
       }
@@ -127,6 +130,18 @@ export class PortmapServer {
       "port mapping (NAT-PMP/PCP) listening",
     );
     return server;
+  }
+
+  /**
+   * The public address changed: the epoch starts again and every inside link hears it, ten
+   * times at doubling intervals from 250 ms (RFC 6886 §3.2.1; PCP ANNOUNCE, RFC 6887 §14.1.3).
+   */
+  addressChanged(from: number, to: number): void {
+    this.service.addressChanged(from, to);
+    for (const announce of this.announcers) {
+      announce();
+      this.schedule(announce, 250, ANNOUNCEMENTS - 1);
+    }
   }
 
   stats(): Record<string, number> {

@@ -77,7 +77,7 @@ export class PortmapService implements AnswerContext {
   private readonly engine: NatEngine;
   private readonly inside: Array<{ addr: number; mask: number }>;
   private readonly nowMs: () => number;
-  private readonly startMs: number;
+  private startMs: number;
   readonly log: PortmapLog;
   private readonly sources: RequestSources | undefined;
   private readonly steering: MappedPortSteering | undefined;
@@ -121,6 +121,15 @@ export class PortmapService implements AnswerContext {
         (n) => this.count(n),
         this.steering,
       );
+  }
+
+  /**
+   * The public address changed: the epoch starts again, so clients see their mappings may be
+   * gone and map again (RFC 6886 §3.6, RFC 6887 §8.5); the grants move to the new address.
+   */
+  addressChanged(from: number, to: number): void {
+    this.startMs = this.nowMs();
+    this.leases.moveAddress(from, to);
   }
 
   epochSec(): number {
@@ -251,7 +260,8 @@ export class PortmapService implements AnswerContext {
   announcements(): Array<{ port: number; msg: Uint8Array }> {
     const out: Array<{ port: number; msg: Uint8Array }> = [];
     const epoch = this.epochSec();
-    if (this.config.natpmp)
+    // Without a public address there is none to announce (NAT-PMP would say 0.0.0.0).
+    if (this.config.natpmp && !this.engine.addressless)
       out.push({
         port: NATPMP_ANNOUNCE_PORT,
         msg: externalAddressResponse(NatPmpResult.SUCCESS, epoch, this.engine.config.outside[0] ?? 0),
