@@ -30,6 +30,7 @@ import {
 import { publicAddressRule } from "./forward-rules.ts";
 import { gatewayIcmpRuleSteps } from "./gateway-icmp-rules.ts";
 import { expandPrefix, parsePrefix } from "./ipv4.ts";
+import { otherProtocolRuleSteps } from "./other-protocol-rules.ts";
 import { type RpFilterState, rpFilterSteps } from "./rp-filter.ts";
 import { cmdStep, type HostStep, PRIOR, routeStep, ruleStep, sysctlKey, sysctlStep } from "./steps.ts";
 
@@ -314,6 +315,14 @@ function interfaceSteps(opts: HostSetupOptions, tables: RoutingTables, prefs: Ru
         );
     steps.push(
       ...gatewayIcmpRuleSteps({ publicAddress: opts.publicAddress, tunOutside, table: tables.outside }),
+    );
+    steps.push(
+      ...otherProtocolRuleSteps({
+        outside: wan,
+        publicAddress: opts.publicAddress,
+        tunOutside,
+        table: tables.outside,
+      }),
     );
   }
   return steps;
