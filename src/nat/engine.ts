@@ -16,6 +16,7 @@ import type { EngineConfig } from "./config.ts";
 import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
+import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import { EngineState } from "./state.ts";
@@ -150,6 +151,20 @@ export class NatEngine {
   /** Attaches the application-level gateways (src/alg); flows made from now on are classified. */
   attachAlg(hook: AlgHook): void {
     this.s.alg = hook;
+  }
+
+  /**
+   * A PPTP call's GRE flow (src/nat/generic-flow.ts): inside host `inAddr`'s call `inCallId` to
+   * server `remAddr` (whose call id `remCallId` is 0 until it answers). The flow (its outside
+   * call id is flowTable.outPort), or -reason (a drop reason code) when refused.
+   */
+  pptpCall(inAddr: number, inCallId: number, remAddr: number, remCallId: number): number {
+    return pptpCall(this.s, inAddr, inCallId, remAddr, remCallId);
+  }
+
+  /** The server answered PPTP call flow f with its call id `remCallId`. */
+  pptpCallAnswered(f: number, remCallId: number): void {
+    pptpCallAnswered(this.s, f, remCallId);
   }
 
   /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */

@@ -8,7 +8,7 @@
 // GRE version 1 (PPTP's enhanced GRE, RFC 2637 §4.1) is the one protocol with something like a
 // port: each packet carries the receiver's call id as its key. The PPTP ALG (src/alg/pptp.ts)
 // makes a keyed flow per call, with the inside host's call id translated to one unique per public
-// address and server (addPptpGreFlow), so several inside hosts can call the same server; a GRE
+// address and server (pptpCall), so several inside hosts can call the same server; a GRE
 // packet that matches no keyed flow is translated by address like any other.
 //
 // Checksums: the IPv4 header's is updated incrementally (RFC 1624). Of the L4 checksums only
@@ -23,7 +23,7 @@ import { adjustChecksum, diff32, readU16, readU32, writeU16 } from "../packet/ch
 import { IPPROTO_AH, IPPROTO_DCCP, IPPROTO_GRE, IPPROTO_UDPLITE } from "../packet/ipv4.ts";
 import { DIR_OUTBOUND } from "../policy/rules.ts";
 import * as C from "./counters.ts";
-import { addFlowRecord } from "./flow-life.ts";
+import { addFlowRecord, expireFlow } from "./flow-life.ts";
 import {
   F_IN_ADDR,
   F_META,
@@ -132,49 +132,52 @@ function admitGeneric(
 }
 
 /**
- * A keyed GRE flow for one PPTP call (src/alg/pptp.ts): the inside host `inAddr` with call id
- * `inCallId` (the key of the packets it receives), the server `remAddr` with `remCallId` (the key
- * of those it receives), the inside host's call id seen outside as `outCallId` on `outAddr`. The
- * flow, or -reason (table or host limits, or the key is taken).
+ * A keyed GRE flow for a new PPTP call (src/alg/pptp.ts) of inside host `inAddr` with call id
+ * `inCallId` (the key of the GRE packets it receives) to server `remAddr`: the host's call id is
+ * seen outside as one no other call on its public address to that server has (its own when free).
+ * `remCallId`: the server's call id (the key of the packets it receives) when known (an incoming
+ * call's reply), else 0 until the server answers (pptpCallAnswered). The flow, or -reason.
  */
-export function addPptpGreFlow(
+export function pptpCall(
   s: EngineState,
   inAddr: number,
   inCallId: number,
-  outAddr: number,
-  outCallId: number,
   remAddr: number,
   remCallId: number,
 ): number {
   const ft = s.flowTable;
-  if (outCallId === 0 || outsideFlow(ft, IPPROTO_GRE, outAddr, remAddr, outCallId) !== NO_FLOW)
-    return -C.D_PROTOCOL_REMOTE_TAKEN;
-  const old = insideFlow(ft, IPPROTO_GRE, inAddr, remAddr, remCallId, true);
-  if (old !== NO_FLOW) return -C.D_PROTOCOL_REMOTE_TAKEN;
+  const outAddr = s.outside[s.pairedAddressIndex(inAddr)];
+  let outCallId = inCallId === 0 ? 1 : inCallId;
+  let tries = 0;
+  while (outsideFlow(ft, IPPROTO_GRE, outAddr, remAddr, outCallId) !== NO_FLOW) {
+    if (++tries === 65535) return -C.D_PROTOCOL_REMOTE_TAKEN;
+    outCallId = outCallId === 65535 ? 1 : outCallId + 1;
+  }
+  if (remCallId !== 0) endStaleCall(s, inAddr, remAddr, remCallId);
   const refused = outboundLimits(s, inAddr);
   if (refused !== 0) return -refused;
   const ports = ((inCallId << 16) | outCallId) >>> 0;
   return addFlowRecord(s, IPPROTO_GRE, inAddr, outAddr, ports, remAddr, remCallId, ORIGIN_OUTBOUND);
 }
 
-/**
- * An outside call id for a new call of a host behind `outAddr` to server `remAddr`: `wanted` (the
- * host's own) when no keyed GRE flow has it, else the next free one after it; 0 when none is free
- * or `reserved` (a call id the caller holds for a call not yet answered) is the only candidate.
- */
-export function freeOutsideCallId(
-  s: EngineState,
-  outAddr: number,
-  remAddr: number,
-  wanted: number,
-  reserved: (callId: number) => boolean,
-): number {
-  let id = wanted === 0 ? 1 : wanted;
-  for (let tries = 0; tries < 65535; tries++) {
-    if (outsideFlow(s.flowTable, IPPROTO_GRE, outAddr, remAddr, id) === NO_FLOW && !reserved(id)) return id;
-    id = id === 65535 ? 1 : id + 1;
-  }
-  return 0;
+/** The server answered call flow f with its call id: from now on the inside host's GRE packets carry it. */
+export function pptpCallAnswered(s: EngineState, f: number, remCallId: number): void {
+  const ft = s.flowTable;
+  const u = ft.u32;
+  const base = f * FLOW_WORDS;
+  if (u[base + F_META] >>> 16 === remCallId) return;
+  endStaleCall(s, u[base + F_IN_ADDR], u[base + F_REM_ADDR], remCallId);
+  ft.unlink(f);
+  u[base + F_META] = ((remCallId << 16) | (u[base + F_META] & 0xffff)) >>> 0;
+  ft.link(f);
+}
+
+/** An older call of this host to this server with server call id `remCallId` is over: its flow goes. */
+function endStaleCall(s: EngineState, inAddr: number, remAddr: number, remCallId: number): void {
+  const old = insideFlow(s.flowTable, IPPROTO_GRE, inAddr, remAddr, remCallId, true);
+  if (old === NO_FLOW) return;
+  s.wheel.unschedule(old);
+  expireFlow(s, old);
 }
 
 /**

@@ -3,6 +3,7 @@
 import {
   adjustChecksum,
   checksum,
+  diff16,
   diff32,
   fold,
   pseudoHeaderSum,
@@ -33,6 +34,21 @@ export function setTcpWord(b: Uint8Array, l4: number, at: number, v: number, par
     const d = diff32(swapBytes32(old), swapBytes32(v));
     writeU16(b, cs, adjustChecksum(readU16(b, cs), d));
   }
+}
+
+/** setTcpWord for a 16-bit field (PPTP's call ids). */
+export function setTcpHalfword(b: Uint8Array, l4: number, at: number, v: number, partial: boolean): void {
+  const old = readU16(b, at);
+  if (old === (v & 0xffff)) return;
+  writeU16(b, at, v);
+  if (partial) return;
+  const cs = l4 + TCP_CHECKSUM_OFFSET;
+  // Aligned, the field is one word of the sum; at an odd offset its bytes sit in two words,
+  // which sums as the byte-swapped value.
+  const even = ((at - l4) & 1) === 0;
+  const from = even ? old : ((old & 0xff) << 8) | (old >>> 8);
+  const to = even ? v & 0xffff : ((v & 0xff) << 8) | ((v >>> 8) & 0xff);
+  writeU16(b, cs, adjustChecksum(readU16(b, cs), diff16(from, to)));
 }
 
 function swapBytes32(v: number): number {
