@@ -5,19 +5,23 @@
 // counts each ALG's events on its own as well as in the engine's alg_* counters.
 import * as C from "../nat/counters.ts";
 import { type AlgHook, FORWARD, type NatEngine } from "../nat/engine.ts";
-import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { IPPROTO_GRE, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { tcpHeaderLength } from "../packet/l4.ts";
+import { setTcpHalfWord } from "../packet/tcp-rewrite.ts";
 import { ALGS } from "./algs.ts";
 import { type AnyAlgConfig, algPorts } from "./config.ts";
 import { AlgCounters } from "./counters.ts";
 import { type Expectation, Expectations } from "./expectations.ts";
 import { DEFAULT_MAX_REBUILT, StreamPair, TcpStreams } from "./tcp-stream.ts";
-import type { Alg, AlgContext } from "./types.ts";
+import type { Alg, AlgContext, TcpMessageAlg } from "./types.ts";
 
 export { DEFAULT_MAX_REBUILT, MAX_LINE } from "./tcp-stream.ts";
 
 class FlowState {
   readonly streams = new StreamPair();
   readonly expectations: Expectation[] = [];
+  /** The ALG's own record of the flow (AlgContext.state). */
+  state: unknown = undefined;
 }
 
 export class AlgRegistry implements AlgHook {
@@ -35,6 +39,10 @@ export class AlgRegistry implements AlgHook {
   // The context handed to an ALG: one object, refilled per call.
   private cur: FlowState | null = null;
   private curAlg: Alg | null = null;
+  /** The segment a TCP message ALG is looking at: its TCP header and whether its checksum is partial. */
+  private curBuf: Uint8Array | null = null;
+  private curL4 = 0;
+  private curPartial = false;
   private readonly ctx: AlgContext & {
     inAddr: number;
     inPort: number;
@@ -89,6 +97,32 @@ export class AlgRegistry implements AlgHook {
       expectedInPort: (proto, outPort) => this.expectations.inPortOf(this.cur?.expectations, proto, outPort),
       expectedOutPort: (proto, inPort) => this.expectations.outPortOf(this.cur?.expectations, proto, inPort),
       count,
+      rewrite16: (at, value) => {
+        if (this.curBuf !== null) setTcpHalfWord(this.curBuf, this.curL4, at, value, this.curPartial);
+      },
+      greCall: (inCallId, remCallId) => {
+        const f = engine.pptpCall(this.ctx.inAddr, inCallId, this.ctx.remAddr, remCallId);
+        if (f < 0) {
+          count(C.C_ALG_EXPECT_REFUSED);
+          return null;
+        }
+        count(C.C_ALG_EXPECTATIONS);
+        return { flow: f, outCallId: engine.flowTable.outPort(f) };
+      },
+      greCallAnswered: (flow, remCallId) => engine.pptpCallAnswered(flow, remCallId),
+      isGreCall: (flow, outCallId) => {
+        const t = engine.flowTable;
+        return (
+          flow >= 0 &&
+          flow < t.capacity &&
+          t.isLive(flow) &&
+          t.proto(flow) === IPPROTO_GRE &&
+          t.inAddr(flow) === this.ctx.inAddr &&
+          t.remAddr(flow) === this.ctx.remAddr &&
+          t.outPort(flow) === outCallId
+        );
+      },
+      state: undefined,
     };
   }
 
@@ -148,12 +182,41 @@ export class AlgRegistry implements AlgHook {
         if (hl + 8 <= total) alg.datagram(this.ctx, b, off + hl + 8, off + total, outbound);
         return FORWARD;
       }
+      if ("framing" in alg) return this.messages(st, alg, b, off, hl, total, outbound, partial);
       return this.streams.segment(st.streams, alg, this.ctx, b, off, hl, total, outbound, partial);
     } catch {
       // A parser bug must not take the datapath down: the packet goes on as translated.
       this.counters.count(alg, C.C_ALG_ERRORS);
       return FORWARD;
     }
+  }
+
+  /** A segment of a TCP message ALG's flow: its payload, rewritten in place. */
+  private messages(
+    st: FlowState,
+    alg: TcpMessageAlg,
+    b: Uint8Array,
+    off: number,
+    hl: number,
+    total: number,
+    outbound: boolean,
+    partial: boolean,
+  ): number {
+    const l4 = off + hl;
+    if (l4 + 20 > off + total) return FORWARD;
+    const ps = l4 + tcpHeaderLength(b, l4);
+    if (ps >= off + total) return FORWARD;
+    this.curBuf = b;
+    this.curL4 = l4;
+    this.curPartial = partial;
+    this.ctx.state = st.state;
+    try {
+      alg.segment(this.ctx, b, ps, off + total, outbound);
+    } finally {
+      st.state = this.ctx.state;
+      this.curBuf = null;
+    }
+    return FORWARD;
   }
 
   private fillContext(f: number, name: string): void {

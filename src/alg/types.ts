@@ -30,6 +30,23 @@ export interface AlgContext {
   expectedOutPort(proto: "tcp" | "udp", inPort: number): number;
   /** Counts an event (counters.ts C_ALG_* slot). */
   count(slot: number): void;
+  /**
+   * TCP message ALGs: sets the 16-bit field at `at` of the segment being looked at (its TCP
+   * checksum kept right); same length, so no sequence number changes.
+   */
+  rewrite16(at: number, value: number): void;
+  /**
+   * PPTP (RFC 2637): a GRE flow for a call of this flow's inside host, keyed by call ids (see
+   * src/nat/generic-flow.ts). Returns the flow and the host's call id as seen outside, or null
+   * when refused (counted).
+   */
+  greCall(inCallId: number, remCallId: number): { flow: number; outCallId: number } | null;
+  /** The server answered GRE call flow `flow` with its call id. */
+  greCallAnswered(flow: number, remCallId: number): void;
+  /** Whether `flow` is still the GRE call flow of this host with outside call id `outCallId`. */
+  isGreCall(flow: number, outCallId: number): boolean;
+  /** What the ALG keeps about this flow between packets (undefined at first). */
+  state: unknown;
 }
 
 export type Transport = "tcp" | "udp";
@@ -56,8 +73,8 @@ export type AlgEvent =
  * registry refuses any other expectation the ALG asks for and counts it as an ALG error.
  */
 export interface ExpectationPolicy {
-  /** The transport of the flows it expects. */
-  readonly transport: Transport;
+  /** The transport of the flows it expects (GRE: PPTP's calls, which are flows of their own). */
+  readonly transport: Transport | "gre";
   /** From whom: the control flow's remote only, or any address (IRC DCC: the peer is another user). */
   readonly from: "remote" | "any";
   /** Outstanding at once per control flow; absent: [alg] max_expectations_per_flow. */
@@ -92,14 +109,26 @@ export interface TcpLineAlg<N extends string = string> extends AlgDescriptorBase
   line(ctx: AlgContext, line: string, outbound: boolean): string | null;
 }
 
+/**
+ * A TCP ALG of a binary protocol (PPTP): it sees each segment's payload as it comes, may rewrite
+ * 16-bit fields in place (ctx.rewrite16) and never changes a length. Messages must lie whole in
+ * one segment (as netfilter's PPTP helper requires).
+ */
+export interface TcpMessageAlg<N extends string = string> extends AlgDescriptorBase<N> {
+  readonly transport: "tcp";
+  readonly framing: "messages";
+  /** The payload buf[s, e) of a segment, in the direction `outbound`. */
+  segment(ctx: AlgContext, buf: Uint8Array, s: number, e: number, outbound: boolean): void;
+}
+
 export interface UdpAlg<N extends string = string> extends AlgDescriptorBase<N> {
   readonly transport: "udp";
   /** A datagram's payload buf[s, e): may announce expectations (no rewriting of UDP here). */
   datagram(ctx: AlgContext, buf: Uint8Array, s: number, e: number, outbound: boolean): void;
 }
 
-/** One ALG's descriptor: a TCP line rewriter or a UDP datagram watcher. */
-export type Alg<N extends string = string> = TcpLineAlg<N> | UdpAlg<N>;
+/** One ALG's descriptor: a TCP line rewriter, a TCP message rewriter or a UDP datagram watcher. */
+export type Alg<N extends string = string> = TcpLineAlg<N> | TcpMessageAlg<N> | UdpAlg<N>;
 
 /**
  * The events of a TCP line ALG that rewrites what it parses and expects what the lines announce:

@@ -144,7 +144,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--json", "print JSON", false)
     .option("--limit <n>", "show at most n connections (the most recently active)", positiveInt)
     .option("--host <address[/len]>", "only connections whose inside, outside or remote address is in it")
-    .addOption(new Option("--proto <protocol>", "only this protocol").choices(["tcp", "udp", "icmp"]))
+    .option("--proto <protocol>", "only this protocol (tcp, udp, icmp, gre, esp, sctp … or a number)")
     .option("--state <state>", "only connections in this state (established, syn-sent, active …)")
     .addOption(socketOption())
     .action(

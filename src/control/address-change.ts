@@ -53,6 +53,7 @@ export function addressNamingSteps(
   return [
     ...publicAddressSteps({
       inside: cfg.inside,
+      outside: cfg.outside,
       tun: cfg.tun,
       tunOutside: cfg.tunOutside,
       ports: cfg.ports,

@@ -267,6 +267,7 @@ const fileSchema = v.strictObject({
       tcp_closed: v.optional(flowTimeout),
       udp: v.optional(flowTimeout),
       icmp: v.optional(flowTimeout),
+      generic: v.optional(flowTimeout),
       fragment: v.optional(fragmentTimeout),
     }),
   ),
@@ -440,6 +441,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       if (t.tcp_closed !== undefined) T.tcpClosedSec = t.tcp_closed;
       if (t.udp !== undefined) T.udpSec = t.udp;
       if (t.icmp !== undefined) T.icmpSec = t.icmp;
+      if (t.generic !== undefined) T.genericSec = t.generic;
       if (t.fragment !== undefined) T.fragmentSec = t.fragment;
       if (!allowShort) checkTimeoutMinimums(t, src);
     }

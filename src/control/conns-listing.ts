@@ -14,9 +14,8 @@
 import { performance } from "node:perf_hooks";
 import type { FlowFilter, FlowListing } from "../nat/flow-listing.ts";
 import { STATE_NAMES } from "../nat/flow-table.ts";
-import { FlowFields, type PinView } from "../nat/view.ts";
+import { FlowFields, type PinView, PROTOCOL_NUMBERS } from "../nat/view.ts";
 import { parseIpv4 } from "../packet/addr.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import type { ChunkedBody } from "./chunked.ts";
 import { connsFooter, writeHeader, writeJson, writeRow } from "./conns-writer.ts";
@@ -50,7 +49,6 @@ export interface ConnsEngine {
   readonly flowTable: { readonly count: number };
 }
 
-const PROTOCOLS: Record<string, number> = { tcp: IPPROTO_TCP, udp: IPPROTO_UDP, icmp: IPPROTO_ICMP };
 const STATES = STATE_NAMES.filter((n) => n !== "?");
 const PARAMS = new Set(["format", "limit", "host", "proto", "state"]);
 
@@ -72,9 +70,17 @@ export function parseConnsQuery(params: URLSearchParams): ConnsQuery {
   const filter: FlowFilter = {};
   const proto = params.get("proto");
   if (proto !== null) {
-    if (!(proto in PROTOCOLS))
-      throw new ControlError("MASQ_ERR_BAD_REQUEST", "proto must be tcp, udp or icmp");
-    filter.proto = PROTOCOLS[proto];
+    const n = Object.hasOwn(PROTOCOL_NUMBERS, proto)
+      ? PROTOCOL_NUMBERS[proto]
+      : /^\d{1,3}$/.test(proto)
+        ? Number(proto)
+        : -1;
+    if (n < 1 || n > 255)
+      throw new ControlError(
+        "MASQ_ERR_BAD_REQUEST",
+        `proto must be one of ${Object.keys(PROTOCOL_NUMBERS).join(", ")} or a protocol number 1-255 (got ${proto})`,
+      );
+    filter.proto = n;
   }
   const state = params.get("state");
   if (state !== null) {

@@ -41,6 +41,11 @@ export const HAIRPIN_RULE_PREF = 114;
  * the public address (about packets masq translated) into the outside TUN, before 'local'.
  */
 export const GATEWAY_ICMP_RULE_PREF = 115;
+/**
+ * Interface mode: pref of the rules that steer the other IP protocols (GRE, ESP …) to the public
+ * address into masq (host/other-protocol-rules.ts).
+ */
+export const OTHER_PROTOCOLS_RULE_PREF = 116;
 /** Where versions before the guard rules put pool mode's inside rule (still recognised as masq's). */
 export const LEGACY_POOL_PREF = 100;
 
@@ -67,6 +72,7 @@ export function masqRulePrefs(prefs: RulePrefs = DEFAULT_PREFS): number[] {
     FORWARD_RULE_PREF,
     HAIRPIN_RULE_PREF,
     GATEWAY_ICMP_RULE_PREF,
+    OTHER_PROTOCOLS_RULE_PREF,
     inside,
     LEGACY_POOL_PREF,
   ];

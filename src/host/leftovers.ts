@@ -15,6 +15,7 @@ import {
   type RoutingTables,
   type RulePrefs,
 } from "./footprint.ts";
+import { plannedIpproto } from "./other-protocol-rules.ts";
 import type { HostStep } from "./steps.ts";
 
 /** What identifies masq's objects on this host. */
@@ -158,7 +159,7 @@ function ruleSelector(r: IpRule): string[] {
   if (r.iif !== undefined) sel.push("iif", r.iif);
   if (r.src !== undefined && r.src !== "all") sel.push("from", `${r.src}/${r.srclen ?? 32}`);
   if (r.dst !== undefined) sel.push("to", `${r.dst}/${r.dstlen ?? 32}`);
-  if (r.ipproto !== undefined) sel.push("ipproto", r.ipproto);
+  if (r.ipproto !== undefined) sel.push("ipproto", plannedIpproto(r.ipproto));
   const range = (one?: number, first?: number, last?: number) =>
     one !== undefined ? String(one) : first !== undefined ? `${first}-${last ?? first}` : undefined;
   const sport = range(r.sport, r.sport_start, r.sport_end);

@@ -30,6 +30,7 @@ import {
 import { publicAddressRule } from "./forward-rules.ts";
 import { gatewayIcmpRuleSteps } from "./gateway-icmp-rules.ts";
 import { expandPrefix, parsePrefix } from "./ipv4.ts";
+import { otherProtocolRuleSteps } from "./other-protocol-rules.ts";
 import { type RpFilterState, rpFilterSteps } from "./rp-filter.ts";
 import { cmdStep, type HostStep, PRIOR, routeStep, ruleStep, sysctlKey, sysctlStep } from "./steps.ts";
 
@@ -301,11 +302,13 @@ function interfaceSteps(opts: HostSetupOptions, tables: RoutingTables, prefs: Ru
 /**
  * Interface mode: the rules that name the public address (the outside interface's own): what
  * inside hosts send to it on masq's ports (hairpinning), and the ICMP errors the gateway's own
- * stack sends to it. When the address changes, exactly these are planned again and replaced
- * (src/control/address-change.ts).
+ * stack sends to it, and the other IP protocols (GRE, ESP …) sent to it from outside. When the
+ * address changes, exactly these are planned again and replaced (src/control/address-change.ts).
  */
 export function publicAddressSteps(
-  opts: Pick<HostSetupOptions, "inside" | "tun" | "tunOutside" | "ports"> & { publicAddress: string },
+  opts: Pick<HostSetupOptions, "inside" | "outside" | "tun" | "tunOutside" | "ports"> & {
+    publicAddress: string;
+  },
   tables: RoutingTables = DEFAULT_TABLES,
 ): HostStep[] {
   const range = opts.ports ?? DEFAULT_PORT_RANGE;
@@ -331,6 +334,14 @@ export function publicAddressSteps(
       );
   steps.push(
     ...gatewayIcmpRuleSteps({
+      publicAddress: opts.publicAddress,
+      tunOutside: opts.tunOutside,
+      table: tables.outside,
+    }),
+  );
+  steps.push(
+    ...otherProtocolRuleSteps({
+      outside: opts.outside,
       publicAddress: opts.publicAddress,
       tunOutside: opts.tunOutside,
       table: tables.outside,

@@ -41,6 +41,11 @@ export interface Timeouts {
   udpSec: number;
   /** RFC 5508 REQ-1: ICMP query mappings, 60 s. */
   icmpSec: number;
+  /**
+   * Flows of the other IP protocols (GRE, ESP, SCTP …), translated by address only
+   * (src/nat/generic-flow.ts): 600 s, netfilter's generic timeout.
+   */
+  genericSec: number;
   /** Buffered fragments waiting for their first fragment. */
   fragmentSec: number;
 }
@@ -149,6 +154,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   tcpClosedSec: 240,
   udpSec: 300,
   icmpSec: 60,
+  genericSec: 600,
   fragmentSec: 30,
 };
 

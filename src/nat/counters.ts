@@ -59,7 +59,10 @@ export const D_IP_BAD_HEADER_CHECKSUM = DROP_BASE + 5;
 export const D_L4_TRUNCATED = DROP_BASE + 6;
 export const D_TCP_BAD_DATA_OFFSET = DROP_BASE + 7;
 export const D_UDP_BAD_LENGTH = DROP_BASE + 8;
-/** Protocols other than TCP, UDP and ICMP cannot be multiplexed on one address. */
+/**
+ * A protocol masq cannot translate even by address: 0 (no protocol) and AH, whose integrity
+ * check covers the addresses (RFC 4302 §3.3.3.1, RFC 3715 §2.1), so a translated packet would fail.
+ */
 export const D_UNSUPPORTED_PROTOCOL = DROP_BASE + 9;
 /** Inbound to an outside address with no mapping: unsolicited (the secure default). */
 export const D_NO_MAPPING = DROP_BASE + 10;
@@ -103,7 +106,12 @@ export const D_HALF_OPEN_LIMIT = DROP_BASE + 32;
 export const D_HOST_PORT_QUOTA = DROP_BASE + 33;
 /** The source holds its share of the held-fragment buffer. */
 export const D_FRAGMENT_SOURCE_BUDGET = DROP_BASE + 34;
-export const DROP_LAST = D_FRAGMENT_SOURCE_BUDGET;
+/**
+ * Address-only NAT (src/nat/generic-flow.ts): another inside host already has a flow of this
+ * protocol with this remote on the same public address, and their replies could not be told apart.
+ */
+export const D_PROTOCOL_REMOTE_TAKEN = DROP_BASE + 35;
+export const DROP_LAST = D_PROTOCOL_REMOTE_TAKEN;
 
 // Policy refusals (src/policy): allocated from the top of the drop range down, so other additions
 // counting up from DROP_LAST never collide with them.
@@ -235,6 +243,7 @@ const DROP_NAMES: Record<number, string> = {
   [D_HALF_OPEN_LIMIT]: "half_open_limit",
   [D_HOST_PORT_QUOTA]: "host_port_quota",
   [D_FRAGMENT_SOURCE_BUDGET]: "fragment_source_budget",
+  [D_PROTOCOL_REMOTE_TAKEN]: "protocol_remote_taken",
   [D_FIREWALL_DROP]: "firewall_drop",
   [D_FIREWALL_REJECT]: "firewall_reject",
   [D_HOST_RATE_LIMIT]: "host_rate_limit",

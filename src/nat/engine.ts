@@ -16,6 +16,7 @@ import type { EngineConfig } from "./config.ts";
 import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
+import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
@@ -163,6 +164,20 @@ export class NatEngine {
    */
   setMtus(insideMtu: number, outsideMtu: number): void {
     this.s.mss.setMtus(insideMtu, outsideMtu);
+  }
+
+  /**
+   * A PPTP call's GRE flow (src/nat/generic-flow.ts): inside host `inAddr`'s call `inCallId` to
+   * server `remAddr` (whose call id `remCallId` is 0 until it answers). The flow (its outside
+   * call id is flowTable.outPort), or -reason (a drop reason code) when refused.
+   */
+  pptpCall(inAddr: number, inCallId: number, remAddr: number, remCallId: number): number {
+    return pptpCall(this.s, inAddr, inCallId, remAddr, remCallId);
+  }
+
+  /** The server answered PPTP call flow f with its call id `remCallId`. */
+  pptpCallAnswered(f: number, remCallId: number): void {
+    pptpCallAnswered(this.s, f, remCallId);
   }
 
   /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */

@@ -12,6 +12,7 @@ import * as C from "./counters.ts";
 import { advanceClock, tcpEvent } from "./flow-life.ts";
 import { F_ALG, F_OUT_ADDR, F_PORTS, FLOW_WORDS, NO_FLOW } from "./flow-table.ts";
 import { firstFragment, laterFragment, refuseDatagram } from "./fragment-path.ts";
+import { genericInbound, genericOutbound } from "./generic-flow.ts";
 import { gatewayError, inboundIcmp, outboundIcmp, timeExceeded } from "./icmp-path.ts";
 import { admitInbound, admitOutbound } from "./new-flow.ts";
 import { toInside, toOutside } from "./rewrite.ts";
@@ -218,7 +219,7 @@ function outbound(
     return FORWARD;
   }
   if (proto === IPPROTO_ICMP) return outboundIcmp(s, b, off, l4, total, src, dst);
-  return s.drop(C.D_UNSUPPORTED_PROTOCOL);
+  return genericOutbound(s, b, off, hl, total, proto, src, dst);
 }
 
 /** A packet from outside to one of our addresses; `hairpin`: it came from inside (hairpin()). */
@@ -264,7 +265,7 @@ function inbound(
     return FORWARD;
   }
   if (proto === IPPROTO_ICMP) return inboundIcmp(s, b, off, l4, total, src, dst);
-  return s.interfaceMode ? s.passthrough() : s.drop(C.D_UNSUPPORTED_PROTOCOL);
+  return genericInbound(s, b, off, hl, total, proto, src, dst);
 }
 
 /**

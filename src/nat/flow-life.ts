@@ -63,24 +63,57 @@ export function addFlow(
 ): number {
   const mt = s.mappingTable;
   const mb = m * MAPPING_WORDS;
-  const inAddr = mt.u32[mb + M_IN_ADDR];
+  const f = addFlowRecord(
+    s,
+    proto,
+    mt.u32[mb + M_IN_ADDR],
+    mt.u32[mb + M_OUT_ADDR],
+    mt.u32[mb + M_PORTS],
+    remAddr,
+    remPort,
+    origin,
+  );
+  if (f < 0) {
+    dropEmptyMapping(s, m);
+    return f;
+  }
+  const u = s.flowTable.u32;
+  const base = f * FLOW_WORDS;
+  mt.attachFlow(m, f);
+  s.closedMappings.flowAdded(m);
+  // Server port of the flow: the remote's for outbound flows, the inside host's for inbound.
+  u[base + F_ALG] =
+    s.alg === null
+      ? 0
+      : s.alg.classify(proto, origin === ORIGIN_OUTBOUND ? remPort : mt.u32[mb + M_PORTS] >>> 16);
+  return f;
+}
+
+/**
+ * Makes flow record (proto, inAddr, outAddr, `ports` = inside port << 16 | outside port, remAddr,
+ * remPort), counted against its inside host, indexed and timed; -reason on failure. Mapped flows
+ * (addFlow) and address-only ones (generic-flow.ts) are both made here.
+ */
+export function addFlowRecord(
+  s: EngineState,
+  proto: number,
+  inAddr: number,
+  outAddr: number,
+  ports: number,
+  remAddr: number,
+  remPort: number,
+  origin: number,
+): number {
   const ht = s.hostTable;
   let host = ht.find(inAddr);
-  if (host !== NO_HOST && ht.flows[host] >= s.config.maxFlowsPerHost) {
-    dropEmptyMapping(s, m);
-    return -C.D_HOST_FLOW_LIMIT;
-  }
+  if (host !== NO_HOST && ht.flows[host] >= s.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
   const ft = s.flowTable;
   const f = ft.alloc();
-  if (f === NO_FLOW) {
-    dropEmptyMapping(s, m);
-    return -C.D_FLOW_TABLE_FULL;
-  }
+  if (f === NO_FLOW) return -C.D_FLOW_TABLE_FULL;
   if (host === NO_HOST) {
     host = ht.findOrAdd(inAddr);
     if (host === NO_HOST) {
       ft.free(f);
-      dropEmptyMapping(s, m);
       return -C.D_HOST_TABLE_FULL;
     }
   }
@@ -89,19 +122,12 @@ export function addFlow(
   const u = ft.u32;
   const base = f * FLOW_WORDS;
   u[base + F_IN_ADDR] = inAddr;
-  u[base + F_OUT_ADDR] = mt.u32[mb + M_OUT_ADDR];
+  u[base + F_OUT_ADDR] = outAddr;
   u[base + F_REM_ADDR] = remAddr;
-  u[base + F_PORTS] = mt.u32[mb + M_PORTS];
+  u[base + F_PORTS] = ports >>> 0;
   u[base + F_META] = ((remPort << 16) | (proto << 8) | origin) >>> 0;
   u[base + F_LAST_SEEN] = s.nowSec;
-  mt.attachFlow(m, f);
   ft.link(f);
-  s.closedMappings.flowAdded(m);
-  // Server port of the flow: the remote's for outbound flows, the inside host's for inbound.
-  u[base + F_ALG] =
-    s.alg === null
-      ? 0
-      : s.alg.classify(proto, origin === ORIGIN_OUTBOUND ? remPort : mt.u32[mb + M_PORTS] >>> 16);
   s.wheel.schedule(f, s.nowSec + s.timeoutOf(f));
   s.counters[C.C_FLOWS_CREATED]++;
   return f;

@@ -2,6 +2,7 @@
 // so a lookup touches the index slot and the record and nothing else), found through one hash
 // index under two keys: the inside view (proto, inside addr:port, remote addr:port) and the
 // outside view (proto, outside addr:port, remote addr:port).
+import { IPPROTO_GRE } from "../packet/ipv4.ts";
 import { HashIndex, hashTuple, randomSeed } from "./hash-index.ts";
 import { plainAllocator, type TableAllocator } from "./table-memory.ts";
 
@@ -186,35 +187,33 @@ export class FlowTable {
 
   /** Adds both keys of a record whose address, port and meta words are set. */
   link(f: number): void {
-    const b = f * FLOW_WORDS;
-    const u = this.u32;
-    const proto = (u[b + F_META] >>> 8) & 0xff;
-    const remPort = u[b + F_META] >>> 16;
-    const ports = u[b + F_PORTS];
-    this.index.insert(
-      this.insideHash(proto, u[b + F_IN_ADDR], ports >>> 16, u[b + F_REM_ADDR], remPort),
-      (f << 1) + 1,
-    );
-    this.index.insert(
-      this.outsideHash(proto, u[b + F_OUT_ADDR], ports & 0xffff, u[b + F_REM_ADDR], remPort),
-      (f << 1) + 2,
-    );
+    this.index.insert(this.insideKeyOf(f), (f << 1) + 1);
+    this.index.insert(this.outsideKeyOf(f), (f << 1) + 2);
   }
 
   unlink(f: number): void {
+    this.index.remove(this.insideKeyOf(f), (f << 1) + 1);
+    this.index.remove(this.outsideKeyOf(f), (f << 1) + 2);
+  }
+
+  // A GRE flow's packets carry one key only, the receiver's (PPTP's call id, RFC 2637 §4.1): the
+  // remote's on the way out, ours on the way in. So its inside key leaves out the inside port (the
+  // inside host's call id) and its outside key the remote port; for every other protocol the
+  // record's fields are the keys (address-only flows have zero ports: src/nat/generic-flow.ts).
+  private insideKeyOf(f: number): number {
     const b = f * FLOW_WORDS;
     const u = this.u32;
     const proto = (u[b + F_META] >>> 8) & 0xff;
-    const remPort = u[b + F_META] >>> 16;
-    const ports = u[b + F_PORTS];
-    this.index.remove(
-      this.insideHash(proto, u[b + F_IN_ADDR], ports >>> 16, u[b + F_REM_ADDR], remPort),
-      (f << 1) + 1,
-    );
-    this.index.remove(
-      this.outsideHash(proto, u[b + F_OUT_ADDR], ports & 0xffff, u[b + F_REM_ADDR], remPort),
-      (f << 1) + 2,
-    );
+    const inPort = proto === IPPROTO_GRE ? 0 : u[b + F_PORTS] >>> 16;
+    return this.insideHash(proto, u[b + F_IN_ADDR], inPort, u[b + F_REM_ADDR], u[b + F_META] >>> 16);
+  }
+
+  private outsideKeyOf(f: number): number {
+    const b = f * FLOW_WORDS;
+    const u = this.u32;
+    const proto = (u[b + F_META] >>> 8) & 0xff;
+    const remPort = proto === IPPROTO_GRE ? 0 : u[b + F_META] >>> 16;
+    return this.outsideHash(proto, u[b + F_OUT_ADDR], u[b + F_PORTS] & 0xffff, u[b + F_REM_ADDR], remPort);
   }
 
   /** Free records have a zero meta word (protocol 0 never starts a flow). */

@@ -3,10 +3,11 @@
 // the gateway's own stack sends about them, and the answers the engine gives itself (echo
 // replies for our address, time exceeded as the hop).
 import { readU32 } from "../packet/checksum.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP } from "../packet/ipv4.ts";
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED, icmpIsError } from "../packet/l4.ts";
 import * as C from "./counters.ts";
 import { F_ALG, F_IN_ADDR, F_OUT_ADDR, F_PORTS, FLOW_WORDS, NO_FLOW } from "./flow-table.ts";
+import { quotedGenericInbound, quotedGenericOutbound } from "./generic-flow.ts";
 import {
   buildEchoReply,
   buildIcmpError,
@@ -59,7 +60,9 @@ export function outboundIcmp(
     const f =
       e.proto === IPPROTO_ICMP
         ? s.flowTable.lookupInside(IPPROTO_ICMP, e.dst, e.dport, e.src, 0)
-        : s.flowTable.lookupInside(e.proto, e.dst, e.dport, e.src, e.sport);
+        : e.proto === IPPROTO_TCP || e.proto === IPPROTO_UDP
+          ? s.flowTable.lookupInside(e.proto, e.dst, e.dport, e.src, e.sport)
+          : quotedGenericInbound(s, e);
     if (f === NO_FLOW) return s.drop(C.D_ICMP_ERROR_NO_FLOW);
     const u = s.flowTable.u32;
     const base = f * FLOW_WORDS;
@@ -119,9 +122,10 @@ export function inboundIcmp(
 
 /** The flow of the packet quoted in an ICMP error that went inside -> remote through us. */
 function quotedOutboundFlow(s: EngineState, e: Embedded): number {
-  return e.proto === IPPROTO_ICMP
-    ? s.flowTable.lookupOutside(IPPROTO_ICMP, e.src, e.sport, e.dst, 0)
-    : s.flowTable.lookupOutside(e.proto, e.src, e.sport, e.dst, e.dport);
+  if (e.proto === IPPROTO_ICMP) return s.flowTable.lookupOutside(IPPROTO_ICMP, e.src, e.sport, e.dst, 0);
+  if (e.proto === IPPROTO_TCP || e.proto === IPPROTO_UDP)
+    return s.flowTable.lookupOutside(e.proto, e.src, e.sport, e.dst, e.dport);
+  return quotedGenericOutbound(s, e);
 }
 
 /**

@@ -138,17 +138,11 @@ function createOutbound(
   remAddr: number,
   remPort: number,
 ): number {
+  const refused = outboundLimits(s, inAddr);
+  if (refused !== 0) return -refused;
   const ft = s.flowTable;
-  if (ft.count >= ft.capacity && !evictHalfOpen(s, 0)) return -C.D_FLOW_TABLE_FULL;
   const ht = s.hostTable;
   let host = ht.find(inAddr);
-  if (host !== NO_HOST && ht.flows[host] >= s.config.maxFlowsPerHost) return -C.D_HOST_FLOW_LIMIT;
-  if (host === NO_HOST && ht.count >= ht.capacity) return -C.D_HOST_TABLE_FULL;
-  // Rate limits last, so a flow refused for another reason spends no token.
-  const rate = s.hostRate;
-  if (rate > 0 && host !== NO_HOST && !hasToken(ht.tokens, ht.tokenStamps, host, s.nowMs, rate, rate))
-    return -C.D_HOST_RATE_LIMIT;
-  if (s.globalRate !== null && !s.globalRate.take(s.nowMs)) return -C.D_RATE_LIMIT;
   const mt = s.mappingTable;
   let m = mt.lookupInside(proto, inAddr, inPort);
   if (m === NO_MAPPING) {
@@ -195,12 +189,36 @@ function createOutbound(
     s.counters[C.C_MAPPINGS_CREATED]++;
   }
   const f = addFlow(s, m, proto, remAddr, remPort, ORIGIN_OUTBOUND);
-  if (rate > 0 && f >= 0) {
-    const h = ht.find(inAddr);
-    refill(ht.tokens, ht.tokenStamps, h, s.nowMs, rate, rate);
-    ht.tokens[h] -= 1;
-  }
+  if (f >= 0) spendHostToken(s, inAddr);
   return f;
+}
+
+/**
+ * The table and rate limits a new outbound flow of inside host `inAddr` must pass: 0, or the
+ * reason it is refused. Rate limits last, so a flow refused for another reason spends no token.
+ */
+export function outboundLimits(s: EngineState, inAddr: number): number {
+  const ft = s.flowTable;
+  if (ft.count >= ft.capacity && !evictHalfOpen(s, 0)) return C.D_FLOW_TABLE_FULL;
+  const ht = s.hostTable;
+  const host = ht.find(inAddr);
+  if (host !== NO_HOST && ht.flows[host] >= s.config.maxFlowsPerHost) return C.D_HOST_FLOW_LIMIT;
+  if (host === NO_HOST && ht.count >= ht.capacity) return C.D_HOST_TABLE_FULL;
+  const rate = s.hostRate;
+  if (rate > 0 && host !== NO_HOST && !hasToken(ht.tokens, ht.tokenStamps, host, s.nowMs, rate, rate))
+    return C.D_HOST_RATE_LIMIT;
+  if (s.globalRate !== null && !s.globalRate.take(s.nowMs)) return C.D_RATE_LIMIT;
+  return 0;
+}
+
+/** Inside host `inAddr` opened a flow: one token of its new-flow rate goes. */
+export function spendHostToken(s: EngineState, inAddr: number): void {
+  const rate = s.hostRate;
+  if (rate <= 0) return;
+  const ht = s.hostTable;
+  const h = ht.find(inAddr);
+  refill(ht.tokens, ht.tokenStamps, h, s.nowMs, rate, rate);
+  ht.tokens[h] -= 1;
 }
 
 /**
@@ -208,7 +226,7 @@ function createOutbound(
  * PROCEED to go ahead, else the verdict (DROP, or REPLY with a reset / unreachable in replyBuf).
  * Inbound, `dst`:`dport` is the inside host the flow would reach.
  */
-function screen(
+export function screen(
   s: EngineState,
   b: Uint8Array,
   off: number,

@@ -107,6 +107,7 @@ export class EngineState {
   readonly tHalfOpen: number;
   readonly tUdp: number;
   readonly tIcmp: number;
+  readonly tGeneric: number;
   /** The quoted packet of the ICMP error being translated (parseEmbedded fills it). */
   readonly embedded = new Embedded();
   /** Firewall rules for new flows; null when there are none (the common case costs one test). */
@@ -219,6 +220,7 @@ export class EngineState {
     this.tHalfOpen = t.tcpHalfOpenSec;
     this.tUdp = t.udpSec;
     this.tIcmp = t.icmpSec;
+    this.tGeneric = t.genericSec;
     this.firewall = config.firewall.length > 0 ? new RuleSet(config.firewall) : null;
     this.hostRate = config.newFlowsPerSecPerHost;
     this.globalRate =
@@ -286,6 +288,7 @@ export class EngineState {
     const proto = this.flowTable.proto(f);
     if (proto === IPPROTO_UDP) return this.tUdp;
     if (proto === IPPROTO_ICMP) return this.tIcmp;
+    if (proto !== IPPROTO_TCP) return this.tGeneric;
     // RFC 7857 §2.2 lets a NAT keep a partially open connection less than the 4 minutes of RFC
     // 5382 REQ-5: an inbound one that never completed its handshake (a SYN flood's) gets the
     // short half-open timeout, in whatever state it is now (a reset does not lengthen it).

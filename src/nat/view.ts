@@ -8,9 +8,38 @@ export function protoName(p: number): Protocol {
   return p === IPPROTO_TCP ? "tcp" : p === IPPROTO_UDP ? "udp" : "icmp";
 }
 
+/**
+ * The IP protocols a flow may have, by the names listings use (IANA protocol numbers); a flow of
+ * another protocol (address-only, src/nat/generic-flow.ts) is shown by its number.
+ */
+export const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = {
+  icmp: 1,
+  ipip: 4,
+  tcp: 6,
+  udp: 17,
+  dccp: 33,
+  ipv6: 41,
+  gre: 47,
+  esp: 50,
+  sctp: 132,
+  udplite: 136,
+};
+
+const PROTOCOL_NAMES: string[] = [];
+for (const [name, n] of Object.entries(PROTOCOL_NUMBERS)) PROTOCOL_NAMES[n] = name;
+
+/** A flow's protocol as listings show it: "tcp", "gre" … or the number ("103"). */
+export function flowProtocolName(p: number): string {
+  return PROTOCOL_NAMES[p] ?? String(p);
+}
+
 export interface FlowView {
-  protocol: Protocol;
-  /** "192.168.0.2:40000" style endpoints (ICMP: the echo identifier stands for the port). */
+  /** "tcp", "udp", "icmp", or another protocol by name ("gre", "esp" …) or number. */
+  protocol: string;
+  /**
+   * "192.168.0.2:40000" style endpoints (ICMP: the echo identifier stands for the port; other
+   * protocols have none, 0, but a PPTP call's GRE flow shows its call ids).
+   */
   inside: { addr: string; port: number };
   outside: { addr: string; port: number };
   remote: { addr: string; port: number };
@@ -33,7 +62,7 @@ export interface FlowView {
  * them straight into its output, instead of making an object graph per flow.
  */
 export class FlowFields {
-  protocol: Protocol = "udp";
+  protocol = "udp";
   inAddr = 0;
   inPort = 0;
   outAddr = 0;

@@ -21,7 +21,7 @@ import {
 } from "./flow-table.ts";
 import { NO_MAPPING } from "./mapping-table.ts";
 import type { EngineState } from "./state.ts";
-import { type EngineStats, type FlowFields, type FlowView, protoName } from "./view.ts";
+import { type EngineStats, type FlowFields, type FlowView, flowProtocolName } from "./view.ts";
 
 /** Fills `out` with live flow f's fields (no allocation); returns it. */
 export function readFlow(s: EngineState, f: number, out: FlowFields): FlowFields {
@@ -33,7 +33,7 @@ export function readFlow(s: EngineState, f: number, out: FlowFields): FlowFields
   const proto = ft.proto(f);
   const sb = ft.stateByte(f);
   const lastSeen = u[base + F_LAST_SEEN];
-  out.protocol = protoName(proto);
+  out.protocol = flowProtocolName(proto);
   out.inAddr = u[base + F_IN_ADDR];
   out.inPort = u[base + F_PORTS] >>> 16;
   out.outAddr = u[base + F_OUT_ADDR];

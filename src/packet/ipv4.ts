@@ -5,6 +5,11 @@ import { checksum, readU16, readU32, writeU16, writeU32 } from "./checksum.ts";
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+// Protocols masq translates by address only (src/nat/generic-flow.ts) that it must look into.
+export const IPPROTO_DCCP = 33;
+export const IPPROTO_GRE = 47;
+export const IPPROTO_AH = 51;
+export const IPPROTO_UDPLITE = 136;
 
 export const IPV4_MIN_HEADER = 20;
 

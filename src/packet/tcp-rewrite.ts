@@ -37,10 +37,11 @@ export function setTcpWord(b: Uint8Array, l4: number, at: number, v: number, par
 }
 
 /**
- * Rewrites the 16-bit field at `at` of the TCP segment at `l4` (an option's value), keeping its
+ * Rewrites the 16-bit field at `at` of the TCP segment at `l4` (an option's value, PPTP's call ids), keeping its
  * checksum right as setTcpWord does; an option may sit at an odd offset.
  */
-export function setTcpHalfWord(b: Uint8Array, l4: number, at: number, v: number, partial: boolean): void {
+export function setTcpHalfWord(b: Uint8Array, l4: number, at: number, value: number, partial: boolean): void {
+  const v = value & 0xffff;
   const old = readU16(b, at);
   if (old === v) return;
   writeU16(b, at, v);

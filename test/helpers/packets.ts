@@ -63,6 +63,18 @@ export function udp(o: IpOpts & { sport: number; dport: number; payload?: Uint8A
   return b;
 }
 
+/** An IPv4 packet of any protocol with `payload` as its L4 bytes, as they are (no L4 checksum made). */
+export function datagram(o: IpOpts & { proto: number; payload: Uint8Array }): Uint8Array {
+  const b = ipHeader(o, o.proto, o.payload.length);
+  b.set(o.payload, (b[0] & 15) << 2);
+  return b;
+}
+
+/** The L4 checksum over the IPv4 pseudo-header (TCP, UDP, DCCP, UDP-Lite) of packet b; 0 when right. */
+export function pseudoHeaderChecksum(b: Uint8Array): number {
+  return l4Checksum(b, (b[0] & 15) << 2, b[9]);
+}
+
 export const SYN = 0x02;
 export const ACK = 0x10;
 export const FIN = 0x01;

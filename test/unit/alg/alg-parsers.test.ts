@@ -49,6 +49,11 @@ function fakeCtx(refuse = false) {
     count(slot) {
       counts.set(slot, (counts.get(slot) ?? 0) + 1);
     },
+    rewrite16() {},
+    greCall: () => null,
+    greCallAnswered() {},
+    isGreCall: () => false,
+    state: undefined,
   };
   return { ctx, made, counts };
 }

@@ -32,6 +32,19 @@ describe("run configuration", () => {
     assert.equal(c.timeouts.tcpEstablishedSec, 7440);
     assert.equal(c.timeouts.udpSec, 300);
     assert.equal(c.timeouts.icmpSec, 60);
+    assert.equal(c.timeouts.genericSec, 600);
+  });
+
+  it("timeouts.generic: the other IP protocols' timeout, checked like the others", () => {
+    assert.equal(withFile("[timeouts]\ngeneric = 90").timeouts.genericSec, 90);
+    assert.match(
+      errorOf(() => withFile("[timeouts]\ngeneric = 9999999")),
+      /timeouts\.generic: must be at most/,
+    );
+    assert.match(
+      errorOf(() => withFile('[timeouts]\ngeneric = "x"')),
+      /timeouts\.generic/,
+    );
   });
 
   it("pool mode owns its addresses: every port (1-1023 and 1024-65535, RFC 4787 REQ-3) unless ports is set", () => {

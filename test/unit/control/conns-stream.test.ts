@@ -270,7 +270,11 @@ describe("masq conns over the control socket", () => {
     const bad: Array<[string, RegExp]> = [
       ["limit=-1", /limit must be an integer/],
       ["limit=1.5", /limit must be an integer/],
-      ["proto=sctp", /proto must be tcp, udp or icmp/],
+      [
+        "proto=sctq",
+        /proto must be one of icmp, ipip, tcp, udp, dccp, ipv6, gre, esp, sctp, udplite or a protocol number 1-255/,
+      ],
+      ["proto=256", /proto must be one of/],
       ["state=open", /state must be one of active, syn-sent/],
       ["host=300.1.1.1", /host must be an IPv4 address or prefix/],
       ["host=10.0.0.0/33", /host must be an IPv4 address or prefix/],
@@ -278,9 +282,9 @@ describe("masq conns over the control socket", () => {
       ["lmit=3", /unknown parameter "lmit"/],
     ];
     for (const [q, re] of bad) await assert.rejects(controlGet(socket, `/v1/conns?${q}`), re, q);
-    const cliBad = await cli(["conns", "--proto", "sctp", "--socket", socket]);
+    const cliBad = await cli(["conns", "--proto", "sctq", "--socket", socket]);
     assert.notEqual(cliBad.code, 0);
-    assert.match(cliBad.err, /sctp/);
+    assert.match(cliBad.err, /sctq/);
   });
 
   it("`masq conns | head` ends quietly: a reader that stops is no error", async () => {

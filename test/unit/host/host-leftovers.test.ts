@@ -99,6 +99,15 @@ const ifaceSnapshot: HostSnapshot = {
       dport_end,
       table: "101",
     })),
+    // The other IP protocols to the public address (ip -j names the ones it knows).
+    ...["ipencap", "dccp", "ipv6", "gre", "esp", "l2tp", "sctp", "udplite"].map((ipproto) => ({
+      priority: 116,
+      src: "all",
+      dst: "198.51.100.2",
+      iif: "wan0",
+      ipproto,
+      table: "101",
+    })),
     { priority: 200, src: "all", table: "local" },
     { priority: 300, src: "all", iif: "lan0", table: "100" },
     ...hostRules.filter((r) => r.priority !== 0),

@@ -288,6 +288,23 @@ describe("planHostSetup: interface mode", () => {
     assert.ok(!applies(planHostSetup(pool)).some((x) => x.includes(" iif lo ")));
   });
 
+  it("with the public address: the other IP protocols to it go to the outside TUN, each by its own rule", () => {
+    const a = applies(planHostSetup({ ...iface, publicAddress: "198.51.100.2" }));
+    const other = a.filter((x) => x.includes("pref 116 "));
+    assert.deepEqual(
+      other,
+      [4, 33, 41, 47, 50, 115, 132, 136].map(
+        (p) => `ip rule add pref 116 iif wan0 to 198.51.100.2/32 ipproto ${p} lookup 101`,
+      ),
+    );
+    // No rule from the WAN to the public address may go without a protocol: it would also match
+    // the kernel's lookup for an ARP request for that address, and the gateway would stop
+    // answering ARP for its own address.
+    for (const x of a)
+      if (x.includes(" iif wan0 ") && x.includes(" to 198.51.100.2/32 ")) assert.match(x, / ipproto /, x);
+    assert.ok(!applies(planHostSetup(pool)).some((x) => x.includes("pref 116 ")));
+  });
+
   it("moves the 'local' rule so that one always exists (undo in reverse re-adds pref 0 first)", () => {
     const steps = planHostSetup(iface);
     const reversedUndo = undos(steps).reverse();

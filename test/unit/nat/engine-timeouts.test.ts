@@ -55,6 +55,7 @@ describe("timeouts on a fake clock", () => {
         tcpClosedSec: 10,
         udpSec: 3,
         icmpSec: 60,
+        genericSec: 600,
         fragmentSec: 30,
       },
     });

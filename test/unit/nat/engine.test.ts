@@ -84,16 +84,18 @@ describe("outbound translation", () => {
     }
   });
 
-  it("drops protocols other than TCP, UDP and ICMP with a reason", () => {
+  it("drops AH (its check covers the addresses, RFC 3715 §2.1) and protocol 0 with a reason", () => {
     const e = makeEngine();
-    const pkt = udp({ src: A, dst: REMOTE, sport: 1, dport: 2 });
-    pkt[9] = 47; // GRE
-    pkt[10] = 0;
-    pkt[11] = 0;
-    const ck = checksum(pkt, 0, 20);
-    pkt.set([ck >> 8, ck & 0xff], 10);
-    assert.equal(run(e, pkt).verdict, DROP);
-    assert.equal(e.stats().counters.drop_unsupported_protocol, 1);
+    for (const proto of [51, 0]) {
+      const pkt = udp({ src: A, dst: REMOTE, sport: 1, dport: 2 });
+      pkt[9] = proto;
+      pkt[10] = 0;
+      pkt[11] = 0;
+      const ck = checksum(pkt, 0, 20);
+      pkt.set([ck >> 8, ck & 0xff], 10);
+      assert.equal(run(e, pkt).verdict, DROP);
+    }
+    assert.equal(e.stats().counters.drop_unsupported_protocol, 2);
   });
 
   it("drops a mid-stream TCP segment that has no flow (no SYN) and counts it", () => {
