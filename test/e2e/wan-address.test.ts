@@ -43,6 +43,14 @@ s.bind(5350, () => s.addMembership("224.0.0.1"));
 setTimeout(() => process.exit(0), 120000);
 `;
 
+// SSDP NOTIFYs on an inside host (as a UPnP control point hears them): each NTS line.
+const SSDP_LISTEN = `
+const s = require("node:dgram").createSocket({ type: "udp4", reuseAddr: true });
+s.on("message", (b) => { const m = /NTS: (\\S+)/.exec(b.toString()); if (m) process.stdout.write(m[1] + "\\n"); });
+s.bind(1900, () => { s.addMembership("239.255.255.250", process.argv[1]); process.stdout.write("listening\\n"); });
+setTimeout(() => process.exit(0), 120000);
+`;
+
 describe("a public address that changes (interface mode)", { skip }, () => {
   let net: MasqNetwork;
   let masq: MasqProcess;
@@ -96,11 +104,12 @@ describe("a public address that changes (interface mode)", { skip }, () => {
     config = join(tmp, "masq.toml");
     writeFileSync(
       config,
-      '[portmap]\nenabled = true\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:8080"\n',
+      '[portmap]\nenabled = true\n[upnp]\nenabled = true\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:8080"\n',
     );
     inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service")]);
     const web = net.lab.spawn(abox, [...labScript("inet-service"), "--http", "8080", "--udp", "7007"]);
-    await Promise.all([inet.waitFor(/"proto":"udp"/, 10_000), web.waitFor(/"proto":"udp"/, 10_000)]);
+    const upnpWeb = net.lab.spawn(abox, [...labScript("inet-service"), "--http", "8081", "--udp", "7008"]);
+    await Promise.all([inet, web, upnpWeb].map((p) => p.waitFor(/"proto":"udp"/, 10_000)));
     masq = await startMasq(net, { config });
   });
 
@@ -113,10 +122,16 @@ describe("a public address that changes (interface mode)", { skip }, () => {
     }
   });
 
-  it("moves to a new address: the download is reset, UDP and new flows use it, natpmpc and a forward follow", async (t) => {
+  it("moves to a new address: the download is reset, UDP and new flows use it, natpmpc, UPnP and a forward follow", async (t) => {
     const download = longDownload();
     const exchange = net.lab.spawn(abox, [process.execPath, "-e", UDP_EXCHANGE, net.inet.addr, "7"]);
     const announcements = net.lab.spawn(abox, [process.execPath, "-e", ANNOUNCEMENTS]);
+    const ssdp = net.lab.spawn(abox, [process.execPath, "-e", SSDP_LISTEN, net.inside[0].addr]);
+    await ssdp.waitFor("listening", 10_000);
+    // A UPnP mapping made on the old address (upnpc -i: the lab's address is a reserved one).
+    const upnpc = (...args: string[]) => net.lab.exec(abox, ["upnpc", "-i", ...args], { timeoutMs: 30_000 });
+    const mapped = await upnpc("-a", net.inside[0].addr, "8081", "18081", "TCP");
+    assert.equal(mapped.code, 0, mapped.stdout);
     await waitUntil("the download is under way", async () => (await downloadBytes()) > 200_000, {
       timeoutMs: 30_000,
     });
@@ -164,6 +179,17 @@ describe("a public address that changes (interface mode)", { skip }, () => {
       "a PCP ANNOUNCE",
     );
     await announcements.kill();
+
+    // UPnP: the device is announced again (byebye, then alive), the external address is the new
+    // one, and the mapping made on the old address answers on the new.
+    await waitUntil("SSDP byebye then alive after the change", () =>
+      /ssdp:byebye\n(?:.*\n)*ssdp:alive/.test(ssdp.stdout),
+    );
+    await ssdp.kill();
+    const upnpStatus = await upnpc("-s");
+    assert.match(upnpStatus.stdout, new RegExp(`ExternalIPAddress = ${NEW.replaceAll(".", "\\.")}\\n`));
+    const viaUpnp = await fetchFrom(net.inet.ns, `http://${NEW}:18081/`);
+    assert.match(viaUpnp ?? "", /you came from 203\.0\.113\.10:/, "the UPnP mapping on the new address");
 
     const c = (await stats()).engine.counters;
     assert.equal(c.public_address_changes, 1);
