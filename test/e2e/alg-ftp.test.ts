@@ -422,7 +422,11 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
 
     it("the passive replies were rewritten", async () => {
       const s = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
-      assert.ok(s.engine.counters.alg_rewrites >= 4, JSON.stringify(s.engine.counters));
+      // PASV names the inside address, so its two replies are always rewritten. EPSV names only
+      // the port: pool mode keeps the server's data port (its range is the whole address, RFC
+      // 4787 REQ-3), so there its replies need no change; interface mode maps it into its range.
+      const least = mode === "pool" ? 2 : 4;
+      assert.ok(s.engine.counters.alg_rewrites >= least, JSON.stringify(s.engine.counters));
       assert.equal(s.engine.counters.alg_foreign_address, 0);
     });
   });

@@ -155,7 +155,9 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.match(r.offerer, /chat hello from bob3/);
       const s = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
       const c = s.engine.counters;
-      assert.ok(c.alg_rewrites >= 5, JSON.stringify(c));
+      // An offer names the inside address and is always rewritten; RESUME/ACCEPT name only the
+      // port, which pool mode keeps (its range is the whole address), so there they pass unchanged.
+      assert.ok(c.alg_rewrites >= (mode === "pool" ? 4 : 5), JSON.stringify(c));
       assert.equal(c.alg_malformed, 0);
     });
   });
