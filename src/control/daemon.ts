@@ -215,16 +215,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
           openSocket,
           log,
           seed: `${cfg.tun}:${cfg.outside}`,
-          ...(steer
-            ? {
-                // A port beyond masq's range is readied (its rules) before UPnP decides, as for NAT-PMP.
-                preparePort: async (proto: "tcp" | "udp", port: number) => {
-                  if (!steer.needs(port)) return () => {};
-                  await steer.prepare(proto, port);
-                  return () => steer.settle(proto, port);
-                },
-              }
-            : {}),
+          // A port beyond masq's range is readied (its rules) before UPnP decides, as for NAT-PMP.
+          ...(steer ? { preparePort: (proto: "tcp" | "udp", port: number) => steer.ready(proto, port) } : {}),
         });
     }
     if (host.mode === "interface") {

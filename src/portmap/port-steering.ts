@@ -76,6 +76,16 @@ export class MappedPortSteering {
     return e.ready;
   }
 
+  /**
+   * `prepare` for a request that suggests `port`, when the port needs rules of its own; the
+   * function it resolves to is that request's `settle` (a no-op when nothing was prepared).
+   */
+  async ready(proto: ForwardProto, port: number): Promise<() => void> {
+    if (!this.needs(port)) return () => {};
+    await this.prepare(proto, port);
+    return () => this.settle(proto, port);
+  }
+
   /** The request `prepare` was for is decided: rules no mapping holds go. */
   settle(proto: ForwardProto, port: number): void {
     const e = this.entries.get(`${proto}/${port}`);

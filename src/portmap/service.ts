@@ -214,11 +214,11 @@ export class PortmapService implements AnswerContext {
     const steering = this.steering;
     const ask = steering ? this.suggestedPort(msg, srcAddr, device) : undefined;
     if (!steering || !ask) return this.handle(msg, srcAddr, device);
-    await steering.prepare(ask.proto, ask.port);
+    const settle = await steering.ready(ask.proto, ask.port);
     try {
       return this.handle(msg, srcAddr, device);
     } finally {
-      steering.settle(ask.proto, ask.port);
+      settle();
     }
   }
 
