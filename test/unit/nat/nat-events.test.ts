@@ -185,4 +185,19 @@ describe("engine NAT events (RFC 6888 §4: mappings, not every connection)", () 
       ],
     );
   });
+
+  it("a new public address: the old address's mappings go, a pinned one is deleted and made again on the new", () => {
+    const e = makeEngine({ mode: "interface", natEvents: { capacity: 1024, sessions: false } });
+    run(e, udp({ src: A, dst: REMOTE, sport: 40000, dport: 53 }), 1000);
+    const pin = e.pinMapping({ proto: "tcp", inAddr: ip(A), inPort: 80, outPort: 8080, origin: "forward" });
+    assert.ok("id" in pin);
+    drainAll(e.natEvents!);
+    e.changePublicAddress(ip("198.51.100.9"));
+    const got = drainAll(e.natEvents!).map((x) => [x.kind, x.proto, x.outAddr, x.outPort]);
+    assert.deepEqual(got.slice(1), [
+      [EV_MAPPING_DELETED, 6, ip(P), 8080],
+      [EV_MAPPING_CREATED, 6, ip("198.51.100.9"), 8080],
+    ]);
+    assert.deepEqual(got[0].slice(0, 3), [EV_MAPPING_DELETED, 17, ip(P)]);
+  });
 });
