@@ -85,7 +85,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   });
 
   /** Runs masq logging to `syslog` (and IPFIX), with short TCP timeouts so a closed flow goes fast. */
-  async function runMasq(syslog: string): Promise<void> {
+  async function runMasq(syslog: string, extra: string[] = []): Promise<void> {
     if (masq?.proc.running) await masq.stop();
     const config = join(tmp, "masq.toml");
     writeFileSync(
@@ -99,6 +99,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
         `syslog = "${syslog}"`,
         `ipfix = "udp://${COLLECTOR}:${IPFIX_PORT}"`,
         "template_interval = 2",
+        ...extra,
         "",
       ].join("\n"),
     );
@@ -123,16 +124,17 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   const lines = () => (existsSync(logFile()) ? readFileSync(logFile(), "utf8").split("\n") : []);
 
   /** The mapping's creation and deletion lines for public port `port`; its inside port. */
-  async function mappingLogged(port: number): Promise<number> {
+  async function mappingLogged(port: number, destination = false): Promise<number> {
     const add = await waitUntil(
       `APMADD for public port ${port} in rsyslog's file`,
       () => lines().find((l) => / APMADD \[napmap /.test(l) && l.includes(`XSPORT="${port}"`)),
       { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
     );
     assert.match(add, /^1 masq APMADD \[napmap IATYP="IPv4" ISADDR="192\.168\.0\.2" ISPORT="\d+" /);
-    assert.match(add, / XSADDR="198\.51\.100\.2" XSPORT="\d+" PROTO="6"\]/);
+    assert.match(add, / XSADDR="198\.51\.100\.2" XSPORT="\d+" PROTO="6"[\] ]/);
     // RFC 6888 REQ-12: no destination unless configured.
-    assert.doesNotMatch(add, /XDADDR|203\.0\.113\./);
+    if (destination) assert.match(add, / XDADDR="203\.0\.113\.\d+" XDPORT="80"\]/);
+    else assert.doesNotMatch(add, /XDADDR|203\.0\.113\./);
     const inPort = Number(/ISPORT="(\d+)"/.exec(add)?.[1]);
     await waitUntil(
       `APMDEL for public port ${port} once the connection closed and timed out`,
@@ -155,9 +157,15 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
     assert.ok((s.natLog?.ipfix_records ?? 0) >= 2, JSON.stringify(s.natLog));
   });
 
-  it("over UDP: the same records", async () => {
-    await runMasq(`udp://${COLLECTOR}:${SYSLOG_PORT}`);
-    await mappingLogged(await fetchFromAbox());
+  it("over UDP, with sessions and destination on: the connection's own records too, naming the server", async () => {
+    await runMasq(`udp://${COLLECTOR}:${SYSLOG_PORT}`, ["sessions = true", "destination = true"]);
+    const port = await fetchFromAbox();
+    await mappingLogged(port, true);
+    for (const id of ["SADD", "SDEL"]) {
+      const line = lines().find((l) => l.includes(` ${id} [nsess `) && l.includes(`XSPORT="${port}"`));
+      assert.ok(line, `${id} for public port ${port}: ${lines().slice(-6).join("\n")}`);
+      assert.match(line, new RegExp(` XDADDR="${net.inet.addr.replaceAll(".", "\\.")}" XDPORT="80"\\]`));
+    }
   });
 
   it("over a Unix datagram socket (a local syslog daemon's)", async () => {
