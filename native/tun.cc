@@ -19,6 +19,7 @@
 #include <napi.h>
 
 #include "netlink.h"
+#include "unix-dgram.h"
 
 #include <string>
 #include <vector>
@@ -606,6 +607,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("VIRTIO_NET_HDR_GSO_TCPV4", VirtioNetHdr::kGsoTcpV4);
   exports.Set("VIRTIO_NET_HDR_GSO_UDP_L4", VirtioNetHdr::kGsoUdpL4);
   masq::InitNetlink(env, exports);
+  masq::InitUnixDgram(env, exports);
   return Tun::Init(env, exports);
 }
 

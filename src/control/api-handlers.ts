@@ -28,6 +28,8 @@ export interface ApiSources {
   streams: () => StreamStats | undefined;
   metrics: ReturnType<typeof createMetrics>;
   forwards: ForwardRegistry;
+  /** NAT event log counters; undefined when it is off. */
+  natLog?: () => Record<string, number> | undefined;
 }
 
 export function controlApi(s: ApiSources): ControlSource {
@@ -40,6 +42,7 @@ export function controlApi(s: ApiSources): ControlSource {
       const portmap = s.portmap();
       const upnp = s.upnp?.();
       const streams = s.streams();
+      const natLog = s.natLog?.();
       return {
         uptimeSec: uptimeSec(),
         mode: host.mode,
@@ -53,6 +56,7 @@ export function controlApi(s: ApiSources): ControlSource {
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
         ...(upnp ? { upnp: upnp.stats() } : {}),
+        ...(natLog ? { natLog } : {}),
         ...(streams ? { control: { ...streams } } : {}),
       };
     },

@@ -17,6 +17,7 @@ import {
   type Timeouts,
   type UnsolicitedSyn,
 } from "../nat/config.ts";
+import { defaultNatLogConfig, type NatLogConfig } from "../natlog/config.ts";
 import type { FirewallRule } from "../policy/rules.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../portmap/config.ts";
 import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forwards.ts";
@@ -33,6 +34,7 @@ import {
   seconds,
 } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
+import { applyNatLogSection, natLogSectionSchema } from "./nat-log-config.ts";
 import { applyUpnpSection, upnpSectionSchema } from "./upnp-config.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
@@ -124,6 +126,8 @@ export interface RunConfig {
   log: { level: LogLevel; format: LogFormat };
   /** Prometheus scrape endpoint over TCP (`[metrics] listen`, --metrics); undefined: off. */
   metrics: { listen?: string };
+  /** NAT event logging (`[nat_log]`: syslog, IPFIX); off unless a target is set. */
+  natLog: NatLogConfig;
   /** The config file read, if any: start-up checks name its keys with it. */
   configFile?: string;
 }
@@ -168,6 +172,7 @@ export function defaultRunConfig(): RunConfig {
     alg: defaultAlgConfig(ALGS),
     log: { level: "info", format: "text" },
     metrics: {},
+    natLog: defaultNatLogConfig(),
   };
 }
 
@@ -323,6 +328,7 @@ const fileSchema = v.strictObject({
     }),
   ),
   upnp: v.optional(upnpSectionSchema),
+  nat_log: v.optional(natLogSectionSchema),
   metrics: v.optional(
     v.strictObject({
       listen: v.optional(v.string('must be "address:port", e.g. "127.0.0.1:9753"')),
@@ -500,6 +506,10 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     }
     if (f.upnp) {
       const bad = applyUpnpSection(c.upnp, f.upnp);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+    }
+    if (f.nat_log) {
+      const bad = applyNatLogSection(c.natLog, f.nat_log);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
     }
     if (f.alg) {

@@ -24,6 +24,8 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { NatEngine } from "../nat/engine.ts";
+import type { NatLogExporter } from "../natlog/exporter.ts";
+import { startNatLog } from "../natlog/start.ts";
 import { parseIpv4, prefixMatcher } from "../packet/addr.ts";
 import { type Origin, PortmapLeases } from "../portmap/leases.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
@@ -78,6 +80,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let upnp: UpnpServer | undefined;
   let metricsListener: MetricsListener | undefined;
   let follower: WanFollower | undefined;
+  let natLog: NatLogExporter | undefined;
   let steering: ReturnType<typeof mappedPortSteering>;
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
@@ -88,6 +91,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     await portmap?.close();
     await upnp?.close();
     datapath?.stop();
+    // What the engine recorded until it stopped goes out before the senders close.
+    natLog?.close();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
     if (hostApplied) {
       const report = await undoHostSetup(stateFile, { log });
@@ -119,6 +124,11 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
     loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
+    const natEvents = engine.natEvents;
+    if (natEvents) {
+      natLog = startNatLog(cfg.natLog, () => [natEvents], loadAddon);
+      log.info({ syslog: cfg.natLog.syslog?.text, ipfix: cfg.natLog.ipfix?.text }, "NAT event log on");
+    }
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
     const started = performance.now();
     const dp = datapath;
@@ -132,6 +142,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
       upnp: () => upnp?.stats(),
+      natLog: () => natLog?.counters(),
     });
     if (cfg.metrics.listen !== undefined) {
       const listen = parseListen(cfg.metrics.listen);
@@ -158,6 +169,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         streams: () => server?.streamStats,
         metrics,
         forwards,
+        natLog: () => natLog?.counters(),
       }),
     );
     const natpmpOrPcp = cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp);

@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { DEFAULT_MTU, parsePrefix } from "../host/index.ts";
 import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
+import { natLogEnabled } from "../natlog/config.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import type { RunConfig } from "./config.ts";
 
@@ -49,6 +50,10 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     mssClamp: cfg.mssClamp,
     insideMtu: host.insideMtu ?? DEFAULT_MTU,
     outsideMtu: host.outsideMtu ?? DEFAULT_MTU,
+    // NAT event logging records into the engine's ring only when a target is set.
+    ...(natLogEnabled(cfg.natLog)
+      ? { natEvents: { capacity: cfg.natLog.bufferEvents, sessions: cfg.natLog.sessions } }
+      : {}),
     // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
     portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
   });

@@ -34,6 +34,8 @@ export interface StatsReply {
   portmap?: Record<string, number>;
   /** UPnP IGD server counters, when it runs. */
   upnp?: Record<string, number>;
+  /** NAT event log counters (`[nat_log]`), when it runs: events, records sent, drops by reason. */
+  natLog?: Record<string, number>;
   /** The control socket's streamed answers (connection listings): counts, longest chunk. */
   control?: Record<string, number>;
 }
@@ -140,6 +142,10 @@ export function formatStats(s: StatsReply): string {
   if (s.upnp) {
     lines.push("port mapping (UPnP IGD):");
     for (const [k, v] of Object.entries(s.upnp)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
+  if (s.natLog) {
+    lines.push("NAT event log:");
+    for (const [k, v] of Object.entries(s.natLog)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   if (s.control) {
     lines.push("control socket (listings):");

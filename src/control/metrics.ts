@@ -15,6 +15,8 @@ export interface MetricsSource {
   portmap?(): Record<string, number> | undefined;
   /** UPnP IGD server counters (SSDP, SOAP, results, active mappings); absent when it is off. */
   upnp?(): Record<string, number> | undefined;
+  /** NAT event log counters (events, records sent, drops by reason); absent when it is off. */
+  natLog?(): Record<string, number> | undefined;
 }
 
 export function createMetrics(source: MetricsSource): Registry {
@@ -112,6 +114,16 @@ export function createMetrics(source: MetricsSource): Registry {
     registers: [registry],
     collect() {
       this.set(source.upnp?.()?.mappings_active ?? 0);
+    },
+  });
+  new Counter({
+    name: "masq_nat_log_total",
+    help: "NAT event log: events drained, records sent, and records dropped by reason",
+    labelNames: ["counter"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [k, v] of Object.entries(source.natLog?.() ?? {})) this.inc({ counter: k }, v);
     },
   });
   const tables: Array<[string, string, (s: EngineStats) => number]> = [

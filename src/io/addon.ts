@@ -48,6 +48,11 @@ export interface NativeAddon {
   allowedCpus(): number[];
   /** Runs the calling thread (JavaScript's, the packet loop's) on `cpu` only. */
   pinThread(cpu: number): void;
+  /** A non-blocking Unix datagram socket for the NAT log (native/unix-dgram.cc). */
+  unixDgramSocket(): number;
+  /** Sends buf to the socket at `path` without waiting: 0, or the errno. */
+  unixDgramSend(fd: number, path: string, buf: Uint8Array): number;
+  closeFd(fd: number): void;
   /** Keep reading every started TUN for `us` after its last packet before sleeping (0: off). */
   setBusyPoll(us: number): void;
   TUN_F_CSUM: number;

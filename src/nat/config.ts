@@ -1,5 +1,6 @@
 // The engine's configuration: plain data, validated by control/config before it gets here.
 import type { FirewallRule } from "../policy/rules.ts";
+import type { NatEventConfig } from "./nat-event-log.ts";
 
 export type Filtering = "endpoint-independent" | "address-dependent" | "address-port-dependent";
 
@@ -124,6 +125,8 @@ export interface EngineConfig {
   /** MTUs of the links (inside: the smallest of the inside interfaces'), for mssClamp "pmtu". */
   insideMtu: number;
   outsideMtu: number;
+  /** NAT event logging (src/nat/nat-event-log.ts); absent: off, nothing is recorded. */
+  natEvents?: NatEventConfig;
 }
 
 /**

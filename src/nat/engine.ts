@@ -17,6 +17,7 @@ import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
 import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
+import type { NatEventRing } from "./nat-events.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
@@ -178,6 +179,14 @@ export class NatEngine {
   /** The server answered PPTP call flow f with its call id `remCallId`. */
   pptpCallAnswered(f: number, remCallId: number): void {
     pptpCallAnswered(this.s, f, remCallId);
+  }
+
+  /**
+   * The NAT events (mappings made and gone, sessions when asked) waiting for the log's drain
+   * (src/natlog/); null when `natEvents` is not configured. One ring per engine.
+   */
+  get natEvents(): NatEventRing | null {
+    return this.s.events?.ring ?? null;
   }
 
   /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */

@@ -17,6 +17,7 @@ import {
 } from "./flow-table.ts";
 import { NO_HOST } from "./host-table.ts";
 import { M_IN_ADDR, M_OUT_ADDR, M_PORTS, MAPPING_WORDS, NO_MAPPING } from "./mapping-table.ts";
+import { EV_MAPPING_DELETED } from "./nat-events.ts";
 import type { EngineState } from "./state.ts";
 import { TCP_FINISHED, TCP_HANDSHAKE_DONE, TCP_REOPENED, TCP_RST_OUT_OF_WINDOW } from "./tcp-state.ts";
 import { FORWARD } from "./verdicts.ts";
@@ -81,6 +82,7 @@ export function addFlow(
   const base = f * FLOW_WORDS;
   mt.attachFlow(m, f);
   s.closedMappings.flowAdded(m);
+  if (s.events !== null) s.events.flow(s, f, true);
   // Server port of the flow: the remote's for outbound flows, the inside host's for inbound.
   u[base + F_ALG] =
     s.alg === null
@@ -147,6 +149,7 @@ function removeMapping(s: EngineState, m: number): void {
   if (idx >= 0) s.portsFor(mt.proto[m]).release(idx, mt.u32[mb + M_PORTS] & 0xffff);
   s.closedMappings.mappingRemoved(m);
   s.portQuota.release(m, mt.proto[m]);
+  if (s.events !== null) s.events.mapping(s, EV_MAPPING_DELETED, m, 0, 0);
   mt.remove(m);
   s.counters[C.C_MAPPINGS_EXPIRED]++;
 }
@@ -172,6 +175,8 @@ export function expireFlow(s: EngineState, f: number): void {
   const base = f * FLOW_WORDS;
   const proto = ft.proto(f);
   const inAddr = u[base + F_IN_ADDR];
+  // The flow's end before its mapping's, read while the record is whole.
+  if (s.events !== null) s.events.flow(s, f, false);
   ft.unlink(f);
   const mt = s.mappingTable;
   const m = mt.lookupInside(proto, inAddr, u[base + F_PORTS] >>> 16);

@@ -127,6 +127,7 @@ function admitGeneric(
   if (refused !== 0) return ~s.drop(refused);
   const f = addFlowRecord(s, proto, src, outAddr, 0, dst, 0, ORIGIN_OUTBOUND);
   if (f < 0) return ~s.drop(-f);
+  if (s.events !== null) s.events.flow(s, f, true);
   spendHostToken(s, src);
   return f;
 }
@@ -157,7 +158,9 @@ export function pptpCall(
   const refused = outboundLimits(s, inAddr);
   if (refused !== 0) return -refused;
   const ports = ((inCallId << 16) | outCallId) >>> 0;
-  return addFlowRecord(s, IPPROTO_GRE, inAddr, outAddr, ports, remAddr, remCallId, ORIGIN_OUTBOUND);
+  const f = addFlowRecord(s, IPPROTO_GRE, inAddr, outAddr, ports, remAddr, remCallId, ORIGIN_OUTBOUND);
+  if (f >= 0 && s.events !== null) s.events.flow(s, f, true);
+  return f;
 }
 
 /** The server answered call flow f with its call id: from now on the inside host's GRE packets carry it. */

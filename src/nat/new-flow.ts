@@ -22,6 +22,7 @@ import { refuseDatagramAt } from "./fragment-path.ts";
 import { NO_HOST } from "./host-table.ts";
 import { buildIcmpError } from "./icmp.ts";
 import { M_IN_ADDR, M_PORTS, MAPPING_WORDS, NO_MAPPING } from "./mapping-table.ts";
+import { EV_MAPPING_CREATED } from "./nat-events.ts";
 import { NO_PORT } from "./port-allocator.ts";
 import { type EngineState, FILTER_ADDRESS_PORT_DEPENDENT, FILTER_ENDPOINT_INDEPENDENT } from "./state.ts";
 import { PROCEED, REPLY } from "./verdicts.ts";
@@ -168,7 +169,10 @@ function createOutbound(
       // No port to be had: a finished TCP mapping's, if one may be taken (closed-mappings.ts).
       const old =
         proto === IPPROTO_TCP ? s.closedMappings.pick(host, outAddr, remAddr, remPort, !atShare) : NO_MAPPING;
-      if (old === NO_MAPPING) return -refusal;
+      if (old === NO_MAPPING) {
+        if (refusal === C.D_HOST_PORT_QUOTA && s.events !== null) s.events.quota(s, host, inAddr, proto);
+        return -refusal;
+      }
       outPort = mt.u32[old * MAPPING_WORDS + M_PORTS] & 0xffff;
       retireMapping(s, old);
       ports.take(addrIdx, outPort);
@@ -187,6 +191,7 @@ function createOutbound(
     // mapping on, so the port is counted against it.
     s.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(inAddr), proto);
     s.counters[C.C_MAPPINGS_CREATED]++;
+    if (s.events !== null) s.events.mapping(s, EV_MAPPING_CREATED, m, remAddr, remPort);
   }
   const f = addFlow(s, m, proto, remAddr, remPort, ORIGIN_OUTBOUND);
   if (f >= 0) spendHostToken(s, inAddr);

@@ -8,6 +8,7 @@ import * as C from "./counters.ts";
 import { dropEmptyMapping } from "./flow-life.ts";
 import { NO_HOST } from "./host-table.ts";
 import { M_IN_ADDR, M_OUT_ADDR, M_PORTS, MAPPING_WORDS, NO_MAPPING } from "./mapping-table.ts";
+import { EV_MAPPING_CREATED } from "./nat-events.ts";
 import type { Pin } from "./pins.ts";
 import { NO_PORT } from "./port-allocator.ts";
 import type { EngineState } from "./state.ts";
@@ -102,6 +103,7 @@ export function pinMapping(s: EngineState, req: PinRequest): PinResult {
     m = mt.add(proto, req.inAddr, req.inPort, outAddr, outPort);
     if (counted) s.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(req.inAddr), proto);
     s.counters[C.C_MAPPINGS_CREATED]++;
+    if (s.events !== null) s.events.mapping(s, EV_MAPPING_CREATED, m, req.remoteAddr ?? 0, 0);
   }
   const pin = s.pins.add({
     mapping: m,

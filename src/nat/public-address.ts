@@ -64,6 +64,7 @@ export function changePublicAddress(s: EngineState, to: number): AddressChange {
   const pinned = new Set(s.pins.all().map((p) => p.mapping));
   for (const m of pinned)
     if (mt.u32[m * MAPPING_WORDS + M_OUT_ADDR] === old) {
+      if (s.events !== null) s.events.moved(s, m, to);
       mt.moveOutside(m, to);
       change.moved++;
     }

@@ -36,6 +36,7 @@ import { HostTable } from "./host-table.ts";
 import { Embedded } from "./icmp.ts";
 import { MappingTable } from "./mapping-table.ts";
 import { MssClamp } from "./mss-clamp.ts";
+import { EngineEvents } from "./nat-event-log.ts";
 import { PinRegistry } from "./pins.ts";
 import { PortAllocator } from "./port-allocator.ts";
 import { PortQuota } from "./port-quota.ts";
@@ -77,6 +78,8 @@ export class EngineState {
   readonly fragments: FragmentTracker;
   /** MSS clamping of SYNs, and the links' MTUs it follows. */
   readonly mss: MssClamp;
+  /** NAT events for the log (nat-event-log.ts); null when `[nat_log]` is off. */
+  readonly events: EngineEvents | null;
   readonly portsTcp: PortAllocator;
   readonly portsUdp: PortAllocator;
   readonly portsIcmp: PortAllocator;
@@ -189,6 +192,7 @@ export class EngineState {
     this.applyReleased = (b, off) =>
       applyFragment(this, b, off, this.releaseSrc, this.releaseDst) === FORWARD;
     this.dueFn = (f) => due(this, f);
+    this.events = config.natEvents ? new EngineEvents(config.natEvents, config.maxHosts) : null;
     this.mss = new MssClamp(config.mssClamp, this.counters, config.insideMtu, config.outsideMtu);
     const n = config.outside.length;
     const seed = config.portSeed >>> 0;

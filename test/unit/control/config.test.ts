@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { resolveCleanupConfig } from "../../../src/cli/cleanup.ts";
 import { ConfigError, parsePorts, resolveRunConfig } from "../../../src/control/config.ts";
+import { engineConfigFor } from "../../../src/control/engine-config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 
@@ -328,5 +329,45 @@ describe("mss_clamp", () => {
     } catch (err) {
       assert.equal((err as ConfigError).code, "MASQ_ERR_CONFIG_INVALID");
     }
+  });
+});
+
+const natLogHost = {
+  mode: "interface" as const,
+  publicAddresses: ["198.51.100.2"],
+  insideNetworks: ["192.168.0.0/24"],
+  mtu: 1500,
+};
+
+describe("[nat_log] configuration", () => {
+  it("is off by default: the engine records no events", () => {
+    const c = resolveRunConfig(base);
+    assert.equal(c.natLog.syslog, undefined);
+    assert.equal(engineConfigFor(c, natLogHost).natEvents, undefined);
+  });
+
+  it("a target turns the engine's ring on, sized by buffer_events, sessions as asked", () => {
+    const c = withFile('[nat_log]\nsyslog = "tcp://192.0.2.10:514"\nbuffer_events = 1024\nsessions = true');
+    assert.deepEqual(c.natLog.syslog?.target, { kind: "tcp", host: "192.0.2.10", port: 514 });
+    assert.deepEqual(engineConfigFor(c, natLogHost).natEvents, { capacity: 1024, sessions: true });
+  });
+
+  it("refuses a bad target, an unknown key and a tiny buffer, naming the key", () => {
+    assert.match(
+      errorOf(() => withFile('[nat_log]\nsyslog = "514"')),
+      /masq\.toml: nat_log\.syslog: "514" must be/,
+    );
+    assert.match(
+      errorOf(() => withFile('[nat_log]\nipfix = "unix:/x"')),
+      /nat_log\.ipfix: .*udp:\/\/HOST:PORT/,
+    );
+    assert.match(
+      errorOf(() => withFile("[nat_log]\nsyslogs = 1")),
+      /nat_log\.syslogs: unknown key/,
+    );
+    assert.match(
+      errorOf(() => withFile("[nat_log]\nbuffer_events = 2")),
+      /nat_log\.buffer_events: must be at least 16/,
+    );
   });
 });

@@ -1,0 +1,227 @@
+// End to end: NAT event logging (RFC 6888 §4) to real receivers. rsyslogd in the ISP namespace
+// (its own config, pid file and work directory; imudp, imtcp and an imuxsock socket) writes what
+// it receives to a file, and tshark captures the IPFIX masq sends to the same collector address
+// and decodes it as RFC 8158 records. A-box fetches a page through masq; the log must show the
+// mapping's creation with A-box's inside and the public address:port the server saw, and its
+// deletion once the connection has closed and its short timeout passed; the destination never.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { StatsReply } from "../../src/control/format.ts";
+import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
+import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+
+const root = process.getuid?.() === 0;
+const tools = existsSync("/usr/sbin/rsyslogd") && existsSync("/usr/bin/tshark");
+const skip = !root ? "needs root (network namespaces)" : !tools ? "needs rsyslog and tshark" : false;
+
+const COLLECTOR = "198.51.100.1";
+const SYSLOG_PORT = 5514;
+const IPFIX_PORT = 4739;
+
+describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", { skip }, () => {
+  let net: MasqNetwork;
+  let tmp: string;
+  let tshark: LabProcess;
+  let masq: MasqProcess | undefined;
+  const logFile = () => join(tmp, "nat.log");
+  const pcap = () => join(tmp, "ipfix.pcap");
+
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), "masqnl-"));
+    net = await buildMasqNetwork({ prefix: "masqnl", mode: "interface" });
+    const inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80"]);
+    await inet.waitFor(/"proto":"http"/, 10_000);
+    writeFileSync(
+      join(tmp, "rsyslog.conf"),
+      [
+        `global(workDirectory="${tmp}")`,
+        'module(load="imudp")',
+        'module(load="imtcp")',
+        'module(load="imuxsock" SysSock.Use="off")',
+        `input(type="imudp" address="${COLLECTOR}" port="${SYSLOG_PORT}")`,
+        `input(type="imtcp" address="${COLLECTOR}" port="${SYSLOG_PORT}")`,
+        // RFC 5424 from a local socket too: the parser chain, not imuxsock's legacy one.
+        `input(type="imuxsock" Socket="${tmp}/log.sock" UseSpecialParser="off" ParseHostname="on")`,
+        // What rsyslog parsed: the RFC 5424 fields, so the test sees its parse, not the raw bytes.
+        'template(name="nat" type="string" string="%protocol-version% %app-name% %msgid% %structured-data% %msg%\\n")',
+        `*.* action(type="omfile" file="${logFile()}" template="nat")`,
+        "",
+      ].join("\n"),
+    );
+    // The lab ends it with its other processes.
+    net.lab.spawn(net.isp.ns, [
+      "/usr/sbin/rsyslogd",
+      "-n",
+      "-f",
+      join(tmp, "rsyslog.conf"),
+      "-i",
+      join(tmp, "rsyslogd.pid"),
+    ]);
+    await waitListening(net.lab, net.isp.ns, "tcp", SYSLOG_PORT, { timeoutMs: 20_000 });
+    await waitUntil("rsyslog's unix socket", () => existsSync(join(tmp, "log.sock")), { timeoutMs: 20_000 });
+    tshark = net.lab.spawn(net.isp.ns, [
+      "/usr/bin/tshark",
+      "-i",
+      net.isp.toGateDev,
+      "-f",
+      `udp port ${IPFIX_PORT}`,
+      "-w",
+      pcap(),
+    ]);
+    await tshark.waitFor(/Capturing on/, 20_000);
+  });
+
+  after(async () => {
+    try {
+      if (masq?.proc.running) await masq.stop();
+    } finally {
+      await net?.destroy();
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  /** Runs masq logging to `syslog` (and IPFIX), with short TCP timeouts so a closed flow goes fast. */
+  async function runMasq(syslog: string, extra: string[] = []): Promise<void> {
+    if (masq?.proc.running) await masq.stop();
+    const config = join(tmp, "masq.toml");
+    writeFileSync(
+      config,
+      [
+        "[timeouts]",
+        "allow_short_timeouts = true",
+        "tcp_transitory = 2",
+        "tcp_closed = 2",
+        "[nat_log]",
+        `syslog = "${syslog}"`,
+        `ipfix = "udp://${COLLECTOR}:${IPFIX_PORT}"`,
+        "template_interval = 2",
+        ...extra,
+        "",
+      ].join("\n"),
+    );
+    masq = await startMasq(net, { config });
+  }
+
+  /** A-box fetches a page; the public port the server saw. */
+  async function fetchFromAbox(): Promise<number> {
+    const r = await net.lab.exec(
+      net.inside[0].ns,
+      ["curl", "-sS", "--max-time", "10", `http://${net.inet.addr}/`],
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const m = /you came from 198\.51\.100\.2:(\d+)/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    return Number(m[1]);
+  }
+
+  const lines = () => (existsSync(logFile()) ? readFileSync(logFile(), "utf8").split("\n") : []);
+
+  /** The mapping's creation and deletion lines for public port `port`; its inside port. */
+  async function mappingLogged(port: number, destination = false): Promise<number> {
+    const add = await waitUntil(
+      `APMADD for public port ${port} in rsyslog's file`,
+      () => lines().find((l) => / APMADD \[napmap /.test(l) && l.includes(`XSPORT="${port}"`)),
+      { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
+    );
+    assert.match(add, /^1 masq APMADD \[napmap IATYP="IPv4" ISADDR="192\.168\.0\.2" ISPORT="\d+" /);
+    assert.match(add, / XSADDR="198\.51\.100\.2" XSPORT="\d+" PROTO="6"[\] ]/);
+    // RFC 6888 REQ-12: no destination unless configured.
+    if (destination) assert.match(add, / XDADDR="203\.0\.113\.\d+" XDPORT="80"\]/);
+    else assert.doesNotMatch(add, /XDADDR|203\.0\.113\./);
+    const inPort = Number(/ISPORT="(\d+)"/.exec(add)?.[1]);
+    await waitUntil(
+      `APMDEL for public port ${port} once the connection closed and timed out`,
+      () => lines().find((l) => / APMDEL \[napmap /.test(l) && l.includes(`XSPORT="${port}"`)),
+      { timeoutMs: 30_000, describe: () => lines().slice(-5).join("\n") },
+    );
+    return inPort;
+  }
+
+  let viaTcp: { inPort: number; outPort: number };
+
+  it("over TCP (RFC 6587 octet counting): A-box's mapping made and deleted, with inside and outside address:port", async () => {
+    await runMasq(`tcp://${COLLECTOR}:${SYSLOG_PORT}`);
+    const outPort = await fetchFromAbox();
+    const inPort = await mappingLogged(outPort);
+    viaTcp = { inPort, outPort };
+    const s = JSON.parse(await masq!.cli(["stats", "--json"])) as StatsReply;
+    assert.equal(s.natLog?.syslog_connects, 1, JSON.stringify(s.natLog));
+    assert.equal(s.natLog?.dropped_ring_full, 0);
+    assert.ok((s.natLog?.ipfix_records ?? 0) >= 2, JSON.stringify(s.natLog));
+  });
+
+  it("over UDP, with sessions and destination on: the connection's own records too, naming the server", async () => {
+    await runMasq(`udp://${COLLECTOR}:${SYSLOG_PORT}`, ["sessions = true", "destination = true"]);
+    const port = await fetchFromAbox();
+    await mappingLogged(port, true);
+    for (const id of ["SADD", "SDEL"]) {
+      const line = lines().find((l) => l.includes(` ${id} [nsess `) && l.includes(`XSPORT="${port}"`));
+      assert.ok(line, `${id} for public port ${port}: ${lines().slice(-6).join("\n")}`);
+      assert.match(line, new RegExp(` XDADDR="${net.inet.addr.replaceAll(".", "\\.")}" XDPORT="80"\\]`));
+    }
+  });
+
+  it("over a Unix datagram socket (a local syslog daemon's)", async () => {
+    await runMasq(`unix:${tmp}/log.sock`);
+    await mappingLogged(await fetchFromAbox());
+  });
+
+  it("IPFIX: tshark decodes the RFC 8158 records of the first run's mapping (natEvent 8 and 9)", async () => {
+    if (masq?.proc.running) await masq.stop();
+    await tshark.kill("SIGINT", 10_000);
+    const r = await net.lab.exec(
+      net.isp.ns,
+      [
+        "/usr/bin/tshark",
+        "-r",
+        pcap(),
+        "-d",
+        `udp.port==${IPFIX_PORT},cflow`,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=;",
+        "-e",
+        "cflow.nat_event",
+        "-e",
+        "cflow.protocol",
+        "-e",
+        "cflow.srcaddr",
+        "-e",
+        "cflow.srcport",
+        "-e",
+        "cflow.post_natsource_ipv4_address",
+        "-e",
+        "cflow.post_naptsource_transport_port",
+      ],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    // One line per packet, each field the list of its records' values: zip them into records.
+    const records = r.stdout
+      .trim()
+      .split("\n")
+      .flatMap((line) => {
+        const cols = line.split("\t").map((c) => (c === "" ? [] : c.split(";")));
+        return cols[0].map((ev, i) => cols.map((c) => c[i]).join(" ") || ev);
+      });
+    const want = (ev: number) => `${ev} 6 192.168.0.2 ${viaTcp.inPort} 198.51.100.2 ${viaTcp.outPort}`;
+    assert.ok(
+      records.includes(want(8)),
+      `a NAT44 BIB create for A-box's mapping in ${JSON.stringify(records)}`,
+    );
+    assert.ok(
+      records.includes(want(9)),
+      `a NAT44 BIB delete for A-box's mapping in ${JSON.stringify(records)}`,
+    );
+  });
+});
