@@ -34,6 +34,14 @@ import {
 } from "./config-values.ts";
 import { parseListen } from "./metrics-http.ts";
 import { applyUpnpSection, upnpSectionSchema } from "./upnp-config.ts";
+import {
+  applyWebSection,
+  defaultWebConfig,
+  listenProblem,
+  type WebConfig,
+  webPlanProblem,
+  webSectionSchema,
+} from "./web-config.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -124,6 +132,8 @@ export interface RunConfig {
   log: { level: LogLevel; format: LogFormat };
   /** Prometheus scrape endpoint over TCP (`[metrics] listen`, --metrics); undefined: off. */
   metrics: { listen?: string };
+  /** The live web dashboard (`[web]`, --web); off unless `listen` is set. */
+  web: WebConfig;
   /** The config file read, if any: start-up checks name its keys with it. */
   configFile?: string;
 }
@@ -168,6 +178,7 @@ export function defaultRunConfig(): RunConfig {
     alg: defaultAlgConfig(ALGS),
     log: { level: "info", format: "text" },
     metrics: {},
+    web: defaultWebConfig(),
   };
 }
 
@@ -323,6 +334,7 @@ const fileSchema = v.strictObject({
     }),
   ),
   upnp: v.optional(upnpSectionSchema),
+  web: v.optional(webSectionSchema),
   metrics: v.optional(
     v.strictObject({
       listen: v.optional(v.string('must be "address:port", e.g. "127.0.0.1:9753"')),
@@ -364,6 +376,8 @@ export interface RunFlags {
   mssClamp?: string;
   /** --upnp: UPnP IGD on (as `[upnp] enabled = true`). */
   upnp?: boolean;
+  /** --web <address:port>: serve the live dashboard (as `[web] listen`). */
+  web?: string;
 }
 
 /** Parse and validate TOML text; `source` names the file in errors. */
@@ -398,6 +412,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   /** The key or flag that set each of these last, for the checks across keys at the end. */
   let portsKey = "--ports";
   let portsGiven = false;
+  let webKey = "web.listen";
   let addressesKey = "--address";
   let insideNetworksKey = "inside_networks";
   if (flags.config) {
@@ -502,6 +517,11 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       const bad = applyUpnpSection(c.upnp, f.upnp);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
     }
+    if (f.web) {
+      const bad = applyWebSection(c.web, f.web);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+      if (f.web.listen !== undefined) webKey = `${src}: web.listen`;
+    }
     if (f.alg) {
       const conflict = applyAlgSection(ALGS, c.alg, f.alg);
       if (conflict) throw new ConfigError(`${src}: ${conflict.key}`, conflict.problem);
@@ -549,6 +569,14 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");
   if (flags.upnp) c.upnp.enabled = true;
+  if (flags.web !== undefined) {
+    const bad = listenProblem(flags.web);
+    if (bad) throw new ConfigError("--web", bad);
+    c.web.listen = flags.web.trim();
+    webKey = "--web";
+  }
+  const webBad = webPlanProblem(c.web, webKey);
+  if (webBad) throw new ConfigError(webBad.key, webBad.problem);
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);
