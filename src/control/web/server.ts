@@ -40,6 +40,7 @@ const MAX_BODY = 16 * 1024;
 /** The most often a snapshot goes out, and how much longer than it held the thread the next one waits. */
 export const DEFAULT_TICK_MS = 1000;
 const TICK_COST_FACTOR = 10;
+const MIN_GAP_MS = 100;
 
 export interface WebServerOptions {
   host: string;
@@ -99,6 +100,7 @@ export class WebServer {
   }
 
   private async tick(): Promise<void> {
+    const began = performance.now();
     let busyMs = 0;
     try {
       const snap = await this.o.sampler.tick();
@@ -108,7 +110,10 @@ export class WebServer {
     } catch (err) {
       this.o.onError?.(err);
     }
-    this.schedule(Math.max(this.o.tickMs ?? DEFAULT_TICK_MS, busyMs * TICK_COST_FACTOR));
+    // Ticks begin a period apart (the listing's waits between slices included), never closer
+    // than MIN_GAP_MS after the last one ended.
+    const period = Math.max(this.o.tickMs ?? DEFAULT_TICK_MS, busyMs * TICK_COST_FACTOR);
+    this.schedule(Math.max(MIN_GAP_MS, period - (performance.now() - began)));
   }
 
   async close(): Promise<void> {
