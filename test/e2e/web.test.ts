@@ -3,8 +3,9 @@
 // headless inside the gateway's namespace, driven by puppeteer-core over a pipe (the browser is
 // started through `ip netns exec`, so it reaches the inside address; a pipe needs no port).
 // The page must load with no console error (a CSP violation is one), show A-box's download
-// while it runs, show a new flow of B-box within 2 s, and a request without the token from an
-// inside host must be refused. A screenshot is left in a temporary directory, whose path is printed.
+// while it runs, show a new flow of B-box within 2 s, add and remove a forward from its form
+// (allow_changes, through the CSRF check), and a request without the token from an inside host
+// must be refused (the read-only default is refused in the unit tests). A screenshot is left in a temporary directory, whose path is printed.
 import assert from "node:assert/strict";
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,7 +42,16 @@ describe("web dashboard in chromium", { skip }, () => {
     outDir = mkdtempSync(join(tmpdir(), "masqweb-e2e-out-"));
     net = await buildMasqNetwork({ prefix: "masqweb", mode: "interface" });
     const inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80", "--udp", "7"]);
+    // A web server on A-box, for a forward made from the page.
+    const abox = net.lab.spawn(net.inside[0].ns, [
+      ...labScript("inet-service"),
+      "--http",
+      "80",
+      "--udp",
+      "7",
+    ]);
     await inet.waitFor(/"proto":"udp"/, 10_000);
+    await abox.waitFor(/"proto":"udp"/, 10_000);
     const tokenFile = join(tmp, "web.token");
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     url = `http://${net.gate.lanAddr}:${PORT}`;
@@ -50,9 +60,14 @@ describe("web dashboard in chromium", { skip }, () => {
       config,
       [
         `state_dir = "${join(tmp, "state")}"`,
+        // A small table: each snapshot scans the whole of it, and the machine is shared.
+        "[limits]",
+        "max_flows = 4096",
+        "max_flows_per_host = 4096",
         "[web]",
         `listen = "${net.gate.lanAddr}:${PORT}"`,
         `token_file = "${tokenFile}"`,
+        "allow_changes = true",
         "",
       ].join("\n"),
     );
@@ -169,6 +184,43 @@ describe("web dashboard in chromium", { skip }, () => {
     const seqAfter = Number(await page.$eval("body", (b) => b.getAttribute("data-seq")));
     assert.ok(seqAfter > seqBefore, `snapshots ${seqBefore} → ${seqAfter}`);
     process.stdout.write(`# B-box's new flow was on the page ${Date.now() - seen} ms after its curl ended\n`);
+    assert.deepEqual(consoleErrors, []);
+  });
+
+  it("adds a forward from the page (allow_changes), which the Internet host then reaches, and removes it", async () => {
+    await page.type('#forward-add input[name="outside"]', "9090/tcp");
+    await page.type('#forward-add input[name="inside"]', `${net.inside[0].addr}:80`);
+    await page.type('#forward-add input[name="note"]', "from the page");
+    await page.click('#forward-add button[type="submit"]');
+    await page.waitForFunction('document.getElementById("forward-result").textContent.includes("added")', {
+      timeout: 10_000,
+    });
+    const list = JSON.parse(await masq.cli(["forward", "list", "--json"])) as {
+      forwards: { id: number; text: string; note: string; source: string }[];
+    };
+    assert.deepEqual(
+      list.forwards.map((f) => [f.text, f.note, f.source]),
+      [[`9090/tcp ${net.inside[0].addr}:80`, "from the page", "runtime"]],
+    );
+    const r = await net.lab.exec(net.inet.ns, [
+      "curl",
+      "-sS",
+      "--max-time",
+      "5",
+      `http://${net.publicAddr}:9090/`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /you came from 203\.0\.113\.10:/);
+    await page.waitForFunction(
+      '[...document.querySelectorAll("#forwards tbody tr")].some((tr) => tr.cells[6]?.textContent === "from the page")',
+      { timeout: 5000 },
+    );
+    await page.click("#forwards tbody tr button");
+    await page.waitForFunction('document.getElementById("forward-result").textContent.includes("removed")', {
+      timeout: 10_000,
+    });
+    const after = JSON.parse(await masq.cli(["forward", "list", "--json"])) as { forwards: unknown[] };
+    assert.deepEqual(after.forwards, []);
     assert.deepEqual(consoleErrors, []);
   });
 
