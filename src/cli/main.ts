@@ -76,6 +76,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "--metrics <address:port>",
       "serve Prometheus metrics over HTTP at http://<address:port>/metrics (e.g. 127.0.0.1:9753)",
     )
+    .option(
+      "--web <address:port>",
+      "serve the live dashboard at http://<address:port>/ (e.g. 127.0.0.1:8080; beyond loopback [web] token_file is required)",
+    )
     .option("--portmap", "answer NAT-PMP and PCP on the inside interfaces (off unless asked for)")
     .option("--upnp", "serve UPnP IGD (SSDP and SOAP) on the inside interfaces (off unless asked for)")
     .option(

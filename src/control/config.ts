@@ -36,6 +36,14 @@ import {
 import { parseListen } from "./metrics-http.ts";
 import { applyNatLogSection, natLogSectionSchema } from "./nat-log-config.ts";
 import { applyUpnpSection, upnpSectionSchema } from "./upnp-config.ts";
+import {
+  applyWebSection,
+  defaultWebConfig,
+  listenProblem,
+  type WebConfig,
+  webPlanProblem,
+  webSectionSchema,
+} from "./web-config.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -128,6 +136,8 @@ export interface RunConfig {
   metrics: { listen?: string };
   /** NAT event logging (`[nat_log]`: syslog, IPFIX); off unless a target is set. */
   natLog: NatLogConfig;
+  /** The live web dashboard (`[web]`, --web); off unless `listen` is set. */
+  web: WebConfig;
   /** The config file read, if any: start-up checks name its keys with it. */
   configFile?: string;
 }
@@ -173,6 +183,7 @@ export function defaultRunConfig(): RunConfig {
     log: { level: "info", format: "text" },
     metrics: {},
     natLog: defaultNatLogConfig(),
+    web: defaultWebConfig(),
   };
 }
 
@@ -329,6 +340,7 @@ const fileSchema = v.strictObject({
   ),
   upnp: v.optional(upnpSectionSchema),
   nat_log: v.optional(natLogSectionSchema),
+  web: v.optional(webSectionSchema),
   metrics: v.optional(
     v.strictObject({
       listen: v.optional(v.string('must be "address:port", e.g. "127.0.0.1:9753"')),
@@ -370,6 +382,8 @@ export interface RunFlags {
   mssClamp?: string;
   /** --upnp: UPnP IGD on (as `[upnp] enabled = true`). */
   upnp?: boolean;
+  /** --web <address:port>: serve the live dashboard (as `[web] listen`). */
+  web?: string;
 }
 
 /** Parse and validate TOML text; `source` names the file in errors. */
@@ -404,6 +418,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   /** The key or flag that set each of these last, for the checks across keys at the end. */
   let portsKey = "--ports";
   let portsGiven = false;
+  let webKey = "web.listen";
   let addressesKey = "--address";
   let insideNetworksKey = "inside_networks";
   if (flags.config) {
@@ -512,6 +527,11 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       const bad = applyNatLogSection(c.natLog, f.nat_log);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
     }
+    if (f.web) {
+      const bad = applyWebSection(c.web, f.web);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+      if (f.web.listen !== undefined) webKey = `${src}: web.listen`;
+    }
     if (f.alg) {
       const conflict = applyAlgSection(ALGS, c.alg, f.alg);
       if (conflict) throw new ConfigError(`${src}: ${conflict.key}`, conflict.problem);
@@ -559,6 +579,14 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");
   if (flags.upnp) c.upnp.enabled = true;
+  if (flags.web !== undefined) {
+    const bad = listenProblem(flags.web);
+    if (bad) throw new ConfigError("--web", bad);
+    c.web.listen = flags.web.trim();
+    webKey = "--web";
+  }
+  const webBad = webPlanProblem(c.web, webKey);
+  if (webBad) throw new ConfigError(webBad.key, webBad.problem);
   if (flags.logLevel !== undefined) {
     if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel))
       throw new ConfigError("--log-level", `must be one of ${LOG_LEVELS.join(", ")}`);

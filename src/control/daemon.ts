@@ -44,6 +44,8 @@ import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { ControlServer } from "./server.ts";
 import { WanAddressState } from "./wan-address.ts";
 import { WanFollower } from "./wan-follow.ts";
+import type { WebServer } from "./web/server.ts";
+import { startDashboard } from "./web/start.ts";
 
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
 export async function runDaemon(cfg: RunConfig): Promise<number> {
@@ -79,6 +81,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let portmap: PortmapServer | undefined;
   let upnp: UpnpServer | undefined;
   let metricsListener: MetricsListener | undefined;
+  let web: WebServer | undefined;
   let follower: WanFollower | undefined;
   let natLog: NatLogExporter | undefined;
   let steering: ReturnType<typeof mappedPortSteering>;
@@ -103,6 +106,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     tuns?.close();
     await server?.close();
     await metricsListener?.close();
+    await web?.close();
     log.info({ why }, "masq stopped");
   };
 
@@ -155,23 +159,23 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
           "Prometheus metrics served beyond loopback: anyone who reaches this address sees the gateway's traffic counters",
         );
     }
-    server = await ControlServer.start(
-      cfg.controlSocket,
-      controlApi({
-        engine,
-        host,
-        startedMs: started,
-        datapathCpu: placement.datapathCpu,
-        datapath: datapathCounters,
-        devices: () => devices.counters(sysfs),
-        portmap: () => portmap,
-        upnp: () => upnp,
-        streams: () => server?.streamStats,
-        metrics,
-        forwards,
-        natLog: () => natLog?.counters(),
-      }),
-    );
+    const api = controlApi({
+      engine,
+      host,
+      startedMs: started,
+      datapathCpu: placement.datapathCpu,
+      datapath: datapathCounters,
+      devices: () => devices.counters(sysfs),
+      portmap: () => portmap,
+      upnp: () => upnp,
+      streams: () => server?.streamStats,
+      metrics,
+      forwards,
+      natLog: () => natLog?.counters(),
+    });
+    server = await ControlServer.start(cfg.controlSocket, api);
+    // The dashboard shows what the control API answers, and changes forwards through it.
+    web = await startDashboard(cfg.web, { engine, api }, log);
     const natpmpOrPcp = cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp);
     if (natpmpOrPcp || cfg.upnp.enabled) {
       const listen = interfaceAddresses(cfg.inside);

@@ -161,12 +161,13 @@ function decodePath(segment: string): string {
   }
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+/** A request's JSON body of at most `maxBytes` (the control API's and the dashboard's). */
+export async function readJson(req: IncomingMessage, maxBytes = MAX_BODY): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > MAX_BODY) throw new ControlError("MASQ_ERR_BODY_TOO_LARGE", "request body too large");
+    if (size > maxBytes) throw new ControlError("MASQ_ERR_BODY_TOO_LARGE", "request body too large");
     chunks.push(c);
   }
   try {

@@ -285,6 +285,34 @@ export const ERRORS = {
     natpmp: N.NOT_AUTHORIZED,
     exit: Exit.FAILURE,
   },
+  MASQ_ERR_WEB_UNAUTHORIZED: {
+    summary: "the web dashboard wants its token (Authorization: Bearer, or ?token= once)",
+    http: 401,
+    pcp: P.NOT_AUTHORIZED,
+    natpmp: N.NOT_AUTHORIZED,
+    exit: Exit.FAILURE,
+  },
+  MASQ_ERR_WEB_READ_ONLY: {
+    summary: "the web dashboard is read-only: changes need [web] allow_changes = true",
+    http: 403,
+    pcp: P.NOT_AUTHORIZED,
+    natpmp: N.NOT_AUTHORIZED,
+    exit: Exit.INVALID,
+  },
+  MASQ_ERR_WEB_FORBIDDEN: {
+    summary: "a change from the web dashboard without its CSRF token or from another origin",
+    http: 403,
+    pcp: P.NOT_AUTHORIZED,
+    natpmp: N.NOT_AUTHORIZED,
+    exit: Exit.INVALID,
+  },
+  MASQ_ERR_WEB_BUSY: {
+    summary: "the web dashboard has as many live clients as it serves; close one",
+    http: 503,
+    pcp: P.NO_RESOURCES,
+    natpmp: N.OUT_OF_RESOURCES,
+    exit: Exit.EXHAUSTED,
+  },
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;
