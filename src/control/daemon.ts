@@ -39,13 +39,26 @@ import { resolveHost } from "./host-resolution.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
+import { Reloader } from "./reload.ts";
 import { ControlServer } from "./server.ts";
 import { WanAddressState } from "./wan-address.ts";
 import { WanFollower } from "./wan-follow.ts";
 
+/** What a running masq needs beyond its configuration. */
+export interface DaemonOptions {
+  /** Reads the config file again with the flags of the start (`masq reload`, SIGHUP). */
+  reread?: () => RunConfig;
+}
+
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
-export async function runDaemon(cfg: RunConfig): Promise<number> {
+export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promise<number> {
   const log = createLogger(cfg.log);
+  let reloader: Reloader | undefined;
+  // From the first moment: SIGHUP's default action would kill masq with its host setup in place.
+  process.on("SIGHUP", () => {
+    if (reloader === undefined) log.warn("SIGHUP while masq is starting: no reload");
+    else reloader.reload().catch(() => undefined); // counted and logged by the reloader
+  });
   assertRoot();
   const host = await resolveHost(cfg);
   // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
@@ -120,6 +133,15 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
     loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
+    reloader = new Reloader({
+      running: cfg,
+      resolve: opts.reread ?? (() => cfg),
+      engine,
+      algs,
+      forwards,
+      log,
+      setBusyPoll: (us) => loadAddon().setBusyPoll(us),
+    });
     const started = performance.now();
     const dp = datapath;
     const devices = tuns;
@@ -132,6 +154,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       firewall: () => engine.firewall?.list() ?? [],
       portmap: () => portmap?.stats(),
       upnp: () => upnp?.stats(),
+      reloads: () => reloader?.stats,
     });
     if (cfg.metrics.listen !== undefined) {
       const listen = parseListen(cfg.metrics.listen);
@@ -158,6 +181,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
         streams: () => server?.streamStats,
         metrics,
         forwards,
+        reloader,
       }),
     );
     const natpmpOrPcp = cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp);
