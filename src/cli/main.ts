@@ -185,6 +185,25 @@ export function buildProgram(setExit: (code: number) => void): Command {
     });
 
   program
+    .command("status")
+    .description(
+      "one screen on the running masq: mode, public address, uptime, flows, packets and drops per second",
+    )
+    .option("--interval <seconds>", "seconds between the two samples the rates come from", "1")
+    .addOption(socketOption())
+    .action(async (opts: { interval: string; socket: string }) => {
+      const seconds = Number(opts.interval);
+      if (!(seconds > 0 && seconds <= 60))
+        throw new ConfigError("--interval", `${JSON.stringify(opts.interval)} must be 0-60 seconds`);
+      const { formatStatus } = await import("./status.ts");
+      const first = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
+      const t0 = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      const second = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
+      process.stdout.write(formatStatus(first, second, (performance.now() - t0) / 1000));
+    });
+
+  program
     .command("reload")
     .description(
       "re-read the config file of the running masq and apply what changed without a restart (also SIGHUP); a setting only a restart can change refuses the whole reload",
