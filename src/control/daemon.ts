@@ -95,6 +95,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
+    // No reload may add forwards' rules while the host setup is undone.
+    await reloader?.close();
     // No address change may run while the rest is torn down.
     follower?.close();
     await follower?.idle();

@@ -68,11 +68,21 @@ export class Reloader {
 
   constructor(private readonly t: ReloadTargets) {}
 
+  private closed = false;
+
   /** Reloads (or with `check`, only validates and reports); throws what refused it. */
   reload(check = false): Promise<ReloadReport> {
+    if (this.closed)
+      return Promise.reject(new MasqError("MASQ_ERR_NOT_RUNNING", "masq is stopping: no reload"));
     const run = this.queue.then(() => this.once(check));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** masq is stopping: waits for a reload in progress, refuses any later one. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.queue;
   }
 
   private async once(check: boolean): Promise<ReloadReport> {

@@ -387,3 +387,14 @@ describe("masq reload over the control socket", () => {
     }
   });
 });
+
+describe("reloader: masq stopping", () => {
+  it("waits for a reload in progress and refuses later ones", async () => {
+    const r = rig();
+    r.file.text += BLOCK_DNS;
+    const inFlight = r.reloader.reload();
+    await r.reloader.close();
+    assert.equal((await inFlight).result, "applied");
+    await assert.rejects(r.reloader.reload(), /masq is stopping/);
+  });
+});
