@@ -29,13 +29,23 @@ export class AlgCounters {
   private readonly engine: Float64Array;
   private readonly algs: readonly Alg[];
   /** Per ALG (its index in algs) and event: the count, or NaN where the ALG does not list it. */
-  private readonly own: Float64Array;
+  private own: Float64Array;
 
+  /** `algs`: the caller's list, which may grow (then call grow()). */
   constructor(engineCounters: Float64Array, algs: readonly Alg[]) {
     this.engine = engineCounters;
     this.algs = algs;
-    this.own = new Float64Array(algs.length * EVENTS.length).fill(Number.NaN);
-    algs.forEach((a, i) => {
+    this.own = new Float64Array(0);
+    this.grow();
+  }
+
+  /** Makes room for ALGs added to the list since, keeping the counts of the others. */
+  grow(): void {
+    const old = this.own;
+    this.own = new Float64Array(this.algs.length * EVENTS.length).fill(Number.NaN);
+    this.own.set(old);
+    this.algs.forEach((a, i) => {
+      if (i * EVENTS.length < old.length) return;
       for (const e of a.counters) this.own[i * EVENTS.length + EVENTS.indexOf(e)] = 0;
     });
   }

@@ -30,8 +30,13 @@ export class AlgRegistry implements AlgHook {
   /** ALG id (index into algs + 1) by server port, per protocol. */
   private readonly tcpPorts = new Uint8Array(65536);
   private readonly udpPorts = new Uint8Array(65536);
-  /** The ALGs in force, in the order of the list they came from. */
+  /**
+   * The ALGs that have been in force, in the order they came in: a flow's ALG id is its index + 1
+   * (F_ALG), so an ALG a reload turns off stays here for the flows it already watches.
+   */
   private readonly algs: Alg[] = [];
+  /** The ALGs to choose from. */
+  private readonly list: readonly Alg[];
   private readonly flows = new Map<number, FlowState>();
   private readonly expectations: Expectations;
   private readonly streams: TcpStreams;
@@ -60,15 +65,9 @@ export class AlgRegistry implements AlgHook {
   constructor(engine: NatEngine, cfg: AnyAlgConfig, mtu = DEFAULT_MAX_REBUILT, list: readonly Alg[] = ALGS) {
     this.engine = engine;
     this.cfg = cfg;
-    for (const alg of list) {
-      const c = algPorts(cfg, alg.name);
-      if (!c.enabled) continue;
-      this.algs.push(alg);
-      const id = this.algs.length;
-      const table = alg.transport === "tcp" ? this.tcpPorts : this.udpPorts;
-      for (const p of c.ports) if (p > 0 && p < 65536) table[p] = id;
-    }
+    this.list = list;
     this.counters = new AlgCounters(engine.counters, this.algs);
+    this.assignPorts();
     const count = (slot: number) => this.counters.count(this.curAlg, slot);
     this.expectations = new Expectations(engine, cfg, count);
     this.streams = new TcpStreams(engine, mtu, count);
@@ -126,9 +125,39 @@ export class AlgRegistry implements AlgHook {
     };
   }
 
+  /**
+   * Applies a reload's `[alg]` (the same checks as at start passed): new flows get the ALGs and
+   * ports it names from now on, and the expectation limits hold from now on; a flow keeps the ALG
+   * it was made with, so an FTP session in progress keeps working when its ALG goes off.
+   */
+  reconfigure(cfg: AnyAlgConfig): void {
+    Object.assign(this.cfg, cfg);
+    this.assignPorts();
+  }
+
+  /** Fills the port tables from the configuration: each enabled ALG's server ports. */
+  private assignPorts(): void {
+    this.tcpPorts.fill(0);
+    this.udpPorts.fill(0);
+    for (const alg of this.list) {
+      const c = algPorts(this.cfg, alg.name);
+      if (!c.enabled) continue;
+      let id = this.algs.indexOf(alg) + 1;
+      if (id === 0) {
+        this.algs.push(alg);
+        this.counters.grow();
+        id = this.algs.length;
+      }
+      const table = alg.transport === "tcp" ? this.tcpPorts : this.udpPorts;
+      for (const p of c.ports) if (p > 0 && p < 65536) table[p] = id;
+    }
+  }
+
   /** Names of the ALGs in force and their ports (for the start-up summary). */
   describe(): string[] {
-    return this.algs.map((a) => `${a.name} ${a.transport}/${algPorts(this.cfg, a.name).ports.join(",")}`);
+    return this.algs
+      .filter((a) => algPorts(this.cfg, a.name).enabled)
+      .map((a) => `${a.name} ${a.transport}/${algPorts(this.cfg, a.name).ports.join(",")}`);
   }
 
   /** Each ALG's own counters by name (alg_<name>_<event>), for the engine's stats. */

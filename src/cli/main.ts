@@ -11,9 +11,11 @@ import {
   resolveRunConfig,
 } from "../control/config.ts";
 import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
+import type { ReloadReport } from "../control/reload.ts";
 import { exitCodeOf } from "../errors/codes.ts";
 import { errorCode } from "../errors/masq-error.ts";
 import type { CleanupFlags } from "./cleanup.ts";
+import { formatReload } from "./reload-report.ts";
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -102,7 +104,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
         return;
       }
       const { runDaemon } = await import("../control/daemon.ts");
-      setExit(await runDaemon(cfg));
+      // A reload reads the file again with these same flags, which still win over it.
+      setExit(await runDaemon(cfg, { reread: () => resolveRunConfig(flags) }));
     });
 
   program
@@ -183,6 +186,43 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }
       const reply = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
       process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatStats(reply));
+    });
+
+  program
+    .command("status")
+    .description(
+      "one screen on the running masq: mode, public address, uptime, flows, packets and drops per second",
+    )
+    .option("--interval <seconds>", "seconds between the two samples the rates come from", "1")
+    .addOption(socketOption())
+    .action(async (opts: { interval: string; socket: string }) => {
+      const seconds = Number(opts.interval);
+      if (!(seconds > 0 && seconds <= 60))
+        throw new ConfigError("--interval", `${JSON.stringify(opts.interval)} must be 0-60 seconds`);
+      const { formatStatus } = await import("./status.ts");
+      const first = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
+      const t0 = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      const second = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
+      process.stdout.write(formatStatus(first, second, (performance.now() - t0) / 1000));
+    });
+
+  program
+    .command("reload")
+    .description(
+      "re-read the config file of the running masq and apply what changed without a restart (also SIGHUP); a setting only a restart can change refuses the whole reload",
+    )
+    .option("--check", "validate the file and say what a reload would change, without applying it", false)
+    .addOption(socketOption())
+    .action(async (opts: { check: boolean; socket: string }) => {
+      const r = (await controlCall(
+        opts.socket,
+        "POST",
+        "/v1/reload",
+        { check: opts.check },
+        60_000,
+      )) as ReloadReport;
+      process.stdout.write(formatReload(r));
     });
 
   const forward = program

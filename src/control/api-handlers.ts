@@ -12,6 +12,7 @@ import { connsBody } from "./conns-listing.ts";
 import type { Resolved } from "./engine-config.ts";
 import type { StatsReply } from "./format.ts";
 import type { createMetrics } from "./metrics.ts";
+import type { Reloader } from "./reload.ts";
 import { ControlError, type ControlSource } from "./server.ts";
 
 /** What the handlers read; the getters are asked per request (things start one after another). */
@@ -30,10 +31,11 @@ export interface ApiSources {
   forwards: ForwardRegistry;
   /** NAT event log counters; undefined when it is off. */
   natLog?: () => Record<string, number> | undefined;
+  reloader?: Reloader;
 }
 
 export function controlApi(s: ApiSources): ControlSource {
-  const { engine, host } = s;
+  const { engine, host, reloader } = s;
   const uptimeSec = () => Math.round((performance.now() - s.startedMs) / 1000);
   return {
     health: () => ({ ok: true, pid: process.pid, uptimeSec: uptimeSec() }),
@@ -58,10 +60,12 @@ export function controlApi(s: ApiSources): ControlSource {
         ...(upnp ? { upnp: upnp.stats() } : {}),
         ...(natLog ? { natLog } : {}),
         ...(streams ? { control: { ...streams } } : {}),
+        ...(s.reloader ? { reload: { ...s.reloader.stats } } : {}),
       };
     },
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
     forwards: forwardsApi(s.forwards, engine),
+    ...(reloader ? { reload: (check: boolean) => reloader.reload(check) } : {}),
   };
 }
 

@@ -41,15 +41,28 @@ import { resolveHost } from "./host-resolution.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
+import { Reloader } from "./reload.ts";
 import { ControlServer } from "./server.ts";
 import { WanAddressState } from "./wan-address.ts";
 import { WanFollower } from "./wan-follow.ts";
 import type { WebServer } from "./web/server.ts";
 import { startDashboard } from "./web/start.ts";
 
+/** What a running masq needs beyond its configuration. */
+export interface DaemonOptions {
+  /** Reads the config file again with the flags of the start (`masq reload`, SIGHUP). */
+  reread?: () => RunConfig;
+}
+
 /** Runs until SIGINT/SIGTERM; resolves with the process exit code. */
-export async function runDaemon(cfg: RunConfig): Promise<number> {
+export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promise<number> {
   const log = createLogger(cfg.log);
+  let reloader: Reloader | undefined;
+  // From the first moment: SIGHUP's default action would kill masq with its host setup in place.
+  process.on("SIGHUP", () => {
+    if (reloader === undefined) log.warn("SIGHUP while masq is starting: no reload");
+    else reloader.reload().catch(() => undefined); // counted and logged by the reloader
+  });
   assertRoot();
   const host = await resolveHost(cfg);
   // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
@@ -88,6 +101,8 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
   const teardown = async (why: string) => {
+    // No reload may add forwards' rules while the host setup is undone.
+    await reloader?.close();
     // No address change may run while the rest is torn down.
     follower?.close();
     await follower?.idle();
@@ -134,6 +149,15 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       log.info({ syslog: cfg.natLog.syslog?.text, ipfix: cfg.natLog.ipfix?.text }, "NAT event log on");
     }
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
+    reloader = new Reloader({
+      running: cfg,
+      resolve: opts.reread ?? (() => cfg),
+      engine,
+      algs,
+      forwards,
+      log,
+      setBusyPoll: (us) => loadAddon().setBusyPoll(us),
+    });
     const started = performance.now();
     const dp = datapath;
     const devices = tuns;
@@ -147,6 +171,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       portmap: () => portmap?.stats(),
       upnp: () => upnp?.stats(),
       natLog: () => natLog?.counters(),
+      reloads: () => reloader?.stats,
     });
     if (cfg.metrics.listen !== undefined) {
       const listen = parseListen(cfg.metrics.listen);
@@ -172,6 +197,7 @@ export async function runDaemon(cfg: RunConfig): Promise<number> {
       metrics,
       forwards,
       natLog: () => natLog?.counters(),
+      reloader,
     });
     server = await ControlServer.start(cfg.controlSocket, api);
     // The dashboard shows what the control API answers, and changes forwards through it.

@@ -2,7 +2,8 @@
 // the daemon and `masq replay`, which must set up the engine exactly alike.
 import { randomBytes } from "node:crypto";
 import { DEFAULT_MTU, parsePrefix } from "../host/index.ts";
-import { defaultEngineConfig, type EngineConfig } from "../nat/config.ts";
+import { defaultEngineConfig, defaultMaxHalfOpen, type EngineConfig } from "../nat/config.ts";
+import type { LivePolicy } from "../nat/live-policy.ts";
 import { natLogEnabled } from "../natlog/config.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import type { RunConfig } from "./config.ts";
@@ -34,20 +35,10 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     gateway: (host.gatewayAddresses ?? []).map((a) => parseIpv4(a)!),
     mode: host.mode,
     ports: { tcp: ports, udp: ports, icmp: ports },
-    filtering: cfg.filtering,
-    timeouts: cfg.timeouts,
     maxFlows: cfg.limits.maxFlows,
-    maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
-    ...(cfg.limits.maxHalfOpen !== undefined ? { maxHalfOpen: cfg.limits.maxHalfOpen } : {}),
-    unsolicitedSyn: cfg.unsolicitedSyn,
-    maxPortsPerHost: cfg.limits.maxPortsPerHost,
     maxHosts: cfg.limits.maxHosts,
     maxHeldFragmentBytes: cfg.limits.fragmentBufferBytes,
-    firewall: cfg.firewall,
-    newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
-    newFlowsPerSec: cfg.limits.newFlowsPerSec,
-    portParity: cfg.portParity,
-    mssClamp: cfg.mssClamp,
+    ...enginePolicyFor(cfg),
     insideMtu: host.insideMtu ?? DEFAULT_MTU,
     outsideMtu: host.outsideMtu ?? DEFAULT_MTU,
     // NAT event logging records into the engine's ring only when a target is set.
@@ -57,4 +48,21 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
     portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
   });
+}
+
+/** The engine's live settings (nat/live-policy.ts) from a configuration: at start and at a reload. */
+export function enginePolicyFor(cfg: RunConfig): LivePolicy {
+  return {
+    filtering: cfg.filtering,
+    timeouts: { ...cfg.timeouts },
+    maxFlowsPerHost: cfg.limits.maxFlowsPerHost,
+    maxHalfOpen: cfg.limits.maxHalfOpen ?? defaultMaxHalfOpen(cfg.limits.maxFlows),
+    unsolicitedSyn: cfg.unsolicitedSyn,
+    maxPortsPerHost: cfg.limits.maxPortsPerHost,
+    firewall: cfg.firewall,
+    newFlowsPerSecPerHost: cfg.limits.newFlowsPerSecPerHost,
+    newFlowsPerSec: cfg.limits.newFlowsPerSec,
+    portParity: cfg.portParity,
+    mssClamp: cfg.mssClamp,
+  };
 }

@@ -2,6 +2,7 @@
 import type { EngineStats, FlowView, PinView } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
 import type { ForwardView } from "../portmap/forwards.ts";
+import type { ReloadStats } from "./reload.ts";
 
 export interface ConnsReply {
   /** Flows in the table. */
@@ -38,6 +39,8 @@ export interface StatsReply {
   natLog?: Record<string, number>;
   /** The control socket's streamed answers (connection listings): counts, longest chunk. */
   control?: Record<string, number>;
+  /** Config reloads (masq reload, SIGHUP) since start, and the latest one. */
+  reload?: ReloadStats;
 }
 
 function ep(e: { addr: string; port: number }): string {
@@ -146,6 +149,14 @@ export function formatStats(s: StatsReply): string {
   if (s.natLog) {
     lines.push("NAT event log:");
     for (const [k, v] of Object.entries(s.natLog)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
+  if (s.reload) {
+    const r = s.reload;
+    lines.push(`reloads: ${r.ok} ok, ${r.refused} refused, ${r.failed} failed`);
+    if (r.last)
+      lines.push(
+        `  latest ${new Date(r.last.atMs).toISOString()} ${r.last.result}: ${printable(r.last.message)}`,
+      );
   }
   if (s.control) {
     lines.push("control socket (listings):");

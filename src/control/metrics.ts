@@ -17,6 +17,8 @@ export interface MetricsSource {
   upnp?(): Record<string, number> | undefined;
   /** NAT event log counters (events, records sent, drops by reason); absent when it is off. */
   natLog?(): Record<string, number> | undefined;
+  /** Config reloads by result (ok, refused, failed). */
+  reloads?(): { ok: number; refused: number; failed: number } | undefined;
 }
 
 export function createMetrics(source: MetricsSource): Registry {
@@ -44,6 +46,17 @@ export function createMetrics(source: MetricsSource): Registry {
       this.reset();
       for (const [k, v] of Object.entries(source.engine().counters))
         if (k.startsWith("drop_")) this.inc({ reason: k.slice(5) }, v);
+    },
+  });
+  new Counter({
+    name: "masq_reloads_total",
+    help: "Config reloads (masq reload, SIGHUP) by result: ok, refused (a setting needs a restart), failed (invalid)",
+    labelNames: ["result"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const r = source.reloads?.();
+      if (r) for (const result of ["ok", "refused", "failed"] as const) this.inc({ result }, r[result]);
     },
   });
   new Counter({

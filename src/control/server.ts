@@ -1,6 +1,7 @@
 // The control API: HTTP over a Unix socket (only root reaches it; nothing listens on the
 // network). GET reads health, the connection table, counters and Prometheus metrics; port
-// forwards are written too: POST /v1/forwards adds one, DELETE /v1/forwards/<key> removes one.
+// forwards are written too: POST /v1/forwards adds one, DELETE /v1/forwards/<key> removes one;
+// POST /v1/reload re-reads the config file.
 // The connection table is streamed in chunks (chunked.ts, conns-listing.ts): it can be 200 k
 // flows.
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
@@ -28,6 +29,8 @@ export interface ControlSource {
     add(body: unknown): Promise<object>;
     remove(key: string): Promise<object>;
   };
+  /** Re-reads the config file and applies what changed (with `check`: only says what would). */
+  reload?(check: boolean): Promise<object>;
 }
 
 /** Request bodies are small JSON objects. */
@@ -97,6 +100,12 @@ async function route(
   const url = requestUrl(req);
   if (url.pathname === "/v1/forwards" || url.pathname.startsWith("/v1/forwards/"))
     return routeForwards(source, url, req, res);
+  if (url.pathname === "/v1/reload") {
+    if (req.method !== "POST" || !source.reload)
+      return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", `method ${req.method} not allowed on /v1/reload`);
+    const body = (await readJson(req)) as { check?: unknown } | null;
+    return send(res, 200, await source.reload(body?.check === true));
+  }
   if (req.method !== "GET")
     return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", `method ${req.method} not allowed`);
   switch (url.pathname) {

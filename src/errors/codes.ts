@@ -57,6 +57,14 @@ export const ERRORS = {
     natpmp: N.NOT_AUTHORIZED,
     exit: Exit.INVALID,
   },
+  MASQ_ERR_RELOAD_NEEDS_RESTART: {
+    summary:
+      "a reload changes a setting that only a restart can (the message names the key); nothing changed",
+    http: 409,
+    pcp: P.MALFORMED_REQUEST,
+    natpmp: N.NOT_AUTHORIZED,
+    exit: Exit.INVALID,
+  },
   MASQ_ERR_BAD_REQUEST: {
     summary: "a control API request is malformed (target, query, body)",
     http: 400,

@@ -30,7 +30,8 @@ export interface MasqProcessOptions {
   flags?: string[];
   /** A TOML config file for `masq run --config`. */
   config?: string;
-  tun?: string;
+  /** The inside TUN's name for --tun (default masq0); null: no --tun, the config file names it. */
+  tun?: string | null;
 }
 
 /** masq's exit after SIGTERM: undoing its host setup is a few dozen `ip` commands. */
@@ -64,8 +65,7 @@ export function masqRunArgv(net: MasqNetwork, opts: MasqProcessOptions = {}): st
     net.gate.lan,
     "--outside",
     net.gate.wan,
-    "--tun",
-    opts.tun ?? "masq0",
+    ...(opts.tun === null ? [] : ["--tun", opts.tun ?? "masq0"]),
     "--socket",
     masqSocket(net),
     ...(net.mode === "pool" ? ["--address", net.publicAddr] : []),

@@ -161,6 +161,11 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   fragmentSec: 30,
 };
 
+/** Inbound half-open TCP connections allowed by default: a quarter of the flow table. */
+export function defaultMaxHalfOpen(maxFlows: number): number {
+  return Math.max(1, Math.floor(maxFlows / 4));
+}
+
 export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineConfig {
   const maxFlows = over.maxFlows ?? 65536;
   const ports = defaultPortRange(over.mode ?? "pool");
@@ -175,7 +180,7 @@ export function defaultEngineConfig(over: Partial<EngineConfig> = {}): EngineCon
     maxFlows,
     maxMappings: Math.max(1024, Math.ceil(maxFlows / 2)),
     maxFlowsPerHost: 8192,
-    maxHalfOpen: Math.max(1, Math.floor(maxFlows / 4)),
+    maxHalfOpen: defaultMaxHalfOpen(maxFlows),
     unsolicitedSyn: "drop",
     maxPortsPerHost: 0,
     maxHosts: 4096,

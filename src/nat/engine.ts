@@ -18,6 +18,7 @@ import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
 import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
 import type { NatEventRing } from "./nat-events.ts";
+import { applyPolicy, type LivePolicy, withPolicy } from "./live-policy.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
@@ -28,6 +29,7 @@ import { type EngineStats, FlowFields, type FlowView, type PinView } from "./vie
 import { engineStats, flowView, memoryBytes, readFlow } from "./views.ts";
 
 export type { AlgHook } from "./alg-hook.ts";
+export type { LivePolicy } from "./live-policy.ts";
 export type { PinRequest, PinResult } from "./pins-api.ts";
 export type { AddressChange } from "./public-address.ts";
 export { DROP, FORWARD, HELD, REPLY, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE } from "./verdicts.ts";
@@ -35,7 +37,6 @@ export { DROP, FORWARD, HELD, REPLY, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE 
 export class NatEngine {
   /** Everything the paths share (state.ts); the fields below are views of it for callers. */
   private readonly s: EngineState;
-  readonly config: EngineConfig;
   readonly counters: Float64Array;
   readonly flowTable: EngineState["flowTable"];
   readonly mappingTable: EngineState["mappingTable"];
@@ -46,8 +47,6 @@ export class NatEngine {
   readonly closedMappings: EngineState["closedMappings"];
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: EngineState["pins"];
-  /** Firewall rules for new flows; null when there are none. */
-  readonly firewall: EngineState["firewall"];
   /** Where REPLY packets are built. */
   readonly replyBuf: Uint8Array;
   /** MSS clamping and the links' MTUs it follows (read-only here; setMtus changes them). */
@@ -57,7 +56,6 @@ export class NatEngine {
   constructor(config: EngineConfig, allocate?: TableAllocator) {
     const s = new EngineState(config, allocate);
     this.s = s;
-    this.config = s.config;
     this.counters = s.counters;
     this.flowTable = s.flowTable;
     this.mappingTable = s.mappingTable;
@@ -65,9 +63,28 @@ export class NatEngine {
     this.portQuota = s.portQuota;
     this.closedMappings = s.closedMappings;
     this.pins = s.pins;
-    this.firewall = s.firewall;
     this.replyBuf = s.replyBuf;
     this.mssClamp = s.mss;
+  }
+
+  /** The configuration the engine runs with now (setPolicy changes its live settings). */
+  get config(): EngineConfig {
+    return this.s.config;
+  }
+
+  /** Firewall rules for new flows; null when there are none. */
+  get firewall(): EngineState["firewall"] {
+    return this.s.firewall;
+  }
+
+  /**
+   * Applies a reload's policy (live-policy.ts): admission, firewall, rates, per-host limits and
+   * timeouts from now on; the tables, addresses and ports stay as they are.
+   */
+  setPolicy(policy: LivePolicy): void {
+    const previous = this.s.config;
+    this.s.config = withPolicy(previous, policy);
+    applyPolicy(this.s, this.s.config, previous);
   }
 
   /** Length of the packet to send after FORWARD (in the caller's buffer) or REPLY (in replyBuf). */

@@ -93,13 +93,18 @@ export class FragmentTracker {
   private readonly rings: [DatagramRing, DatagramRing];
   private readonly ringCapacity: number;
   readonly store: FragmentStore;
-  private readonly timeoutSec: number;
+  private timeoutSec: number;
 
   /** `records`: outcomes remembered per class; `heldBytes`: the held-fragment buffer. */
   constructor(records: number, timeoutSec: number, heldBytes: number, hashSeed = 0) {
     this.ringCapacity = records;
     this.rings = [new DatagramRing(records), new DatagramRing(records)];
     this.store = new FragmentStore(heldBytes, hashSeed);
+    this.timeoutSec = timeoutSec;
+  }
+
+  /** How long outcomes and held fragments are kept from now on (a reload). */
+  setTimeout(timeoutSec: number): void {
     this.timeoutSec = timeoutSec;
   }
 

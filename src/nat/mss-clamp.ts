@@ -24,12 +24,18 @@ export class MssClamp {
   outsideMtu = 0;
 
   constructor(
-    readonly setting: MssClampSetting,
+    public setting: MssClampSetting,
     private readonly counters: Float64Array,
     insideMtu: number,
     outsideMtu: number,
   ) {
     this.setMtus(insideMtu, outsideMtu);
+  }
+
+  /** Clamp as `setting` says from now on (a reload), to the links' MTUs as they are. */
+  setSetting(setting: MssClampSetting): void {
+    this.setting = setting;
+    this.setMtus(this.insideMtu, this.outsideMtu);
   }
 
   /** The links' MTUs (the smallest of the inside interfaces'); the clamp follows them in "pmtu". */

@@ -46,6 +46,14 @@ export class PortQuota {
   ) {
     this.hosts = hosts;
     this.chargedTo = new Uint32Array(mappingCapacity);
+    this.setLimits(ports, perHost);
+  }
+
+  /**
+   * The ports one host may hold from now on (a reload); a host above a lowered limit keeps what
+   * it holds (mappings in use are never taken, RFC 6888 REQ-11 d) and gets no more.
+   */
+  setLimits(ports: { tcp: PortRange; udp: PortRange; icmp: PortRange }, perHost: number): void {
     this.limit[SLOT_TCP] = perHost > 0 ? perHost : defaultPortShare(ports.tcp);
     this.limit[SLOT_UDP] = perHost > 0 ? perHost : defaultPortShare(ports.udp);
     this.limit[SLOT_ICMP] = perHost > 0 ? perHost : defaultPortShare(ports.icmp);

@@ -6,8 +6,8 @@
 import { prefixMask } from "../packet/addr.ts";
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import { ttlModeCode } from "../packet/ttl.ts";
-import { TokenBucket } from "../policy/rate.ts";
-import { RuleSet } from "../policy/rules.ts";
+import type { TokenBucket } from "../policy/rate.ts";
+import type { RuleSet } from "../policy/rules.ts";
 import type { AlgHook } from "./alg-hook.ts";
 import { ClosedMappings } from "./closed-mappings.ts";
 import type { EngineConfig } from "./config.ts";
@@ -34,6 +34,7 @@ import { GatewayAddresses } from "./gateway-addresses.ts";
 import { HalfOpenQueue } from "./half-open.ts";
 import { HostTable } from "./host-table.ts";
 import { Embedded } from "./icmp.ts";
+import { applyPolicy } from "./live-policy.ts";
 import { MappingTable } from "./mapping-table.ts";
 import { MssClamp } from "./mss-clamp.ts";
 import { EngineEvents } from "./nat-event-log.ts";
@@ -43,7 +44,7 @@ import { PortQuota } from "./port-quota.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { TcpTracker } from "./tcp-state.ts";
 import { TimerWheel } from "./timer-wheel.ts";
-import { UnsolicitedSyns } from "./unsolicited-syn.ts";
+import type { UnsolicitedSyns } from "./unsolicited-syn.ts";
 import { DROP, FORWARD } from "./verdicts.ts";
 
 /** Filtering behaviour (RFC 4787 REQ-8, RFC 5382 REQ-3), as config.filtering names it. */
@@ -55,7 +56,8 @@ export const FILTER_ADDRESS_PORT_DEPENDENT = 2;
 export const PREFETCH_MAX = 1024;
 
 export class EngineState {
-  readonly config: EngineConfig;
+  /** The configuration it runs with now (a reload changes its live policy, live-policy.ts). */
+  config: EngineConfig;
   readonly counters = new Float64Array(C.COUNTER_SLOTS);
   readonly flowTable: FlowTable;
   readonly mappingTable: MappingTable;
@@ -70,9 +72,10 @@ export class EngineState {
   readonly tcp: TcpTracker;
   /** Inbound TCP flows that have not completed their handshake, oldest first. */
   readonly halfOpen: HalfOpenQueue;
-  readonly maxHalfOpen: number;
+  // The live policy (live-policy.ts sets these from the configuration, at start and at a reload).
+  maxHalfOpen = 0;
   /** RFC 5382 REQ-4 answers to unsolicited SYNs; null when they are off (the default). */
-  readonly unsolicitedSyns: UnsolicitedSyns | null;
+  unsolicitedSyns: UnsolicitedSyns | null = null;
   /** Forwards, port-mapping protocol mappings and ALG expectations (see pins.ts). */
   readonly pins: PinRegistry;
   readonly fragments: FragmentTracker;
@@ -98,25 +101,25 @@ export class EngineState {
    */
   addressless = false;
   /** FILTER_* */
-  readonly filtering: number;
+  filtering = FILTER_ADDRESS_DEPENDENT;
   readonly interfaceMode: boolean;
   /** TTL_* (src/packet/ttl.ts) */
   readonly ttlMode: number;
   /** Source of the ICMP errors the engine sends as the hop (time exceeded, unreachables). */
   hopAddress: number;
-  readonly tEstablished: number;
-  readonly tTransitory: number;
-  readonly tClosed: number;
-  readonly tHalfOpen: number;
-  readonly tUdp: number;
-  readonly tIcmp: number;
-  readonly tGeneric: number;
+  tEstablished = 0;
+  tTransitory = 0;
+  tClosed = 0;
+  tHalfOpen = 0;
+  tUdp = 0;
+  tIcmp = 0;
+  tGeneric = 0;
   /** The quoted packet of the ICMP error being translated (parseEmbedded fills it). */
   readonly embedded = new Embedded();
   /** Firewall rules for new flows; null when there are none (the common case costs one test). */
-  readonly firewall: RuleSet | null;
-  readonly hostRate: number;
-  readonly globalRate: TokenBucket | null;
+  firewall: RuleSet | null = null;
+  hostRate = 0;
+  globalRate: TokenBucket | null = null;
   /** Caller's clock of the latest call, in ms: the rate limiters' time base. */
   nowMs = 0;
   /** Engine clock: the second of the latest call. */
@@ -178,11 +181,6 @@ export class EngineState {
     this.wheel = new TimerWheel(8192, config.maxFlows);
     this.tcp = new TcpTracker(this.flowTable, allocate);
     this.halfOpen = new HalfOpenQueue(config.maxFlows);
-    this.maxHalfOpen = config.maxHalfOpen;
-    this.unsolicitedSyns =
-      config.unsolicitedSyn === "port-unreachable"
-        ? new UnsolicitedSyns(config.hashSeed, this.counters)
-        : null;
     this.fragments = new FragmentTracker(
       1024,
       config.timeouts.fragmentSec,
@@ -208,27 +206,10 @@ export class EngineState {
     for (const [i, a] of config.outside.entries()) this.outsideIndexOf.set(a >>> 0, i);
     this.outsideMin = Math.min(...config.outside.map((a) => a >>> 0));
     this.outsideMax = Math.max(...config.outside.map((a) => a >>> 0));
-    this.filtering =
-      config.filtering === "endpoint-independent"
-        ? FILTER_ENDPOINT_INDEPENDENT
-        : config.filtering === "address-dependent"
-          ? FILTER_ADDRESS_DEPENDENT
-          : FILTER_ADDRESS_PORT_DEPENDENT;
     this.interfaceMode = config.mode === "interface";
     this.ttlMode = ttlModeCode(config.ttlMode);
     this.hopAddress = config.outside[0];
-    const t = config.timeouts;
-    this.tEstablished = t.tcpEstablishedSec;
-    this.tTransitory = t.tcpTransitorySec;
-    this.tClosed = t.tcpClosedSec;
-    this.tHalfOpen = t.tcpHalfOpenSec;
-    this.tUdp = t.udpSec;
-    this.tIcmp = t.icmpSec;
-    this.tGeneric = t.genericSec;
-    this.firewall = config.firewall.length > 0 ? new RuleSet(config.firewall) : null;
-    this.hostRate = config.newFlowsPerSecPerHost;
-    this.globalRate =
-      config.newFlowsPerSec > 0 ? new TokenBucket(config.newFlowsPerSec, config.newFlowsPerSec) : null;
+    applyPolicy(this, config);
   }
 
   drop(reason: number): number {
