@@ -17,7 +17,8 @@ import type { Alg, AlgContext, TcpMessageAlg } from "./types.ts";
 
 export { DEFAULT_MAX_REBUILT, MAX_LINE } from "./tcp-stream.ts";
 
-class FlowState {
+/** A watched flow's record (exported for the state image, src/nat/snapshot.ts). */
+export class FlowState {
   readonly streams = new StreamPair();
   readonly expectations: Expectation[] = [];
   /** The ALG's own record of the flow (AlgContext.state). */

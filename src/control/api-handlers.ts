@@ -28,6 +28,8 @@ export interface ApiSources {
   streams: () => StreamStats | undefined;
   metrics: ReturnType<typeof createMetrics>;
   forwards: ForwardRegistry;
+  /** `masq stop [--keep-state]`: begins the stop once the answer is sent. */
+  stop?: (keepState: boolean) => void;
 }
 
 export function controlApi(s: ApiSources): ControlSource {
@@ -58,6 +60,7 @@ export function controlApi(s: ApiSources): ControlSource {
     },
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
     forwards: forwardsApi(s.forwards, engine),
+    ...(s.stop ? { stop: stopApi(s.stop) } : {}),
   };
 }
 
@@ -105,5 +108,17 @@ export function forwardsApi(
       const f = await registry.remove(key);
       return { removed: f.id, ...forwardText(f.spec) };
     },
+  };
+}
+
+/** POST /v1/stop {keepState?}: answers with this process's id, then stops (the client waits for it). */
+function stopApi(stop: (keepState: boolean) => void): (body: unknown) => object {
+  return (body) => {
+    const keep = (body as { keepState?: unknown } | null)?.keepState;
+    if (keep !== undefined && typeof keep !== "boolean")
+      throw new ControlError("MASQ_ERR_BAD_REQUEST", "keepState must be true or false");
+    // After the answer has gone out: the stop closes this socket.
+    setImmediate(() => stop(keep === true));
+    return { stopping: true, pid: process.pid, keepState: keep === true };
   };
 }

@@ -28,6 +28,8 @@ export interface ControlSource {
     add(body: unknown): Promise<object>;
     remove(key: string): Promise<object>;
   };
+  /** POST /v1/stop (body: {keepState?}): `masq stop`. */
+  stop?(body: unknown): object;
 }
 
 /** Request bodies are small JSON objects. */
@@ -97,6 +99,8 @@ async function route(
   const url = requestUrl(req);
   if (url.pathname === "/v1/forwards" || url.pathname.startsWith("/v1/forwards/"))
     return routeForwards(source, url, req, res);
+  if (url.pathname === "/v1/stop" && req.method === "POST" && source.stop)
+    return send(res, 202, source.stop(await readJson(req)));
   if (req.method !== "GET")
     return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", `method ${req.method} not allowed`);
   switch (url.pathname) {

@@ -20,6 +20,7 @@ import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
+import { captureEngine, type ImageParts, restoreEngine, type StateImage } from "./snapshot.ts";
 import { EngineState } from "./state.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { SIDE_BY_ADDRESS } from "./verdicts.ts";
@@ -29,6 +30,7 @@ import { engineStats, flowView, memoryBytes, readFlow } from "./views.ts";
 export type { AlgHook } from "./alg-hook.ts";
 export type { PinRequest, PinResult } from "./pins-api.ts";
 export type { AddressChange } from "./public-address.ts";
+export type { ImageParts, StateImage } from "./snapshot.ts";
 export { DROP, FORWARD, HELD, REPLY, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE } from "./verdicts.ts";
 
 export class NatEngine {
@@ -138,6 +140,11 @@ export class NatEngine {
    */
   takeAnswer(): Uint8Array | undefined {
     return this.s.unsolicitedSyns?.take();
+  }
+
+  /** The latest tick stopped at its expiry budget: more flows are due (tick again). */
+  get timersBehind(): boolean {
+    return this.s.timersBehind;
   }
 
   /** Advances the clock and expires flows; call about once a second when no packets flow. */
@@ -273,5 +280,15 @@ export class NatEngine {
 
   stats(): EngineStats {
     return engineStats(this.s);
+  }
+
+  /** The state a restart keeps (src/nat/snapshot.ts), with the layers' above it (`parts`). */
+  captureState(parts: ImageParts): StateImage<Uint8Array> {
+    return captureEngine(this.s, parts);
+  }
+
+  /** Restores captureState's image into this fresh engine of the same configuration. */
+  restoreState(image: StateImage, parts: ImageParts): void {
+    restoreEngine(this.s, image, parts);
   }
 }
