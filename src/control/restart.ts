@@ -58,9 +58,10 @@ export async function keptStateAtStart(
     if (!kept) return undefined;
     if (!readState(hostStateFile))
       throw new SnapshotRefused(snapshotFile, `no host setup is recorded (${hostStateFile} is missing)`);
-    for (const tun of tuns)
-      if (!(await persistentTun(tun)))
-        throw new SnapshotRefused(snapshotFile, `the TUN ${tun} the stopped masq left is gone`);
+    const left = await Promise.all(tuns.map(persistentTun));
+    const gone = tuns.find((_, i) => !left[i]);
+    if (gone !== undefined)
+      throw new SnapshotRefused(snapshotFile, `the TUN ${gone} the stopped masq left is gone`);
     return kept;
   } catch (err) {
     if (!(err instanceof SnapshotRefused) && !(err instanceof Error && "code" in err)) throw err;
