@@ -116,6 +116,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
                                           InstanceMethod("writeBatch", &Tun::WriteBatch),
                                           InstanceMethod("stats", &Tun::Stats),
                                           InstanceMethod("close", &Tun::Close),
+                                          InstanceMethod("setPersist", &Tun::SetPersist),
                                           InstanceAccessor("name", &Tun::Name, nullptr),
                                           InstanceAccessor("offloads", &Tun::Offloads, nullptr),
                                       });
@@ -404,6 +405,19 @@ class Tun : public Napi::ObjectWrap<Tun> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Shutdown();
     return info.Env().Undefined();
+  }
+
+  // setPersist(on): TUNSETPERSIST. A persistent device (and the routes through it) outlives the
+  // fd: `masq stop --keep-state` leaves it for the next run, which attaches and clears it.
+  Napi::Value SetPersist(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0 || info.Length() < 1 || !info[0].IsBoolean()) {
+      Napi::Error::New(env, "setPersist(on: boolean) on an open TUN").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (ioctl(fd_, TUNSETPERSIST, info[0].As<Napi::Boolean>().Value() ? 1UL : 0UL) < 0)
+      Napi::Error::New(env, ErrnoText("TUNSETPERSIST", errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
   }
 
   Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }

@@ -17,7 +17,8 @@ import type { Alg, AlgContext, TcpMessageAlg } from "./types.ts";
 
 export { DEFAULT_MAX_REBUILT, MAX_LINE } from "./tcp-stream.ts";
 
-class FlowState {
+/** A watched flow's record (exported for the state image, src/nat/snapshot.ts). */
+export class FlowState {
   readonly streams = new StreamPair();
   readonly expectations: Expectation[] = [];
   /** The ALG's own record of the flow (AlgContext.state). */
@@ -151,6 +152,16 @@ export class AlgRegistry implements AlgHook {
       const table = alg.transport === "tcp" ? this.tcpPorts : this.udpPorts;
       for (const p of c.ports) if (p > 0 && p < 65536) table[p] = id;
     }
+  }
+
+  /**
+   * Whether each ALG has the id a fresh start with this configuration would give it. A flow
+   * records its ALG by id, so a snapshot is only good for the next run while this holds; a
+   * reload that turned an ALG on or off out of list order breaks it.
+   */
+  idsAsAtStart(): boolean {
+    const fresh = this.list.filter((a) => algPorts(this.cfg, a.name).enabled);
+    return fresh.length === this.algs.length && fresh.every((a, i) => this.algs[i] === a);
   }
 
   /** Names of the ALGs in force and their ports (for the start-up summary). */

@@ -22,7 +22,7 @@ export const MAX_LINE = 1024;
 export const DEFAULT_MAX_REBUILT = 1500;
 
 /** One direction of a watched TCP connection. */
-class StreamDir {
+export class StreamDir {
   /** Sender's sequence number after the last byte taken in (held bytes included). */
   seqNext = 0;
   init = false;

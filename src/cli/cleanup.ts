@@ -1,6 +1,7 @@
 // `masq cleanup`: removes what a masq that is no longer running left on this host (network
 // namespace): exactly what its state file recorded (sysctls restored too), and what is
 // recognisably masq's but no record covers (a record lost or corrupt). `--dry-run` prints it.
+import { existsSync, rmSync } from "node:fs";
 import {
   ConfigError,
   checkAddress,
@@ -11,6 +12,7 @@ import {
   readText,
   resolveOutsideTun,
 } from "../control/config.ts";
+import { snapshotFileFor } from "../control/keep-state.ts";
 import {
   assertRoot,
   cleanLeftovers,
@@ -116,6 +118,12 @@ export async function runCleanup(
   };
   removeOrphanStateFiles(cfg.stateDir);
   const report = await cleanLeftovers(stateFile, { footprint, log });
+  // The state `masq stop --keep-state` kept goes with the setup it needed.
+  const snapshot = snapshotFileFor(stateFile);
+  if (existsSync(snapshot)) {
+    rmSync(snapshot, { force: true });
+    out(`removed: the snapshot ${snapshot} kept by masq stop --keep-state`);
+  }
   if (!report) {
     out("nothing of masq's to remove");
     return 0;

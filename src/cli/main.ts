@@ -1,6 +1,5 @@
 // The masq command line: parses and delegates (run → control/daemon, lab → lab/lab, the rest
 // talk to a running daemon over its control socket).
-import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { controlCall, controlGet, controlStream } from "../control/client.ts";
 import {
@@ -12,6 +11,7 @@ import {
 } from "../control/config.ts";
 import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
 import type { ReloadReport } from "../control/reload.ts";
+import { masqVersion } from "../control/version.ts";
 import { exitCodeOf } from "../errors/codes.ts";
 import { errorCode } from "../errors/masq-error.ts";
 import type { CleanupFlags } from "./cleanup.ts";
@@ -34,7 +34,7 @@ function socketOption(): Option {
 export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command("masq")
     .description("IP masquerading (one-to-many NAT) for Linux, in user space over a TUN device")
-    .version(packageVersion(), "-V, --version")
+    .version(masqVersion(), "-V, --version")
     .showHelpAfterError()
     .exitOverride();
 
@@ -106,6 +106,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const { runDaemon } = await import("../control/daemon.ts");
       // A reload reads the file again with these same flags, which still win over it.
       setExit(await runDaemon(cfg, { reread: () => resolveRunConfig(flags) }));
+    });
+
+  program
+    .command("stop")
+    .description("stop the running masq (as SIGTERM does: its host setup undone) and wait until it is gone")
+    .option(
+      "--keep-state",
+      "keep its connections: the table to a snapshot in state_dir, the host setup and TUNs left in place for the next masq run",
+      false,
+    )
+    .option("--timeout <seconds>", "how long to wait for it to be gone", positiveInt, 30)
+    .addOption(socketOption())
+    .action(async (opts: { keepState: boolean; timeout: number; socket: string }) => {
+      const { runStop } = await import("./stop.ts");
+      setExit(await runStop(opts));
     });
 
   program
@@ -325,17 +340,5 @@ export async function main(argv: string[]): Promise<number> {
     const what = err instanceof ConfigError ? "configuration error: " : "";
     process.stderr.write(`masq: ${what}${err instanceof Error ? err.message : String(err)}\n`);
     return exitCodeOf(errorCode(err));
-  }
-}
-
-/** The version in package.json (two levels up from src/cli and dist/cli alike). */
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-      version?: string;
-    };
-    return pkg.version ?? "unknown";
-  } catch {
-    return "unknown";
   }
 }

@@ -32,6 +32,8 @@ export interface ApiSources {
   /** NAT event log counters; undefined when it is off. */
   natLog?: () => Record<string, number> | undefined;
   reloader?: Reloader;
+  /** `masq stop [--keep-state]`: begins the stop once the answer is sent. */
+  stop?: (keepState: boolean) => void;
 }
 
 export function controlApi(s: ApiSources): ControlSource {
@@ -66,6 +68,7 @@ export function controlApi(s: ApiSources): ControlSource {
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
     forwards: forwardsApi(s.forwards, engine),
     ...(reloader ? { reload: (check: boolean) => reloader.reload(check) } : {}),
+    ...(s.stop ? { stop: stopApi(s.stop) } : {}),
   };
 }
 
@@ -113,5 +116,17 @@ export function forwardsApi(
       const f = await registry.remove(key);
       return { removed: f.id, ...forwardText(f.spec) };
     },
+  };
+}
+
+/** POST /v1/stop {keepState?}: answers with this process's id, then stops (the client waits for it). */
+function stopApi(stop: (keepState: boolean) => void): (body: unknown) => object {
+  return (body) => {
+    const keep = (body as { keepState?: unknown } | null)?.keepState;
+    if (keep !== undefined && typeof keep !== "boolean")
+      throw new ControlError("MASQ_ERR_BAD_REQUEST", "keepState must be true or false");
+    // After the answer has gone out: the stop closes this socket.
+    setImmediate(() => stop(keep === true));
+    return { stopping: true, pid: process.pid, keepState: keep === true };
   };
 }

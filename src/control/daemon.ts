@@ -3,7 +3,7 @@
 // and tears everything down on SIGINT/SIGTERM. This is the wiring; what the host says is read in
 // host-resolution.ts, the forwards start in forward-steering.ts, the API is api-handlers.ts.
 
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
 import { placeDatapath } from "../datapath/cpu-placement.ts";
@@ -38,10 +38,12 @@ import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
+import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
 import { Reloader } from "./reload.ts";
+import { adoptAtStart, keptStateAtStart, restoreAtStart, snapshotAndLeave } from "./restart.ts";
 import { ControlServer } from "./server.ts";
 import { WanAddressState } from "./wan-address.ts";
 import { WanFollower } from "./wan-follow.ts";
@@ -65,24 +67,42 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   });
   assertRoot();
   const host = await resolveHost(cfg);
-  // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
-  const engine = new NatEngine(engineConfigFor(cfg, host), hugePageAllocator());
-  const algs = new AlgRegistry(engine, cfg.alg, host.mtu);
-  engine.attachAlg(algs);
   const netns = currentNetnsName();
   const stateFile = defaultStateFile(cfg.tun, { dir: cfg.stateDir, ...(netns ? { netns } : {}) });
+  // `masq stop --keep-state` left a snapshot (restart.ts): taken up when it fits this run.
+  const engineCfg = engineConfigFor(cfg, host);
+  const layoutHash = configHash(cfg, engineCfg);
+  const snapshotFile = snapshotFileFor(stateFile);
+  const kept = await keptStateAtStart(snapshotFile, stateFile, layoutHash, [cfg.tun, cfg.tunOutside], log);
+  // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
+  const engine = new NatEngine(
+    kept ? { ...engineCfg, portSeed: kept.header.portSeed } : engineCfg,
+    hugePageAllocator(),
+  );
+  const algs = new AlgRegistry(engine, cfg.alg, host.mtu);
+  engine.attachAlg(algs);
+  const offsetMs = kept
+    ? restoreAtStart(snapshotFile, kept, engine, algs, () => performance.now(), log)
+    : undefined;
+  const restored = offsetMs !== undefined;
+  // The engine's clock: this process's, moved on from the stopped masq's when its state was kept.
+  const clockOffset = offsetMs ?? 0;
+  const clock = () => performance.now() + clockOffset;
   const orphans = removeOrphanStateFiles(cfg.stateDir);
   if (orphans.length > 0) log.info({ files: orphans }, "removed state files of namespaces that are gone");
   // The record of a crashed run, and what is masq's on the host that no record covers (a record
-  // lost or corrupt): removed before anything new is set up.
-  await cleanLeftovers(stateFile, {
-    log,
-    footprint: {
-      tuns: [cfg.tun, cfg.tunOutside],
-      outside: cfg.outside,
-      ...(host.mode === "pool" ? { pool: host.publicAddresses } : {}),
-    },
-  });
+  // lost or corrupt): removed before anything new is set up. After a stop that kept the state,
+  // the setup is this run's to take over instead.
+  if (restored) await adoptAtStart(stateFile, log);
+  else
+    await cleanLeftovers(stateFile, {
+      log,
+      footprint: {
+        tuns: [cfg.tun, cfg.tunOutside],
+        outside: cfg.outside,
+        ...(host.mode === "pool" ? { pool: host.publicAddresses } : {}),
+      },
+    });
 
   // Before anything is touched: a CPU this process may not use is a configuration error.
   const placement = placeDatapath(cfg.datapathCpu, loadAddon().allowedCpus(), cfg.rps);
@@ -100,7 +120,9 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let steering: ReturnType<typeof mappedPortSteering>;
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
-  const teardown = async (why: string) => {
+  /** Set by `masq stop` (the control API): the stop, keeping the state or not. */
+  let requestStop: ((keepState: boolean) => void) | undefined;
+  const teardown = async (why: string, keepState = false) => {
     // No reload may add forwards' rules while the host setup is undone.
     await reloader?.close();
     // No address change may run while the rest is torn down.
@@ -109,6 +131,24 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     await portmap?.close();
     await upnp?.close();
     datapath?.stop();
+    if (keepState && tuns && hostApplied) {
+      try {
+        const w = snapshotAndLeave(snapshotFile, engine, algs, tuns, {
+          // From the configuration as it is now: a reload may have changed the firewall or the
+          // limits since the start, and the next run starts from the file as it is now.
+          configHash: configHash(cfg, engineConfigFor(cfg, host)),
+          clockMs: clock(),
+        });
+        log.info(
+          { snapshot: w.file, bytes: w.bytes, ms: w.ms, flows: w.flows },
+          "state kept: the host setup and the TUNs stay for the next masq run (packets wait or drop meanwhile)",
+        );
+        hostApplied = false;
+        tuns = undefined;
+      } catch (err) {
+        log.error({ err }, "the state could not be kept: stopping as usual, undoing the host setup");
+      }
+    }
     // What the engine recorded until it stopped goes out before the senders close.
     natLog?.close();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
@@ -127,19 +167,23 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
 
   try {
     tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload);
+    // Attached to the devices the stopped masq left: ordinary again, they go with this process.
+    if (restored) for (const d of tuns.devices) d.setPersist(false);
     sysfsOurs = await sysfsIsOurs();
     const rps = rpsMaskFor(placement.rpsCpus, [cfg.tun, cfg.tunOutside], sysfsOurs);
     if (typeof rps === "object")
       log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
-    const plan = planRunHost(cfg, host, {
-      disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
-      rpFilter: await readRpFilterState(),
-      rpsCpus,
-    });
     hostApplied = true;
-    await applyHostSetup(plan, stateFile, { log });
-    datapath = new Datapath(engine, tuns.ports());
+    if (!restored) {
+      const plan = planRunHost(cfg, host, {
+        disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
+        rpFilter: await readRpFilterState(),
+        rpsCpus,
+      });
+      await applyHostSetup(plan, stateFile, { log });
+    }
+    datapath = new Datapath(engine, tuns.ports(), clock);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
     loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
@@ -148,6 +192,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       natLog = startNatLog(cfg.natLog, () => [natEvents], loadAddon);
       log.info({ syslog: cfg.natLog.syslog?.text, ipfix: cfg.natLog.ipfix?.text }, "NAT event log on");
     }
+    if (restored) rmSync(snapshotFile, { force: true });
     const forwards = await startForwards(cfg, host, engine, stateFile, log);
     reloader = new Reloader({
       running: cfg,
@@ -198,6 +243,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       forwards,
       natLog: () => natLog?.counters(),
       reloader,
+      stop: (keepState) => requestStop?.(keepState),
     });
     server = await ControlServer.start(cfg.controlSocket, api);
     // The dashboard shows what the control API answers, and changes forwards through it.
@@ -315,7 +361,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: string) => {
+    const stop = (signal: string, keepState = false) => {
       // Listening for every signal, not once: a second Ctrl-C (or the SIGTERM a supervisor sends
       // after the terminal's SIGINT) must not kill masq halfway through its undo, which would
       // leave its rules, state file and socket behind.
@@ -324,7 +370,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         return;
       }
       stopping = true;
-      teardown(signal).then(
+      teardown(signal, keepState).then(
         () => resolve(0),
         (err: unknown) => {
           log.error({ err }, "teardown failed");
@@ -332,6 +378,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         },
       );
     };
+    requestStop = (keepState) => stop(keepState ? "masq stop --keep-state" : "masq stop", keepState);
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGTERM", () => stop("SIGTERM"));
     // A bug must not leave the host steered into a TUN nobody reads: undo, then exit non-zero.

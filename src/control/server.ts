@@ -31,6 +31,8 @@ export interface ControlSource {
   };
   /** Re-reads the config file and applies what changed (with `check`: only says what would). */
   reload?(check: boolean): Promise<object>;
+  /** POST /v1/stop (body: {keepState?}): `masq stop`. */
+  stop?(body: unknown): object;
 }
 
 /** Request bodies are small JSON objects. */
@@ -106,6 +108,8 @@ async function route(
     const body = (await readJson(req)) as { check?: unknown } | null;
     return send(res, 200, await source.reload(body?.check === true));
   }
+  if (url.pathname === "/v1/stop" && req.method === "POST" && source.stop)
+    return send(res, 202, source.stop(await readJson(req)));
   if (req.method !== "GET")
     return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", `method ${req.method} not allowed`);
   switch (url.pathname) {

@@ -118,7 +118,7 @@ export function removeOrphanStateFiles(dir = DEFAULT_STATE_DIR, netnsDir = "/run
   }
   const removed: string[] = [];
   for (const f of files) {
-    const m = /^[^.]+\.(.+)-(\d+|unknown)\.json$/.exec(f);
+    const m = /^[^.]+\.(.+)-(\d+|unknown)\.(json|snapshot)$/.exec(f);
     if (!m || m[1] === "netns") continue;
     let alive = true;
     try {
@@ -254,6 +254,36 @@ export async function undoHostSetup(stateFile: string, opts: HostOptions = {}): 
   const report = await undoSteps(stateFile, state, { ...opts, netns: state.netns ?? opts.netns });
   rmSync(stateFile, { force: true });
   return report;
+}
+
+/**
+ * `masq run` after `masq stop --keep-state`: takes over the setup the stopped masq left in place
+ * (recorded in `stateFile`) instead of undoing it, so no packet leaves untranslated meanwhile: the
+ * record is rewritten as this process's. Recorded steps for which `redo(what)` is true are undone
+ * first, for the new run applies them again (the forwards' rules). Throws, changing nothing, when
+ * there is no record or the masq it names is still running.
+ */
+export async function adoptHostSetup(
+  stateFile: string,
+  redo: (what: string) => boolean,
+  opts: HostOptions = {},
+): Promise<{ kept: number; undone: string[] }> {
+  const state = readState(stateFile);
+  if (!state) throw new Error(`no host state file ${stateFile}: the host setup is not recorded`);
+  assertNotOwnedByLiveMasq(state, stateFile);
+  state.pid = process.pid;
+  state.pidStart = processStartTime(process.pid);
+  writeState(stateFile, state);
+  const undone: string[] = [];
+  for (let i = state.steps.length - 1; i >= 0; i--) {
+    const what = state.steps[i].what;
+    if (redo(what) && (await undoRecordedStep(what, stateFile, opts))) undone.push(what);
+  }
+  (opts.log ?? silent).info(
+    { stateFile, steps: state.steps.length - undone.length },
+    "host setup taken over",
+  );
+  return { kept: state.steps.length - undone.length, undone };
 }
 
 /** A host state file that cannot be read as one (not JSON, unknown format). */

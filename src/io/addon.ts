@@ -20,6 +20,8 @@ export interface NativeTun {
   writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
   stats(): TunCounters;
   close(): void;
+  /** TUNSETPERSIST: the device outlives the fd (and the process) while on. */
+  setPersist(on: boolean): void;
 }
 
 /** A NETLINK_ROUTE socket bound to multicast groups (native/netlink.cc). */

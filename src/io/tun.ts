@@ -96,6 +96,14 @@ export class TunDevice implements BatchIo {
     return this.dev.stats();
   }
 
+  /**
+   * Makes the device persistent (it and its routes outlive this process: `masq stop
+   * --keep-state`), or ordinary again (it goes with the fd, the next run's way).
+   */
+  setPersist(on: boolean): void {
+    this.dev.setPersist(on);
+  }
+
   /** Stops reading and closes the fd; the kernel removes a non-persistent device with it. */
   close(): void {
     if (this.closed) return;

@@ -17,11 +17,12 @@ import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
 import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
-import type { NatEventRing } from "./nat-events.ts";
 import { applyPolicy, type LivePolicy, withPolicy } from "./live-policy.ts";
+import type { NatEventRing } from "./nat-events.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
+import { captureEngine, type ImageParts, restoreEngine, type StateImage } from "./snapshot.ts";
 import { EngineState } from "./state.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { SIDE_BY_ADDRESS } from "./verdicts.ts";
@@ -32,6 +33,7 @@ export type { AlgHook } from "./alg-hook.ts";
 export type { LivePolicy } from "./live-policy.ts";
 export type { PinRequest, PinResult } from "./pins-api.ts";
 export type { AddressChange } from "./public-address.ts";
+export type { ImageParts, StateImage } from "./snapshot.ts";
 export { DROP, FORWARD, HELD, REPLY, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE } from "./verdicts.ts";
 
 export class NatEngine {
@@ -156,6 +158,11 @@ export class NatEngine {
    */
   takeAnswer(): Uint8Array | undefined {
     return this.s.unsolicitedSyns?.take();
+  }
+
+  /** The latest tick stopped at its expiry budget: more flows are due (tick again). */
+  get timersBehind(): boolean {
+    return this.s.timersBehind;
   }
 
   /** Advances the clock and expires flows; call about once a second when no packets flow. */
@@ -299,5 +306,15 @@ export class NatEngine {
 
   stats(): EngineStats {
     return engineStats(this.s);
+  }
+
+  /** The state a restart keeps (src/nat/snapshot.ts), with the layers' above it (`parts`). */
+  captureState(parts: ImageParts): StateImage<Uint8Array> {
+    return captureEngine(this.s, parts);
+  }
+
+  /** Restores captureState's image into this fresh engine of the same configuration. */
+  restoreState(image: StateImage, parts: ImageParts): void {
+    restoreEngine(this.s, image, parts);
   }
 }

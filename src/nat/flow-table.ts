@@ -70,7 +70,12 @@ export class FlowTable {
   readonly f64: Float64Array;
   readonly index: HashIndex;
   private readonly seed: number;
-  private freeHead: number; // index + 1
+  private freeHead = 0; // index + 1
+  /**
+   * Records from here on were never used: taken in order once the free list is empty, so the
+   * unused part of the table stays zero (a snapshot stores only the pages with data).
+   */
+  private fresh = 0;
   count = 0;
 
   constructor(capacity: number, allocate: TableAllocator = plainAllocator, hashSeed = 0) {
@@ -80,9 +85,11 @@ export class FlowTable {
     this.u32 = new Uint32Array(buf);
     this.f64 = new Float64Array(buf);
     this.index = new HashIndex(capacity * 2, allocate);
-    // Free list threaded through the created word, lowest index first.
-    for (let i = 0; i < capacity; i++) this.u32[i * FLOW_WORDS + F_ALG] = i + 2 <= capacity ? i + 2 : 0;
-    this.freeHead = capacity > 0 ? 1 : 0;
+  }
+
+  /** Records below this index may have been used; those from it on never were (all zero). */
+  get highWater(): number {
+    return this.fresh;
   }
 
   get byteLength(): number {
@@ -92,10 +99,13 @@ export class FlowTable {
   /** Takes a free record (zeroed counters) or returns NO_FLOW when the table is full. */
   alloc(): number {
     const h = this.freeHead;
-    if (h === 0) return NO_FLOW;
-    const i = h - 1;
+    let i: number;
+    if (h !== 0) {
+      i = h - 1;
+      this.freeHead = this.u32[i * FLOW_WORDS + F_ALG];
+    } else if (this.fresh < this.capacity) i = this.fresh++;
+    else return NO_FLOW;
     const base = i * FLOW_WORDS;
-    this.freeHead = this.u32[base + F_ALG];
     this.u32.fill(0, base, base + FLOW_WORDS);
     this.count++;
     return i;

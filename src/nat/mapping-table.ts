@@ -24,7 +24,9 @@ export class MappingTable {
   private readonly seed: number;
   /** The words of the flow records the mappings' lists run through. */
   private readonly flowWords: Uint32Array;
-  private freeHead: number;
+  private freeHead = 0;
+  /** Records from here on were never used (taken in order once the free list is empty). */
+  private fresh = 0;
   count = 0;
 
   constructor(capacity: number, flows: FlowTable, allocate: TableAllocator = plainAllocator, hashSeed = 0) {
@@ -34,8 +36,11 @@ export class MappingTable {
     this.u32 = new Uint32Array(allocate(capacity * MAPPING_WORDS * 4));
     this.proto = new Uint8Array(capacity);
     this.index = new HashIndex(capacity * 2, allocate);
-    for (let i = 0; i < capacity; i++) this.u32[i * MAPPING_WORDS + M_HEAD] = i + 2 <= capacity ? i + 2 : 0;
-    this.freeHead = capacity > 0 ? 1 : 0;
+  }
+
+  /** Records below this index may have been used; those from it on never were (all zero). */
+  get highWater(): number {
+    return this.fresh;
   }
 
   get byteLength(): number {
@@ -86,10 +91,13 @@ export class MappingTable {
   /** Creates and indexes a mapping; NO_MAPPING when the table is full. */
   add(proto: number, inAddr: number, inPort: number, outAddr: number, outPort: number): number {
     const h = this.freeHead;
-    if (h === 0) return NO_MAPPING;
-    const m = h - 1;
+    let m: number;
+    if (h !== 0) {
+      m = h - 1;
+      this.freeHead = this.u32[m * MAPPING_WORDS + M_HEAD];
+    } else if (this.fresh < this.capacity) m = this.fresh++;
+    else return NO_MAPPING;
     const b = m * MAPPING_WORDS;
-    this.freeHead = this.u32[b + M_HEAD];
     this.u32[b + M_IN_ADDR] = inAddr;
     this.u32[b + M_OUT_ADDR] = outAddr;
     this.u32[b + M_PORTS] = ((inPort << 16) | outPort) >>> 0;

@@ -1,0 +1,166 @@
+// `masq stop --keep-state` and the `masq run` after it: the engine's state to a snapshot file and
+// back (snapshot-file.ts holds the format). What decides whether a snapshot may be taken is here:
+// the same masq version, the same configuration as far as it decides the tables' layout and the
+// translation (configHash), the same boot (a reboot takes the persistent TUN with it). Whatever
+// refuses it, masq starts empty and says why.
+import { createHash } from "node:crypto";
+import { readFileSync, renameSync, rmSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import type { AlgRegistry } from "../alg/registry.ts";
+import { algImageParts } from "../alg/snapshot.ts";
+import type { EngineConfig } from "../nat/config.ts";
+import type { NatEngine } from "../nat/engine.ts";
+import type { ArrayContent, StateImage } from "../nat/snapshot.ts";
+import { ImageMismatch } from "../nat/snapshot.ts";
+import type { RunConfig } from "./config.ts";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  readSnapshotFile,
+  type SnapshotHeader,
+  SnapshotRefused,
+  writeSnapshotFile,
+} from "./snapshot-file.ts";
+import { masqVersion } from "./version.ts";
+
+export { SnapshotRefused } from "./snapshot-file.ts";
+export { masqVersion } from "./version.ts";
+
+/** The snapshot next to the host state file it goes with: `<state>.snapshot`. */
+export function snapshotFileFor(hostStateFile: string): string {
+  return hostStateFile.replace(/\.json$/, "") + ".snapshot";
+}
+
+/**
+ * A hash of what must be the same for a snapshot to fit: the engine's configuration but for
+ * what the new run may change (seeds, which the snapshot brings; timeouts, MTUs, the MSS clamp
+ * and the gateway's own addresses, which only apply from now on), the ALGs (a flow records its
+ * ALG by its place in the list), the TUN names and their offloads (the devices are kept).
+ */
+export function configHash(cfg: RunConfig, engine: EngineConfig): string {
+  const {
+    portSeed: _p,
+    hashSeed: _h,
+    timeouts: _t,
+    insideMtu: _i,
+    outsideMtu: _o,
+    mssClamp: _m,
+    gateway: _g,
+    ...layout
+  } = engine;
+  const what = { layout, alg: cfg.alg, tun: cfg.tun, tunOutside: cfg.tunOutside, offload: cfg.offload };
+  return createHash("sha256").update(canonicalJson(what)).digest("hex");
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v !== null && typeof v === "object")
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(v) ?? "null";
+}
+
+function bootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+/** CLOCK_MONOTONIC (shared by every process of the boot, unlike performance.now()), in ns. */
+function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+export interface SnapshotWritten {
+  file: string;
+  bytes: number;
+  ms: number;
+  flows: number;
+}
+
+/**
+ * Writes the engine's state (and the ALGs') to `file`. `clockMs`: the engine clock now (the
+ * daemon's clock, which the next run continues).
+ */
+export function writeSnapshot(
+  file: string,
+  engine: NatEngine,
+  algs: AlgRegistry,
+  info: { configHash: string; clockMs: number },
+): SnapshotWritten {
+  const began = performance.now();
+  const image = engine.captureState(algImageParts(algs));
+  const header: SnapshotHeader = {
+    masqVersion: masqVersion(),
+    configHash: info.configHash,
+    createdAt: new Date().toISOString(),
+    monotonicNs: String(monotonicNs()),
+    bootId: bootId(),
+    clockMs: info.clockMs,
+    portSeed: engine.config.portSeed,
+    flows: engine.flowTable.count,
+    mappings: engine.mappingTable.count,
+    pins: engine.pins.size,
+  };
+  const pieces = encodeSnapshot(header, image);
+  writeSnapshotFile(file, pieces);
+  const bytes = pieces.reduce((n, p) => n + p.byteLength, 0);
+  return { file, bytes, ms: Math.round(performance.now() - began), flows: header.flows };
+}
+
+export interface KeptState {
+  header: SnapshotHeader;
+  image: StateImage<ArrayContent>;
+  /** How long masq was down (ms), from CLOCK_MONOTONIC. */
+  downMs: number;
+}
+
+/**
+ * The snapshot at `file` if it is this masq's and fits this configuration; undefined when there
+ * is none; SnapshotRefused naming why otherwise.
+ */
+export function readKeptState(file: string, expectedHash: string): KeptState | undefined {
+  const data = readSnapshotFile(file);
+  if (!data) return undefined;
+  const { header, image } = decodeSnapshot(file, data);
+  const version = masqVersion();
+  if (header.masqVersion !== version)
+    throw new SnapshotRefused(file, `written by masq ${header.masqVersion}, this is masq ${version}`);
+  if (header.configHash !== expectedHash)
+    throw new SnapshotRefused(
+      file,
+      "written with another configuration (table sizes, addresses, ports, filtering, firewall, ALGs or TUNs differ)",
+    );
+  if (header.bootId !== bootId()) throw new SnapshotRefused(file, "written before the machine rebooted");
+  const downNs = monotonicNs() - BigInt(header.monotonicNs);
+  return { header, image, downMs: Number(downNs / 1_000_000n) };
+}
+
+/**
+ * Restores kept state into a fresh engine (built with the snapshot's port seed); SnapshotRefused
+ * when the image does not fit it (another layout), the engine then as fresh as it was.
+ */
+export function restoreKeptState(file: string, kept: KeptState, engine: NatEngine, algs: AlgRegistry): void {
+  try {
+    engine.restoreState(kept.image, algImageParts(algs));
+  } catch (err) {
+    if (err instanceof ImageMismatch)
+      throw new SnapshotRefused(file, `its tables do not fit: ${err.message}`);
+    throw err;
+  }
+}
+
+/** A refused snapshot is kept aside as `<file>.refused-<time>` for a look, not read again. */
+export function setSnapshotAside(file: string): string {
+  const aside = `${file}.refused-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  try {
+    renameSync(file, aside);
+  } catch {
+    rmSync(file, { force: true });
+  }
+  return aside;
+}

@@ -1,0 +1,232 @@
+// A restart that keeps the connection table (issue 15): `masq stop --keep-state` then `masq run`
+// with the same configuration. An inside host's long TCP session (a line exchanged every 20 ms)
+// and a rate-limited download carry on with no reset; nothing with an inside source leaves on the
+// outside meanwhile (the host setup and the persistent TUNs stay); the gap is measured and
+// printed. A tampered snapshot is refused with its reason and masq starts empty; `masq stop`
+// alone undoes the host setup like SIGTERM, and says so when no masq runs.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { snapshotFileFor } from "../../src/control/keep-state.ts";
+import { defaultStateFile } from "../../src/host/apply.ts";
+import { PcapReader } from "../../src/io/pcap.ts";
+import { bodySha256 } from "../../src/lab/body.ts";
+import { labScript, MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { buildMasqNetwork, gatewaySnapshot, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
+
+const root = process.getuid?.() === 0;
+const skip = root ? false : "needs root (network namespaces)";
+const PY = "/usr/bin/python3";
+const SESSION = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "line-session.py");
+const ECHO_PORT = 7000;
+/** The download: 12 MB at 1 MB/s, so it runs across the restart. */
+const DOWNLOAD_BYTES = 12 * 1024 * 1024;
+
+/** Waits (bounded) for `check`, polling every 50 ms. */
+async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Progress of the line session: the latest "echo N" it printed. */
+const echoes = (p: LabProcess) => Number([...p.stdout.matchAll(/^echo (\d+)$/gm)].at(-1)?.[1] ?? 0);
+
+describe("restart with the table kept (masq stop --keep-state, then masq run)", { skip }, () => {
+  let net: MasqNetwork;
+  let tmp: string;
+  let snapshot: string;
+  const started: MasqProcess[] = [];
+
+  const start = async () => {
+    const m = await startMasq(net);
+    started.push(m);
+    return m;
+  };
+  const masqCli = (args: string[]) =>
+    net.lab.exec(net.gate.ns, [process.execPath, MASQ_BIN, ...args], { timeoutMs: 60_000 });
+  const tunPersistent = async (tun: string) => {
+    const links = JSON.parse(
+      await net.lab.run(net.gate.ns, ["ip", "-j", "-d", "link", "show", "dev", tun]),
+    ) as Array<{
+      linkinfo?: { info_data?: { persist?: boolean } };
+    }>;
+    return links[0]?.linkinfo?.info_data?.persist === true;
+  };
+  const log = (m: MasqProcess) => m.proc.stdout + m.proc.stderr;
+
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), "masq-keepstate-"));
+    net = await buildMasqNetwork({ prefix: "masqks", mode: "interface" });
+    snapshot = snapshotFileFor(defaultStateFile("masq0", { dir: "/run/masq", netns: net.gate.ns }));
+    const echo = net.lab.spawn(net.inet.ns, ["socat", `TCP-LISTEN:${ECHO_PORT},reuseaddr,fork`, "PIPE"]);
+    const web = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80", "--udp", "7"]);
+    await until(() => echo.running && web.stdout.length > 0, "the Internet host's servers are up").catch(
+      () => {},
+    );
+    await sleep(300);
+  });
+
+  after(async () => {
+    try {
+      for (const m of started) if (m.proc.running) await m.stop();
+    } finally {
+      await net?.destroy();
+      // The snapshot and what was set aside of it, of this test's gateway only.
+      const dir = dirname(snapshot);
+      for (const f of existsSync(dir) ? readdirSync(dir) : [])
+        if (f.startsWith(basename(snapshot))) rmSync(join(dir, f), { force: true });
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it("an inside host's TCP session and download survive with no reset; nothing untranslated leaves meanwhile", async () => {
+    const first = await start();
+    // Everything the gateway sends towards the ISP, from before the stop to after the restart.
+    const pcap = join(tmp, "outside.pcap");
+    const capture = net.lab.spawn(net.isp.ns, [
+      "tcpdump",
+      "-i",
+      net.isp.toGateDev,
+      "-n",
+      "-U",
+      "-Q",
+      "in",
+      "-w",
+      pcap,
+      "src net 192.168.0.0/24",
+    ]);
+    await capture.waitFor(/listening on/, 10_000);
+    const stopFile = join(tmp, "stop-session");
+    const session = net.lab.spawn(net.inside[0].ns, [
+      PY,
+      SESSION,
+      net.inet.addr,
+      String(ECHO_PORT),
+      stopFile,
+      "90",
+    ]);
+    await until(() => echoes(session) >= 20, "the line session runs", 20_000);
+    const file = join(tmp, "download");
+    const download = net.lab.spawn(net.inside[1].ns, [
+      "curl",
+      "-sS",
+      "--limit-rate",
+      "1M",
+      "-o",
+      file,
+      "-w",
+      "%{http_code} %{size_download}",
+      `http://${net.inet.addr}/bytes/${DOWNLOAD_BYTES}`,
+    ]);
+    await until(() => existsSync(file) && statSync(file).size > 1024 * 1024, "the download runs", 20_000);
+
+    const began = performance.now();
+    const stop = await masqCli(["stop", "--keep-state", "--socket", first.socket]);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.match(stop.stdout, /stopped; its state, TUNs and host setup are kept/);
+    assert.ok(!first.proc.running, "masq stop returns once the process is gone");
+    assert.match(log(first), /state kept/);
+    assert.ok(existsSync(snapshot), "the snapshot is in state_dir");
+    assert.ok(await tunPersistent("masq0"), "the inside TUN outlives the process");
+    assert.ok(await tunPersistent("masq0-out"), "the outside TUN outlives the process");
+    const atStop = echoes(session);
+
+    const second = await start();
+    const downMs = Math.round(performance.now() - began);
+    assert.match(log(second), /state restored from the snapshot/);
+    assert.ok(!existsSync(snapshot), "the snapshot is removed once taken up");
+    assert.equal(await tunPersistent("masq0"), false, "the TUN goes with the new process again");
+    await until(
+      () => echoes(session) >= atStop + 30,
+      "the line session carries on after the restart",
+      30_000,
+    );
+    const conns = await second.cli(["conns", "--json", "--host", net.inside[0].addr, "--proto", "tcp"]);
+    assert.match(conns, /"state":"established"/, "the session's flow came back established");
+    writeFileSync(stopFile, "");
+    assert.ok(await session.waitExit(40_000), "the line session ends");
+    const result = JSON.parse(session.stdout.trim().split("\n").at(-1) ?? "{}") as {
+      lines: number;
+      longestMs: number;
+      error: string | null;
+    };
+    assert.equal(result.error, null, "the session never broke");
+    assert.ok(await download.waitExit(60_000), "the download ends");
+    assert.equal(download.exitCode, 0, download.stderr);
+    assert.equal(download.stdout, `200 ${DOWNLOAD_BYTES}`);
+    assert.equal(bodySha256(DOWNLOAD_BYTES), sha256Of(file), "every byte arrived, in order");
+
+    await capture.kill("SIGINT");
+    assert.deepEqual(packetsIn(pcap), 0, "no packet with an inside source left on the outside");
+    process.stdout.write(
+      `# keep-state restart: masq stop --keep-state to the new masq ready ${downMs} ms; ` +
+        `longest gap in the line session ${result.longestMs} ms (${result.lines} lines, no reset)\n`,
+    );
+    await second.stop();
+  });
+
+  it("a tampered snapshot is refused, naming why; masq starts empty and cleans up the setup left behind", async () => {
+    const first = await start();
+    const ping = await net.lab.exec(net.inside[0].ns, ["ping", "-n", "-c", "2", "-i", "0.2", net.inet.addr]);
+    assert.equal(ping.code, 0, ping.stdout);
+    const stop = await masqCli(["stop", "--keep-state", "--socket", first.socket]);
+    assert.equal(stop.code, 0, stop.stderr);
+    const bytes = readFileSync(snapshot);
+    bytes[bytes.length >> 1] ^= 0x01;
+    writeFileSync(snapshot, bytes);
+
+    const second = await start();
+    assert.match(log(second), /refused: corrupt: checksum mismatch; masq starts with an empty table/);
+    assert.match(log(second), /cleaning up after a previous run/);
+    const stats = JSON.parse(await second.cli(["stats", "--json"])) as { engine: { flows: number } };
+    assert.equal(stats.engine.flows, 0, "the table is empty");
+    assert.ok(!existsSync(snapshot), "the refused snapshot is set aside");
+    assert.ok(
+      readdirSync(dirname(snapshot)).some((f) => f.startsWith(`${basename(snapshot)}.refused-`)),
+      "kept aside for a look",
+    );
+    assert.equal(await tunPersistent("masq0"), false, "the left TUN was removed and made anew");
+    const again = await net.lab.exec(net.inside[0].ns, ["ping", "-n", "-c", "2", "-i", "0.2", net.inet.addr]);
+    assert.equal(again.code, 0, "an empty masq translates as ever");
+    await second.stop();
+  });
+
+  it("masq stop alone undoes the host setup like SIGTERM; with no masq running it says so", async () => {
+    const before0 = await gatewaySnapshot(net);
+    const m = await start();
+    const stop = await masqCli(["stop", "--socket", m.socket]);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.match(stop.stdout, /^masq \(pid \d+\) stopped\n$/);
+    assert.ok(!m.proc.running);
+    assert.equal(m.proc.exitCode, 0);
+    assert.ok(!existsSync(snapshot), "no snapshot without --keep-state");
+    assert.equal(await gatewaySnapshot(net), before0, "the host is as it was");
+    const none = await masqCli(["stop", "--socket", m.socket]);
+    assert.equal(none.code, 3);
+    assert.match(none.stderr, /masq is not running \(no control socket at /);
+  });
+});
+
+/** Packets in a capture file. */
+function packetsIn(path: string): number {
+  const r = new PcapReader(readFileSync(path));
+  let n = 0;
+  while (r.next()) n++;
+  return n;
+}
+
+function sha256Of(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
