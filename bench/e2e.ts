@@ -11,11 +11,15 @@
 //     bodies from lighttpd on the Internet host): requests/s, transfer, mean and p99 latency,
 //     wrk's errors;
 //   - short connections per second from one inside host (one HTTP/1.0 request each, sustained
-//     for --short-seconds), with every failed connection counted by reason.
+//     for --short-seconds), with every failed connection counted by reason;
+//   - latency: UDP request/response and ping round trips, idle and under an iperf3 TCP load,
+//     p50/p99/p99.9/max and masq minus kernel (bench/lib/latency.ts).
+// The generators are the bench's own C programs (bench/c, compiled at the start), pinned away
+// from the translation's CPU (bench/lib/placement.ts says where everything runs, and why).
 // Every figure comes with the CPU of its traffic generators (iperf3's own figures; the UDP
 // blaster, the flow generators and echo servers, wrk, lighttpd and the short-connection client
-// from /proc or their own clock), and masq's: a warning when a generator is above 90% of a core,
-// where it may be the limit (issue 13). The HTTP figures also print masq's counters that explain
+// from /proc or their own getrusage) and of each CPU, and masq's: a warning when a generator is
+// above 90% of a core, where it may be the limit (issue 13). The HTTP figures also print masq's counters that explain
 // a bad figure (kernel queue drops per TUN, drops by reason, read budget hits, ports held).
 // Measurements alternate between the two networks (kernel then masq, then masq then kernel in
 // the next round …) so a noisy machine disturbs both alike.
