@@ -11,11 +11,15 @@
 //     bodies from lighttpd on the Internet host): requests/s, transfer, mean and p99 latency,
 //     wrk's errors;
 //   - short connections per second from one inside host (one HTTP/1.0 request each, sustained
-//     for --short-seconds), with every failed connection counted by reason.
+//     for --short-seconds), with every failed connection counted by reason;
+//   - latency: UDP request/response and ping round trips, idle and under an iperf3 TCP load,
+//     p50/p99/p99.9/max and masq minus kernel (bench/lib/latency.ts).
+// The generators are the bench's own C programs (bench/c, compiled at the start), pinned away
+// from the translation's CPU (bench/lib/placement.ts says where everything runs, and why).
 // Every figure comes with the CPU of its traffic generators (iperf3's own figures; the UDP
 // blaster, the flow generators and echo servers, wrk, lighttpd and the short-connection client
-// from /proc or their own clock), and masq's: a warning when a generator is above 90% of a core,
-// where it may be the limit (issue 13). The HTTP figures also print masq's counters that explain
+// from /proc or their own getrusage) and of each CPU, and masq's: a warning when a generator is
+// above 90% of a core, where it may be the limit (issue 13). The HTTP figures also print masq's counters that explain
 // a bad figure (kernel queue drops per TUN, drops by reason, read budget hits, ports held).
 // Measurements alternate between the two networks (kernel then masq, then masq then kernel in
 // the next round …) so a noisy machine disturbs both alike.
@@ -26,15 +30,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { type MasqProcess, startMasq } from "../src/lab/masq-process.ts";
 import { buildMasqNetwork, enableKernelNat, type MasqMode, removeStaleNamespaces } from "../src/lab/netns.ts";
+import { buildCTools } from "./lib/c-tools.ts";
 import {
   busyGenerators,
   type CpuReport,
   cpuReportText,
   cpuSeconds,
-  exitedPid,
   GENERATOR_LIMIT_PCT,
+  perCpuText,
 } from "./lib/cpu.ts";
 import {
   BIG_BYTES,
@@ -51,6 +55,8 @@ import {
   webWorkerNames,
   wrkErrorCount,
 } from "./lib/http.ts";
+import { type FigureRun, latencyFigures, latencyNotes } from "./lib/latency-figures.ts";
+import { errText, type Masq, onSignal, restartMasq, startMasqOn, stopMasq } from "./lib/masq-side.ts";
 import { countersText, type MasqCounters, masqProblemCounters, withMasqCounters } from "./lib/masq-stats.ts";
 import {
   FLOW_PORT_FIRST,
@@ -64,7 +70,7 @@ import {
   type Side,
   type SideKind,
 } from "./lib/measure.ts";
-import { PYTHON } from "./lib/py.ts";
+import { GENERATOR_CPU, placementText, steerKernelGateway } from "./lib/placement.ts";
 import { emptySamples, jsonFigures, type Samples, table } from "./lib/report.ts";
 
 const USAGE = `usage: npm run bench:e2e -- [--json] [--quick] [--mode interface|pool] [--rounds N]
@@ -133,72 +139,6 @@ function intOpt(name: string, v: string, min: number, max: number): number {
   return n;
 }
 
-function errText(e: unknown): string {
-  return oneLine(e instanceof Error ? e.message : String(e), 800);
-}
-
-// ---- masq ----
-
-interface Masq {
-  proc: MasqProcess | null;
-  error: string | null;
-  configPath: string;
-  /** Ports of masq's range the flow test has taken since masq started (held for the UDP timeout). */
-  flowPortsUsed: number;
-  /**
-   * The short-connection test ran since masq started: its mappings hold the first inside host's
-   * share of the TCP ports for the transitory timeout, so its next TCP figure needs a fresh masq.
-   */
-  shortRan: boolean;
-  starts: number;
-}
-
-async function startMasqOn(side: Side, m: Masq): Promise<void> {
-  try {
-    m.proc = await startMasq(side.net, { config: m.configPath, flags: masqArgs });
-    m.starts += 1;
-    m.flowPortsUsed = 0;
-    m.shortRan = false;
-    m.error = null;
-  } catch (e) {
-    m.proc = null;
-    m.error = `masq did not start: ${errText(e)}`;
-  }
-}
-
-async function stopMasq(m: Masq): Promise<void> {
-  const p = m.proc;
-  if (!p) return;
-  m.proc = null;
-  try {
-    const code = await p.stop();
-    if (code !== 0 && code !== null)
-      log(`masq exited with code ${code}: ${oneLine(p.proc.stderr.slice(-400))}`);
-  } catch (e) {
-    log(`stopping masq: ${errText(e)}`);
-  }
-}
-
-/**
- * Ctrl-C: the lab toolkit's own handler (installed with the first lab, so it runs after this
- * one) SIGKILLs everything in our namespaces and deletes them. masq gets a SIGTERM and up to 5 s
- * first, so it removes its state file and control socket (outside the namespaces) itself.
- * Synchronous: no awaiting in a signal handler that the next one ends with process.exit.
- */
-function onSignal(m: Masq, signal: NodeJS.Signals): void {
-  const pid = m.proc?.proc.running ? m.proc.proc.pid : -1;
-  if (pid > 0) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-    const nap = new Int32Array(new SharedArrayBuffer(4));
-    for (let i = 0; i < 250 && !exitedPid(pid); i++) Atomics.wait(nap, 0, 0, 20);
-  }
-  if (process.listenerCount(signal) === 0) process.exit(signal === "SIGINT" ? 130 : 143);
-}
-
 // ---- the run ----
 
 interface Ctx {
@@ -246,13 +186,6 @@ async function onSide<T>(
     ctx.errors.push(`${side.kind} ${what}: ${errText(e)}`);
     return null;
   }
-}
-
-async function restartMasq(ctx: Ctx, side: Side, why: string): Promise<void> {
-  log(`${why}: restarting masq`);
-  await stopMasq(ctx.masq);
-  await startMasqOn(side, ctx.masq);
-  if (ctx.masq.error) log(ctx.masq.error);
 }
 
 /** Warns (and notes) when a load generator ran above the limit: the figure may be its own. */
@@ -352,7 +285,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
   const masqSide = ctx.sides.find((s) => s.kind === "masq");
   if (masqSide && ctx.masq.proc && ctx.masq.shortRan)
     await restartMasq(
-      ctx,
+      ctx.masq,
       masqSide,
       `${tag(masqSide)} the short-connection test's mappings hold abox's TCP ports`,
     );
@@ -385,9 +318,10 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       ctx.samples.udp_pps[s.kind].push(v.pps);
       const lost = v.sentPps > 0 ? Math.max(0, 1 - v.pps / v.sentPps) * 100 : 0;
       log(
-        `${tag(s)} UDP 64 B: ${(v.pps / 1e3).toFixed(1)} kpps delivered of ${(v.sentPps / 1e3).toFixed(1)} kpps sent (${lost.toFixed(1)}% lost${v.tunDropPps > 0 ? `, ${(v.tunDropPps / 1e3).toFixed(1)} kpps dropped at the full TUN queue` : ""}${v.mmsg ? "" : ", plain send(): slow generator"})`,
+        `${tag(s)} UDP 64 B: ${(v.pps / 1e3).toFixed(1)} kpps delivered of ${(v.sentPps / 1e3).toFixed(1)} kpps sent (${lost.toFixed(1)}% lost${v.tunDropPps > 0 ? `, ${(v.tunDropPps / 1e3).toFixed(1)} kpps dropped at the full TUN queue` : ""}); the blaster's own CPU ${v.blasterCpu.toFixed(0)}%`,
       );
       logCpu(ctx, tag(s), `${s.kind} UDP 64 B, round ${round + 1}`, v.cpu, ["blaster"]);
+      warnIfBusy(ctx, tag(s), `${s.kind} UDP 64 B, round ${round + 1}`, "the blaster", v.blasterCpu);
       if (v.otherPps > 0)
         ctx.errors.push(`${s.kind} UDP: ${v.otherPps.toFixed(0)} pps reached the Internet host untranslated`);
     }
@@ -402,7 +336,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       const size = MASQ_PORTS.last - MASQ_PORTS.first + 1;
       if (ctx.masq.flowPortsUsed + need > size * 0.9)
         await restartMasq(
-          ctx,
+          ctx.masq,
           s,
           `${tag(s)} the flow test has taken ${ctx.masq.flowPortsUsed} of ${size} ports`,
         );
@@ -423,13 +357,19 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       log(
         `${tag(s)} new UDP flows: ${(v.perSec / 1e3).toFixed(1)} k/s (${v.replies} of ${v.sent} answered in ${v.seconds.toFixed(2)} s by ${v.generators} generators, ${FLOWS_WINDOW} outstanding each${v.timedOut ? ", TIME LIMIT hit" : ""})`,
       );
-      const pcts = (xs: number[]) => xs.map((x) => `${x.toFixed(0)}%`).join(", ");
+      const pcts = (xs: number[]) => xs.map((x) => `${x.toFixed(0)}%`).join(" + ");
+      const together = [...v.generatorCpu, ...v.echoCpu].reduce((a, b) => a + b, 0);
       log(
-        `${tag(s)}   CPU during the exchanges: generators ${pcts(v.generatorCpu)} (their own), UDP echo servers ${pcts(v.echoCpu)}`,
+        `${tag(s)}   CPU during the exchanges: generators ${pcts(v.generatorCpu)} (their own), UDP echo server ${pcts(v.echoCpu)}: ${together.toFixed(0)}% of CPU ${GENERATOR_CPU} together; ${perCpuText(v.perCpuBusyPct)} busy${r.cpu}`,
       );
       const what = `${s.kind} new flows, round ${round + 1}`;
-      for (const [i, x] of v.generatorCpu.entries()) warnIfBusy(ctx, tag(s), what, `generator ${i + 1}`, x);
-      for (const [i, x] of v.echoCpu.entries()) warnIfBusy(ctx, tag(s), what, `echo server ${i + 1}`, x);
+      warnIfBusy(
+        ctx,
+        tag(s),
+        what,
+        `the generators and the echo server together (CPU ${GENERATOR_CPU})`,
+        together,
+      );
       if (v.replies < v.sent * 0.99)
         ctx.notes.push(
           `${s.kind} new flows, round ${round + 1}: ${v.sent - v.replies} of ${v.sent} requests unanswered`,
@@ -437,6 +377,13 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
     }
     await sleep(300);
   }
+  const figureRun: FigureRun = {
+    samples: ctx.samples,
+    notes: ctx.notes,
+    onSide: (side, what, fn) => onSide(ctx, side, what, fn),
+    warnIfBusy: (t, what, generator, pct) => warnIfBusy(ctx, t, what, generator, pct),
+  };
+  await latencyFigures(figureRun, round, sides, tag, quick);
   await httpFigures(ctx, round, sides, tag);
 }
 
@@ -462,6 +409,7 @@ async function main(): Promise<number> {
       proc: null,
       error: null,
       configPath: join(workDir, "masq.toml"),
+      flags: masqArgs,
       flowPortsUsed: 0,
       shortRan: false,
       starts: 0,
@@ -483,17 +431,19 @@ async function main(): Promise<number> {
   const header = `masq end-to-end benchmark: ${mode} mode, ${cpus().length} CPUs, load ${loadText(loadStart)}, ${quick ? "quick" : "full"}, ${rounds} round(s)`;
   log(header);
   try {
-    ctx.files = await prepareHttpFiles(workDir);
+    const tools = await buildCTools(workDir);
+    ctx.files = await prepareHttpFiles(workDir, tools["conn-rate"]);
     for (const kind of ["kernel", "masq"] as const) {
       if (opt.only !== undefined && opt.only !== kind) continue;
       const net = await buildMasqNetwork({ prefix: PREFIX, mode });
-      const side = newSide(kind, net);
+      const side = newSide(kind, net, tools);
       ctx.sides.push(side);
       await net.lab.sysctl(net.gate.ns, "net.ipv4.ip_local_port_range", GATE_EPHEMERAL);
       await prepareHosts(side);
       ctx.web[kind] = await startWebServer(side, ctx.files);
       if (kind === "kernel") {
         await enableKernelNat(net);
+        await steerKernelGateway(net);
         log(`kernel network up (${net.lab.id}-*): nftables ${mode === "pool" ? "snat" : "masquerade"}`);
       } else {
         writeFileSync(
@@ -530,11 +480,13 @@ async function main(): Promise<number> {
     table(ctx.samples, rounds),
     "",
     `TCP: iperf3 abox -> Internet host, ${TCP_SECONDS} s after ${TCP_OMIT} s omitted, receiver's throughput`,
-    `UDP: one sendmmsg blaster (${PYTHON}) on abox, ${UDP_SECONDS} s after ${UDP_WARMUP} s, counted by nftables on the Internet host`,
-    `new flows: ${FLOWS_PER_HOST} fresh source ports on each of 3 inside hosts, ${FLOWS_WINDOW} unanswered at most each (raw sockets, ${PYTHON}) -> UDP echo (2 Python processes); answered / (first request to last reply)`,
+    `UDP: one sendmmsg blaster (bench/c/udp-blast.c) on abox, ${UDP_SECONDS} s after ${UDP_WARMUP} s, counted by nftables on the Internet host`,
+    `new flows: ${FLOWS_PER_HOST} fresh source ports on each of 3 inside hosts, ${FLOWS_WINDOW} unanswered at most each (raw sockets, bench/c/flow-gen.c) -> UDP echo (bench/c/udp-echo.c, recvmmsg/sendmmsg); answered / (first request to last reply)`,
+    ...latencyNotes(quick),
     `HTTP: wrk -t ${WRK_THREADS} -c ${HTTP_CONNECTIONS.join("|")} -d ${HTTP_SECONDS}s --timeout ${WRK_TIMEOUT_S}s on abox, keep-alive GETs of a ${BIG_BYTES / 1024} KB file from lighttpd (${WEB_WORKERS} worker processes) on the Internet host; MB/s: 10^6 bytes read per second; errors: connect + read + write + timeout + non-2xx`,
     `short connections: bench/c/conn-rate.c on abox, ${SHORT_CONCURRENCY} at a time for ${SHORT_SECONDS} s, one HTTP/1.0 GET of ${SMALL_BYTES} B per connection (the server closes); failed: refused, unreachable, reset, bad response or not done within ${SHORT_TIMEOUT_MS / 1000} s`,
-    `CPU: % of one core over the generator's run (from /proc), a process's busiest thread in brackets; a warning when a generator's is above ${GENERATOR_LIMIT_PCT}%`,
+    `CPU: % of one core over the generator's run (from /proc or its own getrusage), a process's busiest thread in brackets, each CPU's busy share (softirq included); a warning when a generator's is above ${GENERATOR_LIMIT_PCT}%`,
+    `placement: ${placementText()}`,
     `masq: ports ${MASQ_PORTS.first}-${MASQ_PORTS.last} (max_ports_per_host default: a quarter of them per inside host), gateway ip_local_port_range ${GATE_EPHEMERAL} on both networks${masqArgs.length ? `, flags ${masqArgs.join(" ")}` : ""}; started ${ctx.masq.starts} time(s)`,
     ...ctx.notes.map((n) => `note: ${n}`),
     ...ctx.warnings.map((w) => `warning: ${w}`),

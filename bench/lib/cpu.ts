@@ -69,13 +69,30 @@ function sample(pid: number): Sample | null {
   return { t, total, threads };
 }
 
-/** Busy and total jiffies of all CPUs together (/proc/stat's first line). */
-function machineTicks(): { busy: number; all: number } {
-  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0];
+interface Ticks {
+  busy: number;
+  all: number;
+}
+
+/** Busy and total jiffies of one /proc/stat "cpu" line (softirq time counts as busy). */
+function ticksOf(line: string): Ticks {
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   const all = v.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = v[3] + v[4]; // idle + iowait
   return { busy: all - idle, all };
+}
+
+/** All CPUs together (/proc/stat's first line), then each CPU (cpu0, cpu1 …). */
+function machineTicks(): Ticks[] {
+  return readFileSync("/proc/stat", "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("cpu"))
+    .map(ticksOf);
+}
+
+function busyPct(a: Ticks | undefined, b: Ticks | undefined): number {
+  const all = a && b ? b.all - a.all : 0;
+  return a && b && all > 0 ? ((b.busy - a.busy) / all) * 100 : 0;
 }
 
 /** A thread's CPU time and the time when it was first seen. */
@@ -100,6 +117,11 @@ function use(first: Sample, last: Sample, threadStart: ReadonlyMap<number, Threa
 export interface CpuReport {
   procs: Record<string, CpuUse | null>;
   machineBusyPct: number;
+  /**
+   * Each CPU's busy share, softirq included: the kernel's packet work shows here and in no
+   * process's figure (a generator's core at 100% with the generator at 60% is still full).
+   */
+  perCpuBusyPct: number[];
 }
 
 /**
@@ -148,8 +170,9 @@ export class CpuWatch {
       const b = this.last.get(name);
       procs[name] = a && b ? use(a, b, this.threadStart.get(name) ?? new Map()) : null;
     }
-    const all = this.machine1.all - this.machine0.all;
-    return { procs, machineBusyPct: all > 0 ? ((this.machine1.busy - this.machine0.busy) / all) * 100 : 0 };
+    const [m0, ...c0] = this.machine0;
+    const [m1, ...c1] = this.machine1;
+    return { procs, machineBusyPct: busyPct(m0, m1), perCpuBusyPct: c0.map((a, i) => busyPct(a, c1[i])) };
   }
 }
 
@@ -165,8 +188,24 @@ export function busyGenerators(cpu: CpuReport, generators: readonly string[]): s
   return generators.filter((g) => (cpu.procs[g]?.busiestThreadPct ?? 0) > GENERATOR_LIMIT_PCT);
 }
 
-/** "CPU wrk 143% (busiest thread 78%), lighttpd 61%, masq 99%; machine 100% busy". */
+/** "CPU wrk 143% (busiest thread 78%), lighttpd 61%, masq 99%; machine 100% busy (CPU 0 100%, CPU 1 99%)". */
 export function cpuReportText(cpu: CpuReport): string {
   const procs = Object.entries(cpu.procs).map(([name, u]) => cpuText(name, u));
-  return `CPU ${procs.join(", ")}; machine ${cpu.machineBusyPct.toFixed(0)}% busy`;
+  return `CPU ${procs.join(", ")}; machine ${cpu.machineBusyPct.toFixed(0)}% busy (${perCpuText(cpu.perCpuBusyPct)})`;
+}
+
+/** "CPU 0 100%, CPU 1 43%". */
+export function perCpuText(pcts: readonly number[]): string {
+  return pcts.map((p, i) => `CPU ${i} ${p.toFixed(0)}%`).join(", ");
+}
+
+/** Each CPU's busy share over a span, softirq included (see CpuReport.perCpuBusyPct). */
+export class CpuBusy {
+  private readonly t0 = machineTicks();
+
+  stop(): number[] {
+    const [, ...c0] = this.t0;
+    const [, ...c1] = machineTicks();
+    return c0.map((a, i) => busyPct(a, c1[i]));
+  }
 }

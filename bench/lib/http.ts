@@ -6,8 +6,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { run } from "../../src/host/exec.ts";
 import type { LabProcess } from "../../src/lab/netns.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
 import { type CpuReport, CpuWatch } from "./cpu.ts";
@@ -28,8 +26,6 @@ export const WRK_TIMEOUT_S = 10;
  */
 export const WEB_WORKERS = availableParallelism();
 
-const CONN_RATE_SOURCE = fileURLToPath(new URL("../c/conn-rate.c", import.meta.url));
-
 export interface HttpFiles {
   lighttpdConf: string;
   wrkScript: string;
@@ -42,7 +38,7 @@ export interface HttpFiles {
  * (which the caller removes). Keep-alive is capped far above what a run sends, so wrk's
  * connections stay open for the whole run.
  */
-export async function prepareHttpFiles(dir: string): Promise<HttpFiles> {
+export async function prepareHttpFiles(dir: string, connRate: string): Promise<HttpFiles> {
   const root = join(dir, "www");
   mkdirSync(root, { recursive: true });
   writeFileSync(join(root, BIG_PATH.slice(1)), Buffer.alloc(BIG_BYTES, "m"));
@@ -72,14 +68,7 @@ export async function prepareHttpFiles(dir: string): Promise<HttpFiles> {
 end
 `,
   );
-  return { lighttpdConf, wrkScript, connRate: await buildConnRate(dir) };
-}
-
-/** Compiles bench/c/conn-rate.c into `dir` with the C compiler scripts/setup.sh installs. */
-export async function buildConnRate(dir: string): Promise<string> {
-  const out = join(dir, "conn-rate");
-  await run(["cc", "-O2", "-Wall", "-Wextra", "-o", out, CONN_RATE_SOURCE], { timeoutMs: 60_000 });
-  return out;
+  return { lighttpdConf, wrkScript, connRate };
 }
 
 export interface WebServer {

@@ -3,14 +3,17 @@
 // time limit or is killed by pid afterwards; every figure counts only traffic that crossed the
 // gateway translated (from its public address, or the replies to that).
 import type { InsideHost, LabProcess, MasqNetwork } from "../../src/lab/netns.ts";
-import { type CpuReport, CpuWatch, cpuSeconds } from "./cpu.ts";
-import { FLOW_GENERATOR, pyArgv, UDP_BLASTER, UDP_ECHO } from "./py.ts";
+import type { CTools } from "./c-tools.ts";
+import { CpuBusy, type CpuReport, CpuWatch, cpuSeconds } from "./cpu.ts";
+import { pinned } from "./placement.ts";
 
 export type SideKind = "kernel" | "masq";
 
 export interface Side {
   kind: SideKind;
   net: MasqNetwork;
+  /** The compiled traffic programs (bench/c). */
+  tools: CTools;
   /** Per inside host: the next source port of the flow generator (fresh 5-tuples). */
   nextFlowPort: number[];
   /** UDP echo servers on the Internet host sharing ECHO_PORT (flow test). */
@@ -25,13 +28,14 @@ export const MASQ_TUN = "masq0";
 export const ECHO_PORT = 7007;
 export const FLOW_PORT_FIRST = 10_000;
 export const FLOW_PORT_LAST = 59_999;
-/** Echo server processes sharing the port (SO_REUSEPORT): one Python process would be the limit. */
-export const ECHO_PROCS = 2;
+/** Echo server processes sharing the port (SO_REUSEPORT); one, batching, keeps up (its CPU is printed). */
+export const ECHO_PROCS = 1;
 
-export function newSide(kind: SideKind, net: MasqNetwork): Side {
+export function newSide(kind: SideKind, net: MasqNetwork, tools: CTools): Side {
   return {
     kind,
     net,
+    tools,
     nextFlowPort: net.inside.map(() => FLOW_PORT_FIRST),
     nextIperfPort: 5201,
     echo: [],
@@ -73,7 +77,7 @@ export async function prepareHosts(side: Side): Promise<void> {
   ].join("\n");
   for (const h of net.inside) await net.lab.run(h.ns, ["nft", "-f", "-"], { input: noUnreachable });
   for (let i = 0; i < ECHO_PROCS; i++) {
-    const p = net.lab.spawn(net.inet.ns, pyArgv(UDP_ECHO, [ECHO_PORT]));
+    const p = net.lab.spawn(net.inet.ns, pinned([side.tools["udp-echo"], String(ECHO_PORT)]));
     side.echo.push(p);
     await p.waitFor(/echo ready/, 10_000);
   }
@@ -162,13 +166,13 @@ export interface UdpResult {
   otherPps: number;
   /** masq side: datagrams per second the kernel dropped at masq's full TUN queue (masq too slow to read). */
   tunDropPps: number;
-  /** False when the sender fell back to one send() per datagram (a slow generator). */
-  mmsg: boolean;
+  /** The blaster's own CPU over its whole run (getrusage), % of one core. */
+  blasterCpu: number;
   /** The blaster's CPU (and masq's, when given) over the measured window. */
   cpu: CpuReport;
 }
 
-/** One blaster on the first inside host: with two CPUs, one for it and one for the gateway. */
+/** One blaster on the first inside host, pinned to the generators' CPU (placement.ts). */
 export async function measureUdp(
   side: Side,
   opts: { seconds: number; warmup: number; payload: number; watchAlso: Readonly<Record<string, number>> },
@@ -178,7 +182,14 @@ export async function measureUdp(
   const runFor = opts.warmup + opts.seconds + 1;
   const blaster = net.lab.spawn(
     host.ns,
-    pyArgv(UDP_BLASTER, [net.inet.addr, UDP_SINK_PORT, runFor, opts.payload, 64]),
+    pinned([
+      side.tools["udp-blast"],
+      net.inet.addr,
+      String(UDP_SINK_PORT),
+      String(runFor),
+      String(opts.payload),
+      "64",
+    ]),
   );
   let watch: CpuWatch | null = null;
   try {
@@ -191,7 +202,7 @@ export async function measureUdp(
     watch = null;
     const dt = (b.t - a.t) / 1000;
     await blaster.waitExit((runFor + 15) * 1000);
-    const j = parseJson(blaster.stdout) as { sent?: number; mmsg?: boolean } | null;
+    const j = parseJson(blaster.stdout) as { sent?: number; cpu?: number; wall?: number } | null;
     if (!j)
       throw new Error(
         `UDP sender failed (exit ${blaster.exitCode}): ${oneLine(blaster.stderr || blaster.stdout)}`,
@@ -201,7 +212,7 @@ export async function measureUdp(
       sentPps: (b.tx - a.tx) / dt,
       otherPps: (b.other - a.other) / dt,
       tunDropPps: (b.tunDropped - a.tunDropped) / dt,
-      mmsg: j.mmsg === true,
+      blasterCpu: j.cpu !== undefined && j.wall ? (j.cpu / j.wall) * 100 : Number.NaN,
       cpu,
     };
   } finally {
@@ -270,11 +281,14 @@ export interface FlowResult {
   /** True when a generator stopped at its time limit, not at the end of its ports. */
   timedOut: boolean;
   /**
-   * % of one core during the exchanges: each generator's own (Python's process time from its
-   * first request to its end), the echo servers' (/proc, over first request to last reply).
+   * % of one core during the exchanges: each generator's own (getrusage from its first request
+   * to its end), the echo servers' (/proc, over first request to last reply). All of them share
+   * the generators' CPU, so their sum is what says whether that core was the limit.
    */
   generatorCpu: number[];
   echoCpu: number[];
+  /** Each CPU's busy share over the generators' run, softirq included. */
+  perCpuBusyPct: number[];
 }
 
 export async function measureFlows(
@@ -293,27 +307,30 @@ export async function measureFlows(
     side.nextFlowPort[i] = first + opts.perHost;
     return first;
   });
-  const startAt = Date.now() / 1000 + 0.8; // every interpreter is up and its packets built by then
+  const startAt = Date.now() / 1000 + 0.3; // every generator is up and its packets built by then
   const echo0 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
+  const busy = new CpuBusy();
   const results = await Promise.all(
     net.inside.map((h, i) =>
       net.lab.exec(
         h.ns,
-        pyArgv(FLOW_GENERATOR, [
+        pinned([
+          side.tools["flow-gen"],
           h.addr,
           net.inet.addr,
-          ECHO_PORT,
-          blocks[i],
-          opts.perHost,
-          opts.window,
+          String(ECHO_PORT),
+          String(blocks[i]),
+          String(opts.perHost),
+          String(opts.window),
           startAt.toFixed(3),
-          opts.maxSeconds,
+          String(opts.maxSeconds),
         ]),
         { timeoutMs: (opts.maxSeconds + 15) * 1000 },
       ),
     ),
   );
   const echo1 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
+  const perCpuBusyPct = busy.stop();
   const generatorCpu: number[] = [];
   let sent = 0;
   let replies = 0;
@@ -349,6 +366,7 @@ export async function measureFlows(
     generatorCpu,
     // Idle outside the exchanges, so their CPU time over the exchanges' span.
     echoCpu: echo0.map((c, i) => (seconds > 0 ? ((echo1[i] - c) / seconds) * 100 : Number.NaN)),
+    perCpuBusyPct,
   };
 }
 

@@ -14,6 +14,25 @@ export interface MetricDef {
    * round must show). Sums get no masq/kernel ratio.
    */
   agg?: "median" | "sum";
+  /** Latencies: the table and the JSON also give masq minus kernel ("added by masq"). */
+  added?: boolean;
+}
+
+/** The latency rows of one probe (UDP request/response or ping) in one state (idle, TCP load). */
+function latencyMetrics(probe: "rtt" | "ping", state: "idle" | "load"): MetricDef[] {
+  const k = `${probe}_${state}`;
+  const what = probe === "rtt" ? "UDP RTT" : "ping RTT";
+  const label = `${what}, ${state === "idle" ? "idle" : "TCP load"}`;
+  const row = (q: string, l: string): MetricDef => ({
+    key: `${k}_${q}`,
+    json: `${k}_${q}_us`,
+    label: l,
+    unit: "µs",
+    scale: 1,
+    digits: 0,
+    added: true,
+  });
+  return [row("p50", `${label}, p50`), row("p99", "  p99"), row("p999", "  p99.9"), row("max", "  max")];
 }
 
 /** The HTTP load's rows for `n` parallel connections (key prefix http<n>). */
@@ -68,6 +87,10 @@ export const METRICS: readonly MetricDef[] = [
     digits: 0,
     agg: "sum",
   },
+  ...latencyMetrics("rtt", "idle"),
+  ...latencyMetrics("rtt", "load"),
+  ...latencyMetrics("ping", "idle"),
+  ...latencyMetrics("ping", "load"),
 ];
 
 export type Samples = Record<string, { kernel: number[]; masq: number[] }>;
@@ -90,6 +113,11 @@ function combine(m: MetricDef, xs: readonly number[]): number | null {
   return xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0);
 }
 
+/** masq minus kernel (a latency masq adds); null unless both were measured. */
+export function added(masq: number | null, kernel: number | null): number | null {
+  return masq === null || kernel === null ? null : masq - kernel;
+}
+
 export function ratio(masq: number | null, kernel: number | null): number | null {
   if (masq === null || kernel === null || !(kernel > 0)) return null;
   return masq / kernel;
@@ -101,7 +129,7 @@ function fmt(x: number | null, scale: number, digits: number): string {
 
 /** The side-by-side table (medians over rounds). */
 export function table(samples: Samples, rounds: number): string {
-  const rows: string[][] = [["", "kernel", "masq", "masq/kernel"]];
+  const rows: string[][] = [["", "kernel", "masq", "masq/kernel", "added by masq"]];
   for (const m of METRICS) {
     const k = combine(m, samples[m.key].kernel);
     const q = combine(m, samples[m.key].masq);
@@ -111,11 +139,15 @@ export function table(samples: Samples, rounds: number): string {
       fmt(k, m.scale, m.digits),
       fmt(q, m.scale, m.digits),
       r === null ? "—" : r.toFixed(2),
+      m.added ? fmt(added(q, k), m.scale, m.digits) : "",
     ]);
   }
   const widths = rows[0].map((_c, i) => Math.max(...rows.map((r) => r[i].length)));
   const line = (r: string[]) =>
-    r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("   ");
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join("   ")
+      .trimEnd();
   const out = rows.map(line);
   out.splice(1, 0, widths.map((w) => "-".repeat(w)).join("   "));
   if (rounds > 1) out.push(`(medians of ${rounds} rounds; counts marked "all rounds" are sums)`);
@@ -124,7 +156,7 @@ export function table(samples: Samples, rounds: number): string {
 
 /**
  * JSON figures (medians, or sums for counts of failures): <key>_ratio (masq/kernel, not for
- * sums), kernel_<json>, masq_<json>, and every round's figures under "per_round". A figure not
+ * sums), <key>_added_by_masq_us (latencies: masq minus kernel), kernel_<json>, masq_<json>, and every round's figures under "per_round". A figure not
  * measured is null.
  */
 export function jsonFigures(samples: Samples): Record<string, unknown> {
@@ -134,6 +166,7 @@ export function jsonFigures(samples: Samples): Record<string, unknown> {
     const k = combine(m, samples[m.key].kernel);
     const q = combine(m, samples[m.key].masq);
     if (m.agg !== "sum") o[`${m.key}_ratio`] = ratio(q, k);
+    if (m.added) o[`${m.key}_added_by_masq_us`] = added(q, k);
     o[`kernel_${m.json}`] = k;
     o[`masq_${m.json}`] = q;
     perRound[`kernel_${m.json}`] = samples[m.key].kernel;

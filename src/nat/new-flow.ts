@@ -139,17 +139,24 @@ function createOutbound(
   remAddr: number,
   remPort: number,
 ): number {
-  const refused = outboundLimits(s, inAddr);
-  if (refused !== 0) return -refused;
+  // Should this flow need a new mapping, its port comes from bitmap words that are cache misses
+  // of their own (8 KB per pool address): load them first, to overlap the lookups' misses.
+  const addrIdx = s.pairedAddressIndex(inAddr);
+  const ports = s.portsFor(proto);
+  s.prefetchSink += ports.warm(addrIdx, inPort);
   const ft = s.flowTable;
   const ht = s.hostTable;
+  // One host lookup serves the limits and the mapping, unless an eviction (a full flow table)
+  // may have dropped host records in between.
+  const full = ft.count >= ft.capacity;
   let host = ht.find(inAddr);
+  const refused = outboundLimits(s, inAddr, host);
+  if (refused !== 0) return -refused;
+  if (full) host = ht.find(inAddr);
   const mt = s.mappingTable;
   let m = mt.lookupInside(proto, inAddr, inPort);
   if (m === NO_MAPPING) {
-    const addrIdx = s.pairedAddressIndex(inAddr);
     const outAddr = s.outside[addrIdx];
-    const ports = s.portsFor(proto);
     const atShare = !s.portQuota.allows(host, proto);
     // Exhaustion before the share: with the range gone, that is what every host meets.
     const refusal =
@@ -201,12 +208,18 @@ function createOutbound(
 /**
  * The table and rate limits a new outbound flow of inside host `inAddr` must pass: 0, or the
  * reason it is refused. Rate limits last, so a flow refused for another reason spends no token.
+ * `known`: the host's record (or NO_HOST) when the caller has looked it up already.
  */
-export function outboundLimits(s: EngineState, inAddr: number): number {
+export function outboundLimits(s: EngineState, inAddr: number, known?: number): number {
   const ft = s.flowTable;
-  if (ft.count >= ft.capacity && !evictHalfOpen(s, 0)) return C.D_FLOW_TABLE_FULL;
+  let evicted = false;
+  if (ft.count >= ft.capacity) {
+    if (!evictHalfOpen(s, 0)) return C.D_FLOW_TABLE_FULL;
+    evicted = true;
+  }
   const ht = s.hostTable;
-  const host = ht.find(inAddr);
+  // The eviction may have taken a host's last flow, and with it its record: look again then.
+  const host = known === undefined || evicted ? ht.find(inAddr) : known;
   if (host !== NO_HOST && ht.flows[host] >= s.config.maxFlowsPerHost) return C.D_HOST_FLOW_LIMIT;
   if (host === NO_HOST && ht.count >= ht.capacity) return C.D_HOST_TABLE_FULL;
   const rate = s.hostRate;

@@ -96,41 +96,71 @@ export class PortAllocator {
     if (this.take(addrIdx, preferred)) return preferred;
     if (this.freeFor(addrIdx, preferred) === 0) return NO_PORT;
     // The class's offsets [lo, hi) and the words that hold them.
-    const low = this.split !== 0 && preferred < UNPRIVILEGED_FIRST;
-    const lo = this.split === 0 || low ? 0 : this.split;
-    const hi = low ? this.split : this.size;
+    const lo = this.classLo(preferred);
+    const hi = this.classHi(preferred);
     const firstWord = lo >>> 5;
-    const span = ((hi - 1) >>> 5) - firstWord + 1;
+    const lastWord = (hi - 1) >>> 5;
     const base = addrIdx * this.words;
-    let x = this.rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rng = x >>> 0;
-    const start = this.rng % span;
-    const wantParity = parity ? preferred & 1 : -1;
-    for (let pass = 0; pass < 2; pass++) {
-      for (let k = 0; k < span; k++) {
-        const wi = firstWord + ((start + k) % span);
-        let used = this.bits[base + wi];
-        if (used === 0xffffffff || used === -1) continue;
-        // Scan the free bits of this word.
-        for (let bit = 0; bit < 32; bit++) {
-          if (used & (1 << bit)) continue;
-          const o = (wi << 5) + bit;
-          if (o < lo) continue;
-          if (o >= hi) break;
-          const port = this.first + o;
-          if (pass === 0 && wantParity >= 0 && (port & 1) !== wantParity) continue;
-          this.bits[base + wi] = used | (1 << bit);
-          used = this.bits[base + wi];
+    this.rng = nextRandom(this.rng);
+    let wi = firstWord + (this.rng % (lastWord - firstWord + 1));
+    // Masks of the usable bits: the class's bounds in its first and last word, and the ports of
+    // preferred's parity (port = first + word * 32 + bit, so a bit's parity is first's + its own).
+    const loMask = -1 << (lo & 31);
+    const hiBit = (hi - 1) & 31;
+    const hiMask = hiBit === 31 ? -1 : (1 << (hiBit + 1)) - 1;
+    const parityMask = ((this.first ^ preferred) & 1) === 0 ? 0x55555555 : 0xaaaaaaaa | 0;
+    for (let pass = parity ? 0 : 1; pass < 2; pass++) {
+      const want = pass === 0 ? parityMask : -1;
+      for (let k = lastWord - firstWord; k >= 0; k--) {
+        let free = ~this.bits[base + wi] & want;
+        if (wi === firstWord) free &= loMask;
+        if (wi === lastWord) free &= hiMask;
+        if (free !== 0) {
+          // The lowest usable bit of the word.
+          const bit = 31 - Math.clz32(free & -free);
+          this.bits[base + wi] |= 1 << bit;
           this.free[addrIdx]--;
+          const o = (wi << 5) + bit;
           if (o < this.split) this.lowFree[addrIdx]--;
-          return port;
+          return this.first + o;
         }
+        wi = wi === lastWord ? firstWord : wi + 1;
       }
-      if (wantParity < 0) break;
     }
     return NO_PORT;
   }
+
+  /**
+   * Loads the bitmap words allocate(addrIdx, preferred) reads first: preferred's own and the one
+   * its random search would start at (the generator's next value, not drawn). A pool address
+   * owns 8 KB of bitmap per protocol, so each is a cache miss of its own; loaded early, they
+   * overlap the flow lookups' misses instead of following them. Returns a meaningless number
+   * (the caller adds it to a sink so the loads are not optimized away).
+   */
+  warm(addrIdx: number, preferred: number): number {
+    const base = addrIdx * this.words;
+    const lo = this.classLo(preferred);
+    const firstWord = lo >>> 5;
+    const start = nextRandom(this.rng) % (((this.classHi(preferred) - 1) >>> 5) - firstWord + 1);
+    const own = this.inRange(preferred) ? this.bits[base + ((preferred - this.first) >>> 5)] : 0;
+    return own + this.bits[base + firstWord + start];
+  }
+
+  /** The first offset (port - first) of the class an inside port `port` is mapped into. */
+  private classLo(port: number): number {
+    return this.split === 0 || port < UNPRIVILEGED_FIRST ? 0 : this.split;
+  }
+
+  /** One past the last offset of that class. */
+  private classHi(port: number): number {
+    return this.split !== 0 && port < UNPRIVILEGED_FIRST ? this.split : this.size;
+  }
+}
+
+/** xorshift32: the allocator's random starting points (never 0 from a non-zero state). */
+function nextRandom(x: number): number {
+  x ^= x << 13;
+  x ^= x >>> 17;
+  x ^= x << 5;
+  return x >>> 0;
 }

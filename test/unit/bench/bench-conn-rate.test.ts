@@ -8,7 +8,8 @@ import { createServer as createTcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { buildConnRate, type ShortFailures } from "../../../bench/lib/http.ts";
+import { buildCTool } from "../../../bench/lib/c-tools.ts";
+import type { ShortFailures } from "../../../bench/lib/http.ts";
 import { exec } from "../../../src/host/exec.ts";
 
 /** The client's JSON: the failure reasons the bench reads, and the rest of its counts. */
@@ -53,7 +54,7 @@ describe("bench conn-rate client", () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "masq-conn-rate-"));
-    bin = await buildConnRate(dir);
+    bin = await buildCTool(dir, "conn-rate");
   });
   after(() => {
     for (const s of held) s.destroy();
