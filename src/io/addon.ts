@@ -20,6 +20,8 @@ export interface NativeTun {
   writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
   stats(): TunCounters;
   close(): void;
+  /** The device's queue-selection program (a socket filter's fd; -1: none). */
+  attachSteering(progFd: number): void;
 }
 
 /** A NETLINK_ROUTE socket bound to multicast groups (native/netlink.cc). */
@@ -40,7 +42,21 @@ export interface NativeAddon {
   ) => NativeRouteSocket;
   RTMGRP_LINK: number;
   RTMGRP_IPV4_IFADDR: number;
-  Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
+  /** `multiQueue`: one more queue of the device (IFF_MULTI_QUEUE), numbered in opening order. */
+  Tun: new (
+    name: string,
+    vnetHdr: boolean,
+    offloads: number[],
+    multiQueue?: boolean,
+  ) => NativeTun;
+  /** An array map of `entries` u32 values by u32 key (the steering program's override table). */
+  bpfArrayMap(entries: number): number;
+  bpfMapSet(mapFd: number, key: number, value: number): void;
+  /** Loads a socket filter program (struct bpf_insn bytes); its fd. A refusal includes the verifier log. */
+  bpfLoadSocketFilter(insns: Uint8Array): number;
+  /** BPF_PROG_TEST_RUN: the program's return value for an IPv4 packet. */
+  bpfTestRun(progFd: number, packet: Uint8Array): number;
+  closeFd(fd: number): void;
   allocHugePages(bytes: number): ArrayBuffer;
   /** A UDP socket's fd, bound to address:port, receiving only what arrives on `device`. */
   udpSocketOnDevice(address: string, port: number, device: string): number;
