@@ -4,7 +4,14 @@
 // becomes a request to the owning worker: the one a host hashes to (steering-model.ts
 // hostWorker) for per-host work, every worker for configuration and listings (broadcast, the
 // answers in worker order for merging). The packet path never touches it: no lock is shared.
-
+//
+// Most of the control plane calls the engine synchronously today (a NAT-PMP answer needs the
+// port pinMapping chose before it returns). callSync keeps that shape across threads: it posts
+// the request and blocks the main thread (Atomics.wait on a counter the worker bumps with each
+// answer) until the answer can be taken off the port with receiveMessageOnPort. Only the control
+// plane waits, for one request between two of the worker's batches; a worker never waits for the
+// main thread, so the two cannot deadlock.
+import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import type { ErrorCode } from "../errors/codes.ts";
 import { MasqError } from "../errors/masq-error.ts";
 
@@ -27,11 +34,22 @@ type Reply =
 
 export type ShardHandlers = Record<string, (args: never) => unknown>;
 
+/** Bytes of the answer counter a worker bumps for callSync (one Int32 on shared memory). */
+export const ANSWER_SIGNAL_BYTES = 4;
+
 /**
  * The worker's end: runs `handlers[op](args)` for each request and answers with its value (a
  * promise is awaited), or with the error (a MasqError keeps its code across the channel).
+ * `signal`: the answer counter on shared memory that callSync waits on.
  */
-export function serveShard(port: ChannelPort, handlers: ShardHandlers): () => void {
+export function serveShard(port: ChannelPort, handlers: ShardHandlers, signal?: Int32Array): () => void {
+  const answer = (reply: Reply) => {
+    port.postMessage(reply);
+    if (signal) {
+      Atomics.add(signal, 0, 1);
+      Atomics.notify(signal, 0);
+    }
+  };
   const onMessage = (msg: unknown) => {
     const { id, op, args } = msg as Request;
     const handler = Object.hasOwn(handlers, op) ? handlers[op] : undefined;
@@ -41,14 +59,14 @@ export function serveShard(port: ChannelPort, handlers: ShardHandlers): () => vo
         return (handler as (a: unknown) => unknown)(args);
       })
       .then(
-        (value) => port.postMessage({ id, ok: true, value } satisfies Reply),
+        (value) => answer({ id, ok: true, value }),
         (err: unknown) =>
-          port.postMessage({
+          answer({
             id,
             ok: false,
             message: err instanceof Error ? err.message : String(err),
             ...(err instanceof MasqError ? { code: err.code } : {}),
-          } satisfies Reply),
+          }),
       );
   };
   port.on("message", onMessage);
@@ -58,12 +76,15 @@ export function serveShard(port: ChannelPort, handlers: ShardHandlers): () => vo
 /** The main thread's end: one port per worker, in worker (queue) order. */
 export class ShardClient {
   private readonly ports: readonly ChannelPort[];
+  /** Per worker, the answer counter its serveShard bumps (for callSync). */
+  private readonly signals: readonly Int32Array[];
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly listeners: ((value: unknown) => void)[];
   private nextId = 1;
 
-  constructor(ports: readonly ChannelPort[]) {
+  constructor(ports: readonly ChannelPort[], signals: readonly Int32Array[] = []) {
     this.ports = ports;
+    this.signals = signals;
     this.listeners = ports.map((port) => {
       const onMessage = (msg: unknown) => this.settle(msg as Reply);
       port.on("message", onMessage);
@@ -86,6 +107,37 @@ export class ShardClient {
     });
   }
 
+  /**
+   * Runs `op` on worker `worker` and waits for its answer, blocking this thread (at most
+   * `timeoutMs`): for the control plane's synchronous engine calls. The port must be a
+   * MessagePort and the worker's serveShard must bump the signal this client was given.
+   */
+  callSync<T>(worker: number, op: string, args?: unknown, timeoutMs = 5000): T {
+    const port = this.ports[worker] as MessagePort | undefined;
+    const signal = this.signals[worker];
+    if (!port || !signal) throw new RangeError(`shard: no worker ${worker} to wait for`);
+    const id = this.nextId++;
+    let seen = Atomics.load(signal, 0);
+    port.postMessage({ id, op, args } satisfies Request);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const got = receiveMessageOnPort(port);
+      if (got !== undefined) {
+        const reply = got.message as Reply;
+        if (reply.id !== id) {
+          this.settle(reply); // an earlier asynchronous call's answer
+          continue;
+        }
+        if (reply.ok) return reply.value as T;
+        throw replyError(reply);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || Atomics.wait(signal, 0, seen, left) === "timed-out")
+        throw new Error(`shard: worker ${worker} did not answer ${op} within ${timeoutMs} ms`);
+      seen = Atomics.load(signal, 0);
+    }
+  }
+
   /** Runs `op` on every worker; the answers in worker order. */
   broadcast<T>(op: string, args?: unknown): Promise<T[]> {
     return Promise.all(this.ports.map((_, w) => this.call<T>(w, op, args)));
@@ -105,7 +157,10 @@ export class ShardClient {
     if (!p) return;
     this.pending.delete(reply.id);
     if (reply.ok) p.resolve(reply.value);
-    else
-      p.reject(reply.code ? new MasqError(reply.code as ErrorCode, reply.message) : new Error(reply.message));
+    else p.reject(replyError(reply));
   }
+}
+
+function replyError(reply: Reply & { ok: false }): Error {
+  return reply.code ? new MasqError(reply.code as ErrorCode, reply.message) : new Error(reply.message);
 }

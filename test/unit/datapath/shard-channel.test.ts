@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MessageChannel } from "node:worker_threads";
-import { ShardClient, serveShard } from "../../../src/datapath/shard-channel.ts";
+import { MessageChannel, type Worker } from "node:worker_threads";
+import { ANSWER_SIGNAL_BYTES, ShardClient, serveShard } from "../../../src/datapath/shard-channel.ts";
 import { mergeEngineStats } from "../../../src/datapath/shard-stats.ts";
+import { spawnModuleWorker } from "../../../src/datapath/spawn-worker.ts";
 import { MasqError } from "../../../src/errors/masq-error.ts";
-import { udp } from "../../helpers/packets.ts";
+import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
+import { portOwner } from "../../../src/nat/port-slices.ts";
+import { ip, udp } from "../../helpers/packets.ts";
 import { makeEngine, REMOTE, run } from "../nat/engine-helpers.ts";
 
 /** `n` workers' ends served in this thread (a worker_thread's parentPort behaves the same). */
@@ -86,6 +89,67 @@ describe("shard control channel", () => {
       assert.equal(merged.counters.translated_out, 3);
     } finally {
       close();
+    }
+  });
+});
+
+describe("shard control channel to worker threads, synchronously", () => {
+  it("a pin on another thread's engine shard answers at once, with a port of that worker's slice", async () => {
+    const count = 2;
+    const workers: Worker[] = [];
+    const ports: MessageChannel[] = [];
+    const signals: Int32Array[] = [];
+    for (let index = 0; index < count; index++) {
+      const ch = new MessageChannel();
+      const signal = new SharedArrayBuffer(ANSWER_SIGNAL_BYTES);
+      signals.push(new Int32Array(signal));
+      ports.push(ch);
+      workers.push(
+        spawnModuleWorker(new URL("./fixtures/shard-worker.ts", import.meta.url), {
+          workerData: { index, count, port: ch.port2, signal },
+          transferList: [ch.port2],
+        }),
+      );
+    }
+    const client = new ShardClient(
+      ports.map((c) => c.port1),
+      signals,
+    );
+    try {
+      // The first call waits while the worker starts (it loads the engine).
+      assert.equal(client.callSync(1, "index", undefined, 60_000), 1);
+      assert.equal(client.callSync(0, "index", undefined, 60_000), 0);
+      for (const w of [0, 1]) {
+        const host = ip(`192.168.0.${10 + w}`);
+        const r = client.callSync<{ outPort: number }>(w, "pin", {
+          proto: "udp",
+          inAddr: host,
+          inPort: 5000,
+          origin: "test",
+        });
+        assert.equal(portOwner(DEFAULT_INTERFACE_PORTS, false, r.outPort, count), w, `port ${r.outPort}`);
+        assert.throws(
+          () =>
+            client.callSync(w, "pin", {
+              proto: "udp",
+              inAddr: host,
+              inPort: 5000,
+              outPort: 61000 + w,
+              origin: "test",
+            }),
+          (e: unknown) => e instanceof MasqError && e.code === "MASQ_ERR_ALREADY_MAPPED",
+        );
+      }
+      // An asynchronous call still pending when a synchronous one is answered settles too.
+      const slow = client.call<string>(0, "slow", 20);
+      assert.equal(client.callSync(0, "index"), 0);
+      assert.equal(await slow, "slow 0");
+      const merged = mergeEngineStats(await client.broadcast("stats"));
+      assert.equal(merged.mappings, 2);
+    } finally {
+      client.close();
+      for (const c of ports) c.port1.close();
+      await Promise.all(workers.map((w) => w.terminate()));
     }
   });
 });
