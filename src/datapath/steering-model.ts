@@ -15,14 +15,12 @@
 //   of a datagram meet on one worker, which hands the datagram to its owner when that is another;
 // - anything else, or a packet too short to read: queue 0.
 import type { PortRange } from "../nat/config.ts";
-import { portOwner } from "../nat/port-slices.ts";
+import { PPTP_CALL_IDS, portOwner } from "../nat/port-slices.ts";
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 
 export const IPPROTO_GRE = 47;
 /** Multiplier of the address hash (Knuth's golden ratio constant), the same on both sides. */
 export const HASH_MUL = 0x9e3779b1;
-/** PPTP call ids (the GRE key) are 1-65535. */
-export const GRE_CALL_IDS: PortRange = { first: 1, last: 65535 };
 /** Entries of the override table: 65536 ports for TCP, then UDP; a value is the worker + 1 (0: none). */
 export const OVERRIDE_ENTRIES = 2 * 65536;
 
@@ -85,7 +83,7 @@ export function outsideQueue(
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP)
     return portQueue(read(b, off, len, l4 + 2, 2), proto, plan, overrides);
   if (proto === IPPROTO_GRE)
-    return sliceQueue(read(b, off, len, l4 + 6, 2), GRE_CALL_IDS, false, plan.queues);
+    return sliceQueue(read(b, off, len, l4 + 6, 2), PPTP_CALL_IDS, false, plan.queues);
   if (proto !== IPPROTO_ICMP) return 0;
   const type = read(b, off, len, l4, 1);
   if (type === 0 || type === 8)

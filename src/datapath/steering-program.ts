@@ -29,9 +29,9 @@ import {
   XOR,
 } from "../io/bpf-asm.ts";
 import type { PortRange } from "../nat/config.ts";
-import { portClasses, portsPerWorker } from "../nat/port-slices.ts";
+import { PPTP_CALL_IDS, portClasses, portsPerWorker } from "../nat/port-slices.ts";
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
-import { GRE_CALL_IDS, HASH_MUL, IPPROTO_GRE, overrideKey, type SteeringPlan } from "./steering-model.ts";
+import { HASH_MUL, IPPROTO_GRE, overrideKey, type SteeringPlan } from "./steering-model.ts";
 
 const R0 = 0;
 const R1 = 1;
@@ -126,7 +126,7 @@ export function outsideProgram(plan: SteeringPlan, overrideMapFd?: number): Uint
   portAt("tcp", 2, IPPROTO_TCP);
   portAt("udp", 2, IPPROTO_UDP);
   // PPTP's enhanced GRE (RFC 2637): the call id follows flags, protocol and payload length.
-  idAt("gre", 6, GRE_CALL_IDS);
+  idAt("gre", 6, PPTP_CALL_IDS);
 
   a.label("icmp").ldInd(B, R7, 0);
   a.jmpImm(JEQ, R0, 0, "echo").jmpImm(JEQ, R0, 8, "echo");

@@ -17,6 +17,12 @@ export interface PortSlice {
 /** The whole range: one worker. */
 export const WHOLE_RANGE: PortSlice = { index: 0, count: 1 };
 
+/**
+ * PPTP call ids (the GRE key, RFC 2637): 1-65535. A worker gives its calls outside ids of its
+ * own slice of them, as it gives ports, so that the server's GRE packets name the worker.
+ */
+export const PPTP_CALL_IDS: PortRange = { first: 1, last: 65535 };
+
 /** The classes of `range`, each sliced on its own: two when `keepClass` and the range spans 1024. */
 export function portClasses(range: PortRange, keepClass: boolean): PortRange[] {
   if (keepClass && range.first < UNPRIVILEGED_FIRST && range.last >= UNPRIVILEGED_FIRST)

@@ -103,6 +103,29 @@ describe("steering model: from outside", () => {
     }
   });
 
+  it("a PPTP call's outside call id is of its worker's slice, so the server's GRE steers back to it", () => {
+    const gre = (callId: number) => {
+      const g = new Uint8Array(16);
+      g[0] = 0x30; // key present, version 1 (RFC 2637)
+      g[1] = 0x01;
+      g[2] = 0x88;
+      g[3] = 0x0b;
+      g[6] = callId >> 8;
+      g[7] = callId & 255;
+      return datagram({ src: REMOTE, dst: P, proto: 47, payload: g });
+    };
+    for (const w of [0, 1]) {
+      const e = makeEngine({ portSlice: { index: w, count: 2 } });
+      const f = e.pptpCall(ip("192.168.0.20"), 5, ip(REMOTE), 0);
+      assert.ok(f >= 0, `refused: ${f}`);
+      const id = e.flowView(f).outside.port;
+      assert.equal(outQ(gre(id)), w, `call id ${id} on worker ${w}`);
+      assert.equal(w === 0, id === 5, "the host's own id where its slice has it");
+    }
+    const one = makeEngine();
+    assert.equal(one.flowView(one.pptpCall(ip("192.168.0.20"), 40000, ip(REMOTE), 0)).outside.port, 40000);
+  });
+
   it("a mapping made by worker w's engine shard gets replies that steer back to w", () => {
     for (let h = 1; h < 30; h++) {
       const host = `192.168.0.${h}`;
