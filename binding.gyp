@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "masq_tun",
-      "sources": ["native/tun.cc", "native/netlink.cc", "native/unix-dgram.cc"],
+      "sources": ["native/tun.cc", "native/netlink.cc", "native/unix-dgram.cc", "native/steering.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
       "cflags!": ["-fno-exceptions"],

@@ -19,6 +19,7 @@
 #include <napi.h>
 
 #include "netlink.h"
+#include "steering.h"
 #include "unix-dgram.h"
 
 #include <string>
@@ -89,7 +90,8 @@ struct VirtioNetHdr {
 
 class Tun;
 // Busy polling, for all started devices together (masq's inside and outside TUNs): see BusyPoll.
-std::vector<Tun*> g_started;
+// Per thread: each worker thread polls its own queues of the devices.
+thread_local std::vector<Tun*> g_started;
 uint64_t g_busyPollNs = 0;
 /** The longest one wake-up spins, so timers and the control socket still get their turn. */
 constexpr uint64_t kMaxSpinNs = 2000000;
@@ -117,6 +119,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
                                           InstanceMethod("stats", &Tun::Stats),
                                           InstanceMethod("close", &Tun::Close),
                                           InstanceMethod("setPersist", &Tun::SetPersist),
+                                          InstanceMethod("attachSteering", &Tun::AttachSteering),
                                           InstanceAccessor("name", &Tun::Name, nullptr),
                                           InstanceAccessor("offloads", &Tun::Offloads, nullptr),
                                       });
@@ -124,7 +127,8 @@ class Tun : public Napi::ObjectWrap<Tun> {
     return exports;
   }
 
-  // new Tun(name, vnetHdr, offloadFlags[])
+  // new Tun(name, vnetHdr, offloadFlags[], multiQueue?): with multiQueue, one more queue of the
+  // device (IFF_MULTI_QUEUE); the kernel numbers the queues in the order they are opened.
   explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsString() || !info[1].IsBoolean() || !info[2].IsArray()) {
@@ -133,6 +137,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     std::string name = info[0].As<Napi::String>().Utf8Value();
     bool vnet = info[1].As<Napi::Boolean>().Value();
+    bool multiQueue = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
     if (name.size() >= IFNAMSIZ) {
       Napi::Error::New(env, "TUN name too long: " + name).ThrowAsJavaScriptException();
       return;
@@ -144,7 +149,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0);
     strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
       int err = errno;
@@ -402,6 +407,20 @@ class Tun : public Napi::ObjectWrap<Tun> {
     return o;
   }
 
+  // attachSteering(progFd): the device's queue-selection program (-1: none, the kernel's own
+  // flow hash again). One queue's fd sets it for the whole device.
+  Napi::Value AttachSteering(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Napi::TypeError::New(env, "attachSteering(progFd)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int prog = info[0].As<Napi::Number>().Int32Value();
+    if (fd_ < 0 || ioctl(fd_, TUNSETSTEERINGEBPF, &prog) < 0)
+      Napi::Error::New(env, ErrnoText("TUNSETSTEERINGEBPF", fd_ < 0 ? EBADF : errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Shutdown();
     return info.Env().Undefined();
@@ -622,6 +641,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("VIRTIO_NET_HDR_GSO_UDP_L4", VirtioNetHdr::kGsoUdpL4);
   masq::InitNetlink(env, exports);
   masq::InitUnixDgram(env, exports);
+  masq::InitSteering(env, exports);
   return Tun::Init(env, exports);
 }
 

@@ -49,18 +49,12 @@ Napi::Value UnixDgramSend(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n < 0 ? errno : 0);
 }
 
-Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() >= 1 && info[0].IsNumber()) close(info[0].As<Napi::Number>().Int32Value());
-  return env.Undefined();
-}
-
 }  // namespace
 
 void InitUnixDgram(Napi::Env env, Napi::Object exports) {
   exports.Set("unixDgramSocket", Napi::Function::New(env, UnixDgramSocket));
   exports.Set("unixDgramSend", Napi::Function::New(env, UnixDgramSend));
-  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  // closeFd (native/steering.cc) closes its sockets too.
 }
 
 }  // namespace masq

@@ -99,6 +99,11 @@ export interface RunConfig {
   datapathCpu: DatapathCpuSetting;
   /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
   busyPollUs: number;
+  /**
+   * Packet loops (worker threads, one TUN queue each; issue 13 part 2). Only 1 is accepted until
+   * the workers are wired into `masq run` (docs/design.md, "Several workers").
+   */
+  workers: number;
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
   portSeed?: number;
@@ -162,6 +167,7 @@ export function defaultRunConfig(): RunConfig {
     rps: true,
     datapathCpu: "auto",
     busyPollUs: 0,
+    workers: 1,
     portParity: false,
     unsolicitedSyn: "drop",
     mssClamp: "pmtu",
@@ -189,6 +195,20 @@ export function defaultRunConfig(): RunConfig {
 
 /** The longest busy poll: beyond a few ms it is a spinning CPU, not a shorter wake-up. */
 export const MAX_BUSY_POLL_US = 10_000;
+
+/**
+ * `workers`: the steering, port slices and control channel exist (src/datapath/steering*.ts,
+ * shard-channel.ts), but `masq run` does not start worker threads yet: more than one is refused
+ * rather than silently run on one.
+ */
+function checkWorkers(n: number, where: string): number {
+  if (n > 1)
+    throw new ConfigError(
+      where,
+      `${n} workers: not yet; masq runs one packet loop until the worker threads are built (issue 13 part 2), so use 1`,
+    );
+  return n;
+}
 
 /** `datapath_cpu`: "auto" (pinned when there are 2 or more CPUs), "off", or a CPU number. */
 export type DatapathCpuSetting = "auto" | "off" | number;
@@ -267,6 +287,7 @@ const fileSchema = v.strictObject({
     ),
   ),
   datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
+  workers: v.optional(v.pipe(v.number(), v.integer("must be a whole number of workers"), v.minValue(1))),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
   port_seed: v.optional(
@@ -445,6 +466,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.offload !== undefined) c.offload = f.offload;
     if (f.rps !== undefined) c.rps = f.rps;
     if (f.busy_poll_us !== undefined) c.busyPollUs = f.busy_poll_us;
+    if (f.workers !== undefined) c.workers = checkWorkers(f.workers, `${src}: workers`);
     if (f.datapath_cpu !== undefined)
       c.datapathCpu = parseDatapathCpu(f.datapath_cpu, `${src}: datapath_cpu`);
     if (f.port_parity !== undefined) c.portParity = f.port_parity;

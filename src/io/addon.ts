@@ -22,6 +22,8 @@ export interface NativeTun {
   close(): void;
   /** TUNSETPERSIST: the device outlives the fd (and the process) while on. */
   setPersist(on: boolean): void;
+  /** The device's queue-selection program (a socket filter's fd; -1: none). */
+  attachSteering(progFd: number): void;
 }
 
 /** A NETLINK_ROUTE socket bound to multicast groups (native/netlink.cc). */
@@ -42,7 +44,22 @@ export interface NativeAddon {
   ) => NativeRouteSocket;
   RTMGRP_LINK: number;
   RTMGRP_IPV4_IFADDR: number;
-  Tun: new (name: string, vnetHdr: boolean, offloads: number[]) => NativeTun;
+  /** `multiQueue`: one more queue of the device (IFF_MULTI_QUEUE), numbered in opening order. */
+  Tun: new (
+    name: string,
+    vnetHdr: boolean,
+    offloads: number[],
+    multiQueue?: boolean,
+  ) => NativeTun;
+  /** An array map of `entries` u32 values by u32 key (the steering program's override table). */
+  bpfArrayMap(entries: number): number;
+  bpfMapSet(mapFd: number, key: number, value: number): void;
+  /** Loads a socket filter program (struct bpf_insn bytes); its fd. A refusal includes the verifier log. */
+  bpfLoadSocketFilter(insns: Uint8Array): number;
+  /** BPF_PROG_TEST_RUN: the program's return value for an IPv4 packet. */
+  bpfTestRun(progFd: number, packet: Uint8Array): number;
+  /** Closes an fd the addon gave out (a BPF map or program, a Unix datagram socket). */
+  closeFd(fd: number): void;
   allocHugePages(bytes: number): ArrayBuffer;
   /** A UDP socket's fd, bound to address:port, receiving only what arrives on `device`. */
   udpSocketOnDevice(address: string, port: number, device: string): number;
@@ -54,7 +71,6 @@ export interface NativeAddon {
   unixDgramSocket(): number;
   /** Sends buf to the socket at `path` without waiting: 0, or the errno. */
   unixDgramSend(fd: number, path: string, buf: Uint8Array): number;
-  closeFd(fd: number): void;
   /** Keep reading every started TUN for `us` after its last packet before sleeping (0: off). */
   setBusyPoll(us: number): void;
   TUN_F_CSUM: number;

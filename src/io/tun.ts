@@ -39,6 +39,12 @@ export interface TunOptions {
   rxBytes?: number;
   /** Most packets read per wake-up, so the event loop stays responsive (default 256). */
   budget?: number;
+  /**
+   * One queue of a multi-queue device (IFF_MULTI_QUEUE): each open adds a queue, numbered in
+   * opening order, and the kernel spreads what it routes into the device over them (by the
+   * steering program, see attachSteering).
+   */
+  multiQueue?: boolean;
 }
 
 export class TunDevice implements BatchIo {
@@ -75,7 +81,7 @@ export class TunDevice implements BatchIo {
     const candidates = vnet
       ? [tso | mod.TUN_F_TSO_ECN | uso, tso | uso, tso | mod.TUN_F_TSO_ECN, tso, mod.TUN_F_CSUM]
       : [];
-    const dev = new mod.Tun(opts.name, vnet, candidates);
+    const dev = new mod.Tun(opts.name, vnet, candidates, opts.multiQueue ?? false);
     return new TunDevice(dev, vnet, opts.rxBytes ?? 4 * 1024 * 1024, opts.budget ?? 256);
   }
 
@@ -90,6 +96,11 @@ export class TunDevice implements BatchIo {
 
   write(buf: Uint8Array, off: number, len: number): boolean {
     return this.dev.write(buf, off, len);
+  }
+
+  /** Sets the device's queue-selection program (a loaded socket filter's fd; -1 removes it). */
+  attachSteering(progFd: number): void {
+    this.dev.attachSteering(progFd);
   }
 
   stats(): TunCounters {

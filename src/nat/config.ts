@@ -1,6 +1,8 @@
 // The engine's configuration: plain data, validated by control/config before it gets here.
+
 import type { FirewallRule } from "../policy/rules.ts";
 import type { NatEventConfig } from "./nat-event-log.ts";
+import type { PortSlice } from "./port-slices.ts";
 
 export type Filtering = "endpoint-independent" | "address-dependent" | "address-port-dependent";
 
@@ -109,6 +111,11 @@ export interface EngineConfig {
    * run` draws a fresh one at each start; a fixed one makes allocation reproducible (replay, tests).
    */
   portSeed: number;
+  /**
+   * With several workers, this engine shard's share of every port range (src/nat/port-slices.ts):
+   * its allocators hand out ports of that slice only. Absent: the whole range (one worker).
+   */
+  portSlice?: PortSlice;
   /**
    * Seed of the flow, mapping and host tables' hashes (0: a random one per table, as `masq run`
    * uses, so remote parties cannot aim collisions at the probe runs). A fixed seed makes the

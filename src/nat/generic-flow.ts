@@ -37,6 +37,7 @@ import {
 } from "./flow-table.ts";
 import type { Embedded } from "./icmp.ts";
 import { outboundLimits, screen, spendHostToken } from "./new-flow.ts";
+import { PPTP_CALL_IDS, sliceOfClass, WHOLE_RANGE } from "./port-slices.ts";
 import type { EngineState } from "./state.ts";
 import { FORWARD, PROCEED } from "./verdicts.ts";
 
@@ -148,11 +149,14 @@ export function pptpCall(
 ): number {
   const ft = s.flowTable;
   const outAddr = s.outside[s.pairedAddressIndex(inAddr)];
-  let outCallId = inCallId === 0 ? 1 : inCallId;
+  // The host's own id when it is in this worker's slice of the ids (all of them with one worker).
+  const ids = sliceOfClass(PPTP_CALL_IDS, s.config.portSlice ?? WHOLE_RANGE);
+  if (ids === undefined) return -C.D_PROTOCOL_REMOTE_TAKEN;
+  let outCallId = inCallId >= ids.first && inCallId <= ids.last ? inCallId : ids.first;
   let tries = 0;
   while (outsideFlow(ft, IPPROTO_GRE, outAddr, remAddr, outCallId) !== NO_FLOW) {
-    if (++tries === 65535) return -C.D_PROTOCOL_REMOTE_TAKEN;
-    outCallId = outCallId === 65535 ? 1 : outCallId + 1;
+    if (++tries === ids.last - ids.first + 1) return -C.D_PROTOCOL_REMOTE_TAKEN;
+    outCallId = outCallId === ids.last ? ids.first : outCallId + 1;
   }
   if (remCallId !== 0) endStaleCall(s, inAddr, remAddr, remCallId);
   const refused = outboundLimits(s, inAddr);

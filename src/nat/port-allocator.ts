@@ -6,6 +6,7 @@
 // of 1024 (pool mode's default, which owns the whole address), a TCP or UDP allocator keeps the
 // two classes apart; a range on one side only (interface mode's 61000-65534) is one class.
 import type { PortRange } from "./config.ts";
+import { type PortSlice, portClasses, sliceOfClass, WHOLE_RANGE } from "./port-slices.ts";
 
 export const NO_PORT = -1;
 
@@ -19,7 +20,7 @@ export class PortAllocator {
   /** One bitmap of `words` words per outside address; bit set = port in use. */
   private readonly bits: Uint32Array;
   private readonly words: number;
-  /** Free ports per address, both classes together. */
+  /** Free ports per address in this worker's slice, both classes together. */
   readonly free: Uint32Array;
   /**
    * The offset (port - first) where the unprivileged class begins, 0 when the range is one class;
@@ -27,21 +28,44 @@ export class PortAllocator {
    */
   private readonly split: number;
   private readonly lowFree: Uint32Array;
+  /**
+   * The offsets [lo, hi) of this worker's slice of each class (port-slices.ts): the low class
+   * (below `split`, empty when the range is one class) and the other. Only they are allocated
+   * and counted free; a port outside them is taken only by name (a pin on the owner's behalf).
+   */
+  private readonly lowLo: number;
+  private readonly lowHi: number;
+  private readonly highLo: number;
+  private readonly highHi: number;
   private rng: number;
 
-  /** `keepClass`: keep inside ports below 1024 below 1024 and the others above (TCP, UDP). */
-  constructor(range: PortRange, addresses: number, seed = 0x2545f491, keepClass = false) {
+  /**
+   * `keepClass`: keep inside ports below 1024 below 1024 and the others above (TCP, UDP).
+   * `slice`: the worker's share of each class (the whole range with one worker).
+   */
+  constructor(
+    range: PortRange,
+    addresses: number,
+    seed = 0x2545f491,
+    keepClass = false,
+    slice: PortSlice = WHOLE_RANGE,
+  ) {
     this.first = range.first;
     this.last = range.last;
     this.size = range.last - range.first + 1;
     this.words = (this.size + 31) >>> 5;
     this.bits = new Uint32Array(this.words * addresses);
-    this.free = new Uint32Array(addresses).fill(this.size);
     this.split =
       keepClass && range.first < UNPRIVILEGED_FIRST && range.last >= UNPRIVILEGED_FIRST
         ? UNPRIVILEGED_FIRST - range.first
         : 0;
-    this.lowFree = new Uint32Array(addresses).fill(this.split);
+    const classes = portClasses(range, keepClass).map((c) => sliceOfClass(c, slice));
+    const offsets = (c: PortRange | undefined) =>
+      c ? [c.first - range.first, c.last - range.first + 1] : [0, 0];
+    [this.lowLo, this.lowHi] = classes.length === 2 ? offsets(classes[0]) : [0, 0];
+    [this.highLo, this.highHi] = offsets(classes[classes.length - 1]);
+    this.free = new Uint32Array(addresses).fill(this.lowHi - this.lowLo + this.highHi - this.highLo);
+    this.lowFree = new Uint32Array(addresses).fill(this.lowHi - this.lowLo);
     this.rng = seed >>> 0 || 1;
   }
 
@@ -51,6 +75,11 @@ export class PortAllocator {
 
   inRange(port: number): boolean {
     return port >= this.first && port <= this.last;
+  }
+
+  /** Whether offset o (port - first) is in this worker's slice. */
+  private owns(o: number): boolean {
+    return (o >= this.lowLo && o < this.lowHi) || (o >= this.highLo && o < this.highHi);
   }
 
   /** Free ports on the address in the class an inside port `port` is mapped into. */
@@ -70,6 +99,7 @@ export class PortAllocator {
     if (!this.isFree(addrIdx, port)) return false;
     const o = port - this.first;
     this.bits[addrIdx * this.words + (o >>> 5)] |= 1 << (o & 31);
+    if (!this.owns(o)) return true;
     this.free[addrIdx]--;
     if (o < this.split) this.lowFree[addrIdx]--;
     return true;
@@ -82,20 +112,22 @@ export class PortAllocator {
     const bit = 1 << (o & 31);
     if ((this.bits[w] & bit) === 0) return;
     this.bits[w] &= ~bit;
+    if (!this.owns(o)) return;
     this.free[addrIdx]++;
     if (o < this.split) this.lowFree[addrIdx]++;
   }
 
   /**
-   * Takes a port: `preferred` when it is in range and free (port preservation); otherwise a free
-   * port of `preferred`'s class from a random starting point (so mappings are hard to guess, RFC
-   * 6056 spirit). With `parity` the port keeps the parity of `preferred` when one of that parity
+   * Takes a port: `preferred` when it is in this worker's slice and free (port preservation);
+   * otherwise a free port of the slice of `preferred`'s class from a random starting point (so
+   * mappings are hard to guess, RFC 6056 spirit). With `parity` the port keeps the parity of `preferred` when one of that parity
    * is free (RFC 4787 REQ-4). NO_PORT when the address has none left in that class.
    */
   allocate(addrIdx: number, preferred: number, parity: boolean): number {
-    if (this.take(addrIdx, preferred)) return preferred;
+    if (this.inRange(preferred) && this.owns(preferred - this.first) && this.take(addrIdx, preferred))
+      return preferred;
     if (this.freeFor(addrIdx, preferred) === 0) return NO_PORT;
-    // The class's offsets [lo, hi) and the words that hold them.
+    // This worker's offsets of the class [lo, hi) and the words that hold them.
     const lo = this.classLo(preferred);
     const hi = this.classHi(preferred);
     const firstWord = lo >>> 5;
@@ -146,14 +178,14 @@ export class PortAllocator {
     return own + this.bits[base + firstWord + start];
   }
 
-  /** The first offset (port - first) of the class an inside port `port` is mapped into. */
+  /** The first offset (port - first) of this worker's slice of the class `port` is mapped into. */
   private classLo(port: number): number {
-    return this.split === 0 || port < UNPRIVILEGED_FIRST ? 0 : this.split;
+    return this.split !== 0 && port < UNPRIVILEGED_FIRST ? this.lowLo : this.highLo;
   }
 
-  /** One past the last offset of that class. */
+  /** One past the last offset of that slice. */
   private classHi(port: number): number {
-    return this.split !== 0 && port < UNPRIVILEGED_FIRST ? this.split : this.size;
+    return this.split !== 0 && port < UNPRIVILEGED_FIRST ? this.lowHi : this.highHi;
   }
 }
 

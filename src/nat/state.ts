@@ -196,9 +196,10 @@ export class EngineState {
     const seed = config.portSeed >>> 0;
     // TCP and UDP keep an inside port below 1024 below 1024 (RFC 4787 REQ-3); ICMP identifiers
     // have no privileged range.
-    this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1, true);
-    this.portsUdp = new PortAllocator(config.ports.udp, n, (0x7f4a7c15 ^ seed) >>> 0 || 1, true);
-    this.portsIcmp = new PortAllocator(config.ports.icmp, n, (0x94d049bb ^ seed) >>> 0 || 1);
+    const slice = config.portSlice;
+    this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1, true, slice);
+    this.portsUdp = new PortAllocator(config.ports.udp, n, (0x7f4a7c15 ^ seed) >>> 0 || 1, true, slice);
+    this.portsIcmp = new PortAllocator(config.ports.icmp, n, (0x94d049bb ^ seed) >>> 0 || 1, false, slice);
     this.insideAddr = new Uint32Array(config.inside.map((p) => p.addr & prefixMask(p.len)));
     this.insideMask = new Uint32Array(config.inside.map((p) => prefixMask(p.len)));
     this.outside = new Uint32Array(config.outside);
