@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  EV_MAPPING_CREATED,
-  EV_QUOTA_EXCEEDED,
-  EV_SESSION_DELETED,
-  NatEvent,
-} from "../../../src/nat/nat-events.ts";
+import { EV_MAPPING_CREATED, EV_QUOTA_EXCEEDED, EV_SESSION_DELETED } from "../../../src/nat/nat-events.ts";
 import {
   dataRecord,
   IpfixPacker,
@@ -14,23 +9,9 @@ import {
   TEMPLATE_QUOTA,
   templateSet,
 } from "../../../src/natlog/ipfix.ts";
-import { ip } from "../../helpers/packets.ts";
+import { sampleEvent as event } from "./sample-event.ts";
 
 const hex = (b: Buffer) => b.toString("hex");
-
-function event(kind: number, over: Partial<NatEvent> = {}): NatEvent {
-  return Object.assign(new NatEvent(), {
-    kind,
-    proto: 6,
-    inAddr: ip("192.168.0.2"),
-    inPort: 40000,
-    outAddr: ip("198.51.100.7"),
-    outPort: 40211,
-    remAddr: ip("203.0.113.10"),
-    remPort: 443,
-    ...over,
-  });
-}
 
 describe("IPFIX NAT event records (RFC 7011, RFC 8158)", () => {
   it("announces the three templates with IANA element ids and lengths (RFC 7011 §3.4.1)", () => {

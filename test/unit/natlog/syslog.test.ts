@@ -5,7 +5,6 @@ import {
   EV_MAPPING_DELETED,
   EV_QUOTA_EXCEEDED,
   EV_SESSION_CREATED,
-  NatEvent,
 } from "../../../src/nat/nat-events.ts";
 import {
   headerField,
@@ -14,7 +13,7 @@ import {
   sdValue,
   syslogMessage,
 } from "../../../src/natlog/syslog.ts";
-import { ip } from "../../helpers/packets.ts";
+import { sampleEvent as event } from "./sample-event.ts";
 
 const HEADER: SyslogHeader = {
   hostname: "gw1",
@@ -25,20 +24,6 @@ const HEADER: SyslogHeader = {
 };
 /** 2026-12-02T06:36:01.123Z */
 const WALL = Date.UTC(2026, 11, 2, 6, 36, 1, 123);
-
-function event(kind: number, over: Partial<NatEvent> = {}): NatEvent {
-  return Object.assign(new NatEvent(), {
-    kind,
-    proto: 6,
-    inAddr: ip("192.168.0.2"),
-    inPort: 40000,
-    outAddr: ip("198.51.100.7"),
-    outPort: 40211,
-    remAddr: ip("203.0.113.10"),
-    remPort: 443,
-    ...over,
-  });
-}
 
 describe("RFC 5424 NAT event messages (VPP nat_syslog's ids and parameters)", () => {
   it("a mapping created: PRI local0.info, RFC 3339 time, APMADD with the napmap element", () => {
