@@ -26,6 +26,8 @@ export interface ApiSources {
   devices: () => Record<string, Record<string, number>>;
   portmap: () => PortmapServer | undefined;
   upnp?: () => UpnpServer | undefined;
+  /** IPv6 filter counters; undefined when it is off. */
+  ipv6?: () => Record<string, number> | undefined;
   streams: () => StreamStats | undefined;
   metrics: ReturnType<typeof createMetrics>;
   forwards: ForwardRegistry;
@@ -47,6 +49,7 @@ export function controlApi(s: ApiSources): ControlSource {
       const upnp = s.upnp?.();
       const streams = s.streams();
       const natLog = s.natLog?.();
+      const ipv6 = s.ipv6?.();
       return {
         uptimeSec: uptimeSec(),
         mode: host.mode,
@@ -60,6 +63,7 @@ export function controlApi(s: ApiSources): ControlSource {
         firewall: engine.firewall?.list() ?? [],
         ...(portmap ? { portmap: portmap.stats() } : {}),
         ...(upnp ? { upnp: upnp.stats() } : {}),
+        ...(ipv6 ? { ipv6 } : {}),
         ...(natLog ? { natLog } : {}),
         ...(streams ? { control: { ...streams } } : {}),
         ...(s.reloader ? { reload: { ...s.reloader.stats } } : {}),

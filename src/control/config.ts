@@ -33,6 +33,7 @@ import {
   perSecond,
   seconds,
 } from "./config-values.ts";
+import { applyIpv6Section, defaultIpv6Config, type Ipv6Config, ipv6SectionSchema } from "./ipv6-config.ts";
 import { parseListen } from "./metrics-http.ts";
 import { applyNatLogSection, natLogSectionSchema } from "./nat-log-config.ts";
 import { applyUpnpSection, upnpSectionSchema } from "./upnp-config.ts";
@@ -141,6 +142,8 @@ export interface RunConfig {
   metrics: { listen?: string };
   /** NAT event logging (`[nat_log]`: syslog, IPFIX); off unless a target is set. */
   natLog: NatLogConfig;
+  /** IPv6 simple security (`[ipv6]`, RFC 6092). */
+  ipv6: Ipv6Config;
   /** The live web dashboard (`[web]`, --web); off unless `listen` is set. */
   web: WebConfig;
   /** The config file read, if any: start-up checks name its keys with it. */
@@ -189,6 +192,7 @@ export function defaultRunConfig(): RunConfig {
     log: { level: "info", format: "text" },
     metrics: {},
     natLog: defaultNatLogConfig(),
+    ipv6: defaultIpv6Config(),
     web: defaultWebConfig(),
   };
 }
@@ -361,6 +365,7 @@ const fileSchema = v.strictObject({
   ),
   upnp: v.optional(upnpSectionSchema),
   nat_log: v.optional(natLogSectionSchema),
+  ipv6: v.optional(ipv6SectionSchema),
   web: v.optional(webSectionSchema),
   metrics: v.optional(
     v.strictObject({
@@ -543,6 +548,10 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     }
     if (f.upnp) {
       const bad = applyUpnpSection(c.upnp, f.upnp);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+    }
+    if (f.ipv6) {
+      const bad = applyIpv6Section(c.ipv6, f.ipv6);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
     }
     if (f.nat_log) {

@@ -23,6 +23,7 @@ import {
 } from "../host/index.ts";
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
+import { Ip6Filter } from "../ipv6fw/filter.ts";
 import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
 import { startNatLog } from "../natlog/start.ts";
@@ -38,6 +39,7 @@ import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
+import { ipv6FilterInputs } from "./ipv6-config.ts";
 import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
@@ -183,7 +185,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       });
       await applyHostSetup(plan, stateFile, { log });
     }
-    datapath = new Datapath(engine, tuns.ports(), clock);
+    const ip6 = ipv6Filter(cfg);
+    datapath = new Datapath(engine, tuns.ports(), clock, ip6);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
     loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
@@ -238,6 +241,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       devices: () => devices.counters(sysfs),
       portmap: () => portmap,
       upnp: () => upnp,
+      ipv6: () => ip6?.counters(clock()),
       streams: () => server?.streamStats,
       metrics,
       forwards,
@@ -415,4 +419,14 @@ function mssSummary(engine: NatEngine): string {
   if (m.setting === "off") return "MSS clamp off";
   const how = m.setting === "pmtu" ? `pmtu: MTU ${m.outsideMtu} outside, ${m.insideMtu} inside` : "fixed";
   return `MSS clamp ${m.outbound} out, ${m.inbound} in (${how})`;
+}
+
+/** The IPv6 filter of `[ipv6] firewall = true` (RFC 6092); undefined when it is off. */
+function ipv6Filter(cfg: RunConfig): Ip6Filter | undefined {
+  if (!cfg.ipv6.firewall) return undefined;
+  return new Ip6Filter({
+    capacity: cfg.ipv6.maxFlows,
+    filtering: cfg.filtering,
+    ...ipv6FilterInputs(cfg.ipv6),
+  });
 }

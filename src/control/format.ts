@@ -35,6 +35,8 @@ export interface StatsReply {
   portmap?: Record<string, number>;
   /** UPnP IGD server counters, when it runs. */
   upnp?: Record<string, number>;
+  /** IPv6 simple security (RFC 6092) counters, when `[ipv6] firewall` is on. */
+  ipv6?: Record<string, number>;
   /** NAT event log counters (`[nat_log]`), when it runs: events, records sent, drops by reason. */
   natLog?: Record<string, number>;
   /** The control socket's streamed answers (connection listings): counts, longest chunk. */
@@ -145,6 +147,10 @@ export function formatStats(s: StatsReply): string {
   if (s.upnp) {
     lines.push("port mapping (UPnP IGD):");
     for (const [k, v] of Object.entries(s.upnp)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  }
+  if (s.ipv6) {
+    lines.push("IPv6 firewall (RFC 6092):");
+    for (const [k, v] of Object.entries(s.ipv6)) lines.push(`  ${k.padEnd(28)} ${v}`);
   }
   if (s.natLog) {
     lines.push("NAT event log:");

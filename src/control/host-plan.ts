@@ -36,6 +36,7 @@ export function planRunHost(cfg: RunConfig, host: Resolved, seen: HostObservatio
     txQueueLen: TUN_TX_QUEUE_LEN,
     disableTunIpv6: seen.disableTunIpv6,
     rpFilter: seen.rpFilter,
+    ...(cfg.ipv6.firewall ? { ipv6InsideNetworks: cfg.ipv6.insideNetworks } : {}),
     ...(seen.rpsCpus !== undefined ? { rpsCpus: seen.rpsCpus } : {}),
     ...(host.mode === "pool"
       ? { pool: cfg.addresses }

@@ -4,6 +4,7 @@
 // outside), which the engine is told with every packet. Nothing here allocates per packet.
 import { performance } from "node:perf_hooks";
 import type { BatchIo } from "../io/batch-io.ts";
+import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import {
   DROP,
   FORWARD,
@@ -42,6 +43,8 @@ export class Datapath {
   /** A reply or released fragment, behind a zeroed virtio-net header when the device wants one. */
   private readonly scratch = new Uint8Array(65536 + 64);
   private timer: NodeJS.Timeout | undefined;
+  /** IPv6 simple security (RFC 6092); undefined: IPv6 packets go to the engine, which drops them. */
+  private readonly ip6: Ip6Filter | undefined;
   readonly stats: DatapathStats = { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0 };
 
   /** `io`: one device or several, each with its side; a bare device has no side (the source decides). */
@@ -49,7 +52,9 @@ export class Datapath {
     engine: NatEngine,
     io: BatchIo | readonly DatapathPort[],
     clock: () => number = () => performance.now(),
+    ip6?: Ip6Filter,
   ) {
+    this.ip6 = ip6;
     this.engine = engine;
     this.ports = Array.isArray(io) ? io : [{ io: io as BatchIo, side: SIDE_BY_ADDRESS }];
     this.outside = this.ports.find((p) => p.side === SIDE_OUTSIDE) ?? this.ports[0];
@@ -95,8 +100,18 @@ export class Datapath {
         // The header is written back unchanged: the engine's rewrites keep every offset in it
         // (checksum start, header length) valid, and the kernel segments a GSO super-packet (TSO,
         // USO) as it describes, finishing each segment's checksum from the partial one.
+        const ipLen = ipMeta[2 * k + 1];
+        if (this.ip6 !== undefined && buf[off + h] >>> 4 === 6) {
+          // IPv6 is filtered, never translated: written back unchanged (header and all) or dropped.
+          if (this.ip6.process(buf, off + h, ipLen, now, side) === FORWARD) {
+            this.outMeta[2 * out] = off;
+            this.outMeta[2 * out + 1] = ipLen + h;
+            out++;
+          }
+          continue;
+        }
         const partial = h > 0 && needsChecksum(buf, off);
-        const v = engine.process(buf, off + h, ipMeta[2 * k + 1], now, partial, side);
+        const v = engine.process(buf, off + h, ipLen, now, partial, side);
         if (v === FORWARD) {
           this.outMeta[2 * out] = off;
           this.outMeta[2 * out + 1] = engine.outLen + h;

@@ -30,6 +30,7 @@ import {
 import { publicAddressRule } from "./forward-rules.ts";
 import { gatewayIcmpRuleSteps } from "./gateway-icmp-rules.ts";
 import { expandPrefix, parsePrefix } from "./ipv4.ts";
+import { ipv6SteeringSteps } from "./ipv6-rules.ts";
 import { otherProtocolRuleSteps } from "./other-protocol-rules.ts";
 import { type RpFilterState, rpFilterSteps } from "./rp-filter.ts";
 import { cmdStep, type HostStep, PRIOR, routeStep, ruleStep, sysctlKey, sysctlStep } from "./steps.ts";
@@ -67,6 +68,8 @@ export interface HostSetupOptions {
   rpsCpus?: string;
   /** Turn IPv6 off on the TUNs (when the kernel has IPv6). Default false. */
   disableTunIpv6?: boolean;
+  /** IPv6 simple security: steer forwarded IPv6 for these inside prefixes through the TUNs. */
+  ipv6InsideNetworks?: string[];
   /** Create the TUNs with `ip tuntap` (tests; normally the native addon creates them). Default false. */
   createTun?: boolean;
   /** The rp_filter settings before masq (readRpFilterState), kept in effect on the other interfaces. */
@@ -142,6 +145,8 @@ export function planHostSetup(opts: HostSetupOptions): HostStep[] {
         String(tables.inside),
       ]),
     );
+  if (opts.ipv6InsideNetworks !== undefined && opts.ipv6InsideNetworks.length > 0)
+    steps.push(...ipv6SteeringSteps({ ...opts, insideNetworks: opts.ipv6InsideNetworks }));
   if (opts.mode === "pool" && (opts.proxyArp ?? true)) {
     for (const p of pool) {
       for (const addr of expandPrefix(p)) {
@@ -197,7 +202,7 @@ function tunSteps(tun: string, opts: HostSetupOptions): HostStep[] {
       undo: [],
     });
   }
-  if (opts.disableTunIpv6)
+  if (opts.disableTunIpv6 && !(opts.ipv6InsideNetworks && opts.ipv6InsideNetworks.length > 0))
     // masq translates IPv4: without this the kernel's own IPv6 chatter (router and multicast
     // listener solicitations) reaches masq, to be dropped as packets of the wrong version.
     steps.push(sysctlStep(sysctlKey("net", "ipv6", "conf", tun, "disable_ipv6"), "1"));
