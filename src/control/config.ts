@@ -25,6 +25,13 @@ import { defaultUpnpConfig, type UpnpConfig } from "../portmap/upnp/config.ts";
 import { addressPlanProblem } from "./address-rules.ts";
 import { algSectionSchema, applyAlgSection } from "./alg-config.ts";
 import {
+  applyCgnatSection,
+  blockRangeProblem,
+  type CgnatConfig,
+  cgnatSectionSchema,
+  defaultCgnatConfig,
+} from "./cgnat-config.ts";
+import {
   flowCount,
   flowTimeout,
   fragmentTimeout,
@@ -141,6 +148,8 @@ export interface RunConfig {
   metrics: { listen?: string };
   /** NAT event logging (`[nat_log]`: syslog, IPFIX); off unless a target is set. */
   natLog: NatLogConfig;
+  /** Carrier-grade NAT (`[cgnat]`): port blocks; off unless `port_block` is set. */
+  cgnat: CgnatConfig;
   /** The live web dashboard (`[web]`, --web); off unless `listen` is set. */
   web: WebConfig;
   /** The config file read, if any: start-up checks name its keys with it. */
@@ -189,6 +198,7 @@ export function defaultRunConfig(): RunConfig {
     log: { level: "info", format: "text" },
     metrics: {},
     natLog: defaultNatLogConfig(),
+    cgnat: defaultCgnatConfig(),
     web: defaultWebConfig(),
   };
 }
@@ -361,6 +371,7 @@ const fileSchema = v.strictObject({
   ),
   upnp: v.optional(upnpSectionSchema),
   nat_log: v.optional(natLogSectionSchema),
+  cgnat: v.optional(cgnatSectionSchema),
   web: v.optional(webSectionSchema),
   metrics: v.optional(
     v.strictObject({
@@ -440,6 +451,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   let portsKey = "--ports";
   let portsGiven = false;
   let webKey = "web.listen";
+  let portBlockKey = "cgnat.port_block";
   let addressesKey = "--address";
   let insideNetworksKey = "inside_networks";
   if (flags.config) {
@@ -549,6 +561,11 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       const bad = applyNatLogSection(c.natLog, f.nat_log);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
     }
+    if (f.cgnat) {
+      const bad = applyCgnatSection(c.cgnat, f.cgnat);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+      if (f.cgnat.port_block !== undefined) portBlockKey = `${src}: cgnat.port_block`;
+    }
     if (f.web) {
       const bad = applyWebSection(c.web, f.web);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
@@ -646,6 +663,10 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (!portsGiven) c.ports = { ...defaultPortRange(c.addresses.length > 0 ? "pool" : "interface") };
   const bad = addressPlanProblem(c, { portsKey, addressesKey, insideNetworksKey });
   if (bad) throw new ConfigError(bad.key, bad.problem);
+  if (c.cgnat.portBlock > 0) {
+    const tooBig = blockRangeProblem(c.cgnat.portBlock, c.ports.first, c.ports.last, c.workers);
+    if (tooBig) throw new ConfigError(portBlockKey, tooBig);
+  }
   return c;
 }
 

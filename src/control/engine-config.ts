@@ -45,6 +45,9 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     ...(natLogEnabled(cfg.natLog)
       ? { natEvents: { capacity: cfg.natLog.bufferEvents, sessions: cfg.natLog.sessions } }
       : {}),
+    ...(cfg.cgnat.portBlock > 0
+      ? { portBlocks: { size: cfg.cgnat.portBlock, maxPerHost: cfg.cgnat.maxBlocksPerHost } }
+      : {}),
     // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
     portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
   });

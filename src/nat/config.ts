@@ -134,6 +134,11 @@ export interface EngineConfig {
   outsideMtu: number;
   /** NAT event logging (src/nat/nat-event-log.ts); absent: off, nothing is recorded. */
   natEvents?: NatEventConfig;
+  /**
+   * Port blocks (`[cgnat]`, src/nat/port-blocks.ts): ports per block and blocks per host and
+   * protocol. Absent: ports are allocated one by one (port-allocator.ts).
+   */
+  portBlocks?: { size: number; maxPerHost: number };
 }
 
 /**
