@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { ALGS } from "../alg/algs.ts";
 import { type AlgConfig, defaultAlgConfig } from "../alg/config.ts";
 import { MasqError } from "../errors/masq-error.ts";
+import { parsePrefix, prefixSize } from "../host/ipv4.ts";
 import {
   DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_INTERFACE_PORTS,
@@ -30,6 +31,7 @@ import {
   type CgnatConfig,
   cgnatSectionSchema,
   defaultCgnatConfig,
+  deterministicPlan,
 } from "./cgnat-config.ts";
 import {
   flowCount,
@@ -452,6 +454,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   let portsGiven = false;
   let webKey = "web.listen";
   let portBlockKey = "cgnat.port_block";
+  let cgnatInsideKey = "cgnat.inside";
   let addressesKey = "--address";
   let insideNetworksKey = "inside_networks";
   if (flags.config) {
@@ -565,6 +568,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       const bad = applyCgnatSection(c.cgnat, f.cgnat);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
       if (f.cgnat.port_block !== undefined) portBlockKey = `${src}: cgnat.port_block`;
+      if (f.cgnat.inside !== undefined) cgnatInsideKey = `${src}: cgnat.inside`;
     }
     if (f.web) {
       const bad = applyWebSection(c.web, f.web);
@@ -666,6 +670,16 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (c.cgnat.portBlock > 0) {
     const tooBig = blockRangeProblem(c.cgnat.portBlock, c.ports.first, c.ports.last, c.workers);
     if (tooBig) throw new ConfigError(portBlockKey, tooBig);
+  }
+  if (c.cgnat.deterministicInside !== undefined) {
+    if (c.addresses.length === 0)
+      throw new ConfigError(
+        cgnatInsideKey,
+        "deterministic mode needs pool mode's addresses (addresses, --address)",
+      );
+    const pool = c.addresses.reduce((n, a) => n + prefixSize(parsePrefix(a)), 0);
+    const plan = deterministicPlan(c.cgnat.deterministicInside, pool, c.ports.first, c.ports.last);
+    if (typeof plan === "string") throw new ConfigError(cgnatInsideKey, plan);
   }
   return c;
 }

@@ -3,7 +3,8 @@
 // port_block`) the answer comes from the engine's block table (src/nat/port-blocks.ts): the
 // block held now, or with `at` the one held then, from the blocks given since (still held) and
 // the last BLOCK_HISTORY blocks freed per protocol. Without port blocks masq keeps no per-mapping
-// index: the NAT event log (`[nat_log]`) is where the answer is.
+// index: the NAT event log (`[nat_log]`) is where the answer is. In deterministic mode the
+// answer is the inverse of the configuration's function (src/nat/deterministic.ts), at any time.
 import { performance } from "node:perf_hooks";
 import type { NatEngine } from "../nat/engine.ts";
 import { flowProtocolName } from "../nat/view.ts";
@@ -15,7 +16,9 @@ export interface WhoisHolder {
   inside: string;
   block: { first: number; last: number; outside: string };
   /** Wall time (ISO) the block was given; `until` when it was freed (absent: held now). */
-  since: string;
+  since?: string;
+  /** Deterministic mode: the range is the address's by the configuration, at every time. */
+  deterministic?: true;
   until?: string;
 }
 
@@ -66,10 +69,10 @@ export function whoisAnswer(engine: NatEngine, q: URLSearchParams): WhoisReply {
     ...(atWall !== undefined ? { at: new Date(atWall).toISOString() } : {}),
     portBlocks: engine.portBlocksOn,
     holders: found.map((h) => ({
-      protocol: flowProtocolName(h.proto),
+      protocol: h.proto === 0 ? "any" : flowProtocolName(h.proto),
       inside: formatIpv4(h.inAddr),
       block: { first: h.first, last: h.last, outside },
-      since: toWall(h.sinceMs),
+      ...(h.sinceMs >= 0 ? { since: toWall(h.sinceMs) } : { deterministic: true }),
       ...(h.untilMs >= 0 ? { until: toWall(h.untilMs) } : {}),
     })),
   };
@@ -84,7 +87,7 @@ export function formatWhois(r: WhoisReply): string {
   return r.holders
     .map(
       (h) =>
-        `${what} ${h.protocol}: ${h.inside} (block ${h.block.first}-${h.block.last}, since ${h.since}${h.until ? `, until ${h.until}` : ", held now"})\n`,
+        `${what} ${h.protocol}: ${h.inside} (block ${h.block.first}-${h.block.last}, ${h.deterministic ? "deterministic" : `since ${h.since}${h.until ? `, until ${h.until}` : ", held now"}`})\n`,
     )
     .join("");
 }

@@ -1,6 +1,7 @@
 // The engine's configuration: plain data, validated by control/config before it gets here.
 
 import type { FirewallRule } from "../policy/rules.ts";
+import type { DeterministicPlan } from "./deterministic.ts";
 import type { NatEventConfig } from "./nat-event-log.ts";
 import type { PortSlice } from "./port-slices.ts";
 
@@ -139,6 +140,8 @@ export interface EngineConfig {
    * protocol. Absent: ports are allocated one by one (port-allocator.ts).
    */
   portBlocks?: { size: number; maxPerHost: number };
+  /** Deterministic NAT (`[cgnat] mode = "deterministic"`, src/nat/deterministic.ts); absent: off. */
+  deterministic?: DeterministicPlan;
 }
 
 /**

@@ -113,7 +113,9 @@ export const D_FRAGMENT_SOURCE_BUDGET = DROP_BASE + 34;
 export const D_PROTOCOL_REMOTE_TAKEN = DROP_BASE + 35;
 /** The inside host's port blocks are full and it holds its `[cgnat] max_blocks_per_host`. */
 export const D_PORT_BLOCK_QUOTA = DROP_BASE + 36;
-export const DROP_LAST = D_PORT_BLOCK_QUOTA;
+/** Deterministic mode: the inside source is not in `[cgnat] inside`, so it has no port range. */
+export const D_NOT_DETERMINISTIC = DROP_BASE + 37;
+export const DROP_LAST = D_NOT_DETERMINISTIC;
 
 // Policy refusals (src/policy): allocated from the top of the drop range down, so other additions
 // counting up from DROP_LAST never collide with them.
@@ -247,6 +249,7 @@ const DROP_NAMES: Record<number, string> = {
   [D_FRAGMENT_SOURCE_BUDGET]: "fragment_source_budget",
   [D_PROTOCOL_REMOTE_TAKEN]: "protocol_remote_taken",
   [D_PORT_BLOCK_QUOTA]: "port_block_quota",
+  [D_NOT_DETERMINISTIC]: "not_deterministic",
   [D_FIREWALL_DROP]: "firewall_drop",
   [D_FIREWALL_REJECT]: "firewall_reject",
   [D_HOST_RATE_LIMIT]: "host_rate_limit",

@@ -269,9 +269,9 @@ export class NatEngine {
     return this.s.outside[this.s.pairedAddressIndex(inAddr)];
   }
 
-  /** Whether port blocks (`[cgnat] port_block`) are on. */
+  /** Whether port blocks (`[cgnat] port_block`) or deterministic mode are on: whois can answer. */
   get portBlocksOn(): boolean {
-    return this.s.blocksTcp !== null;
+    return this.s.blocksTcp !== null || this.s.det !== null;
   }
 
   /**
@@ -281,6 +281,14 @@ export class NatEngine {
   whois(outAddr: number, port: number, atMs?: number): BlockHolder[] {
     const idx = this.s.outsideIndex(outAddr >>> 0);
     if (idx < 0) return [];
+    const det = this.s.det;
+    if (det !== null) {
+      // Deterministic: the inverse of the configuration's function, for every protocol and time.
+      const inAddr = det.insideOf(idx, port);
+      if (inAddr < 0) return [];
+      const first = det.firstPort(det.indexOf(inAddr));
+      return [{ proto: 0, inAddr, first, last: first + det.ports - 1, sinceMs: -1, untilMs: -1 }];
+    }
     const found: BlockHolder[] = [];
     for (const blocks of [this.s.blocksTcp, this.s.blocksUdp, this.s.blocksIcmp]) {
       const h = blocks?.whois(idx, port, atMs);

@@ -161,7 +161,8 @@ function removeMapping(s: EngineState, m: number): void {
   }
   s.closedMappings.mappingRemoved(m);
   s.portQuota.release(m, mt.proto[m]);
-  if (s.events !== null && !inBlock) s.events.mapping(s, EV_MAPPING_DELETED, m, 0, 0);
+  // Deterministic mode logs no mapping: the configuration says who holds every port.
+  if (s.events !== null && !inBlock && s.det === null) s.events.mapping(s, EV_MAPPING_DELETED, m, 0, 0);
   mt.remove(m);
   s.counters[C.C_MAPPINGS_EXPIRED]++;
 }

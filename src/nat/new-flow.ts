@@ -156,6 +156,10 @@ function createOutbound(
   if (full) host = ht.find(inAddr);
   const mt = s.mappingTable;
   let m = mt.lookupInside(proto, inAddr, inPort);
+  if (m === NO_MAPPING && s.det !== null) {
+    m = createDeterministic(s, proto, inAddr, inPort, addrIdx, host);
+    if (m < 0) return m;
+  }
   if (m === NO_MAPPING) {
     const blocks = s.blocksFor(proto);
     if (blocks !== null) {
@@ -211,6 +215,45 @@ function createOutbound(
   return f;
 }
 
+/**
+ * Deterministic mode: a new mapping for inAddr:inPort with a port of the address's fixed range
+ * (deterministic.ts), logged by nobody; -reason when it has no range or the range is used up.
+ */
+function createDeterministic(
+  s: EngineState,
+  proto: number,
+  inAddr: number,
+  inPort: number,
+  addrIdx: number,
+  host: number,
+): number {
+  const det = s.det!;
+  const mt = s.mappingTable;
+  const i = det.indexOf(inAddr);
+  if (i < 0) return -C.D_NOT_DETERMINISTIC;
+  if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
+  const outPort = det.allocate(s.portsFor(proto), i, inPort, s.config.portParity);
+  if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
+  if (outPort === inPort) s.counters[C.C_PORTS_PRESERVED]++;
+  return addMappingFor(s, proto, inAddr, inPort, addrIdx, outPort, host);
+}
+
+/** Adds the mapping inAddr:inPort ↔ outside addrIdx:outPort, charged to the host: the mapping. */
+function addMappingFor(
+  s: EngineState,
+  proto: number,
+  inAddr: number,
+  inPort: number,
+  addrIdx: number,
+  outPort: number,
+  host: number,
+): number {
+  const m = s.mappingTable.add(proto, inAddr, inPort, s.outside[addrIdx], outPort);
+  s.portQuota.charge(m, host !== NO_HOST ? host : s.hostTable.findOrAdd(inAddr), proto);
+  s.counters[C.C_MAPPINGS_CREATED]++;
+  return m;
+}
+
 /** Finished mapping `old` goes and its outside port is taken again (closed-mappings.ts): the port. */
 function reusePort(s: EngineState, old: number, proto: number, addrIdx: number): number {
   const outPort = s.mappingTable.u32[old * MAPPING_WORDS + M_PORTS] & 0xffff;
@@ -263,10 +306,8 @@ function createInBlock(
     blocks.retaken(addrIdx, outPort, inAddr);
     host = ht.find(inAddr);
   } else if (outPort === inPort) s.counters[C.C_PORTS_PRESERVED]++;
-  const m = mt.add(proto, inAddr, inPort, s.outside[addrIdx], outPort);
+  const m = addMappingFor(s, proto, inAddr, inPort, addrIdx, outPort, host);
   if (blocks.holder(addrIdx, outPort) === inAddr) s.inBlock[m] = 1;
-  s.portQuota.charge(m, host !== NO_HOST ? host : ht.findOrAdd(inAddr), proto);
-  s.counters[C.C_MAPPINGS_CREATED]++;
   // One record per block (logged as the block was taken), none per mapping.
   return m;
 }

@@ -32,7 +32,10 @@ export interface BlockSink {
 /** Freed blocks remembered per protocol for `masq whois --at` (the oldest are forgotten first). */
 export const BLOCK_HISTORY = 4096;
 
-/** A block's holder as whois reports it: engine-clock times, `untilMs` -1 while it is held. */
+/**
+ * A block's holder as whois reports it: engine-clock times, `untilMs` -1 while it is held;
+ * deterministic mode's fixed range has proto 0 (every protocol) and `sinceMs` -1 (always).
+ */
 export interface BlockHolder {
   proto: number;
   inAddr: number;
@@ -274,7 +277,7 @@ export class PortBlocks {
       );
   }
 
-  /** A free port of block b: `preferred` when it lies there and is free, else the first free. */
+  /** A free port of block b (takeInRange). */
   private takeIn(
     ports: PortAllocator,
     outIdx: number,
@@ -283,13 +286,27 @@ export class PortBlocks {
     parity: boolean,
   ): number {
     const lo = this.blockFirst(b);
-    const hi = lo + this.size - 1;
-    if (preferred >= lo && preferred <= hi && ports.take(outIdx, preferred)) return preferred;
-    for (let pass = parity ? 0 : 1; pass < 2; pass++)
-      for (let p = lo; p <= hi; p++)
-        if ((pass === 1 || ((p ^ preferred) & 1) === 0) && ports.take(outIdx, p)) return p;
-    return NO_PORT;
+    return takeInRange(ports, outIdx, lo, lo + this.size - 1, preferred, parity);
   }
+}
+
+/**
+ * Takes a free port of lo..hi on address outIdx: `preferred` when it lies there and is free, else
+ * the first free one (of preferred's parity first with `parity`); NO_PORT when none is.
+ */
+export function takeInRange(
+  ports: PortAllocator,
+  outIdx: number,
+  lo: number,
+  hi: number,
+  preferred: number,
+  parity: boolean,
+): number {
+  if (preferred >= lo && preferred <= hi && ports.take(outIdx, preferred)) return preferred;
+  for (let pass = parity ? 0 : 1; pass < 2; pass++)
+    for (let p = lo; p <= hi; p++)
+      if ((pass === 1 || ((p ^ preferred) & 1) === 0) && ports.take(outIdx, p)) return p;
+  return NO_PORT;
 }
 
 function nextRandom(x: number): number {

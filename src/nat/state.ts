@@ -12,6 +12,7 @@ import type { AlgHook } from "./alg-hook.ts";
 import { ClosedMappings } from "./closed-mappings.ts";
 import type { EngineConfig, PortRange } from "./config.ts";
 import * as C from "./counters.ts";
+import { Deterministic } from "./deterministic.ts";
 import { ExhaustionAnswers } from "./exhaustion.ts";
 import { due } from "./flow-life.ts";
 import {
@@ -92,6 +93,8 @@ export class EngineState {
   readonly blocksTcp: PortBlocks | null = null;
   readonly blocksUdp: PortBlocks | null = null;
   readonly blocksIcmp: PortBlocks | null = null;
+  /** Deterministic NAT's function (`[cgnat] mode = "deterministic"`), or null. */
+  readonly det: Deterministic | null;
   /** Where the blocks' events go: the NAT log's ring, or null (no `[nat_log]`). */
   readonly blockSink: BlockSink | null = null;
   /** Per mapping: 1 when its port was counted in a block (so its going is counted there too). */
@@ -212,6 +215,7 @@ export class EngineState {
     this.portsIcmp = new PortAllocator(config.ports.icmp, n, (0x94d049bb ^ seed) >>> 0 || 1, false, slice);
     const pb = config.portBlocks;
     this.inBlock = new Uint8Array(pb ? config.maxMappings : 0);
+    this.det = config.deterministic ? new Deterministic(config.deterministic) : null;
     if (pb) {
       const blocks = (proto: number, range: PortRange, keepClass: boolean) =>
         new PortBlocks(proto, range, keepClass, n, pb.size, pb.maxPerHost, slice, undefined, seed ^ proto);
@@ -277,6 +281,10 @@ export class EngineState {
 
   /** Paired pooling (RFC 4787 REQ-2): an inside host always gets the same outside address. */
   pairedAddressIndex(inAddr: number): number {
+    if (this.det !== null) {
+      const i = this.det.indexOf(inAddr);
+      return i < 0 ? 0 : this.det.addressOf(i);
+    }
     const n = this.outside.length;
     if (n === 1) return 0;
     let h = Math.imul(inAddr ^ (inAddr >>> 16), 0x45d9f3b);

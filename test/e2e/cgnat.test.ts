@@ -1,16 +1,20 @@
 // End to end: port blocks (`[cgnat] port_block`, RFC 6888 REQ-4) in pool mode. A-box fetches a
 // page three times (three connections, three mappings): every port the server saw lies in the
 // one block rsyslogd (in the ISP namespace, as in nat-log.test.ts) got a port-block record for,
-// no per-mapping record is sent, and `masq whois` names A-box for each of those ports.
+// no per-mapping record is sent, and `masq whois` names A-box for each of those ports. Then in
+// deterministic mode (RFC 7422) the ports are in the range the configuration gives A-box.
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { deterministicPlan } from "../../src/control/cgnat-config.ts";
 import type { WhoisReply } from "../../src/control/whois.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
+import { Deterministic } from "../../src/nat/deterministic.ts";
+import { ip } from "../helpers/packets.ts";
 import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
 
 const root = process.getuid?.() === 0;
@@ -20,7 +24,7 @@ const skip = !root ? "needs root (network namespaces)" : !tools ? "needs rsyslog
 const COLLECTOR = "198.51.100.1";
 const SYSLOG_PORT = 5514;
 
-describe("port blocks: a host's ports from its block, one log record per block, whois", { skip }, () => {
+describe("cgnat: port blocks (one log record per block) and deterministic mode, with whois", { skip }, () => {
   let net: MasqNetwork;
   let tmp: string;
   let masq: MasqProcess | undefined;
@@ -33,19 +37,7 @@ describe("port blocks: a host's ports from its block, one log record per block, 
     const inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80"]);
     await inet.waitFor(/"proto":"http"/, 10_000);
     syslog = await startRsyslog(net.lab, net.isp.ns, tmp, COLLECTOR, SYSLOG_PORT);
-    const config = join(tmp, "masq.toml");
-    writeFileSync(
-      config,
-      [
-        "[cgnat]",
-        "port_block = 512",
-        "max_blocks_per_host = 2",
-        "[nat_log]",
-        `syslog = "udp://${COLLECTOR}:${SYSLOG_PORT}"`,
-        "",
-      ].join("\n"),
-    );
-    masq = await startMasq(net, { config });
+    await runMasq(["port_block = 512", "max_blocks_per_host = 2"]);
   });
 
   after(async () => {
@@ -56,6 +48,17 @@ describe("port blocks: a host's ports from its block, one log record per block, 
       if (tmp) rmSync(tmp, { recursive: true, force: true });
     }
   });
+
+  /** (Re)starts masq with these `[cgnat]` lines, logging to rsyslogd over UDP. */
+  async function runMasq(cgnat: string[]): Promise<void> {
+    if (masq?.proc.running) await masq.stop();
+    const config = join(tmp, "masq.toml");
+    writeFileSync(
+      config,
+      ["[cgnat]", ...cgnat, "[nat_log]", `syslog = "udp://${COLLECTOR}:${SYSLOG_PORT}"`, ""].join("\n"),
+    );
+    masq = await startMasq(net, { config });
+  }
 
   /** A-box fetches a page; the public port the server saw. */
   async function fetchFromAbox(): Promise<number> {
@@ -101,5 +104,37 @@ describe("port blocks: a host's ports from its block, one log record per block, 
     }
     const text = await masq!.cli(["whois", `${net.publicAddr}:${ports[0]}`]);
     assert.match(text, new RegExp(`tcp: ${abox.replaceAll(".", "\\.")} \\(block ${first}-${last}`));
+  });
+
+  it("deterministic mode: the ports the server sees are in A-box's computed range, and whois answers", async () => {
+    await runMasq(['mode = "deterministic"', `inside = "${net.insideNet}"`]);
+    const before = lines().length;
+    const plan = deterministicPlan(net.insideNet, 1, 1, 65535);
+    assert.ok(typeof plan !== "string", String(plan));
+    const d = new Deterministic(plan);
+    const abox = net.inside[0].addr;
+    const i = d.indexOf(ip(abox));
+    const first = d.firstPort(i);
+    const last = first + d.ports - 1;
+    const ports = [await fetchFromAbox(), await fetchFromAbox()];
+    for (const p of ports)
+      assert.ok(p >= first && p <= last, `port ${p} outside A-box's range ${first}-${last}`);
+    const w = JSON.parse(await masq!.cli(["whois", `${net.publicAddr}:${ports[1]}`, "--json"])) as WhoisReply;
+    assert.deepEqual(
+      w.holders.map((h) => [h.protocol, h.inside, h.block.first, h.block.last, h.deterministic]),
+      [["any", abox, first, last, true]],
+    );
+    // A past time has the same answer: the function does not change.
+    const past = JSON.parse(
+      await masq!.cli(["whois", `${net.publicAddr}:${first}`, "--at", "2020-01-01T00:00:00Z", "--json"]),
+    ) as WhoisReply;
+    assert.equal(past.holders[0]?.inside, abox);
+    // No per-mapping record.
+    assert.equal(
+      lines()
+        .slice(before)
+        .filter((l) => / APMADD /.test(l)).length,
+      0,
+    );
   });
 });
