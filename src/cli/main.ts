@@ -12,6 +12,7 @@ import {
 import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
 import type { ReloadReport } from "../control/reload.ts";
 import { masqVersion } from "../control/version.ts";
+import { formatWhois, parseOutsideEndpoint, parseWhoisTime, type WhoisReply } from "../control/whois.ts";
 import { exitCodeOf } from "../errors/codes.ts";
 import { errorCode } from "../errors/masq-error.ts";
 import type { CleanupFlags } from "./cleanup.ts";
@@ -201,6 +202,37 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }
       const reply = (await controlGet(opts.socket, "/v1/stats")) as StatsReply;
       process.stdout.write(opts.json ? `${JSON.stringify(reply, null, 2)}\n` : formatStats(reply));
+    });
+
+  program
+    .command("whois")
+    .description("which inside host held an outside address:port (now, or --at a time): port blocks")
+    .argument("<endpoint>", "outside address:port, e.g. 198.51.100.7:40211")
+    .option("--at <time>", "when: ISO 8601 (2026-12-02T14:03:00Z) or ms since the epoch")
+    .option("--json", "print JSON", false)
+    .addOption(socketOption())
+    .action(async (endpoint: string, opts: { at?: string; json: boolean; socket: string }) => {
+      const e = parseOutsideEndpoint(endpoint);
+      if (typeof e === "string") throw new InvalidArgumentError(e);
+      const q = new URLSearchParams({
+        address: endpoint.slice(0, endpoint.lastIndexOf(":")),
+        port: String(e.port),
+      });
+      if (opts.at !== undefined) {
+        const at = parseWhoisTime(opts.at);
+        if (!Number.isFinite(at))
+          throw new InvalidArgumentError(
+            `--at ${JSON.stringify(opts.at)} must be an ISO 8601 time or ms since the epoch`,
+          );
+        q.set("at", String(at));
+      }
+      const reply = (await controlGet(opts.socket, `/v1/whois?${q}`)) as WhoisReply;
+      process.stdout.write(
+        opts.json
+          ? `${JSON.stringify(reply, null, 2)}
+`
+          : formatWhois(reply),
+      );
     });
 
   program

@@ -14,6 +14,7 @@ import type { StatsReply } from "./format.ts";
 import type { createMetrics } from "./metrics.ts";
 import type { Reloader } from "./reload.ts";
 import { ControlError, type ControlSource } from "./server.ts";
+import { whoisAnswer } from "./whois.ts";
 
 /** What the handlers read; the getters are asked per request (things start one after another). */
 export interface ApiSources {
@@ -71,6 +72,7 @@ export function controlApi(s: ApiSources): ControlSource {
     },
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
     forwards: forwardsApi(s.forwards, engine),
+    whois: (q) => whoisAnswer(engine, q),
     ...(reloader ? { reload: (check: boolean) => reloader.reload(check) } : {}),
     ...(s.stop ? { stop: stopApi(s.stop) } : {}),
   };

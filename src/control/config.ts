@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { ALGS } from "../alg/algs.ts";
 import { type AlgConfig, defaultAlgConfig } from "../alg/config.ts";
 import { MasqError } from "../errors/masq-error.ts";
+import { parsePrefix, prefixSize } from "../host/ipv4.ts";
 import {
   DEFAULT_FRAGMENT_BUFFER_BYTES,
   DEFAULT_INTERFACE_PORTS,
@@ -24,6 +25,14 @@ import { ForwardError, type ForwardSpec, parseForward } from "../portmap/forward
 import { defaultUpnpConfig, type UpnpConfig } from "../portmap/upnp/config.ts";
 import { addressPlanProblem } from "./address-rules.ts";
 import { algSectionSchema, applyAlgSection } from "./alg-config.ts";
+import {
+  applyCgnatSection,
+  blockRangeProblem,
+  type CgnatConfig,
+  cgnatSectionSchema,
+  defaultCgnatConfig,
+  deterministicPlan,
+} from "./cgnat-config.ts";
 import {
   flowCount,
   flowTimeout,
@@ -144,6 +153,8 @@ export interface RunConfig {
   natLog: NatLogConfig;
   /** IPv6 simple security (`[ipv6]`, RFC 6092). */
   ipv6: Ipv6Config;
+  /** Carrier-grade NAT (`[cgnat]`): port blocks; off unless `port_block` is set. */
+  cgnat: CgnatConfig;
   /** The live web dashboard (`[web]`, --web); off unless `listen` is set. */
   web: WebConfig;
   /** The config file read, if any: start-up checks name its keys with it. */
@@ -193,6 +204,7 @@ export function defaultRunConfig(): RunConfig {
     metrics: {},
     natLog: defaultNatLogConfig(),
     ipv6: defaultIpv6Config(),
+    cgnat: defaultCgnatConfig(),
     web: defaultWebConfig(),
   };
 }
@@ -366,6 +378,7 @@ const fileSchema = v.strictObject({
   upnp: v.optional(upnpSectionSchema),
   nat_log: v.optional(natLogSectionSchema),
   ipv6: v.optional(ipv6SectionSchema),
+  cgnat: v.optional(cgnatSectionSchema),
   web: v.optional(webSectionSchema),
   metrics: v.optional(
     v.strictObject({
@@ -445,6 +458,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   let portsKey = "--ports";
   let portsGiven = false;
   let webKey = "web.listen";
+  let portBlockKey = "cgnat.port_block";
+  let cgnatInsideKey = "cgnat.inside";
   let addressesKey = "--address";
   let insideNetworksKey = "inside_networks";
   if (flags.config) {
@@ -558,6 +573,12 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
       const bad = applyNatLogSection(c.natLog, f.nat_log);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
     }
+    if (f.cgnat) {
+      const bad = applyCgnatSection(c.cgnat, f.cgnat);
+      if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
+      if (f.cgnat.port_block !== undefined) portBlockKey = `${src}: cgnat.port_block`;
+      if (f.cgnat.inside !== undefined) cgnatInsideKey = `${src}: cgnat.inside`;
+    }
     if (f.web) {
       const bad = applyWebSection(c.web, f.web);
       if (bad) throw new ConfigError(`${src}: ${bad.key}`, bad.problem);
@@ -655,6 +676,20 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (!portsGiven) c.ports = { ...defaultPortRange(c.addresses.length > 0 ? "pool" : "interface") };
   const bad = addressPlanProblem(c, { portsKey, addressesKey, insideNetworksKey });
   if (bad) throw new ConfigError(bad.key, bad.problem);
+  if (c.cgnat.portBlock > 0) {
+    const tooBig = blockRangeProblem(c.cgnat.portBlock, c.ports.first, c.ports.last, c.workers);
+    if (tooBig) throw new ConfigError(portBlockKey, tooBig);
+  }
+  if (c.cgnat.deterministicInside !== undefined) {
+    if (c.addresses.length === 0)
+      throw new ConfigError(
+        cgnatInsideKey,
+        "deterministic mode needs pool mode's addresses (addresses, --address)",
+      );
+    const pool = c.addresses.reduce((n, a) => n + prefixSize(parsePrefix(a)), 0);
+    const plan = deterministicPlan(c.cgnat.deterministicInside, pool, c.ports.first, c.ports.last);
+    if (typeof plan === "string") throw new ConfigError(cgnatInsideKey, plan);
+  }
   return c;
 }
 

@@ -3,10 +3,12 @@
 import { randomBytes } from "node:crypto";
 import { DEFAULT_MTU, parsePrefix } from "../host/index.ts";
 import { defaultEngineConfig, defaultMaxHalfOpen, type EngineConfig } from "../nat/config.ts";
+import type { DeterministicPlan } from "../nat/deterministic.ts";
 import type { LivePolicy } from "../nat/live-policy.ts";
 import { natLogEnabled } from "../natlog/config.ts";
 import { parseIpv4 } from "../packet/addr.ts";
-import type { RunConfig } from "./config.ts";
+import { deterministicPlan } from "./cgnat-config.ts";
+import { ConfigError, type RunConfig } from "./config.ts";
 
 /** What the host says about a run: its mode, public addresses, inside networks and MTU. */
 export interface Resolved {
@@ -45,6 +47,18 @@ export function engineConfigFor(cfg: RunConfig, host: Resolved): EngineConfig {
     ...(natLogEnabled(cfg.natLog)
       ? { natEvents: { capacity: cfg.natLog.bufferEvents, sessions: cfg.natLog.sessions } }
       : {}),
+    ...(cfg.cgnat.deterministicInside !== undefined
+      ? {
+          deterministic: engineDeterministicPlan(
+            cfg.cgnat.deterministicInside,
+            host.publicAddresses.length,
+            ports,
+          ),
+        }
+      : {}),
+    ...(cfg.cgnat.portBlock > 0
+      ? { portBlocks: { size: cfg.cgnat.portBlock, maxPerHost: cfg.cgnat.maxBlocksPerHost } }
+      : {}),
     // Unpredictable ports (RFC 6056) unless the configuration fixes the seed.
     portSeed: cfg.portSeed ?? randomBytes(4).readUInt32BE(0),
   });
@@ -65,4 +79,15 @@ export function enginePolicyFor(cfg: RunConfig): LivePolicy {
     portParity: cfg.portParity,
     mssClamp: cfg.mssClamp,
   };
+}
+
+/** Deterministic mode's plan (checked when the config was read, so it is one here). */
+function engineDeterministicPlan(
+  inside: string,
+  addresses: number,
+  ports: { first: number; last: number },
+): DeterministicPlan {
+  const plan = deterministicPlan(inside, addresses, ports.first, ports.last);
+  if (typeof plan === "string") throw new ConfigError("cgnat.inside", plan);
+  return plan;
 }

@@ -103,6 +103,13 @@ export const RELOAD_KEYS: readonly ReloadKey[] = [
   { path: "natLog.bufferEvents", key: "nat_log.buffer_events", restart: TABLES },
   { path: "natLog.templateIntervalSec", key: "nat_log.template_interval", restart: NAT_LOG },
   { path: "natLog.observationDomain", key: "nat_log.observation_domain", restart: NAT_LOG },
+  { path: "cgnat.portBlock", key: "cgnat.port_block", restart: `${TABLES}, and the port blocks` },
+  { path: "cgnat.maxBlocksPerHost", key: "cgnat.max_blocks_per_host", restart: TABLES },
+  {
+    path: "cgnat.deterministicInside",
+    key: "cgnat.inside",
+    restart: "deterministic mode's ranges are fixed at start",
+  },
   { path: "web.listen", key: "web.listen", restart: SOCKETS },
   { path: "web.tokenFile", key: "web.token_file", restart: "the dashboard reads its token at start" },
   { path: "web.allowChanges", key: "web.allow_changes", restart: "the dashboard is started with it" },

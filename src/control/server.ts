@@ -31,6 +31,8 @@ export interface ControlSource {
   };
   /** Re-reads the config file and applies what changed (with `check`: only says what would). */
   reload?(check: boolean): Promise<object>;
+  /** GET /v1/whois?address=A&port=P[&at=ms since the epoch]: `masq whois`. */
+  whois?(query: URLSearchParams): object;
   /** POST /v1/stop (body: {keepState?}): `masq stop`. */
   stop?(body: unknown): object;
 }
@@ -125,6 +127,9 @@ async function route(
         );
       return;
     }
+    case "/v1/whois":
+      if (!source.whois) return refuse(res, "MASQ_ERR_METHOD_NOT_ALLOWED", "whois is not available");
+      return send(res, 200, source.whois(url.searchParams));
     case "/v1/stats":
       return send(res, 200, source.stats());
     case "/metrics": {

@@ -23,6 +23,11 @@ export function parsePrefix(text: string): Prefix {
 }
 
 /** Every address of a prefix (callers bound the size). */
+/** The addresses in prefix p. */
+export function prefixSize(p: Prefix): number {
+  return 2 ** (32 - p.len);
+}
+
 export function expandPrefix(p: Prefix): string[] {
   const base = parseIpv4(p.addr)!;
   const out: string[] = [];

@@ -1,6 +1,7 @@
 // The engine's configuration: plain data, validated by control/config before it gets here.
 
 import type { FirewallRule } from "../policy/rules.ts";
+import type { DeterministicPlan } from "./deterministic.ts";
 import type { NatEventConfig } from "./nat-event-log.ts";
 import type { PortSlice } from "./port-slices.ts";
 
@@ -134,6 +135,13 @@ export interface EngineConfig {
   outsideMtu: number;
   /** NAT event logging (src/nat/nat-event-log.ts); absent: off, nothing is recorded. */
   natEvents?: NatEventConfig;
+  /**
+   * Port blocks (`[cgnat]`, src/nat/port-blocks.ts): ports per block and blocks per host and
+   * protocol. Absent: ports are allocated one by one (port-allocator.ts).
+   */
+  portBlocks?: { size: number; maxPerHost: number };
+  /** Deterministic NAT (`[cgnat] mode = "deterministic"`, src/nat/deterministic.ts); absent: off. */
+  deterministic?: DeterministicPlan;
 }
 
 /**

@@ -111,7 +111,11 @@ export const D_FRAGMENT_SOURCE_BUDGET = DROP_BASE + 34;
  * protocol with this remote on the same public address, and their replies could not be told apart.
  */
 export const D_PROTOCOL_REMOTE_TAKEN = DROP_BASE + 35;
-export const DROP_LAST = D_PROTOCOL_REMOTE_TAKEN;
+/** The inside host's port blocks are full and it holds its `[cgnat] max_blocks_per_host`. */
+export const D_PORT_BLOCK_QUOTA = DROP_BASE + 36;
+/** Deterministic mode: the inside source is not in `[cgnat] inside`, so it has no port range. */
+export const D_NOT_DETERMINISTIC = DROP_BASE + 37;
+export const DROP_LAST = D_NOT_DETERMINISTIC;
 
 // Policy refusals (src/policy): allocated from the top of the drop range down, so other additions
 // counting up from DROP_LAST never collide with them.
@@ -244,6 +248,8 @@ const DROP_NAMES: Record<number, string> = {
   [D_HOST_PORT_QUOTA]: "host_port_quota",
   [D_FRAGMENT_SOURCE_BUDGET]: "fragment_source_budget",
   [D_PROTOCOL_REMOTE_TAKEN]: "protocol_remote_taken",
+  [D_PORT_BLOCK_QUOTA]: "port_block_quota",
+  [D_NOT_DETERMINISTIC]: "not_deterministic",
   [D_FIREWALL_DROP]: "firewall_drop",
   [D_FIREWALL_REJECT]: "firewall_reject",
   [D_HOST_RATE_LIMIT]: "host_rate_limit",

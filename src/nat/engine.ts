@@ -21,6 +21,7 @@ import { applyPolicy, type LivePolicy, withPolicy } from "./live-policy.ts";
 import type { NatEventRing } from "./nat-events.ts";
 import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
+import type { BlockHolder } from "./port-blocks.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
 import { captureEngine, type ImageParts, restoreEngine, type StateImage } from "./snapshot.ts";
 import { EngineState } from "./state.ts";
@@ -266,6 +267,34 @@ export class NatEngine {
     // 0 while interface mode has no address: NAT-PMP answers NETWORK_FAILURE.
     if (this.s.addressless) return 0;
     return this.s.outside[this.s.pairedAddressIndex(inAddr)];
+  }
+
+  /** Whether port blocks (`[cgnat] port_block`) or deterministic mode are on: whois can answer. */
+  get portBlocksOn(): boolean {
+    return this.s.blocksTcp !== null || this.s.det !== null;
+  }
+
+  /**
+   * Who held outside `outAddr`:`port` (RFC 7422 §1's question, for the abuse desk): per protocol,
+   * the block's holder now or at engine time `atMs` (port-blocks.ts). Empty without port blocks.
+   */
+  whois(outAddr: number, port: number, atMs?: number): BlockHolder[] {
+    const idx = this.s.outsideIndex(outAddr >>> 0);
+    if (idx < 0) return [];
+    const det = this.s.det;
+    if (det !== null) {
+      // Deterministic: the inverse of the configuration's function, for every protocol and time.
+      const inAddr = det.insideOf(idx, port);
+      if (inAddr < 0) return [];
+      const first = det.firstPort(det.indexOf(inAddr));
+      return [{ proto: 0, inAddr, first, last: first + det.ports - 1, sinceMs: -1, untilMs: -1 }];
+    }
+    const found: BlockHolder[] = [];
+    for (const blocks of [this.s.blocksTcp, this.s.blocksUdp, this.s.blocksIcmp]) {
+      const h = blocks?.whois(idx, port, atMs);
+      if (h !== undefined) found.push(h);
+    }
+    return found;
   }
 
   /** Pins for listing (not for the packet path). */

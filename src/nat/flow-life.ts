@@ -38,6 +38,12 @@ export function advanceClock(s: EngineState, sec: number): void {
     }
   // Checked once a second, so an answer goes out 6 to 7 s after its SYN.
   if (s.unsolicitedSyns !== null) s.unsolicitedSyns.expire(s.nowMs);
+  // Port blocks whose reuse delay is over are freed (and their deletion logged).
+  if (s.blocksTcp !== null) {
+    s.blocksTcp.sweep(s.nowMs, s.blockSink);
+    s.blocksUdp?.sweep(s.nowMs, s.blockSink);
+    s.blocksIcmp?.sweep(s.nowMs, s.blockSink);
+  }
   const timedOut = s.fragments.expire(sec);
   if (timedOut > 0) {
     s.counters[C.D_FRAGMENT_TIMEOUT] += timedOut;
@@ -147,9 +153,16 @@ function removeMapping(s: EngineState, m: number): void {
   const mb = m * MAPPING_WORDS;
   const idx = s.outsideIndex(mt.u32[mb + M_OUT_ADDR]);
   if (idx >= 0) s.portsFor(mt.proto[m]).release(idx, mt.u32[mb + M_PORTS] & 0xffff);
+  // A mapping in a port block is logged with its block (port-blocks.ts), not on its own.
+  const inBlock = s.inBlock.length !== 0 && s.inBlock[m] !== 0;
+  if (inBlock) {
+    s.inBlock[m] = 0;
+    s.blocksFor(mt.proto[m])?.released(idx, mt.u32[mb + M_PORTS] & 0xffff, s.nowMs);
+  }
   s.closedMappings.mappingRemoved(m);
   s.portQuota.release(m, mt.proto[m]);
-  if (s.events !== null) s.events.mapping(s, EV_MAPPING_DELETED, m, 0, 0);
+  // Deterministic mode logs no mapping: the configuration says who holds every port.
+  if (s.events !== null && !inBlock && s.det === null) s.events.mapping(s, EV_MAPPING_DELETED, m, 0, 0);
   mt.remove(m);
   s.counters[C.C_MAPPINGS_EXPIRED]++;
 }

@@ -104,6 +104,19 @@ export class EngineEvents {
     );
   }
 
+  /** A port block (ports first-last of outAddr) was given to inside host inAddr or freed. */
+  block(
+    s: EngineState,
+    kind: number,
+    proto: number,
+    inAddr: number,
+    outAddr: number,
+    first: number,
+    last: number,
+  ): void {
+    this.ring.push(kind, proto, s.nowMs, inAddr, first, outAddr, last, 0, 0);
+  }
+
   /** Inside host `host` (hostTable index, address inAddr) was refused a `proto` mapping at its quota. */
   quota(s: EngineState, host: number, inAddr: number, proto: number): void {
     if (host < 0 || host >= this.quotaSec.length) return;

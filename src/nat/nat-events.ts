@@ -16,7 +16,7 @@ export const EV_SESSION_CREATED = 3;
 export const EV_SESSION_DELETED = 4;
 /** An inside host was refused a mapping: it holds its share of the ports (RFC 6888 REQ-4). */
 export const EV_QUOTA_EXCEEDED = 5;
-/** Port blocks (issue 14 part 3) will log one record per block; nothing emits them yet. */
+/** A port block (src/nat/port-blocks.ts) was given to an inside host, or freed: one record per block. */
 export const EV_PORT_BLOCK_ADDED = 6;
 export const EV_PORT_BLOCK_DELETED = 7;
 

@@ -24,6 +24,7 @@ import { buildIcmpError } from "./icmp.ts";
 import { M_IN_ADDR, M_PORTS, MAPPING_WORDS, NO_MAPPING } from "./mapping-table.ts";
 import { EV_MAPPING_CREATED } from "./nat-events.ts";
 import { NO_PORT } from "./port-allocator.ts";
+import { BLOCK_QUOTA } from "./port-blocks.ts";
 import { type EngineState, FILTER_ADDRESS_PORT_DEPENDENT, FILTER_ENDPOINT_INDEPENDENT } from "./state.ts";
 import { PROCEED, REPLY } from "./verdicts.ts";
 
@@ -155,6 +156,18 @@ function createOutbound(
   if (full) host = ht.find(inAddr);
   const mt = s.mappingTable;
   let m = mt.lookupInside(proto, inAddr, inPort);
+  if (m === NO_MAPPING && s.det !== null) {
+    m = createDeterministic(s, proto, inAddr, inPort, addrIdx, host);
+    if (m < 0) return m;
+  }
+  if (m === NO_MAPPING) {
+    const blocks = s.blocksFor(proto);
+    if (blocks !== null) {
+      // Port blocks: ports come from the host's own blocks only (port-blocks.ts).
+      m = createInBlock(s, proto, inAddr, inPort, remAddr, remPort, addrIdx, host);
+      if (m < 0) return m;
+    }
+  }
   if (m === NO_MAPPING) {
     const outAddr = s.outside[addrIdx];
     const atShare = !s.portQuota.allows(host, proto);
@@ -180,10 +193,7 @@ function createOutbound(
         if (refusal === C.D_HOST_PORT_QUOTA && s.events !== null) s.events.quota(s, host, inAddr, proto);
         return -refusal;
       }
-      outPort = mt.u32[old * MAPPING_WORDS + M_PORTS] & 0xffff;
-      retireMapping(s, old);
-      ports.take(addrIdx, outPort);
-      s.counters[C.C_TCP_PORTS_REUSED]++;
+      outPort = reusePort(s, old, proto, addrIdx);
       // The host's record may have gone with its last mapping.
       host = ht.find(inAddr);
     }
@@ -203,6 +213,103 @@ function createOutbound(
   const f = addFlow(s, m, proto, remAddr, remPort, ORIGIN_OUTBOUND);
   if (f >= 0) spendHostToken(s, inAddr);
   return f;
+}
+
+/**
+ * Deterministic mode: a new mapping for inAddr:inPort with a port of the address's fixed range
+ * (deterministic.ts), logged by nobody; -reason when it has no range or the range is used up.
+ */
+function createDeterministic(
+  s: EngineState,
+  proto: number,
+  inAddr: number,
+  inPort: number,
+  addrIdx: number,
+  host: number,
+): number {
+  const det = s.det!;
+  const mt = s.mappingTable;
+  const i = det.indexOf(inAddr);
+  if (i < 0) return -C.D_NOT_DETERMINISTIC;
+  if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
+  const outPort = det.allocate(s.portsFor(proto), i, inPort, s.config.portParity);
+  if (outPort === NO_PORT) return -C.D_PORTS_EXHAUSTED;
+  if (outPort === inPort) s.counters[C.C_PORTS_PRESERVED]++;
+  return addMappingFor(s, proto, inAddr, inPort, addrIdx, outPort, host);
+}
+
+/** Adds the mapping inAddr:inPort ↔ outside addrIdx:outPort, charged to the host: the mapping. */
+function addMappingFor(
+  s: EngineState,
+  proto: number,
+  inAddr: number,
+  inPort: number,
+  addrIdx: number,
+  outPort: number,
+  host: number,
+): number {
+  const m = s.mappingTable.add(proto, inAddr, inPort, s.outside[addrIdx], outPort);
+  s.portQuota.charge(m, host !== NO_HOST ? host : s.hostTable.findOrAdd(inAddr), proto);
+  s.counters[C.C_MAPPINGS_CREATED]++;
+  return m;
+}
+
+/** Finished mapping `old` goes and its outside port is taken again (closed-mappings.ts): the port. */
+function reusePort(s: EngineState, old: number, proto: number, addrIdx: number): number {
+  const outPort = s.mappingTable.u32[old * MAPPING_WORDS + M_PORTS] & 0xffff;
+  retireMapping(s, old);
+  s.portsFor(proto).take(addrIdx, outPort);
+  s.counters[C.C_TCP_PORTS_REUSED]++;
+  return outPort;
+}
+
+/**
+ * A new mapping for inside endpoint inAddr:inPort with a port of the host's blocks on address
+ * addrIdx: the mapping, or -reason. A finished TCP mapping of the host's gives its port when the
+ * blocks have none (never another host's: its port is in that host's block).
+ */
+function createInBlock(
+  s: EngineState,
+  proto: number,
+  inAddr: number,
+  inPort: number,
+  remAddr: number,
+  remPort: number,
+  addrIdx: number,
+  known: number,
+): number {
+  const mt = s.mappingTable;
+  const ht = s.hostTable;
+  const blocks = s.blocksFor(proto)!;
+  const ports = s.portsFor(proto);
+  let host = known;
+  if (mt.count >= mt.capacity) return -C.D_MAPPING_TABLE_FULL;
+  const atShare = !s.portQuota.allows(host, proto);
+  let outPort = atShare
+    ? BLOCK_QUOTA
+    : blocks.allocate(ports, addrIdx, inAddr, inPort, s.config.portParity, s.nowMs, s.blockSink);
+  if (outPort < 0) {
+    const reason = atShare
+      ? C.D_HOST_PORT_QUOTA
+      : outPort === BLOCK_QUOTA
+        ? C.D_PORT_BLOCK_QUOTA
+        : C.D_PORTS_EXHAUSTED;
+    const old =
+      proto === IPPROTO_TCP
+        ? s.closedMappings.pick(host, s.outside[addrIdx], remAddr, remPort, false)
+        : NO_MAPPING;
+    if (old === NO_MAPPING) {
+      if (reason === C.D_HOST_PORT_QUOTA && s.events !== null) s.events.quota(s, host, inAddr, proto);
+      return -reason;
+    }
+    outPort = reusePort(s, old, proto, addrIdx);
+    blocks.retaken(addrIdx, outPort, inAddr);
+    host = ht.find(inAddr);
+  } else if (outPort === inPort) s.counters[C.C_PORTS_PRESERVED]++;
+  const m = addMappingFor(s, proto, inAddr, inPort, addrIdx, outPort, host);
+  if (blocks.holder(addrIdx, outPort) === inAddr) s.inBlock[m] = 1;
+  // One record per block (logged as the block was taken), none per mapping.
+  return m;
 }
 
 /**
@@ -305,7 +412,12 @@ function refuse(
   reason: number,
 ): number {
   const v = s.drop(reason);
-  if (reason !== C.D_HOST_PORT_QUOTA && reason !== C.D_PORTS_EXHAUSTED && reason !== C.D_MAPPING_TABLE_FULL)
+  if (
+    reason !== C.D_HOST_PORT_QUOTA &&
+    reason !== C.D_PORTS_EXHAUSTED &&
+    reason !== C.D_MAPPING_TABLE_FULL &&
+    reason !== C.D_PORT_BLOCK_QUOTA
+  )
     return v;
   const n = s.answers.build(s.replyBuf, b, off, total, s.hostTable.find(src), s.hopAddress, s.nowMs);
   if (n === 0) return v;

@@ -10,8 +10,9 @@ import type { TokenBucket } from "../policy/rate.ts";
 import type { RuleSet } from "../policy/rules.ts";
 import type { AlgHook } from "./alg-hook.ts";
 import { ClosedMappings } from "./closed-mappings.ts";
-import type { EngineConfig } from "./config.ts";
+import type { EngineConfig, PortRange } from "./config.ts";
 import * as C from "./counters.ts";
+import { Deterministic } from "./deterministic.ts";
 import { ExhaustionAnswers } from "./exhaustion.ts";
 import { due } from "./flow-life.ts";
 import {
@@ -38,8 +39,10 @@ import { applyPolicy } from "./live-policy.ts";
 import { MappingTable } from "./mapping-table.ts";
 import { MssClamp } from "./mss-clamp.ts";
 import { EngineEvents } from "./nat-event-log.ts";
+import { EV_PORT_BLOCK_ADDED, EV_PORT_BLOCK_DELETED } from "./nat-events.ts";
 import { PinRegistry } from "./pins.ts";
 import { PortAllocator } from "./port-allocator.ts";
+import { type BlockSink, PortBlocks } from "./port-blocks.ts";
 import { PortQuota } from "./port-quota.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { TcpTracker } from "./tcp-state.ts";
@@ -86,6 +89,16 @@ export class EngineState {
   readonly portsTcp: PortAllocator;
   readonly portsUdp: PortAllocator;
   readonly portsIcmp: PortAllocator;
+  /** Port blocks per protocol (`[cgnat] port_block`); null when ports are allocated one by one. */
+  readonly blocksTcp: PortBlocks | null = null;
+  readonly blocksUdp: PortBlocks | null = null;
+  readonly blocksIcmp: PortBlocks | null = null;
+  /** Deterministic NAT's function (`[cgnat] mode = "deterministic"`), or null. */
+  readonly det: Deterministic | null;
+  /** Where the blocks' events go: the NAT log's ring, or null (no `[nat_log]`). */
+  readonly blockSink: BlockSink | null = null;
+  /** Per mapping: 1 when its port was counted in a block (so its going is counted there too). */
+  readonly inBlock: Uint8Array;
   readonly insideAddr: Uint32Array;
   readonly insideMask: Uint32Array;
   readonly outside: Uint32Array;
@@ -200,6 +213,24 @@ export class EngineState {
     this.portsTcp = new PortAllocator(config.ports.tcp, n, (0x9e3779b9 ^ seed) >>> 0 || 1, true, slice);
     this.portsUdp = new PortAllocator(config.ports.udp, n, (0x7f4a7c15 ^ seed) >>> 0 || 1, true, slice);
     this.portsIcmp = new PortAllocator(config.ports.icmp, n, (0x94d049bb ^ seed) >>> 0 || 1, false, slice);
+    const pb = config.portBlocks;
+    this.inBlock = new Uint8Array(pb ? config.maxMappings : 0);
+    this.det = config.deterministic ? new Deterministic(config.deterministic) : null;
+    if (pb) {
+      const blocks = (proto: number, range: PortRange, keepClass: boolean) =>
+        new PortBlocks(proto, range, keepClass, n, pb.size, pb.maxPerHost, slice, undefined, seed ^ proto);
+      this.blocksTcp = blocks(IPPROTO_TCP, config.ports.tcp, true);
+      this.blocksUdp = blocks(IPPROTO_UDP, config.ports.udp, true);
+      this.blocksIcmp = blocks(IPPROTO_ICMP, config.ports.icmp, false);
+      const ev = this.events;
+      if (ev !== null)
+        this.blockSink = {
+          blockAdded: (proto, inAddr, outIdx, first, last) =>
+            ev.block(this, EV_PORT_BLOCK_ADDED, proto, inAddr, this.outside[outIdx], first, last),
+          blockDeleted: (proto, inAddr, outIdx, first, last) =>
+            ev.block(this, EV_PORT_BLOCK_DELETED, proto, inAddr, this.outside[outIdx], first, last),
+        };
+    }
     this.insideAddr = new Uint32Array(config.inside.map((p) => p.addr & prefixMask(p.len)));
     this.insideMask = new Uint32Array(config.inside.map((p) => prefixMask(p.len)));
     this.outside = new Uint32Array(config.outside);
@@ -243,8 +274,17 @@ export class EngineState {
     return proto === IPPROTO_TCP ? this.portsTcp : proto === IPPROTO_UDP ? this.portsUdp : this.portsIcmp;
   }
 
+  /** The protocol's port blocks, or null when `[cgnat]` is off. */
+  blocksFor(proto: number): PortBlocks | null {
+    return proto === IPPROTO_TCP ? this.blocksTcp : proto === IPPROTO_UDP ? this.blocksUdp : this.blocksIcmp;
+  }
+
   /** Paired pooling (RFC 4787 REQ-2): an inside host always gets the same outside address. */
   pairedAddressIndex(inAddr: number): number {
+    if (this.det !== null) {
+      const i = this.det.indexOf(inAddr);
+      return i < 0 ? 0 : this.det.addressOf(i);
+    }
     const n = this.outside.length;
     if (n === 1) return 0;
     let h = Math.imul(inAddr ^ (inAddr >>> 16), 0x45d9f3b);

@@ -1,11 +1,14 @@
 // NAT events as IPFIX (RFC 7011) with the NAT information elements of RFC 8158: a mapping is a
 // NAT44 BIB entry (natEvent 8 create, 9 delete), a flow with `sessions` a NAT44 session (4, 5),
 // a host refused at its quota natEvent 13 "quota exceeded" with natQuotaExceededEvent 3 "maximum
-// entries per user" (as VPP's NAT exporter sends them). Over UDP a collector may lose or never
+// entries per user" (as VPP's NAT exporter sends them), a port block (`[cgnat] port_block`)
+// natEvent 16 allocation, 17 de-allocation with portRangeStart/End (RFC 8158 §4.5). Over UDP a collector may lose or never
 // have seen the templates, so the exporter sends them again at intervals (RFC 7011 §8.4).
 import {
   EV_MAPPING_CREATED,
   EV_MAPPING_DELETED,
+  EV_PORT_BLOCK_ADDED,
+  EV_PORT_BLOCK_DELETED,
   EV_QUOTA_EXCEEDED,
   EV_SESSION_CREATED,
   EV_SESSION_DELETED,
@@ -24,6 +27,8 @@ export const NAT_EVENT = {
   NAT44_BIB_CREATE: 8,
   NAT44_BIB_DELETE: 9,
   QUOTA_EXCEEDED: 13,
+  PORT_BLOCK_ALLOCATION: 16,
+  PORT_BLOCK_DEALLOCATION: 17,
 } as const;
 /** RFC 8158 §4.2 natQuotaExceededEvent: maximum entries per user. */
 const QUOTA_MAX_ENTRIES_PER_USER = 3;
@@ -39,6 +44,10 @@ export const IE = {
   postNAPTSourceTransportPort: [227, 2],
   natEvent: [230, 1],
   observationTimeMilliseconds: [323, 8],
+  portRangeStart: [361, 2],
+  portRangeEnd: [362, 2],
+  portRangeStepSize: [363, 2],
+  portRangeNumPorts: [364, 2],
   natQuotaExceededEvent: [466, 4],
   maxEntriesPerUser: [473, 4],
 } as const;
@@ -50,6 +59,8 @@ export const TEMPLATE_NAT44 = 256;
 /** The same with the remote endpoint, when the configuration asks for it. */
 export const TEMPLATE_NAT44_DESTINATION = 257;
 export const TEMPLATE_QUOTA = 258;
+/** A port block given to an inside host or freed (RFC 8158 §4.5, with the protocol). */
+export const TEMPLATE_PORT_BLOCK = 259;
 
 const NAT44_FIELDS: Field[] = [
   IE.observationTimeMilliseconds,
@@ -71,6 +82,20 @@ const TEMPLATES: Array<[number, Field[]]> = [
       IE.natQuotaExceededEvent,
       IE.maxEntriesPerUser,
       IE.sourceIPv4Address,
+    ],
+  ],
+  [
+    TEMPLATE_PORT_BLOCK,
+    [
+      IE.observationTimeMilliseconds,
+      IE.natEvent,
+      IE.protocolIdentifier,
+      IE.sourceIPv4Address,
+      IE.postNATSourceIPv4Address,
+      IE.portRangeStart,
+      IE.portRangeEnd,
+      IE.portRangeStepSize,
+      IE.portRangeNumPorts,
     ],
   ],
 ];
@@ -104,6 +129,8 @@ const NAT_EVENT_OF: Record<number, number> = {
   [EV_SESSION_CREATED]: NAT_EVENT.NAT44_SESSION_CREATE,
   [EV_SESSION_DELETED]: NAT_EVENT.NAT44_SESSION_DELETE,
   [EV_QUOTA_EXCEEDED]: NAT_EVENT.QUOTA_EXCEEDED,
+  [EV_PORT_BLOCK_ADDED]: NAT_EVENT.PORT_BLOCK_ALLOCATION,
+  [EV_PORT_BLOCK_DELETED]: NAT_EVENT.PORT_BLOCK_DEALLOCATION,
 };
 
 /** One data record: its template and bytes; undefined for an event IPFIX has no record for. */
@@ -122,6 +149,20 @@ export function dataRecord(
     b.writeUInt32BE(e.limit, 13);
     b.writeUInt32BE(e.inAddr, 17);
     return { template: TEMPLATE_QUOTA, bytes: b };
+  }
+  if (e.kind === EV_PORT_BLOCK_ADDED || e.kind === EV_PORT_BLOCK_DELETED) {
+    // A block's ports travel as inPort (first) and outPort (last), nat-events.ts.
+    const b = Buffer.alloc(RECORD_BYTES.get(TEMPLATE_PORT_BLOCK)!);
+    b.writeBigUInt64BE(BigInt(Math.round(wallMs)), 0);
+    b.writeUInt8(natEvent, 8);
+    b.writeUInt8(e.proto, 9);
+    b.writeUInt32BE(e.inAddr, 10);
+    b.writeUInt32BE(e.outAddr, 14);
+    b.writeUInt16BE(e.inPort, 18);
+    b.writeUInt16BE(e.outPort, 20);
+    b.writeUInt16BE(1, 22);
+    b.writeUInt16BE(e.outPort - e.inPort + 1, 24);
+    return { template: TEMPLATE_PORT_BLOCK, bytes: b };
   }
   const template = destination ? TEMPLATE_NAT44_DESTINATION : TEMPLATE_NAT44;
   const b = Buffer.alloc(RECORD_BYTES.get(template)!);

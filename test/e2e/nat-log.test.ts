@@ -5,14 +5,15 @@
 // mapping's creation with A-box's inside and the public address:port the server saw, and its
 // deletion once the connection has closed and its short timeout passed; the destination never.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { StatsReply } from "../../src/control/format.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
-import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+import { waitUntil } from "../../src/lab/wait.ts";
+import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
 
 const root = process.getuid?.() === 0;
 const tools = existsSync("/usr/sbin/rsyslogd") && existsSync("/usr/bin/tshark");
@@ -27,7 +28,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   let tmp: string;
   let tshark: LabProcess;
   let masq: MasqProcess | undefined;
-  const logFile = () => join(tmp, "nat.log");
+  let syslog: Rsyslog;
   const pcap = () => join(tmp, "ipfix.pcap");
 
   before(async () => {
@@ -35,34 +36,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
     net = await buildMasqNetwork({ prefix: "masqnl", mode: "interface" });
     const inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80"]);
     await inet.waitFor(/"proto":"http"/, 10_000);
-    writeFileSync(
-      join(tmp, "rsyslog.conf"),
-      [
-        `global(workDirectory="${tmp}")`,
-        'module(load="imudp")',
-        'module(load="imtcp")',
-        'module(load="imuxsock" SysSock.Use="off")',
-        `input(type="imudp" address="${COLLECTOR}" port="${SYSLOG_PORT}")`,
-        `input(type="imtcp" address="${COLLECTOR}" port="${SYSLOG_PORT}")`,
-        // RFC 5424 from a local socket too: the parser chain, not imuxsock's legacy one.
-        `input(type="imuxsock" Socket="${tmp}/log.sock" UseSpecialParser="off" ParseHostname="on")`,
-        // What rsyslog parsed: the RFC 5424 fields, so the test sees its parse, not the raw bytes.
-        'template(name="nat" type="string" string="%protocol-version% %app-name% %msgid% %structured-data% %msg%\\n")',
-        `*.* action(type="omfile" file="${logFile()}" template="nat")`,
-        "",
-      ].join("\n"),
-    );
-    // The lab ends it with its other processes.
-    net.lab.spawn(net.isp.ns, [
-      "/usr/sbin/rsyslogd",
-      "-n",
-      "-f",
-      join(tmp, "rsyslog.conf"),
-      "-i",
-      join(tmp, "rsyslogd.pid"),
-    ]);
-    await waitListening(net.lab, net.isp.ns, "tcp", SYSLOG_PORT, { timeoutMs: 20_000 });
-    await waitUntil("rsyslog's unix socket", () => existsSync(join(tmp, "log.sock")), { timeoutMs: 20_000 });
+    syslog = await startRsyslog(net.lab, net.isp.ns, tmp, COLLECTOR, SYSLOG_PORT, true);
     tshark = net.lab.spawn(net.isp.ns, [
       "/usr/bin/tshark",
       "-i",
@@ -121,7 +95,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
     return Number(m[1]);
   }
 
-  const lines = () => (existsSync(logFile()) ? readFileSync(logFile(), "utf8").split("\n") : []);
+  const lines = () => syslog.lines();
 
   /** The mapping's creation and deletion lines for public port `port`; its inside port. */
   async function mappingLogged(port: number, destination = false): Promise<number> {
@@ -169,7 +143,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   });
 
   it("over a Unix datagram socket (a local syslog daemon's)", async () => {
-    await runMasq(`unix:${tmp}/log.sock`);
+    await runMasq(`unix:${syslog.socket}`);
     await mappingLogged(await fetchFromAbox());
   });
 

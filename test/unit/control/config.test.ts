@@ -371,3 +371,59 @@ describe("[nat_log] configuration", () => {
     );
   });
 });
+
+const pool = { ...base, address: ["198.51.100.100"] };
+
+describe("[cgnat]", () => {
+  it("is off by default; port_block and max_blocks_per_host are read", () => {
+    assert.deepEqual(withFile("", pool).cgnat, { portBlock: 0, maxBlocksPerHost: 4 });
+    assert.deepEqual(withFile("[cgnat]\nport_block = 512\nmax_blocks_per_host = 8", pool).cgnat, {
+      portBlock: 512,
+      maxBlocksPerHost: 8,
+    });
+  });
+
+  it("refuses a block larger than the range, naming the key", () => {
+    assert.match(
+      errorOf(() => withFile('ports = "61000-61100"\n[cgnat]\nport_block = 512', pool)),
+      /masq\.toml: cgnat\.port_block.*512 ports do not fit/,
+    );
+    assert.match(
+      errorOf(() => withFile("[cgnat]\nmax_blocks_per_host = 2", pool)),
+      /cgnat\.max_blocks_per_host.*needs cgnat\.port_block/,
+    );
+  });
+
+  it("deterministic mode: reads the inside prefix, and refuses a plan with too few ports per address", () => {
+    const c = withFile('[cgnat]\nmode = "deterministic"\ninside = "100.64.0.0/22"', {
+      ...pool,
+      address: ["198.51.100.100", "198.51.100.101"],
+    });
+    assert.equal(c.cgnat.deterministicInside, "100.64.0.0/22");
+    assert.match(
+      errorOf(() => withFile('[cgnat]\nmode = "deterministic"\ninside = "100.64.0.0/22"', pool)),
+      /masq\.toml: cgnat\.inside.*1024 inside addresses on 1 outside addresses leave 63 ports/,
+    );
+    assert.match(
+      errorOf(() => withFile('[cgnat]\nmode = "deterministic"', pool)),
+      /cgnat\.inside.*needs its inside prefix/,
+    );
+    assert.match(
+      errorOf(() =>
+        withFile('[cgnat]\nmode = "deterministic"\ninside = "100.64.0.0/24"', {
+          inside: ["lan0"],
+          outside: "wan0",
+        }),
+      ),
+      /cgnat\.inside.*needs pool mode/,
+    );
+    assert.match(
+      errorOf(() => withFile('[cgnat]\nmode = "nope"', pool)),
+      /cgnat\.mode/,
+    );
+    assert.match(
+      errorOf(() => withFile('[cgnat]\ninside = "100.64.0.0/24"', pool)),
+      /cgnat\.inside/,
+    );
+  });
+});

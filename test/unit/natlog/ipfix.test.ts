@@ -1,11 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { EV_MAPPING_CREATED, EV_QUOTA_EXCEEDED, EV_SESSION_DELETED } from "../../../src/nat/nat-events.ts";
+import {
+  EV_MAPPING_CREATED,
+  EV_PORT_BLOCK_ADDED,
+  EV_QUOTA_EXCEEDED,
+  EV_SESSION_DELETED,
+} from "../../../src/nat/nat-events.ts";
 import {
   dataRecord,
   IpfixPacker,
   TEMPLATE_NAT44,
   TEMPLATE_NAT44_DESTINATION,
+  TEMPLATE_PORT_BLOCK,
   TEMPLATE_QUOTA,
   templateSet,
 } from "../../../src/natlog/ipfix.ts";
@@ -14,18 +20,20 @@ import { sampleEvent as event } from "./sample-event.ts";
 const hex = (b: Buffer) => b.toString("hex");
 
 describe("IPFIX NAT event records (RFC 7011, RFC 8158)", () => {
-  it("announces the three templates with IANA element ids and lengths (RFC 7011 §3.4.1)", () => {
+  it("announces the four templates with IANA element ids and lengths (RFC 7011 §3.4.1)", () => {
     assert.equal(
       hex(templateSet()),
       [
         "0002", // template set
-        "0064", // length 100: 4 + (4 + 7 × 4) + (4 + 9 × 4) + (4 + 5 × 4)
+        "008c", // length 140: 4 + (4 + 7 × 4) + (4 + 9 × 4) + (4 + 5 × 4) + (4 + 9 × 4)
         "0100 0007", // 256, 7 fields
         "0143 0008 00e6 0001 0004 0001 0008 0004 0007 0002 00e1 0004 00e3 0002",
         "0101 0009", // 257, 9 fields: + destination
         "0143 0008 00e6 0001 0004 0001 0008 0004 0007 0002 00e1 0004 00e3 0002 000c 0004 000b 0002",
         "0102 0005", // 258, 5 fields
         "0143 0008 00e6 0001 01d2 0004 01d9 0004 0008 0004",
+        "0103 0009", // 259, 9 fields: a port block (RFC 8158 §4.5)
+        "0143 0008 00e6 0001 0004 0001 0008 0004 00e1 0004 0169 0002 016a 0002 016b 0002 016c 0002",
       ]
         .join("")
         .replaceAll(" ", ""),
@@ -105,5 +113,20 @@ describe("IPFIX NAT event records (RFC 7011, RFC 8158)", () => {
       }
     }
     assert.equal(counted, 40);
+  });
+  it("a port block is natEvent 16 with its first and last port and their count (RFC 8158 §4.5)", () => {
+    const e = { ...event(EV_PORT_BLOCK_ADDED), inPort: 40960, outPort: 41471 };
+    const r = dataRecord(e, 1_795_000_000_123, true)!;
+    assert.equal(r.template, TEMPLATE_PORT_BLOCK);
+    const b = r.bytes;
+    assert.equal(b.length, 26);
+    assert.equal(b.readUInt8(8), 16);
+    assert.equal(b.readUInt8(9), e.proto);
+    assert.equal(b.readUInt32BE(10), e.inAddr);
+    assert.equal(b.readUInt32BE(14), e.outAddr);
+    assert.equal(b.readUInt16BE(18), 40960);
+    assert.equal(b.readUInt16BE(20), 41471);
+    assert.equal(b.readUInt16BE(22), 1);
+    assert.equal(b.readUInt16BE(24), 512);
   });
 });
