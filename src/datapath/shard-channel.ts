@@ -11,7 +11,7 @@
 // answer) until the answer can be taken off the port with receiveMessageOnPort. Only the control
 // plane waits, for one request between two of the worker's batches; a worker never waits for the
 // main thread, so the two cannot deadlock.
-import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import type { ErrorCode } from "../errors/codes.ts";
 import { MasqError } from "../errors/masq-error.ts";
 
@@ -36,6 +36,12 @@ export type ShardHandlers = Record<string, (args: never) => unknown>;
 
 /** Bytes of the answer counter a worker bumps for callSync (one Int32 on shared memory). */
 export const ANSWER_SIGNAL_BYTES = 4;
+
+/** A new channel to a worker: the main thread's port, the worker's (to transfer) and the answer counter. */
+export function shardEnds(): { main: MessagePort; worker: MessagePort; signal: SharedArrayBuffer } {
+  const ch = new MessageChannel();
+  return { main: ch.port1, worker: ch.port2, signal: new SharedArrayBuffer(ANSWER_SIGNAL_BYTES) };
+}
 
 /**
  * The worker's end: runs `handlers[op](args)` for each request and answers with its value (a

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MessageChannel, type Worker } from "node:worker_threads";
-import { ANSWER_SIGNAL_BYTES, ShardClient, serveShard } from "../../../src/datapath/shard-channel.ts";
+import { MessageChannel } from "node:worker_threads";
+import { ShardClient, serveShard } from "../../../src/datapath/shard-channel.ts";
 import { mergeEngineStats } from "../../../src/datapath/shard-stats.ts";
-import { spawnModuleWorker } from "../../../src/datapath/spawn-worker.ts";
 import { MasqError } from "../../../src/errors/masq-error.ts";
 import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
 import { portOwner } from "../../../src/nat/port-slices.ts";
 import { ip, udp } from "../../helpers/packets.ts";
 import { makeEngine, REMOTE, run } from "../nat/engine-helpers.ts";
+import { startShardWorkers } from "./fixtures/shard-workers.ts";
 
 /** `n` workers' ends served in this thread (a worker_thread's parentPort behaves the same). */
 function shards(n: number, handlers: (w: number) => Record<string, (a: never) => unknown>) {
@@ -96,25 +96,7 @@ describe("shard control channel", () => {
 describe("shard control channel to worker threads, synchronously", () => {
   it("a pin on another thread's engine shard answers at once, with a port of that worker's slice", async () => {
     const count = 2;
-    const workers: Worker[] = [];
-    const ports: MessageChannel[] = [];
-    const signals: Int32Array[] = [];
-    for (let index = 0; index < count; index++) {
-      const ch = new MessageChannel();
-      const signal = new SharedArrayBuffer(ANSWER_SIGNAL_BYTES);
-      signals.push(new Int32Array(signal));
-      ports.push(ch);
-      workers.push(
-        spawnModuleWorker(new URL("./fixtures/shard-worker.ts", import.meta.url), {
-          workerData: { index, count, port: ch.port2, signal },
-          transferList: [ch.port2],
-        }),
-      );
-    }
-    const client = new ShardClient(
-      ports.map((c) => c.port1),
-      signals,
-    );
+    const { client, stop } = startShardWorkers(count);
     try {
       // The first call waits while the worker starts (it loads the engine).
       assert.equal(client.callSync(1, "index", undefined, 60_000), 1);
@@ -147,9 +129,7 @@ describe("shard control channel to worker threads, synchronously", () => {
       const merged = mergeEngineStats(await client.broadcast("stats"));
       assert.equal(merged.mappings, 2);
     } finally {
-      client.close();
-      for (const c of ports) c.port1.close();
-      await Promise.all(workers.map((w) => w.terminate()));
+      await stop();
     }
   });
 });

@@ -1,0 +1,87 @@
+// A worker thread of `masq run` with several workers: its own queue of each TUN (the queues of
+// all workers opened in worker order, so the kernel's queue n is worker n's), an engine shard
+// allocating from its port slice with an ALG registry of its own, the datapath loop over its
+// queues, and the control operations (shard-ops.ts) served over its MessagePort. Worker 0
+// attaches the steering programs once every worker has its queues open. Started by the main
+// thread with WorkerSetup as workerData.
+import { type MessagePort, workerData } from "node:worker_threads";
+import type { AnyAlgConfig } from "../alg/config.ts";
+import { AlgRegistry } from "../alg/registry.ts";
+import { TunDevice } from "../io/tun.ts";
+import type { EngineConfig } from "../nat/config.ts";
+import { NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
+import { Datapath } from "./datapath.ts";
+import { serveShard } from "./shard-channel.ts";
+import { engineShardOps } from "./shard-ops.ts";
+import { TunSteering } from "./steering.ts";
+import type { SteeringPlan } from "./steering-model.ts";
+
+export interface WorkerSetup {
+  index: number;
+  count: number;
+  engine: EngineConfig;
+  alg: AnyAlgConfig;
+  mtu: number;
+  tuns: { inside: string; outside: string };
+  vnetHdr: boolean;
+  /** The main thread's engine clock at its zero, as an epoch time (timeOrigin + offset). */
+  clockOriginMs: number;
+  port: MessagePort;
+  /** The answer counter callSync waits on. */
+  signal: SharedArrayBuffer;
+  /** Whose turn it is to open its queues (one Int32): queues open in worker order. */
+  turn: SharedArrayBuffer;
+  /** Worker 0 attaches these when every queue is open. */
+  steering: SteeringPlan;
+}
+
+const TURN_WAIT_MS = 30_000;
+
+const setup = workerData as WorkerSetup;
+const turn = new Int32Array(setup.turn);
+for (let t = Atomics.load(turn, 0); t < setup.index; t = Atomics.load(turn, 0))
+  if (Atomics.wait(turn, 0, t, TURN_WAIT_MS) === "timed-out")
+    throw new Error(`worker ${setup.index}: worker ${t} did not open its queues`);
+const inside = TunDevice.open({ name: setup.tuns.inside, vnetHdr: setup.vnetHdr, multiQueue: true });
+const outside = TunDevice.open({ name: setup.tuns.outside, vnetHdr: setup.vnetHdr, multiQueue: true });
+Atomics.store(turn, 0, setup.index + 1);
+Atomics.notify(turn, 0);
+
+let steering: TunSteering | undefined;
+if (setup.index === 0) {
+  for (let t = Atomics.load(turn, 0); t < setup.count; t = Atomics.load(turn, 0))
+    if (Atomics.wait(turn, 0, t, TURN_WAIT_MS) === "timed-out")
+      throw new Error(`worker 0: worker ${t} did not open its queues`);
+  steering = TunSteering.attach(inside, outside, setup.steering);
+}
+
+const engine = new NatEngine({ ...setup.engine, portSlice: { index: setup.index, count: setup.count } });
+engine.attachAlg(new AlgRegistry(engine, setup.alg, setup.mtu));
+const clock = () => performance.timeOrigin + performance.now() - setup.clockOriginMs;
+const datapath = new Datapath(
+  engine,
+  [
+    { io: inside, side: SIDE_INSIDE },
+    { io: outside, side: SIDE_OUTSIDE },
+  ],
+  clock,
+);
+datapath.start();
+
+serveShard(
+  setup.port,
+  {
+    ...engineShardOps(engine),
+    index: () => setup.index,
+    datapathStats: () => datapath.stats,
+    stop: () => {
+      datapath.stop();
+      steering?.close();
+      inside.close();
+      outside.close();
+      setImmediate(() => setup.port.close());
+      return true;
+    },
+  },
+  new Int32Array(setup.signal),
+);

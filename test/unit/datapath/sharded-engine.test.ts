@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { ShardClient } from "../../../src/datapath/shard-channel.ts";
+import { ShardedEngine } from "../../../src/datapath/sharded-engine.ts";
+import { hostWorker } from "../../../src/datapath/steering-model.ts";
+import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
+import { portOwner } from "../../../src/nat/port-slices.ts";
+import { FORWARD } from "../../../src/nat/verdicts.ts";
+import { ip } from "../../helpers/packets.ts";
+import { startShardWorkers } from "./fixtures/shard-workers.ts";
+
+const COUNT = 2;
+
+/** Inside hosts 192.168.0.x, the first `n` of them owned by worker `w`. */
+function hostsOf(w: number, n: number): string[] {
+  const out: string[] = [];
+  for (let x = 2; out.length < n && x < 255; x++) {
+    const a = `192.168.0.${x}`;
+    if (hostWorker(ip(a), COUNT) === w) out.push(a);
+  }
+  return out;
+}
+
+describe("sharded engine facade over worker threads", () => {
+  let client: ShardClient;
+  let stop: () => Promise<void>;
+  let engine: ShardedEngine;
+
+  before(() => {
+    ({ client, stop } = startShardWorkers(COUNT));
+    // The first calls wait while the workers start (each loads the engine).
+    for (let w = 0; w < COUNT; w++) assert.equal(client.callSync(w, "index", undefined, 60_000), w);
+    engine = new ShardedEngine(client);
+  });
+
+  after(() => stop());
+
+  it("a pin goes to the host's worker, with a port of its slice; ids are unique and find their shard", () => {
+    const made: number[] = [];
+    for (let w = 0; w < COUNT; w++) {
+      for (const host of hostsOf(w, 2)) {
+        const r = engine.pinMapping({ proto: "udp", inAddr: ip(host), inPort: 7000, origin: "test" });
+        assert.ok(!("error" in r), JSON.stringify(r));
+        assert.equal(
+          portOwner(DEFAULT_INTERFACE_PORTS, false, r.outPort, COUNT),
+          w,
+          `${host} → ${r.outPort}`,
+        );
+        assert.equal(r.id % COUNT, w);
+        made.push(r.id);
+      }
+    }
+    const again = engine.pinMapping({
+      proto: "udp",
+      inAddr: ip(hostsOf(1, 1)[0]),
+      inPort: 7000,
+      outPort: 61001,
+      origin: "test",
+    });
+    assert.ok("error" in again && again.code === "MASQ_ERR_ALREADY_MAPPED");
+    const listed = engine.pinList().map((p) => p.id);
+    assert.deepEqual(
+      [...listed].sort((a, b) => a - b),
+      [...made].sort((a, b) => a - b),
+    );
+    assert.equal(engine.renewPin(made[0], 1_000_000), true);
+    for (const id of made) assert.equal(engine.unpin(id), true);
+    assert.equal(engine.unpin(made[0]), false);
+    assert.deepEqual(engine.pinList(), []);
+  });
+
+  it("stats and the flow listing merge every worker; each worker counts only its own packets", () => {
+    const before0 = engine.workerStats().map((s) => s.counters.translated_out ?? 0);
+    const sent = [0, 0];
+    for (let w = 0; w < COUNT; w++) {
+      for (const host of hostsOf(w, 3)) {
+        assert.equal(client.callSync(w, "send", { src: host, sport: 4000 }), FORWARD);
+        sent[w]++;
+      }
+    }
+    const per = engine.workerStats().map((s, w) => (s.counters.translated_out ?? 0) - before0[w]);
+    assert.deepEqual(per, sent);
+    const merged = engine.stats();
+    assert.equal(merged.flows, 6);
+    assert.equal(merged.hosts, 6);
+    const flows = engine.flows();
+    assert.equal(flows.length, 6);
+    assert.equal(engine.flows(4).length, 4);
+  });
+});
