@@ -4,7 +4,7 @@
 // no per-mapping record is sent, and `masq whois` names A-box for each of those ports. Then in
 // deterministic mode (RFC 7422) the ports are in the range the configuration gives A-box.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -16,6 +16,7 @@ import { waitUntil } from "../../src/lab/wait.ts";
 import { Deterministic } from "../../src/nat/deterministic.ts";
 import { ip } from "../helpers/packets.ts";
 import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const tools = existsSync("/usr/sbin/rsyslogd");
@@ -41,12 +42,7 @@ describe("cgnat: port blocks (one log record per block) and deterministic mode, 
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   /** (Re)starts masq with these `[cgnat]` lines, logging to rsyslogd over UDP. */

@@ -7,7 +7,7 @@
 // no replies, where the kernel's own NAT handles both. Both modes, real programs: socat uploads
 // 50 MB (offloads on, the default), tracepath, ping, scapy for the forgeries.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,7 @@ import { bodySha256, fillBody } from "../../src/lab/body.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -46,12 +47,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     });
 
     after(async () => {
-      try {
-        if (masq?.proc.running) await masq.stop();
-      } finally {
-        await net?.destroy();
-        if (tmp) rmSync(tmp, { recursive: true, force: true });
-      }
+      await tearDown({ masq, net, tmp });
     });
 
     it("a 50 MB upload from A-box to the Internet host arrives byte-exact: A-box hears of the WAN's MTU", async () => {

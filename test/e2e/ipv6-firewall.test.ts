@@ -5,7 +5,7 @@
 // host's unsolicited TCP SYN and UDP datagram to an inside host are dropped and counted; a pinhole
 // opens one port of one inside host, and only that one.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +13,7 @@ import type { StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -84,12 +85,7 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   it("inside hosts reach the Internet host over TCP (curl), UDP and ping -6, untranslated", async () => {

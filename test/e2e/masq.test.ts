@@ -1,7 +1,7 @@
 // End to end: masq as a real daemon in the gateway namespace of the classic masquerade network,
 // real programs on both sides (curl, ping, traceroute, socat), in both address modes.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,7 @@ import {
 } from "../../src/lab/netns.ts";
 import { udpAsk } from "../../src/lab/udp-ask.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 /** The UDP timeout masq runs with here: short, so expiry is seen; long beside the 2 s idle. */
 const UDP_TIMEOUT_SEC = 8;
@@ -55,12 +56,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     });
 
     after(async () => {
-      try {
-        if (masq?.proc.running) await masq.stop();
-      } finally {
-        await net?.destroy();
-        if (tmp) rmSync(tmp, { recursive: true, force: true });
-      }
+      await tearDown({ masq, net, tmp });
     });
 
     it("the packet loop runs on one CPU, and both TUNs' received packets are steered (RPS) to the others, so the kernel's work on what masq writes is not done on masq's CPU", async () => {

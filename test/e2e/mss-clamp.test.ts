@@ -16,6 +16,7 @@ import { bodySha256 } from "../../src/lab/body.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitListening } from "../../src/lab/wait.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -54,12 +55,7 @@ describe("MSS clamping: WAN 1492, ICMP fragmentation-needed filtered upstream", 
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   const counters = async (m: MasqProcess) =>

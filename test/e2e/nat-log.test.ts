@@ -5,7 +5,7 @@
 // mapping's creation with A-box's inside and the public address:port the server saw, and its
 // deletion once the connection has closed and its short timeout passed; the destination never.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -14,6 +14,7 @@ import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-proce
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
 import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const tools = existsSync("/usr/sbin/rsyslogd") && existsSync("/usr/bin/tshark");
@@ -50,12 +51,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   /** Runs masq logging to `syslog` (and IPFIX), with short TCP timeouts so a closed flow goes fast. */

@@ -4,7 +4,7 @@
 // and counts quotas per link-layer address, so forged sources get nothing, and even forged ARP
 // entries leave A-box with one quota; natpmpc from A-box itself keeps working.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -81,12 +82,7 @@ describe("NAT-PMP from forged inside sources, interface mode", { skip }, () => {
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   it("75 forged sources get no mapping (refused, counted); natpmpc from A-box itself still maps at once", async () => {

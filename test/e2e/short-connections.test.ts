@@ -9,7 +9,7 @@
 // rate ab reaches through masq and, for comparison, through the kernel's own NAT in the same
 // namespaces is printed (not asserted).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,7 @@ import type { StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, enableKernelNat, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitListening } from "../../src/lab/wait.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -100,12 +101,7 @@ describe("short connections from one host, interface mode, default configuration
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   it("30,000 HTTP/1.0 requests, 100 at a time, all succeed; B-box's new connections work meanwhile", async (t) => {

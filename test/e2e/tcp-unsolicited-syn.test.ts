@@ -3,7 +3,7 @@
 // later, when `unsolicited_syn = "port-unreachable"`; by default it gets nothing (a gateway does
 // not answer scans). scapy on the Internet host sends the SYN and waits for the answer.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { StatsReply } from "../../src/control/format.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -58,12 +59,7 @@ describe("unsolicited SYNs, interface mode", { skip }, () => {
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   it('unsolicited_syn = "port-unreachable": ICMP type 3 code 3 from the public address, not before 6 s', async () => {

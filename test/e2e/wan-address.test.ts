@@ -4,7 +4,7 @@
 // host runs a long TCP download and a UDP exchange, then takes the address away and gives it
 // back, flaps the link, and finally starts masq on an interface with no address at all.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +13,7 @@ import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-proce
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
 import { udpAsk } from "../../src/lab/udp-ask.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
+import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -114,12 +115,7 @@ describe("a public address that changes (interface mode)", { skip }, () => {
   });
 
   after(async () => {
-    try {
-      if (masq?.proc.running) await masq.stop();
-    } finally {
-      await net?.destroy();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
-    }
+    await tearDown({ masq, net, tmp });
   });
 
   it("moves to a new address: the download is reset, UDP and new flows use it, natpmpc, UPnP and a forward follow", async (t) => {
