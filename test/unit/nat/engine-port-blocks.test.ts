@@ -87,3 +87,18 @@ describe("the engine with port blocks", () => {
     assert.equal(e.whois(ip(P), port, 2000)[0]?.inAddr, ip(A));
   });
 });
+
+describe("port blocks across a restart with the table kept", () => {
+  it("a restored engine knows each host's blocks: whois answers and new mappings stay in the block", () => {
+    const e = withBlocks();
+    const first = u16(run(e, udp({ src: A, dst: REMOTE, sport: 40000, dport: 53 }), 1000).out, 20);
+    run(e, udp({ src: B, dst: REMOTE, sport: 40000, dport: 53 }), 1000);
+    const parts = { roots: {}, skip: [], classes: {} };
+    const image = e.captureState(parts);
+    const restored = withBlocks();
+    restored.restoreState(image, parts);
+    assert.equal(restored.whois(ip(P), first)[0]?.inAddr, ip(A));
+    const next = u16(run(restored, udp({ src: A, dst: REMOTE, sport: 40001, dport: 53 }), 2000).out, 20);
+    assert.equal(restored.whois(ip(P), next)[0]?.inAddr, ip(A));
+  });
+});
