@@ -15,6 +15,7 @@ import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
 import { Deterministic } from "../../src/nat/deterministic.ts";
 import { ip } from "../helpers/packets.ts";
+import { publicPortOfFetch } from "../helpers/public-port.ts";
 import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
@@ -57,19 +58,7 @@ describe("cgnat: port blocks (one log record per block) and deterministic mode, 
   }
 
   /** A-box fetches a page; the public port the server saw. */
-  async function fetchFromAbox(): Promise<number> {
-    const r = await net.lab.exec(
-      net.inside[0].ns,
-      ["curl", "-sS", "--max-time", "10", `http://${net.inet.addr}/`],
-      {
-        timeoutMs: 15_000,
-      },
-    );
-    assert.equal(r.code, 0, r.stderr);
-    const m = new RegExp(`you came from ${net.publicAddr.replaceAll(".", "\\.")}:(\\d+)`).exec(r.stdout);
-    assert.ok(m, r.stdout);
-    return Number(m[1]);
-  }
+  const fetchFromAbox = () => publicPortOfFetch(net);
 
   it("A-box's connections all use ports of the block logged for it, and whois names A-box", async () => {
     const ports = [await fetchFromAbox(), await fetchFromAbox(), await fetchFromAbox()];

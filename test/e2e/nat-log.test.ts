@@ -13,6 +13,7 @@ import type { StatsReply } from "../../src/control/format.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
+import { publicPortOfFetch } from "../helpers/public-port.ts";
 import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
@@ -77,19 +78,7 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   }
 
   /** A-box fetches a page; the public port the server saw. */
-  async function fetchFromAbox(): Promise<number> {
-    const r = await net.lab.exec(
-      net.inside[0].ns,
-      ["curl", "-sS", "--max-time", "10", `http://${net.inet.addr}/`],
-      {
-        timeoutMs: 15_000,
-      },
-    );
-    assert.equal(r.code, 0, r.stderr);
-    const m = /you came from 198\.51\.100\.2:(\d+)/.exec(r.stdout);
-    assert.ok(m, r.stdout);
-    return Number(m[1]);
-  }
+  const fetchFromAbox = () => publicPortOfFetch(net);
 
   const lines = () => syslog.lines();
 
