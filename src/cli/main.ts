@@ -71,6 +71,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "--datapath-cpu <cpu>",
       "the CPU the packet loop runs on: auto (the last one, RPS on the others), off (unpinned, RPS on all), or a number",
     )
+    .option(
+      "--workers <n>",
+      "packet loops, one queue of each TUN and one CPU each: a number or auto (one per CPU); default 1",
+    )
     .addOption(
       new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]),
     )

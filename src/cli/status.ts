@@ -2,8 +2,8 @@
 // (rates are the difference over the time between them, so masq keeps no rate of its own).
 import type { StatsReply } from "../control/format.ts";
 
-/** What `masq status` reads beyond the stats reply's declared fields (added by newer daemons). */
-type StatusSample = StatsReply & { workers?: number | unknown[] };
+/** A stats reply; `workers` as a list (one entry per worker) or, from other daemons, a count. */
+type StatusSample = Omit<StatsReply, "workers"> & { workers?: number | unknown[] };
 
 function duration(sec: number): string {
   const d = Math.floor(sec / 86_400);

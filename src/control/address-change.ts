@@ -6,9 +6,7 @@
 // host setup, so exit and crash cleanup remove whichever are in place); the NAT-PMP/PCP epoch
 // starts again and the inside links hear the announcements; one log line says old and new.
 import { performance } from "node:perf_hooks";
-import type { Datapath } from "../datapath/datapath.ts";
 import { applyRecordedStep, type HostStep, publicAddressSteps, undoRecordedStep } from "../host/index.ts";
-import type { NatEngine } from "../nat/engine.ts";
 import { formatIpv4 } from "../packet/addr.ts";
 import type { ForwardRegistry } from "../portmap/forwards.ts";
 import type { PortmapLeases } from "../portmap/leases.ts";
@@ -20,13 +18,20 @@ import { forwardSteps } from "./host-plan.ts";
 import type { createLogger } from "./log.ts";
 import type { WanTransition } from "./wan-address.ts";
 
+/** What translates: one engine and its datapath, or every worker's shard (each sends its own resets). */
+export interface PublicAddressTarget {
+  setAddressless(none: boolean): void;
+  /** Moves to address `to`; `resets`: the TCP resets sent to the inside hosts. */
+  changePublicAddress(to: number): { old: number; flows: number; moved: number; resets: number };
+}
+
 export interface AddressChangeContext {
   cfg: RunConfig;
   /** What the host said at start; its public and gateway addresses follow the interface. */
   host: Resolved;
-  engine: NatEngine;
-  datapath: Datapath;
-  forwards: ForwardRegistry;
+  translator: PublicAddressTarget;
+  /** Absent: no forwards run (several workers). */
+  forwards?: ForwardRegistry;
   portmap: () => PortmapServer | undefined;
   /** The lease table NAT-PMP, PCP and UPnP share (absent: none of them runs). */
   leases: () => PortmapLeases | undefined;
@@ -73,9 +78,9 @@ export function addressNamingSteps(
 
 /** Handles one transition of the outside interface's address (never throws: logs). */
 export async function onWanTransition(c: AddressChangeContext, t: WanTransition): Promise<void> {
-  const { engine, log } = c;
+  const { translator, log } = c;
   if (t.kind === "lost") {
-    engine.setAddressless(true);
+    translator.setAddressless(true);
     log.warn(
       { outside: c.cfg.outside, address: formatIpv4(t.address) },
       "the outside interface has no address: packets to the Internet are dropped (no_public_address) until one comes",
@@ -83,7 +88,7 @@ export async function onWanTransition(c: AddressChangeContext, t: WanTransition)
     return;
   }
   if (t.kind === "restored") {
-    engine.changePublicAddress(t.address);
+    translator.changePublicAddress(t.address);
     log.info(
       { outside: c.cfg.outside, address: formatIpv4(t.address) },
       "the outside interface has its address back: nothing flushed",
@@ -93,13 +98,13 @@ export async function onWanTransition(c: AddressChangeContext, t: WanTransition)
   const old = t.old === 0 ? undefined : formatIpv4(t.old);
   const now = formatIpv4(t.address);
   const began = performance.now();
-  const change = engine.changePublicAddress(t.address);
-  const resets = c.datapath.sendInside(change.resets);
+  const change = translator.changePublicAddress(t.address);
+  const resets = change.resets;
   // From here new connections leave from the new address; the rules below only concern
   // hairpinning and the gateway's own ICMP errors.
   const translatingAt = Date.now();
-  c.forwards.movePublicAddress(t.old, t.address);
-  const specs = c.forwards.list().map((f) => f.spec);
+  c.forwards?.movePublicAddress(t.old, t.address);
+  const specs = c.forwards?.list().map((f) => f.spec) ?? [];
   const mapped = c.mappedPorts();
   const oldSteps = old === undefined ? [] : addressNamingSteps(c.cfg, old, specs, mapped);
   c.host.publicAddresses = [now];

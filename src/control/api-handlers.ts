@@ -3,22 +3,31 @@
 
 import { performance } from "node:perf_hooks";
 import { sumCounters } from "../datapath/tuns.ts";
-import type { NatEngine } from "../nat/engine.ts";
+import type { EngineStats } from "../nat/view.ts";
+import type { RuleHits } from "../policy/rules.ts";
 import { type ForwardRegistry, type ForwardText, forwardText, parseForward } from "../portmap/forwards.ts";
 import type { PortmapServer } from "../portmap/server.ts";
 import type { UpnpServer } from "../portmap/upnp/server.ts";
 import type { StreamStats } from "./chunked.ts";
-import { connsBody } from "./conns-listing.ts";
+import { type ConnsEngine, connsBody } from "./conns-listing.ts";
 import type { Resolved } from "./engine-config.ts";
 import type { StatsReply } from "./format.ts";
 import type { createMetrics } from "./metrics.ts";
 import type { Reloader } from "./reload.ts";
 import { ControlError, type ControlSource } from "./server.ts";
-import { whoisAnswer } from "./whois.ts";
+import type { WhoisReply } from "./whois.ts";
+
+/** What the handlers read of the engine: one engine, or the workers' shards (ShardedEngine). */
+export interface ControlEngine extends ConnsEngine {
+  stats(): EngineStats;
+  readonly addressless: boolean;
+  readonly config: { readonly portSeed?: number };
+  readonly firewall: { list(): RuleHits[] } | null | undefined;
+}
 
 /** What the handlers read; the getters are asked per request (things start one after another). */
 export interface ApiSources {
-  engine: NatEngine;
+  engine: ControlEngine;
   host: Resolved;
   /** performance.now() when masq started. */
   startedMs: number;
@@ -31,7 +40,16 @@ export interface ApiSources {
   ipv6?: () => Record<string, number> | undefined;
   streams: () => StreamStats | undefined;
   metrics: ReturnType<typeof createMetrics>;
-  forwards: ForwardRegistry;
+  /** Absent: forwards cannot be listed or changed (several workers). */
+  forwards?: ForwardRegistry;
+  /** `masq whois`; absent: not available. */
+  whois?: (q: URLSearchParams) => WhoisReply;
+  /** Why `masq reload` is refused; absent: it is not (with a reloader). */
+  reloadRefused?: string;
+  /** Why `masq stop --keep-state` is refused; absent: it is not. */
+  keepStateRefused?: string;
+  /** Per-worker figures for `masq stats` (several workers). */
+  workers?: () => StatsReply["workers"];
   /** NAT event log counters; undefined when it is off. */
   natLog?: () => Record<string, number> | undefined;
   reloader?: Reloader;
@@ -68,13 +86,15 @@ export function controlApi(s: ApiSources): ControlSource {
         ...(natLog ? { natLog } : {}),
         ...(streams ? { control: { ...streams } } : {}),
         ...(s.reloader ? { reload: { ...s.reloader.stats } } : {}),
+        ...(s.workers ? { workers: s.workers() } : {}),
       };
     },
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
-    forwards: forwardsApi(s.forwards, engine),
-    whois: (q) => whoisAnswer(engine, q),
+    ...(s.forwards ? { forwards: forwardsApi(s.forwards, engine) } : {}),
+    ...(s.whois ? { whois: s.whois } : {}),
     ...(reloader ? { reload: (check: boolean) => reloader.reload(check) } : {}),
-    ...(s.stop ? { stop: stopApi(s.stop) } : {}),
+    ...(s.reloadRefused !== undefined ? { reload: refuseReload(s.reloadRefused) } : {}),
+    ...(s.stop ? { stop: stopApi(s.stop, s.keepStateRefused) } : {}),
   };
 }
 
@@ -88,7 +108,7 @@ function deviceStats(
 /** The control socket's view of the forwards (masq forward add|del|list). */
 export function forwardsApi(
   registry: ForwardRegistry,
-  engine: NatEngine,
+  engine: Pick<ConnsEngine, "pinList">,
 ): NonNullable<ControlSource["forwards"]> {
   return {
     list: () => {
@@ -125,12 +145,18 @@ export function forwardsApi(
   };
 }
 
+function refuseReload(why: string): (check: boolean) => Promise<object> {
+  return () => Promise.reject(new ControlError("MASQ_ERR_RELOAD_NEEDS_RESTART", why));
+}
+
 /** POST /v1/stop {keepState?}: answers with this process's id, then stops (the client waits for it). */
-function stopApi(stop: (keepState: boolean) => void): (body: unknown) => object {
+function stopApi(stop: (keepState: boolean) => void, keepStateRefused?: string): (body: unknown) => object {
   return (body) => {
     const keep = (body as { keepState?: unknown } | null)?.keepState;
     if (keep !== undefined && typeof keep !== "boolean")
       throw new ControlError("MASQ_ERR_BAD_REQUEST", "keepState must be true or false");
+    if (keep === true && keepStateRefused !== undefined)
+      throw new ControlError("MASQ_ERR_BAD_REQUEST", keepStateRefused);
     // After the answer has gone out: the stop closes this socket.
     setImmediate(() => stop(keep === true));
     return { stopping: true, pid: process.pid, keepState: keep === true };

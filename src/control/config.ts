@@ -54,6 +54,7 @@ import {
   webPlanProblem,
   webSectionSchema,
 } from "./web-config.ts";
+import { parseWorkers, workersConflict } from "./workers-config.ts";
 
 export const FILTERINGS: readonly Filtering[] = [
   "endpoint-independent",
@@ -109,10 +110,7 @@ export interface RunConfig {
   datapathCpu: DatapathCpuSetting;
   /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
   busyPollUs: number;
-  /**
-   * Packet loops (worker threads, one TUN queue each; issue 13 part 2). Only 1 is accepted until
-   * the workers are wired into `masq run` (docs/design.md, "Several workers").
-   */
+  /** Packet loops: worker threads, one queue of each TUN each (src/control/workers-config.ts). */
   workers: number;
   portParity: boolean;
   /** Fixed seed for port allocation (reproducible runs); undefined: a random one at each start. */
@@ -212,17 +210,10 @@ export function defaultRunConfig(): RunConfig {
 /** The longest busy poll: beyond a few ms it is a spinning CPU, not a shorter wake-up. */
 export const MAX_BUSY_POLL_US = 10_000;
 
-/**
- * `workers`: the steering, port slices and control channel exist (src/datapath/steering*.ts,
- * shard-channel.ts), but `masq run` does not start worker threads yet: more than one is refused
- * rather than silently run on one.
- */
-function checkWorkers(n: number, where: string): number {
-  if (n > 1)
-    throw new ConfigError(
-      where,
-      `${n} workers: not yet; masq runs one packet loop until the worker threads are built (issue 13 part 2), so use 1`,
-    );
+/** `workers` / `--workers`, or the error naming `where`. */
+function checkWorkers(value: string | number, where: string): number {
+  const n = parseWorkers(value);
+  if (typeof n === "string") throw new ConfigError(where, n);
   return n;
 }
 
@@ -303,7 +294,7 @@ const fileSchema = v.strictObject({
     ),
   ),
   datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
-  workers: v.optional(v.pipe(v.number(), v.integer("must be a whole number of workers"), v.minValue(1))),
+  workers: v.optional(v.union([v.string(), v.number()], 'must be "auto" or a whole number of workers')),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
   port_seed: v.optional(
@@ -411,6 +402,8 @@ export interface RunFlags {
   datapathCpu?: string;
   /** --busy-poll <us>. */
   busyPoll?: string;
+  /** --workers auto|<n>. */
+  workers?: string;
   logLevel?: string;
   logFormat?: string;
   /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
@@ -627,6 +620,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     c.busyPollUs = us;
   }
   if (flags.datapathCpu !== undefined) c.datapathCpu = parseDatapathCpu(flags.datapathCpu, "--datapath-cpu");
+  if (flags.workers !== undefined) c.workers = checkWorkers(flags.workers, "--workers");
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");
@@ -690,6 +684,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     const plan = deterministicPlan(c.cgnat.deterministicInside, pool, c.ports.first, c.ports.last);
     if (typeof plan === "string") throw new ConfigError(cgnatInsideKey, plan);
   }
+  const notYet = workersConflict(c);
+  if (notYet) throw new ConfigError(notYet.key, notYet.problem);
   return c;
 }
 

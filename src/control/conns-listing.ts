@@ -41,9 +41,9 @@ export interface ConnsQuery {
   filter: FlowFilter;
 }
 
-/** What a listing needs of the engine (NatEngine fits). */
+/** What a listing needs of the engine (NatEngine and ShardedEngine fit). */
 export interface ConnsEngine {
-  listFlows(filter: FlowFilter, limit: number): FlowListing;
+  listFlows(filter: FlowFilter, limit: number): Pick<FlowListing, "step" | "done" | "matched">;
   readFlow(f: number, out: FlowFields): FlowFields;
   pinList(): PinView[];
   readonly flowTable: { readonly count: number };

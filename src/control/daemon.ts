@@ -9,6 +9,7 @@ import { AlgRegistry } from "../alg/registry.ts";
 import { placeDatapath } from "../datapath/cpu-placement.ts";
 import { Datapath } from "../datapath/datapath.ts";
 import { rpsMaskFor, TunPair } from "../datapath/tuns.ts";
+import { WorkerPool } from "../datapath/worker-pool.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import {
   applyHostSetup,
@@ -27,7 +28,7 @@ import { Ip6Filter } from "../ipv6fw/filter.ts";
 import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
 import { startNatLog } from "../natlog/start.ts";
-import { parseIpv4, prefixMatcher } from "../packet/addr.ts";
+import { prefixMatcher } from "../packet/addr.ts";
 import { type Origin, PortmapLeases } from "../portmap/leases.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
@@ -35,7 +36,7 @@ import { UpnpServer } from "../portmap/upnp/server.ts";
 import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { RunConfig } from "./config.ts";
-import { engineConfigFor, type Resolved } from "./engine-config.ts";
+import { engineConfigFor } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
@@ -43,14 +44,15 @@ import { ipv6FilterInputs } from "./ipv6-config.ts";
 import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
-import { isLoopback, MetricsListener, parseListen } from "./metrics-http.ts";
+import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
 import { Reloader } from "./reload.ts";
 import { adoptAtStart, keptStateAtStart, restoreAtStart, snapshotAndLeave } from "./restart.ts";
 import { ControlServer } from "./server.ts";
-import { WanAddressState } from "./wan-address.ts";
-import { WanFollower } from "./wan-follow.ts";
+import { printSummary, printWorkersSummary } from "./start-summary.ts";
+import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 import type { WebServer } from "./web/server.ts";
 import { startDashboard } from "./web/start.ts";
+import { startWorkersControl, workerCpus } from "./worker-run.ts";
 
 /** What a running masq needs beyond its configuration. */
 export interface DaemonOptions {
@@ -62,9 +64,12 @@ export interface DaemonOptions {
 export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promise<number> {
   const log = createLogger(cfg.log);
   let reloader: Reloader | undefined;
+  /** Several workers run: a reload is refused, not yet built for them. */
+  let reloadNotYet = false;
   // From the first moment: SIGHUP's default action would kill masq with its host setup in place.
   process.on("SIGHUP", () => {
-    if (reloader === undefined) log.warn("SIGHUP while masq is starting: no reload");
+    if (reloadNotYet) log.warn("SIGHUP: reload is not yet built for several workers; restart masq instead");
+    else if (reloader === undefined) log.warn("SIGHUP while masq is starting: no reload");
     else reloader.reload().catch(() => undefined); // counted and logged by the reloader
   });
   assertRoot();
@@ -75,17 +80,34 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   const engineCfg = engineConfigFor(cfg, host);
   const layoutHash = configHash(cfg, engineCfg);
   const snapshotFile = snapshotFileFor(stateFile);
-  const kept = await keptStateAtStart(snapshotFile, stateFile, layoutHash, [cfg.tun, cfg.tunOutside], log);
-  // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
-  const engine = new NatEngine(
-    kept ? { ...engineCfg, portSeed: kept.header.portSeed } : engineCfg,
-    hugePageAllocator(),
-  );
-  const algs = new AlgRegistry(engine, cfg.alg, host.mtu);
-  engine.attachAlg(algs);
-  const offsetMs = kept
-    ? restoreAtStart(snapshotFile, kept, engine, algs, () => performance.now(), log)
-    : undefined;
+  // Several workers keep no state across a restart yet: a snapshot is not taken up.
+  const wantWorkers = cfg.workers > 1;
+  if (wantWorkers && existsSync(snapshotFile)) {
+    log.warn(
+      { snapshot: snapshotFile },
+      "a kept state is not taken up with several workers (not yet): starting empty",
+    );
+    rmSync(snapshotFile, { force: true });
+  }
+  const kept = wantWorkers
+    ? undefined
+    : await keptStateAtStart(snapshotFile, stateFile, layoutHash, [cfg.tun, cfg.tunOutside], log);
+  // One engine on this thread, unless the workers start (each with its own shard).
+  const makeSingle = () => {
+    // Huge pages for the flow tables: fewer TLB misses per packet with a large table.
+    const engine = new NatEngine(
+      kept ? { ...engineCfg, portSeed: kept.header.portSeed } : engineCfg,
+      hugePageAllocator(),
+    );
+    const algs = new AlgRegistry(engine, cfg.alg, host.mtu);
+    engine.attachAlg(algs);
+    return { engine, algs };
+  };
+  let single = wantWorkers ? undefined : makeSingle();
+  const offsetMs =
+    kept && single
+      ? restoreAtStart(snapshotFile, kept, single.engine, single.algs, () => performance.now(), log)
+      : undefined;
   const restored = offsetMs !== undefined;
   // The engine's clock: this process's, moved on from the stopped masq's when its state was kept.
   const clockOffset = offsetMs ?? 0;
@@ -120,6 +142,9 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let follower: WanFollower | undefined;
   let natLog: NatLogExporter | undefined;
   let steering: ReturnType<typeof mappedPortSteering>;
+  let pool: WorkerPool | undefined;
+  /** Why several workers were asked for but one queue runs (said in the summary). */
+  let workersFallback: string | undefined;
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
   /** Set by `masq stop` (the control API): the stop, keeping the state or not. */
@@ -133,9 +158,9 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     await portmap?.close();
     await upnp?.close();
     datapath?.stop();
-    if (keepState && tuns && hostApplied) {
+    if (keepState && tuns && hostApplied && single) {
       try {
-        const w = snapshotAndLeave(snapshotFile, engine, algs, tuns, {
+        const w = snapshotAndLeave(snapshotFile, single.engine, single.algs, tuns, {
           // From the configuration as it is now: a reload may have changed the firewall or the
           // limits since the start, and the next run starts from the file as it is now.
           configHash: configHash(cfg, engineConfigFor(cfg, host)),
@@ -161,13 +186,108 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       hostApplied = false;
     }
     tuns?.close();
+    await pool?.stop();
     await server?.close();
     await metricsListener?.close();
     await web?.close();
     log.info({ why }, "masq stopped");
   };
 
+  /** Resolves with the exit code once a signal, `masq stop` or a fault has stopped masq. */
+  const waitForStop = () =>
+    new Promise<number>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string, keepState = false) => {
+        // Listening for every signal, not once: a second Ctrl-C (or the SIGTERM a supervisor sends
+        // after the terminal's SIGINT) must not kill masq halfway through its undo, which would
+        // leave its rules, state file and socket behind.
+        if (stopping) {
+          log.info({ signal }, "already stopping");
+          return;
+        }
+        stopping = true;
+        teardown(signal, keepState).then(
+          () => resolve(0),
+          (err: unknown) => {
+            log.error({ err }, "teardown failed");
+            resolve(1);
+          },
+        );
+      };
+      requestStop = (keepState) => stop(keepState ? "masq stop --keep-state" : "masq stop", keepState);
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
+      // A bug must not leave the host steered into a TUN nobody reads: undo, then exit non-zero.
+      process.once("uncaughtException", (err) => {
+        log.fatal({ err }, "uncaught exception");
+        teardown("uncaught exception").finally(() => resolve(1));
+      });
+      // A worker that ends on its own leaves its hosts untranslated: undo, then exit non-zero.
+      workerFailed = (why) => {
+        if (stopping) return;
+        stopping = true;
+        log.fatal({ why }, "a worker stopped");
+        teardown(why).finally(() => resolve(1));
+      };
+    });
+  /** Set while masq runs with several workers: a worker's end stops masq. */
+  let workerFailed: ((why: string) => void) | undefined;
+
   try {
+    if (wantWorkers) {
+      try {
+        pool = await WorkerPool.start({
+          count: cfg.workers,
+          engine: engineCfg,
+          alg: cfg.alg,
+          mtu: host.mtu,
+          tuns: { inside: cfg.tun, outside: cfg.tunOutside },
+          vnetHdr: cfg.offload,
+          ...(placement.datapathCpu !== undefined ? { cpus: workerCpus(cfg.workers) } : {}),
+          busyPollUs: cfg.busyPollUs,
+        });
+      } catch (err) {
+        workersFallback = (err as Error).message;
+        log.warn({ err }, `${cfg.workers} workers could not start: one packet loop on one queue instead`);
+      }
+    }
+    if (pool) {
+      const running = pool;
+      sysfsOurs = await sysfsIsOurs();
+      hostApplied = true;
+      await applyHostSetup(
+        planRunHost(cfg, host, {
+          disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
+          rpFilter: await readRpFilterState(),
+          rpsCpus: undefined,
+        }),
+        stateFile,
+        { log },
+      );
+      const started = await startWorkersControl({
+        cfg,
+        host,
+        pool: running,
+        sysfs: sysfsOurs,
+        stateFile,
+        log,
+        stop: (keepState: boolean) => requestStop?.(keepState),
+        streams: () => server?.streamStats,
+      });
+      server = started.server;
+      metricsListener = started.metricsListener;
+      follower = started.follower;
+      running.watch((why: string) => workerFailed?.(why));
+      reloadNotYet = true;
+      printWorkersSummary(cfg, host, running);
+      log.info(
+        { mode: host.mode, public: host.publicAddresses, workers: running.count, socket: cfg.controlSocket },
+        "masq ready",
+      );
+      return await waitForStop();
+    }
+    single ??= makeSingle();
+    const { engine, algs } = single;
     tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload);
     // Attached to the devices the stopped masq left: ordinary again, they go with this process.
     if (restored) for (const d of tuns.devices) d.setPersist(false);
@@ -221,17 +341,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       natLog: () => natLog?.counters(),
       reloads: () => reloader?.stats,
     });
-    if (cfg.metrics.listen !== undefined) {
-      const listen = parseListen(cfg.metrics.listen);
-      metricsListener = await MetricsListener.start(listen, metrics);
-      const url = `http://${cfg.metrics.listen}/metrics`;
-      if (isLoopback(listen.host)) log.info({ url }, "Prometheus metrics served");
-      else
-        log.warn(
-          { url },
-          "Prometheus metrics served beyond loopback: anyone who reaches this address sees the gateway's traffic counters",
-        );
-    }
+    metricsListener = await serveMetrics(cfg, metrics, log);
     const api = controlApi({
       engine,
       host,
@@ -312,17 +422,17 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         });
     }
     if (host.mode === "interface") {
-      if (host.publicAddresses.length === 0)
-        log.warn(
-          { outside: cfg.outside },
-          "the outside interface has no IPv4 address yet: waiting for one (nothing is translated until it comes)",
-        );
-      const addon = loadAddon();
+      const dp = datapath;
       const context = {
         cfg,
         host,
-        engine,
-        datapath,
+        translator: {
+          setAddressless: (none: boolean) => engine.setAddressless(none),
+          changePublicAddress: (to: number) => {
+            const change = engine.changePublicAddress(to);
+            return { ...change, resets: dp.sendInside(change.resets) };
+          },
+        },
         forwards,
         portmap: () => portmap,
         leases: () => leases,
@@ -331,94 +441,39 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         stateFile,
         log,
       };
-      follower = new WanFollower({
-        state: new WanAddressState(cfg.outside, parseIpv4(host.publicAddresses[0] ?? "") ?? 0),
-        open: (onMessage) => new addon.RouteSocket(addon.RTMGRP_LINK | addon.RTMGRP_IPV4_IFADDR, onMessage),
-        onTransition: (t) => onWanTransition(context, t),
-        log,
-      });
-      await follower.synced;
+      follower = await followWanAddress(cfg, host, (t) => onWanTransition(context, t), log);
     }
+    printSummary(
+      cfg,
+      host,
+      engine,
+      tuns.inside.headerBytes > 0,
+      rpsCpus,
+      placement.datapathCpu,
+      workersFallback,
+    );
+    log.info(
+      {
+        mode: host.mode,
+        public: host.publicAddresses,
+        inside: cfg.inside,
+        outside: cfg.outside,
+        tuns: { inside: cfg.tun, outside: cfg.tunOutside },
+        offload: tuns.inside.headerBytes > 0,
+        rpsCpus: rpsCpus ?? "off",
+        datapathCpu: placement.datapathCpu ?? "any",
+        socket: cfg.controlSocket,
+        alg: algs.describe(),
+      },
+      "masq ready",
+    );
+    return await waitForStop();
   } catch (err) {
     // Undo what was applied, whatever failed (applyHostSetup already rolls itself back).
     hostApplied = hostApplied && existsSync(stateFile);
     await teardown("start failed");
     throw err;
   }
-
-  printSummary(cfg, host, engine, tuns.inside.headerBytes > 0, rpsCpus, placement.datapathCpu);
-  log.info(
-    {
-      mode: host.mode,
-      public: host.publicAddresses,
-      inside: cfg.inside,
-      outside: cfg.outside,
-      tuns: { inside: cfg.tun, outside: cfg.tunOutside },
-      offload: tuns.inside.headerBytes > 0,
-      rpsCpus: rpsCpus ?? "off",
-      datapathCpu: placement.datapathCpu ?? "any",
-      socket: cfg.controlSocket,
-      alg: algs.describe(),
-    },
-    "masq ready",
-  );
-
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string, keepState = false) => {
-      // Listening for every signal, not once: a second Ctrl-C (or the SIGTERM a supervisor sends
-      // after the terminal's SIGINT) must not kill masq halfway through its undo, which would
-      // leave its rules, state file and socket behind.
-      if (stopping) {
-        log.info({ signal }, "already stopping");
-        return;
-      }
-      stopping = true;
-      teardown(signal, keepState).then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err }, "teardown failed");
-          resolve(1);
-        },
-      );
-    };
-    requestStop = (keepState) => stop(keepState ? "masq stop --keep-state" : "masq stop", keepState);
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    // A bug must not leave the host steered into a TUN nobody reads: undo, then exit non-zero.
-    process.once("uncaughtException", (err) => {
-      log.fatal({ err }, "uncaught exception");
-      teardown("uncaught exception").finally(() => resolve(1));
-    });
-  });
-}
-
-function printSummary(
-  cfg: RunConfig,
-  host: Resolved,
-  engine: NatEngine,
-  offloads: boolean,
-  rpsCpus: string | undefined,
-  datapathCpu: number | undefined,
-): void {
-  const mb = (engine.memoryBytes() / 1048576).toFixed(1);
-  const lines = [
-    "",
-    `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (following ${cfg.outside})`}`,
-    `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}; ${mssSummary(engine)}`,
-    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`}; up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
-    `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
-    "",
-  ];
-  process.stderr.write(lines.join("\n"));
-}
-
-/** "MSS clamp 1452 out, 1460 in (pmtu: MTU 1492 outside, 1500 inside)", or "MSS clamp off". */
-function mssSummary(engine: NatEngine): string {
-  const m = engine.mssClamp;
-  if (m.setting === "off") return "MSS clamp off";
-  const how = m.setting === "pmtu" ? `pmtu: MTU ${m.outsideMtu} outside, ${m.insideMtu} inside` : "fixed";
-  return `MSS clamp ${m.outbound} out, ${m.inbound} in (${how})`;
 }
 
 /** The IPv6 filter of `[ipv6] firewall = true` (RFC 6092); undefined when it is off. */

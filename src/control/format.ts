@@ -43,6 +43,18 @@ export interface StatsReply {
   control?: Record<string, number>;
   /** Config reloads (masq reload, SIGHUP) since start, and the latest one. */
   reload?: ReloadStats;
+  /** With several workers: each worker's CPU, flows and packets (the figures above add them up). */
+  workers?: WorkerFigures[];
+}
+
+export interface WorkerFigures {
+  worker: number;
+  cpu?: number;
+  flows: number;
+  translatedOut: number;
+  translatedIn: number;
+  drops: number;
+  datapath: Record<string, number>;
 }
 
 function ep(e: { addr: string; port: number }): string {
@@ -134,6 +146,13 @@ export function formatStats(s: StatsReply): string {
   }
   lines.push("datapath:");
   for (const [k, v] of Object.entries(s.datapath)) lines.push(`  ${k.padEnd(28)} ${v}`);
+  if (s.workers && s.workers.length > 0) {
+    lines.push("workers (each its own queue of both TUNs, its hosts and its slice of the ports):");
+    for (const w of s.workers)
+      lines.push(
+        `  ${String(w.worker).padStart(3)}  ${w.cpu === undefined ? "any CPU" : `CPU ${w.cpu}`}  flows ${w.flows}  out ${w.translatedOut}  in ${w.translatedIn}  drops ${w.drops}  packets ${w.datapath.packets ?? 0}`,
+      );
+  }
   const devices = s.devices && Object.keys(s.devices).length > 0 ? s.devices : { "": s.device };
   for (const [name, counters] of Object.entries(devices)) {
     if (Object.keys(counters).length === 0) continue;

@@ -4,6 +4,7 @@
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, isIP } from "node:net";
 import type { Registry } from "prom-client";
+import type { createLogger } from "./log.ts";
 
 export interface Listen {
   host: string;
@@ -69,4 +70,23 @@ export class MetricsListener {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** The Prometheus listener of `[metrics] listen`, or undefined when it is off. */
+export async function serveMetrics(
+  cfg: { metrics: { listen?: string } },
+  metrics: Registry,
+  log: ReturnType<typeof createLogger>,
+): Promise<MetricsListener | undefined> {
+  if (cfg.metrics.listen === undefined) return undefined;
+  const listen = parseListen(cfg.metrics.listen);
+  const listener = await MetricsListener.start(listen, metrics);
+  const url = `http://${cfg.metrics.listen}/metrics`;
+  if (isLoopback(listen.host)) log.info({ url }, "Prometheus metrics served");
+  else
+    log.warn(
+      { url },
+      "Prometheus metrics served beyond loopback: anyone who reaches this address sees the gateway's traffic counters",
+    );
+  return listener;
 }

@@ -4,8 +4,14 @@
 // RTMGRP_IPV4_IFADDR) keep the picture current. When the kernel reports lost events (ENOBUFS,
 // the socket's buffer overran) the picture is dumped again. Each transition (wan-address.ts) is
 // handed to `onTransition`, one at a time, in order.
+
+import { loadAddon } from "../io/addon.ts";
 import { dumpRequest, parseRouteMessages, RTM_GETADDR, RTM_GETLINK } from "../io/rtnetlink.ts";
-import type { WanAddressState, WanTransition } from "./wan-address.ts";
+import { parseIpv4 } from "../packet/addr.ts";
+import type { RunConfig } from "./config.ts";
+import type { Resolved } from "./engine-config.ts";
+import type { createLogger } from "./log.ts";
+import { WanAddressState, type WanTransition } from "./wan-address.ts";
 
 /** The addon's socket (native/netlink.cc), or a fake in tests. */
 export interface RouteSocketLike {
@@ -122,4 +128,27 @@ export class WanFollower {
       .then(() => this.onTransition(t))
       .catch((err: unknown) => this.log.warn({ err }, "outside interface: an address change failed"));
   }
+}
+
+/** Interface mode: follows the outside interface's address (wan-follow.ts), once in sync. */
+export async function followWanAddress(
+  cfg: RunConfig,
+  host: Resolved,
+  onTransition: (t: WanTransition) => Promise<void>,
+  log: ReturnType<typeof createLogger>,
+): Promise<WanFollower> {
+  if (host.publicAddresses.length === 0)
+    log.warn(
+      { outside: cfg.outside },
+      "the outside interface has no IPv4 address yet: waiting for one (nothing is translated until it comes)",
+    );
+  const addon = loadAddon();
+  const follower = new WanFollower({
+    state: new WanAddressState(cfg.outside, parseIpv4(host.publicAddresses[0] ?? "") ?? 0),
+    open: (onMessage) => new addon.RouteSocket(addon.RTMGRP_LINK | addon.RTMGRP_IPV4_IFADDR, onMessage),
+    onTransition,
+    log,
+  });
+  await follower.synced;
+  return follower;
 }

@@ -3,15 +3,114 @@
 // the host hashes to (the steering rule, steering-model.ts hostWorker), listings and statistics
 // ask every worker and merge. A pin's id is made unique across shards: shard id × workers +
 // worker, so unpin and renew find the owner again from the id alone.
+
 import type { PinRequest, PinResult } from "../nat/engine.ts";
-import type { EngineStats, FlowView, PinView } from "../nat/view.ts";
+import type { FlowFilter } from "../nat/flow-listing.ts";
+import type { EngineStats, FlowFields, FlowView, PinView } from "../nat/view.ts";
+import type { RuleHits } from "../policy/rules.ts";
 import type { ShardClient } from "./shard-channel.ts";
-import { SHARD_OPS } from "./shard-ops.ts";
+import { type ConnsRows, SHARD_OPS } from "./shard-ops.ts";
 import { mergeEngineStats } from "./shard-stats.ts";
 import { hostWorker } from "./steering-model.ts";
 
+/** A shard may take this long to list a large table between two of its batches. */
+const LISTING_MS = 30_000;
+
 export class ShardedEngine {
-  constructor(private readonly client: ShardClient) {}
+  /** The flows of the latest listing, merged; readFlow reads them by index. */
+  private listed: FlowFields[] = [];
+  private total = 0;
+
+  private none = false;
+
+  /** `config`: the configuration every shard was started with (each on its own port slice). */
+  constructor(
+    private readonly client: ShardClient,
+    readonly config: { readonly portSeed?: number } = {},
+  ) {}
+
+  /** Whether interface mode has no public address now (every shard was told so). */
+  get addressless(): boolean {
+    return this.none;
+  }
+
+  /** Tells every shard that interface mode has, or has no, public address. */
+  setAddressless(none: boolean): void {
+    this.every<void>(SHARD_OPS.setAddressless, none);
+    this.none = none;
+  }
+
+  /**
+   * Every shard moves to public address `to`; each sends the resets for its own hosts'
+   * connections out of its queue. The counts add up; `old` is the shards' (all the same).
+   */
+  changePublicAddress(to: number): { old: number; flows: number; moved: number; resets: number } {
+    const parts = this.every<{ old: number; flows: number; moved: number; resets: number }>(
+      SHARD_OPS.changePublicAddress,
+      to,
+    );
+    this.none = false;
+    return {
+      old: parts[0].old,
+      flows: parts.reduce((n, p) => n + p.flows, 0),
+      moved: parts.reduce((n, p) => n + p.moved, 0),
+      resets: parts.reduce((n, p) => n + p.resets, 0),
+    };
+  }
+
+  /** The firewall's rules, hits added up over the shards (absent when there are none). */
+  get firewall(): { list(): RuleHits[] } | undefined {
+    return { list: () => this.firewallList() };
+  }
+
+  /** Flows in all shards when the latest listing was taken. */
+  get flowTable(): { readonly count: number } {
+    return { count: this.total };
+  }
+
+  /** The firewall rules with their hits added up over the shards (every shard has the same rules). */
+  firewallList(): RuleHits[] {
+    const parts = this.every<RuleHits[]>(SHARD_OPS.firewallList);
+    return parts[0].map((rule, i) => ({
+      ...rule,
+      hits: parts.reduce((n, p) => n + (p[i]?.hits ?? 0), 0),
+    }));
+  }
+
+  /**
+   * A listing over every shard, in the shape of the engine's (conns-listing.ts): each shard
+   * lists its flows, the most recently active first when there is a limit, and the merge keeps
+   * the `limit` most recently active of them all.
+   */
+  listFlows(
+    filter: FlowFilter,
+    limit: number,
+  ): { step(n: number, emit: (f: number) => void): void; done: boolean; matched: number } {
+    const each = Number.isFinite(limit) ? limit : null;
+    const parts = Array.from({ length: this.workers }, (_, w) =>
+      this.client.callSync<ConnsRows>(w, SHARD_OPS.connsRows, { filter, limit: each }, LISTING_MS),
+    );
+    let rows = parts.flatMap((p) => p.rows);
+    if (rows.length > limit) rows = rows.sort((a, b) => a.idleSec - b.idleSec).slice(0, limit);
+    this.listed = rows;
+    this.total = parts.reduce((n, p) => n + p.total, 0);
+    const matched = parts.reduce((n, p) => n + p.matched, 0);
+    let next = 0;
+    return {
+      matched,
+      get done() {
+        return next >= rows.length;
+      },
+      step(n: number, emit: (f: number) => void) {
+        for (const end = Math.min(rows.length, next + n); next < end; ) emit(next++);
+      },
+    };
+  }
+
+  /** Copies flow `f` of the latest listing into `out`. */
+  readFlow(f: number, out: FlowFields): FlowFields {
+    return Object.assign(out, this.listed[f]);
+  }
 
   get workers(): number {
     return this.client.workers;

@@ -7,12 +7,13 @@
 import { type MessagePort, workerData } from "node:worker_threads";
 import type { AnyAlgConfig } from "../alg/config.ts";
 import { AlgRegistry } from "../alg/registry.ts";
+import { loadAddon } from "../io/addon.ts";
 import { TunDevice } from "../io/tun.ts";
 import type { EngineConfig } from "../nat/config.ts";
 import { NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
 import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
-import { engineShardOps } from "./shard-ops.ts";
+import { engineShardOps, SHARD_OPS } from "./shard-ops.ts";
 import { TunSteering } from "./steering.ts";
 import type { SteeringPlan } from "./steering-model.ts";
 
@@ -33,6 +34,10 @@ export interface WorkerSetup {
   turn: SharedArrayBuffer;
   /** Worker 0 attaches these when every queue is open. */
   steering: SteeringPlan;
+  /** The CPU this worker's thread is pinned to (absent: not pinned). */
+  cpu?: number;
+  /** How long the loop keeps reading after the last packet (0: off; the addon's setting). */
+  busyPollUs?: number;
 }
 
 const TURN_WAIT_MS = 30_000;
@@ -55,6 +60,8 @@ if (setup.index === 0) {
   steering = TunSteering.attach(inside, outside, setup.steering);
 }
 
+if (setup.cpu !== undefined) loadAddon().pinThread(setup.cpu);
+if (setup.busyPollUs !== undefined) loadAddon().setBusyPoll(setup.busyPollUs);
 const engine = new NatEngine({ ...setup.engine, portSlice: { index: setup.index, count: setup.count } });
 engine.attachAlg(new AlgRegistry(engine, setup.alg, setup.mtu));
 const clock = () => performance.timeOrigin + performance.now() - setup.clockOriginMs;
@@ -73,7 +80,20 @@ serveShard(
   {
     ...engineShardOps(engine),
     index: () => setup.index,
-    datapathStats: () => datapath.stats,
+    [SHARD_OPS.datapathStats]: () => datapath.stats,
+    [SHARD_OPS.deviceStats]: () => ({ inside: inside.stats(), outside: outside.stats() }),
+    // The resets for the inside hosts' connections on the old address leave from this worker,
+    // whose hosts they are; the main thread gets the counts.
+    [SHARD_OPS.changePublicAddress]: (to: number) => {
+      const change = engine.changePublicAddress(to);
+      return {
+        old: change.old,
+        flows: change.flows,
+        moved: change.moved,
+        resets: datapath.sendInside(change.resets),
+      };
+    },
+    [SHARD_OPS.setAddressless]: (none: boolean) => engine.setAddressless(none),
     stop: () => {
       datapath.stop();
       steering?.close();

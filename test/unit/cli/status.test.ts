@@ -47,8 +47,8 @@ describe("masq status", () => {
 
   it("counts the workers stats reports, one when it reports none", () => {
     assert.equal(workerCount(sample(0, 0, 0, 0)), 1);
-    assert.equal(workerCount({ ...sample(0, 0, 0, 0), workers: 2 } as StatsReply), 2);
-    assert.equal(workerCount({ ...sample(0, 0, 0, 0), workers: [{}, {}, {}] } as StatsReply), 3);
+    assert.equal(workerCount({ ...sample(0, 0, 0, 0), workers: 2 }), 2);
+    assert.equal(workerCount({ ...sample(0, 0, 0, 0), workers: [{}, {}, {}] }), 3);
   });
 
   it("a counter that went backwards (a restart between samples) is no negative rate", () => {

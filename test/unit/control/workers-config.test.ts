@@ -1,26 +1,54 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { MAX_WORKERS, parseWorkers } from "../../../src/control/workers-config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
-const withFile = (text: string) => resolveRunConfig({ ...base, config: "masq.toml" }, () => text);
+const withFile = (text: string, flags = {}) =>
+  resolveRunConfig({ ...base, config: "masq.toml", ...flags }, () => text);
+const refused = (f: () => unknown, want: RegExp) =>
+  assert.throws(f, (e: unknown) => e instanceof ConfigError && want.test(e.message), String(want));
 
 describe("workers", () => {
-  it("is 1 by default and when asked for", () => {
+  it("is 1 by default; a count from the file or --workers, the flag winning", () => {
     assert.equal(resolveRunConfig(base).workers, 1);
     assert.equal(withFile("workers = 1\n").workers, 1);
+    assert.equal(withFile("workers = 2\n").workers, 2);
+    assert.equal(withFile("workers = 2\n", { workers: "3" }).workers, 3);
   });
 
-  it("more than one is refused as not yet built, naming the key; 0 or a fraction is no count", () => {
-    for (const [text, want] of [
-      ["workers = 2\n", /masq\.toml: workers: 2 workers: not yet/],
-      ["workers = 0\n", /workers/],
-      ["workers = 1.5\n", /workers.*whole number/],
-    ] as const)
-      assert.throws(
-        () => withFile(text),
-        (e: unknown) => e instanceof ConfigError && want.test(e.message),
-        text,
+  it("auto is one per CPU, within the bounds", () => {
+    assert.equal(parseWorkers("auto", 2), 2);
+    assert.equal(parseWorkers("auto", 1), 1);
+    assert.equal(parseWorkers("auto", 500), MAX_WORKERS);
+  });
+
+  it("0, a fraction, too many or a word is refused, naming the key", () => {
+    for (const text of [
+      "workers = 0\n",
+      "workers = 1.5\n",
+      `workers = ${MAX_WORKERS + 1}\n`,
+      'workers = "many"\n',
+    ])
+      refused(() => withFile(text), /workers/);
+    refused(() => withFile("", { workers: "x" }), /--workers.*whole number of workers/);
+  });
+
+  it("with several workers, what is not built for them yet is refused by name", () => {
+    for (const [text, key] of [
+      ['[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n', /forward/],
+      ["[portmap]\nenabled = true\n", /portmap\.enabled/],
+      ["[upnp]\nenabled = true\n", /upnp\.enabled/],
+      ['[nat_log]\nsyslog = "udp://127.0.0.1:514"\n', /nat_log/],
+      ["[cgnat]\nport_block = 512\n", /cgnat/],
+      ['[web]\nlisten = "127.0.0.1:8080"\n', /web\.listen/],
+      ["datapath_cpu = 1\n", /datapath_cpu/],
+    ] as const) {
+      refused(
+        () => withFile(`workers = 2\n${text}`),
+        new RegExp(`${key.source}.*not yet with several workers`),
       );
+      assert.doesNotThrow(() => withFile(`workers = 1\n${text}`), text);
+    }
   });
 });

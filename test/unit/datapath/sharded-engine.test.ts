@@ -6,6 +6,7 @@ import { hostWorker } from "../../../src/datapath/steering-model.ts";
 import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
 import { portOwner } from "../../../src/nat/port-slices.ts";
 import { FORWARD } from "../../../src/nat/verdicts.ts";
+import { FlowFields } from "../../../src/nat/view.ts";
 import { ip } from "../../helpers/packets.ts";
 import { startShardWorkers } from "./fixtures/shard-workers.ts";
 
@@ -86,5 +87,22 @@ describe("sharded engine facade over worker threads", () => {
     const flows = engine.flows();
     assert.equal(flows.length, 6);
     assert.equal(engine.flows(4).length, 4);
+  });
+
+  it("the connection listing (masq conns) merges the shards' rows, cut to the limit, with the firewall's hits", () => {
+    const listing = engine.listFlows({}, Number.POSITIVE_INFINITY);
+    const rows: FlowFields[] = [];
+    while (!listing.done) listing.step(2, (f) => rows.push(engine.readFlow(f, new FlowFields())));
+    assert.equal(rows.length, 6);
+    assert.equal(listing.matched, 6);
+    assert.equal(engine.flowTable.count, 6);
+    const owners = new Set(rows.map((r) => hostWorker(r.inAddr, COUNT)));
+    assert.deepEqual([...owners].sort(), [0, 1], "rows from both shards");
+    const cut = engine.listFlows({}, 4);
+    let n = 0;
+    while (!cut.done) cut.step(100, () => n++);
+    assert.equal(n, 4);
+    assert.equal(cut.matched, 6, "matched counts every shard's matches, not the cut");
+    assert.deepEqual(engine.firewallList(), [], "no rules: none listed");
   });
 });

@@ -1,0 +1,139 @@
+// The control plane of `masq run` with several workers (worker-pool.ts): the control socket and
+// the metrics over the shards' merged figures, `masq stats` with each worker's line, the
+// address follower of interface mode (every shard moves to the new address and resets its own
+// hosts' connections), and the start-up summary. What still drives one engine from this thread
+// (forwards, NAT-PMP/PCP, UPnP, reload, the kept state) is refused by the configuration
+// (workers-config.ts) or answered "not yet" here.
+import { readFileSync } from "node:fs";
+import type { WorkerPool } from "../datapath/worker-pool.ts";
+import { mergeDatapathStats } from "../datapath/worker-pool.ts";
+import { loadAddon } from "../io/addon.ts";
+import { onWanTransition } from "./address-change.ts";
+import { controlApi } from "./api-handlers.ts";
+import type { StreamStats } from "./chunked.ts";
+import type { RunConfig } from "./config.ts";
+import type { Resolved } from "./engine-config.ts";
+import type { WorkerFigures } from "./format.ts";
+import type { createLogger } from "./log.ts";
+import { createMetrics } from "./metrics.ts";
+import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
+import { ControlServer } from "./server.ts";
+import { followWanAddress, type WanFollower } from "./wan-follow.ts";
+
+const NOT_YET = "not yet with several workers";
+
+/** The CPUs the workers are pinned to, one each in order (the allowed ones, round robin). */
+export function workerCpus(count: number, allowed: readonly number[] = loadAddon().allowedCpus()): number[] {
+  const cpus = [...new Set(allowed)].sort((a, b) => a - b);
+  return Array.from({ length: count }, (_, i) => cpus[i % cpus.length]);
+}
+
+/**
+ * Both TUNs' counters by name, each the sum over the workers' queues; with `sysfs`, also the
+ * kernel's drops at the device's queues (its tx_dropped, as for one queue).
+ */
+export function queueCounters(
+  names: { inside: string; outside: string },
+  perWorker: ReadonlyArray<{ inside: Record<string, number>; outside: Record<string, number> }>,
+  sysfs: boolean,
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const side of ["inside", "outside"] as const) {
+    const sum: Record<string, number> = {};
+    for (const w of perWorker) for (const [k, v] of Object.entries(w[side])) sum[k] = (sum[k] ?? 0) + v;
+    if (sysfs)
+      sum.kernelQueueDrops = Number(
+        readFileSync(`/sys/class/net/${names[side]}/statistics/tx_dropped`, "utf8"),
+      );
+    out[names[side]] = sum;
+  }
+  return out;
+}
+
+export interface WorkersControlOptions {
+  cfg: RunConfig;
+  host: Resolved;
+  pool: WorkerPool;
+  /** /sys is this namespace's (the kernel's queue drops can be read). */
+  sysfs: boolean;
+  stateFile: string;
+  log: ReturnType<typeof createLogger>;
+  stop: (keepState: boolean) => void;
+  streams: () => StreamStats | undefined;
+}
+
+/** Starts the control socket, the metrics and (interface mode) the address follower. */
+export async function startWorkersControl(o: WorkersControlOptions): Promise<{
+  server: ControlServer;
+  metricsListener: MetricsListener | undefined;
+  follower: WanFollower | undefined;
+}> {
+  const { cfg, host, pool, log } = o;
+  const shards = pool.engine;
+  const startedMs = performance.now();
+  const names = { inside: cfg.tun, outside: cfg.tunOutside };
+  const cpus = workerCpusOf(cfg, pool);
+  const datapath = () => ({ ...mergeDatapathStats(pool.counters().map((c) => c.datapath)) });
+  const devices = () =>
+    queueCounters(
+      names,
+      pool.counters().map((c) => c.devices),
+      o.sysfs,
+    );
+  const workers = (): WorkerFigures[] => {
+    const stats = shards.workerStats();
+    const counters = pool.counters();
+    return stats.map((e, w) => ({
+      worker: w,
+      ...(cpus?.[w] !== undefined ? { cpu: cpus[w] } : {}),
+      flows: e.flows,
+      translatedOut: e.counters.translated_out ?? 0,
+      translatedIn: e.counters.translated_in ?? 0,
+      drops: Object.entries(e.counters).reduce((n, [k, v]) => (k.startsWith("drop_") ? n + v : n), 0),
+      datapath: { ...counters[w].datapath },
+    }));
+  };
+  const metrics = createMetrics({
+    engine: () => shards.stats(),
+    datapath,
+    devices,
+    firewall: () => shards.firewallList(),
+  });
+  const metricsListener = await serveMetrics(cfg, metrics, log);
+  const api = controlApi({
+    engine: shards,
+    host,
+    startedMs,
+    datapathCpu: undefined,
+    datapath,
+    devices,
+    portmap: () => undefined,
+    streams: o.streams,
+    metrics,
+    reloadRefused: `reload: ${NOT_YET}; change the config and restart masq`,
+    keepStateRefused: `masq stop --keep-state: ${NOT_YET}; masq stop ends every connection`,
+    workers,
+    stop: o.stop,
+  });
+  const server = await ControlServer.start(cfg.controlSocket, api);
+  let follower: WanFollower | undefined;
+  if (host.mode === "interface") {
+    const context = {
+      cfg,
+      host,
+      translator: shards,
+      portmap: () => undefined,
+      leases: () => undefined,
+      upnp: () => undefined,
+      mappedPorts: () => [],
+      stateFile: o.stateFile,
+      log,
+    };
+    follower = await followWanAddress(cfg, host, (t) => onWanTransition(context, t), log);
+  }
+  return { server, metricsListener, follower };
+}
+
+export function workerCpusOf(cfg: RunConfig, pool: WorkerPool): number[] | undefined {
+  return cfg.datapathCpu === "off" ? undefined : workerCpus(pool.count);
+}
