@@ -6,7 +6,6 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
-import { bodySha256 } from "../../src/lab/body.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import {
   buildMasqNetwork,
@@ -17,6 +16,7 @@ import {
 } from "../../src/lab/netns.ts";
 import { udpAsk } from "../../src/lab/udp-ask.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+import { fetchFromEveryBox } from "../helpers/fetch-all.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
 /** The UDP timeout masq runs with here: short, so expiry is seen; long beside the 2 s idle. */
@@ -80,23 +80,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     });
 
     it("HTTP from three inside hosts at once: the server sees the public address; 4 MB bodies arrive byte-exact", async () => {
-      const size = 4_000_000;
-      const want = bodySha256(size);
-      const results = await Promise.all(
-        net.inside.map((box) =>
-          net.lab.exec(
-            box.ns,
-            ["sh", "-c", `curl -sS --max-time 60 http://${net.inet.addr}/bytes/${size} | sha256sum`],
-            {
-              timeoutMs: 70_000,
-            },
-          ),
-        ),
-      );
-      for (const [i, r] of results.entries()) {
-        assert.equal(r.code, 0, `${net.inside[i].name}: ${r.stderr}`);
-        assert.equal(r.stdout.split(" ")[0], want, `${net.inside[i].name} body differs`);
-      }
+      await fetchFromEveryBox(net, 4_000_000);
       const peers = peersSeen(inet, "http");
       assert.ok(peers.length >= 3);
       for (const p of peers) assert.equal(p, net.publicAddr);
