@@ -34,13 +34,13 @@ import {
   deterministicPlan,
 } from "./cgnat-config.ts";
 import {
+  boundedInt,
   flowCount,
   flowTimeout,
   fragmentTimeout,
   MSS_CLAMP_HINT,
   mssClampValue,
   perSecond,
-  seconds,
 } from "./config-values.ts";
 import { applyIpv6Section, defaultIpv6Config, type Ipv6Config, ipv6SectionSchema } from "./ipv6-config.ts";
 import { parseListen } from "./metrics-http.ts";
@@ -281,6 +281,8 @@ const ruleSchema = v.strictObject({
   destination_ports: v.optional(portsValue),
 });
 
+const portmapLifetime = boundedInt("seconds", 1, 86_400 * 7, { max: "must be at most a week" });
+
 const fileSchema = v.strictObject({
   inside: v.optional(v.union([ifname, v.array(ifname)], "must be an interface name or a list of them")),
   outside: v.optional(ifname),
@@ -295,20 +297,15 @@ const fileSchema = v.strictObject({
   offload: v.optional(v.boolean()),
   rps: v.optional(v.boolean()),
   busy_poll_us: v.optional(
-    v.pipe(
-      v.number(),
-      v.integer("must be a whole number of microseconds"),
-      v.minValue(0),
-      v.maxValue(MAX_BUSY_POLL_US, `must be at most ${MAX_BUSY_POLL_US} microseconds`),
-    ),
+    boundedInt("microseconds", 0, MAX_BUSY_POLL_US, {
+      max: `must be at most ${MAX_BUSY_POLL_US} microseconds`,
+    }),
   ),
   datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
-  workers: v.optional(v.pipe(v.number(), v.integer("must be a whole number of workers"), v.minValue(1))),
+  workers: v.optional(boundedInt("workers", 1)),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
-  port_seed: v.optional(
-    v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
-  ),
+  port_seed: v.optional(boundedInt("", 0, 0xffffffff)),
   unsolicited_syn: v.optional(v.picklist(UNSOLICITED_SYN, `must be one of ${UNSOLICITED_SYN.join(", ")}`)),
   mss_clamp: v.optional(v.union([v.string(), v.number()], MSS_CLAMP_HINT)),
   timeouts: v.optional(
@@ -329,22 +326,13 @@ const fileSchema = v.strictObject({
       max_flows: v.optional(flowCount(16)),
       max_flows_per_host: v.optional(flowCount(1)),
       max_half_open: v.optional(flowCount(1)),
-      max_ports_per_host: v.optional(
-        v.pipe(
-          v.number(),
-          v.integer("must be a whole number of ports"),
-          v.minValue(1, "must be at least 1"),
-          v.maxValue(65_535, "must be at most 65535"),
-        ),
-      ),
-      max_hosts: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+      max_ports_per_host: v.optional(boundedInt("ports", 1, 65_535, { bounds: "number" })),
+      max_hosts: v.optional(boundedInt(undefined, 1, 1_048_576)),
       fragment_buffer_bytes: v.optional(
-        v.pipe(
-          v.number(),
-          v.integer("must be a whole number of bytes"),
-          v.minValue(65_536, "must be at least 65536 (64 KiB)"),
-          v.maxValue(268_435_456, "must be at most 268435456 (256 MiB)"),
-        ),
+        boundedInt("bytes", 65_536, 268_435_456, {
+          min: "must be at least 65536 (64 KiB)",
+          max: "must be at most 268435456 (256 MiB)",
+        }),
       ),
       new_flows_per_sec_per_host: v.optional(perSecond),
       new_flows_per_sec: v.optional(perSecond),
@@ -362,14 +350,10 @@ const fileSchema = v.strictObject({
       enabled: v.optional(v.boolean()),
       natpmp: v.optional(v.boolean()),
       pcp: v.optional(v.boolean()),
-      min_lifetime: v.optional(v.pipe(seconds, v.maxValue(86_400 * 7, "must be at most a week"))),
-      max_lifetime: v.optional(v.pipe(seconds, v.maxValue(86_400 * 7, "must be at most a week"))),
-      max_per_host: v.optional(
-        v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
-      ),
-      max_mappings: v.optional(
-        v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(1), v.maxValue(65_535)),
-      ),
+      min_lifetime: v.optional(portmapLifetime),
+      max_lifetime: v.optional(portmapLifetime),
+      max_per_host: v.optional(boundedInt("", 1, 65_535)),
+      max_mappings: v.optional(boundedInt("", 1, 65_535)),
       require_neighbour: v.optional(v.boolean()),
       allowed_hosts: v.optional(v.array(v.string(), "must be a list of addresses or prefixes")),
       third_party: v.optional(v.boolean()),
