@@ -2,16 +2,10 @@
 // namespace): exactly what its state file recorded (sysctls restored too), and what is
 // recognisably masq's but no record covers (a record lost or corrupt). `--dry-run` prints it.
 import { existsSync, rmSync } from "node:fs";
-import {
-  ConfigError,
-  checkAddress,
-  defaultRunConfig,
-  IFNAME,
-  parseConfigText,
-  type RunFlags,
-  readText,
-  resolveOutsideTun,
-} from "../control/config.ts";
+import { defaultRunConfig, parseConfigText, type RunFlags, readText } from "../control/config.ts";
+import { checkAddress } from "../control/config-addresses.ts";
+import { ConfigError } from "../control/config-error.ts";
+import { IFNAME, resolveOutsideTun } from "../control/interface-names.ts";
 import { snapshotFileFor } from "../control/keep-state.ts";
 import {
   assertRoot,

@@ -2,13 +2,8 @@
 // talk to a running daemon over its control socket).
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { controlCall, controlGet, controlStream } from "../control/client.ts";
-import {
-  ConfigError,
-  DEFAULT_CONTROL_SOCKET,
-  FILTERINGS,
-  type RunFlags,
-  resolveRunConfig,
-} from "../control/config.ts";
+import { DEFAULT_CONTROL_SOCKET, FILTERINGS, type RunFlags, resolveRunConfig } from "../control/config.ts";
+import { ConfigError } from "../control/config-error.ts";
 import { type ForwardsReply, formatForwards, formatStats, type StatsReply } from "../control/format.ts";
 import type { ReloadReport } from "../control/reload.ts";
 import { masqVersion } from "../control/version.ts";

@@ -9,15 +9,9 @@
 // to the TUN goes to the output pcap. Deterministic: the same input gives the same output bytes,
 // which is what the golden tests rely on.
 import { readFileSync, writeFileSync } from "node:fs";
-import {
-  ConfigError,
-  checkAddress,
-  checkPrefix,
-  defaultRunConfig,
-  FILTERINGS,
-  parsePorts,
-  type RunConfig,
-} from "../control/config.ts";
+import { defaultRunConfig, FILTERINGS, type RunConfig } from "../control/config.ts";
+import { checkAddress, checkPrefix, parsePorts } from "../control/config-addresses.ts";
+import { ConfigError } from "../control/config-error.ts";
 import { engineConfigFor } from "../control/engine-config.ts";
 import { expandPrefix, parsePrefix } from "../host/plan.ts";
 import { PcapFormatError, type PcapReadCounters, PcapReader, PcapWriter } from "../io/pcap.ts";

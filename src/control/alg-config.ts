@@ -3,14 +3,14 @@
 import * as v from "valibot";
 import { type AlgPorts, type AnyAlgConfig, algPorts } from "../alg/config.ts";
 import type { Alg } from "../alg/types.ts";
-import { seconds } from "./config-values.ts";
+import { boundedInt } from "./config-values.ts";
 
-const algPort = v.pipe(
-  v.number("must be a port number"),
-  v.integer("must be a whole port number"),
-  v.minValue(1, "must be a port 1-65535"),
-  v.maxValue(65535, "must be a port 1-65535"),
-);
+const algPort = boundedInt(undefined, 1, 65535, {
+  number: "must be a port number",
+  integer: "must be a whole port number",
+  min: "must be a port 1-65535",
+  max: "must be a port 1-65535",
+});
 const algEntry = v.optional(
   v.strictObject({
     enabled: v.optional(v.boolean()),
@@ -20,9 +20,9 @@ const algEntry = v.optional(
   }),
 );
 const algLimits = {
-  expect_timeout: v.optional(v.pipe(seconds, v.maxValue(3600, "must be at most 3600 seconds"))),
-  max_expectations_per_flow: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(255))),
-  max_expectations: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_048_576))),
+  expect_timeout: v.optional(boundedInt("seconds", 1, 3600, { max: "must be at most 3600 seconds" })),
+  max_expectations_per_flow: v.optional(boundedInt(undefined, 1, 255)),
+  max_expectations: v.optional(boundedInt(undefined, 1, 1_048_576)),
 };
 
 /** The schema of `[alg]` for the ALGs `algs`: unknown tables (an ALG masq lacks) are refused. */

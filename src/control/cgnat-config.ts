@@ -5,6 +5,7 @@ import * as v from "valibot";
 import { parsePrefix, prefixSize } from "../host/ipv4.ts";
 import { type DeterministicPlan, deterministicProblem } from "../nat/deterministic.ts";
 import { parseIpv4 } from "../packet/addr.ts";
+import { boundedInt } from "./config-values.ts";
 
 export interface CgnatConfig {
   /** Ports per block; 0: off (ports are allocated one by one). */
@@ -22,22 +23,8 @@ export function defaultCgnatConfig(): CgnatConfig {
 export const cgnatSectionSchema = v.strictObject({
   mode: v.optional(v.string('must be "blocks" or "deterministic"')),
   inside: v.optional(v.string("must be a prefix")),
-  port_block: v.optional(
-    v.pipe(
-      v.number(),
-      v.integer("must be a whole number of ports"),
-      v.minValue(8, "must be at least 8 ports"),
-      v.maxValue(32_768, "must be at most 32768 ports"),
-    ),
-  ),
-  max_blocks_per_host: v.optional(
-    v.pipe(
-      v.number(),
-      v.integer("must be a whole number of blocks"),
-      v.minValue(1, "must be at least 1"),
-      v.maxValue(4096, "must be at most 4096"),
-    ),
-  ),
+  port_block: v.optional(boundedInt("ports", 8, 32_768, { bounds: "number and unit" })),
+  max_blocks_per_host: v.optional(boundedInt("blocks", 1, 4096, { bounds: "number" })),
 });
 
 export type CgnatSection = v.InferOutput<typeof cgnatSectionSchema>;

@@ -3,7 +3,56 @@
 import * as v from "valibot";
 import type { MssClampSetting } from "../nat/config.ts";
 
-export const seconds = v.pipe(v.number(), v.integer("must be a whole number of seconds"), v.minValue(1));
+/**
+ * How `boundedInt` words a refused bound: "number", "must be at least 16"; "number and unit",
+ * "must be at least 8 ports" (and "1 second", not "1 seconds").
+ */
+export type BoundWording = "number" | "number and unit";
+
+/** Messages `boundedInt` uses instead of the ones it words itself (or valibot's own). */
+export interface BoundedIntMessages {
+  /** Both bounds worded from the number (and the unit); omitted: valibot's own message. */
+  bounds?: BoundWording;
+  number?: string;
+  integer?: string;
+  min?: string;
+  max?: string;
+}
+
+/**
+ * A whole number of `unit` from `min` to `max`. Not an integer: "must be a whole number of UNIT"
+ * ("must be a whole number" when `unit` is "", valibot's own message when it is undefined).
+ * Out of bounds: as `messages.bounds` says, else valibot's own message; any message in
+ * `messages` is used as it is instead. An upper bound of Infinity is no bound.
+ */
+export function boundedInt(
+  unit: string | undefined,
+  min: number,
+  max: number = Number.POSITIVE_INFINITY,
+  messages: BoundedIntMessages = {},
+) {
+  const integer =
+    unit === undefined
+      ? undefined
+      : unit === ""
+        ? "must be a whole number"
+        : `must be a whole number of ${unit}`;
+  const bound = (n: number): string | undefined => {
+    if (messages.bounds === undefined) return undefined;
+    if (messages.bounds === "number" || !unit) return `${n}`;
+    return `${n} ${n === 1 ? unit.replace(/s$/, "") : unit}`;
+  };
+  const least = bound(min);
+  const most = bound(max);
+  return v.pipe(
+    v.number(messages.number),
+    v.integer(messages.integer ?? integer),
+    v.minValue(min, messages.min ?? (least === undefined ? undefined : `must be at least ${least}`)),
+    v.maxValue(max, messages.max ?? (most === undefined ? undefined : `must be at most ${most}`)),
+  );
+}
+
+export const seconds = boundedInt("seconds", 1);
 
 /**
  * A flow timeout of a week is already longer than any NAT keeps state (netfilter's longest
@@ -21,31 +70,21 @@ export const MAX_FLOWS = 16_777_216;
  */
 export const MAX_NEW_FLOWS_PER_SEC = 10_000_000;
 
-export const flowTimeout = v.pipe(
-  seconds,
-  v.maxValue(MAX_FLOW_TIMEOUT_SEC, `must be at most ${MAX_FLOW_TIMEOUT_SEC} seconds (a week)`),
-);
+export const flowTimeout = boundedInt("seconds", 1, MAX_FLOW_TIMEOUT_SEC, {
+  max: `must be at most ${MAX_FLOW_TIMEOUT_SEC} seconds (a week)`,
+});
 
-export const fragmentTimeout = v.pipe(
-  seconds,
-  v.maxValue(MAX_FRAGMENT_TIMEOUT_SEC, `must be at most ${MAX_FRAGMENT_TIMEOUT_SEC} seconds (RFC 791)`),
-);
+export const fragmentTimeout = boundedInt("seconds", 1, MAX_FRAGMENT_TIMEOUT_SEC, {
+  max: `must be at most ${MAX_FRAGMENT_TIMEOUT_SEC} seconds (RFC 791)`,
+});
 
-export const perSecond = v.pipe(
-  v.number(),
-  v.integer("must be a whole number per second"),
-  v.minValue(0),
-  v.maxValue(MAX_NEW_FLOWS_PER_SEC, `must be at most ${MAX_NEW_FLOWS_PER_SEC} per second (0: no limit)`),
-);
+export const perSecond = boundedInt(undefined, 0, MAX_NEW_FLOWS_PER_SEC, {
+  integer: "must be a whole number per second",
+  max: `must be at most ${MAX_NEW_FLOWS_PER_SEC} per second (0: no limit)`,
+});
 
 /** A number of flows, from `min` up to the flow table's bound. */
-export const flowCount = (min: number) =>
-  v.pipe(
-    v.number(),
-    v.integer("must be a whole number"),
-    v.minValue(min, `must be at least ${min}`),
-    v.maxValue(MAX_FLOWS, `must be at most ${MAX_FLOWS}`),
-  );
+export const flowCount = (min: number) => boundedInt("", min, MAX_FLOWS, { bounds: "number" });
 
 /**
  * The smallest MSS `mss_clamp` takes: every IPv4 host accepts 576-byte datagrams, so 536 is what

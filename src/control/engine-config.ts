@@ -8,7 +8,8 @@ import type { LivePolicy } from "../nat/live-policy.ts";
 import { natLogEnabled } from "../natlog/config.ts";
 import { parseIpv4 } from "../packet/addr.ts";
 import { deterministicPlan } from "./cgnat-config.ts";
-import { ConfigError, type RunConfig } from "./config.ts";
+import type { RunConfig } from "./config.ts";
+import { ConfigError } from "./config-error.ts";
 
 /** What the host says about a run: its mode, public addresses, inside networks and MTU. */
 export interface Resolved {

@@ -15,7 +15,8 @@ import {
   parsePrefix,
 } from "../host/index.ts";
 import { startProblem } from "./address-rules.ts";
-import { ConfigError, type RunConfig } from "./config.ts";
+import type { RunConfig } from "./config.ts";
+import { ConfigError } from "./config-error.ts";
 import type { Resolved } from "./engine-config.ts";
 
 /** Pool addresses beyond this need a routed prefix upstream, not one proxy-ARP entry each. */

@@ -3,6 +3,7 @@
 import * as v from "valibot";
 import { parseIpv6, parseIpv6Prefix } from "../ipv6fw/addr6.ts";
 import { IPPROTO_TCP, IPPROTO_UDP, type Ip6Pinhole } from "../ipv6fw/filter.ts";
+import { boundedInt } from "./config-values.ts";
 
 export interface Ipv6Config {
   /** Steer forwarded IPv6 through masq and filter it (RFC 6092). */
@@ -23,15 +24,13 @@ export function defaultIpv6Config(): Ipv6Config {
 const pinholeSchema = v.strictObject({
   address: v.string("must be an inside IPv6 address"),
   protocol: v.picklist(["tcp", "udp"] as const, 'must be "tcp" or "udp"'),
-  port: v.pipe(v.number(), v.integer("must be a port number"), v.minValue(1), v.maxValue(65535)),
+  port: boundedInt(undefined, 1, 65535, { integer: "must be a port number" }),
 });
 
 export const ipv6SectionSchema = v.strictObject({
   firewall: v.optional(v.boolean()),
   inside_networks: v.optional(v.array(v.string(), 'must be a list of prefixes like "2001:db8:1::/64"')),
-  max_flows: v.optional(
-    v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(16), v.maxValue(4_194_304)),
-  ),
+  max_flows: v.optional(boundedInt("", 16, 4_194_304)),
   pinhole: v.optional(v.array(pinholeSchema, "must be an array of tables ([[ipv6.pinhole]])")),
   pcp: v.optional(v.boolean()),
 });

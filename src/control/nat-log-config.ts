@@ -3,31 +3,16 @@
 import * as v from "valibot";
 import type { NatLogConfig } from "../natlog/config.ts";
 import { parseLogTarget } from "../natlog/sender.ts";
+import { boundedInt } from "./config-values.ts";
 
 export const natLogSectionSchema = v.strictObject({
   syslog: v.optional(v.string('must be "udp://HOST:PORT", "tcp://HOST:PORT" or "unix:/path"')),
   ipfix: v.optional(v.string('must be "udp://HOST:PORT"')),
   sessions: v.optional(v.boolean()),
   destination: v.optional(v.boolean()),
-  buffer_events: v.optional(
-    v.pipe(
-      v.number(),
-      v.integer("must be a whole number of events"),
-      v.minValue(16, "must be at least 16"),
-      v.maxValue(4_194_304, "must be at most 4194304"),
-    ),
-  ),
-  template_interval: v.optional(
-    v.pipe(
-      v.number(),
-      v.integer("must be a whole number of seconds"),
-      v.minValue(1, "must be at least 1 second"),
-      v.maxValue(3600, "must be at most 3600 seconds"),
-    ),
-  ),
-  observation_domain: v.optional(
-    v.pipe(v.number(), v.integer("must be a whole number"), v.minValue(0), v.maxValue(0xffffffff)),
-  ),
+  buffer_events: v.optional(boundedInt("events", 16, 4_194_304, { bounds: "number" })),
+  template_interval: v.optional(boundedInt("seconds", 1, 3600, { bounds: "number and unit" })),
+  observation_domain: v.optional(boundedInt("", 0, 0xffffffff)),
 });
 
 export type NatLogSection = v.InferOutput<typeof natLogSectionSchema>;

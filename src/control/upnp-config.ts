@@ -2,27 +2,21 @@
 // applied, apart from config.ts so that file stays the list of sections.
 import * as v from "valibot";
 import { parsePermission, UPNP_MAX_LIFETIME_SEC, type UpnpConfig } from "../portmap/upnp/config.ts";
-import { seconds } from "./config-values.ts";
+import { boundedInt, seconds } from "./config-values.ts";
 
 export const upnpSectionSchema = v.strictObject({
   enabled: v.optional(v.boolean()),
   version: v.optional(v.picklist([1, 2] as const, "must be 1 or 2 (the IGD version presented)")),
   http_port: v.optional(
-    v.pipe(
-      v.number(),
-      v.integer("must be a port number"),
-      v.minValue(0),
-      v.maxValue(65535, "must be a port 0-65535"),
-    ),
+    boundedInt(undefined, 0, 65535, { integer: "must be a port number", max: "must be a port 0-65535" }),
   ),
   notify_interval: v.optional(
     v.pipe(seconds, v.minValue(10, "must be at least 10 seconds"), v.maxValue(86_400)),
   ),
   max_lifetime: v.optional(
-    v.pipe(
-      seconds,
-      v.maxValue(UPNP_MAX_LIFETIME_SEC, `must be at most ${UPNP_MAX_LIFETIME_SEC} seconds (a week)`),
-    ),
+    boundedInt("seconds", 1, UPNP_MAX_LIFETIME_SEC, {
+      max: `must be at most ${UPNP_MAX_LIFETIME_SEC} seconds (a week)`,
+    }),
   ),
   allow_low_ports: v.optional(v.boolean()),
   rules: v.optional(

@@ -7,7 +7,8 @@
 // loop at 80-95% CPU, TCP round trips of 240 ms behind the full TUN queues, 0.05-0.1x the
 // kernel's own NAT; with the loop on one CPU and RPS on the other, 15 ms and 0.5-0.8x. So by
 // default the loop is pinned to one CPU and RPS spreads the kernel's work over the others.
-import { ConfigError, type DatapathCpuSetting } from "../control/config.ts";
+import { ConfigError } from "../control/config-error.ts";
+import type { DatapathCpuSetting } from "../control/datapath-config.ts";
 
 export interface CpuPlacement {
   /** The CPU the packet loop's thread is pinned to; undefined: it is not pinned. */

@@ -9,7 +9,8 @@ import {
   startProblem,
   toPrefix,
 } from "../../../src/control/address-rules.ts";
-import { ConfigError, type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
+import { type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { ForwardError, ForwardRegistry, parseForward } from "../../../src/portmap/forwards.ts";
 import { ip } from "../../helpers/packets.ts";
 import { makeEngine, P } from "../nat/engine-helpers.ts";

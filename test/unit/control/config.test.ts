@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { resolveCleanupConfig } from "../../../src/cli/cleanup.ts";
-import { ConfigError, parsePorts, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { parsePorts } from "../../../src/control/config-addresses.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { engineConfigFor } from "../../../src/control/engine-config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };

@@ -2,7 +2,8 @@
 // adds (ip -6 rules and routes, each undone; never link-local or multicast).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { planHostSetup } from "../../../src/host/plan.ts";
 import { parseIpv6, parseIpv6Prefix } from "../../../src/ipv6fw/addr6.ts";
 

@@ -1,7 +1,8 @@
 // The Prometheus listener's address (`--metrics`, `[metrics] listen`) and the `--portmap` flag.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { isLoopback, parseListen } from "../../../src/control/metrics-http.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };

@@ -2,7 +2,8 @@
 // error names the key.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { ip } from "../../helpers/packets.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };

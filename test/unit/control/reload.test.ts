@@ -8,12 +8,8 @@ import { describe, it } from "node:test";
 import { pino } from "pino";
 import { ALGS } from "../../../src/alg/algs.ts";
 import { AlgRegistry } from "../../../src/alg/registry.ts";
-import {
-  ConfigError,
-  defaultRunConfig,
-  type RunConfig,
-  resolveRunConfig,
-} from "../../../src/control/config.ts";
+import { defaultRunConfig, type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { connsBody } from "../../../src/control/conns-listing.ts";
 import { enginePolicyFor } from "../../../src/control/engine-config.ts";
 import { createMetrics } from "../../../src/control/metrics.ts";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { MAX_WORKERS, parseWorkers } from "../../../src/control/workers-config.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };

@@ -1,7 +1,8 @@
 // Where the packet loop runs and where RPS sends the kernel's work on the packets it writes.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { placeDatapath } from "../../../src/datapath/cpu-placement.ts";
 import { cpuSetMask } from "../../../src/host/plan.ts";
 

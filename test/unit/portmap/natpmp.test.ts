@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../src/control/config.ts";
+import { ConfigError } from "../../../src/control/config-error.ts";
 import { DROP, FORWARD } from "../../../src/nat/engine.ts";
 import { defaultPortmapConfig, type PortmapConfig } from "../../../src/portmap/config.ts";
 import {

@@ -2,7 +2,8 @@
 // framing, and the sampler's per-host throughput from the flows' byte counters.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, resolveRunConfig } from "../../../../src/control/config.ts";
+import { resolveRunConfig } from "../../../../src/control/config.ts";
+import { ConfigError } from "../../../../src/control/config-error.ts";
 import { cookieValue, parseTokenFile, secretsEqual } from "../../../../src/control/web/auth.ts";
 import { Sampler } from "../../../../src/control/web/sampler.ts";
 import { sseFrame } from "../../../../src/control/web/sse.ts";
