@@ -3,6 +3,7 @@
 
 import { performance } from "node:perf_hooks";
 import { sumCounters } from "../datapath/tuns.ts";
+import type { DeterministicPool } from "../nat/deterministic-pool.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { type ForwardRegistry, type ForwardText, forwardText, parseForward } from "../portmap/forwards.ts";
 import type { PortmapServer } from "../portmap/server.ts";
@@ -35,6 +36,8 @@ export interface ApiSources {
   /** NAT event log counters; undefined when it is off. */
   natLog?: () => Record<string, number> | undefined;
   reloader?: Reloader;
+  /** Scale-out (`[cgnat] nodes`): the whole pool's function and this gateway's node, for whois. */
+  scaleOut?: { pool: DeterministicPool; node: number };
   /** `masq stop [--keep-state]`: begins the stop once the answer is sent. */
   stop?: (keepState: boolean) => void;
 }
@@ -72,7 +75,7 @@ export function controlApi(s: ApiSources): ControlSource {
     },
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
     forwards: forwardsApi(s.forwards, engine),
-    whois: (q) => whoisAnswer(engine, q),
+    whois: (q) => whoisAnswer(engine, q, s.scaleOut),
     ...(reloader ? { reload: (check: boolean) => reloader.reload(check) } : {}),
     ...(s.stop ? { stop: stopApi(s.stop) } : {}),
   };

@@ -34,6 +34,7 @@ import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { UpnpServer } from "../portmap/upnp/server.ts";
 import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
+import { scaleOutOf } from "./cgnat-config.ts";
 import type { RunConfig } from "./config.ts";
 import { engineConfigFor, type Resolved } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
@@ -248,6 +249,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       natLog: () => natLog?.counters(),
       reloader,
       stop: (keepState) => requestStop?.(keepState),
+      ...scaleOutOf(cfg.cgnat, cfg.ports),
     });
     server = await ControlServer.start(cfg.controlSocket, api);
     // The dashboard shows what the control API answers, and changes forwards through it.

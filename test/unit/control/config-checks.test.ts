@@ -9,8 +9,9 @@ import {
   startProblem,
   toPrefix,
 } from "../../../src/control/address-rules.ts";
-import { ConfigError, type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
+import { type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
 import { ForwardError, ForwardRegistry, parseForward } from "../../../src/portmap/forwards.ts";
+import { errorOf as refusal } from "../../helpers/config-error.ts";
 import { ip } from "../../helpers/packets.ts";
 import { makeEngine, P } from "../nat/engine-helpers.ts";
 
@@ -18,16 +19,6 @@ const base = { inside: ["lan0"], outside: "wan0" };
 
 function withFile(text: string, flags: object = base): RunConfig {
   return resolveRunConfig({ ...flags, config: "masq.toml" }, () => text);
-}
-
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail("accepted");
 }
 
 describe("config: inside networks and pool addresses", () => {

@@ -4,23 +4,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { resolveCleanupConfig } from "../../../src/cli/cleanup.ts";
-import { ConfigError, parsePorts, resolveRunConfig } from "../../../src/control/config.ts";
+import { type ConfigError, parsePorts, resolveRunConfig } from "../../../src/control/config.ts";
 import { engineConfigFor } from "../../../src/control/engine-config.ts";
+import { errorOf } from "../../helpers/config-error.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 
 function withFile(text: string, flags: object = base) {
   return resolveRunConfig({ ...flags, config: "masq.toml" }, () => text);
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail("no error");
 }
 
 describe("run configuration", () => {
