@@ -155,9 +155,19 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "also map a port over UPnP IGD from A-box (miniupnpc) and reach it from the Internet host",
       false,
     )
-    .action(async (opts: { keep: boolean; mode: "interface" | "pool"; upnp: boolean }) => {
+    .addOption(
+      new Option(
+        "--gateways <n>",
+        "2: deterministic NAT on two gateways behind a router's ECMP, and a gateway failing",
+      )
+        .choices(["1", "2"])
+        .default("1"),
+    )
+    .action(async (opts: { keep: boolean; mode: "interface" | "pool"; upnp: boolean; gateways: string }) => {
       const { runLab } = await import("../lab/lab.ts");
-      setExit(await runLab({ keep: opts.keep, mode: opts.mode, upnp: opts.upnp }));
+      setExit(
+        await runLab({ keep: opts.keep, mode: opts.mode, upnp: opts.upnp, gateways: Number(opts.gateways) }),
+      );
     });
 
   program

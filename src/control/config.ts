@@ -32,6 +32,7 @@ import {
   cgnatSectionSchema,
   defaultCgnatConfig,
   deterministicPlan,
+  narrowToNode,
 } from "./cgnat-config.ts";
 import { checkAddress, checkPrefix, parsePorts } from "./config-addresses.ts";
 import { ConfigError } from "./config-error.ts";
@@ -461,9 +462,17 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
         cgnatInsideKey,
         "deterministic mode needs pool mode's addresses (addresses, --address)",
       );
-    const pool = c.addresses.reduce((n, a) => n + prefixSize(parsePrefix(a)), 0);
-    const plan = deterministicPlan(c.cgnat.deterministicInside, pool, c.ports.first, c.ports.last);
-    if (typeof plan === "string") throw new ConfigError(cgnatInsideKey, plan);
+    if (c.cgnat.scaleOut === undefined) {
+      const pool = c.addresses.reduce((n, a) => n + prefixSize(parsePrefix(a)), 0);
+      const plan = deterministicPlan(c.cgnat.deterministicInside, pool, c.ports.first, c.ports.last);
+      if (typeof plan === "string") throw new ConfigError(cgnatInsideKey, plan);
+    } else {
+      // Several gateways share the pool: this one owns (and claims on the host) its part alone.
+      const nodesKey = `${c.configFile}: cgnat.nodes`;
+      const own = narrowToNode(c.cgnat, c.addresses, c.ports, { nodes: nodesKey, inside: cgnatInsideKey });
+      if (!Array.isArray(own)) throw new ConfigError(own.key, own.problem);
+      c.addresses = own;
+    }
   }
   const notYet = workersConflict(c);
   if (notYet) throw new ConfigError(notYet.key, notYet.problem);

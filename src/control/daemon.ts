@@ -35,6 +35,7 @@ import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { UpnpServer } from "../portmap/upnp/server.ts";
 import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
+import { scaleOutOf } from "./cgnat-config.ts";
 import type { RunConfig } from "./config.ts";
 import { engineConfigFor } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
@@ -52,6 +53,7 @@ import { printSummary, printWorkersSummary } from "./start-summary.ts";
 import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 import type { WebServer } from "./web/server.ts";
 import { startDashboard } from "./web/start.ts";
+import { whoisAnswer } from "./whois.ts";
 import { startWorkersControl, workerCpus } from "./worker-run.ts";
 
 /** What a running masq needs beyond its configuration. */
@@ -342,6 +344,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       reloads: () => reloader?.stats,
     });
     metricsListener = await serveMetrics(cfg, metrics, log);
+    // Scale-out (`[cgnat] nodes`): whois answers for the whole pool, naming the gateway.
+    const { scaleOut } = scaleOutOf(cfg.cgnat, cfg.ports);
     const api = controlApi({
       engine,
       host,
@@ -358,6 +362,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       natLog: () => natLog?.counters(),
       reloader,
       stop: (keepState) => requestStop?.(keepState),
+      whois: (q) => whoisAnswer(engine, q, scaleOut),
     });
     server = await ControlServer.start(cfg.controlSocket, api);
     // The dashboard shows what the control API answers, and changes forwards through it.

@@ -110,6 +110,11 @@ export const RELOAD_KEYS: readonly ReloadKey[] = [
     key: "cgnat.inside",
     restart: "deterministic mode's ranges are fixed at start",
   },
+  {
+    path: "cgnat.scaleOut",
+    key: "cgnat.nodes",
+    restart: "the pool's parts are fixed at start",
+  },
   { path: "web.listen", key: "web.listen", restart: SOCKETS },
   { path: "web.tokenFile", key: "web.token_file", restart: "the dashboard reads its token at start" },
   { path: "web.allowChanges", key: "web.allow_changes", restart: "the dashboard is started with it" },

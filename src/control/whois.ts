@@ -4,8 +4,11 @@
 // block held now, or with `at` the one held then, from the blocks given since (still held) and
 // the last BLOCK_HISTORY blocks freed per protocol. Without port blocks masq keeps no per-mapping
 // index: the NAT event log (`[nat_log]`) is where the answer is. In deterministic mode the
-// answer is the inverse of the configuration's function (src/nat/deterministic.ts), at any time.
+// answer is the inverse of the configuration's function (src/nat/deterministic.ts), at any time;
+// with several gateways sharing the pool (`[cgnat] nodes`) it is the whole pool's function
+// (src/nat/deterministic-pool.ts), so every node answers for every node's addresses.
 import { performance } from "node:perf_hooks";
+import type { DeterministicPool } from "../nat/deterministic-pool.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import { flowProtocolName } from "../nat/view.ts";
 import { formatIpv4, parseIpv4 } from "../packet/addr.ts";
@@ -19,6 +22,8 @@ export interface WhoisHolder {
   since?: string;
   /** Deterministic mode: the range is the address's by the configuration, at every time. */
   deterministic?: true;
+  /** Scale-out (`[cgnat] nodes`): the gateway whose part of the pool holds the address. */
+  node?: number;
   until?: string;
 }
 
@@ -28,6 +33,9 @@ export interface WhoisReply {
   at?: string;
   /** Whether port blocks are on (without them there is nothing to look in). */
   portBlocks: boolean;
+  /** Scale-out: how many gateways share the pool, and which one answered. */
+  nodes?: number;
+  node?: number;
   holders: WhoisHolder[];
 }
 
@@ -47,14 +55,46 @@ export function parseWhoisTime(text: string): number {
   return Date.parse(text);
 }
 
-/** The handler of GET /v1/whois?address=A.B.C.D&port=P[&at=ms since the epoch]. */
-export function whoisAnswer(engine: NatEngine, q: URLSearchParams): WhoisReply {
+/**
+ * The handler of GET /v1/whois?address=A.B.C.D&port=P[&at=ms since the epoch]; `pool` (with
+ * `node`, this gateway) when several gateways share the pool.
+ */
+export function whoisAnswer(
+  engine: NatEngine,
+  q: URLSearchParams,
+  scaleOut?: { pool: DeterministicPool; node: number },
+): WhoisReply {
   const parsed = parseOutsideEndpoint(`${q.get("address") ?? ""}:${q.get("port") ?? ""}`);
   if (typeof parsed === "string") throw new ControlError("MASQ_ERR_BAD_REQUEST", parsed);
   const atText = q.get("at");
   const atWall = atText === null ? undefined : Number(atText);
   if (atWall !== undefined && !Number.isFinite(atWall))
     throw new ControlError("MASQ_ERR_BAD_REQUEST", "at must be ms since the epoch");
+  if (scaleOut !== undefined) {
+    // The configuration's function, for every protocol and time: no engine state is needed.
+    const h = scaleOut.pool.whois(parsed.address, parsed.port);
+    const outside = formatIpv4(parsed.address);
+    return {
+      outside,
+      port: parsed.port,
+      ...(atWall !== undefined ? { at: new Date(atWall).toISOString() } : {}),
+      portBlocks: true,
+      nodes: scaleOut.pool.nodes,
+      node: scaleOut.node,
+      holders:
+        h === undefined
+          ? []
+          : [
+              {
+                protocol: "any",
+                inside: formatIpv4(h.inAddr),
+                block: { first: h.first, last: h.last, outside },
+                deterministic: true,
+                node: h.node,
+              },
+            ],
+    };
+  }
   // The engine's clock is performance.now() (as the NAT log's records, src/natlog/start.ts).
   const toWall = (ms: number) => new Date(performance.timeOrigin + ms).toISOString();
   const found = engine.whois(
@@ -87,7 +127,7 @@ export function formatWhois(r: WhoisReply): string {
   return r.holders
     .map(
       (h) =>
-        `${what} ${h.protocol}: ${h.inside} (block ${h.block.first}-${h.block.last}, ${h.deterministic ? "deterministic" : `since ${h.since}${h.until ? `, until ${h.until}` : ", held now"}`})\n`,
+        `${what} ${h.protocol}: ${h.inside} (block ${h.block.first}-${h.block.last}, ${h.deterministic ? `deterministic${h.node !== undefined ? `, through gateway node ${h.node}` : ""}` : `since ${h.since}${h.until ? `, until ${h.until}` : ", held now"}`})\n`,
     )
     .join("");
 }

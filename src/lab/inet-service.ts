@@ -46,6 +46,9 @@ const http = createServer((req, res) => {
   res.writeHead(200, { "content-type": "text/plain" });
   res.end(`hello from the Internet host; you came from ${peer}\n`);
 });
+// An idle kept-alive connection stays open (node's default closes it after 5 s): the scale-out
+// lab shows a connection that lives on while a gateway fails (tcp-hold.ts).
+http.keepAliveTimeout = 10 * 60_000;
 http.listen(Number(values.http), values.host, () =>
   log({ event: "listening", proto: "http", port: Number(values.http) }),
 );

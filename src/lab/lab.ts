@@ -4,9 +4,8 @@
 // host that has no route back to the private network. masq runs in the gateway; every box then
 // uses the web, ping, traceroute and UDP through it, and the lab shows what the Internet host
 // saw and masq's connection table.
-import { readdirSync } from "node:fs";
 import { DEFAULT_STATE_DIR } from "../host/apply.ts";
-import { labScript, type MasqProcess, startMasq } from "./masq-process.ts";
+import { labScript, leftInStateDir, type MasqProcess, startMasq } from "./masq-process.ts";
 import {
   buildMasqNetwork,
   handleSignalsInCaller,
@@ -25,6 +24,8 @@ export interface LabOptions {
   upnp?: boolean;
   /** Where to write (default stdout). */
   out?: (line: string) => void;
+  /** 2: deterministic NAT on two gateways behind ECMP (scaleout-lab.ts) instead. */
+  gateways?: number;
 }
 
 interface StepResult {
@@ -39,6 +40,14 @@ export async function runLab(opts: LabOptions): Promise<number> {
   if (process.getuid?.() !== 0) {
     say("masq lab: needs root (it builds network namespaces); run it with sudo");
     return 1;
+  }
+  if ((opts.gateways ?? 1) > 1) {
+    if (opts.keep || opts.upnp) {
+      say("masq lab: --gateways 2 does not take --keep or --upnp yet (they are for the one-gateway lab)");
+      return 1;
+    }
+    const { runScaleoutLab } = await import("./scaleout-lab.ts");
+    return runScaleoutLab(say);
   }
   say(`masq lab: building the classic masquerade network (${opts.mode} mode) in network namespaces ...`);
   const net = await buildMasqNetwork({ prefix: "masqlab", mode: opts.mode });
@@ -168,15 +177,6 @@ async function exerciseBox(net: MasqNetwork, box: InsideHost): Promise<StepResul
     text: `UDP: ${oneLine(udp.stdout || udp.stderr)}`,
   });
   return out;
-}
-
-/** Files of the lab's masq still in the state dir (its socket and state files carry the gateway's namespace name). */
-function leftInStateDir(gateNs: string): string[] {
-  try {
-    return readdirSync(DEFAULT_STATE_DIR).filter((f) => f.includes(gateNs));
-  } catch {
-    return [];
-  }
 }
 
 function seenBy(inet: LabProcess): string[] {

@@ -1,9 +1,10 @@
 // Starting masq as a real daemon process in a lab's gateway namespace, as a person would with
 // `masq run`; used by `masq lab`, the end-to-end tests and the end-to-end benchmark.
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { LabProcess, MasqNetwork } from "./netns.ts";
+import { DEFAULT_STATE_DIR } from "../host/apply.ts";
+import type { Lab, LabProcess, MasqMode } from "./netns.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The repository (or installed package) root: src/lab and dist/lab both sit two levels down. */
@@ -34,6 +35,17 @@ export interface MasqProcessOptions {
   tun?: string | null;
 }
 
+/**
+ * What starting masq needs of a lab's gateway (a MasqNetwork is one; so is each gateway of the
+ * scale-out lab): its namespace and interfaces, and in pool mode the address(es) for --address.
+ */
+export interface MasqGateway {
+  lab: Lab;
+  mode: MasqMode;
+  publicAddr: string;
+  gate: { ns: string; lan: string; wan: string };
+}
+
 /** masq's exit after SIGTERM: undoing its host setup is a few dozen `ip` commands. */
 const STOP_GRACE_MS = 30_000;
 /** Start-up to "masq ready": host setup, TUN, control socket; slow while the machine is busy. */
@@ -49,12 +61,12 @@ export interface MasqProcess {
 }
 
 /** The control socket startMasq gives the masq of a lab's gateway. */
-export function masqSocket(net: MasqNetwork): string {
+export function masqSocket(net: MasqGateway): string {
   return `/run/masq/${net.gate.ns}.sock`;
 }
 
 /** The argv of `masq run` in a lab's gateway, as startMasq runs it. */
-export function masqRunArgv(net: MasqNetwork, opts: MasqProcessOptions = {}): string[] {
+export function masqRunArgv(net: MasqGateway, opts: MasqProcessOptions = {}): string[] {
   if (!existsSync(join(PACKAGE_ROOT, "dist", "cli", "main.js")))
     throw new Error("masq is not built: run `npm ci` (or `npm run build`) first");
   return [
@@ -74,7 +86,7 @@ export function masqRunArgv(net: MasqNetwork, opts: MasqProcessOptions = {}): st
   ];
 }
 
-export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {}): Promise<MasqProcess> {
+export async function startMasq(net: MasqGateway, opts: MasqProcessOptions = {}): Promise<MasqProcess> {
   const socket = masqSocket(net);
   const argv = masqRunArgv(net, opts);
   const proc = net.lab.spawn(net.gate.ns, argv, { env: { ...process.env, MASQ_LOG_FORMAT: "json" } });
@@ -94,4 +106,13 @@ export async function startMasq(net: MasqNetwork, opts: MasqProcessOptions = {})
       return proc.exitCode;
     },
   };
+}
+
+/** Files of the lab's masq still in the state dir (its socket and state files carry the gateway's namespace name). */
+export function leftInStateDir(gateNs: string): string[] {
+  try {
+    return readdirSync(DEFAULT_STATE_DIR).filter((f) => f.includes(gateNs));
+  } catch {
+    return [];
+  }
 }

@@ -10,8 +10,8 @@ import {
   toPrefix,
 } from "../../../src/control/address-rules.ts";
 import { type RunConfig, resolveRunConfig } from "../../../src/control/config.ts";
-import { ConfigError } from "../../../src/control/config-error.ts";
 import { ForwardError, ForwardRegistry, parseForward } from "../../../src/portmap/forwards.ts";
+import { errorOf as refusal } from "../../helpers/config-error.ts";
 import { ip } from "../../helpers/packets.ts";
 import { makeEngine, P } from "../nat/engine-helpers.ts";
 
@@ -19,16 +19,6 @@ const base = { inside: ["lan0"], outside: "wan0" };
 
 function withFile(text: string, flags: object = base): RunConfig {
   return resolveRunConfig({ ...flags, config: "masq.toml" }, () => text);
-}
-
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail("accepted");
 }
 
 describe("config: inside networks and pool addresses", () => {

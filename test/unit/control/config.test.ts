@@ -6,23 +6,14 @@ import { describe, it } from "node:test";
 import { resolveCleanupConfig } from "../../../src/cli/cleanup.ts";
 import { resolveRunConfig } from "../../../src/control/config.ts";
 import { parsePorts } from "../../../src/control/config-addresses.ts";
-import { ConfigError } from "../../../src/control/config-error.ts";
+import type { ConfigError } from "../../../src/control/config-error.ts";
 import { engineConfigFor } from "../../../src/control/engine-config.ts";
+import { errorOf } from "../../helpers/config-error.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 
 function withFile(text: string, flags: object = base) {
   return resolveRunConfig({ ...flags, config: "masq.toml" }, () => text);
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err.message;
-  }
-  assert.fail("no error");
 }
 
 describe("run configuration", () => {
