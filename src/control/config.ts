@@ -107,6 +107,8 @@ export interface RunConfig {
   rps: boolean;
   /** Where the packet loop runs (src/datapath/cpu-placement.ts). */
   datapathCpu: DatapathCpuSetting;
+  /** The packet loop's scheduling: "realtime" (SCHED_FIFO, as the kernel's softirq) or "normal". */
+  datapathPriority: DatapathPriority;
   /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
   busyPollUs: number;
   /**
@@ -180,6 +182,7 @@ export function defaultRunConfig(): RunConfig {
     offload: true,
     rps: true,
     datapathCpu: "auto",
+    datapathPriority: "realtime",
     busyPollUs: 0,
     workers: 1,
     portParity: false,
@@ -225,6 +228,14 @@ function checkWorkers(n: number, where: string): number {
     );
   return n;
 }
+
+/**
+ * `datapath_priority`: the packet loop's thread under SCHED_FIFO ("realtime", the default), so a
+ * wake-up preempts ordinary work on its CPU as the kernel's own forwarding (softirq) does, or
+ * under the ordinary scheduler with everything else ("normal").
+ */
+export const DATAPATH_PRIORITIES = ["realtime", "normal"] as const;
+export type DatapathPriority = (typeof DATAPATH_PRIORITIES)[number];
 
 /** `datapath_cpu`: "auto" (pinned when there are 2 or more CPUs), "off", or a CPU number. */
 export type DatapathCpuSetting = "auto" | "off" | number;
@@ -303,6 +314,9 @@ const fileSchema = v.strictObject({
     ),
   ),
   datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
+  datapath_priority: v.optional(
+    v.picklist(DATAPATH_PRIORITIES, `must be one of ${DATAPATH_PRIORITIES.join(", ")}`),
+  ),
   workers: v.optional(v.pipe(v.number(), v.integer("must be a whole number of workers"), v.minValue(1))),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
@@ -411,6 +425,8 @@ export interface RunFlags {
   datapathCpu?: string;
   /** --busy-poll <us>. */
   busyPoll?: string;
+  /** --datapath-priority realtime|normal. */
+  datapathPriority?: string;
   logLevel?: string;
   logFormat?: string;
   /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
@@ -489,6 +505,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.workers !== undefined) c.workers = checkWorkers(f.workers, `${src}: workers`);
     if (f.datapath_cpu !== undefined)
       c.datapathCpu = parseDatapathCpu(f.datapath_cpu, `${src}: datapath_cpu`);
+    if (f.datapath_priority !== undefined) c.datapathPriority = f.datapath_priority;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
@@ -627,6 +644,15 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     c.busyPollUs = us;
   }
   if (flags.datapathCpu !== undefined) c.datapathCpu = parseDatapathCpu(flags.datapathCpu, "--datapath-cpu");
+  if (flags.datapathPriority !== undefined) {
+    const p = DATAPATH_PRIORITIES.find((x) => x === flags.datapathPriority);
+    if (p === undefined)
+      throw new ConfigError(
+        "--datapath-priority",
+        `${JSON.stringify(flags.datapathPriority)} must be one of ${DATAPATH_PRIORITIES.join(", ")}`,
+      );
+    c.datapathPriority = p;
+  }
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");

@@ -6,7 +6,7 @@
 import { existsSync, rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
-import { placeDatapath } from "../datapath/cpu-placement.ts";
+import { applyDatapathPriority, placeDatapath } from "../datapath/cpu-placement.ts";
 import { Datapath } from "../datapath/datapath.ts";
 import { rpsMaskFor, TunPair } from "../datapath/tuns.ts";
 import { MasqError } from "../errors/masq-error.ts";
@@ -188,6 +188,10 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     const ip6 = ipv6Filter(cfg);
     datapath = new Datapath(engine, tuns.ports(), clock, ip6);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
+    log.info(
+      { datapathPriority: applyDatapathPriority(cfg.datapathPriority, loadAddon()) },
+      "packet loop scheduling",
+    );
     loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
     const natEvents = engine.natEvents;
