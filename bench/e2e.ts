@@ -26,6 +26,8 @@
 //
 // Usage: npm run bench:e2e [-- --json] [-- --quick] [-- --mode interface|pool] [-- --rounds N]
 //        [-- --only kernel|masq] [-- --short-seconds N] [-- --masq-arg=--no-offload …]
+//        [-- --figures http500,ping] (only those figures; bench/lib/figure-select.ts names them)
+//        [-- --prefix NAME] (the namespaces' name prefix, default masqbench)
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,6 +42,7 @@ import {
   GENERATOR_LIMIT_PCT,
   perCpuText,
 } from "./lib/cpu.ts";
+import { FIGURE_NAMES, type FigureName, parseFigures } from "./lib/figure-select.ts";
 import {
   BIG_BYTES,
   failuresText,
@@ -74,8 +77,8 @@ import { GENERATOR_CPU, placementText, steerKernelGateway } from "./lib/placemen
 import { emptySamples, jsonFigures, type Samples, table } from "./lib/report.ts";
 
 const USAGE = `usage: npm run bench:e2e -- [--json] [--quick] [--mode interface|pool] [--rounds N]
-                        [--only kernel|masq] [--short-seconds N] [--masq-arg ARG]...`;
-const PREFIX = "masqbench";
+                        [--only kernel|masq] [--short-seconds N] [--masq-arg ARG]...
+                        [--figures NAME,...] [--prefix NAME]`;
 
 const { values: opt } = parseArgs({
   options: {
@@ -86,6 +89,8 @@ const { values: opt } = parseArgs({
     only: { type: "string" },
     "short-seconds": { type: "string" },
     "masq-arg": { type: "string", multiple: true, default: [] },
+    figures: { type: "string" },
+    prefix: { type: "string", default: "masqbench" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -100,6 +105,15 @@ const rounds = intOpt("rounds", opt.rounds ?? (quick ? "1" : "3"), 1, 10);
 if (opt.only !== undefined && opt.only !== "kernel" && opt.only !== "masq")
   fail(`--only must be kernel or masq (got ${opt.only})`);
 const masqArgs = opt["masq-arg"] ?? [];
+let figures: ReadonlySet<FigureName>;
+try {
+  figures = parseFigures(opt.figures);
+} catch (e) {
+  fail((e as Error).message);
+}
+const PREFIX = opt.prefix ?? "masqbench";
+if (!/^[A-Za-z0-9_-]{1,30}$/.test(PREFIX))
+  fail(`--prefix must be 1-30 letters, digits, - or _ (got ${PREFIX})`);
 const SHORT_SECONDS = intOpt("short-seconds", opt["short-seconds"] ?? (quick ? "10" : "60"), 1, 600);
 
 const TCP_SECONDS = quick ? 2 : 4;
@@ -213,7 +227,8 @@ async function httpFigures(ctx: Ctx, round: number, sides: Side[], tag: (s: Side
   const files = ctx.files;
   if (!files) return;
   for (const conns of HTTP_CONNECTIONS) {
-    const key = `http${conns}`;
+    const key = `http${conns}` as const;
+    if (!figures.has(key)) continue;
     const what = `HTTP x${conns}`;
     for (const s of sides) {
       const web = ctx.web[s.kind];
@@ -245,6 +260,7 @@ async function httpFigures(ctx: Ctx, round: number, sides: Side[], tag: (s: Side
   }
 
   for (const s of sides) {
+    if (!figures.has("short")) break;
     const web = ctx.web[s.kind];
     if (!web) continue;
     const masq = s.kind === "masq" ? ctx.masq.proc : null;
@@ -292,6 +308,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
 
   for (const streams of [1, 4]) {
     const key = streams === 1 ? "tcp1" : "tcp4";
+    if (!figures.has(key)) continue;
     for (const s of sides) {
       const r = await onSide(ctx, s, `TCP x${streams}`, () => measureTcp(s, streams, TCP_SECONDS, TCP_OMIT));
       if (r) {
@@ -308,6 +325,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
   }
 
   for (const s of sides) {
+    if (!figures.has("udp")) break;
     const watchAlso: Record<string, number> =
       s.kind === "masq" && ctx.masq.proc ? { masq: ctx.masq.proc.proc.pid } : {};
     const r = await onSide(ctx, s, "UDP 64 B", () =>
@@ -329,6 +347,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
   }
 
   for (const s of sides) {
+    if (!figures.has("flows")) break;
     if (s.kind === "masq" && ctx.masq.proc) {
       // The flow test's mappings hold masq ports for the UDP timeout (minutes): restart masq (a
       // fresh flow table) when the next test would not fit in its range.
@@ -383,7 +402,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
     onSide: (side, what, fn) => onSide(ctx, side, what, fn),
     warnIfBusy: (t, what, generator, pct) => warnIfBusy(ctx, t, what, generator, pct),
   };
-  await latencyFigures(figureRun, round, sides, tag, quick);
+  if (figures.has("latency")) await latencyFigures(figureRun, round, sides, tag, quick);
   await httpFigures(ctx, round, sides, tag);
 }
 
@@ -428,7 +447,8 @@ async function main(): Promise<number> {
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => onSignal(ctx.masq, sig));
   const loadText = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
   const loadStart = loadavg();
-  const header = `masq end-to-end benchmark: ${mode} mode, ${cpus().length} CPUs, load ${loadText(loadStart)}, ${quick ? "quick" : "full"}, ${rounds} round(s)`;
+  const some = figures.size < FIGURE_NAMES.length ? `, figures ${[...figures].join(",")}` : "";
+  const header = `masq end-to-end benchmark: ${mode} mode, ${cpus().length} CPUs, load ${loadText(loadStart)}, ${quick ? "quick" : "full"}, ${rounds} round(s)${some}`;
   log(header);
   try {
     const tools = await buildCTools(workDir);

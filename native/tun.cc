@@ -605,6 +605,44 @@ Napi::Value PinThread(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setThreadRealtime(priority): the calling thread (the packet loop's) under SCHED_FIFO at
+// `priority` (1-99), or back under SCHED_OTHER with 0; threads and processes it creates afterwards
+// start under SCHED_OTHER. Returns 0 or the errno (EPERM without
+// CAP_SYS_NICE; the caller says so and runs on). Only this thread: Node's others (the libuv pool,
+// V8's GC helpers) keep theirs. The kernel's RT throttling (sched_rt_runtime_us) still leaves
+// other tasks their share should the loop ever spin.
+Napi::Value SetThreadRealtime(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "setThreadRealtime(priority)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int prio = info[0].As<Napi::Number>().Int32Value();
+  if (prio < 0 || prio > 99) {
+    Napi::RangeError::New(env, "setThreadRealtime: priority 0 to 99").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct sched_param sp;
+  memset(&sp, 0, sizeof sp);
+  sp.sched_priority = prio;
+  // pid 0: the calling thread (a Linux thread id), not the whole process. SCHED_RESET_ON_FORK:
+  // what this thread starts later (the programs of the host plan, libuv's pool threads, workers)
+  // begins under the ordinary scheduler; a worker's packet loop asks for itself.
+  const int policy = prio > 0 ? (SCHED_FIFO | SCHED_RESET_ON_FORK) : SCHED_OTHER;
+  const int rc = sched_setscheduler(0, policy, &sp);
+  return Napi::Number::New(env, rc == 0 ? 0 : errno);
+}
+
+// threadRealtimePriority(): the calling thread's SCHED_FIFO priority, 0 when it is not SCHED_FIFO.
+Napi::Value ThreadRealtimePriority(const Napi::CallbackInfo& info) {
+  struct sched_param sp;
+  memset(&sp, 0, sizeof sp);
+  const int policy = sched_getscheduler(0);
+  if (policy < 0 || (policy & ~SCHED_RESET_ON_FORK) != SCHED_FIFO || sched_getparam(0, &sp) != 0)
+    return Napi::Number::New(info.Env(), 0);
+  return Napi::Number::New(info.Env(), sp.sched_priority);
+}
+
 // setBusyPoll(us): how long to keep reading the devices after their last packet (0: off).
 Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -623,6 +661,8 @@ Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("setBusyPoll", Napi::Function::New(env, SetBusyPoll));
+  exports.Set("setThreadRealtime", Napi::Function::New(env, SetThreadRealtime));
+  exports.Set("threadRealtimePriority", Napi::Function::New(env, ThreadRealtimePriority));
   exports.Set("allowedCpus", Napi::Function::New(env, AllowedCpus));
   exports.Set("pinThread", Napi::Function::New(env, PinThread));
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages));

@@ -15,13 +15,31 @@ export interface MasqCounters {
   mappings: number;
   /** Mappings made: outside ports taken. */
   mappingsCreated: number;
+  /**
+   * Per TUN device: packets and bytes read (bytes per packet: how much the kernel coalesced), GSO
+   * super-packets among them, and packets written and refused.
+   */
+  traffic: Record<string, DeviceTraffic>;
 }
+
+export interface DeviceTraffic {
+  rxPackets: number;
+  rxBytes: number;
+  rxGso: number;
+  txPackets: number;
+  txQueueFull: number;
+}
+
+const TRAFFIC_KEYS = ["rxPackets", "rxBytes", "rxGsoTcp", "rxGsoUdp", "txPackets", "txQueueFull"] as const;
 
 /** The parts of `masq stats --json` read here; every field optional (the format may grow). */
 interface StatsJson {
   engine?: { counters?: Record<string, number>; mappings?: number };
   device?: { rxWakeups?: number; rxBudgetHits?: number };
-  devices?: Record<string, { kernelQueueDrops?: number }>;
+  devices?: Record<
+    string,
+    { kernelQueueDrops?: number } & Partial<Record<(typeof TRAFFIC_KEYS)[number], number>>
+  >;
 }
 
 export async function masqCounters(masq: MasqProcess): Promise<MasqCounters> {
@@ -30,7 +48,17 @@ export async function masqCounters(masq: MasqProcess): Promise<MasqCounters> {
   for (const [k, v] of Object.entries(j.engine?.counters ?? {}))
     if (k.startsWith("drop_") && typeof v === "number") drops[k.slice(5)] = v;
   const queueDrops: Record<string, number> = {};
-  for (const [dev, c] of Object.entries(j.devices ?? {})) queueDrops[dev] = c.kernelQueueDrops ?? 0;
+  const traffic: Record<string, DeviceTraffic> = {};
+  for (const [dev, c] of Object.entries(j.devices ?? {})) {
+    queueDrops[dev] = c.kernelQueueDrops ?? 0;
+    traffic[dev] = {
+      rxPackets: c.rxPackets ?? 0,
+      rxBytes: c.rxBytes ?? 0,
+      rxGso: (c.rxGsoTcp ?? 0) + (c.rxGsoUdp ?? 0),
+      txPackets: c.txPackets ?? 0,
+      txQueueFull: c.txQueueFull ?? 0,
+    };
+  }
   return {
     drops,
     queueDrops,
@@ -38,6 +66,7 @@ export async function masqCounters(masq: MasqProcess): Promise<MasqCounters> {
     rxBudgetHits: j.device?.rxBudgetHits ?? 0,
     mappings: j.engine?.mappings ?? 0,
     mappingsCreated: j.engine?.counters?.mappings_created ?? 0,
+    traffic,
   };
 }
 
@@ -57,6 +86,22 @@ export function countersDelta(a: MasqCounters, b: MasqCounters): MasqCounters {
     rxBudgetHits: b.rxBudgetHits - a.rxBudgetHits,
     mappings: b.mappings,
     mappingsCreated: b.mappingsCreated - a.mappingsCreated,
+    traffic: Object.fromEntries(
+      Object.entries(b.traffic).map(([dev, t]) => {
+        const was = a.traffic[dev];
+        const d = (k: keyof DeviceTraffic) => t[k] - (was?.[k] ?? 0);
+        return [
+          dev,
+          {
+            rxPackets: d("rxPackets"),
+            rxBytes: d("rxBytes"),
+            rxGso: d("rxGso"),
+            txPackets: d("txPackets"),
+            txQueueFull: d("txQueueFull"),
+          },
+        ];
+      }),
+    ),
   };
 }
 
@@ -71,6 +116,10 @@ export function countersText(d: MasqCounters): string {
     `drops ${drops.length ? drops.join(", ") : "none"}`,
     `read budget hit in ${d.rxBudgetHits} of ${d.rxWakeups} wake-ups`,
     `${d.mappingsCreated} outside ports taken, ${d.mappings} held at the end (mappings, all protocols)`,
+    ...Object.entries(d.traffic).map(
+      ([dev, t]) =>
+        `${dev} read ${t.rxPackets} packets of ${t.rxPackets > 0 ? (t.rxBytes / t.rxPackets).toFixed(0) : 0} B on average (${t.rxGso} GSO), wrote ${t.txPackets}${t.txQueueFull ? `, ${t.txQueueFull} refused` : ""}`,
+    ),
   ].join(", ");
 }
 

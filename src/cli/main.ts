@@ -63,6 +63,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "keep reading this many microseconds after the last packet before sleeping (0: off)",
     )
     .option(
+      "--datapath-priority <priority>",
+      "the packet loop's scheduling: realtime (SCHED_FIFO, preempts ordinary work as the kernel's forwarding does) or normal",
+    )
+    .option(
       "--datapath-cpu <cpu>",
       "the CPU the packet loop runs on: auto (the last one, RPS on the others), off (unpinned, RPS on all), or a number",
     )

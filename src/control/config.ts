@@ -39,10 +39,13 @@ import { ConfigError } from "./config-error.ts";
 import { boundedInt, MSS_CLAMP_HINT, mssClampValue } from "./config-values.ts";
 import {
   checkWorkers,
+  DATAPATH_PRIORITIES,
   type DatapathCpuSetting,
+  type DatapathPriority,
   MAX_BUSY_POLL_US,
   parseBusyPoll,
   parseDatapathCpu,
+  parseDatapathPriority,
 } from "./datapath-config.ts";
 import { firewallRules, firewallSectionSchema } from "./firewall-config.ts";
 import { forwardSectionSchema, forwardSpecs } from "./forward-config.ts";
@@ -104,6 +107,8 @@ export interface RunConfig {
   rps: boolean;
   /** Where the packet loop runs (src/datapath/cpu-placement.ts). */
   datapathCpu: DatapathCpuSetting;
+  /** The packet loop's scheduling: "realtime" (SCHED_FIFO, as the kernel's softirq) or "normal". */
+  datapathPriority: DatapathPriority;
   /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
   busyPollUs: number;
   /** Packet loops: worker threads, one queue of each TUN each (src/control/workers-config.ts). */
@@ -161,6 +166,7 @@ export function defaultRunConfig(): RunConfig {
     offload: true,
     rps: true,
     datapathCpu: "auto",
+    datapathPriority: "realtime",
     busyPollUs: 0,
     workers: 1,
     portParity: false,
@@ -207,6 +213,9 @@ const fileSchema = v.strictObject({
     }),
   ),
   datapath_cpu: v.optional(v.union([v.string(), v.number()], 'must be "auto", "off" or a CPU number')),
+  datapath_priority: v.optional(
+    v.picklist(DATAPATH_PRIORITIES, `must be one of ${DATAPATH_PRIORITIES.join(", ")}`),
+  ),
   workers: v.optional(v.union([v.string(), v.number()], 'must be "auto" or a whole number of workers')),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
@@ -257,6 +266,8 @@ export interface RunFlags {
   busyPoll?: string;
   /** --workers auto|<n>. */
   workers?: string;
+  /** --datapath-priority realtime|normal. */
+  datapathPriority?: string;
   logLevel?: string;
   logFormat?: string;
   /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
@@ -334,6 +345,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.workers !== undefined) c.workers = checkWorkers(f.workers, `${src}: workers`);
     if (f.datapath_cpu !== undefined)
       c.datapathCpu = parseDatapathCpu(f.datapath_cpu, `${src}: datapath_cpu`);
+    if (f.datapath_priority !== undefined) c.datapathPriority = f.datapath_priority;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
@@ -403,6 +415,8 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.busyPoll !== undefined) c.busyPollUs = parseBusyPoll(flags.busyPoll, "--busy-poll");
   if (flags.datapathCpu !== undefined) c.datapathCpu = parseDatapathCpu(flags.datapathCpu, "--datapath-cpu");
   if (flags.workers !== undefined) c.workers = checkWorkers(flags.workers, "--workers");
+  if (flags.datapathPriority !== undefined)
+    c.datapathPriority = parseDatapathPriority(flags.datapathPriority, "--datapath-priority");
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");

@@ -6,7 +6,7 @@
 import { existsSync, rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
-import { placeDatapath } from "../datapath/cpu-placement.ts";
+import { applyDatapathPriority, placeDatapath } from "../datapath/cpu-placement.ts";
 import { Datapath } from "../datapath/datapath.ts";
 import { rpsMaskFor, TunPair } from "../datapath/tuns.ts";
 import { WorkerPool } from "../datapath/worker-pool.ts";
@@ -247,6 +247,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           vnetHdr: cfg.offload,
           ...(placement.datapathCpu !== undefined ? { cpus: workerCpus(cfg.workers) } : {}),
           busyPollUs: cfg.busyPollUs,
+          priority: cfg.datapathPriority,
         });
       } catch (err) {
         workersFallback = (err as Error).message;
@@ -283,7 +284,13 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       reloadNotYet = true;
       printWorkersSummary(cfg, host, running);
       log.info(
-        { mode: host.mode, public: host.publicAddresses, workers: running.count, socket: cfg.controlSocket },
+        {
+          mode: host.mode,
+          public: host.publicAddresses,
+          workers: running.count,
+          priorities: running.priorities(),
+          socket: cfg.controlSocket,
+        },
         "masq ready",
       );
       return await waitForStop();
@@ -310,6 +317,10 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     const ip6 = ipv6Filter(cfg);
     datapath = new Datapath(engine, tuns.ports(), clock, ip6);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
+    log.info(
+      { datapathPriority: applyDatapathPriority(cfg.datapathPriority, loadAddon()) },
+      "packet loop scheduling",
+    );
     loadAddon().setBusyPoll(cfg.busyPollUs);
     datapath.start();
     const natEvents = engine.natEvents;

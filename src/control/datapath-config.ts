@@ -14,6 +14,22 @@ export function checkWorkers(value: string | number, where: string): number {
   return n;
 }
 
+/**
+ * `datapath_priority`: the packet loop's thread under SCHED_FIFO ("realtime", the default), so a
+ * wake-up preempts ordinary work on its CPU as the kernel's own forwarding (softirq) does, or
+ * under the ordinary scheduler with everything else ("normal").
+ */
+export const DATAPATH_PRIORITIES = ["realtime", "normal"] as const;
+export type DatapathPriority = (typeof DATAPATH_PRIORITIES)[number];
+
+/** `--datapath-priority realtime|normal`. */
+export function parseDatapathPriority(text: string, where: string): DatapathPriority {
+  const p = DATAPATH_PRIORITIES.find((x) => x === text);
+  if (p === undefined)
+    throw new ConfigError(where, `${JSON.stringify(text)} must be one of ${DATAPATH_PRIORITIES.join(", ")}`);
+  return p;
+}
+
 /** `datapath_cpu`: "auto" (pinned when there are 2 or more CPUs), "off", or a CPU number. */
 export type DatapathCpuSetting = "auto" | "off" | number;
 

@@ -40,6 +40,7 @@ export const RELOAD_KEYS: readonly ReloadKey[] = [
   { path: "offload", key: "offload", restart: "the TUNs are opened with it" },
   { path: "rps", key: "rps", restart: HOST },
   { path: "datapathCpu", key: "datapath_cpu", restart: "the packet loop is placed at start" },
+  { path: "datapathPriority", key: "datapath_priority", restart: "the packet loop is placed at start" },
   { path: "workers", key: "workers", restart: "the TUN queues and their workers are opened at start" },
   { path: "busyPollUs", key: "busy_poll_us" },
   { path: "portParity", key: "port_parity" },

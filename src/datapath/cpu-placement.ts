@@ -8,7 +8,7 @@
 // kernel's own NAT; with the loop on one CPU and RPS on the other, 15 ms and 0.5-0.8x. So by
 // default the loop is pinned to one CPU and RPS spreads the kernel's work over the others.
 import { ConfigError } from "../control/config-error.ts";
-import type { DatapathCpuSetting } from "../control/datapath-config.ts";
+import type { DatapathCpuSetting, DatapathPriority } from "../control/datapath-config.ts";
 
 export interface CpuPlacement {
   /** The CPU the packet loop's thread is pinned to; undefined: it is not pinned. */
@@ -39,4 +39,28 @@ export function placeDatapath(
     );
   const others = cpus.filter((c) => c !== pin);
   return rps && others.length > 0 ? { datapathCpu: pin, rpsCpus: others } : { datapathCpu: pin };
+}
+
+/** The SCHED_FIFO priority of a "realtime" loop: the lowest, below the kernel's own RT threads. */
+export const DATAPATH_RT_PRIORITY = 1;
+
+/** What applyDatapathPriority needs of the addon (native/tun.cc). */
+export interface PriorityAddon {
+  setThreadRealtime(priority: number): number;
+}
+
+/**
+ * Puts the calling thread (the packet loop's) under the scheduling `priority` asks for. The
+ * kernel's own NAT forwards in softirq, which preempts every task; a loop under the ordinary
+ * scheduler waits behind whatever else runs on its CPU (wrk and lighttpd in the bench, anything
+ * on a real gateway), and the TUN queue overflows meanwhile while masq shows CPU to spare. Under
+ * SCHED_FIFO a wake-up preempts ordinary work at once; the loop sleeps when the devices are
+ * empty, and the kernel's RT throttling still leaves others their share. Returns what was done,
+ * for the start-up summary: a refusal (no CAP_SYS_NICE) leaves the loop at normal priority.
+ */
+export function applyDatapathPriority(priority: DatapathPriority, addon: PriorityAddon): string {
+  if (priority === "normal") return "normal priority";
+  const err = addon.setThreadRealtime(DATAPATH_RT_PRIORITY);
+  if (err === 0) return `SCHED_FIFO ${DATAPATH_RT_PRIORITY}`;
+  return `normal priority (SCHED_FIFO refused: errno ${err}${err === 1 ? ", EPERM: needs CAP_SYS_NICE" : ""})`;
 }

@@ -22,6 +22,8 @@ export const SHARD_OPS = {
   changePublicAddress: "changePublicAddress",
   datapathStats: "datapathStats",
   deviceStats: "deviceStats",
+  /** The worker's thread scheduling, as applyDatapathPriority said it. */
+  priority: "priority",
 } as const;
 
 /** A shard's part of a connection listing: its flows' fields, how many matched, how many it holds. */

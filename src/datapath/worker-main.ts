@@ -7,10 +7,12 @@
 import { type MessagePort, workerData } from "node:worker_threads";
 import type { AnyAlgConfig } from "../alg/config.ts";
 import { AlgRegistry } from "../alg/registry.ts";
+import type { DatapathPriority } from "../control/datapath-config.ts";
 import { loadAddon } from "../io/addon.ts";
 import { TunDevice } from "../io/tun.ts";
 import type { EngineConfig } from "../nat/config.ts";
 import { NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
+import { applyDatapathPriority } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
 import { engineShardOps, SHARD_OPS } from "./shard-ops.ts";
@@ -38,6 +40,8 @@ export interface WorkerSetup {
   cpu?: number;
   /** How long the loop keeps reading after the last packet (0: off; the addon's setting). */
   busyPollUs?: number;
+  /** The loop's scheduling (cpu-placement.ts): each worker sets its own thread's. */
+  priority?: DatapathPriority;
 }
 
 const TURN_WAIT_MS = 30_000;
@@ -62,6 +66,7 @@ if (setup.index === 0) {
 
 if (setup.cpu !== undefined) loadAddon().pinThread(setup.cpu);
 if (setup.busyPollUs !== undefined) loadAddon().setBusyPoll(setup.busyPollUs);
+const priority = applyDatapathPriority(setup.priority ?? "normal", loadAddon());
 const engine = new NatEngine({ ...setup.engine, portSlice: { index: setup.index, count: setup.count } });
 engine.attachAlg(new AlgRegistry(engine, setup.alg, setup.mtu));
 const clock = () => performance.timeOrigin + performance.now() - setup.clockOriginMs;
@@ -80,6 +85,7 @@ serveShard(
   {
     ...engineShardOps(engine),
     index: () => setup.index,
+    [SHARD_OPS.priority]: () => priority,
     [SHARD_OPS.datapathStats]: () => datapath.stats,
     [SHARD_OPS.deviceStats]: () => ({ inside: inside.stats(), outside: outside.stats() }),
     // The resets for the inside hosts' connections on the old address leave from this worker,

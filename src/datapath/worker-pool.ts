@@ -18,7 +18,7 @@ import type { WorkerSetup } from "./worker-main.ts";
 const READY_MS = 60_000;
 
 export interface WorkerPoolOptions
-  extends Pick<WorkerSetup, "count" | "engine" | "alg" | "mtu" | "tuns" | "vnetHdr"> {
+  extends Pick<WorkerSetup, "count" | "engine" | "alg" | "mtu" | "tuns" | "vnetHdr" | "priority"> {
   /** The CPU each worker's thread is pinned to (undefined: not pinned). */
   cpus?: readonly number[];
   busyPollUs: number;
@@ -71,6 +71,7 @@ export class WorkerPool {
         steering: { queues: o.count, ports: o.engine.ports },
         ...(o.cpus?.[index] !== undefined ? { cpu: o.cpus[index] } : {}),
         busyPollUs: o.busyPollUs,
+        ...(o.priority ? { priority: o.priority } : {}),
       };
       // worker-main.ts beside this module, or worker-main.js when built.
       const w = spawnModuleWorker(
@@ -125,6 +126,11 @@ export class WorkerPool {
         if (!this.stopped) onExit(`worker ${i} exited (code ${code})`);
       });
     });
+  }
+
+  /** Each worker's thread scheduling ("SCHED_FIFO 1", "normal priority …"), in worker order. */
+  priorities(): string[] {
+    return this.everySync<string>(SHARD_OPS.priority);
   }
 
   /** Each worker's datapath and queue counters, in worker order. */

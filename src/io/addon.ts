@@ -71,6 +71,13 @@ export interface NativeAddon {
   unixDgramSocket(): number;
   /** Sends buf to the socket at `path` without waiting: 0, or the errno. */
   unixDgramSend(fd: number, path: string, buf: Uint8Array): number;
+  /**
+   * The calling thread (the packet loop's) under SCHED_FIFO at `priority` (1-99; 0: back to
+   * SCHED_OTHER): 0, or the errno of the refusal (EPERM without CAP_SYS_NICE).
+   */
+  setThreadRealtime(priority: number): number;
+  /** The calling thread's SCHED_FIFO priority; 0 when it runs under another policy. */
+  threadRealtimePriority(): number;
   /** Keep reading every started TUN for `us` after its last packet before sleeping (0: off). */
   setBusyPoll(us: number): void;
   TUN_F_CSUM: number;

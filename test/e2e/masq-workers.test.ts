@@ -47,6 +47,11 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
 
     it("starts two workers, each with its own queue of both TUNs", async () => {
       assert.match(masq.proc.stderr, new RegExp(`${WORKERS} workers on multi-queue TUNs`), masq.proc.stderr);
+      // Each worker sets its own thread's scheduling (SCHED_FIFO is not inherited).
+      const ready = masq.proc.stdout.split("\n").find((l) => l.includes("masq ready")) ?? "";
+      const priorities = (JSON.parse(ready) as { priorities?: string[] }).priorities ?? [];
+      assert.equal(priorities.length, WORKERS, ready);
+      for (const p of priorities) assert.match(p, /SCHED_FIFO|normal priority/, ready);
       const s = await stats();
       assert.equal(s.workers?.length, WORKERS, JSON.stringify(s.workers));
       for (const tun of ["masq0", "masq0-out"]) {

@@ -79,6 +79,18 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       }
     });
 
+    it("the packet loop's thread runs under SCHED_FIFO (datapath_priority = realtime), what it starts does not", async () => {
+      const loop = await net.lab.run(net.gate.ns, ["chrt", "-p", String(masq.proc.pid)]);
+      assert.match(loop, /policy: SCHED_FIFO/, loop);
+      assert.match(loop, /priority: 1\b/, loop);
+      // Node's other threads (V8's, libuv's) keep the ordinary scheduler.
+      const tasks = await net.lab.run(net.gate.ns, ["ls", `/proc/${masq.proc.pid}/task`]);
+      const others = tasks.split(/\s+/).filter((t) => t !== "" && t !== String(masq.proc.pid));
+      assert.ok(others.length > 0);
+      const policies = await Promise.all(others.map((t) => net.lab.run(net.gate.ns, ["chrt", "-p", t])));
+      for (const p of policies) assert.match(p, /SCHED_OTHER/, p);
+    });
+
     it("HTTP from three inside hosts at once: the server sees the public address; 4 MB bodies arrive byte-exact", async () => {
       await fetchFromEveryBox(net, 4_000_000);
       const peers = peersSeen(inet, "http");

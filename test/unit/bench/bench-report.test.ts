@@ -42,6 +42,9 @@ describe("bench report", () => {
       rxBudgetHits: 10,
       mappings: 400,
       mappingsCreated: 900,
+      traffic: {
+        "masq0-out": { rxPackets: 100, rxBytes: 150_000, rxGso: 0, txPackets: 100, txQueueFull: 0 },
+      },
     };
     const b: MasqCounters = {
       drops: { host_port_quota: 1135, no_mapping: 3, ports_exhausted: 2 },
@@ -50,6 +53,9 @@ describe("bench report", () => {
       rxBudgetHits: 430,
       mappings: 12500,
       mappingsCreated: 13000,
+      traffic: {
+        "masq0-out": { rxPackets: 1100, rxBytes: 1_650_000, rxGso: 10, txPackets: 1090, txQueueFull: 5 },
+      },
     };
     const d = countersDelta(a, b);
     assert.deepEqual(d, {
@@ -59,10 +65,13 @@ describe("bench report", () => {
       rxBudgetHits: 420,
       mappings: 12500,
       mappingsCreated: 12100,
+      traffic: {
+        "masq0-out": { rxPackets: 1000, rxBytes: 1_500_000, rxGso: 10, txPackets: 990, txQueueFull: 5 },
+      },
     });
     assert.equal(
       countersText(d),
-      "kernelQueueDrops 18210 (masq0 0, masq0-out 18210), drops host_port_quota 1125, ports_exhausted 2, read budget hit in 420 of 587 wake-ups, 12100 outside ports taken, 12500 held at the end (mappings, all protocols)",
+      "kernelQueueDrops 18210 (masq0 0, masq0-out 18210), drops host_port_quota 1125, ports_exhausted 2, read budget hit in 420 of 587 wake-ups, 12100 outside ports taken, 12500 held at the end (mappings, all protocols), masq0-out read 1000 packets of 1500 B on average (10 GSO), wrote 990, 5 refused",
     );
   });
 

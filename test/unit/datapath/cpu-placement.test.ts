@@ -3,7 +3,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { resolveRunConfig } from "../../../src/control/config.ts";
 import { ConfigError } from "../../../src/control/config-error.ts";
-import { placeDatapath } from "../../../src/datapath/cpu-placement.ts";
+import {
+  applyDatapathPriority,
+  DATAPATH_RT_PRIORITY,
+  placeDatapath,
+} from "../../../src/datapath/cpu-placement.ts";
 import { cpuSetMask } from "../../../src/host/plan.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
@@ -80,5 +84,44 @@ describe("datapath CPU placement", () => {
         (e: unknown) => e instanceof ConfigError && /^--busy-poll: /.test(e.message),
         bad,
       );
+  });
+
+  it("datapath_priority and --datapath-priority: realtime by default, bad values name the key", () => {
+    assert.equal(resolveRunConfig(base).datapathPriority, "realtime");
+    const file = (text: string) => resolveRunConfig({ ...base, config: "m.toml" }, () => text);
+    assert.equal(file('datapath_priority = "normal"\n').datapathPriority, "normal");
+    assert.equal(resolveRunConfig({ ...base, datapathPriority: "normal" }).datapathPriority, "normal");
+    assert.throws(
+      () => file('datapath_priority = "high"\n'),
+      (e: unknown) => e instanceof ConfigError && /^m\.toml: datapath_priority: /.test(e.message),
+    );
+    assert.throws(
+      () => resolveRunConfig({ ...base, datapathPriority: "fifo" }),
+      (e: unknown) => e instanceof ConfigError && /^--datapath-priority: .*realtime, normal/.test(e.message),
+    );
+  });
+
+  it("realtime puts the loop's thread under SCHED_FIFO at the lowest priority; normal leaves it", () => {
+    const calls: number[] = [];
+    const addon = (errno: number) => ({
+      setThreadRealtime: (p: number) => {
+        calls.push(p);
+        return errno;
+      },
+    });
+    assert.equal(applyDatapathPriority("realtime", addon(0)), "SCHED_FIFO 1");
+    assert.deepEqual(calls, [DATAPATH_RT_PRIORITY]);
+    assert.equal(DATAPATH_RT_PRIORITY, 1, "below the kernel's own real-time threads");
+    calls.length = 0;
+    assert.equal(applyDatapathPriority("normal", addon(0)), "normal priority");
+    assert.deepEqual(calls, [], "normal asks the kernel for nothing");
+  });
+
+  it("a refused SCHED_FIFO (no CAP_SYS_NICE) leaves the loop running at normal priority, said why", () => {
+    const eperm = { setThreadRealtime: () => 1 };
+    assert.match(
+      applyDatapathPriority("realtime", eperm),
+      /^normal priority \(SCHED_FIFO refused: errno 1, EPERM/,
+    );
   });
 });
