@@ -25,6 +25,7 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { Ip6Filter } from "../ipv6fw/filter.ts";
+import type { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
 import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
 import { startNatLog } from "../natlog/start.ts";
@@ -41,7 +42,7 @@ import { engineConfigFor } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
-import { ipv6FilterInputs } from "./ipv6-config.ts";
+import { ipv6FilterInputs, ipv6PinViews, startIpv6Pcp } from "./ipv6-config.ts";
 import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
@@ -139,6 +140,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
   let upnp: UpnpServer | undefined;
+  let pcp6: Pcp6Server | undefined;
   let metricsListener: MetricsListener | undefined;
   let web: WebServer | undefined;
   let follower: WanFollower | undefined;
@@ -159,6 +161,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     await follower?.idle();
     await portmap?.close();
     await upnp?.close();
+    await pcp6?.close();
     datapath?.stop();
     if (keepState && tuns && hostApplied && single) {
       try {
@@ -355,7 +358,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       devices: () => devices.counters(sysfs),
       portmap: () => portmap,
       upnp: () => upnp,
-      ipv6: () => ip6?.counters(clock()),
+      ipv6: () => ip6 && { ...ip6.counters(clock()), ...pcp6?.service.stats() },
+      ipv6Pins: () => ipv6PinViews(cfg.ipv6, pcp6),
       streams: () => server?.streamStats,
       metrics,
       forwards,
@@ -426,6 +430,14 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           ...(steer ? { preparePort: (proto: "tcp" | "udp", port: number) => steer.ready(proto, port) } : {}),
         });
     }
+    pcp6 = await startIpv6Pcp(
+      cfg.ipv6,
+      cfg.inside,
+      ip6,
+      clock,
+      (a, p, d) => loadAddon().udpSocketOnDevice(a, p, d),
+      log,
+    );
     if (host.mode === "interface") {
       const dp = datapath;
       const context = {

@@ -168,6 +168,41 @@ describe("Ip6Filter (RFC 6092)", () => {
     assert.equal(f.stats.pinholeHits, 1);
   });
 
+  it("a run-time pinhole (PCP) admits its address, protocol and port until it lapses or closes", () => {
+    const f = filter();
+    const a = parseIpv6(IN) as Uint8Array;
+    assert.equal(f.openPinhole(a, IPPROTO_UDP, 9000, 0, 1000), true);
+    assert.equal(run(f, udp(OUT, 50000, IN, 9000), SIDE_OUTSIDE, 999), FORWARD);
+    assert.equal(run(f, udp(OUT, 50000, IN, 9001), SIDE_OUTSIDE, 0), DROP);
+    assert.equal(run(f, udp(OUT, 50000, IN2, 9000), SIDE_OUTSIDE, 0), DROP);
+    assert.equal(run(f, tcp(OUT, 50000, IN, 9000, SYN), SIDE_OUTSIDE, 0), DROP);
+    assert.equal(run(f, udp(OUT, 50000, IN, 9000), SIDE_OUTSIDE, 1000), DROP, "lapsed at its lifetime");
+    // Renewal moves the end; closing ends it at once.
+    f.openPinhole(a, IPPROTO_TCP, 22, 0, 1000);
+    f.openPinhole(a, IPPROTO_TCP, 22, 500, 5000);
+    assert.equal(run(f, tcp(OUT, 50000, IN, 22, SYN), SIDE_OUTSIDE, 4000), FORWARD);
+    // The SYN through the pinhole made a flow: the connection's later packets pass as its own.
+    f.closePinhole(a, IPPROTO_TCP, 22, 4000);
+    assert.equal(run(f, tcp(OUT, 50001, IN, 22, SYN), SIDE_OUTSIDE, 4000), DROP);
+    assert.equal(run(f, tcp(OUT, 50000, IN, 22, ACK), SIDE_OUTSIDE, 4000), FORWARD);
+    assert.equal(f.stats.pinholeHits, 2);
+    assert.equal(f.liveFlows(4000), 1, "pinholes are not counted as flows");
+  });
+
+  it("a pinhole's key never matches a flow's, even with endpoint-independent filtering", () => {
+    const f = filter({ filtering: "endpoint-independent" });
+    const a = parseIpv6(IN) as Uint8Array;
+    run(f, udp(IN, 5000, OUT, 53), SIDE_INSIDE, 0);
+    f.openPinhole(a, IPPROTO_UDP, 5000, 0, 10 * 60_000);
+    f.closePinhole(a, IPPROTO_UDP, 5000, 1);
+    // The outbound flow still admits what endpoint-independent filtering lets in.
+    assert.equal(run(f, udp("2001:db8:77::1", 9, IN, 5000), SIDE_OUTSIDE, 2), FORWARD);
+    f.openPinhole(a, IPPROTO_UDP, 6000, 0, 10 * 60_000);
+    // The pinhole outlives the flow's two minutes.
+    assert.equal(run(f, udp(OUT, 53, IN, 6000), SIDE_OUTSIDE, 5 * 60_000), FORWARD);
+    assert.equal(run(f, udp(OUT, 53, IN, 5000), SIDE_OUTSIDE, 5 * 60_000), DROP);
+  });
+
   it("drops link-scope destinations (ND, MLD, router solicitations) and other protocols inbound", () => {
     const f = filter();
     assert.equal(run(f, echo("fe80::1", "ff02::1:ff00:10", 135, 0), SIDE_INSIDE), DROP);
