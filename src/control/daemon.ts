@@ -107,9 +107,11 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     return { engine, algs };
   };
   let single = wantWorkers ? undefined : makeSingle();
+  // Before the restore: the IPv6 filter's table is part of the kept state.
+  const ip6 = ipv6Filter(cfg);
   const offsetMs =
     kept && single
-      ? restoreAtStart(snapshotFile, kept, single.engine, single.algs, () => performance.now(), log)
+      ? restoreAtStart(snapshotFile, kept, single.engine, single.algs, () => performance.now(), log, ip6)
       : undefined;
   const restored = offsetMs !== undefined;
   // The engine's clock: this process's, moved on from the stopped masq's when its state was kept.
@@ -170,6 +172,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           // limits since the start, and the next run starts from the file as it is now.
           configHash: configHash(cfg, engineConfigFor(cfg, host)),
           clockMs: clock(),
+          ip6,
         });
         log.info(
           { snapshot: w.file, bytes: w.bytes, ms: w.ms, flows: w.flows },
@@ -310,7 +313,6 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       });
       await applyHostSetup(plan, stateFile, { log });
     }
-    const ip6 = ipv6Filter(cfg);
     datapath = new Datapath(engine, tuns.ports(), clock, ip6);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
     loadAddon().setBusyPoll(cfg.busyPollUs);

@@ -103,6 +103,22 @@ function word(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
+/**
+ * Fields a snapshot (`masq stop --keep-state`, src/control/keep-state.ts) leaves out, as paths
+ * under its root `ip6`: the configuration's (the new run builds them from its own) and scratch.
+ * Kept: the table (keys, expiries, states) and the counters.
+ */
+export const IP6_FILTER_SNAPSHOT_SKIP = [
+  "ip6.capacity",
+  "ip6.mask",
+  "ip6.k",
+  "ip6.pk",
+  "ip6.filtering",
+  "ip6.pinholes",
+  "ip6.pinholeCount",
+  "ip6.prefixes",
+] as const;
+
 export class Ip6Filter {
   readonly capacity: number;
   private readonly mask: number;
@@ -394,6 +410,14 @@ export class Ip6Filter {
       return true;
     }
     return this.insert(pk, now, expiresMs, ST_PINHOLE) >= 0;
+  }
+
+  /**
+   * Closes every run-time pinhole: after a restart their record (pcp6.ts) is gone, and a PCP
+   * client asks again when it sees the epoch begin anew (RFC 6887 §8.5).
+   */
+  closeAllPinholes(): void {
+    for (let i = 0; i < this.capacity; i++) if (this.states[i] === ST_PINHOLE) this.expires[i] = 0;
   }
 
   /** Closes a run-time pinhole (its slot counts as expired, so probing goes past it). */

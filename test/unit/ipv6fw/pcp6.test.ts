@@ -2,7 +2,7 @@
 // bytes, answered against a real Ip6Filter whose verdicts show what each pinhole admits.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseIpv6 } from "../../../src/ipv6fw/addr6.ts";
+import { formatIpv6, parseIpv6 } from "../../../src/ipv6fw/addr6.ts";
 import { IPPROTO_TCP, IPPROTO_UDP, Ip6Filter } from "../../../src/ipv6fw/filter.ts";
 import { PCP_MIN_LIFETIME, Pcp6Service, type Pcp6Settings } from "../../../src/ipv6fw/pcp6.ts";
 import { DROP, FORWARD, SIDE_OUTSIDE } from "../../../src/nat/verdicts.ts";
@@ -17,11 +17,13 @@ import {
   PcpResult,
   parsePcpResponse,
 } from "../../../src/portmap/pcp.ts";
+import { tcp, udp } from "../../helpers/ipv6-packets.ts";
 
 const A = parseIpv6("2001:db8:1::10") as Uint8Array;
 const B = parseIpv6("2001:db8:1::11") as Uint8Array;
 const STRANGER = parseIpv6("2001:db8:99::1") as Uint8Array;
-const REMOTE = parseIpv6("2001:db8:2::10") as Uint8Array;
+const REMOTE = "2001:db8:2::10";
+const SYN = 0x02;
 const NONCE = Uint8Array.from({ length: 12 }, (_, i) => i + 1);
 const OTHER_NONCE = Uint8Array.from({ length: 12 }, (_, i) => 100 + i);
 
@@ -40,24 +42,10 @@ function setup(over: Partial<Pcp6Settings> = {}) {
    * SYN through a pinhole makes a flow, which would admit the next one): the filter's verdict.
    */
   const inbound = (to: Uint8Array, proto: number, port: number): number => {
-    const l4 = new Uint8Array(proto === IPPROTO_TCP ? 20 : 8);
     remotePort++;
-    l4[0] = remotePort >> 8;
-    l4[1] = remotePort & 0xff;
-    l4[2] = port >> 8;
-    l4[3] = port & 0xff;
-    if (proto === IPPROTO_TCP) {
-      l4[12] = 0x50;
-      l4[13] = 0x02; // SYN
-    }
-    const b = new Uint8Array(40 + l4.length);
-    b[0] = 0x60;
-    b[5] = l4.length;
-    b[6] = proto;
-    b[7] = 64;
-    b.set(REMOTE, 8);
-    b.set(to, 24);
-    b.set(l4, 40);
+    const dst = formatIpv6(to);
+    const b =
+      proto === IPPROTO_TCP ? tcp(REMOTE, remotePort, dst, port, SYN) : udp(REMOTE, remotePort, dst, port);
     return filter.process(b, 0, b.length, now, SIDE_OUTSIDE);
   };
   const ask = (src: Uint8Array, r: Partial<Parameters<typeof buildPcpRequest>[0]>) => {
@@ -190,7 +178,7 @@ describe("PCP MAP for IPv6 pinholes (RFC 6887 §11, a firewall)", () => {
     assert.equal(ask(A, { internalPort: 0 })?.result, PcpResult.NOT_AUTHORIZED, "no all-ports pinhole");
     const filterOpt = new Uint8Array(20);
     filterOpt[1] = 128;
-    filterOpt.set(REMOTE, 4);
+    filterOpt.set(parseIpv6(REMOTE) as Uint8Array, 4);
     assert.equal(
       ask(A, { options: [{ code: OPTION_FILTER, data: filterOpt }] })?.result,
       PcpResult.UNSUPP_OPTION,
