@@ -11,14 +11,19 @@
 // address, port 5351, and printing the answer. It opens a TCP and a UDP pinhole; the Internet
 // host's SYN and datagram then reach abox's listeners, another port stays closed, and a delete
 // (lifetime 0) closes them again.
+//
+// Last, an inside host's IPv6 TCP session (test/e2e/fixtures/line-session.py, a line echoed every
+// 20 ms) runs across `masq stop --keep-state` and the next `masq run`: the filter's table is kept,
+// so the server's replies are still admitted and the session goes on with no error.
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
 import { parseIpv6 } from "../../src/ipv6fw/addr6.ts";
-import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
 import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../src/portmap/pcp.ts";
@@ -35,6 +40,9 @@ const GW6 = "2001:db8:1::1";
 /** Ports abox opens through PCP: a TCP and a UDP service. */
 const PCP_TCP = 8083;
 const PCP_UDP = 9100;
+/** The Internet host's TCP echo service for the session across a restart. */
+const ECHO6 = 7000;
+const SESSION = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "line-session.py");
 
 /** The PCP client: one request (hex) to [host]:port over UDP6, the answer printed as hex. */
 const PCP6_ASK = `
@@ -49,6 +57,7 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
   let net: MasqNetwork;
   let masq: MasqProcess | undefined;
   let tmp: string;
+  let config: string;
 
   /** The Internet host connects to abox's `port` over TCP and prints what it gets; a connection refused or dropped fails. */
   const tcpFromInternet = (port: number, connectSec = 3) =>
@@ -104,7 +113,7 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
     await waitListening(lab, ns.abox, "udp", PCP_UDP);
     writeFileSync(join(tmp, "hello.txt"), "hello over IPv6\n");
 
-    const config = join(tmp, "masq.toml");
+    config = join(tmp, "masq.toml");
     writeFileSync(
       config,
       [
@@ -250,5 +259,46 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
     const s2 = await ipv6Stats();
     assert.equal(s2.pinholes_active, 0, JSON.stringify(s2));
     assert.equal(s2.pinholes_deleted, 2, JSON.stringify(s2));
+  });
+
+  it("an inside host's IPv6 TCP session survives masq stop --keep-state and the next masq run", async () => {
+    const { lab, ns } = net;
+    lab.spawn(ns.inet, ["socat", `TCP6-LISTEN:${ECHO6},bind=[${INET6}],reuseaddr,fork`, "PIPE"]);
+    await waitListening(lab, ns.inet, "tcp", ECHO6);
+    const stopFile = join(tmp, "stop-session6");
+    const session = lab.spawn(ns.abox, [PY, SESSION, INET6, String(ECHO6), stopFile, "150"]);
+    const echoes = () => Number([...session.stdout.matchAll(/^echo (\d+)$/gm)].at(-1)?.[1] ?? 0);
+    await waitUntil("the session runs", async () => (echoes() >= 20 ? true : undefined), {
+      timeoutMs: 20_000,
+      describe: async () => session.stdout + session.stderr,
+    });
+    const first = masq as MasqProcess;
+    const stop = await lab.exec(
+      ns.gate,
+      [process.execPath, MASQ_BIN, "stop", "--keep-state", "--socket", first.socket],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    assert.equal(stop.code, 0, stop.stderr);
+    masq = await startMasq(net, { config });
+    assert.match(masq.proc.stdout + masq.proc.stderr, /state restored from the snapshot/);
+    // The filter's flow came back with the table: the server's replies are still admitted.
+    const sofar = echoes();
+    await waitUntil(
+      "the session carries on after the restart",
+      async () => (echoes() >= sofar + 20 ? true : undefined),
+      {
+        timeoutMs: 60_000,
+        describe: async () => session.stdout + session.stderr,
+      },
+    );
+    writeFileSync(stopFile, "");
+    await waitUntil("the session ends", async () => (/"error"/.test(session.stdout) ? true : undefined), {
+      timeoutMs: 40_000,
+      describe: async () => session.stdout + session.stderr,
+    });
+    const result = JSON.parse(session.stdout.trim().split("\n").at(-1) ?? "{}") as { error: string | null };
+    assert.equal(result.error, null, session.stdout);
   });
 });
