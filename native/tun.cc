@@ -541,24 +541,38 @@ Napi::Value UdpSocketOnDevice(const Napi::CallbackInfo& info) {
   const std::string address = info[0].As<Napi::String>().Utf8Value();
   const uint32_t port = info[1].As<Napi::Number>().Uint32Value();
   const std::string device = info[2].As<Napi::String>().Utf8Value();
-  sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  if (port > 65535 || inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1 || device.empty() ||
-      device.size() >= IFNAMSIZ) {
+  // An IPv4 or an IPv6 address (the PCP server for IPv6 pinholes listens on the inside IPv6 address).
+  sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t salen = 0;
+  auto* sa4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* sa6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, address.c_str(), &sa4->sin_addr) == 1) {
+    sa4->sin_family = AF_INET;
+    sa4->sin_port = htons(static_cast<uint16_t>(port));
+    salen = sizeof *sa4;
+  } else if (inet_pton(AF_INET6, address.c_str(), &sa6->sin6_addr) == 1) {
+    sa6->sin6_family = AF_INET6;
+    sa6->sin6_port = htons(static_cast<uint16_t>(port));
+    salen = sizeof *sa6;
+  }
+  if (port > 65535 || salen == 0 || device.empty() || device.size() >= IFNAMSIZ) {
     Napi::RangeError::New(env, "udpSocketOnDevice: bad address, port or device name").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     Napi::Error::New(env, ErrnoText("socket", errno)).ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  if (ss.ss_family == AF_INET6) {
+    int on = 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+  }
   const char* step = "SO_BINDTODEVICE";
   if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device.c_str(), static_cast<socklen_t>(device.size() + 1)) == 0) {
     step = "bind";
-    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) return Napi::Number::New(env, fd);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), salen) == 0) return Napi::Number::New(env, fd);
   }
   int err = errno;
   close(fd);

@@ -3,7 +3,7 @@
 
 import { performance } from "node:perf_hooks";
 import { sumCounters } from "../datapath/tuns.ts";
-import type { EngineStats } from "../nat/view.ts";
+import type { EngineStats, PinView } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
 import { type ForwardRegistry, type ForwardText, forwardText, parseForward } from "../portmap/forwards.ts";
 import type { PortmapServer } from "../portmap/server.ts";
@@ -38,6 +38,8 @@ export interface ApiSources {
   upnp?: () => UpnpServer | undefined;
   /** IPv6 filter counters; undefined when it is off. */
   ipv6?: () => Record<string, number> | undefined;
+  /** The IPv6 filter's pinholes (config and PCP), shown with the engine's pinned mappings. */
+  ipv6Pins?: () => PinView[];
   streams: () => StreamStats | undefined;
   metrics: ReturnType<typeof createMetrics>;
   /** Absent: forwards cannot be listed or changed (several workers). */
@@ -62,7 +64,7 @@ export function controlApi(s: ApiSources): ControlSource {
   const uptimeSec = () => Math.round((performance.now() - s.startedMs) / 1000);
   return {
     health: () => ({ ok: true, pid: process.pid, uptimeSec: uptimeSec() }),
-    conns: (query) => connsBody(engine, query),
+    conns: (query) => connsBody(engine, query, s.ipv6Pins),
     stats: (): StatsReply => {
       const portmap = s.portmap();
       const upnp = s.upnp?.();
@@ -90,7 +92,7 @@ export function controlApi(s: ApiSources): ControlSource {
       };
     },
     metrics: async () => ({ contentType: s.metrics.contentType, body: await s.metrics.metrics() }),
-    ...(s.forwards ? { forwards: forwardsApi(s.forwards, engine) } : {}),
+    ...(s.forwards ? { forwards: forwardsApi(s.forwards, engine, s.ipv6Pins) } : {}),
     ...(s.whois ? { whois: s.whois } : {}),
     ...(reloader ? { reload: (check: boolean) => reloader.reload(check) } : {}),
     ...(s.reloadRefused !== undefined ? { reload: refuseReload(s.reloadRefused) } : {}),
@@ -109,13 +111,14 @@ function deviceStats(
 export function forwardsApi(
   registry: ForwardRegistry,
   engine: Pick<ConnsEngine, "pinList">,
+  morePins: () => PinView[] = () => [],
 ): NonNullable<ControlSource["forwards"]> {
   return {
     list: () => {
       const pins = engine.pinList();
       return {
         forwards: registry.views(pins),
-        pins,
+        pins: [...pins, ...morePins()],
         ...(registry.stateFile ? { stateFile: registry.stateFile } : {}),
       };
     },

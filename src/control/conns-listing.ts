@@ -106,8 +106,15 @@ function parseHost(text: string): { addr: number; mask: number } {
   return { addr: (addr & mask) >>> 0, mask };
 }
 
-/** The body of one `GET /v1/conns`, made a chunk at a time. */
-export function connsBody(engine: ConnsEngine, q: ConnsQuery): ChunkedBody {
+/**
+ * The body of one `GET /v1/conns`, made a chunk at a time. `morePins`: pinned mappings kept
+ * outside the engine (the IPv6 filter's pinholes), listed after the engine's.
+ */
+export function connsBody(
+  engine: ConnsEngine,
+  q: ConnsQuery,
+  morePins: () => PinView[] = () => [],
+): ChunkedBody {
   const listing = engine.listFlows(q.filter, q.limit);
   const text = q.format === "text";
   // Room for a full chunk and the row that ends it, so the buffer never has to grow.
@@ -138,7 +145,7 @@ export function connsBody(engine: ConnsEngine, q: ConnsQuery): ChunkedBody {
       if (listing.done) {
         finished = true;
         const total = engine.flowTable.count;
-        const pins = engine.pinList();
+        const pins = [...engine.pinList(), ...morePins()];
         if (text) {
           w.text(`${connsFooter(shown, listing.matched, total)}\n`);
           if (pins.length > 0) w.text(`\n${formatPins(pins)}`);

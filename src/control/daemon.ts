@@ -25,6 +25,7 @@ import {
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
 import { Ip6Filter } from "../ipv6fw/filter.ts";
+import type { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
 import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
 import { startNatLog } from "../natlog/start.ts";
@@ -41,7 +42,7 @@ import { engineConfigFor } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
-import { ipv6FilterInputs } from "./ipv6-config.ts";
+import { ipv6FilterInputs, ipv6PinViews, startIpv6Pcp } from "./ipv6-config.ts";
 import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
@@ -106,9 +107,11 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     return { engine, algs };
   };
   let single = wantWorkers ? undefined : makeSingle();
+  // Before the restore: the IPv6 filter's table is part of the kept state.
+  const ip6 = ipv6Filter(cfg);
   const offsetMs =
     kept && single
-      ? restoreAtStart(snapshotFile, kept, single.engine, single.algs, () => performance.now(), log)
+      ? restoreAtStart(snapshotFile, kept, single.engine, single.algs, () => performance.now(), log, ip6)
       : undefined;
   const restored = offsetMs !== undefined;
   // The engine's clock: this process's, moved on from the stopped masq's when its state was kept.
@@ -139,6 +142,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let datapath: Datapath | undefined;
   let portmap: PortmapServer | undefined;
   let upnp: UpnpServer | undefined;
+  let pcp6: Pcp6Server | undefined;
   let metricsListener: MetricsListener | undefined;
   let web: WebServer | undefined;
   let follower: WanFollower | undefined;
@@ -159,6 +163,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     await follower?.idle();
     await portmap?.close();
     await upnp?.close();
+    await pcp6?.close();
     datapath?.stop();
     if (keepState && tuns && hostApplied && single) {
       try {
@@ -167,6 +172,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           // limits since the start, and the next run starts from the file as it is now.
           configHash: configHash(cfg, engineConfigFor(cfg, host)),
           clockMs: clock(),
+          ip6,
         });
         log.info(
           { snapshot: w.file, bytes: w.bytes, ms: w.ms, flows: w.flows },
@@ -314,7 +320,6 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       });
       await applyHostSetup(plan, stateFile, { log });
     }
-    const ip6 = ipv6Filter(cfg);
     datapath = new Datapath(engine, tuns.ports(), clock, ip6);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
     log.info(
@@ -366,7 +371,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       devices: () => devices.counters(sysfs),
       portmap: () => portmap,
       upnp: () => upnp,
-      ipv6: () => ip6?.counters(clock()),
+      ipv6: () => ip6 && { ...ip6.counters(clock()), ...pcp6?.service.stats() },
+      ipv6Pins: () => ipv6PinViews(cfg.ipv6, pcp6),
       streams: () => server?.streamStats,
       metrics,
       forwards,
@@ -437,6 +443,14 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           ...(steer ? { preparePort: (proto: "tcp" | "udp", port: number) => steer.ready(proto, port) } : {}),
         });
     }
+    pcp6 = await startIpv6Pcp(
+      cfg.ipv6,
+      cfg.inside,
+      ip6,
+      clock,
+      (a, p, d) => loadAddon().udpSocketOnDevice(a, p, d),
+      log,
+    );
     if (host.mode === "interface") {
       const dp = datapath;
       const context = {

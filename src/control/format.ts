@@ -58,7 +58,8 @@ export interface WorkerFigures {
 }
 
 function ep(e: { addr: string; port: number }): string {
-  return `${e.addr}:${e.port}`;
+  // An IPv6 address (the IPv6 filter's pinholes) in brackets, so its port stands apart.
+  return e.addr.includes(":") ? `[${e.addr}]:${e.port}` : `${e.addr}:${e.port}`;
 }
 
 /**

@@ -1,8 +1,12 @@
 // The `[ipv6]` section of the config file: IPv6 simple security (RFC 6092, src/ipv6fw). Its
 // schema and how it is applied, apart from config.ts so that file stays the list of sections.
 import * as v from "valibot";
-import { parseIpv6, parseIpv6Prefix } from "../ipv6fw/addr6.ts";
-import { IPPROTO_TCP, IPPROTO_UDP, type Ip6Pinhole } from "../ipv6fw/filter.ts";
+import { inPrefix, parseIpv6, parseIpv6Prefix } from "../ipv6fw/addr6.ts";
+import { IPPROTO_TCP, IPPROTO_UDP, type Ip6Filter, type Ip6Pinhole } from "../ipv6fw/filter.ts";
+import { PCP_MIN_LIFETIME } from "../ipv6fw/pcp6.ts";
+import { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
+import type { PinView } from "../nat/view.ts";
+import type { PortmapLog } from "../portmap/service.ts";
 import { boundedInt } from "./config-values.ts";
 
 export interface Ipv6Config {
@@ -13,12 +17,32 @@ export interface Ipv6Config {
   maxFlows: number;
   /** Inbound openings: one inside address, protocol and port each. */
   pinholes: Array<{ address: string; proto: "tcp" | "udp"; port: number }>;
+  /** PCP MAP (RFC 6887) for pinholes, served on the gateway's inside IPv6 addresses (src/ipv6fw/pcp6.ts). */
+  pcp: boolean;
+  /** Live PCP pinholes one requesting address may hold. */
+  pcpMaxPerHost: number;
+  /** Live PCP pinholes of all hosts together. */
+  pcpMaxPinholes: number;
+  /** Granted lifetimes are clamped to [PCP_MIN_LIFETIME, this] seconds (RFC 6887 §15). */
+  pcpMaxLifetime: number;
+  /** Honour THIRD_PARTY (a pinhole for another inside address); off by default (RFC 6887 §13.1). */
+  pcpThirdParty: boolean;
 }
 
 export const DEFAULT_IPV6_MAX_FLOWS = 65_536;
 
 export function defaultIpv6Config(): Ipv6Config {
-  return { firewall: false, insideNetworks: [], maxFlows: DEFAULT_IPV6_MAX_FLOWS, pinholes: [] };
+  return {
+    firewall: false,
+    insideNetworks: [],
+    maxFlows: DEFAULT_IPV6_MAX_FLOWS,
+    pinholes: [],
+    pcp: false,
+    pcpMaxPerHost: 64,
+    pcpMaxPinholes: 1024,
+    pcpMaxLifetime: 86_400,
+    pcpThirdParty: false,
+  };
 }
 
 const pinholeSchema = v.strictObject({
@@ -33,6 +57,10 @@ export const ipv6SectionSchema = v.strictObject({
   max_flows: v.optional(boundedInt("", 16, 4_194_304)),
   pinhole: v.optional(v.array(pinholeSchema, "must be an array of tables ([[ipv6.pinhole]])")),
   pcp: v.optional(v.boolean()),
+  pcp_max_per_host: v.optional(boundedInt("", 1, 65_536)),
+  pcp_max_pinholes: v.optional(boundedInt("", 1, 65_536)),
+  pcp_max_lifetime: v.optional(boundedInt("seconds", PCP_MIN_LIFETIME, 2 ** 31)),
+  pcp_third_party: v.optional(v.boolean()),
 });
 
 export type Ipv6Section = v.InferOutput<typeof ipv6SectionSchema>;
@@ -42,12 +70,12 @@ export function applyIpv6Section(
   c: Ipv6Config,
   f: Ipv6Section,
 ): { key: string; problem: string } | undefined {
-  if (f.pcp === true)
-    return {
-      key: "ipv6.pcp",
-      problem: "PCP MAP for IPv6 pinholes is not yet supported; use [[ipv6.pinhole]]",
-    };
   if (f.firewall !== undefined) c.firewall = f.firewall;
+  if (f.pcp !== undefined) c.pcp = f.pcp;
+  if (f.pcp_max_per_host !== undefined) c.pcpMaxPerHost = f.pcp_max_per_host;
+  if (f.pcp_max_pinholes !== undefined) c.pcpMaxPinholes = f.pcp_max_pinholes;
+  if (f.pcp_max_lifetime !== undefined) c.pcpMaxLifetime = f.pcp_max_lifetime;
+  if (f.pcp_third_party !== undefined) c.pcpThirdParty = f.pcp_third_party;
   if (f.max_flows !== undefined) c.maxFlows = f.max_flows;
   if (f.inside_networks !== undefined) {
     for (const [i, text] of f.inside_networks.entries()) {
@@ -77,6 +105,8 @@ export function applyIpv6Section(
       key: "ipv6.inside_networks",
       problem: "is needed with ipv6.firewall = true (the inside IPv6 prefixes)",
     };
+  if (c.pcp && !c.firewall)
+    return { key: "ipv6.pcp", problem: "needs ipv6.firewall = true (PCP opens pinholes in its filter)" };
   for (const [i, h] of c.pinholes.entries()) {
     const a = parseIpv6(h.address) as Uint8Array;
     if (!c.insideNetworks.some((n) => inPrefix(a, parseIpv6Prefix(n) as { addr: Uint8Array; len: number })))
@@ -100,10 +130,46 @@ export function ipv6FilterInputs(c: Ipv6Config): {
   };
 }
 
-function inPrefix(a: Uint8Array, p: { addr: Uint8Array; len: number }): boolean {
-  for (let bit = 0; bit < p.len; bit++) {
-    const m = 0x80 >> (bit % 8);
-    if ((a[bit >> 3] & m) !== (p.addr[bit >> 3] & m)) return false;
-  }
-  return true;
+/** The IPv6 PCP server of `[ipv6] pcp = true`, opening pinholes in `filter`; undefined when off. */
+export async function startIpv6Pcp(
+  c: Ipv6Config,
+  inside: readonly string[],
+  filter: Ip6Filter | undefined,
+  clock: () => number,
+  openSocket: (address: string, port: number, device: string) => number,
+  log: PortmapLog,
+): Promise<Pcp6Server | undefined> {
+  if (!c.pcp || filter === undefined) return undefined;
+  return Pcp6Server.start({
+    filter,
+    settings: {
+      maxPerHost: c.pcpMaxPerHost,
+      maxPinholes: c.pcpMaxPinholes,
+      maxLifetime: c.pcpMaxLifetime,
+      thirdParty: c.pcpThirdParty,
+    },
+    insideNetworks: c.insideNetworks,
+    nowMs: clock,
+    inside,
+    openSocket,
+    log,
+  });
+}
+
+/** The IPv6 pinholes as the listings show pinned mappings: the config's, then PCP's. */
+export function ipv6PinViews(c: Ipv6Config, pcp: Pcp6Server | undefined): PinView[] {
+  const fromConfig: PinView[] = c.firewall
+    ? c.pinholes.map((h, i) => ({
+        id: i + 1,
+        protocol: h.proto,
+        inside: { addr: h.address, port: h.port },
+        outside: { addr: h.address, port: h.port },
+        remote: "*",
+        origin: "ipv6-config",
+        note: "[[ipv6.pinhole]]",
+        expiresInSec: null,
+        flows: 0,
+      }))
+    : [];
+  return [...fromConfig, ...(pcp?.service.pins() ?? [])];
 }

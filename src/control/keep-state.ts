@@ -8,8 +8,9 @@ import { readFileSync, renameSync, rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { AlgRegistry } from "../alg/registry.ts";
 import { algImageParts } from "../alg/snapshot.ts";
+import { IP6_FILTER_SNAPSHOT_SKIP, type Ip6Filter } from "../ipv6fw/filter.ts";
 import type { EngineConfig } from "../nat/config.ts";
-import type { NatEngine } from "../nat/engine.ts";
+import type { ImageParts, NatEngine } from "../nat/engine.ts";
 import type { ArrayContent, StateImage } from "../nat/snapshot.ts";
 import { ImageMismatch } from "../nat/snapshot.ts";
 import type { RunConfig } from "./config.ts";
@@ -48,7 +49,9 @@ export function configHash(cfg: RunConfig, engine: EngineConfig): string {
     gateway: _g,
     ...layout
   } = engine;
-  const what = { layout, alg: cfg.alg, tun: cfg.tun, tunOutside: cfg.tunOutside, offload: cfg.offload };
+  // The IPv6 filter's table is kept when it is on: its size must be the same.
+  const ipv6 = cfg.ipv6.firewall ? { maxFlows: cfg.ipv6.maxFlows } : false;
+  const what = { layout, alg: cfg.alg, tun: cfg.tun, tunOutside: cfg.tunOutside, offload: cfg.offload, ipv6 };
   return createHash("sha256").update(canonicalJson(what)).digest("hex");
 }
 
@@ -82,18 +85,33 @@ export interface SnapshotWritten {
   flows: number;
 }
 
+export interface SnapshotInfo {
+  configHash: string;
+  clockMs: number;
+  /** The IPv6 filter (`[ipv6] firewall`), whose table is kept with the engine's. */
+  ip6?: Ip6Filter | undefined;
+}
+
+/** What the image holds besides the engine: the ALGs' records and the IPv6 filter's table. */
+function imageParts(algs: AlgRegistry, ip6: Ip6Filter | undefined): ImageParts {
+  const parts = algImageParts(algs);
+  if (!ip6) return parts;
+  return { ...parts, roots: { ...parts.roots, ip6 }, skip: [...parts.skip, ...IP6_FILTER_SNAPSHOT_SKIP] };
+}
+
 /**
- * Writes the engine's state (and the ALGs') to `file`. `clockMs`: the engine clock now (the
- * daemon's clock, which the next run continues).
+ * Writes the engine's state (and the ALGs', and the IPv6 filter's when it is on) to `file`.
+ * `clockMs`: the engine clock now (the daemon's clock, which the next run continues and the
+ * IPv6 filter shares).
  */
 export function writeSnapshot(
   file: string,
   engine: NatEngine,
   algs: AlgRegistry,
-  info: { configHash: string; clockMs: number },
+  info: SnapshotInfo,
 ): SnapshotWritten {
   const began = performance.now();
-  const image = engine.captureState(algImageParts(algs));
+  const image = engine.captureState(imageParts(algs, info.ip6));
   const header: SnapshotHeader = {
     masqVersion: masqVersion(),
     configHash: info.configHash,
@@ -144,9 +162,15 @@ export function readKeptState(file: string, expectedHash: string): KeptState | u
  * Restores kept state into a fresh engine (built with the snapshot's port seed); SnapshotRefused
  * when the image does not fit it (another layout), the engine then as fresh as it was.
  */
-export function restoreKeptState(file: string, kept: KeptState, engine: NatEngine, algs: AlgRegistry): void {
+export function restoreKeptState(
+  file: string,
+  kept: KeptState,
+  engine: NatEngine,
+  algs: AlgRegistry,
+  ip6?: Ip6Filter,
+): void {
   try {
-    engine.restoreState(kept.image, algImageParts(algs));
+    engine.restoreState(kept.image, imageParts(algs, ip6));
   } catch (err) {
     if (err instanceof ImageMismatch)
       throw new SnapshotRefused(file, `its tables do not fit: ${err.message}`);

@@ -22,6 +22,8 @@ export interface ReloadKey {
 const TABLES = "sizes tables allocated at start";
 const HOST = "the host setup (TUNs, routes, rules, sysctls) is built from it";
 const SOCKETS = "sockets and servers opened at start";
+/** The IPv6 PCP server reads its settings once, when it starts. */
+const IPV6_PCP = "the IPv6 PCP server is set up at start";
 const NAT_LOG = "the NAT event log's exporter is built at start";
 
 /** Every setting of RunConfig (a unit test checks that none is missing). */
@@ -79,6 +81,11 @@ export const RELOAD_KEYS: readonly ReloadKey[] = [
   { path: "ipv6.insideNetworks", key: "ipv6.inside_networks", restart: HOST },
   { path: "ipv6.maxFlows", key: "ipv6.max_flows", restart: TABLES },
   { path: "ipv6.pinholes", key: "ipv6.pinhole", restart: "the IPv6 filter is built at start" },
+  { path: "ipv6.pcp", key: "ipv6.pcp", restart: SOCKETS },
+  { path: "ipv6.pcpMaxPerHost", key: "ipv6.pcp_max_per_host", restart: IPV6_PCP },
+  { path: "ipv6.pcpMaxPinholes", key: "ipv6.pcp_max_pinholes", restart: IPV6_PCP },
+  { path: "ipv6.pcpMaxLifetime", key: "ipv6.pcp_max_lifetime", restart: IPV6_PCP },
+  { path: "ipv6.pcpThirdParty", key: "ipv6.pcp_third_party", restart: IPV6_PCP },
   { path: "upnp.enabled", key: "upnp.enabled", restart: SOCKETS },
   { path: "upnp.version", key: "upnp.version", restart: "the device description is served from start" },
   { path: "upnp.httpPort", key: "upnp.http_port", restart: SOCKETS },

@@ -6,11 +6,13 @@ import { rmSync } from "node:fs";
 import type { AlgRegistry } from "../alg/registry.ts";
 import type { TunPair } from "../datapath/tuns.ts";
 import { adoptHostSetup, readState, run } from "../host/index.ts";
+import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import {
   type KeptState,
   readKeptState,
   restoreKeptState,
+  type SnapshotInfo,
   SnapshotRefused,
   type SnapshotWritten,
   setSnapshotAside,
@@ -91,9 +93,10 @@ export function restoreAtStart(
   algs: AlgRegistry,
   now: () => number,
   log: Log,
+  ip6?: Ip6Filter,
 ): number | undefined {
   try {
-    restoreKeptState(snapshotFile, kept, engine, algs);
+    restoreKeptState(snapshotFile, kept, engine, algs, ip6);
   } catch (err) {
     if (!(err instanceof SnapshotRefused)) throw err;
     const aside = setSnapshotAside(snapshotFile);
@@ -112,6 +115,8 @@ export function restoreAtStart(
     if (!engine.timersBehind) break;
   }
   for (const p of engine.pinList()) if (REMADE_PIN_ORIGINS.has(p.origin)) engine.unpin(p.id);
+  // PCP's IPv6 pinholes are asked for again, as the IPv4 leases are; its flows stay.
+  ip6?.closeAllPinholes();
   log.info(
     {
       snapshot: snapshotFile,
@@ -142,7 +147,7 @@ export function snapshotAndLeave(
   engine: NatEngine,
   algs: AlgRegistry,
   tuns: TunPair,
-  info: { configHash: string; clockMs: number },
+  info: SnapshotInfo,
 ): SnapshotWritten {
   let written: SnapshotWritten;
   try {

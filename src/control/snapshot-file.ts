@@ -1,5 +1,5 @@
-// The snapshot file of `masq stop --keep-state`: the engine's state image (src/nat/snapshot.ts)
-// behind a header that says whose it is, checksummed, written atomically.
+// The snapshot file of `masq stop --keep-state`: the engine's state image (src/nat/snapshot.ts,
+// with the ALGs' and, when it is on, the IPv6 filter's table) behind a header that says whose it is, checksummed, written atomically.
 //
 //   0   "MASQSNAP"                 magic
 //   8   u32 format version         (SNAPSHOT_FORMAT)
@@ -18,7 +18,8 @@ import { crc32 } from "node:zlib";
 import type { ArrayContent, StateImage } from "../nat/snapshot.ts";
 
 export const SNAPSHOT_MAGIC = "MASQSNAP";
-export const SNAPSHOT_FORMAT = 1;
+/** 2: the image may hold the IPv6 filter's table (root `ip6`). */
+export const SNAPSHOT_FORMAT = 2;
 const PAGE = 4096;
 const FIXED = 20;
 

@@ -34,3 +34,32 @@ export function parseIpv6Prefix(text: string): { addr: Uint8Array; len: number }
     return `${JSON.stringify(text)} is not an IPv6 prefix like "2001:db8:1::/64"`;
   return { addr, len };
 }
+
+/** 16 bytes as text in the RFC 5952 form ("2001:db8::1": lower case, the longest zero run as ::). */
+export function formatIpv6(a: Uint8Array): string {
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((a[2 * i] << 8) | a[2 * i + 1]);
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
+  if (best < 0) return hex(g);
+  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+/** Whether address `a` (16 bytes) is in prefix `p`. */
+export function inPrefix(a: Uint8Array, p: { addr: Uint8Array; len: number }): boolean {
+  for (let bit = 0; bit < p.len; bit++) {
+    const m = 0x80 >> (bit % 8);
+    if ((a[bit >> 3] & m) !== (p.addr[bit >> 3] & m)) return false;
+  }
+  return true;
+}

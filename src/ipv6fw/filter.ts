@@ -9,6 +9,11 @@
 // The table is fixed-capacity open addressing over typed arrays: a key is probed in at most
 // MAX_PROBE slots, a slot whose flow expired is free again, and a new flow that finds no free slot
 // in its window is dropped and counted (`tableFull`). Nothing here allocates per packet.
+//
+// Pinholes granted at run time (PCP MAP, src/ipv6fw/pcp6.ts) live in the same table, under a key
+// of their own (the protocol marked with PINHOLE_MARK, no outside address or port), so an
+// unsolicited packet costs one more lookup, not a scan; they lapse like flows, at their lifetime.
+// The config's [[ipv6.pinhole]] entries are permanent and few: a small array, scanned.
 import type { Filtering } from "../nat/config.ts";
 import { DROP, FORWARD, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/verdicts.ts";
 
@@ -81,6 +86,8 @@ export interface Ip6FilterStats {
 }
 
 const KEY_WORDS = 10;
+/** Set in a pinhole key's protocol word: no flow key has it (flows hold 6, 17 or 58). */
+const PINHOLE_MARK = 0x100;
 const MAX_PROBE = 16;
 const TCP_SYN = 0x02;
 const TCP_FIN = 0x01;
@@ -90,10 +97,27 @@ const ST_TCP_OPENING = 1;
 const ST_TCP_ESTABLISHED = 2;
 const ST_TCP_CLOSING = 3;
 const ST_OTHER = 4;
+const ST_PINHOLE = 5;
 
 function word(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
+
+/**
+ * Fields a snapshot (`masq stop --keep-state`, src/control/keep-state.ts) leaves out, as paths
+ * under its root `ip6`: the configuration's (the new run builds them from its own) and scratch.
+ * Kept: the table (keys, expiries, states) and the counters.
+ */
+export const IP6_FILTER_SNAPSHOT_SKIP = [
+  "ip6.capacity",
+  "ip6.mask",
+  "ip6.k",
+  "ip6.pk",
+  "ip6.filtering",
+  "ip6.pinholes",
+  "ip6.pinholeCount",
+  "ip6.prefixes",
+] as const;
 
 export class Ip6Filter {
   readonly capacity: number;
@@ -103,6 +127,8 @@ export class Ip6Filter {
   private readonly states: Uint8Array;
   /** The key being looked up: inside address, outside address, proto, ports. */
   private readonly k = new Uint32Array(KEY_WORDS);
+  /** The pinhole key of an inbound packet (inside address, proto | PINHOLE_MARK, port). */
+  private readonly pk = new Uint32Array(KEY_WORDS);
   private readonly filtering: Filtering;
   private readonly pinholes: Uint32Array;
   private readonly pinholeCount: number;
@@ -208,7 +234,8 @@ export class Ip6Filter {
   /** Flows not yet expired (slots are reused once expired, nothing is swept): for stats. */
   liveFlows(now: number): number {
     let n = 0;
-    for (let i = 0; i < this.capacity; i++) if (this.states[i] !== 0 && this.expires[i] > now) n++;
+    for (let i = 0; i < this.capacity; i++)
+      if (this.states[i] !== 0 && this.states[i] !== ST_PINHOLE && this.expires[i] > now) n++;
     return n;
   }
 
@@ -260,7 +287,7 @@ export class Ip6Filter {
       // UDP state is refreshed by outbound traffic only, so an outside host cannot keep it open.
       return this.passIn();
     }
-    if (this.pinholeMatch(nh, dport)) {
+    if (this.pinholeMatch(nh, dport) || this.dynamicPinhole(nh, dport, now)) {
       this.stats.pinholeHits++;
       if (nh === IPPROTO_TCP && (buf[p + 13] & (TCP_SYN | TCP_ACK)) === TCP_SYN)
         this.track(now, IPV6_TIMEOUTS.tcpTransitory, ST_TCP_OPENING);
@@ -303,17 +330,15 @@ export class Ip6Filter {
     k[9] = ((inPort << 16) | (mode === "address-port-dependent" ? outPort : 0)) >>> 0;
   }
 
-  private hash(): number {
-    const k = this.k;
+  private hash(k: Uint32Array): number {
     let h = 0x811c9dc5;
     for (let w = 0; w < KEY_WORDS; w++) h = Math.imul(h ^ k[w], 0x01000193);
     return (h ^ (h >>> 15)) & this.mask;
   }
 
-  /** The live slot holding the key, or -1. */
-  private find(now: number): number {
-    const k = this.k;
-    let s = this.hash();
+  /** The live slot holding the key (the flow key unless told), or -1. */
+  private find(now: number, k: Uint32Array = this.k): number {
+    let s = this.hash(k);
     for (let n = 0; n < MAX_PROBE; n++, s = (s + 1) & this.mask) {
       if (this.states[s] === 0) return -1;
       if (this.expires[s] <= now) continue;
@@ -332,18 +357,73 @@ export class Ip6Filter {
       this.expires[found] = now + sec * 1000;
       return this.passOut();
     }
-    let s = this.hash();
+    if (this.insert(this.k, now, now + sec * 1000, state) < 0) return this.drop(R_TABLE_FULL);
+    this.stats.flowsCreated++;
+    return this.passOut();
+  }
+
+  /** Puts key `k` in a free slot of its window; the slot, or -1 when the window is full. */
+  private insert(k: Uint32Array, now: number, expires: number, state: number): number {
+    let s = this.hash(k);
     for (let n = 0; n < MAX_PROBE; n++, s = (s + 1) & this.mask) {
       if (this.states[s] === 0 || this.expires[s] <= now) {
         const b = s * KEY_WORDS;
-        for (let w = 0; w < KEY_WORDS; w++) this.keys[b + w] = this.k[w];
+        for (let w = 0; w < KEY_WORDS; w++) this.keys[b + w] = k[w];
         this.states[s] = state;
-        this.expires[s] = now + sec * 1000;
-        this.stats.flowsCreated++;
-        return this.passOut();
+        this.expires[s] = expires;
+        return s;
       }
     }
-    return this.drop(R_TABLE_FULL);
+    return -1;
+  }
+
+  /** The pinhole key: its inside address words (pk[0..3]) set by the caller, then the rest. */
+  private pinholeKey(proto: number, port: number): Uint32Array {
+    const pk = this.pk;
+    for (let w = 4; w < 8; w++) pk[w] = 0;
+    pk[8] = proto | PINHOLE_MARK;
+    pk[9] = port;
+    return pk;
+  }
+
+  /** The pinhole key of the inside address `address` (16 bytes), control plane. */
+  private pinholeKeyOf(address: Uint8Array, proto: number, port: number): Uint32Array {
+    for (let w = 0; w < 4; w++) this.pk[w] = word(address, 4 * w);
+    return this.pinholeKey(proto, port);
+  }
+
+  /** An inbound packet's match with a run-time pinhole (the flow key's inside address in k[0..3]). */
+  private dynamicPinhole(proto: number, port: number, now: number): boolean {
+    for (let w = 0; w < 4; w++) this.pk[w] = this.k[w];
+    return this.find(now, this.pinholeKey(proto, port)) >= 0;
+  }
+
+  /**
+   * Opens (or renews) a run-time pinhole to `address` (16 bytes) `port` until `expiresMs` (the
+   * clock of `process`): false when its window of the table has no free slot (control plane).
+   */
+  openPinhole(address: Uint8Array, proto: number, port: number, now: number, expiresMs: number): boolean {
+    const pk = this.pinholeKeyOf(address, proto, port);
+    const found = this.find(now, pk);
+    if (found >= 0) {
+      this.expires[found] = expiresMs;
+      return true;
+    }
+    return this.insert(pk, now, expiresMs, ST_PINHOLE) >= 0;
+  }
+
+  /**
+   * Closes every run-time pinhole: after a restart their record (pcp6.ts) is gone, and a PCP
+   * client asks again when it sees the epoch begin anew (RFC 6887 §8.5).
+   */
+  closeAllPinholes(): void {
+    for (let i = 0; i < this.capacity; i++) if (this.states[i] === ST_PINHOLE) this.expires[i] = 0;
+  }
+
+  /** Closes a run-time pinhole (its slot counts as expired, so probing goes past it). */
+  closePinhole(address: Uint8Array, proto: number, port: number, now: number): void {
+    const found = this.find(now, this.pinholeKeyOf(address, proto, port));
+    if (found >= 0) this.expires[found] = 0;
   }
 
   private tcpUpdate(slot: number, flags: number, now: number): void {

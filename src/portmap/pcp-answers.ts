@@ -13,14 +13,11 @@ import {
   PcpResult,
   parsePcpRequest,
   pcpAnnounceResponse,
+  pcpErrorLifetime,
   pcpErrorResponse,
   pcpMapResponse,
 } from "./pcp.ts";
 import type { AnswerContext } from "./service.ts";
-
-/** Error lifetimes (RFC 6887 §7.4): how long a client should expect the same answer. */
-const LONG_ERROR_SEC = 1800;
-const SHORT_ERROR_SEC = 30;
 
 /** The answer to a PCP request from `src` (arrived on `device`); undefined: none. */
 export function answerPcp(
@@ -39,13 +36,7 @@ export function answerPcp(
   const fail = (opcode: number, code: number, why: string) => {
     ctx.count(`pcp_result_${PCP_RESULT_NAMES[code]?.toLowerCase() ?? code}`);
     ctx.log.debug({ src: formatIpv4(src), result: PCP_RESULT_NAMES[code], why }, "pcp request refused");
-    const lifetime =
-      code === PcpResult.NO_RESOURCES ||
-      code === PcpResult.USER_EX_QUOTA ||
-      code === PcpResult.NETWORK_FAILURE
-        ? SHORT_ERROR_SEC
-        : LONG_ERROR_SEC;
-    return pcpErrorResponse(msg, opcode, { result: code, lifetime, epochSec });
+    return pcpErrorResponse(msg, opcode, { result: code, lifetime: pcpErrorLifetime(code), epochSec });
   };
   if (req.kind === "error") return fail(req.opcode, req.result, req.why);
   const owner = ctx.requester(src, device);

@@ -1,4 +1,4 @@
-// PCP (RFC 6887) wire format for IPv4 clients: request parsing with the checks of §8.3 (in
+// PCP (RFC 6887) wire format for IPv4 and IPv6 clients: request parsing with the checks of §8.3 (in
 // the order the RFC gives them, so each refusal carries the right result code) and response
 // building. Pure: no sockets, no engine; pcp-answers.ts decides what to grant.
 
@@ -34,6 +34,19 @@ export const PcpResult = {
   EXCESSIVE_REMOTE_PEERS: 13,
 } as const;
 
+/** Error lifetimes (§7.4): how long a client should expect the same answer. */
+const LONG_ERROR_SEC = 1800;
+const SHORT_ERROR_SEC = 30;
+
+/** The lifetime of an error response: short for what may pass soon (resources, quota), else long. */
+export function pcpErrorLifetime(result: number): number {
+  return result === PcpResult.NO_RESOURCES ||
+    result === PcpResult.USER_EX_QUOTA ||
+    result === PcpResult.NETWORK_FAILURE
+    ? SHORT_ERROR_SEC
+    : LONG_ERROR_SEC;
+}
+
 export const PCP_RESULT_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(PcpResult).map(([k, v]) => [v, k]),
 );
@@ -43,36 +56,71 @@ export const OPTION_THIRD_PARTY = 1;
 export const OPTION_PREFER_FAILURE = 2;
 export const OPTION_FILTER = 3;
 
-export interface PcpFilter {
-  /** Remote peer IPv4 address (unsigned), with prefixLength counted in the IPv4-mapped form. */
-  remoteAddr: number;
+/** A FILTER option (§13.3). `A`: the address as the family's parser reads it (a number for IPv4). */
+export interface PcpFilter<A = number> {
+  /** Remote peer address, with prefixLength counted as on the wire (IPv4: in the mapped form). */
+  remoteAddr: A;
   prefixLength: number;
   remotePort: number;
 }
 
-export interface PcpMapRequest {
+export interface PcpMapRequest<A = number> {
   kind: "map";
   lifetime: number;
-  clientAddr: number;
+  clientAddr: A;
   nonce: Uint8Array;
   /** IANA protocol number (6 TCP, 17 UDP, 0 all). */
   protocol: number;
   internalPort: number;
   suggestedExternalPort: number;
-  /** 0: no preference. */
-  suggestedExternalAddr: number;
-  thirdParty?: number;
+  /** The family's "no preference" (0, or ::) when there is none. */
+  suggestedExternalAddr: A;
+  thirdParty?: A;
   preferFailure: boolean;
-  filters: PcpFilter[];
+  filters: PcpFilter<A>[];
 }
 
-export type PcpRequest =
-  | { kind: "announce"; lifetime: number; clientAddr: number }
-  | PcpMapRequest
+export type PcpRequest<A = number> =
+  | { kind: "announce"; lifetime: number; clientAddr: A }
+  | PcpMapRequest<A>
   /** Answered with `result`; the response copies what it can of the request (§7.2). */
   | { kind: "error"; result: number; opcode: number; why: string }
   /** Not answered (§8.3: too short or too long, or a response). */
   | { kind: "ignore"; why: string };
+
+/**
+ * How one address family reads the 128-bit address fields: `read` gives undefined for an address
+ * of the other family; `none` is "no preference" (§5: the all-zeros address).
+ */
+interface AddressFamily<A> {
+  read(b: Uint8Array, at: number): A | undefined;
+  same(a: A, b: A): boolean;
+  none: A;
+  isNone(a: A): boolean;
+  /** The shortest FILTER prefix other than 0 (§13.3: an IPv4 prefix counts the 96 mapped bits). */
+  minFilterPrefix: number;
+}
+
+const IPV4_FAMILY: AddressFamily<number> = {
+  read: (b, at) => readMappedIpv4(b, at),
+  same: (a, b) => a === b,
+  none: 0,
+  isNone: (a) => a === 0,
+  minFilterPrefix: 96,
+};
+
+const IPV6_FAMILY: AddressFamily<Uint8Array> = {
+  read: (b, at) => {
+    // An IPv4-mapped address is the other family's; :: is "no preference" here as well.
+    const v4 = readMappedIpv4(b, at);
+    if (v4 !== undefined && v4 !== 0) return undefined;
+    return b.slice(at, at + 16);
+  },
+  same: (a, b) => a.length === b.length && a.every((x, i) => x === b[i]),
+  none: new Uint8Array(16),
+  isNone: (a) => a.every((x) => x === 0),
+  minFilterPrefix: 1,
+};
 
 /** An IPv4-mapped IPv6 address (::ffff:a.b.c.d) at `at`, or undefined for other IPv6 addresses. */
 export function readMappedIpv4(b: Uint8Array, at: number): number | undefined {
@@ -83,6 +131,13 @@ export function readMappedIpv4(b: Uint8Array, at: number): number | undefined {
     return 0;
   }
   return ((b[at + 12] << 24) | (b[at + 13] << 16) | (b[at + 14] << 8) | b[at + 15]) >>> 0;
+}
+
+/** An address field: IPv4 in the mapped form (0: all zeros), or 16 IPv6 bytes. */
+function writeAddress(b: Uint8Array, at: number, addr: number | Uint8Array): void {
+  if (typeof addr !== "number") b.set(addr.subarray(0, 16), at);
+  else if (addr === 0) b.fill(0, at, at + 16);
+  else writeMappedIpv4(b, at, addr);
 }
 
 export function writeMappedIpv4(b: Uint8Array, at: number, addr: number): void {
@@ -100,6 +155,15 @@ export function writeMappedIpv4(b: Uint8Array, at: number, addr: number): void {
  * the caller's to route elsewhere; here it is an unsupported version like any other.
  */
 export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
+  return parseWith(IPV4_FAMILY, b, srcAddr);
+}
+
+/** Parses a datagram sent to the PCP port over IPv6 from `srcAddr` (16 bytes). */
+export function parsePcpRequest6(b: Uint8Array, srcAddr: Uint8Array): PcpRequest<Uint8Array> {
+  return parseWith(IPV6_FAMILY, b, srcAddr);
+}
+
+function parseWith<A>(fam: AddressFamily<A>, b: Uint8Array, srcAddr: A): PcpRequest<A> {
   // §8.3: shorter than 2 octets or longer than 1100: silently dropped.
   if (b.length < 2 || b.length > PCP_MAX_BYTES) return { kind: "ignore", why: "bad length" };
   if ((b[1] & 0x80) !== 0) return { kind: "ignore", why: "a response, not a request" };
@@ -112,10 +176,10 @@ export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
     return { kind: "error", result: PcpResult.UNSUPP_OPCODE, opcode, why: `opcode ${opcode}` };
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const lifetime = dv.getUint32(4);
-  const clientAddr = readMappedIpv4(b, 8);
+  const clientAddr = fam.read(b, 8);
   // §8.3: the client's own idea of its address must be the packet's source; a NAT between the
   // client and us (or a spoofed field) makes a mapping for the wrong address.
-  if (clientAddr === undefined || clientAddr !== srcAddr)
+  if (clientAddr === undefined || !fam.same(clientAddr, srcAddr))
     return {
       kind: "error",
       result: PcpResult.ADDRESS_MISMATCH,
@@ -126,9 +190,9 @@ export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
   if (b.length < HEADER + payload)
     return { kind: "error", result: PcpResult.MALFORMED_REQUEST, opcode, why: "payload too short" };
 
-  let thirdParty: number | undefined;
+  let thirdParty: A | undefined;
   let preferFailure = false;
-  const filters: PcpFilter[] = [];
+  const filters: PcpFilter<A>[] = [];
   for (let at = HEADER + payload; at < b.length; ) {
     if (at + 4 > b.length)
       return { kind: "error", result: PcpResult.MALFORMED_OPTION, opcode, why: "truncated option header" };
@@ -142,8 +206,8 @@ export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
     if (code === OPTION_THIRD_PARTY && forMap) {
       if (len !== 16 || thirdParty !== undefined)
         return { kind: "error", result: PcpResult.MALFORMED_OPTION, opcode, why: "THIRD_PARTY" };
-      const a = readMappedIpv4(b, data);
-      if (a === undefined || a === 0)
+      const a = fam.read(b, data);
+      if (a === undefined || fam.isNone(a))
         return { kind: "error", result: PcpResult.MALFORMED_OPTION, opcode, why: "THIRD_PARTY address" };
       thirdParty = a;
     } else if (code === OPTION_PREFER_FAILURE && forMap) {
@@ -154,9 +218,13 @@ export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
       if (len !== 20)
         return { kind: "error", result: PcpResult.MALFORMED_OPTION, opcode, why: "FILTER length" };
       const prefixLength = b[data + 1];
-      const remoteAddr = readMappedIpv4(b, data + 4);
+      const remoteAddr = fam.read(b, data + 4);
       // §13.3: an IPv4 filter prefix counts the 96 bits of the mapped form.
-      if (remoteAddr === undefined || prefixLength > 128 || (prefixLength !== 0 && prefixLength < 96))
+      if (
+        remoteAddr === undefined ||
+        prefixLength > 128 ||
+        (prefixLength !== 0 && prefixLength < fam.minFilterPrefix)
+      )
         return { kind: "error", result: PcpResult.MALFORMED_OPTION, opcode, why: "FILTER prefix" };
       filters.push({ remoteAddr, prefixLength, remotePort: dv.getUint16(data + 2) });
     } else if (code < 128) {
@@ -168,7 +236,7 @@ export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
 
   if (opcode === OPCODE_ANNOUNCE) return { kind: "announce", lifetime, clientAddr };
   const m = HEADER;
-  const suggestedExternalAddr = readMappedIpv4(b, m + 20);
+  const suggestedExternalAddr = fam.read(b, m + 20);
   return {
     kind: "map",
     lifetime,
@@ -177,8 +245,8 @@ export function parsePcpRequest(b: Uint8Array, srcAddr: number): PcpRequest {
     protocol: b[m + 12],
     internalPort: dv.getUint16(m + 16),
     suggestedExternalPort: dv.getUint16(m + 18),
-    // An IPv6 suggestion from an IPv4 client is no preference we can honour.
-    suggestedExternalAddr: suggestedExternalAddr ?? 0,
+    // A suggestion of the other family is no preference we can honour.
+    suggestedExternalAddr: suggestedExternalAddr ?? fam.none,
     ...(thirdParty !== undefined ? { thirdParty } : {}),
     preferFailure,
     filters,
@@ -228,7 +296,8 @@ export interface PcpMapResponseFields extends PcpResponseFields {
   protocol: number;
   internalPort: number;
   externalPort: number;
-  externalAddr: number;
+  /** IPv4 (written in the mapped form, 0: none) or IPv6 (16 bytes). */
+  externalAddr: number | Uint8Array;
   /** Options granted, echoed back (§11.3: FILTER and PREFER_FAILURE as processed). */
   options?: Uint8Array;
 }
@@ -243,8 +312,7 @@ export function pcpMapResponse(f: PcpMapResponseFields): Uint8Array {
   b[HEADER + 12] = f.protocol;
   dv.setUint16(HEADER + 16, f.internalPort);
   dv.setUint16(HEADER + 18, f.externalPort);
-  if (f.externalAddr === 0) b.fill(0, HEADER + 20, HEADER + 36);
-  else writeMappedIpv4(b, HEADER + 20, f.externalAddr);
+  writeAddress(b, HEADER + 20, f.externalAddr);
   b.set(opts, HEADER + MAP_PAYLOAD);
   return b;
 }
@@ -254,12 +322,13 @@ export function buildPcpRequest(r: {
   version?: number;
   opcode: number;
   lifetime: number;
-  clientAddr: number;
+  /** IPv4 (a number) or IPv6 (16 bytes). */
+  clientAddr: number | Uint8Array;
   nonce?: Uint8Array;
   protocol?: number;
   internalPort?: number;
   suggestedExternalPort?: number;
-  suggestedExternalAddr?: number;
+  suggestedExternalAddr?: number | Uint8Array;
   options?: Array<{ code: number; data: Uint8Array }>;
 }): Uint8Array {
   const payload = r.opcode === OPCODE_MAP ? MAP_PAYLOAD : r.opcode === OPCODE_PEER ? PEER_PAYLOAD : 0;
@@ -270,13 +339,13 @@ export function buildPcpRequest(r: {
   b[0] = r.version ?? PCP_VERSION;
   b[1] = r.opcode & 0x7f;
   dv.setUint32(4, r.lifetime >>> 0);
-  writeMappedIpv4(b, 8, r.clientAddr);
+  writeAddress(b, 8, r.clientAddr);
   if (r.opcode === OPCODE_MAP) {
     if (r.nonce) b.set(r.nonce.subarray(0, 12), HEADER);
     b[HEADER + 12] = r.protocol ?? 6;
     dv.setUint16(HEADER + 16, r.internalPort ?? 0);
     dv.setUint16(HEADER + 18, r.suggestedExternalPort ?? 0);
-    if (r.suggestedExternalAddr) writeMappedIpv4(b, HEADER + 20, r.suggestedExternalAddr);
+    if (r.suggestedExternalAddr) writeAddress(b, HEADER + 20, r.suggestedExternalAddr);
   }
   let at = HEADER + payload;
   for (const o of opts) {
@@ -299,6 +368,8 @@ export interface PcpResponse {
   internalPort?: number;
   externalPort?: number;
   externalAddr?: number;
+  /** The external address field as it is (16 bytes), for IPv6 answers. */
+  externalAddr6?: Uint8Array;
 }
 
 /** Parses a response (for tests and the scripted client); undefined if it is not one. */
@@ -318,6 +389,7 @@ export function parsePcpResponse(b: Uint8Array): PcpResponse | undefined {
     r.internalPort = dv.getUint16(HEADER + 16);
     r.externalPort = dv.getUint16(HEADER + 18);
     r.externalAddr = readMappedIpv4(b, HEADER + 20) ?? 0;
+    r.externalAddr6 = b.slice(HEADER + 20, HEADER + 36);
   }
   return r;
 }

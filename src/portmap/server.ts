@@ -7,6 +7,7 @@ import { createSocket, type Socket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import { MasqError } from "../errors/masq-error.ts";
 import { parseIpv4 } from "../packet/addr.ts";
+import { bindOnDevice, closeSockets } from "./device-socket.ts";
 import { NATPMP_PORT } from "./natpmp.ts";
 import { PortmapService, type PortmapServiceOptions, silentLog } from "./service.ts";
 
@@ -82,20 +83,7 @@ export class PortmapServer {
             "MASQ_ERR_SOCKET_IN_USE",
             `portmap: cannot listen on ${addr}:${port} on ${device} (${why}); is another NAT-PMP/PCP server running? Set portmap.enabled = false to run without`,
           );
-        let fd: number;
-        try {
-          fd = opts.openSocket(addr, port, device);
-        } catch (err) {
-          throw refused((err as Error).message);
-        }
-        await new Promise<void>((resolve, reject) => {
-          const failed = (err: Error) => reject(refused(err.message));
-          s.once("error", failed);
-          s.bind({ fd }, () => {
-            s.off("error", failed);
-            resolve();
-          });
-        });
+        await bindOnDevice(s, () => opts.openSocket(addr, port, device), refused);
         // Tell the link we (re)started, so clients renew at once (best effort): ten times, the
         // first now and then at doubling intervals from 250 ms (RFC 6886 §3.2.1), each with the
         // current epoch.
@@ -164,18 +152,7 @@ export class PortmapServer {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     clearInterval(this.sweeper);
-    await Promise.all(
-      this.sockets.splice(0).map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            try {
-              s.close(() => resolve());
-            } catch {
-              resolve(); // never bound
-            }
-          }),
-      ),
-    );
+    await closeSockets(this.sockets);
   }
 }
 

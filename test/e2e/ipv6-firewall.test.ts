@@ -4,15 +4,29 @@
 // TUNs. Inside hosts reach the Internet host over TCP, UDP and ping -6, untranslated; the Internet
 // host's unsolicited TCP SYN and UDP datagram to an inside host are dropped and counted; a pinhole
 // opens one port of one inside host, and only that one.
+//
+// PCP MAP for IPv6 pinholes (RFC 6887, `[ipv6] pcp = true`): Debian has no PCP client (its
+// "libpcp" is Performance Co-Pilot), so the client is PCP6_ASK below: node:dgram over UDP6 in
+// abox, sending the bytes of buildPcpRequest (src/portmap/pcp.ts) to the gateway's inside IPv6
+// address, port 5351, and printing the answer. It opens a TCP and a UDP pinhole; the Internet
+// host's SYN and datagram then reach abox's listeners, another port stays closed, and a delete
+// (lifetime 0) closes them again.
+//
+// Last, an inside host's IPv6 TCP session (test/e2e/fixtures/line-session.py, a line echoed every
+// 20 ms) runs across `masq stop --keep-state` and the next `masq run`: the filter's table is kept,
+// so the server's replies are still admitted and the session goes on with no error.
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { StatsReply } from "../../src/control/format.ts";
-import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
+import { fileURLToPath } from "node:url";
+import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
+import { parseIpv6 } from "../../src/ipv6fw/addr6.ts";
+import { MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitListening, waitUntil } from "../../src/lab/wait.ts";
+import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../src/portmap/pcp.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
 const root = process.getuid?.() === 0;
@@ -22,18 +36,45 @@ const INET6 = "2001:db8:2::10";
 const ABOX6 = "2001:db8:1::2";
 const PINHOLE = 8081;
 const CLOSED = 8082;
+const GW6 = "2001:db8:1::1";
+/** Ports abox opens through PCP: a TCP and a UDP service. */
+const PCP_TCP = 8083;
+const PCP_UDP = 9100;
+/** The Internet host's TCP echo service for the session across a restart. */
+const ECHO6 = 7000;
+const SESSION = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "line-session.py");
+
+/** The PCP client: one request (hex) to [host]:port over UDP6, the answer printed as hex. */
+const PCP6_ASK = `
+const s = require("node:dgram").createSocket("udp6");
+const [hex, host, port, ms] = process.argv.slice(1);
+s.on("message", (b) => { process.stdout.write(b.toString("hex")); process.exit(0); });
+s.send(Buffer.from(hex, "hex"), Number(port), host);
+setTimeout(() => { process.stdout.write("timeout"); process.exit(2); }, Number(ms));
+`;
 
 describe("IPv6 simple security (RFC 6092)", { skip }, () => {
   let net: MasqNetwork;
   let masq: MasqProcess | undefined;
   let tmp: string;
+  let config: string;
+
+  /** The Internet host connects to abox's `port` over TCP and prints what it gets; a connection refused or dropped fails. */
+  const tcpFromInternet = (port: number, connectSec = 3) =>
+    net.lab.exec(
+      net.ns.inet,
+      ["socat", "-T5", "-", `TCP6:[${ABOX6}]:${port},connect-timeout=${connectSec}`],
+      {
+        timeoutMs: 20_000,
+      },
+    );
 
   const ipv6Stats = async () =>
     (JSON.parse(await masq!.cli(["stats", "--json"])) as StatsReply).ipv6 as Record<string, number>;
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), "masqv6-e2e-"));
-    net = await buildMasqNetwork({ prefix: "masqv6", mode: "interface" });
+    net = await buildMasqNetwork({ prefix: "masqv6pcp", mode: "interface" });
     const { lab, ns } = net;
     const addr = (n: string, dev: string, cidr: string) =>
       lab.ip(n, "addr", "add", cidr, "dev", dev, "nodad");
@@ -54,7 +95,7 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
     // Servers: HTTP and UDP echo on the Internet host, two TCP services on abox.
     lab.spawn(ns.inet, [PY, "-m", "http.server", "8080", "--bind", INET6, "--directory", tmp]);
     lab.spawn(ns.inet, ["socat", `UDP6-RECVFROM:9000,bind=[${INET6}],fork`, "SYSTEM:'echo pong'"]);
-    for (const port of [PINHOLE, CLOSED])
+    for (const port of [PINHOLE, CLOSED, PCP_TCP])
       lab.spawn(ns.abox, [
         "socat",
         `TCP6-LISTEN:${port},bind=[${ABOX6}],fork,reuseaddr`,
@@ -64,15 +105,22 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
     await waitListening(lab, ns.inet, "udp", 9000);
     await waitListening(lab, ns.abox, "tcp", PINHOLE);
     await waitListening(lab, ns.abox, "tcp", CLOSED);
+    lab.spawn(ns.abox, [
+      "socat",
+      `UDP6-RECVFROM:${PCP_UDP},bind=[${ABOX6}],fork`,
+      `SYSTEM:'echo got ${PCP_UDP}'`,
+    ]);
+    await waitListening(lab, ns.abox, "udp", PCP_UDP);
     writeFileSync(join(tmp, "hello.txt"), "hello over IPv6\n");
 
-    const config = join(tmp, "masq.toml");
+    config = join(tmp, "masq.toml");
     writeFileSync(
       config,
       [
         `state_dir = "${join(tmp, "state")}"`,
         "[ipv6]",
         "firewall = true",
+        "pcp = true",
         'inside_networks = ["2001:db8:1::/64"]',
         "[[ipv6.pinhole]]",
         `address = "${ABOX6}"`,
@@ -111,13 +159,7 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
 
   it("an unsolicited TCP SYN and UDP datagram from the Internet are dropped and counted", async () => {
     const { lab, ns } = net;
-    const tcp = await lab.exec(
-      ns.inet,
-      ["socat", "-T2", "-", `TCP6:[${ABOX6}]:${CLOSED},connect-timeout=3`],
-      {
-        timeoutMs: 15_000,
-      },
-    );
+    const tcp = await tcpFromInternet(CLOSED);
     assert.notEqual(tcp.code, 0, "the connection does not open");
     assert.doesNotMatch(tcp.stdout, /open/);
     await lab.run(ns.inet, ["sh", "-c", `echo x | socat - UDP6-SENDTO:[${ABOX6}]:9001`]);
@@ -133,24 +175,130 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
   });
 
   it("the pinhole opens its port of abox, and only that one", async () => {
-    const { lab, ns } = net;
-    const open = await lab.run(
-      ns.inet,
-      ["socat", "-T5", "-", `TCP6:[${ABOX6}]:${PINHOLE},connect-timeout=10`],
-      {
-        timeoutMs: 20_000,
-      },
-    );
-    assert.equal(open.trim(), `open ${PINHOLE}`);
-    const closed = await lab.exec(
-      ns.inet,
-      ["socat", "-T2", "-", `TCP6:[${ABOX6}]:${CLOSED},connect-timeout=3`],
-      {
-        timeoutMs: 15_000,
-      },
-    );
+    const open = await tcpFromInternet(PINHOLE, 10);
+    assert.equal(open.stdout.trim(), `open ${PINHOLE}`, open.stderr);
+    const closed = await tcpFromInternet(CLOSED);
     assert.notEqual(closed.code, 0);
     const s = await ipv6Stats();
     assert.ok(s.pinholeHits >= 1, JSON.stringify(s));
+  });
+
+  it("PCP MAP opens a TCP and a UDP pinhole to abox; another port stays closed; delete closes them", async () => {
+    const { lab, ns } = net;
+    const me = parseIpv6(ABOX6) as Uint8Array;
+    const nonce = Uint8Array.from({ length: 12 }, (_, i) => 0xa0 + i);
+    const pcp = async (protocol: number, port: number, lifetime: number) => {
+      const req = buildPcpRequest({
+        opcode: OPCODE_MAP,
+        lifetime,
+        clientAddr: me,
+        nonce,
+        protocol,
+        internalPort: port,
+      });
+      const r = await lab.exec(
+        ns.abox,
+        [process.execPath, "-e", PCP6_ASK, Buffer.from(req).toString("hex"), GW6, "5351", "5000"],
+        { timeoutMs: 15_000 },
+      );
+      assert.equal(r.code, 0, `no PCP answer from [${GW6}]:5351 (${r.stdout} ${r.stderr})`);
+      const res = parsePcpResponse(Buffer.from(r.stdout, "hex"));
+      assert.ok(res, "a PCP response");
+      return res;
+    };
+    const udpFromInternet = () =>
+      lab.exec(ns.inet, ["sh", "-c", `echo hi | socat -T3 - UDP6:[${ABOX6}]:${PCP_UDP}`], {
+        timeoutMs: 15_000,
+      });
+
+    const before = await tcpFromInternet(PCP_TCP);
+    assert.notEqual(before.code, 0, "closed before PCP");
+    for (const [protocol, port] of [
+      [6, PCP_TCP],
+      [17, PCP_UDP],
+    ]) {
+      const r = await pcp(protocol, port, 600);
+      assert.equal(r.result, PcpResult.SUCCESS, JSON.stringify(r));
+      // RFC 6887 §11.3, a firewall: the external endpoint is abox's own.
+      assert.equal(r.externalPort, port);
+      assert.deepEqual([...(r.externalAddr6 ?? [])], [...me]);
+      assert.ok(r.lifetime >= 120 && r.lifetime <= 600, String(r.lifetime));
+    }
+    const open = await tcpFromInternet(PCP_TCP, 10);
+    assert.equal(open.stdout.trim(), `open ${PCP_TCP}`, open.stderr);
+    const udp = await udpFromInternet();
+    assert.equal(udp.stdout.trim(), `got ${PCP_UDP}`, udp.stderr);
+    const closed = await tcpFromInternet(CLOSED);
+    assert.notEqual(closed.code, 0, "a port PCP did not open stays closed");
+
+    // Listed with the pinned mappings, and counted.
+    const pins = (JSON.parse(await masq!.cli(["conns", "--json"])) as ConnsReply).pins ?? [];
+    const mine = pins.filter((p) => p.origin === "ipv6-pcp" && p.inside.addr === ABOX6);
+    assert.deepEqual(mine.map((p) => `${p.protocol}/${p.inside.port}`).sort(), [
+      `tcp/${PCP_TCP}`,
+      `udp/${PCP_UDP}`,
+    ]);
+    assert.ok(
+      pins.some((p) => p.origin === "ipv6-config" && p.inside.port === PINHOLE),
+      JSON.stringify(pins),
+    );
+    assert.match(await masq!.cli(["conns"]), new RegExp(`\\[${ABOX6}\\]:${PCP_TCP}.*ipv6-pcp`));
+    const s = await ipv6Stats();
+    assert.equal(s.pinholes_created, 2, JSON.stringify(s));
+    assert.equal(s.pinholes_active, 2, JSON.stringify(s));
+
+    // Lifetime 0 deletes (RFC 6887 §15): the Internet host's new connection is dropped again.
+    for (const [protocol, port] of [
+      [6, PCP_TCP],
+      [17, PCP_UDP],
+    ])
+      assert.equal((await pcp(protocol, port, 0)).result, PcpResult.SUCCESS);
+    const again = await tcpFromInternet(PCP_TCP);
+    assert.notEqual(again.code, 0, "closed again after the delete");
+    assert.doesNotMatch(again.stdout, /open/);
+    const s2 = await ipv6Stats();
+    assert.equal(s2.pinholes_active, 0, JSON.stringify(s2));
+    assert.equal(s2.pinholes_deleted, 2, JSON.stringify(s2));
+  });
+
+  it("an inside host's IPv6 TCP session survives masq stop --keep-state and the next masq run", async () => {
+    const { lab, ns } = net;
+    lab.spawn(ns.inet, ["socat", `TCP6-LISTEN:${ECHO6},bind=[${INET6}],reuseaddr,fork`, "PIPE"]);
+    await waitListening(lab, ns.inet, "tcp", ECHO6);
+    const stopFile = join(tmp, "stop-session6");
+    const session = lab.spawn(ns.abox, [PY, SESSION, INET6, String(ECHO6), stopFile, "150"]);
+    const echoes = () => Number([...session.stdout.matchAll(/^echo (\d+)$/gm)].at(-1)?.[1] ?? 0);
+    await waitUntil("the session runs", async () => (echoes() >= 20 ? true : undefined), {
+      timeoutMs: 20_000,
+      describe: async () => session.stdout + session.stderr,
+    });
+    const first = masq as MasqProcess;
+    const stop = await lab.exec(
+      ns.gate,
+      [process.execPath, MASQ_BIN, "stop", "--keep-state", "--socket", first.socket],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    assert.equal(stop.code, 0, stop.stderr);
+    masq = await startMasq(net, { config });
+    assert.match(masq.proc.stdout + masq.proc.stderr, /state restored from the snapshot/);
+    // The filter's flow came back with the table: the server's replies are still admitted.
+    const sofar = echoes();
+    await waitUntil(
+      "the session carries on after the restart",
+      async () => (echoes() >= sofar + 20 ? true : undefined),
+      {
+        timeoutMs: 60_000,
+        describe: async () => session.stdout + session.stderr,
+      },
+    );
+    writeFileSync(stopFile, "");
+    await waitUntil("the session ends", async () => (/"error"/.test(session.stdout) ? true : undefined), {
+      timeoutMs: 40_000,
+      describe: async () => session.stdout + session.stderr,
+    });
+    const result = JSON.parse(session.stdout.trim().split("\n").at(-1) ?? "{}") as { error: string | null };
+    assert.equal(result.error, null, session.stdout);
   });
 });

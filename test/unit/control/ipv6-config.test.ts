@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { resolveRunConfig } from "../../../src/control/config.ts";
 import { ConfigError } from "../../../src/control/config-error.ts";
 import { planHostSetup } from "../../../src/host/plan.ts";
-import { parseIpv6, parseIpv6Prefix } from "../../../src/ipv6fw/addr6.ts";
+import { formatIpv6, parseIpv6, parseIpv6Prefix } from "../../../src/ipv6fw/addr6.ts";
 
 const base = { inside: ["lan0"], outside: "wan0" };
 const withFile = (text: string) => resolveRunConfig({ ...base, config: "masq.toml" }, () => text);
@@ -36,7 +36,10 @@ describe("[ipv6] config", () => {
         /ipv6\.pinhole\.0\.address: .*not in ipv6\.inside_networks/,
       ],
       [`${GOOD}[[ipv6.pinhole]]\naddress = "2001:db8:1::1"\nprotocol = "sctp"\nport = 1\n`, /ipv6\.pinhole/],
-      [`${GOOD}pcp = true\n`, /ipv6\.pcp: .*not yet/],
+      ["[ipv6]\npcp = true\n", /ipv6\.pcp: needs ipv6\.firewall = true/],
+      [`${GOOD}pcp = true\npcp_max_per_host = 0\n`, /ipv6\.pcp_max_per_host/],
+      [`${GOOD}pcp = true\npcp_max_lifetime = 60\n`, /ipv6\.pcp_max_lifetime/],
+      [`${GOOD}pcp_third_party = "yes"\n`, /ipv6\.pcp_third_party/],
       [`${GOOD}max_flows = 3\n`, /ipv6\.max_flows/],
     ] as const)
       assert.throws(
@@ -44,6 +47,23 @@ describe("[ipv6] config", () => {
         (e: unknown) => e instanceof ConfigError && want.test(e.message),
         text,
       );
+  });
+
+  it("PCP MAP for pinholes (ipv6.pcp) parses with its limits; off by default", () => {
+    assert.equal(withFile(GOOD).ipv6.pcp, false);
+    const c = withFile(
+      `${GOOD}pcp = true\npcp_max_per_host = 3\npcp_max_pinholes = 10\npcp_max_lifetime = 600\npcp_third_party = true\n`,
+    ).ipv6;
+    assert.deepEqual(
+      [c.pcp, c.pcpMaxPerHost, c.pcpMaxPinholes, c.pcpMaxLifetime, c.pcpThirdParty],
+      [true, 3, 10, 600, true],
+    );
+  });
+
+  it("formats IPv6 addresses as RFC 5952 does", () => {
+    for (const t of ["2001:db8::1", "::", "::1", "2001:db8:1:0:1::", "fe80::1:0:0:2", "1:2:3:4:5:6:7:8"])
+      assert.equal(formatIpv6(parseIpv6(t) as Uint8Array), t);
+    assert.equal(formatIpv6(parseIpv6("2001:0db8:0:0:1:0:0:1") as Uint8Array), "2001:db8::1:0:0:1");
   });
 
   it("parses IPv6 addresses and prefixes", () => {

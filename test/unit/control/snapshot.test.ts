@@ -20,9 +20,18 @@ import {
   writeSnapshot,
 } from "../../../src/control/keep-state.ts";
 import { restoreAtStart } from "../../../src/control/restart.ts";
-import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from "../../../src/control/snapshot-file.ts";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  SNAPSHOT_FORMAT,
+  type SnapshotHeader,
+} from "../../../src/control/snapshot-file.ts";
+import { parseIpv6 } from "../../../src/ipv6fw/addr6.ts";
+import { IPPROTO_TCP, IPV6_TIMEOUTS, Ip6Filter } from "../../../src/ipv6fw/filter.ts";
 import { defaultEngineConfig, type EngineConfig } from "../../../src/nat/config.ts";
-import { FORWARD, NatEngine, REPLY } from "../../../src/nat/engine.ts";
+import { DROP, FORWARD, NatEngine, REPLY } from "../../../src/nat/engine.ts";
+import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/verdicts.ts";
+import { tcp as tcp6, udp as udp6 } from "../../helpers/ipv6-packets.ts";
 import { ACK, icmpEcho, ip, PSH, SYN, tcp, u16, udp } from "../../helpers/packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
 import { CLIENT_ISN, openOutbound, P, REMOTE, SERVER_ISN } from "../nat/engine-helpers.ts";
@@ -143,6 +152,17 @@ function followUps(tcpPorts: number[], ftpOut: number): Uint8Array[] {
 }
 
 const dir = mkdtempSync(join(tmpdir(), "masq-snapshot-"));
+
+/** The reason a snapshot is refused for. */
+function refusal(f: () => unknown): string {
+  try {
+    f();
+  } catch (err) {
+    assert.ok(err instanceof SnapshotRefused, String(err));
+    return err.reason;
+  }
+  assert.fail("not refused");
+}
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function roundTrip(
@@ -259,6 +279,70 @@ describe("snapshot of the engine (masq stop --keep-state)", () => {
     assert.equal(back.verdict, FORWARD);
   });
 
+  it("the IPv6 filter's table is kept: an admitted flow's reply is still admitted after the restore", () => {
+    const IN6 = "2001:db8:1::10";
+    const OUT6 = "2001:db8:2::10";
+    const ip6 = () => new Ip6Filter({ capacity: 256, filtering: "address-port-dependent" });
+    const pass = (f: Ip6Filter, p: Uint8Array, side: number, now: number) =>
+      f.process(p, 0, p.length, now, side);
+    const old = build();
+    const f = ip6();
+    // RFC 6092: an outbound TCP connection and a UDP exchange open flows; a PCP pinhole too.
+    pass(f, tcp6(IN6, 40000, OUT6, 443, SYN), SIDE_INSIDE, T0);
+    assert.equal(pass(f, tcp6(OUT6, 443, IN6, 40000, SYN | ACK), SIDE_OUTSIDE, T0), FORWARD);
+    pass(f, tcp6(IN6, 40000, OUT6, 443, ACK), SIDE_INSIDE, T0);
+    pass(f, udp6(IN6, 5000, OUT6, 53), SIDE_INSIDE, T0);
+    f.openPinhole(parseIpv6(IN6) as Uint8Array, IPPROTO_TCP, 22, T0, T0 + 3_600_000);
+    const file = join(dir, "ipv6.snapshot");
+    writeSnapshot(file, old.e, old.algs, { configHash: "h6", clockMs: T0, ip6: f });
+    const kept = readKeptState(file, "h6");
+    assert.ok(kept);
+    const to = build({ portSeed: kept.header.portSeed });
+    const g = ip6();
+    const log = { info: () => undefined, warn: () => undefined };
+    // Down for 10 minutes: the UDP flow (2 min) expired, the established TCP one (2 h 4 min) did not.
+    const offset = restoreAtStart(
+      file,
+      { ...kept, downMs: 600_000 },
+      to.e,
+      to.algs,
+      () => 50,
+      log as never,
+      g,
+    );
+    assert.ok(offset !== undefined);
+    const now = 50 + offset;
+    assert.equal(
+      pass(g, tcp6(OUT6, 443, IN6, 40000, ACK), SIDE_OUTSIDE, now),
+      FORWARD,
+      "the reply is admitted",
+    );
+    assert.equal(
+      pass(g, tcp6(OUT6, 443, IN6, 40001, ACK), SIDE_OUTSIDE, now),
+      DROP,
+      "unsolicited still is not",
+    );
+    assert.ok(now - T0 > IPV6_TIMEOUTS.udp * 1000);
+    assert.equal(pass(g, udp6(OUT6, 53, IN6, 5000), SIDE_OUTSIDE, now), DROP, "UDP expired while down");
+    assert.equal(
+      pass(g, tcp6(OUT6, 50000, IN6, 22, SYN), SIDE_OUTSIDE, now),
+      DROP,
+      "PCP pinholes are asked again",
+    );
+    assert.equal(g.stats.flowsCreated, 2, "the counters are kept");
+    // A table of another size does not fit: refused, and the filter is left empty.
+    writeSnapshot(file, old.e, old.algs, { configHash: "h6", clockMs: T0, ip6: f });
+    const again = readKeptState(file, "h6");
+    assert.ok(again);
+    const other = build({ portSeed: again.header.portSeed });
+    const small = new Ip6Filter({ capacity: 64, filtering: "address-port-dependent" });
+    assert.match(
+      refusal(() => restoreKeptState(file, again, other.e, other.algs, small)),
+      /do not fit/,
+    );
+    assert.equal(small.liveFlows(T0), 0);
+  });
+
   it("the file is written whole and only the pages that hold data are stored", () => {
     const { e, algs } = build({ maxFlows: 65536 });
     populate(e);
@@ -275,16 +359,6 @@ describe("a snapshot that does not fit is refused, naming why", () => {
   const file = join(dir, "refuse.snapshot");
   writeSnapshot(file, e, algs, { configHash: "good", clockMs: T0 });
   const bytes = readFileSync(file);
-
-  const refusal = (f: () => unknown): string => {
-    try {
-      f();
-    } catch (err) {
-      assert.ok(err instanceof SnapshotRefused, String(err));
-      return err.reason;
-    }
-    assert.fail("not refused");
-  };
 
   it("a flipped bit anywhere: corrupt (checksum)", () => {
     for (const at of [20, Math.floor(bytes.length / 2), bytes.length - 1]) {
@@ -338,7 +412,7 @@ describe("a snapshot that does not fit is refused, naming why", () => {
     writeFileSync(file, format);
     assert.match(
       refusal(() => readKeptState(file, "good")),
-      /format 99, this masq reads format 1/,
+      new RegExp(`format 99, this masq reads format ${SNAPSHOT_FORMAT}`),
     );
   });
 
@@ -366,6 +440,13 @@ describe("a snapshot that does not fit is refused, naming why", () => {
     assert.notEqual(configHash(cfg, engineConfig({ outside: [ip("198.51.100.3")] })), base);
     assert.notEqual(configHash(cfg, engineConfig({ filtering: "endpoint-independent" })), base);
     assert.notEqual(configHash({ ...cfg, tun: "other0" }, engineConfig()), base);
+    // The IPv6 filter's table is in the image when it is on: on or off and its size decide.
+    const v6 = { ...cfg, ipv6: { ...cfg.ipv6, firewall: true } };
+    assert.notEqual(configHash(v6, engineConfig()), base);
+    assert.notEqual(
+      configHash({ ...v6, ipv6: { ...v6.ipv6, maxFlows: 1024 } }, engineConfig()),
+      configHash(v6, engineConfig()),
+    );
   });
 });
 

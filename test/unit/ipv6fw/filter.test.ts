@@ -10,6 +10,7 @@ import {
   Ip6Filter,
 } from "../../../src/ipv6fw/filter.ts";
 import { DROP, FORWARD, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/verdicts.ts";
+import { tcp, udp, v6 } from "../../helpers/ipv6-packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
 
 const IN = "2001:db8:1::10";
@@ -19,38 +20,6 @@ const SYN = 0x02;
 const ACK = 0x10;
 const FIN = 0x01;
 
-function v6(src: string, dst: string, nh: number, l4: Uint8Array): Uint8Array {
-  const b = new Uint8Array(40 + l4.length);
-  b[0] = 0x60;
-  b[4] = l4.length >> 8;
-  b[5] = l4.length & 0xff;
-  b[6] = nh;
-  b[7] = 64;
-  b.set(parseIpv6(src) as Uint8Array, 8);
-  b.set(parseIpv6(dst) as Uint8Array, 24);
-  b.set(l4, 40);
-  return b;
-}
-/** A transport header of `len` bytes beginning with the two ports. */
-function ports(len: number, sp: number, dp: number): Uint8Array {
-  const t = new Uint8Array(len);
-  t[0] = sp >> 8;
-  t[1] = sp & 0xff;
-  t[2] = dp >> 8;
-  t[3] = dp & 0xff;
-  return t;
-}
-function tcp(src: string, sp: number, dst: string, dp: number, flags: number): Uint8Array {
-  const t = ports(20, sp, dp);
-  t[12] = 0x50;
-  t[13] = flags;
-  return v6(src, dst, IPPROTO_TCP, t);
-}
-function udp(src: string, sp: number, dst: string, dp: number): Uint8Array {
-  const u = ports(12, sp, dp);
-  u[5] = 12;
-  return v6(src, dst, IPPROTO_UDP, u);
-}
 function echo(src: string, dst: string, type: number, id: number): Uint8Array {
   const e = new Uint8Array(8);
   e[0] = type;
@@ -166,6 +135,41 @@ describe("Ip6Filter (RFC 6092)", () => {
     assert.equal(run(f, tcp(OUT, 50000, IN2, 8080, SYN), SIDE_OUTSIDE), DROP);
     assert.equal(run(f, udp(OUT, 50000, IN, 8080), SIDE_OUTSIDE), DROP);
     assert.equal(f.stats.pinholeHits, 1);
+  });
+
+  it("a run-time pinhole (PCP) admits its address, protocol and port until it lapses or closes", () => {
+    const f = filter();
+    const a = parseIpv6(IN) as Uint8Array;
+    assert.equal(f.openPinhole(a, IPPROTO_UDP, 9000, 0, 1000), true);
+    assert.equal(run(f, udp(OUT, 50000, IN, 9000), SIDE_OUTSIDE, 999), FORWARD);
+    assert.equal(run(f, udp(OUT, 50000, IN, 9001), SIDE_OUTSIDE, 0), DROP);
+    assert.equal(run(f, udp(OUT, 50000, IN2, 9000), SIDE_OUTSIDE, 0), DROP);
+    assert.equal(run(f, tcp(OUT, 50000, IN, 9000, SYN), SIDE_OUTSIDE, 0), DROP);
+    assert.equal(run(f, udp(OUT, 50000, IN, 9000), SIDE_OUTSIDE, 1000), DROP, "lapsed at its lifetime");
+    // Renewal moves the end; closing ends it at once.
+    f.openPinhole(a, IPPROTO_TCP, 22, 0, 1000);
+    f.openPinhole(a, IPPROTO_TCP, 22, 500, 5000);
+    assert.equal(run(f, tcp(OUT, 50000, IN, 22, SYN), SIDE_OUTSIDE, 4000), FORWARD);
+    // The SYN through the pinhole made a flow: the connection's later packets pass as its own.
+    f.closePinhole(a, IPPROTO_TCP, 22, 4000);
+    assert.equal(run(f, tcp(OUT, 50001, IN, 22, SYN), SIDE_OUTSIDE, 4000), DROP);
+    assert.equal(run(f, tcp(OUT, 50000, IN, 22, ACK), SIDE_OUTSIDE, 4000), FORWARD);
+    assert.equal(f.stats.pinholeHits, 2);
+    assert.equal(f.liveFlows(4000), 1, "pinholes are not counted as flows");
+  });
+
+  it("a pinhole's key never matches a flow's, even with endpoint-independent filtering", () => {
+    const f = filter({ filtering: "endpoint-independent" });
+    const a = parseIpv6(IN) as Uint8Array;
+    run(f, udp(IN, 5000, OUT, 53), SIDE_INSIDE, 0);
+    f.openPinhole(a, IPPROTO_UDP, 5000, 0, 10 * 60_000);
+    f.closePinhole(a, IPPROTO_UDP, 5000, 1);
+    // The outbound flow still admits what endpoint-independent filtering lets in.
+    assert.equal(run(f, udp("2001:db8:77::1", 9, IN, 5000), SIDE_OUTSIDE, 2), FORWARD);
+    f.openPinhole(a, IPPROTO_UDP, 6000, 0, 10 * 60_000);
+    // The pinhole outlives the flow's two minutes.
+    assert.equal(run(f, udp(OUT, 53, IN, 6000), SIDE_OUTSIDE, 5 * 60_000), FORWARD);
+    assert.equal(run(f, udp(OUT, 53, IN, 5000), SIDE_OUTSIDE, 5 * 60_000), DROP);
   });
 
   it("drops link-scope destinations (ND, MLD, router solicitations) and other protocols inbound", () => {

@@ -12,6 +12,7 @@ import {
   OPTION_THIRD_PARTY,
   PcpResult,
   parsePcpRequest,
+  parsePcpRequest6,
   parsePcpResponse,
   pcpMapResponse,
   readMappedIpv4,
@@ -110,6 +111,37 @@ describe("PCP wire format (RFC 6887)", () => {
     );
     assert.deepEqual(r.filters, [{ remoteAddr: ip(REMOTE), prefixLength: 128, remotePort: 0 }]);
     assert.deepEqual([...r.nonce], [...NONCE]);
+  });
+
+  it("parses IPv6 requests: the client field is 16 bytes, and one family's address is not the other's", () => {
+    const me = Uint8Array.of(0x20, 1, 0x0d, 0xb8, 0, 1, ...new Array(9).fill(0), 0x10);
+    const r6 = parsePcpRequest6(
+      buildPcpRequest({ opcode: OPCODE_MAP, lifetime: 60, clientAddr: me, nonce: NONCE, internalPort: 22 }),
+      me,
+    );
+    assert.equal(r6.kind, "map");
+    if (r6.kind !== "map") return;
+    assert.deepEqual([...r6.clientAddr], [...me]);
+    assert.deepEqual([...r6.suggestedExternalAddr], new Array(16).fill(0), "no preference");
+    // §8.3: an IPv4-mapped client field over IPv6, or an IPv6 one over IPv4, is not the source.
+    const mapped = parsePcpRequest6(map({}), me);
+    assert.equal(mapped.kind === "error" && mapped.result, PcpResult.ADDRESS_MISMATCH);
+    const v6over4 = parsePcpRequest(buildPcpRequest({ opcode: OPCODE_MAP, lifetime: 60, clientAddr: me }), A);
+    assert.equal(v6over4.kind === "error" && v6over4.result, PcpResult.ADDRESS_MISMATCH);
+    // The external address of a response is written as given: 16 bytes for IPv6.
+    const resp = parsePcpResponse(
+      pcpMapResponse({
+        result: 0,
+        lifetime: 60,
+        epochSec: 1,
+        nonce: NONCE,
+        protocol: 6,
+        internalPort: 22,
+        externalPort: 22,
+        externalAddr: me,
+      }),
+    );
+    assert.deepEqual([...(resp?.externalAddr6 ?? [])], [...me]);
   });
 
   it("classifies bad requests with the codes of §8.3 and drops what must not be answered", () => {
