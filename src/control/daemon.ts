@@ -165,6 +165,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     await upnp?.close();
     await pcp6?.close();
     datapath?.stop();
+    let stateKept = false;
     if (keepState && tuns && hostApplied && single) {
       try {
         const w = snapshotAndLeave(snapshotFile, single.engine, single.algs, tuns, {
@@ -180,11 +181,19 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         );
         hostApplied = false;
         tuns = undefined;
+        stateKept = true;
       } catch (err) {
         log.error({ err }, "the state could not be kept: stopping as usual, undoing the host setup");
       }
     }
-    // What the engine recorded until it stopped goes out before the senders close.
+    // The table ends here (unless it was kept): every mapping the log announced ends in it too,
+    // stamped now. Then what the engine recorded goes out before the senders close.
+    if (natLog && single && !stateKept) {
+      const exporter = natLog;
+      single.engine.tick(clock());
+      const ended = single.engine.logEndOfTable(() => exporter.drain());
+      log.info(ended, "NAT log: every mapping, pin and port block ended with the table");
+    }
     natLog?.close();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
     if (hostApplied) {

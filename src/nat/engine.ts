@@ -13,6 +13,7 @@
 //   views.ts          flows, statistics and memory as the control plane sees them
 import type { AlgHook } from "./alg-hook.ts";
 import type { EngineConfig } from "./config.ts";
+import { type EndOfTable, logEndOfTable } from "./end-of-log.ts";
 import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
@@ -212,6 +213,14 @@ export class NatEngine {
    */
   get natEvents(): NatEventRing | null {
     return this.s.events?.ring ?? null;
+  }
+
+  /**
+   * At a stop that does not keep the table: ends every flow, pin and port block in the NAT event
+   * log (end-of-log.ts), calling `flush` to drain the ring as it fills. The engine is spent.
+   */
+  logEndOfTable(flush: () => void): EndOfTable {
+    return logEndOfTable(this.s, flush);
   }
 
   /** The engine clock, in seconds: the base for a pin's `expiresAtSec`. */

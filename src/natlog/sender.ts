@@ -61,6 +61,7 @@ export class UdpSender implements Sender {
   readonly counters = newCounters();
   private readonly socket: UdpSocket;
   private inFlight = 0;
+  private closing = false;
 
   constructor(
     readonly target: string,
@@ -74,6 +75,7 @@ export class UdpSender implements Sender {
   }
 
   send(msg: Buffer): void {
+    if (this.closing) return;
     if (this.inFlight >= MAX_DATAGRAMS_IN_FLIGHT) {
       this.counters.dropped_queue_full++;
       return;
@@ -83,11 +85,18 @@ export class UdpSender implements Sender {
       this.inFlight--;
       if (err) this.counters.dropped_send_error++;
       else this.counters.sent++;
+      if (this.closing && this.inFlight === 0) this.socket.close();
     });
   }
 
+  /**
+   * Closes once what was sent has gone: a datagram handed to send() leaves after a lookup on a
+   * later tick, and closing at once would drop the last records (the end of the table's).
+   */
   close(): void {
-    this.socket.close();
+    if (this.closing) return;
+    this.closing = true;
+    if (this.inFlight === 0) this.socket.close();
   }
 }
 

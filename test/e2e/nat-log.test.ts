@@ -132,6 +132,37 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
     await mappingLogged(await fetchFromAbox());
   });
 
+  it("at masq stop, a mapping still open is logged as deleted (the log has an end for every start)", async () => {
+    await runMasq(`udp://${COLLECTOR}:${SYSLOG_PORT}`);
+    const sport = 40999;
+    const sent = await net.lab.exec(net.inside[0].ns, [
+      "sh",
+      "-c",
+      `echo x | socat -u - UDP:${net.inet.addr}:9,sourceport=${sport}`,
+    ]);
+    assert.equal(sent.code, 0, sent.stderr);
+    const add = await waitUntil(
+      `APMADD for A-box's UDP port ${sport}`,
+      () =>
+        lines().find(
+          (l) => / APMADD \[napmap /.test(l) && l.includes(`ISPORT="${sport}"`) && l.includes('PROTO="17"'),
+        ),
+      { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
+    );
+    const outPort = /XSPORT="(\d+)"/.exec(add)?.[1];
+    assert.ok(outPort, add);
+    // The UDP mapping would live for minutes; the stop ends it.
+    await masq?.stop();
+    await waitUntil(
+      `APMDEL for public UDP port ${outPort} after masq stop`,
+      () =>
+        lines().find(
+          (l) => / APMDEL \[napmap /.test(l) && l.includes(`XSPORT="${outPort}"`) && l.includes('PROTO="17"'),
+        ),
+      { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
+    );
+  });
+
   it("IPFIX: tshark decodes the RFC 8158 records of the first run's mapping (natEvent 8 and 9)", async () => {
     if (masq?.proc.running) await masq.stop();
     await tshark.kill("SIGINT", 10_000);
