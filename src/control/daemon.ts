@@ -9,7 +9,7 @@ import { AlgRegistry } from "../alg/registry.ts";
 import { applyDatapathPriority, placeDatapath } from "../datapath/cpu-placement.ts";
 import { Datapath } from "../datapath/datapath.ts";
 import { rpsMaskFor, TunPair } from "../datapath/tuns.ts";
-import { WorkerPool } from "../datapath/worker-pool.ts";
+import type { WorkerPool } from "../datapath/worker-pool.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import {
   applyHostSetup,
@@ -24,7 +24,6 @@ import {
 } from "../host/index.ts";
 import { loadAddon } from "../io/addon.ts";
 import { hugePageAllocator } from "../io/huge-pages.ts";
-import { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
 import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
@@ -42,7 +41,7 @@ import { engineConfigFor } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
-import { ipv6FilterInputs, ipv6PinViews, startIpv6Pcp } from "./ipv6-config.ts";
+import { ipv6Filter, ipv6PinViews, startIpv6Pcp } from "./ipv6-config.ts";
 import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
@@ -55,7 +54,7 @@ import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 import type { WebServer } from "./web/server.ts";
 import { startDashboard } from "./web/start.ts";
 import { whoisAnswer } from "./whois.ts";
-import { startWorkersControl, workerCpus } from "./worker-run.ts";
+import { startWorkerPool, startWorkersControl } from "./worker-run.ts";
 
 /** What a running masq needs beyond its configuration. */
 export interface DaemonOptions {
@@ -247,41 +246,32 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         teardown(why).finally(() => resolve(1));
       };
     });
+  /** The run's host setup (routes, rules, sysctls), recorded in the state file as it is applied. */
+  const applyRunHost = async (rpsCpus: string | undefined) =>
+    applyHostSetup(
+      planRunHost(cfg, host, {
+        disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
+        rpFilter: await readRpFilterState(),
+        rpsCpus,
+      }),
+      stateFile,
+      { log },
+    );
   /** Set while masq runs with several workers: a worker's end stops masq. */
   let workerFailed: ((why: string) => void) | undefined;
 
   try {
     if (wantWorkers) {
-      try {
-        pool = await WorkerPool.start({
-          count: cfg.workers,
-          engine: engineCfg,
-          alg: cfg.alg,
-          mtu: host.mtu,
-          tuns: { inside: cfg.tun, outside: cfg.tunOutside },
-          vnetHdr: cfg.offload,
-          ...(placement.datapathCpu !== undefined ? { cpus: workerCpus(cfg.workers) } : {}),
-          busyPollUs: cfg.busyPollUs,
-          priority: cfg.datapathPriority,
-        });
-      } catch (err) {
-        workersFallback = (err as Error).message;
-        log.warn({ err }, `${cfg.workers} workers could not start: one packet loop on one queue instead`);
-      }
+      const started = await startWorkerPool(cfg, host, engineCfg, placement.datapathCpu !== undefined, log);
+      if (typeof started === "string") workersFallback = started;
+      else pool = started;
     }
     if (pool) {
       const running = pool;
       sysfsOurs = await sysfsIsOurs();
       hostApplied = true;
-      await applyHostSetup(
-        planRunHost(cfg, host, {
-          disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
-          rpFilter: await readRpFilterState(),
-          rpsCpus: undefined,
-        }),
-        stateFile,
-        { log },
-      );
+      // Each worker's CPU does the kernel's work on what it writes: no RPS.
+      await applyRunHost(undefined);
       const started = await startWorkersControl({
         cfg,
         host,
@@ -321,14 +311,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       log.warn({ tuns: [cfg.tun, cfg.tunOutside] }, `RPS left off: ${rps.skipped}`);
     else rpsCpus = rps;
     hostApplied = true;
-    if (!restored) {
-      const plan = planRunHost(cfg, host, {
-        disableTunIpv6: existsSync(`/proc/sys/net/ipv6/conf/${cfg.tun}`),
-        rpFilter: await readRpFilterState(),
-        rpsCpus,
-      });
-      await applyHostSetup(plan, stateFile, { log });
-    }
+    if (!restored) await applyRunHost(rpsCpus);
     datapath = new Datapath(engine, tuns.ports(), clock, ip6);
     if (placement.datapathCpu !== undefined) loadAddon().pinThread(placement.datapathCpu);
     log.info(
@@ -513,14 +496,4 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     await teardown("start failed");
     throw err;
   }
-}
-
-/** The IPv6 filter of `[ipv6] firewall = true` (RFC 6092); undefined when it is off. */
-function ipv6Filter(cfg: RunConfig): Ip6Filter | undefined {
-  if (!cfg.ipv6.firewall) return undefined;
-  return new Ip6Filter({
-    capacity: cfg.ipv6.maxFlows,
-    filtering: cfg.filtering,
-    ...ipv6FilterInputs(cfg.ipv6),
-  });
 }

@@ -2,11 +2,12 @@
 // schema and how it is applied, apart from config.ts so that file stays the list of sections.
 import * as v from "valibot";
 import { inPrefix, parseIpv6, parseIpv6Prefix } from "../ipv6fw/addr6.ts";
-import { IPPROTO_TCP, IPPROTO_UDP, type Ip6Filter, type Ip6Pinhole } from "../ipv6fw/filter.ts";
+import { IPPROTO_TCP, IPPROTO_UDP, Ip6Filter, type Ip6Pinhole } from "../ipv6fw/filter.ts";
 import { PCP_MIN_LIFETIME } from "../ipv6fw/pcp6.ts";
 import { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
 import type { PinView } from "../nat/view.ts";
 import type { PortmapLog } from "../portmap/service.ts";
+import type { RunConfig } from "./config.ts";
 import { boundedInt } from "./config-values.ts";
 
 export interface Ipv6Config {
@@ -172,4 +173,14 @@ export function ipv6PinViews(c: Ipv6Config, pcp: Pcp6Server | undefined): PinVie
       }))
     : [];
   return [...fromConfig, ...(pcp?.service.pins() ?? [])];
+}
+
+/** The IPv6 filter of `[ipv6] firewall = true` (RFC 6092); undefined when it is off. */
+export function ipv6Filter(cfg: Pick<RunConfig, "ipv6" | "filtering">): Ip6Filter | undefined {
+  if (!cfg.ipv6.firewall) return undefined;
+  return new Ip6Filter({
+    capacity: cfg.ipv6.maxFlows,
+    filtering: cfg.filtering,
+    ...ipv6FilterInputs(cfg.ipv6),
+  });
 }

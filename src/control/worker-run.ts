@@ -4,10 +4,10 @@
 // hosts' connections), and the start-up summary. What still drives one engine from this thread
 // (forwards, NAT-PMP/PCP, UPnP, reload, the kept state) is refused by the configuration
 // (workers-config.ts) or answered "not yet" here.
-import { readFileSync } from "node:fs";
-import type { WorkerPool } from "../datapath/worker-pool.ts";
-import { mergeDatapathStats } from "../datapath/worker-pool.ts";
+import { kernelQueueDrops } from "../datapath/tuns.ts";
+import { mergeDatapathStats, type WorkerCounters, WorkerPool } from "../datapath/worker-pool.ts";
 import { loadAddon } from "../io/addon.ts";
+import type { EngineConfig } from "../nat/config.ts";
 import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { StreamStats } from "./chunked.ts";
@@ -21,6 +21,35 @@ import { ControlServer } from "./server.ts";
 import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 
 const NOT_YET = "not yet with several workers";
+
+/**
+ * Starts `cfg.workers` workers (pinned to CPUs when `pin`), or says why they could not start
+ * (the caller then runs one loop on one queue and says so).
+ */
+export async function startWorkerPool(
+  cfg: RunConfig,
+  host: Resolved,
+  engine: EngineConfig,
+  pin: boolean,
+  log: ReturnType<typeof createLogger>,
+): Promise<WorkerPool | string> {
+  try {
+    return await WorkerPool.start({
+      count: cfg.workers,
+      engine,
+      alg: cfg.alg,
+      mtu: host.mtu,
+      tuns: { inside: cfg.tun, outside: cfg.tunOutside },
+      vnetHdr: cfg.offload,
+      ...(pin ? { cpus: workerCpus(cfg.workers) } : {}),
+      busyPollUs: cfg.busyPollUs,
+      priority: cfg.datapathPriority,
+    });
+  } catch (err) {
+    log.warn({ err }, `${cfg.workers} workers could not start: one packet loop on one queue instead`);
+    return (err as Error).message;
+  }
+}
 
 /** The CPUs the workers are pinned to, one each in order (the allowed ones, round robin). */
 export function workerCpus(count: number, allowed: readonly number[] = loadAddon().allowedCpus()): number[] {
@@ -41,10 +70,7 @@ export function queueCounters(
   for (const side of ["inside", "outside"] as const) {
     const sum: Record<string, number> = {};
     for (const w of perWorker) for (const [k, v] of Object.entries(w[side])) sum[k] = (sum[k] ?? 0) + v;
-    if (sysfs)
-      sum.kernelQueueDrops = Number(
-        readFileSync(`/sys/class/net/${names[side]}/statistics/tx_dropped`, "utf8"),
-      );
+    if (sysfs) sum.kernelQueueDrops = kernelQueueDrops(names[side]);
     out[names[side]] = sum;
   }
   return out;
@@ -73,16 +99,28 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
   const startedMs = performance.now();
   const names = { inside: cfg.tun, outside: cfg.tunOutside };
   const cpus = workerCpusOf(cfg, pool);
-  const datapath = () => ({ ...mergeDatapathStats(pool.counters().map((c) => c.datapath)) });
+  // One round of asking the workers per reply: its datapath, device and per-worker parts are
+  // built in the same turn, and read the same answers.
+  let asked: WorkerCounters[] | undefined;
+  const counters = (): WorkerCounters[] => {
+    if (asked === undefined) {
+      asked = pool.counters();
+      queueMicrotask(() => {
+        asked = undefined;
+      });
+    }
+    return asked;
+  };
+  const datapath = () => ({ ...mergeDatapathStats(counters().map((c) => c.datapath)) });
   const devices = () =>
     queueCounters(
       names,
-      pool.counters().map((c) => c.devices),
+      counters().map((c) => c.devices),
       o.sysfs,
     );
   const workers = (): WorkerFigures[] => {
     const stats = shards.workerStats();
-    const counters = pool.counters();
+    const per = counters();
     return stats.map((e, w) => ({
       worker: w,
       ...(cpus?.[w] !== undefined ? { cpu: cpus[w] } : {}),
@@ -90,7 +128,7 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
       translatedOut: e.counters.translated_out ?? 0,
       translatedIn: e.counters.translated_in ?? 0,
       drops: Object.entries(e.counters).reduce((n, [k, v]) => (k.startsWith("drop_") ? n + v : n), 0),
-      datapath: { ...counters[w].datapath },
+      datapath: { ...per[w].datapath },
     }));
   };
   const metrics = createMetrics({

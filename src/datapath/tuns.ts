@@ -47,13 +47,8 @@ export class TunPair {
    */
   counters(sysfs: boolean): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};
-    for (const d of this.devices) {
-      const file = `/sys/class/net/${d.name}/statistics/tx_dropped`;
-      out[d.name] = {
-        ...d.stats(),
-        ...(sysfs ? { kernelQueueDrops: Number(readFileSync(file, "utf8")) } : {}),
-      };
-    }
+    for (const d of this.devices)
+      out[d.name] = { ...d.stats(), ...(sysfs ? { kernelQueueDrops: kernelQueueDrops(d.name) } : {}) };
     return out;
   }
 
@@ -61,6 +56,14 @@ export class TunPair {
     this.inside.close();
     this.outside.close();
   }
+}
+
+/**
+ * Packets the kernel dropped because device `name`'s queue was full (masq reading too slowly):
+ * its tx_dropped, since the device's transmit is masq's receive. Read from this namespace's /sys.
+ */
+export function kernelQueueDrops(name: string): number {
+  return Number(readFileSync(`/sys/class/net/${name}/statistics/tx_dropped`, "utf8"));
 }
 
 /** The devices' counters added up, counter by counter. */
