@@ -55,6 +55,13 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
     await tearDown({ masq, net, tmp });
   });
 
+  /**
+   * What rsyslog received from the current masq run only: each run draws new ports, so a port
+   * an earlier run used may come again, and its old records must not answer for the new run.
+   */
+  let runFrom = 0;
+  const received = () => syslog.lines();
+
   /** Runs masq logging to `syslog` (and IPFIX), with short TCP timeouts so a closed flow goes fast. */
   async function runMasq(syslog: string, extra: string[] = []): Promise<void> {
     if (masq?.proc.running) await masq.stop();
@@ -74,13 +81,15 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
         "",
       ].join("\n"),
     );
+    // The file's last element is what follows its last newline (""): the next record lands there.
+    runFrom = Math.max(0, received().length - 1);
     masq = await startMasq(net, { config });
   }
 
   /** A-box fetches a page; the public port the server saw. */
   const fetchFromAbox = () => publicPortOfFetch(net);
 
-  const lines = () => syslog.lines();
+  const lines = () => received().slice(runFrom);
 
   /** The mapping's creation and deletion lines for public port `port`; its inside port. */
   async function mappingLogged(port: number, destination = false): Promise<number> {
