@@ -1,7 +1,8 @@
 // masq's setup as found on the host, for when its record is lost or corrupt: rules at masq's
 // preferences that look up masq's tables, the 'local' rule moved to masq's pref, every route in
 // masq's tables, its fallback routes in the main table (by their metric), routes through its
-// TUNs, its TUN devices, and the proxy ARP entries of the configured pool. The plan of removals
+// TUNs, its TUN devices, the proxy ARP entries of the configured pool, and the IPv6 firewall's
+// ip -6 rules and the routes of its tables (host/ipv6-rules.ts). The plan of removals
 // is pure (unit-tested on snapshots); reading the host and running the removals is below it.
 //
 // Sysctls cannot be recognised (a value says nothing about who set it), so they stay as found:
@@ -15,6 +16,7 @@ import {
   type RoutingTables,
   type RulePrefs,
 } from "./footprint.ts";
+import { IPV6_PREFS, IPV6_TABLES } from "./ipv6-rules.ts";
 import { plannedIpproto } from "./other-protocol-rules.ts";
 import type { HostStep } from "./steps.ts";
 
@@ -72,7 +74,13 @@ export interface HostSnapshot {
   routes: IpRoute[];
   links: IpLinkDetail[];
   proxies: IpNeigh[];
+  /** `ip -j -6 rule show` and `ip -j -6 route show table all` (absent: none). */
+  rules6?: IpRule[];
+  routes6?: IpRoute[];
 }
+
+/** The IPv6 kernel's metric for a route given none: the plan never names it, so neither does a removal. */
+const IPV6_DEFAULT_METRIC = 1024;
 
 /**
  * masq's TUNs (by name, or as the devices of the routes in masq's tables) that a running
@@ -109,6 +117,13 @@ export function planLeftoverRemoval(snap: HostSnapshot, fp: Footprint): HostStep
       const argv = ["ip", "rule", "del", ...ruleSelector(r)];
       removal(`remove leftover rule: ${argv.slice(3).join(" ")}`, argv);
     }
+  const ours6 = new Set(Object.values(IPV6_TABLES).map(String));
+  const ourPrefs6 = new Set<number>(Object.values(IPV6_PREFS));
+  for (const r of snap.rules6 ?? [])
+    if (ourPrefs6.has(r.priority) && ours6.has(r.table)) {
+      const argv = ["ip", "-6", "rule", "del", ...ruleSelector(r, 128)];
+      removal(`remove leftover IPv6 rule: ${argv.slice(4).join(" ")}`, argv);
+    }
   const localAt = (pref: number) => snap.rules.some((r) => r.priority === pref && r.table === "local");
   if (localAt(prefs.local)) {
     if (!localAt(0))
@@ -133,6 +148,17 @@ export function planLeftoverRemoval(snap: HostSnapshot, fp: Footprint): HostStep
     const argv = ["ip", "route", "del", ...routeSpec(r)];
     removal(`remove leftover route: ${argv.slice(3).join(" ")}`, argv);
   }
+  for (const r of snap.routes6 ?? []) {
+    if (!ours6.has(r.table ?? "main")) continue;
+    // ip -6 shows a reject route on lo and a route given no metric at 1024; the plan names neither.
+    const shown: IpRoute = {
+      ...r,
+      dev: r.dev === "lo" && r.type !== undefined && r.type !== "unicast" ? undefined : r.dev,
+      metric: r.metric === IPV6_DEFAULT_METRIC ? undefined : r.metric,
+    };
+    const argv = ["ip", "-6", "route", "del", ...routeSpec(shown, 128)];
+    removal(`remove leftover IPv6 route: ${argv.slice(4).join(" ")}`, argv);
+  }
 
   for (const l of snap.links)
     if (fp.tuns.includes(l.ifname) && l.linkinfo?.info_kind === "tun")
@@ -153,12 +179,12 @@ export function planLeftoverRemoval(snap: HostSnapshot, fp: Footprint): HostStep
   return steps;
 }
 
-/** A rule as the plan writes it: pref, iif, from, to, ipproto, ports, lookup. */
-function ruleSelector(r: IpRule): string[] {
+/** A rule as the plan writes it: pref, iif, from, to, ipproto, ports, lookup (`host`: 32 or 128). */
+function ruleSelector(r: IpRule, host = 32): string[] {
   const sel = ["pref", String(r.priority)];
   if (r.iif !== undefined) sel.push("iif", r.iif);
-  if (r.src !== undefined && r.src !== "all") sel.push("from", `${r.src}/${r.srclen ?? 32}`);
-  if (r.dst !== undefined) sel.push("to", `${r.dst}/${r.dstlen ?? 32}`);
+  if (r.src !== undefined && r.src !== "all") sel.push("from", `${r.src}/${r.srclen ?? host}`);
+  if (r.dst !== undefined) sel.push("to", `${r.dst}/${r.dstlen ?? host}`);
   if (r.ipproto !== undefined) sel.push("ipproto", plannedIpproto(r.ipproto));
   const range = (one?: number, first?: number, last?: number) =>
     one !== undefined ? String(one) : first !== undefined ? `${first}-${last ?? first}` : undefined;
@@ -170,29 +196,35 @@ function ruleSelector(r: IpRule): string[] {
   return sel;
 }
 
-/** A route as the plan writes it: [type] dst [dev] [metric] [table]. */
-function routeSpec(r: IpRoute): string[] {
+/** A route as the plan writes it: [type] dst [dev] [metric] [table] (`host`: 32 or 128). */
+function routeSpec(r: IpRoute, host = 32): string[] {
   const spec: string[] = [];
   if (r.type !== undefined && r.type !== "unicast") spec.push(r.type);
-  spec.push(r.dst === "default" || r.dst.includes("/") ? r.dst : `${r.dst}/32`);
+  spec.push(r.dst === "default" || r.dst.includes("/") ? r.dst : `${r.dst}/${host}`);
   if (r.dev !== undefined) spec.push("dev", r.dev);
   if (r.metric !== undefined && r.metric !== 0) spec.push("metric", String(r.metric));
   if (r.table !== undefined && r.table !== "main") spec.push("table", r.table);
   return spec;
 }
 
-/** Reads the rules, IPv4 routes, links and proxy ARP entries of the current or a named namespace. */
+/**
+ * Reads the rules, routes (IPv4 and IPv6), links and proxy ARP entries of the current or a named
+ * namespace. A kernel without IPv6 has no IPv6 leftovers: its ip -6 errors read as none.
+ */
 export async function readHostSnapshot(where: { netns?: string } = {}): Promise<HostSnapshot> {
   const opts: ExecOptions = where.netns ? { netns: where.netns } : {};
   const json = async <T>(argv: string[]): Promise<T[]> =>
     JSON.parse((await run(["ip", "-j", ...argv], opts)) || "[]") as T[];
-  const [rules, routes, links, proxies] = await Promise.all([
+  const json6 = <T>(argv: string[]): Promise<T[]> => json<T>(["-6", ...argv]).catch(() => []);
+  const [rules, routes, links, proxies, rules6, routes6] = await Promise.all([
     json<IpRule>(["-4", "rule", "show"]),
     json<IpRoute>(["-4", "route", "show", "table", "all"]),
     json<IpLinkDetail>(["-d", "link", "show"]),
     json<IpNeigh>(["-4", "neigh", "show", "proxy"]),
+    json6<IpRule>(["rule", "show"]),
+    json6<IpRoute>(["route", "show", "table", "all"]),
   ]);
-  return { rules, routes, links, proxies };
+  return { rules, routes, links, proxies, rules6, routes6 };
 }
 
 export interface LeftoverReport {

@@ -22,6 +22,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
+import { defaultStateFile } from "../../src/host/apply.ts";
 import { parseIpv6 } from "../../src/ipv6fw/addr6.ts";
 import { MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
@@ -300,5 +301,23 @@ describe("IPv6 simple security (RFC 6092)", { skip }, () => {
     });
     const result = JSON.parse(session.stdout.trim().split("\n").at(-1) ?? "{}") as { error: string | null };
     assert.equal(result.error, null, session.stdout);
+  });
+
+  it("after kill -9 with the host record lost, masq cleanup finds and removes the ip -6 rules and routes", async () => {
+    const { lab, ns } = net;
+    const m = masq as MasqProcess;
+    process.kill(m.proc.pid, "SIGKILL");
+    assert.ok(await m.proc.waitExit(5000), "masq is gone");
+    masq = undefined;
+    const v6 = async () =>
+      (await lab.ip(ns.gate, "-6", "rule", "show")) +
+      (await lab.ip(ns.gate, "-6", "route", "show", "table", "all"));
+    assert.match(await v6(), /lookup 107/, "the IPv6 rules are left");
+    writeFileSync(defaultStateFile("masq0", { dir: join(tmp, "state"), netns: ns.gate }), "garbage");
+    const clean = await lab.exec(ns.gate, [process.execPath, MASQ_BIN, "cleanup", "--config", config]);
+    assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+    assert.match(clean.stdout, /IPv6 rule: pref 311/);
+    const left = await v6();
+    assert.doesNotMatch(left, /lookup 10[67]|table 10[67]/, left);
   });
 });

@@ -205,6 +205,38 @@ describe("the leftover scan", () => {
     assert.ok(again.includes("ip rule del pref 200 lookup local"));
   });
 
+  it("the IPv6 firewall's rules and its tables' routes, as ip -6 shows them, with the recorded undo's commands", () => {
+    // ip -6 prints a reject route on lo and a route given no metric at 1024.
+    const rules6: IpRule[] = [
+      { priority: 0, src: "all", table: "local" },
+      { priority: 310, src: "all", dst: "2000::", dstlen: 3, iif: "lan0", table: "106" },
+      { priority: 311, src: "all", dst: "2001:db8:1::", dstlen: 64, iif: "wan0", table: "107" },
+      { priority: 32766, src: "all", table: "main" },
+    ];
+    const routes6: IpRoute[] = [
+      { dst: "default", dev: "tun0", table: "106", metric: 1024 },
+      { type: "unreachable", dst: "default", dev: "lo", table: "106", metric: M },
+      { dst: "default", dev: "tun0-out", table: "107", metric: 1024 },
+      { type: "blackhole", dst: "default", dev: "lo", table: "107", metric: M },
+      { dst: "2001:db8:1::/64", dev: "lan0", metric: 256 }, // the host's own
+      { dst: "fe80::/64", dev: "lan0", metric: 256 },
+    ];
+    const v6 = {
+      ...base,
+      mode: "pool" as const,
+      pool: ["198.51.100.100"],
+      ipv6InsideNetworks: ["2001:db8:1::/64"],
+    };
+    assert.deepEqual(applies({ ...poolSnapshot, rules6, routes6 }), removals(v6));
+    const order = planLeftoverRemoval({ ...poolSnapshot, rules6, routes6 }, footprint).map((s) =>
+      s.apply.join(" "),
+    );
+    assert.ok(
+      order.findLastIndex((a) => a.startsWith("ip -6 rule")) <
+        order.findIndex((a) => a.startsWith("ip -6 route")),
+    );
+  });
+
   it("a clean host has no leftovers", () => {
     const clean: HostSnapshot = {
       rules: hostRules,
