@@ -46,6 +46,8 @@ export class Datapath {
   /** IPv6 simple security (RFC 6092); undefined: IPv6 packets go to the engine, which drops them. */
   private readonly ip6: Ip6Filter | undefined;
   readonly stats: DatapathStats = { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0 };
+  /** Several workers: posts a packet to another worker (fragment-handoff.ts); unset: one worker. */
+  private handoffTo: ((worker: number, packet: Uint8Array) => void) | undefined;
 
   /** `io`: one device or several, each with its side; a bare device has no side (the source decides). */
   constructor(
@@ -70,6 +72,25 @@ export class Datapath {
       this.sendAnswers();
     }, 1000);
     this.timer.unref();
+  }
+
+  /** Several workers: where the engine's handed-off fragments go (each a copy, posted after a batch). */
+  setHandoff(post: (worker: number, packet: Uint8Array) => void): void {
+    this.handoffTo = post;
+  }
+
+  /**
+   * A packet another worker handed over (a fragment of a datagram whose flow is this worker's):
+   * translated as if it had come from this worker's queue of the outside device.
+   */
+  injectOutside(pkt: Uint8Array): void {
+    const port = this.outside;
+    const v = this.engine.process(pkt, 0, pkt.length, this.clock(), false, port.side);
+    if (v === FORWARD) this.send(port.io, pkt, this.engine.outLen);
+    else if (v === REPLY) this.send(port.io, this.engine.replyBuf, this.engine.outLen);
+    for (let p = this.engine.takePending(); p !== undefined; p = this.engine.takePending())
+      this.send(port.io, p, p.length);
+    this.postHandoffs();
   }
 
   stop(): void {
@@ -131,6 +152,20 @@ export class Datapath {
     // Fragments released by this batch: they arrived on this device, held until their first.
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(io, p, p.length);
     this.sendAnswers();
+    this.postHandoffs();
+  }
+
+  /** Posts what the engine handed to other workers during the batch (slow path: a copy each). */
+  private postHandoffs(): void {
+    const box = this.engine.handoffOutbox;
+    if (box === null || box.count === 0) return;
+    const post = this.handoffTo;
+    if (post !== undefined)
+      for (let i = 0; i < box.count; i++) {
+        const at = box.meta[3 * i + 1];
+        post(box.meta[3 * i], box.buf.slice(at, at + box.meta[3 * i + 2]));
+      }
+    box.clear();
   }
 
   /**

@@ -42,6 +42,8 @@ export interface WorkerSetup {
   busyPollUs?: number;
   /** The loop's scheduling (cpu-placement.ts): each worker sets its own thread's. */
   priority?: DatapathPriority;
+  /** A port to every other worker, by its index (null: this one), for handed-off fragments. */
+  peers?: (MessagePort | null)[];
 }
 
 const TURN_WAIT_MS = 30_000;
@@ -79,6 +81,10 @@ const datapath = new Datapath(
   clock,
 );
 datapath.start();
+// Fragments of another worker's datagram go to it, and come from the others (fragment-handoff.ts).
+const peers = setup.peers ?? [];
+datapath.setHandoff((w, pkt) => peers[w]?.postMessage(pkt, [pkt.buffer as ArrayBuffer]));
+for (const peer of peers) peer?.on("message", (pkt: Uint8Array) => datapath.injectOutside(pkt));
 
 serveShard(
   setup.port,
@@ -105,6 +111,7 @@ serveShard(
       steering?.close();
       inside.close();
       outside.close();
+      for (const peer of peers) peer?.close();
       setImmediate(() => setup.port.close());
       return true;
     },

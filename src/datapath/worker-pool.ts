@@ -5,7 +5,7 @@
 // TUNSETSTEERINGEBPF, a verifier that says no), every worker is stopped and start() rejects
 // with what failed, so the daemon can fall back to one queue and say why.
 import { extname } from "node:path";
-import type { Worker } from "node:worker_threads";
+import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads";
 import type { EngineConfig } from "../nat/config.ts";
 import type { DatapathStats } from "./datapath.ts";
 import { ShardClient, shardEnds } from "./shard-channel.ts";
@@ -54,6 +54,7 @@ export class WorkerPool {
   static async start(o: WorkerPoolOptions): Promise<WorkerPool> {
     const turn = new SharedArrayBuffer(4);
     const ends = Array.from({ length: o.count }, () => shardEnds());
+    const peers = peerPorts(o.count);
     const failures: Promise<never>[] = [];
     const workers = ends.map(({ worker: port, signal }, index) => {
       const setup: WorkerSetup = {
@@ -72,13 +73,14 @@ export class WorkerPool {
         ...(o.cpus?.[index] !== undefined ? { cpu: o.cpus[index] } : {}),
         busyPollUs: o.busyPollUs,
         ...(o.priority ? { priority: o.priority } : {}),
+        peers: peers[index],
       };
       // worker-main.ts beside this module, or worker-main.js when built.
       const w = spawnModuleWorker(
         new URL(`./worker-main${extname(new URL(import.meta.url).pathname)}`, import.meta.url),
         {
           workerData: setup,
-          transferList: [port],
+          transferList: [port, ...peers[index].filter((p) => p !== null)],
         },
       );
       failures.push(
@@ -190,4 +192,16 @@ export function mergeDatapathStats(parts: readonly DatapathStats[]): DatapathSta
     out.largestBatch = Math.max(out.largestBatch, p.largestBatch);
   }
   return out;
+}
+
+/** A channel between every two workers: peers[i][j] is worker i's end towards worker j (null: i = j). */
+function peerPorts(count: number): (MessagePort | null)[][] {
+  const peers = Array.from({ length: count }, () => Array<MessagePort | null>(count).fill(null));
+  for (let i = 0; i < count; i++)
+    for (let j = i + 1; j < count; j++) {
+      const { port1, port2 } = new MessageChannel();
+      peers[i][j] = port1;
+      peers[j][i] = port2;
+    }
+  return peers;
 }

@@ -115,7 +115,9 @@ export const D_PROTOCOL_REMOTE_TAKEN = DROP_BASE + 35;
 export const D_PORT_BLOCK_QUOTA = DROP_BASE + 36;
 /** Deterministic mode: the inside source is not in `[cgnat] inside`, so it has no port range. */
 export const D_NOT_DETERMINISTIC = DROP_BASE + 37;
-export const DROP_LAST = D_NOT_DETERMINISTIC;
+/** Several workers: a fragment for another worker found the handoff outbox full. */
+export const D_FRAGMENT_HANDOFF_FULL = DROP_BASE + 38;
+export const DROP_LAST = D_FRAGMENT_HANDOFF_FULL;
 
 // Policy refusals (src/policy): allocated from the top of the drop range down, so other additions
 // counting up from DROP_LAST never collide with them.
@@ -163,6 +165,11 @@ export const C_TCP_PORTS_REUSED = EVENTS2_BASE + 6;
 export const C_GATEWAY_ICMP_ERRORS = EVENTS2_BASE + 7;
 /** SYNs and SYN-ACKs whose MSS option was lowered to what the next link carries (mss-clamp.ts). */
 export const C_MSS_CLAMPED = EVENTS2_BASE + 8;
+/**
+ * Several workers: fragments from outside handed to the worker that holds their datagram's flow
+ * (fragment-handoff.ts); that worker counts them again as it translates them.
+ */
+export const C_FRAGMENTS_HANDED_OFF = EVENTS2_BASE + 9;
 // The public address that changes (interface mode, src/nat/public-address.ts).
 /** Times the public address changed to another one. */
 export const C_ADDRESS_CHANGES = EVENTS2_BASE + 20;
@@ -215,6 +222,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_TCP_PORTS_REUSED]: "tcp_ports_reused",
   [C_GATEWAY_ICMP_ERRORS]: "gateway_icmp_errors_translated",
   [C_MSS_CLAMPED]: "mss_clamped",
+  [C_FRAGMENTS_HANDED_OFF]: "fragments_handed_off",
   [C_ADDRESS_CHANGES]: "public_address_changes",
   [C_ADDRESS_FLOWS_DROPPED]: "public_address_flows_dropped",
   [C_ADDRESS_RESETS]: "public_address_resets",
@@ -250,6 +258,7 @@ const DROP_NAMES: Record<number, string> = {
   [D_PROTOCOL_REMOTE_TAKEN]: "protocol_remote_taken",
   [D_PORT_BLOCK_QUOTA]: "port_block_quota",
   [D_NOT_DETERMINISTIC]: "not_deterministic",
+  [D_FRAGMENT_HANDOFF_FULL]: "fragment_handoff_full",
   [D_FIREWALL_DROP]: "firewall_drop",
   [D_FIREWALL_REJECT]: "firewall_reject",
   [D_HOST_RATE_LIMIT]: "host_rate_limit",

@@ -17,6 +17,7 @@ import { type EndOfTable, logEndOfTable } from "./end-of-log.ts";
 import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
+import type { HandoffOutbox } from "./fragment-handoff.ts";
 import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
 import { applyPolicy, type LivePolicy, withPolicy } from "./live-policy.ts";
 import type { NatEventRing } from "./nat-events.ts";
@@ -36,7 +37,16 @@ export type { LivePolicy } from "./live-policy.ts";
 export type { PinRequest, PinResult } from "./pins-api.ts";
 export type { AddressChange } from "./public-address.ts";
 export type { ImageParts, StateImage } from "./snapshot.ts";
-export { DROP, FORWARD, HELD, REPLY, SIDE_BY_ADDRESS, SIDE_INSIDE, SIDE_OUTSIDE } from "./verdicts.ts";
+export {
+  DROP,
+  FORWARD,
+  HANDED,
+  HELD,
+  REPLY,
+  SIDE_BY_ADDRESS,
+  SIDE_INSIDE,
+  SIDE_OUTSIDE,
+} from "./verdicts.ts";
 
 export class NatEngine {
   /** Everything the paths share (state.ts); the fields below are views of it for callers. */
@@ -117,7 +127,7 @@ export class NatEngine {
    * Translates the IPv4 packet at buf[off, off+len) in place. `nowMs` is the caller's monotonic
    * clock. `l4Partial`: the TCP/UDP checksum holds a partial pseudo-header sum (virtio-net
    * NEEDS_CSUM) rather than a full checksum. `side`: where the packet arrived (SIDE_*).
-   * Returns the verdict (FORWARD, DROP, REPLY, HELD).
+   * Returns the verdict (FORWARD, DROP, REPLY, HELD, HANDED).
    */
   process(
     buf: Uint8Array,
@@ -146,6 +156,14 @@ export class NatEngine {
    * Packets released by the engine since the last call (held fragments); undefined when none. The
    * view is valid until the next call to process(): send it at once.
    */
+  /**
+   * Several workers: fragments this engine handed to other workers since the datapath last
+   * cleared it (fragment-handoff.ts); null with one worker.
+   */
+  get handoffOutbox(): HandoffOutbox | null {
+    return this.s.handoff;
+  }
+
   takePending(): Uint8Array | undefined {
     return this.s.fragments.store.takePending();
   }

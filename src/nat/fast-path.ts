@@ -11,6 +11,7 @@ import { validateIpv4 } from "../packet/validate.ts";
 import * as C from "./counters.ts";
 import { advanceClock, tcpEvent } from "./flow-life.ts";
 import { F_ALG, F_OUT_ADDR, F_PORTS, FLOW_WORDS, NO_FLOW } from "./flow-table.ts";
+import { handOffDatagram } from "./fragment-handoff.ts";
 import { firstFragment, laterFragment, refuseDatagram } from "./fragment-path.ts";
 import { genericInbound, genericOutbound } from "./generic-flow.ts";
 import { gatewayError, inboundIcmp, outboundIcmp, timeExceeded } from "./icmp-path.ts";
@@ -73,6 +74,16 @@ export function processPacket(
     else if (s.isInside(dst) && s.outsideIndex(dst) < 0) return s.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
   }
   if ((fragField & 0x1fff) !== 0) return laterFragment(s, buf, off, total, proto, src, dst);
+  if (
+    (fragField & IP_MF) !== 0 &&
+    s.owners !== null &&
+    !fromGateway &&
+    s.outsideIndex(dst) >= 0 &&
+    !s.isInside(src)
+  ) {
+    const owner = s.owners.ownerOf(buf, off, hl, total, proto);
+    if (owner >= 0) return handOffDatagram(s, buf, off, total, proto, src, dst, owner);
+  }
 
   if (s.ttlMode === TTL_DECREMENT && buf[off + 8] <= 1 && (s.isInside(src) || s.outsideIndex(dst) >= 0)) {
     // The engine is the hop: answer before translating, so the error goes to the real sender.

@@ -5,11 +5,13 @@ import { readU16, readU32 } from "../packet/checksum.ts";
 import { IP_MF } from "../packet/ipv4.ts";
 import { forwardTtl } from "../packet/ttl.ts";
 import * as C from "./counters.ts";
+import { handOff } from "./fragment-handoff.ts";
 import {
   CLASS_INSIDE,
   CLASS_OUTSIDE,
   FRAG_DROP,
   FRAG_FORWARD,
+  FRAG_HANDOFF,
   HOLD_OK,
   HOLD_SOURCE_BUDGET,
 } from "./fragments.ts";
@@ -42,9 +44,13 @@ export function firstFragment(
   s.releaseSrc = newSrc;
   s.releaseDst = newDst;
   s.counters[C.C_FRAGMENTS_RELEASED] += fr.takeHeld(src, dst, proto, id, s.applyReleased);
-  const lost = fr.store.droppedOnRelease;
+  countReleaseLosses(s);
+}
+
+/** Held fragments the last release found no room for (released faster than taken): gone, counted. */
+export function countReleaseLosses(s: EngineState): void {
+  const lost = s.fragments.store.droppedOnRelease;
   if (lost > 0) {
-    // Released faster than the caller took them: gone, counted.
     s.counters[C.D_FRAGMENT_BUFFER_FULL] += lost;
     s.counters[C.C_DROPPED] += lost;
   }
@@ -94,7 +100,9 @@ export function laterFragment(
     c[C.C_FRAGMENTS_HELD]++;
     return HELD;
   }
-  if (fr.actionAt(i) === FRAG_DROP) return s.drop(C.D_FRAGMENT_OF_DROPPED);
+  const action = fr.actionAt(i);
+  if (action === FRAG_DROP) return s.drop(C.D_FRAGMENT_OF_DROPPED);
+  if (action === FRAG_HANDOFF) return handOff(s, fr.newSrcAt(i), b, off, total);
   s.outLen = total;
   return applyFragment(s, b, off, fr.newSrcAt(i), fr.newDstAt(i));
 }

@@ -14,6 +14,8 @@ export { CLASS_INSIDE, CLASS_OUTSIDE, HOLD_FULL, HOLD_OK, HOLD_SOURCE_BUDGET } f
 /** What to do with the rest of a datagram, decided on its first fragment. */
 export const FRAG_FORWARD = 1;
 export const FRAG_DROP = 2;
+/** Several workers: the datagram's flow is another worker's; its fragments go there (fragment-handoff.ts). */
+export const FRAG_HANDOFF = 3;
 
 /** Outcomes of first fragments, a ring in creation order: all share one timeout, so the ring is the timer. */
 class DatagramRing {

@@ -29,6 +29,7 @@ import {
   STATE_ESTABLISHED,
   STATE_MASK,
 } from "./flow-table.ts";
+import { HandoffOutbox, handOff, ShardOwners } from "./fragment-handoff.ts";
 import { applyFragment } from "./fragment-path.ts";
 import { FragmentTracker } from "./fragments.ts";
 import { GatewayAddresses } from "./gateway-addresses.ts";
@@ -153,6 +154,13 @@ export class EngineState {
   releaseDst = 0;
   /** Translates a released fragment with releaseSrc/releaseDst (the tracker's callback). */
   readonly applyReleased: (b: Uint8Array, off: number) => boolean;
+  /** Several workers: who owns what comes from outside, and where fragments for others go. */
+  readonly owners: ShardOwners | null;
+  readonly handoff: HandoffOutbox | null;
+  /** The worker the held fragments being released go to (see handOffDatagram). */
+  handoffWorker = 0;
+  /** Hands a released fragment to handoffWorker; false: it is not queued here (the tracker's callback). */
+  readonly handOffReleased: (b: Uint8Array, off: number) => boolean;
   /** The timer wheel's callback (flow-life.ts `due`). */
   readonly dueFn: (f: number) => number;
   readonly prefetchHashes = new Uint32Array(PREFETCH_MAX);
@@ -203,6 +211,13 @@ export class EngineState {
     this.applyReleased = (b, off) =>
       applyFragment(this, b, off, this.releaseSrc, this.releaseDst) === FORWARD;
     this.dueFn = (f) => due(this, f);
+    const sharded = config.portSlice !== undefined && config.portSlice.count > 1;
+    this.owners = sharded ? new ShardOwners(config.ports, config.portSlice!) : null;
+    this.handoff = sharded ? new HandoffOutbox() : null;
+    this.handOffReleased = (b, off) => {
+      handOff(this, this.handoffWorker, b, off, (b[off + 2] << 8) | b[off + 3]);
+      return false;
+    };
     this.events = config.natEvents ? new EngineEvents(config.natEvents, config.maxHosts) : null;
     this.mss = new MssClamp(config.mssClamp, this.counters, config.insideMtu, config.outsideMtu);
     const n = config.outside.length;

@@ -9,6 +9,11 @@ export const REPLY = 2;
 /** The engine kept the packet (a fragment waiting for its first); nothing to send now. */
 export const HELD = 3;
 /**
+ * Several workers: the packet (a fragment of another worker's datagram) was copied into the
+ * handoff outbox for that worker (fragment-handoff.ts); nothing to send here.
+ */
+export const HANDED = 4;
+/**
  * Not a verdict: a check on the way (firewall, half-open room) has nothing against the packet
  * and the path goes on. Never returned by process().
  */
