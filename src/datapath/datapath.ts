@@ -8,15 +8,20 @@ import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import {
   DROP,
   FORWARD,
+  HAND_OVER,
   type NatEngine,
   REPLY,
   SIDE_BY_ADDRESS,
+  SIDE_HAIRPIN,
   SIDE_INSIDE,
   SIDE_OUTSIDE,
 } from "../nat/engine.ts";
 import { clearVirtioNetHdr, needsChecksum } from "../packet/virtio-net.ts";
 
 const MAX_BATCH = 1024;
+/** The first byte of a packet posted to another worker: what it is. */
+const HANDOFF_FRAGMENT = 0; // an outside fragment, IP only (fragment-handoff.ts)
+const HANDOFF_HAIRPIN = 1; // the inbound half of a hairpin, with the device's header (HAND_OVER)
 
 export interface DatapathStats {
   batches: number;
@@ -80,16 +85,31 @@ export class Datapath {
   }
 
   /**
-   * A packet another worker handed over (a fragment of a datagram whose flow is this worker's):
-   * translated as if it had come from this worker's queue of the outside device.
+   * A packet another worker posted (its first byte says what it is): a fragment of a datagram
+   * whose flow is this worker's, translated as if read from this worker's outside queue; or the
+   * inbound half of a hairpin to this worker's mapping, written to the inside device (where the
+   * hairpinned packet came from) with the header it came with.
    */
-  injectOutside(pkt: Uint8Array): void {
-    const port = this.outside;
-    const v = this.engine.process(pkt, 0, pkt.length, this.clock(), false, port.side);
-    if (v === FORWARD) this.send(port.io, pkt, this.engine.outLen);
-    else if (v === REPLY) this.send(port.io, this.engine.replyBuf, this.engine.outLen);
-    for (let p = this.engine.takePending(); p !== undefined; p = this.engine.takePending())
-      this.send(port.io, p, p.length);
+  receiveHandoff(msg: Uint8Array): void {
+    const engine = this.engine;
+    const now = this.clock();
+    if (msg[0] === HANDOFF_HAIRPIN) {
+      const port = this.ports.find((p) => p.side === SIDE_INSIDE) ?? this.ports[0];
+      const h = port.io.headerBytes;
+      const partial = h > 0 && needsChecksum(msg, 1);
+      const v = engine.process(msg, 1 + h, msg.length - 1 - h, now, partial, SIDE_HAIRPIN);
+      if (v === FORWARD) {
+        if (port.io.write(msg, 1, engine.outLen + h)) this.stats.written++;
+        else this.stats.writeFailures++;
+      } else if (v === REPLY) this.send(port.io, engine.replyBuf, engine.outLen);
+    } else {
+      const port = this.outside;
+      const v = engine.process(msg, 1, msg.length - 1, now, false, port.side);
+      if (v === FORWARD) this.send(port.io, msg.subarray(1), engine.outLen);
+      else if (v === REPLY) this.send(port.io, engine.replyBuf, engine.outLen);
+      for (let p = engine.takePending(); p !== undefined; p = engine.takePending())
+        this.send(port.io, p, p.length);
+    }
     this.postHandoffs();
   }
 
@@ -143,8 +163,11 @@ export class Datapath {
           this.flush(io, buf, out);
           out = 0;
           this.send(io, engine.replyBuf, engine.outLen);
+        } else if (v === HAND_OVER) {
+          // The inbound half of a hairpin is another worker's (slow path: a copy).
+          this.handOver(engine.handoffWorker, buf, off, engine.outLen + h);
         } else if (v !== DROP) {
-          // HELD: the engine keeps it until its first fragment comes.
+          // HELD: the engine keeps it until its first fragment comes; HANDED: in its outbox.
         }
       }
       this.flush(io, buf, out);
@@ -159,13 +182,22 @@ export class Datapath {
   private postHandoffs(): void {
     const box = this.engine.handoffOutbox;
     if (box === null || box.count === 0) return;
-    const post = this.handoffTo;
-    if (post !== undefined)
-      for (let i = 0; i < box.count; i++) {
-        const at = box.meta[3 * i + 1];
-        post(box.meta[3 * i], box.buf.slice(at, at + box.meta[3 * i + 2]));
-      }
+    for (let i = 0; i < box.count; i++)
+      this.post(box.meta[3 * i], HANDOFF_FRAGMENT, box.buf, box.meta[3 * i + 1], box.meta[3 * i + 2]);
     box.clear();
+  }
+
+  private handOver(worker: number, buf: Uint8Array, start: number, len: number): void {
+    this.post(worker, HANDOFF_HAIRPIN, buf, start, len);
+  }
+
+  /** A copy of buf[start, start + len) behind its kind byte, to `worker`. */
+  private post(worker: number, kind: number, buf: Uint8Array, start: number, len: number): void {
+    if (this.handoffTo === undefined) return;
+    const msg = new Uint8Array(len + 1);
+    msg[0] = kind;
+    msg.set(buf.subarray(start, start + len), 1);
+    this.handoffTo(worker, msg);
   }
 
   /**

@@ -84,7 +84,7 @@ datapath.start();
 // Fragments of another worker's datagram go to it, and come from the others (fragment-handoff.ts).
 const peers = setup.peers ?? [];
 datapath.setHandoff((w, pkt) => peers[w]?.postMessage(pkt, [pkt.buffer as ArrayBuffer]));
-for (const peer of peers) peer?.on("message", (pkt: Uint8Array) => datapath.injectOutside(pkt));
+for (const peer of peers) peer?.on("message", (msg: Uint8Array) => datapath.receiveHandoff(msg));
 
 serveShard(
   setup.port,

@@ -170,6 +170,8 @@ export const C_MSS_CLAMPED = EVENTS2_BASE + 8;
  * (fragment-handoff.ts); that worker counts them again as it translates them.
  */
 export const C_FRAGMENTS_HANDED_OFF = EVENTS2_BASE + 9;
+/** Several workers: hairpinned packets whose inbound half is another worker's (its mapping's). */
+export const C_HAIRPIN_HANDED_OFF = EVENTS2_BASE + 10;
 // The public address that changes (interface mode, src/nat/public-address.ts).
 /** Times the public address changed to another one. */
 export const C_ADDRESS_CHANGES = EVENTS2_BASE + 20;
@@ -223,6 +225,7 @@ const EVENT_NAMES: Record<number, string> = {
   [C_GATEWAY_ICMP_ERRORS]: "gateway_icmp_errors_translated",
   [C_MSS_CLAMPED]: "mss_clamped",
   [C_FRAGMENTS_HANDED_OFF]: "fragments_handed_off",
+  [C_HAIRPIN_HANDED_OFF]: "hairpin_handed_off",
   [C_ADDRESS_CHANGES]: "public_address_changes",
   [C_ADDRESS_FLOWS_DROPPED]: "public_address_flows_dropped",
   [C_ADDRESS_RESETS]: "public_address_resets",

@@ -40,10 +40,12 @@ export type { ImageParts, StateImage } from "./snapshot.ts";
 export {
   DROP,
   FORWARD,
+  HAND_OVER,
   HANDED,
   HELD,
   REPLY,
   SIDE_BY_ADDRESS,
+  SIDE_HAIRPIN,
   SIDE_INSIDE,
   SIDE_OUTSIDE,
 } from "./verdicts.ts";
@@ -127,7 +129,7 @@ export class NatEngine {
    * Translates the IPv4 packet at buf[off, off+len) in place. `nowMs` is the caller's monotonic
    * clock. `l4Partial`: the TCP/UDP checksum holds a partial pseudo-header sum (virtio-net
    * NEEDS_CSUM) rather than a full checksum. `side`: where the packet arrived (SIDE_*).
-   * Returns the verdict (FORWARD, DROP, REPLY, HELD, HANDED).
+   * Returns the verdict (FORWARD, DROP, REPLY, HELD, HANDED, HAND_OVER).
    */
   process(
     buf: Uint8Array,
@@ -162,6 +164,11 @@ export class NatEngine {
    */
   get handoffOutbox(): HandoffOutbox | null {
     return this.s.handoff;
+  }
+
+  /** After HAND_OVER: the worker the packet goes to. */
+  get handoffWorker(): number {
+    return this.s.handoffWorker;
   }
 
   takePending(): Uint8Array | undefined {

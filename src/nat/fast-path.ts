@@ -19,7 +19,7 @@ import { admitInbound, admitOutbound } from "./new-flow.ts";
 import { toInside, toOutside } from "./rewrite.ts";
 import type { EngineState } from "./state.ts";
 import { TCP_WORDS } from "./tcp-state.ts";
-import { DROP, FORWARD, SIDE_BY_ADDRESS, SIDE_INSIDE } from "./verdicts.ts";
+import { DROP, FORWARD, HAND_OVER, SIDE_BY_ADDRESS, SIDE_HAIRPIN, SIDE_INSIDE } from "./verdicts.ts";
 
 /** Slots of a probe run the prefetch follows looking for a key's own slot. */
 const PREFETCH_PROBES = 8;
@@ -92,6 +92,8 @@ export function processPacket(
   let verdict: number;
   if (fromGateway) {
     verdict = gatewayError(s, buf, off, off + hl, total, src);
+  } else if (side === SIDE_HAIRPIN) {
+    verdict = hairpin(s, buf, off, hl, total, proto, l4Partial);
   } else if (s.isInside(src)) {
     if (s.isInside(dst) && s.outsideIndex(dst) < 0) verdict = s.passthrough();
     else if (s.addressless) verdict = s.drop(C.D_NO_PUBLIC_ADDRESS);
@@ -295,6 +297,16 @@ function hairpin(
 ): number {
   const src = readU32(b, off + 12);
   const dst = readU32(b, off + 16);
+  // Several workers: the mapping it goes to may be another worker's; the inbound half is done
+  // there (SIDE_HAIRPIN). A fragment is not handed over: its later fragments could not follow.
+  if (s.owners !== null && (readU16(b, off + 6) & 0x3fff) === 0) {
+    const owner = s.owners.ownerOf(b, off, hl, total, proto);
+    if (owner >= 0) {
+      s.handoffWorker = owner;
+      s.counters[C.C_HAIRPIN_HANDED_OFF]++;
+      return HAND_OVER;
+    }
+  }
   const v = inbound(s, b, off, hl, total, proto, src, dst, l4Partial, true);
   if (v === FORWARD) s.counters[C.C_HAIRPINNED]++;
   return v;

@@ -14,6 +14,11 @@ export const HELD = 3;
  */
 export const HANDED = 4;
 /**
+ * Several workers: the packet, as it is now (its outbound half of a hairpin done), goes to worker
+ * `handoffWorker` for the inbound half, header and all (the datapath copies it).
+ */
+export const HAND_OVER = 5;
+/**
  * Not a verdict: a check on the way (firewall, half-open room) has nothing against the packet
  * and the path goes on. Never returned by process().
  */
@@ -31,3 +36,8 @@ export const SIDE_BY_ADDRESS = 0;
 export const SIDE_INSIDE = 1;
 /** Arrived on the outside interface. */
 export const SIDE_OUTSIDE = 2;
+/**
+ * Several workers: the inbound half of a hairpin another worker began (HAND_OVER): from one of
+ * our addresses to one of our addresses, its mapping this worker's.
+ */
+export const SIDE_HAIRPIN = 3;

@@ -11,11 +11,12 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { StatsReply } from "../../src/control/format.ts";
+import type { ConnsReply, StatsReply } from "../../src/control/format.ts";
 import { hostWorker } from "../../src/datapath/steering-model.ts";
 import { type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type MasqNetwork } from "../../src/lab/netns.ts";
-import { waitListening } from "../../src/lab/wait.ts";
+import { udpAsk } from "../../src/lab/udp-ask.ts";
+import { waitListening, waitUntil } from "../../src/lab/wait.ts";
 import { ip } from "../helpers/packets.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
@@ -23,6 +24,7 @@ const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
 const PY = "/usr/bin/python3";
 const BIG_UDP = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "big-udp.py");
+const FIRST_CONTACT = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "udp-first-contact.py");
 const SIZE = 2 * 1024 * 1024 + 777;
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -96,5 +98,41 @@ describe("masq run --workers 2: ALG data connections and fragments across the wo
     const s = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
     assert.ok(s.engine.counters.fragments_handed_off > 0, JSON.stringify(s.engine.counters));
     assert.equal(s.engine.counters.drop_fragment_handoff_full, 0);
+  });
+
+  it("hairpin between hosts of the two workers, both ways: each sends first to the other's public endpoint", async () => {
+    const [a, , c] = net.inside;
+    for (const [peerBox, asker, port] of [
+      [c, a, 5000],
+      [a, c, 5001],
+    ] as const) {
+      const peer = net.lab.spawn(peerBox.ns, [PY, FIRST_CONTACT, String(port), net.inet.addr, "7000", "30"]);
+      await peer.waitFor("sent");
+      const flow = await waitUntil(`${peerBox.name}'s UDP mapping is in the table`, async () =>
+        (JSON.parse(await masq.cli(["conns", "--json", "--host", peerBox.addr])) as ConnsReply).flows.find(
+          (f) => f.protocol === "udp" && f.inside.port === port,
+        ),
+      );
+      const answer = await udpAsk(
+        net.lab,
+        asker.ns,
+        net.publicAddr,
+        flow.outside.port,
+        `hello-from-${asker.name}`,
+        {
+          sourcePort: 6000 + port,
+        },
+      );
+      assert.ok(await peer.waitExit(15_000), `${peerBox.name}'s peer did not end: ${peer.stdout}`);
+      assert.match(
+        peer.stdout,
+        new RegExp(`got hello-from-${asker.name} from ${net.publicAddr.replaceAll(".", "\\.")}:\\d+`),
+      );
+      assert.equal(answer.code, 0, `${asker.name} got no answer: ${answer.stderr} ${peer.stdout}`);
+      assert.equal(answer.stdout.trim(), "answer-from-a");
+    }
+    const s = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+    assert.ok(s.engine.counters.hairpin_handed_off >= 4, JSON.stringify(s.engine.counters));
+    assert.ok(s.engine.counters.hairpinned >= 4, JSON.stringify(s.engine.counters));
   });
 });

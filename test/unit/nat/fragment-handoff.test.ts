@@ -1,10 +1,20 @@
 // Fragments across workers: every fragment from outside is steered by (source, destination, IP
 // id), so a datagram may land on a worker that does not hold its flow. That worker hands the
 // whole datagram (the first, those held before it, the later ones) to the owner of the
-// destination port's slice, which translates it as if it had come from its own queue.
+// destination port's slice, which translates it as if it had come from its own queue. A hairpin
+// between hosts of two workers is done in halves: the outbound one on the sender's worker, the
+// inbound one on the worker of the mapping it goes to.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { FORWARD, HANDED, HELD, type NatEngine } from "../../../src/nat/engine.ts";
+import {
+  FORWARD,
+  HAND_OVER,
+  HANDED,
+  HELD,
+  type NatEngine,
+  SIDE_HAIRPIN,
+  SIDE_INSIDE,
+} from "../../../src/nat/engine.ts";
 import { checksumProblems, ip, reassemble, splitFragments, u16, u32, udp } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
@@ -46,7 +56,7 @@ function assertForA(frags: Uint8Array[]): void {
   assert.equal(whole.length, 20 + 8 + 3000);
 }
 
-describe("fragments across workers", () => {
+describe("fragments and hairpins across workers", () => {
   it("one worker has no outbox", () => {
     assert.equal(makeEngine().handoffOutbox, null);
   });
@@ -80,5 +90,38 @@ describe("fragments across workers", () => {
     for (const r of out) assert.equal(r.verdict, FORWARD);
     assertForA(out.map((r) => r.out));
     assert.equal(w1.handoffOutbox!.count, 0);
+  });
+
+  it("hairpin between hosts of two workers: each half on the worker of its mapping", () => {
+    const [w0, w1] = shards();
+    const B = "192.168.0.3";
+    const side = (e: NatEngine, pkt: Uint8Array, sideOf: number) => {
+      const buf = pkt.slice();
+      const verdict = e.process(buf, 0, buf.length, 1000, false, sideOf);
+      return { verdict, out: buf.slice(0, e.outLen) };
+    };
+    // B's mapping on w1, then A (on w0) sends to B's public endpoint.
+    const bOut = run(w1, udp({ src: B, dst: REMOTE, sport: 7000, dport: 5000, payload: 4 }));
+    const pB = u16(bOut.out, 20);
+    const aHalf = side(w0, udp({ src: A, dst: P, sport: 6000, dport: pB, payload: 4 }), SIDE_INSIDE);
+    assert.equal(aHalf.verdict, HAND_OVER);
+    assert.equal(w0.handoffWorker, 1);
+    assert.equal(u32(aHalf.out, 12), ip(P), "the outbound half is done: from A's public endpoint");
+    const pA = u16(aHalf.out, 20);
+    const toB = side(w1, aHalf.out, SIDE_HAIRPIN);
+    assert.equal(toB.verdict, FORWARD);
+    assert.equal(u32(toB.out, 16), ip(B));
+    assert.equal(u16(toB.out, 20), pA);
+    assert.deepEqual(checksumProblems(toB.out), []);
+    // B answers A's public endpoint: the outbound half on w1, the inbound half on w0.
+    const bHalf = side(w1, udp({ src: B, dst: P, sport: 7000, dport: pA, payload: 4 }), SIDE_INSIDE);
+    assert.equal(bHalf.verdict, HAND_OVER);
+    assert.equal(w1.handoffWorker, 0);
+    const toA = side(w0, bHalf.out, SIDE_HAIRPIN);
+    assert.equal(toA.verdict, FORWARD);
+    assert.equal(u32(toA.out, 16), ip(A));
+    assert.equal(u16(toA.out, 22), 6000);
+    assert.equal(u16(toA.out, 20), pB);
+    assert.deepEqual(checksumProblems(toA.out), []);
   });
 });
