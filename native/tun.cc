@@ -21,6 +21,7 @@
 #include "netlink.h"
 #include "steering.h"
 #include "unix-dgram.h"
+#include "uring.h"
 
 #include <string>
 #include <vector>
@@ -101,6 +102,8 @@ struct Counters {
   // GSO super-packets read (TCP: TSO, UDP: USO), each up to 64 KB the kernel segments on write.
   double rxGsoTcp = 0, rxGsoUdp = 0;
   double txPackets = 0, txBytes = 0, txFull = 0, txErrors = 0;
+  // The io_uring path given up after a failed round (it had been set up): syscalls since.
+  double uringFailures = 0;
 };
 
 std::string ErrnoText(const char* what, int err) {
@@ -120,6 +123,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
                                           InstanceMethod("close", &Tun::Close),
                                           InstanceMethod("setPersist", &Tun::SetPersist),
                                           InstanceMethod("attachSteering", &Tun::AttachSteering),
+                                          InstanceMethod("useUring", &Tun::UseUring),
                                           InstanceAccessor("name", &Tun::Name, nullptr),
                                           InstanceAccessor("offloads", &Tun::Offloads, nullptr),
                                       });
@@ -274,6 +278,18 @@ class Tun : public Napi::ObjectWrap<Tun> {
   // Reads up to a budget of packets and hands them to JavaScript; returns how many.
   uint32_t Drain(bool wakeup) {
     if (wakeup) counters_.rxWakeups++;
+    const uint32_t count = uring_.on() ? ReadUring() : ReadSyscalls();
+    if (count == 0) return 0;
+    if (!wakeup) counters_.rxBusyPolled += count;
+    Napi::Env env = onBatch_.Env();
+    Napi::HandleScope scope(env);
+    // MakeCallback runs the microtask queue afterwards and routes a throw to 'uncaughtException'.
+    onBatch_.MakeCallback(env.Global(), {Napi::Number::New(env, count)}, *asyncContext_);
+    return count;
+  }
+
+  // One read() per packet until the queue is empty or the budget is reached.
+  uint32_t ReadSyscalls() {
     uint32_t count = 0;
     size_t pos = 0;
     const uint32_t limit = budget_ < metaPairs_ ? budget_ : static_cast<uint32_t>(metaPairs_);
@@ -295,12 +311,53 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     if (count == limit) counters_.rxBudgetHits++;
     counters_.rxPackets += count;
-    if (count == 0) return 0;
-    if (!wakeup) counters_.rxBusyPolled += count;
-    Napi::Env env = onBatch_.Env();
-    Napi::HandleScope scope(env);
-    // MakeCallback runs the microtask queue afterwards and routes a throw to 'uncaughtException'.
-    onBatch_.MakeCallback(env.Global(), {Napi::Number::New(env, count)}, *asyncContext_);
+    return count;
+  }
+
+  // Rounds of reads through the ring, one io_uring_enter each, into slots of maxPacket bytes (a
+  // read's length is known only afterwards). A round asks for as many packets as the last
+  // wake-up brought, and a full round is followed by one twice as large, up to the budget; a
+  // round that comes back short found the queue empty. The reads past the queue's end are the
+  // price of not knowing its length: each answers -EAGAIN inside the same enter.
+  uint32_t ReadUring() {
+    const size_t stride = (static_cast<size_t>(maxPacket_) + 7) & ~static_cast<size_t>(7);
+    uint32_t limit = budget_ < metaPairs_ ? budget_ : static_cast<uint32_t>(metaPairs_);
+    if (bufLen_ / stride < limit) limit = static_cast<uint32_t>(bufLen_ / stride);
+    if (uring_.entries() < limit) limit = uring_.entries();
+    uint32_t count = 0;
+    uint32_t ask = readAhead_ < limit ? readAhead_ : limit;
+    bool full = true;
+    while (full && count < limit) {
+      if (ask > limit - count) ask = limit - count;
+      if (!uring_.Read(buf_ + count * stride, stride, maxPacket_, ask, res_.data())) {
+        // The ring failed: the syscalls from here on. Nothing of the round was read.
+        counters_.uringFailures++;
+        break;
+      }
+      uint32_t got = 0;
+      for (uint32_t i = 0; i < ask; i++) {
+        const int32_t n = res_[i];
+        if (n <= 0) {
+          if (n < 0 && n != -EAGAIN) counters_.rxErrors++;
+          full = false;
+          continue;
+        }
+        // A packet after an empty answer (one that arrived meanwhile) is kept: its slot is its
+        // own, and its meta pair follows the round's packets before it.
+        const size_t pos = (count + i) * stride;
+        meta_[2 * (count + got)] = static_cast<uint32_t>(pos);
+        meta_[2 * (count + got) + 1] = static_cast<uint32_t>(n);
+        if (vnetHdr_ && static_cast<size_t>(n) >= VirtioNetHdr::kBytes) CountGso(VirtioNetHdr::Decode(buf_ + pos));
+        counters_.rxBytes += n;
+        got++;
+      }
+      count += got;
+      if (!full) break;
+      ask *= 2;
+    }
+    if (count == limit) counters_.rxBudgetHits++;
+    counters_.rxPackets += count;
+    readAhead_ = count < kMinReadAhead ? kMinReadAhead : count;
     return count;
   }
 
@@ -355,15 +412,42 @@ class Tun : public Napi::ObjectWrap<Tun> {
     const size_t size = buf.ByteLength();
     const uint32_t* m = meta.Data();
     uint32_t written = 0;
+    uint32_t round = 0;
     for (uint32_t i = 0; i < count; i++) {
       uint32_t off = m[2 * i], len = m[2 * i + 1];
       if (static_cast<size_t>(off) + len > size) {
         counters_.txErrors++;
         continue;
       }
-      if (WriteOne(data + off, len)) written++;
+      if (!uring_.on()) {
+        if (WriteOne(data + off, len)) written++;
+        continue;
+      }
+      // Gathered into rounds of up to the ring's size, each one io_uring_enter.
+      ptrs_[round] = data + off;
+      lens_[round] = len;
+      if (++round == uring_.entries()) {
+        written += WriteRound(round);
+        round = 0;
+      }
     }
+    if (round > 0) written += WriteRound(round);
     return Napi::Number::New(env, written);
+  }
+
+  // Writes the round gathered in ptrs_/lens_ through the ring (one by one when it fails).
+  uint32_t WriteRound(uint32_t n) {
+    uint32_t written = 0;
+    if (uring_.on() && uring_.Write(ptrs_.data(), lens_.data(), n, res_.data())) {
+      for (uint32_t i = 0; i < n; i++)
+        if (Written(res_[i] >= 0 ? 0 : -res_[i], res_[i])) written++;
+      return written;
+    }
+    // The ring failed and is closed; none of the round went out, so it goes by write().
+    counters_.uringFailures++;
+    for (uint32_t i = 0; i < n; i++)
+      if (WriteOne(ptrs_[i], lens_[i])) written++;
+    return written;
   }
 
   bool WriteOne(const uint8_t* p, uint32_t len) {
@@ -373,20 +457,48 @@ class Tun : public Napi::ObjectWrap<Tun> {
     }
     for (;;) {
       ssize_t n = write(fd_, p, len);
-      if (n >= 0) {
-        counters_.txPackets++;
-        counters_.txBytes += n;
-        return true;
-      }
-      if (errno == EINTR) continue;
-      // A TUN write only fails when the kernel refuses the packet or its queue is full; the
-      // packet is dropped and counted here (the caller counts it too).
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-        counters_.txFull++;
-      else
-        counters_.txErrors++;
-      return false;
+      if (n < 0 && errno == EINTR) continue;
+      return Written(n < 0 ? errno : 0, n);
     }
+  }
+
+  // Counts one write's outcome (err: its errno, 0 when it went out); whether it went out.
+  bool Written(int err, ssize_t n) {
+    if (err == 0) {
+      counters_.txPackets++;
+      counters_.txBytes += n;
+      return true;
+    }
+    // A TUN write only fails when the kernel refuses the packet or its queue is full; the
+    // packet is dropped and counted here (the caller counts it too).
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
+      counters_.txFull++;
+    else
+      counters_.txErrors++;
+    return false;
+  }
+
+  // useUring(entries): batches through an io_uring of `entries` from now on; "" or why not (then
+  // the syscalls stay). Called before start, on the thread that runs the device's loop.
+  Napi::Value UseUring(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Napi::TypeError::New(env, "useUring(entries)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const uint32_t entries = info[0].As<Napi::Number>().Uint32Value();
+    if (entries == 0 || entries > 4096) {
+      Napi::RangeError::New(env, "useUring: 1 to 4096 entries").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (fd_ < 0) return Napi::String::New(env, "the TUN is closed");
+    std::string why = uring_.Open(fd_, entries);
+    if (why.empty()) {
+      res_.assign(uring_.entries(), 0);
+      ptrs_.assign(uring_.entries(), nullptr);
+      lens_.assign(uring_.entries(), 0);
+    }
+    return Napi::String::New(env, why);
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
@@ -404,6 +516,9 @@ class Tun : public Napi::ObjectWrap<Tun> {
     o.Set("txBytes", counters_.txBytes);
     o.Set("txQueueFull", counters_.txFull);
     o.Set("txErrors", counters_.txErrors);
+    o.Set("uringEnters", uring_.enters());
+    o.Set("uringFailures", counters_.uringFailures);
+    o.Set("uring", uring_.on() ? 1 : 0);
     return o;
   }
 
@@ -463,6 +578,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
 
   void Shutdown() {
     StopPolling();
+    uring_.Close();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
@@ -485,6 +601,14 @@ class Tun : public Napi::ObjectWrap<Tun> {
   uint32_t maxPacket_ = 0;
   uint32_t budget_ = 0;
   Counters counters_;
+  // The io_uring path (off unless useUring succeeded): its ring, the results of a round, the
+  // packets of a write round, and how many reads the next wake-up's first round asks for.
+  static constexpr uint32_t kMinReadAhead = 4;
+  masq::UringBatch uring_;
+  std::vector<int32_t> res_;
+  std::vector<const uint8_t*> ptrs_;
+  std::vector<uint32_t> lens_;
+  uint32_t readAhead_ = kMinReadAhead;
 };
 
 // allocHugePages(bytes): a zeroed ArrayBuffer on 2 MiB-aligned memory advised for transparent

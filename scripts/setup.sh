@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc g++ make clang-format ethtool iproute2 procps iputils-ping traceroute curl iperf3 nftables socat tcpdump python3 natpmpc python3-pyftpdlib tftpd-hpa tftp-hpa ngircd vsftpd prometheus python3-scapy hping3 apache2-utils lighttpd wrk iputils-tracepath coturn miniupnpc rsyslog tshark chromium util-linux systemd)
+packages=(gcc g++ make liburing-dev clang-format ethtool iproute2 procps iputils-ping traceroute curl iperf3 nftables socat tcpdump python3 natpmpc python3-pyftpdlib tftpd-hpa tftp-hpa ngircd vsftpd prometheus python3-scapy hping3 apache2-utils lighttpd wrk iputils-tracepath coturn miniupnpc rsyslog tshark chromium util-linux systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

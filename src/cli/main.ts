@@ -67,6 +67,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "the packet loop's scheduling: realtime (SCHED_FIFO, preempts ordinary work as the kernel's forwarding does) or normal",
     )
     .option(
+      "--datapath-io <io>",
+      "how batches reach the TUN: auto (io_uring where it can be set up), uring (one io_uring_enter per batch) or syscalls (one per packet)",
+    )
+    .option(
       "--datapath-cpu <cpu>",
       "the CPU the packet loop runs on: auto (the last one, RPS on the others), off (unpinned, RPS on all), or a number",
     )

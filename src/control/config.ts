@@ -39,12 +39,15 @@ import { ConfigError } from "./config-error.ts";
 import { boundedInt, MSS_CLAMP_HINT, mssClampValue } from "./config-values.ts";
 import {
   checkWorkers,
+  DATAPATH_IOS,
   DATAPATH_PRIORITIES,
   type DatapathCpuSetting,
+  type DatapathIo,
   type DatapathPriority,
   MAX_BUSY_POLL_US,
   parseBusyPoll,
   parseDatapathCpu,
+  parseDatapathIo,
   parseDatapathPriority,
 } from "./datapath-config.ts";
 import { firewallRules, firewallSectionSchema } from "./firewall-config.ts";
@@ -109,6 +112,8 @@ export interface RunConfig {
   datapathCpu: DatapathCpuSetting;
   /** The packet loop's scheduling: "realtime" (SCHED_FIFO, as the kernel's softirq) or "normal". */
   datapathPriority: DatapathPriority;
+  /** How the loop's batches reach the TUN: io_uring rounds or one syscall per packet. */
+  datapathIo: DatapathIo;
   /** Microseconds the packet loop keeps reading after the last packet before it sleeps (0: off). */
   busyPollUs: number;
   /** Packet loops: worker threads, one queue of each TUN each (src/control/workers-config.ts). */
@@ -167,6 +172,7 @@ export function defaultRunConfig(): RunConfig {
     rps: true,
     datapathCpu: "auto",
     datapathPriority: "realtime",
+    datapathIo: "auto",
     busyPollUs: 0,
     workers: 1,
     portParity: false,
@@ -216,6 +222,7 @@ const fileSchema = v.strictObject({
   datapath_priority: v.optional(
     v.picklist(DATAPATH_PRIORITIES, `must be one of ${DATAPATH_PRIORITIES.join(", ")}`),
   ),
+  datapath_io: v.optional(v.picklist(DATAPATH_IOS, `must be one of ${DATAPATH_IOS.join(", ")}`)),
   workers: v.optional(v.union([v.string(), v.number()], 'must be "auto" or a whole number of workers')),
   port_parity: v.optional(v.boolean()),
   allow_low_ports: v.optional(v.boolean()),
@@ -268,6 +275,8 @@ export interface RunFlags {
   workers?: string;
   /** --datapath-priority realtime|normal. */
   datapathPriority?: string;
+  /** --datapath-io auto|uring|syscalls. */
+  datapathIo?: string;
   logLevel?: string;
   logFormat?: string;
   /** --metrics <address:port>: serve Prometheus metrics over HTTP. */
@@ -346,6 +355,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
     if (f.datapath_cpu !== undefined)
       c.datapathCpu = parseDatapathCpu(f.datapath_cpu, `${src}: datapath_cpu`);
     if (f.datapath_priority !== undefined) c.datapathPriority = f.datapath_priority;
+    if (f.datapath_io !== undefined) c.datapathIo = f.datapath_io;
     if (f.port_parity !== undefined) c.portParity = f.port_parity;
     if (f.allow_low_ports !== undefined) c.allowLowPorts = f.allow_low_ports;
     if (f.port_seed !== undefined) c.portSeed = f.port_seed;
@@ -417,6 +427,7 @@ export function resolveRunConfig(flags: RunFlags, readFile: (p: string) => strin
   if (flags.workers !== undefined) c.workers = checkWorkers(flags.workers, "--workers");
   if (flags.datapathPriority !== undefined)
     c.datapathPriority = parseDatapathPriority(flags.datapathPriority, "--datapath-priority");
+  if (flags.datapathIo !== undefined) c.datapathIo = parseDatapathIo(flags.datapathIo, "--datapath-io");
   if (flags.metrics !== undefined) c.metrics.listen = checkListen(flags.metrics, "--metrics");
   if (flags.portmap) c.portmap.enabled = true;
   if (flags.mssClamp !== undefined) c.mssClamp = mssClamp(flags.mssClamp, "--mss-clamp");

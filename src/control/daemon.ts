@@ -37,6 +37,7 @@ import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import { scaleOutOf } from "./cgnat-config.ts";
 import type { RunConfig } from "./config.ts";
+import { checkDatapathIo, datapathIoSummary } from "./datapath-config.ts";
 import { engineConfigFor } from "./engine-config.ts";
 import { mappedPortSteering, startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
@@ -294,6 +295,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           public: host.publicAddresses,
           workers: running.count,
           priorities: running.priorities(),
+          datapathIo: running.io(),
           socket: cfg.controlSocket,
         },
         "masq ready",
@@ -302,7 +304,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     }
     single ??= makeSingle();
     const { engine, algs } = single;
-    tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload);
+    tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload, cfg.datapathIo);
+    checkDatapathIo(cfg.datapathIo, tuns.devices);
     // Attached to the devices the stopped masq left: ordinary again, they go with this process.
     if (restored) for (const d of tuns.devices) d.setPersist(false);
     sysfsOurs = await sysfsIsOurs();
@@ -472,6 +475,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       tuns.inside.headerBytes > 0,
       rpsCpus,
       placement.datapathCpu,
+      datapathIoSummary(tuns.devices),
       workersFallback,
     );
     log.info(
@@ -484,6 +488,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         offload: tuns.inside.headerBytes > 0,
         rpsCpus: rpsCpus ?? "off",
         datapathCpu: placement.datapathCpu ?? "any",
+        datapathIo: datapathIoSummary(tuns.devices),
         socket: cfg.controlSocket,
         alg: algs.describe(),
       },

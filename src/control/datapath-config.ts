@@ -1,6 +1,6 @@
-// The packet loop's keys of the config file and their flags: `workers`, `datapath_cpu` and
-// `busy_poll_us` (--datapath-cpu, --busy-poll), checked apart from config.ts so that file stays
-// the list of sections.
+// The packet loop's keys of the config file and their flags: `workers`, `datapath_cpu`,
+// `datapath_priority`, `datapath_io` and `busy_poll_us` (--datapath-cpu, --datapath-priority,
+// --datapath-io, --busy-poll), checked apart from config.ts so that file stays the list of sections.
 import { ConfigError } from "./config-error.ts";
 import { parseWorkers } from "./workers-config.ts";
 
@@ -24,10 +24,51 @@ export type DatapathPriority = (typeof DATAPATH_PRIORITIES)[number];
 
 /** `--datapath-priority realtime|normal`. */
 export function parseDatapathPriority(text: string, where: string): DatapathPriority {
-  const p = DATAPATH_PRIORITIES.find((x) => x === text);
-  if (p === undefined)
-    throw new ConfigError(where, `${JSON.stringify(text)} must be one of ${DATAPATH_PRIORITIES.join(", ")}`);
-  return p;
+  return parseChoice(DATAPATH_PRIORITIES, text, where);
+}
+
+/** A flag's value that must be one of `choices`, or the error naming `where`. */
+function parseChoice<T extends string>(choices: readonly T[], text: string, where: string): T {
+  const c = choices.find((x) => x === text);
+  if (c === undefined)
+    throw new ConfigError(where, `${JSON.stringify(text)} must be one of ${choices.join(", ")}`);
+  return c;
+}
+
+/**
+ * `datapath_io`: how the loop's batches reach the TUN. "uring": through an io_uring per device
+ * and thread, one io_uring_enter per round of reads or writes; "syscalls": one read() or write()
+ * per packet; "auto" (the default): io_uring where the ring can be set up, else the syscalls.
+ */
+export const DATAPATH_IOS = ["auto", "uring", "syscalls"] as const;
+export type DatapathIo = (typeof DATAPATH_IOS)[number];
+
+/** `--datapath-io auto|uring|syscalls`. */
+export function parseDatapathIo(text: string, where: string): DatapathIo {
+  return parseChoice(DATAPATH_IOS, text, where);
+}
+
+/** An explicit `datapath_io = "uring"` the devices could not follow: the error naming `where`. */
+export function checkDatapathIo(
+  setting: DatapathIo,
+  devices: ReadonlyArray<{ ioFallback: string | undefined }>,
+  where = "datapath_io",
+): void {
+  const fallback = devices.find((d) => d.ioFallback !== undefined)?.ioFallback;
+  if (setting === "uring" && fallback !== undefined)
+    throw new ConfigError(where, `"uring" cannot be used here: ${fallback}`);
+}
+
+/**
+ * What the start-up summary says of the devices' I/O: "io_uring", "syscalls", or "syscalls
+ * (io_uring unavailable: …)" when "auto" fell back.
+ */
+export function datapathIoSummary(
+  devices: ReadonlyArray<{ io: string; ioFallback: string | undefined }>,
+): string {
+  const fallback = devices.find((d) => d.ioFallback !== undefined)?.ioFallback;
+  if (fallback !== undefined) return `syscalls (io_uring unavailable: ${fallback})`;
+  return devices.every((d) => d.io === "uring") ? "io_uring" : "syscalls";
 }
 
 /** `datapath_cpu`: "auto" (pinned when there are 2 or more CPUs), "off", or a CPU number. */

@@ -43,6 +43,7 @@ export const RELOAD_KEYS: readonly ReloadKey[] = [
   { path: "rps", key: "rps", restart: HOST },
   { path: "datapathCpu", key: "datapath_cpu", restart: "the packet loop is placed at start" },
   { path: "datapathPriority", key: "datapath_priority", restart: "the packet loop is placed at start" },
+  { path: "datapathIo", key: "datapath_io", restart: "the TUNs' rings are set up at start" },
   { path: "workers", key: "workers", restart: "the TUN queues and their workers are opened at start" },
   { path: "busyPollUs", key: "busy_poll_us" },
   { path: "portParity", key: "port_parity" },

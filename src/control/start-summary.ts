@@ -12,6 +12,7 @@ export function printSummary(
   offloads: boolean,
   rpsCpus: string | undefined,
   datapathCpu: number | undefined,
+  io: string,
   workersFallback?: string,
 ): void {
   const mb = (engine.memoryBytes() / 1048576).toFixed(1);
@@ -19,7 +20,7 @@ export function printSummary(
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (following ${cfg.outside})`}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}; ${mssSummary(engine)}`,
-    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`}; up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
+    `      TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}${offloads ? ", offloads on" : ""}${rpsCpus ? `, RPS on CPUs ${rpsCpus}` : ""}); packet loop on ${datapathCpu === undefined ? "any CPU" : `CPU ${datapathCpu}`} (${io}); up to ${cfg.limits.maxFlows} flows (${mb} MiB)`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     ...(workersFallback
       ? [`      one worker on one queue, not the ${cfg.workers} asked for: ${workersFallback}`]
@@ -44,7 +45,7 @@ export function printWorkersSummary(cfg: RunConfig, host: Resolved, pool: Worker
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (following ${cfg.outside})`}`,
     `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
-    `      ${pool.count} workers on multi-queue TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}), steered by eBPF; ${cpus ? `CPUs ${cpus.join(", ")}` : "any CPU"}; up to ${cfg.limits.maxFlows} flows in all`,
+    `      ${pool.count} workers on multi-queue TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}), steered by eBPF; ${cpus ? `CPUs ${cpus.join(", ")}` : "any CPU"} (${[...new Set(pool.io())].join("; ")}); up to ${cfg.limits.maxFlows} flows in all`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",
   ];

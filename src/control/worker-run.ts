@@ -44,6 +44,7 @@ export async function startWorkerPool(
       ...(pin ? { cpus: workerCpus(cfg.workers) } : {}),
       busyPollUs: cfg.busyPollUs,
       priority: cfg.datapathPriority,
+      io: cfg.datapathIo,
     });
   } catch (err) {
     log.warn({ err }, `${cfg.workers} workers could not start: one packet loop on one queue instead`);

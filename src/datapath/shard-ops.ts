@@ -24,6 +24,8 @@ export const SHARD_OPS = {
   deviceStats: "deviceStats",
   /** The worker's thread scheduling, as applyDatapathPriority said it. */
   priority: "priority",
+  /** How the worker's queues reach the kernel, as datapathIoSummary says it. */
+  io: "io",
 } as const;
 
 /** A shard's part of a connection listing: its flows' fields, how many matched, how many it holds. */

@@ -3,7 +3,7 @@
 // interface or on the outside one. Opened, counted and closed together.
 import { existsSync, readFileSync } from "node:fs";
 import { cpuSetMask } from "../host/index.ts";
-import type { TunDevice } from "../io/tun.ts";
+import type { TunDevice, TunIoSetting } from "../io/tun.ts";
 import { SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
 import type { DatapathPort } from "./datapath.ts";
 
@@ -17,11 +17,15 @@ export class TunPair {
   }
 
   /** Opens (creates) both devices; when the second fails, the first is closed again. */
-  static async open(names: { inside: string; outside: string }, vnetHdr: boolean): Promise<TunPair> {
+  static async open(
+    names: { inside: string; outside: string },
+    vnetHdr: boolean,
+    io: TunIoSetting = "syscalls",
+  ): Promise<TunPair> {
     const { TunDevice } = await import("../io/tun.ts");
-    const inside = TunDevice.open({ name: names.inside, vnetHdr });
+    const inside = TunDevice.open({ name: names.inside, vnetHdr, io });
     try {
-      return new TunPair(inside, TunDevice.open({ name: names.outside, vnetHdr }));
+      return new TunPair(inside, TunDevice.open({ name: names.outside, vnetHdr, io }));
     } catch (err) {
       inside.close();
       throw err;

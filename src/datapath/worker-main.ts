@@ -7,7 +7,12 @@
 import { type MessagePort, workerData } from "node:worker_threads";
 import type { AnyAlgConfig } from "../alg/config.ts";
 import { AlgRegistry } from "../alg/registry.ts";
-import type { DatapathPriority } from "../control/datapath-config.ts";
+import {
+  checkDatapathIo,
+  type DatapathIo,
+  type DatapathPriority,
+  datapathIoSummary,
+} from "../control/datapath-config.ts";
 import { loadAddon } from "../io/addon.ts";
 import { TunDevice } from "../io/tun.ts";
 import type { EngineConfig } from "../nat/config.ts";
@@ -44,6 +49,8 @@ export interface WorkerSetup {
   priority?: DatapathPriority;
   /** A port to every other worker, by its index (null: this one), for handed-off fragments. */
   peers?: (MessagePort | null)[];
+  /** How the worker's queues reach the kernel (default "syscalls"): each worker its own rings. */
+  io?: DatapathIo;
 }
 
 const TURN_WAIT_MS = 30_000;
@@ -53,10 +60,12 @@ const turn = new Int32Array(setup.turn);
 for (let t = Atomics.load(turn, 0); t < setup.index; t = Atomics.load(turn, 0))
   if (Atomics.wait(turn, 0, t, TURN_WAIT_MS) === "timed-out")
     throw new Error(`worker ${setup.index}: worker ${t} did not open its queues`);
-const inside = TunDevice.open({ name: setup.tuns.inside, vnetHdr: setup.vnetHdr, multiQueue: true });
-const outside = TunDevice.open({ name: setup.tuns.outside, vnetHdr: setup.vnetHdr, multiQueue: true });
+const queue = { vnetHdr: setup.vnetHdr, multiQueue: true, io: setup.io ?? "syscalls" } as const;
+const inside = TunDevice.open({ name: setup.tuns.inside, ...queue });
+const outside = TunDevice.open({ name: setup.tuns.outside, ...queue });
 Atomics.store(turn, 0, setup.index + 1);
 Atomics.notify(turn, 0);
+checkDatapathIo(queue.io, [inside, outside]);
 
 let steering: TunSteering | undefined;
 if (setup.index === 0) {
@@ -92,6 +101,7 @@ serveShard(
     ...engineShardOps(engine),
     index: () => setup.index,
     [SHARD_OPS.priority]: () => priority,
+    [SHARD_OPS.io]: () => datapathIoSummary([inside, outside]),
     [SHARD_OPS.datapathStats]: () => datapath.stats,
     [SHARD_OPS.deviceStats]: () => ({ inside: inside.stats(), outside: outside.stats() }),
     // The resets for the inside hosts' connections on the old address leave from this worker,

@@ -18,7 +18,7 @@ import type { WorkerSetup } from "./worker-main.ts";
 const READY_MS = 60_000;
 
 export interface WorkerPoolOptions
-  extends Pick<WorkerSetup, "count" | "engine" | "alg" | "mtu" | "tuns" | "vnetHdr" | "priority"> {
+  extends Pick<WorkerSetup, "count" | "engine" | "alg" | "mtu" | "tuns" | "vnetHdr" | "priority" | "io"> {
   /** The CPU each worker's thread is pinned to (undefined: not pinned). */
   cpus?: readonly number[];
   busyPollUs: number;
@@ -74,6 +74,7 @@ export class WorkerPool {
         busyPollUs: o.busyPollUs,
         ...(o.priority ? { priority: o.priority } : {}),
         peers: peers[index],
+        ...(o.io ? { io: o.io } : {}),
       };
       // worker-main.ts beside this module, or worker-main.js when built.
       const w = spawnModuleWorker(
@@ -133,6 +134,11 @@ export class WorkerPool {
   /** Each worker's thread scheduling ("SCHED_FIFO 1", "normal priority …"), in worker order. */
   priorities(): string[] {
     return this.everySync<string>(SHARD_OPS.priority);
+  }
+
+  /** How each worker's queues reach the kernel ("io_uring", "syscalls (…)"), in worker order. */
+  io(): string[] {
+    return this.everySync<string>(SHARD_OPS.io);
   }
 
   /** Each worker's datapath and queue counters, in worker order. */

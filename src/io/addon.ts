@@ -24,6 +24,8 @@ export interface NativeTun {
   setPersist(on: boolean): void;
   /** The device's queue-selection program (a socket filter's fd; -1: none). */
   attachSteering(progFd: number): void;
+  /** Batches through an io_uring of `entries` from now on: "", or why not (the syscalls stay). */
+  useUring(entries: number): string;
 }
 
 /** A NETLINK_ROUTE socket bound to multicast groups (native/netlink.cc). */

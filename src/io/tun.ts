@@ -24,7 +24,22 @@ export interface TunCounters {
   txBytes: number;
   txQueueFull: number;
   txErrors: number;
+  /** io_uring_enter calls (each a round of reads or writes); 0 on the syscall path. */
+  uringEnters: number;
+  /** Rounds after which the ring failed and the device went back to the syscalls. */
+  uringFailures: number;
+  /** 1 while batches go through io_uring, 0 on the syscalls (summed: the queues on io_uring). */
+  uring: number;
 }
+
+/**
+ * How batches reach the kernel: "uring" (one io_uring_enter per round of reads or writes),
+ * "syscalls" (one read() or write() per packet), or "auto" (io_uring when the ring can be set up).
+ */
+export type TunIoSetting = "auto" | "uring" | "syscalls";
+
+/** Entries of a device's ring: the most reads or writes one io_uring_enter carries. */
+const RING_ENTRIES = 256;
 
 export interface TunOptions {
   /** Device name, e.g. "masq0"; created when absent (and removed when closed, unless persistent). */
@@ -45,6 +60,8 @@ export interface TunOptions {
    * steering program, see attachSteering).
    */
   multiQueue?: boolean;
+  /** How batches reach the kernel (default "syscalls"); without a ring, "uring" falls back as "auto" does. */
+  io?: TunIoSetting;
 }
 
 export class TunDevice implements BatchIo {
@@ -52,18 +69,33 @@ export class TunDevice implements BatchIo {
   readonly name: string;
   /** TUNSETOFFLOAD flags in force (0 without a vnet header). */
   readonly offloads: number;
+  /** How this device's batches reach the kernel. */
+  readonly io: "uring" | "syscalls";
+  /** Why io_uring was asked for and not used; undefined otherwise. */
+  readonly ioFallback: string | undefined;
   private readonly dev: NativeTun;
   private readonly buf: Uint8Array;
   private readonly meta: Uint32Array;
   private readonly budget: number;
   private closed = false;
 
-  private constructor(dev: NativeTun, vnet: boolean, rxBytes: number, budget: number) {
+  private constructor(
+    dev: NativeTun,
+    vnet: boolean,
+    rxBytes: number,
+    budget: number,
+    io: { fallback?: string } | undefined,
+  ) {
     this.dev = dev;
     this.name = dev.name;
     this.offloads = dev.offloads;
     this.headerBytes = vnet ? VIRTIO_NET_HDR_BYTES : 0;
-    this.buf = new Uint8Array(Math.max(rxBytes, MAX_PACKET * 2));
+    this.io = io !== undefined && io.fallback === undefined ? "uring" : "syscalls";
+    this.ioFallback = io?.fallback;
+    // Through the ring, each read of a round gets a whole MAX_PACKET slot (its length is known only
+    // afterwards), so a full budget takes budget slots; pages the kernel never writes stay unbacked.
+    const slots = this.io === "uring" ? Math.min(budget, RING_ENTRIES) * (MAX_PACKET + 7) : 0;
+    this.buf = new Uint8Array(Math.max(rxBytes, MAX_PACKET * 2, slots));
     this.budget = budget;
     this.meta = new Uint32Array(budget * 2);
   }
@@ -82,7 +114,13 @@ export class TunDevice implements BatchIo {
       ? [tso | mod.TUN_F_TSO_ECN | uso, tso | uso, tso | mod.TUN_F_TSO_ECN, tso, mod.TUN_F_CSUM]
       : [];
     const dev = new mod.Tun(opts.name, vnet, candidates, opts.multiQueue ?? false);
-    return new TunDevice(dev, vnet, opts.rxBytes ?? 4 * 1024 * 1024, opts.budget ?? 256);
+    const setting = opts.io ?? "syscalls";
+    let io: { fallback?: string } | undefined;
+    if (setting !== "syscalls") {
+      const why = dev.useUring(RING_ENTRIES);
+      io = why === "" ? {} : { fallback: why };
+    }
+    return new TunDevice(dev, vnet, opts.rxBytes ?? 4 * 1024 * 1024, opts.budget ?? 256, io);
   }
 
   start(onBatch: (buf: Uint8Array, meta: Uint32Array, count: number) => void): void {

@@ -18,6 +18,8 @@ import { ip } from "../helpers/packets.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
 const WORKERS = 2;
+/** Each mode runs with one of the two I/O paths (each worker its own rings with io_uring). */
+const IO: Record<MasqMode, "uring" | "syscalls"> = { interface: "uring", pool: "syscalls" };
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
 
@@ -35,7 +37,7 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       // The file names the workers (so `masq reload` has a file to read, and refuses for them).
       tmp = mkdtempSync(join(tmpdir(), "masq-wk-"));
       const config = join(tmp, "masq.toml");
-      writeFileSync(config, `workers = ${WORKERS}\n`);
+      writeFileSync(config, `workers = ${WORKERS}\ndatapath_io = "${IO[mode]}"\n`);
       masq = await startMasq(net, { config });
     });
 
@@ -62,6 +64,22 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
 
     it("HTTP from all three inside hosts at once through both workers: 2 MB bodies byte-exact", async () => {
       await fetchFromEveryBox(net, 2_000_000);
+    });
+
+    it(`every worker's queues move their batches as datapath_io = "${IO[mode]}" says`, async () => {
+      const uring = IO[mode] === "uring";
+      const ready = masq.proc.stdout.split("\n").find((l) => l.includes("masq ready")) ?? "";
+      const io = (JSON.parse(ready) as { datapathIo?: string[] }).datapathIo ?? [];
+      assert.deepEqual(io, Array(WORKERS).fill(uring ? "io_uring" : "syscalls"), ready);
+      const s = await stats();
+      for (const tun of ["masq0", "masq0-out"]) {
+        const d = s.devices?.[tun] ?? {};
+        // Summed over the workers' queues: every queue on its own ring, or none.
+        assert.equal(d.uring, uring ? WORKERS : 0, `${tun}: ${JSON.stringify(d)}`);
+        assert.equal(d.uringFailures, 0, `${tun}: ${JSON.stringify(d)}`);
+        assert.ok((d.rxPackets ?? 0) > 0, `${tun}: ${JSON.stringify(d)}`);
+        if (uring) assert.ok((d.uringEnters ?? 0) > 0, `${tun}: ${JSON.stringify(d)}`);
+      }
     });
 
     it("ping and UDP from every inside host get their answers", async () => {

@@ -21,6 +21,8 @@ import { tearDown } from "../helpers/teardown.ts";
 
 /** The UDP timeout masq runs with here: short, so expiry is seen; long beside the 2 s idle. */
 const UDP_TIMEOUT_SEC = 8;
+/** Each mode runs with one of the two I/O paths, so both carry every test here. */
+const IO: Record<MasqMode, "uring" | "syscalls"> = { interface: "uring", pool: "syscalls" };
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -51,7 +53,10 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       await inet.waitFor(/"proto":"udp"/, 10_000);
       // Short UDP timeout so expiry can be exercised instead of waited for.
       const config = join(tmp, "masq.toml");
-      writeFileSync(config, `[timeouts]\nallow_short_timeouts = true\nudp = ${UDP_TIMEOUT_SEC}\n`);
+      writeFileSync(
+        config,
+        `datapath_io = "${IO[mode]}"\n[timeouts]\nallow_short_timeouts = true\nudp = ${UDP_TIMEOUT_SEC}\n`,
+      );
       masq = await startMasq(net, { config });
     });
 
@@ -96,6 +101,27 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       const peers = peersSeen(inet, "http");
       assert.ok(peers.length >= 3);
       for (const p of peers) assert.equal(p, net.publicAddr);
+    });
+
+    it(`the batches reach both TUNs as datapath_io = "${IO[mode]}" says`, async () => {
+      const uring = IO[mode] === "uring";
+      assert.match(
+        masq.proc.stderr,
+        uring ? /packet loop on [^;]*\(io_uring\)/ : /\(syscalls\)/,
+        masq.proc.stderr,
+      );
+      const stats = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+      for (const tun of ["masq0", "masq0-out"]) {
+        const d = stats.devices?.[tun] ?? {};
+        assert.ok(
+          (d.rxPackets ?? 0) > 0 && (d.txPackets ?? 0) > 0,
+          `${tun} carried the bodies: ${JSON.stringify(d)}`,
+        );
+        assert.equal(d.uring, uring ? 1 : 0, `${tun}: ${JSON.stringify(d)}`);
+        assert.equal(d.uringFailures, 0, `${tun}: ${JSON.stringify(d)}`);
+        if (uring) assert.ok((d.uringEnters ?? 0) > 0, `${tun}: ${JSON.stringify(d)}`);
+        else assert.equal(d.uringEnters, 0, `${tun}: ${JSON.stringify(d)}`);
+      }
     });
 
     it("ping from all three inside hosts to the same Internet host at the same time", async () => {
