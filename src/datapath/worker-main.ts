@@ -15,6 +15,7 @@ import { NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
 import { applyDatapathPriority } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
+import { liveShardOps } from "./shard-live.ts";
 import { engineShardOps, SHARD_OPS } from "./shard-ops.ts";
 import { TunSteering } from "./steering.ts";
 import type { SteeringPlan } from "./steering-model.ts";
@@ -68,7 +69,8 @@ if (setup.cpu !== undefined) loadAddon().pinThread(setup.cpu);
 if (setup.busyPollUs !== undefined) loadAddon().setBusyPoll(setup.busyPollUs);
 const priority = applyDatapathPriority(setup.priority ?? "normal", loadAddon());
 const engine = new NatEngine({ ...setup.engine, portSlice: { index: setup.index, count: setup.count } });
-engine.attachAlg(new AlgRegistry(engine, setup.alg, setup.mtu));
+const algs = new AlgRegistry(engine, setup.alg, setup.mtu);
+engine.attachAlg(algs);
 const clock = () => performance.timeOrigin + performance.now() - setup.clockOriginMs;
 const datapath = new Datapath(
   engine,
@@ -84,6 +86,7 @@ serveShard(
   setup.port,
   {
     ...engineShardOps(engine),
+    ...liveShardOps(engine, algs),
     index: () => setup.index,
     [SHARD_OPS.priority]: () => priority,
     [SHARD_OPS.datapathStats]: () => datapath.stats,
