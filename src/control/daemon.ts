@@ -54,6 +54,7 @@ import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 import type { WebServer } from "./web/server.ts";
 import { startDashboard } from "./web/start.ts";
 import { whoisAnswer } from "./whois.ts";
+import { endWorkersNatLog, startWorkersNatLog } from "./worker-natlog.ts";
 import { workersReloader } from "./worker-reload.ts";
 import { startWorkerPool, startWorkersControl } from "./worker-run.ts";
 
@@ -191,6 +192,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       const ended = single.engine.logEndOfTable(() => exporter.drain());
       log.info(ended, "NAT log: every mapping, pin and port block ended with the table");
     }
+    if (natLog && pool && !stateKept) await endWorkersNatLog(pool, natLog, log);
     natLog?.close();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
     if (hostApplied) {
@@ -270,6 +272,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       hostApplied = true;
       // Each worker's CPU does the kernel's work on what it writes: no RPS.
       await applyRunHost(undefined);
+      natLog = startWorkersNatLog(cfg, running, log);
       reloader = workersReloader(cfg, opts.reread, running, log);
       const started = await startWorkersControl({
         cfg,
@@ -281,6 +284,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         stop: (keepState: boolean) => requestStop?.(keepState),
         streams: () => server?.streamStats,
         reloader,
+        natLog: () => natLog?.counters(),
       });
       server = started.server;
       metricsListener = started.metricsListener;

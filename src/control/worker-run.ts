@@ -1,8 +1,8 @@
 // The control plane of `masq run` with several workers (worker-pool.ts): the control socket and
 // the metrics over the shards' merged figures, `masq stats` with each worker's line, the
 // address follower of interface mode (every shard moves to the new address and resets its own
-// hosts' connections), `masq reload` over every shard (worker-reload.ts), and the start-up
-// summary. What still drives one engine from this thread
+// hosts' connections), `masq reload` over every shard (worker-reload.ts), the NAT log's counters
+// (worker-natlog.ts), and the start-up summary. What still drives one engine from this thread
 // (forwards, NAT-PMP/PCP, UPnP, the kept state) is refused by the configuration
 // (workers-config.ts) or answered "not yet" here.
 import { kernelQueueDrops } from "../datapath/tuns.ts";
@@ -90,6 +90,8 @@ export interface WorkersControlOptions {
   streams: () => StreamStats | undefined;
   /** `masq reload` and its counters (worker-reload.ts). */
   reloader: Reloader;
+  /** The NAT event log's counters; undefined while it is off. */
+  natLog: () => Record<string, number> | undefined;
 }
 
 /** Starts the control socket, the metrics and (interface mode) the address follower. */
@@ -140,6 +142,7 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     datapath,
     devices,
     firewall: () => shards.firewallList(),
+    natLog: o.natLog,
     reloads: () => o.reloader.stats,
   });
   const metricsListener = await serveMetrics(cfg, metrics, log);
@@ -154,6 +157,7 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     streams: o.streams,
     metrics,
     reloader: o.reloader,
+    natLog: o.natLog,
     keepStateRefused: `masq stop --keep-state: ${NOT_YET}; masq stop ends every connection`,
     workers,
     stop: o.stop,

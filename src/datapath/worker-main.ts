@@ -16,6 +16,7 @@ import { applyDatapathPriority } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
 import { liveShardOps } from "./shard-live.ts";
+import { natLogShardOps } from "./shard-natlog.ts";
 import { engineShardOps, SHARD_OPS } from "./shard-ops.ts";
 import { TunSteering } from "./steering.ts";
 import type { SteeringPlan } from "./steering-model.ts";
@@ -87,6 +88,7 @@ serveShard(
   {
     ...engineShardOps(engine),
     ...liveShardOps(engine, algs),
+    ...natLogShardOps(engine, () => datapath.stop(), clock),
     index: () => setup.index,
     [SHARD_OPS.priority]: () => priority,
     [SHARD_OPS.datapathStats]: () => datapath.stats,

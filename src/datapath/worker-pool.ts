@@ -35,11 +35,21 @@ export class WorkerPool {
   private readonly client: ShardClient;
   private readonly workers: Worker[];
   private stopped = false;
+  /** Workers whose thread has ended (a crash, while running): they answer nothing any more. */
+  private readonly ended = new Set<number>();
 
   private constructor(client: ShardClient, workers: Worker[], config: EngineConfig) {
     this.client = client;
     this.workers = workers;
     this.engine = new ShardedEngine(client, config);
+    workers.forEach((w, i) => {
+      w.once("exit", () => this.ended.add(i));
+    });
+  }
+
+  /** The workers whose thread still runs, in worker order. */
+  running(): number[] {
+    return this.workers.map((_, w) => w).filter((w) => !this.ended.has(w));
   }
 
   get count(): number {
