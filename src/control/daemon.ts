@@ -47,7 +47,7 @@ import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
-import { Reloader } from "./reload.ts";
+import { engineLive, Reloader } from "./reload.ts";
 import { adoptAtStart, keptStateAtStart, restoreAtStart, snapshotAndLeave } from "./restart.ts";
 import { ControlServer } from "./server.ts";
 import { printSummary, printWorkersSummary } from "./start-summary.ts";
@@ -55,6 +55,8 @@ import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 import type { WebServer } from "./web/server.ts";
 import { startDashboard } from "./web/start.ts";
 import { whoisAnswer } from "./whois.ts";
+import { endWorkersNatLog, startWorkersNatLog } from "./worker-natlog.ts";
+import { workersReloader } from "./worker-reload.ts";
 import { startWorkerPool, startWorkersControl } from "./worker-run.ts";
 
 /** What a running masq needs beyond its configuration. */
@@ -67,12 +69,9 @@ export interface DaemonOptions {
 export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promise<number> {
   const log = createLogger(cfg.log);
   let reloader: Reloader | undefined;
-  /** Several workers run: a reload is refused, not yet built for them. */
-  let reloadNotYet = false;
   // From the first moment: SIGHUP's default action would kill masq with its host setup in place.
   process.on("SIGHUP", () => {
-    if (reloadNotYet) log.warn("SIGHUP: reload is not yet built for several workers; restart masq instead");
-    else if (reloader === undefined) log.warn("SIGHUP while masq is starting: no reload");
+    if (reloader === undefined) log.warn("SIGHUP while masq is starting: no reload");
     else reloader.reload().catch(() => undefined); // counted and logged by the reloader
   });
   assertRoot();
@@ -194,6 +193,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       const ended = single.engine.logEndOfTable(() => exporter.drain());
       log.info(ended, "NAT log: every mapping, pin and port block ended with the table");
     }
+    if (natLog && pool && !stateKept) await endWorkersNatLog(pool, natLog, log);
     natLog?.close();
     // Rules first (undo runs newest first), so nothing is steered into a TUN that is closing.
     if (hostApplied) {
@@ -273,6 +273,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       hostApplied = true;
       // Each worker's CPU does the kernel's work on what it writes: no RPS.
       await applyRunHost(undefined);
+      natLog = startWorkersNatLog(cfg, running, log);
+      reloader = workersReloader(cfg, opts.reread, running, log);
       const started = await startWorkersControl({
         cfg,
         host,
@@ -282,12 +284,13 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         log,
         stop: (keepState: boolean) => requestStop?.(keepState),
         streams: () => server?.streamStats,
+        reloader,
+        natLog: () => natLog?.counters(),
       });
       server = started.server;
       metricsListener = started.metricsListener;
       follower = started.follower;
       running.watch((why: string) => workerFailed?.(why));
-      reloadNotYet = true;
       printWorkersSummary(cfg, host, running);
       log.info(
         {
@@ -333,8 +336,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     reloader = new Reloader({
       running: cfg,
       resolve: opts.reread ?? (() => cfg),
-      engine,
-      algs,
+      live: engineLive(engine, algs),
       forwards,
       log,
       setBusyPoll: (us) => loadAddon().setBusyPoll(us),

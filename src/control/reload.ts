@@ -2,12 +2,16 @@
 // still win), and apply what changed, all or nothing. A file that does not validate, or that
 // changes a setting only a restart can (reload-plan.ts), changes nothing; the forwards (the only
 // step that can fail on the host: a port another mapping holds, an `ip rule` that fails) go first
-// and are rolled back if one fails; then the engine's policy, the ALGs, the port-mapping settings
-// and the log level, which cannot fail once the configuration validated. Each goes through the
-// code the start used: enginePolicyFor, the ALG registry's port tables, the forward registry.
+// and are rolled back if one fails; then the engine's policy and the ALGs (one engine, or every
+// shard of several workers, which undo it themselves when one shard fails: shard-live.ts; the
+// forwards are put back then too), the port-mapping settings and the log level, which cannot fail
+// once the configuration validated. Each goes through the code the start used: enginePolicyFor,
+// the ALG registry's port tables, the forward registry.
+import type { AnyAlgConfig } from "../alg/config.ts";
 import type { AlgRegistry } from "../alg/registry.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import type { NatEngine } from "../nat/engine.ts";
+import type { LivePolicy } from "../nat/live-policy.ts";
 import { type ForwardRegistry, type ForwardSpec, forwardText } from "../portmap/forwards.ts";
 import type { RunConfig } from "./config.ts";
 import { enginePolicyFor } from "./engine-config.ts";
@@ -40,11 +44,31 @@ export interface ReloadTargets {
   running: RunConfig;
   /** Reads and validates the config file again, with the flags of the start. */
   resolve: () => RunConfig;
-  engine: NatEngine;
-  algs: AlgRegistry;
-  forwards: ForwardRegistry;
+  /** Takes the engine's policy and the ALGs' settings: `engineLive` for one engine. */
+  live: (s: LiveSettings) => void;
+  /** Absent: this run has no forwards (several workers), and a file with one changes nothing. */
+  forwards?: ForwardRegistry;
   log: Logger;
   setBusyPoll: (us: number) => void;
+}
+
+/** What a reload hands the engine(s): the policy for new flows and the ALGs' ports and switches. */
+export interface LiveSettings {
+  policy: LivePolicy;
+  alg: AnyAlgConfig;
+}
+
+/** The live settings of a configuration (a copy: the running one is changed in place). */
+export function liveSettingsFor(c: RunConfig): LiveSettings {
+  return { policy: enginePolicyFor(c), alg: structuredClone(c.alg) };
+}
+
+/** One engine on this thread and its ALG registry take a reload's settings. */
+export function engineLive(engine: NatEngine, algs: AlgRegistry): (s: LiveSettings) => void {
+  return (s) => {
+    engine.setPolicy(s.policy);
+    algs.reconfigure(s.alg);
+  };
 }
 
 /** A reload refused because a setting needs a restart (the message names each key). */
@@ -109,13 +133,22 @@ export class Reloader {
       changed,
       forwards: {
         added: fw.add.map(forwardLine),
-        removed: fw.remove.map((id) => forwardLine(this.t.forwards.list().find((f) => f.id === id)!.spec)),
+        removed: fw.remove.map((id) => forwardLine(this.t.forwards!.list().find((f) => f.id === id)!.spec)),
       },
     };
     if (check) return report;
+    let undoForwards: () => Promise<void>;
     try {
-      await this.applyForwards(fw);
+      undoForwards = await this.applyForwards(fw);
     } catch (err) {
+      return this.fail(false, err, "failed");
+    }
+    try {
+      // From the file: its live keys are what the running configuration takes below, and the
+      // others are the same in both (a change to one was refused above).
+      this.t.live(liveSettingsFor(next));
+    } catch (err) {
+      await undoForwards();
       return this.fail(false, err, "failed");
     }
     this.applySettings(next, plan.live);
@@ -142,15 +175,19 @@ export class Reloader {
     this.stats.last = { atMs: Date.now(), result, message };
   }
 
-  /** Removes the config's forwards that are gone, adds the new; on a failure, undoes both. */
-  private async applyForwards(fw: ForwardChanges): Promise<void> {
+  /**
+   * Removes the config's forwards that are gone, adds the new; on a failure, undoes both. Returns
+   * what undoes them (a later step that fails).
+   */
+  private async applyForwards(fw: ForwardChanges): Promise<() => Promise<void>> {
     const registry = this.t.forwards;
+    if (registry === undefined) {
+      if (fw.add.length > 0) throw new MasqError("MASQ_ERR_CONFIG_INVALID", "forward: not in this run");
+      return async () => undefined;
+    }
     const removed: ForwardSpec[] = [];
     const added: number[] = [];
-    try {
-      for (const id of fw.remove) removed.push((await registry.remove(id)).spec);
-      for (const spec of fw.add) added.push((await registry.add(spec, "config")).id);
-    } catch (err) {
+    const undo = async () => {
       for (const id of added.reverse()) await registry.remove(id).catch(() => undefined);
       for (const spec of removed)
         await registry
@@ -161,8 +198,15 @@ export class Reloader {
               "reload: a forward could not be put back",
             ),
           );
+    };
+    try {
+      for (const id of fw.remove) removed.push((await registry.remove(id)).spec);
+      for (const spec of fw.add) added.push((await registry.add(spec, "config")).id);
+    } catch (err) {
+      await undo();
       throw err;
     }
+    return undo;
   }
 
   /** The settings that cannot fail once validated: written into the running configuration, applied. */
@@ -173,8 +217,6 @@ export class Reloader {
       // In place: the port-mapping servers and the ALG registry hold these very objects.
       setAt(running, k.path, valueAt(next, k.path));
     }
-    this.t.engine.setPolicy(enginePolicyFor(running));
-    this.t.algs.reconfigure(running.alg);
     this.t.log.level = running.log.level;
     this.t.setBusyPoll(running.busyPollUs);
   }
@@ -188,9 +230,12 @@ interface ForwardChanges {
 }
 
 /** The config's forwards in force against the file's; runtime-added forwards are not touched. */
-function forwardChanges(registry: ForwardRegistry, wanted: readonly ForwardSpec[]): ForwardChanges {
+function forwardChanges(
+  registry: ForwardRegistry | undefined,
+  wanted: readonly ForwardSpec[],
+): ForwardChanges {
   const same = (a: ForwardSpec, b: ForwardSpec) => forwardLine(a) === forwardLine(b);
-  const inForce = registry.list().filter((f) => f.source === "config");
+  const inForce = (registry?.list() ?? []).filter((f) => f.source === "config");
   return {
     remove: inForce.filter((f) => !wanted.some((w) => same(w, f.spec))).map((f) => f.id),
     add: wanted.filter((w) => !inForce.some((f) => same(w, f.spec))),

@@ -1,8 +1,9 @@
 // The control plane of `masq run` with several workers (worker-pool.ts): the control socket and
 // the metrics over the shards' merged figures, `masq stats` with each worker's line, the
 // address follower of interface mode (every shard moves to the new address and resets its own
-// hosts' connections), and the start-up summary. What still drives one engine from this thread
-// (forwards, NAT-PMP/PCP, UPnP, reload, the kept state) is refused by the configuration
+// hosts' connections), `masq reload` over every shard (worker-reload.ts), the NAT log's counters
+// (worker-natlog.ts), and the start-up summary. What still drives one engine from this thread
+// (forwards, NAT-PMP/PCP, UPnP, the kept state) is refused by the configuration
 // (workers-config.ts) or answered "not yet" here.
 import { kernelQueueDrops } from "../datapath/tuns.ts";
 import { mergeDatapathStats, type WorkerCounters, WorkerPool } from "../datapath/worker-pool.ts";
@@ -17,6 +18,7 @@ import type { WorkerFigures } from "./format.ts";
 import type { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
+import type { Reloader } from "./reload.ts";
 import { ControlServer } from "./server.ts";
 import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 
@@ -87,6 +89,10 @@ export interface WorkersControlOptions {
   log: ReturnType<typeof createLogger>;
   stop: (keepState: boolean) => void;
   streams: () => StreamStats | undefined;
+  /** `masq reload` and its counters (worker-reload.ts). */
+  reloader: Reloader;
+  /** The NAT event log's counters; undefined while it is off. */
+  natLog: () => Record<string, number> | undefined;
 }
 
 /** Starts the control socket, the metrics and (interface mode) the address follower. */
@@ -137,6 +143,8 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     datapath,
     devices,
     firewall: () => shards.firewallList(),
+    natLog: o.natLog,
+    reloads: () => o.reloader.stats,
   });
   const metricsListener = await serveMetrics(cfg, metrics, log);
   const api = controlApi({
@@ -149,7 +157,8 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     portmap: () => undefined,
     streams: o.streams,
     metrics,
-    reloadRefused: `reload: ${NOT_YET}; change the config and restart masq`,
+    reloader: o.reloader,
+    natLog: o.natLog,
     keepStateRefused: `masq stop --keep-state: ${NOT_YET}; masq stop ends every connection`,
     workers,
     stop: o.stop,

@@ -27,8 +27,6 @@ export function workersConflict(c: RunConfig): { key: string; problem: string } 
   if (c.forwards.length > 0) return not("forward", "port forwards");
   if (c.portmap.enabled) return not("portmap.enabled", "NAT-PMP/PCP");
   if (c.upnp.enabled) return not("upnp.enabled", "UPnP IGD");
-  if (c.natLog.syslog !== undefined || c.natLog.ipfix !== undefined)
-    return not("nat_log", "the NAT event log");
   if (c.cgnat.portBlock > 0 || c.cgnat.deterministicInside !== undefined)
     return not("cgnat", "CGNAT port blocks");
   if (c.ipv6.firewall) return not("ipv6.firewall", "the IPv6 firewall");

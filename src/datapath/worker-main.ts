@@ -20,6 +20,8 @@ import { NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
 import { applyDatapathPriority } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
+import { liveShardOps } from "./shard-live.ts";
+import { natLogShardOps } from "./shard-natlog.ts";
 import { engineShardOps, SHARD_OPS } from "./shard-ops.ts";
 import { TunSteering } from "./steering.ts";
 import type { SteeringPlan } from "./steering-model.ts";
@@ -79,7 +81,8 @@ if (setup.cpu !== undefined) loadAddon().pinThread(setup.cpu);
 if (setup.busyPollUs !== undefined) loadAddon().setBusyPoll(setup.busyPollUs);
 const priority = applyDatapathPriority(setup.priority ?? "normal", loadAddon());
 const engine = new NatEngine({ ...setup.engine, portSlice: { index: setup.index, count: setup.count } });
-engine.attachAlg(new AlgRegistry(engine, setup.alg, setup.mtu));
+const algs = new AlgRegistry(engine, setup.alg, setup.mtu);
+engine.attachAlg(algs);
 const clock = () => performance.timeOrigin + performance.now() - setup.clockOriginMs;
 const datapath = new Datapath(
   engine,
@@ -99,6 +102,8 @@ serveShard(
   setup.port,
   {
     ...engineShardOps(engine),
+    ...liveShardOps(engine, algs),
+    ...natLogShardOps(engine, () => datapath.stop(), clock),
     index: () => setup.index,
     [SHARD_OPS.priority]: () => priority,
     [SHARD_OPS.io]: () => datapathIoSummary([inside, outside]),

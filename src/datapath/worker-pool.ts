@@ -35,11 +35,21 @@ export class WorkerPool {
   private readonly client: ShardClient;
   private readonly workers: Worker[];
   private stopped = false;
+  /** Workers whose thread has ended (a crash, while running): they answer nothing any more. */
+  private readonly ended = new Set<number>();
 
   private constructor(client: ShardClient, workers: Worker[], config: EngineConfig) {
     this.client = client;
     this.workers = workers;
     this.engine = new ShardedEngine(client, config);
+    workers.forEach((w, i) => {
+      w.once("exit", () => this.ended.add(i));
+    });
+  }
+
+  /** The workers whose thread still runs, in worker order. */
+  running(): number[] {
+    return this.workers.map((_, w) => w).filter((w) => !this.ended.has(w));
   }
 
   get count(): number {
@@ -175,16 +185,34 @@ export class WorkerPool {
  * are (a host lives on one worker).
  */
 export function shardConfig(c: EngineConfig, count: number): EngineConfig {
-  const share = (n: number) => Math.max(1, Math.ceil(n / count));
+  const share = (n: number) => shardShare(n, count);
   return {
-    ...c,
+    ...shardPolicy(c, count),
     maxFlows: share(c.maxFlows),
     maxMappings: share(c.maxMappings),
-    maxHalfOpen: share(c.maxHalfOpen),
     maxHosts: share(c.maxHosts),
     maxHeldFragmentBytes: share(c.maxHeldFragmentBytes),
-    newFlowsPerSec: c.newFlowsPerSec === 0 ? 0 : share(c.newFlowsPerSec),
   };
+}
+
+/**
+ * One shard's part of the live policy (at start and at a reload): the gateway-wide caps among
+ * it (half-open flows, the global new-flow rate; 0 stays "no limit") shared out, the rest as it is.
+ */
+export function shardPolicy<P extends Pick<EngineConfig, "maxHalfOpen" | "newFlowsPerSec">>(
+  p: P,
+  count: number,
+): P {
+  return {
+    ...p,
+    maxHalfOpen: shardShare(p.maxHalfOpen, count),
+    newFlowsPerSec: p.newFlowsPerSec === 0 ? 0 : shardShare(p.newFlowsPerSec, count),
+  };
+}
+
+/** A gateway-wide figure's part on each of `count` shards (at least 1). */
+function shardShare(n: number, count: number): number {
+  return Math.max(1, Math.ceil(n / count));
 }
 
 /** Adds up the workers' datapath counters; the largest batch is the largest of any worker. */

@@ -151,6 +151,24 @@ export class NatEventRing {
       n++;
       visit(into);
     }
+    // A producer waiting for room (waitForRoom) wakes now, not at its next poll.
+    if (n > 0) Atomics.notify(this.ctl, CTL_HEAD);
     return n;
+  }
+
+  /**
+   * The producer waits, at most `timeoutMs`, until the consumer has drained the ring to below half
+   * full; whether it has. For a producer that must lose nothing and may block: a worker's end of
+   * the table at stop (end-of-log.ts), whose consumer is the main thread. Never the packet path.
+   */
+  waitForRoom(timeoutMs: number): boolean {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const head = Atomics.load(this.ctl, CTL_HEAD);
+      if (this.pending < this.capacity / 2) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.ctl, CTL_HEAD, head, left);
+    }
   }
 }

@@ -3,6 +3,7 @@
 // steering: abox and bbox hash to worker 0, cbox to worker 1 (steering-model.ts hostWorker), so
 // both workers carry traffic, and each flow's two directions must meet on its worker for any
 // reply to arrive. Real programs on both sides: curl (byte-exact bodies), ping, UDP, traceroute.
+// `masq reload` and SIGHUP change the firewall on both workers at once, or on neither.
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +14,7 @@ import { hostWorker } from "../../src/datapath/steering-model.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
 import { udpAsk } from "../../src/lab/udp-ask.ts";
+import { waitUntil } from "../../src/lab/wait.ts";
 import { fetchFromEveryBox } from "../helpers/fetch-all.ts";
 import { ip } from "../helpers/packets.ts";
 import { tearDown } from "../helpers/teardown.ts";
@@ -29,15 +31,18 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     let masq: MasqProcess;
     let inet: LabProcess;
     let tmp: string;
+    let config: string;
+    /** The config file's settings of the start (a reload that keeps them changes only what it adds). */
+    const base = `workers = ${WORKERS}\ndatapath_io = "${IO[mode]}"\n`;
 
     before(async () => {
       net = await buildMasqNetwork({ prefix: "masqwk", mode });
       inet = net.lab.spawn(net.inet.ns, [...labScript("inet-service"), "--http", "80", "--udp", "7"]);
       await inet.waitFor(/"proto":"udp"/, 10_000);
-      // The file names the workers (so `masq reload` has a file to read, and refuses for them).
+      // The file names the workers (and `masq reload` re-reads it).
       tmp = mkdtempSync(join(tmpdir(), "masq-wk-"));
-      const config = join(tmp, "masq.toml");
-      writeFileSync(config, `workers = ${WORKERS}\ndatapath_io = "${IO[mode]}"\n`);
+      config = join(tmp, "masq.toml");
+      writeFileSync(config, base);
       masq = await startMasq(net, { config });
     });
 
@@ -130,12 +135,83 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     });
 
     it("refuses what is not built for several workers yet, by name, and keeps running", async () => {
-      await assert.rejects(masq.cli(["reload"]), /not yet with several workers/);
       await assert.rejects(masq.cli(["stop", "--keep-state"]), /not yet with several workers/);
       const r = await net.lab.exec(net.inside[0].ns, ["ping", "-c", "1", "-W", "2", net.inet.addr], {
         timeoutMs: 10_000,
       });
       assert.equal(r.code, 0, "still translating");
+    });
+
+    /** curl's exit code for a page of the Internet host from `box` (7: refused, the rule's reset). */
+    const curlFrom = async (box: { ns: string }) =>
+      (
+        await net.lab.exec(
+          box.ns,
+          ["curl", "-sS", "-o", "/dev/null", "--max-time", "5", `http://${net.inet.addr}/`],
+          {
+            timeoutMs: 15_000,
+          },
+        )
+      ).code;
+    /** One inside host of each worker (the steering's hash of its address). */
+    const boxOfEachWorker = () =>
+      Array.from({ length: WORKERS }, (_, w) => {
+        const box = net.inside.find((b) => hostWorker(ip(b.addr), WORKERS) === w);
+        assert.ok(box, `an inside host on worker ${w}`);
+        return box;
+      });
+    const rejectWeb = [
+      "[[firewall.rule]]",
+      'name = "no web"',
+      'direction = "outbound"',
+      'action = "reject"',
+      'protocol = "tcp"',
+      "destination_ports = 80",
+    ].join("\n");
+
+    it("masq reload puts a new firewall rule on every worker: new flows of hosts on both are refused", async () => {
+      const boxes = boxOfEachWorker();
+      for (const box of boxes) assert.equal(await curlFrom(box), 0, `${box.name} before the reload`);
+      writeFileSync(config, `${base}${rejectWeb}\n`);
+      assert.equal(await masq.cli(["reload"]), "reloaded: firewall.rule\n");
+      for (const box of boxes)
+        assert.equal(await curlFrom(box), 7, `${box.name} (worker ${hostWorker(ip(box.addr), WORKERS)})`);
+      const s = await stats();
+      assert.equal(
+        s.firewall?.find((f) => f.name === "no web")?.hits,
+        boxes.length,
+        "hits added over the workers",
+      );
+      assert.equal(s.reload?.ok, 1);
+    });
+
+    it("an invalid file, or one changing a restart-only key, changes nothing on any worker", async () => {
+      writeFileSync(
+        config,
+        `workers = ${WORKERS}\n[[firewall.rule]]\ndirection = "sideways"\naction = "drop"\n`,
+      );
+      await assert.rejects(masq.cli(["reload"]), /firewall/);
+      writeFileSync(config, `${base}${rejectWeb}\n[limits]\nmax_flows = 5000\n`);
+      await assert.rejects(masq.cli(["reload"]), /limits\.max_flows: needs a restart/);
+      for (const box of boxOfEachWorker())
+        assert.equal(await curlFrom(box), 7, `${box.name}: the rule holds`);
+      const s = await stats();
+      assert.equal(s.reload?.failed, 1, JSON.stringify(s.reload));
+      assert.equal(s.reload?.refused, 1, JSON.stringify(s.reload));
+    });
+
+    it("SIGHUP reloads too: the rule gone from the file, both workers let new flows through again", async () => {
+      writeFileSync(config, base);
+      process.kill(masq.proc.pid, "SIGHUP");
+      for (const box of boxOfEachWorker())
+        await waitUntil(
+          `${box.name} reaches the web again after SIGHUP`,
+          async () => (await curlFrom(box)) === 0,
+          {
+            timeoutMs: 20_000,
+          },
+        );
+      assert.equal((await stats()).reload?.ok, 2);
     });
   });
 }

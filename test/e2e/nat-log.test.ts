@@ -4,15 +4,18 @@
 // and decodes it as RFC 8158 records. A-box fetches a page through masq; the log must show the
 // mapping's creation with A-box's inside and the public address:port the server saw, and its
 // deletion once the connection has closed and its short timeout passed; the destination never.
+// With two workers, the mappings of hosts on both reach rsyslog, and both end at the stop.
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { StatsReply } from "../../src/control/format.ts";
+import { hostWorker } from "../../src/datapath/steering-model.ts";
 import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
+import { ip } from "../helpers/packets.ts";
 import { publicPortOfFetch } from "../helpers/public-port.ts";
 import { type Rsyslog, startRsyslog } from "../helpers/rsyslog.ts";
 import { tearDown } from "../helpers/teardown.ts";
@@ -62,13 +65,17 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
   let runFrom = 0;
   const received = () => syslog.lines();
 
-  /** Runs masq logging to `syslog` (and IPFIX), with short TCP timeouts so a closed flow goes fast. */
-  async function runMasq(syslog: string, extra: string[] = []): Promise<void> {
+  /**
+   * Runs masq logging to `syslog` (and IPFIX), with short TCP timeouts so a closed flow goes fast;
+   * `extra` goes into `[nat_log]`, `top` before every section.
+   */
+  async function runMasq(syslog: string, extra: string[] = [], top: string[] = []): Promise<void> {
     if (masq?.proc.running) await masq.stop();
     const config = join(tmp, "masq.toml");
     writeFileSync(
       config,
       [
+        ...top,
         "[timeouts]",
         "allow_short_timeouts = true",
         "tcp_transitory = 2",
@@ -170,6 +177,52 @@ describe("NAT event log: RFC 5424 syslog to rsyslogd, IPFIX decoded by tshark", 
         ),
       { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
     );
+  });
+
+  it("with two workers: both workers' mappings reach rsyslog, and each worker ends its own at the stop", async () => {
+    await runMasq(`udp://${COLLECTOR}:${SYSLOG_PORT}`, [], ["workers = 2"]);
+    assert.match(masq?.proc.stderr ?? "", /2 workers on multi-queue TUNs/, "two workers run");
+    const outPorts: string[] = [];
+    for (let w = 0; w < 2; w++) {
+      const box = net.inside.find((b) => hostWorker(ip(b.addr), 2) === w);
+      assert.ok(box, `an inside host on worker ${w}`);
+      const sport = 41000 + w;
+      const sent = await net.lab.exec(box.ns, [
+        "sh",
+        "-c",
+        `echo x | socat -u - UDP:${net.inet.addr}:9,sourceport=${sport}`,
+      ]);
+      assert.equal(sent.code, 0, sent.stderr);
+      const add = await waitUntil(
+        `APMADD for ${box.name}'s UDP port ${sport} (worker ${w})`,
+        () =>
+          lines().find(
+            (l) =>
+              / APMADD \[napmap /.test(l) &&
+              l.includes(`ISADDR="${box.addr}" ISPORT="${sport}"`) &&
+              l.includes('PROTO="17"'),
+          ),
+        { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
+      );
+      const outPort = /XSPORT="(\d+)"/.exec(add)?.[1];
+      assert.ok(outPort, add);
+      outPorts.push(outPort);
+    }
+    const s = JSON.parse(await masq!.cli(["stats", "--json"])) as StatsReply;
+    assert.ok((s.natLog?.events ?? 0) >= 2, JSON.stringify(s.natLog));
+    assert.equal(s.natLog?.dropped_ring_full, 0);
+    // The UDP mappings would live for minutes; the stop ends them, each on its own worker.
+    await masq?.stop();
+    for (const outPort of outPorts)
+      await waitUntil(
+        `APMDEL for public UDP port ${outPort} after masq stop`,
+        () =>
+          lines().find(
+            (l) =>
+              / APMDEL \[napmap /.test(l) && l.includes(`XSPORT="${outPort}"`) && l.includes('PROTO="17"'),
+          ),
+        { timeoutMs: 20_000, describe: () => lines().slice(-5).join("\n") },
+      );
   });
 
   it("IPFIX: tshark decodes the RFC 8158 records of the first run's mapping (natEvent 8 and 9)", async () => {

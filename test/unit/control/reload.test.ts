@@ -13,7 +13,7 @@ import { ConfigError } from "../../../src/control/config-error.ts";
 import { connsBody } from "../../../src/control/conns-listing.ts";
 import { enginePolicyFor } from "../../../src/control/engine-config.ts";
 import { createMetrics } from "../../../src/control/metrics.ts";
-import { Reloader, ReloadRefusedError } from "../../../src/control/reload.ts";
+import { engineLive, Reloader, ReloadRefusedError } from "../../../src/control/reload.ts";
 import { planReload, RELOAD_KEYS, restartMessage } from "../../../src/control/reload-plan.ts";
 import { ControlServer } from "../../../src/control/server.ts";
 import { namedCounters } from "../../../src/nat/counters.ts";
@@ -141,8 +141,7 @@ function rig(initial = "") {
   const reloader = new Reloader({
     running,
     resolve: () => resolveRunConfig({ config: "m.toml" }, () => file.text),
-    engine,
-    algs,
+    live: engineLive(engine, algs),
     forwards,
     log,
     setBusyPoll: () => undefined,
@@ -342,8 +341,7 @@ inside = "192.168.0.2:9000"
     const reloader = new Reloader({
       running,
       resolve: () => running,
-      engine,
-      algs: new AlgRegistry(engine, running.alg, undefined, ALGS),
+      live: engineLive(engine, new AlgRegistry(engine, running.alg, undefined, ALGS)),
       forwards: new ForwardRegistry({ engine, publicAddresses: [ip(P)] }),
       log: quietLog(),
       setBusyPoll: () => undefined,

@@ -40,7 +40,6 @@ describe("workers", () => {
       ['[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n', /forward/],
       ["[portmap]\nenabled = true\n", /portmap\.enabled/],
       ["[upnp]\nenabled = true\n", /upnp\.enabled/],
-      ['[nat_log]\nsyslog = "udp://127.0.0.1:514"\n', /nat_log/],
       ["[cgnat]\nport_block = 512\n", /cgnat/],
       ['[web]\nlisten = "127.0.0.1:8080"\n', /web\.listen/],
       ["datapath_cpu = 1\n", /datapath_cpu/],
@@ -51,5 +50,11 @@ describe("workers", () => {
       );
       assert.doesNotThrow(() => withFile(`workers = 1\n${text}`), text);
     }
+  });
+
+  it("with several workers, the NAT event log runs (every worker's ring drained here)", () => {
+    const c = withFile('workers = 2\n[nat_log]\nsyslog = "udp://127.0.0.1:514"\n');
+    assert.equal(c.workers, 2);
+    assert.equal(c.natLog.syslog?.text, "udp://127.0.0.1:514");
   });
 });

@@ -88,6 +88,16 @@ describe("the NAT event ring", () => {
     assert.equal(got[0].outPort, 6);
     assert.equal(ring.pending, 0);
   });
+
+  it("a producer that may block waits for room: at once below half full, not past its bound when nobody drains", () => {
+    const ring = NatEventRing.create(16);
+    for (let i = 0; i < 7; i++) ring.push(EV_MAPPING_CREATED, 17, i, ip(A), i, ip(P), i, 0, 0);
+    assert.equal(ring.waitForRoom(60_000), true, "7 of 16: room");
+    ring.push(EV_MAPPING_CREATED, 17, 7, ip(A), 7, ip(P), 7, 0, 0);
+    assert.equal(ring.waitForRoom(1), false, "8 of 16 and no drain: no room within the bound");
+    NatEventRing.over(ring.buffer).drain(() => undefined, 1);
+    assert.equal(ring.waitForRoom(60_000), true, "drained to 7");
+  });
 });
 
 describe("engine NAT events (RFC 6888 §4: mappings, not every connection)", () => {
