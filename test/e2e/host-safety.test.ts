@@ -71,6 +71,15 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     const kill9 = async (m: MasqProcess) => {
       process.kill(m.proc.pid, "SIGKILL");
       assert.ok(await m.proc.waitExit(5000), "masq is gone");
+      // The kernel tears a dead process's io_uring down after the process is gone, and the TUNs
+      // (and their routes) go with the ring's last reference: wait for that, as a crash leaves it.
+      for (const tun of ["masq0", "masq0-out"]) {
+        const deadline = Date.now() + 10_000;
+        while ((await net.lab.exec(net.gate.ns, ["ip", "link", "show", "dev", tun])).code === 0) {
+          assert.ok(Date.now() < deadline, `${tun} outlived its masq by 10 s`);
+          await sleep(20);
+        }
+      }
     };
     /** tcpdump in `ns`, writing to a file; resolves once it listens. */
     const capture = async (ns: string, dev: string, name: string, filter: string[]) => {
