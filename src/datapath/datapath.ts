@@ -79,7 +79,7 @@ export class Datapath {
     this.timer.unref();
   }
 
-  /** Several workers: where the engine's handed-off fragments go (each a copy, posted after a batch). */
+  /** Several workers: where handed-off fragments (after a batch) and hairpin halves go, each a copy. */
   setHandoff(post: (worker: number, packet: Uint8Array) => void): void {
     this.handoffTo = post;
   }
@@ -165,7 +165,7 @@ export class Datapath {
           this.send(io, engine.replyBuf, engine.outLen);
         } else if (v === HAND_OVER) {
           // The inbound half of a hairpin is another worker's (slow path: a copy).
-          this.handOver(engine.handoffWorker, buf, off, engine.outLen + h);
+          this.post(engine.handoffWorker, HANDOFF_HAIRPIN, buf, off, engine.outLen + h);
         } else if (v !== DROP) {
           // HELD: the engine keeps it until its first fragment comes; HANDED: in its outbox.
         }
@@ -185,10 +185,6 @@ export class Datapath {
     for (let i = 0; i < box.count; i++)
       this.post(box.meta[3 * i], HANDOFF_FRAGMENT, box.buf, box.meta[3 * i + 1], box.meta[3 * i + 2]);
     box.clear();
-  }
-
-  private handOver(worker: number, buf: Uint8Array, start: number, len: number): void {
-    this.post(worker, HANDOFF_HAIRPIN, buf, start, len);
   }
 
   /** A copy of buf[start, start + len) behind its kind byte, to `worker`. */
