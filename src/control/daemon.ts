@@ -8,7 +8,7 @@ import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
 import { applyDatapathPriority, placeDatapath } from "../datapath/cpu-placement.ts";
 import { Datapath } from "../datapath/datapath.ts";
-import { rpsMaskFor, TunPair } from "../datapath/tuns.ts";
+import { rpsMaskFor, TunPair, waitForDevicesGone } from "../datapath/tuns.ts";
 import type { WorkerPool } from "../datapath/worker-pool.ts";
 import { MasqError } from "../errors/masq-error.ts";
 import {
@@ -58,6 +58,9 @@ import { whoisAnswer } from "./whois.ts";
 import { endWorkersNatLog, startWorkersNatLog } from "./worker-natlog.ts";
 import { workersReloader } from "./worker-reload.ts";
 import { startWorkerPool, startWorkersControl } from "./worker-run.ts";
+
+/** How long a stop waits for the closed TUNs to leave the kernel (see waitForDevicesGone). */
+const TUN_GONE_TIMEOUT_MS = 3000;
 
 /** What a running masq needs beyond its configuration. */
 export interface DaemonOptions {
@@ -152,6 +155,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let workersFallback: string | undefined;
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
+  /** Whether this run opened the TUNs (and so must see them go at the stop). */
+  let tunsOpened = false;
   /** Set by `masq stop` (the control API): the stop, keeping the state or not. */
   let requestStop: ((keepState: boolean) => void) | undefined;
   const teardown = async (why: string, keepState = false) => {
@@ -204,6 +209,10 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     }
     tuns?.close();
     await pool?.stop();
+    if (tunsOpened && !stateKept) {
+      const left = await waitForDevicesGone([cfg.tun, cfg.tunOutside], TUN_GONE_TIMEOUT_MS);
+      if (left.length > 0) log.warn({ tuns: left }, "the TUNs are still there after masq closed them");
+    }
     await server?.close();
     await metricsListener?.close();
     await web?.close();
@@ -265,7 +274,10 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     if (wantWorkers) {
       const started = await startWorkerPool(cfg, host, engineCfg, placement.datapathCpu !== undefined, log);
       if (typeof started === "string") workersFallback = started;
-      else pool = started;
+      else {
+        pool = started;
+        tunsOpened = true;
+      }
     }
     if (pool) {
       const running = pool;
@@ -308,6 +320,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     single ??= makeSingle();
     const { engine, algs } = single;
     tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload, cfg.datapathIo);
+    tunsOpened = true;
     checkDatapathIo(cfg.datapathIo, tuns.devices);
     // Attached to the devices the stopped masq left: ordinary again, they go with this process.
     if (restored) for (const d of tuns.devices) d.setPersist(false);

@@ -62,6 +62,32 @@ export class TunPair {
   }
 }
 
+/** This network namespace's device names: /proc/net/dev follows the reader's namespace, /sys may not. */
+function deviceNames(): Set<string> {
+  const names = new Set<string>();
+  for (const line of readFileSync("/proc/net/dev", "utf8").split("\n").slice(2)) {
+    const colon = line.indexOf(":");
+    if (colon > 0) names.add(line.slice(0, colon).trim());
+  }
+  return names;
+}
+
+/**
+ * Waits (at most `timeoutMs`) until none of the devices `names` exists and returns those still
+ * there. Closing a TUN's last fd does not remove it at once when an io_uring held the fd: the
+ * ring's teardown runs in a kernel worker, so the device goes a moment after masq closed it. A
+ * stop that returned before then would let the next `masq run` find the old device still there.
+ */
+export async function waitForDevicesGone(names: readonly string[], timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const present = deviceNames();
+    const left = names.filter((n) => present.has(n));
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /**
  * Packets the kernel dropped because device `name`'s queue was full (masq reading too slowly):
  * its tx_dropped, since the device's transmit is masq's receive. Read from this namespace's /sys.
