@@ -10,7 +10,6 @@ import { applyDatapathPriority, placeDatapath } from "../datapath/cpu-placement.
 import { Datapath } from "../datapath/datapath.ts";
 import { rpsMaskFor, TunPair, waitForDevicesGone } from "../datapath/tuns.ts";
 import type { WorkerPool } from "../datapath/worker-pool.ts";
-import { MasqError } from "../errors/masq-error.ts";
 import {
   applyHostSetup,
   assertRoot,
@@ -28,18 +27,16 @@ import type { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
 import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
 import { startNatLog } from "../natlog/start.ts";
-import { prefixMatcher } from "../packet/addr.ts";
-import { type Origin, PortmapLeases } from "../portmap/leases.ts";
-import { NeighbourSources } from "../portmap/neighbours.ts";
-import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
-import { UpnpServer } from "../portmap/upnp/server.ts";
+import type { PortmapLeases } from "../portmap/leases.ts";
+import type { PortmapServer } from "../portmap/server.ts";
+import type { UpnpServer } from "../portmap/upnp/server.ts";
 import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import { scaleOutOf } from "./cgnat-config.ts";
 import type { RunConfig } from "./config.ts";
 import { checkDatapathIo, datapathIoSummary } from "./datapath-config.ts";
 import { engineConfigFor } from "./engine-config.ts";
-import { mappedPortSteering, startForwards } from "./forward-steering.ts";
+import { startForwards } from "./forward-steering.ts";
 import { planRunHost } from "./host-plan.ts";
 import { resolveHost } from "./host-resolution.ts";
 import { ipv6Filter, ipv6PinViews, startIpv6Pcp } from "./ipv6-config.ts";
@@ -47,6 +44,7 @@ import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
+import { type MappedPortSteering, startPortMapping } from "./portmap-start.ts";
 import { engineLive, Reloader } from "./reload.ts";
 import { adoptAtStart, keptStateAtStart, restoreAtStart, snapshotAndLeave } from "./restart.ts";
 import { ControlServer } from "./server.ts";
@@ -149,7 +147,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let web: WebServer | undefined;
   let follower: WanFollower | undefined;
   let natLog: NatLogExporter | undefined;
-  let steering: ReturnType<typeof mappedPortSteering>;
+  let steering: MappedPortSteering | undefined;
   let pool: WorkerPool | undefined;
   /** Why several workers were asked for but one queue runs (said in the summary). */
   let workersFallback: string | undefined;
@@ -394,65 +392,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     server = await ControlServer.start(cfg.controlSocket, api);
     // The dashboard shows what the control API answers, and changes forwards through it.
     web = await startDashboard(cfg.web, { engine, api }, log);
-    const natpmpOrPcp = cfg.portmap.enabled && (cfg.portmap.natpmp || cfg.portmap.pcp);
-    if (natpmpOrPcp || cfg.upnp.enabled) {
-      const listen = interfaceAddresses(cfg.inside);
-      const what = natpmpOrPcp ? "portmap" : "upnp";
-      if (listen.length === 0)
-        throw new MasqError(
-          "MASQ_ERR_INTERFACE_MISSING",
-          `${what}: inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address to listen on`,
-        );
-      // Requests only from hosts the gateway sees on the inside (issue 16: forged sources).
-      const sources = cfg.portmap.requireNeighbour
-        ? new NeighbourSources({
-            allowed: cfg.portmap.allowedHosts,
-            onError: (err) => log.warn({ err }, `${what}: the neighbour table cannot be read`),
-          })
-        : undefined;
-      const openSocket = (address: string, port: number, device: string) =>
-        loadAddon().udpSocketOnDevice(address, port, device);
-      // Interface mode: a suggested port beyond masq's range gets rules of its own (issue 11).
-      const steer = mappedPortSteering(cfg, host, stateFile, log, forwards);
-      steering = steer;
-      // One lease table for NAT-PMP, PCP and UPnP: one per-host cap, one owner per mapping.
-      const shared = new PortmapLeases(
-        engine,
-        cfg.portmap,
-        log,
-        prefixMatcher(engine.config.inside),
-        (name: string, origin: Origin) =>
-          origin === "upnp" ? upnp?.count(name) : portmap?.service.count(name),
-        steer,
-      );
-      leases = shared;
-      if (natpmpOrPcp)
-        portmap = await PortmapServer.start({
-          engine,
-          config: cfg.portmap,
-          insideNetworks: engine.config.inside,
-          ...(sources ? { sources } : {}),
-          ...(steer ? { steering: steer } : {}),
-          leases: shared,
-          listen,
-          openSocket,
-          log,
-        });
-      if (cfg.upnp.enabled)
-        upnp = await UpnpServer.start({
-          engine,
-          config: cfg.upnp,
-          leases: shared,
-          listen,
-          insideNetworks: engine.config.inside,
-          ...(sources ? { sources } : {}),
-          openSocket,
-          log,
-          seed: `${cfg.tun}:${cfg.outside}`,
-          // A port beyond masq's range is readied (its rules) before UPnP decides, as for NAT-PMP.
-          ...(steer ? { preparePort: (proto: "tcp" | "udp", port: number) => steer.ready(proto, port) } : {}),
-        });
-    }
+    const services = await startPortMapping(cfg, host, engine, { stateFile, forwards, log });
+    ({ portmap, upnp, leases, steering } = services);
     pcp6 = await startIpv6Pcp(
       cfg.ipv6,
       cfg.inside,
