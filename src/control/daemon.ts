@@ -28,6 +28,7 @@ import { NatEngine } from "../nat/engine.ts";
 import type { NatLogExporter } from "../natlog/exporter.ts";
 import { startNatLog } from "../natlog/start.ts";
 import type { PortmapLeases } from "../portmap/leases.ts";
+import type { MappedPortSteering } from "../portmap/port-steering.ts";
 import type { PortmapServer } from "../portmap/server.ts";
 import type { UpnpServer } from "../portmap/upnp/server.ts";
 import { onWanTransition } from "./address-change.ts";
@@ -44,7 +45,7 @@ import { configHash, snapshotFileFor } from "./keep-state.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
-import { type MappedPortSteering, startPortMapping } from "./portmap-start.ts";
+import { startPortMapping } from "./portmap-start.ts";
 import { engineLive, Reloader } from "./reload.ts";
 import { adoptAtStart, keptStateAtStart, restoreAtStart, snapshotAndLeave } from "./restart.ts";
 import { ControlServer } from "./server.ts";
@@ -153,8 +154,6 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   let workersFallback: string | undefined;
   let leases: PortmapLeases | undefined;
   let hostApplied = false;
-  /** Whether this run opened the TUNs (and so must see them go at the stop). */
-  let tunsOpened = false;
   /** Set by `masq stop` (the control API): the stop, keeping the state or not. */
   let requestStop: ((keepState: boolean) => void) | undefined;
   const teardown = async (why: string, keepState = false) => {
@@ -205,9 +204,11 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         log.error({ failed: report.failed }, "some host setup could not be undone");
       hostApplied = false;
     }
+    // Opened by this run and not kept (a kept state cleared `tuns`): they must be gone at the stop.
+    const tunsToGo = tuns !== undefined || pool !== undefined;
     tuns?.close();
     await pool?.stop();
-    if (tunsOpened && !stateKept) {
+    if (tunsToGo) {
       const left = await waitForDevicesGone([cfg.tun, cfg.tunOutside], TUN_GONE_TIMEOUT_MS);
       if (left.length > 0) log.warn({ tuns: left }, "the TUNs are still there after masq closed them");
     }
@@ -272,10 +273,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     if (wantWorkers) {
       const started = await startWorkerPool(cfg, host, engineCfg, placement.datapathCpu !== undefined, log);
       if (typeof started === "string") workersFallback = started;
-      else {
-        pool = started;
-        tunsOpened = true;
-      }
+      else pool = started;
     }
     if (pool) {
       const running = pool;
@@ -318,7 +316,6 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     single ??= makeSingle();
     const { engine, algs } = single;
     tuns = await TunPair.open({ inside: cfg.tun, outside: cfg.tunOutside }, cfg.offload, cfg.datapathIo);
-    tunsOpened = true;
     checkDatapathIo(cfg.datapathIo, tuns.devices);
     // Attached to the devices the stopped masq left: ordinary again, they go with this process.
     if (restored) for (const d of tuns.devices) d.setPersist(false);

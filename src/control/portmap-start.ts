@@ -17,8 +17,6 @@ import type { Resolved } from "./engine-config.ts";
 import { mappedPortSteering } from "./forward-steering.ts";
 import type { createLogger } from "./log.ts";
 
-export type { MappedPortSteering };
-
 /** The port-mapping services that run (each undefined when it is off). */
 export interface PortMapping {
   portmap: PortmapServer | undefined;
