@@ -282,7 +282,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       // Each worker's CPU does the kernel's work on what it writes: no RPS.
       await applyRunHost(undefined);
       natLog = startWorkersNatLog(cfg, running, log);
-      reloader = workersReloader(cfg, opts.reread, running, log);
+      const forwards = await startForwards(cfg, host, running.engine, stateFile, log);
+      reloader = workersReloader(cfg, opts.reread, running, forwards, log);
       const started = await startWorkersControl({
         cfg,
         host,
@@ -294,10 +295,21 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         streams: () => server?.streamStats,
         reloader,
         natLog: () => natLog?.counters(),
+        forwards,
+        portmap: () => portmap,
+        upnp: () => upnp,
+        leases: () => leases,
+        mappedPorts: () => steering?.steered() ?? [],
       });
       server = started.server;
       metricsListener = started.metricsListener;
       follower = started.follower;
+      web = await startDashboard(cfg.web, { engine: running.engine, api: started.api }, log);
+      ({ portmap, upnp, leases, steering } = await startPortMapping(cfg, host, running.engine, {
+        stateFile,
+        forwards,
+        log,
+      }));
       running.watch((why: string) => workerFailed?.(why));
       printWorkersSummary(cfg, host, running);
       log.info(

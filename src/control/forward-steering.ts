@@ -5,9 +5,8 @@
 import { existsSync, renameSync } from "node:fs";
 import { basename, join } from "node:path";
 import { applyRecordedStep, currentNetnsName, gatewayPortUse, undoRecordedStep } from "../host/index.ts";
-import type { NatEngine } from "../nat/engine.ts";
 import { parseIpv4 } from "../packet/addr.ts";
-import { ForwardRegistry, forwardText, type Steering } from "../portmap/forwards.ts";
+import { ForwardRegistry, forwardText, type PinEngine, type Steering } from "../portmap/forwards.ts";
 import { MappedPortSteering } from "../portmap/port-steering.ts";
 import { forwardTargetProblem, toPrefix } from "./address-rules.ts";
 import type { RunConfig } from "./config.ts";
@@ -23,7 +22,7 @@ import type { createLogger } from "./log.ts";
 export async function startForwards(
   cfg: RunConfig,
   host: Resolved,
-  engine: NatEngine,
+  engine: PinEngine,
   hostStateFile: string,
   log: ReturnType<typeof createLogger>,
 ): Promise<ForwardRegistry> {

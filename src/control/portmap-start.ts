@@ -4,12 +4,12 @@
 
 import { MasqError } from "../errors/masq-error.ts";
 import { loadAddon } from "../io/addon.ts";
-import type { NatEngine } from "../nat/engine.ts";
 import { prefixMatcher } from "../packet/addr.ts";
 import type { ForwardRegistry } from "../portmap/forwards.ts";
 import { type Origin, PortmapLeases } from "../portmap/leases.ts";
 import { NeighbourSources } from "../portmap/neighbours.ts";
 import type { MappedPortSteering } from "../portmap/port-steering.ts";
+import type { PortMapEngine } from "../portmap/portmap-engine.ts";
 import { interfaceAddresses, PortmapServer } from "../portmap/server.ts";
 import { UpnpServer } from "../portmap/upnp/server.ts";
 import type { RunConfig } from "./config.ts";
@@ -29,7 +29,7 @@ export interface PortMapping {
 export async function startPortMapping(
   cfg: RunConfig,
   host: Resolved,
-  engine: NatEngine,
+  engine: PortMapEngine,
   ctx: { stateFile: string; forwards: ForwardRegistry; log: ReturnType<typeof createLogger> },
 ): Promise<PortMapping> {
   const { log } = ctx;

@@ -2,13 +2,17 @@
 // the metrics over the shards' merged figures, `masq stats` with each worker's line, the
 // address follower of interface mode (every shard moves to the new address and resets its own
 // hosts' connections), `masq reload` over every shard (worker-reload.ts), the NAT log's counters
-// (worker-natlog.ts), and the start-up summary. What still drives one engine from this thread
-// (forwards, NAT-PMP/PCP, UPnP, the kept state) is refused by the configuration
-// (workers-config.ts) or answered "not yet" here.
+// (worker-natlog.ts), and the start-up summary. Forwards, NAT-PMP/PCP and UPnP run here over the
+// shards (sharded-engine.ts pins each on its host's worker); what still drives one engine from
+// this thread is refused by the configuration (workers-config.ts) or answered "not yet" here.
 import { kernelQueueDrops } from "../datapath/tuns.ts";
 import { mergeDatapathStats, type WorkerCounters, WorkerPool } from "../datapath/worker-pool.ts";
 import { loadAddon } from "../io/addon.ts";
 import type { EngineConfig } from "../nat/config.ts";
+import type { ForwardRegistry } from "../portmap/forwards.ts";
+import type { PortmapLeases } from "../portmap/leases.ts";
+import type { PortmapServer } from "../portmap/server.ts";
+import type { UpnpServer } from "../portmap/upnp/server.ts";
 import { onWanTransition } from "./address-change.ts";
 import { controlApi } from "./api-handlers.ts";
 import type { StreamStats } from "./chunked.ts";
@@ -19,7 +23,7 @@ import type { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
 import type { Reloader } from "./reload.ts";
-import { ControlServer } from "./server.ts";
+import { ControlServer, type ControlSource } from "./server.ts";
 import { followWanAddress, type WanFollower } from "./wan-follow.ts";
 
 const NOT_YET = "not yet with several workers";
@@ -93,6 +97,13 @@ export interface WorkersControlOptions {
   reloader: Reloader;
   /** The NAT event log's counters; undefined while it is off. */
   natLog: () => Record<string, number> | undefined;
+  forwards: ForwardRegistry;
+  /** The port-mapping services, once started (undefined while off). */
+  portmap: () => PortmapServer | undefined;
+  upnp: () => UpnpServer | undefined;
+  leases: () => PortmapLeases | undefined;
+  /** Interface mode: the ports steered in for mappings beyond the range ("6881/udp"). */
+  mappedPorts: () => string[];
 }
 
 /** Starts the control socket, the metrics and (interface mode) the address follower. */
@@ -100,6 +111,8 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
   server: ControlServer;
   metricsListener: MetricsListener | undefined;
   follower: WanFollower | undefined;
+  /** The control API, which the dashboard shows and changes forwards through. */
+  api: ControlSource;
 }> {
   const { cfg, host, pool, log } = o;
   const shards = pool.engine;
@@ -143,6 +156,8 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     datapath,
     devices,
     firewall: () => shards.firewallList(),
+    portmap: () => o.portmap()?.stats(),
+    upnp: () => o.upnp()?.stats(),
     natLog: o.natLog,
     reloads: () => o.reloader.stats,
   });
@@ -154,7 +169,9 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     datapathCpu: undefined,
     datapath,
     devices,
-    portmap: () => undefined,
+    portmap: o.portmap,
+    upnp: o.upnp,
+    forwards: o.forwards,
     streams: o.streams,
     metrics,
     reloader: o.reloader,
@@ -170,16 +187,17 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
       cfg,
       host,
       translator: shards,
-      portmap: () => undefined,
-      leases: () => undefined,
-      upnp: () => undefined,
-      mappedPorts: () => [],
+      forwards: o.forwards,
+      portmap: o.portmap,
+      leases: o.leases,
+      upnp: o.upnp,
+      mappedPorts: o.mappedPorts,
       stateFile: o.stateFile,
       log,
     };
     follower = await followWanAddress(cfg, host, (t) => onWanTransition(context, t), log);
   }
-  return { server, metricsListener, follower };
+  return { server, metricsListener, follower, api };
 }
 
 export function workerCpusOf(cfg: RunConfig, pool: WorkerPool): number[] | undefined {

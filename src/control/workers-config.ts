@@ -24,13 +24,9 @@ export function workersConflict(c: RunConfig): { key: string; problem: string } 
     key,
     problem: `${what}: not yet with several workers (workers = ${c.workers}); use workers = 1 for it`,
   });
-  if (c.forwards.length > 0) return not("forward", "port forwards");
-  if (c.portmap.enabled) return not("portmap.enabled", "NAT-PMP/PCP");
-  if (c.upnp.enabled) return not("upnp.enabled", "UPnP IGD");
   if (c.cgnat.portBlock > 0 || c.cgnat.deterministicInside !== undefined)
     return not("cgnat", "CGNAT port blocks");
   if (c.ipv6.firewall) return not("ipv6.firewall", "the IPv6 firewall");
-  if (c.web.listen !== undefined) return not("web.listen", "the dashboard");
   if (typeof c.datapathCpu === "number")
     return not("datapath_cpu", "one CPU for the packet loop (the workers take one CPU each)");
   return undefined;

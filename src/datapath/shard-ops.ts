@@ -6,6 +6,7 @@ import type { NatEngine, PinRequest } from "../nat/engine.ts";
 import type { FlowFilter } from "../nat/flow-listing.ts";
 import { FlowFields, type PinView } from "../nat/view.ts";
 import type { ShardHandlers } from "./shard-channel.ts";
+import { scanShard } from "./shard-scan.ts";
 
 /** Names of the operations, shared by both ends. */
 export const SHARD_OPS = {
@@ -17,6 +18,18 @@ export const SHARD_OPS = {
   renewPin: "renewPin",
   firewallList: "firewallList",
   connsRows: "connsRows",
+  /** The dashboard's pass over the table (shard-scan.ts), in slices between the worker's batches. */
+  scan: "scan",
+  /** A pin's deadline and note (null: gone), for the port-mapping protocols' listings. */
+  pinGet: "pinGet",
+  clockSec: "clockSec",
+  pairedAddress: "pairedAddress",
+  /** Ports of this shard's slice held by another shard's pin (src/nat/foreign-ports.ts). */
+  reserveForeignPort: "reserveForeignPort",
+  releaseForeignPort: "releaseForeignPort",
+  holdsOutsidePort: "holdsOutsidePort",
+  /** A port owned by another worker than its slice's (worker 0 also writes the steering's table). */
+  setPortOwner: "setPortOwner",
   /** Served by worker-main.ts (they need the worker's datapath too). */
   setAddressless: "setAddressless",
   changePublicAddress: "changePublicAddress",
@@ -27,6 +40,19 @@ export const SHARD_OPS = {
   /** How the worker's queues reach the kernel, as datapathIoSummary says it. */
   io: "io",
 } as const;
+
+/** An outside port of a pinned mapping (on any public address), as the cross-slice bookkeeping names it. */
+export interface OutsidePort {
+  proto: "tcp" | "udp";
+  port: number;
+}
+
+/** A port's owner for the steering's override table: undefined, its slice's worker again. */
+export interface PortOwner {
+  proto: number;
+  port: number;
+  worker: number | undefined;
+}
 
 /** A shard's part of a connection listing: its flows' fields, how many matched, how many it holds. */
 export interface ConnsRows {
@@ -44,6 +70,17 @@ export function engineShardOps(engine: NatEngine): ShardHandlers {
     [SHARD_OPS.unpin]: (id: number) => engine.unpin(id),
     [SHARD_OPS.renewPin]: (a: { id: number; expiresAtSec: number }) => engine.renewPin(a.id, a.expiresAtSec),
     [SHARD_OPS.firewallList]: () => engine.firewall?.list() ?? [],
+    [SHARD_OPS.scan]: (limit: number) => scanShard(engine, limit),
+    [SHARD_OPS.pinGet]: (id: number) => {
+      const pin = engine.pins.get(id);
+      return pin === undefined ? null : { expiresAtSec: pin.expiresAtSec, note: pin.note };
+    },
+    [SHARD_OPS.clockSec]: () => engine.clockSec,
+    [SHARD_OPS.pairedAddress]: (inAddr: number) => engine.pairedAddress(inAddr),
+    [SHARD_OPS.reserveForeignPort]: (p: OutsidePort) => engine.reserveForeignPort(p.proto, p.port),
+    [SHARD_OPS.releaseForeignPort]: (p: OutsidePort) => engine.releaseForeignPort(p.proto, p.port),
+    [SHARD_OPS.holdsOutsidePort]: (p: OutsidePort) => engine.holdsOutsidePort(p.proto, p.port),
+    [SHARD_OPS.setPortOwner]: (o: PortOwner) => engine.setPortOwner(o.proto, o.port, o.worker),
     // The whole listing at once, between two of the worker's batches: the main thread merges the
     // shards' rows and writes them in chunks (conns-listing.ts).
     [SHARD_OPS.connsRows]: (q: { filter: FlowFilter; limit: number | null }): ConnsRows => {

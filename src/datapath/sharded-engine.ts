@@ -2,14 +2,19 @@
 // engine's control-plane methods (synchronous, over callSync): per-host calls go to the worker
 // the host hashes to (the steering rule, steering-model.ts hostWorker), listings and statistics
 // ask every worker and merge. A pin's id is made unique across shards: shard id × workers +
-// worker, so unpin and renew find the owner again from the id alone.
+// worker, so unpin and renew find the owner again from the id alone. A pin whose outside port
+// lies beyond its worker's slice gets the steering's override and the slice owner's reservation
+// (cross-slice-pins.ts) before it is made.
 
+import type { EngineConfig } from "../nat/config.ts";
 import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { FlowFilter } from "../nat/flow-listing.ts";
 import type { EngineStats, FlowFields, FlowView, PinView } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
+import { CrossSlicePins } from "./cross-slice-pins.ts";
 import type { ShardClient } from "./shard-channel.ts";
-import { type ConnsRows, SHARD_OPS } from "./shard-ops.ts";
+import { type ConnsRows, type OutsidePort, type PortOwner, SHARD_OPS } from "./shard-ops.ts";
+import type { ShardScan } from "./shard-scan.ts";
 import { mergeEngineStats } from "./shard-stats.ts";
 import { hostWorker } from "./steering-model.ts";
 
@@ -22,12 +27,58 @@ export class ShardedEngine {
   private total = 0;
 
   private none = false;
+  private readonly crossSlice: CrossSlicePins;
 
   /** `config`: the configuration every shard was started with (each on its own port slice). */
   constructor(
     private readonly client: ShardClient,
-    readonly config: { readonly portSeed?: number } = {},
-  ) {}
+    readonly config: EngineConfig,
+  ) {
+    const call = <T>(w: number, op: string, args: unknown) => this.client.callSync<T>(w, op, args);
+    this.crossSlice = new CrossSlicePins({
+      workers: client.workers,
+      ports: config.ports,
+      reserve: (w, proto, port) =>
+        call<boolean>(w, SHARD_OPS.reserveForeignPort, { proto, port } satisfies OutsidePort),
+      release: (w, proto, port) =>
+        call<void>(w, SHARD_OPS.releaseForeignPort, { proto, port } satisfies OutsidePort),
+      holds: (w, proto, port) =>
+        call<boolean>(w, SHARD_OPS.holdsOutsidePort, { proto, port } satisfies OutsidePort),
+      setOwner: (proto, port, worker) => {
+        const owner: PortOwner = { proto: proto === "tcp" ? 6 : 17, port, worker };
+        this.every<void>(SHARD_OPS.setPortOwner, owner);
+      },
+    });
+  }
+
+  /** The engine clock in seconds (worker 0's; the workers share the main thread's clock). */
+  get clockSec(): number {
+    return this.client.callSync<number>(0, SHARD_OPS.clockSec);
+  }
+
+  /** A pin's deadline and note by its id (undefined: gone, or lapsed in its worker). */
+  readonly pins = {
+    get: (id: number): { expiresAtSec: number; note: string } | undefined => {
+      const { worker, local } = this.localId(id);
+      return (
+        this.client.callSync<{ expiresAtSec: number; note: string } | null>(
+          worker,
+          SHARD_OPS.pinGet,
+          local,
+        ) ?? undefined
+      );
+    },
+  };
+
+  /** The outside address paired with inside host `inAddr` (0 while interface mode has none). */
+  pairedAddress(inAddr: number): number {
+    return this.client.callSync<number>(this.ownerOf(inAddr), SHARD_OPS.pairedAddress, inAddr);
+  }
+
+  /** Ports held beyond their slice whose pins lapsed, or whose last flow ended, go back. */
+  sweepPins(): void {
+    this.crossSlice.sweep((id) => this.pins.get(id) !== undefined);
+  }
 
   /** Whether interface mode has no public address now (every shard was told so). */
   get addressless(): boolean {
@@ -50,6 +101,7 @@ export class ShardedEngine {
       to,
     );
     this.none = false;
+    this.config.outside[0] = to;
     return {
       old: parts[0].old,
       flows: parts.reduce((n, p) => n + p.flows, 0),
@@ -63,7 +115,7 @@ export class ShardedEngine {
     return { list: () => this.firewallList() };
   }
 
-  /** Flows in all shards when the latest listing was taken. */
+  /** Flows in all shards when the latest listing (or the dashboard's pass) was taken. */
   get flowTable(): { readonly count: number } {
     return { count: this.total };
   }
@@ -104,6 +156,30 @@ export class ShardedEngine {
       step(n: number, emit: (f: number) => void) {
         for (const end = Math.min(rows.length, next + n); next < end; ) emit(next++);
       },
+    };
+  }
+
+  /**
+   * The dashboard's pass (shard-scan.ts) on every worker at once: the first `limit` flows of them
+   * all, each inside host's flows and bytes (a host lives on one worker), and the longest time
+   * one worker's thread was held.
+   */
+  async scanFlows(limit: number): Promise<{
+    flows: FlowFields[];
+    hosts: Map<number, { flows: number; bytesOut: number; bytesIn: number }>;
+    busyMs: number;
+  }> {
+    const parts = await Promise.all(
+      Array.from({ length: this.workers }, (_, w) => this.client.call<ShardScan>(w, SHARD_OPS.scan, limit)),
+    );
+    this.total = parts.reduce((n, p) => n + p.total, 0);
+    const hosts = new Map<number, { flows: number; bytesOut: number; bytesIn: number }>();
+    for (const p of parts)
+      for (const [addr, flows, bytesOut, bytesIn] of p.hosts) hosts.set(addr, { flows, bytesOut, bytesIn });
+    return {
+      flows: parts.flatMap((p) => p.flows).slice(0, limit),
+      hosts,
+      busyMs: Math.max(0, ...parts.map((p) => p.busyMs)),
     };
   }
 
@@ -151,16 +227,39 @@ export class ShardedEngine {
     );
   }
 
-  /** A pin on the shard that owns the inside host; its id unique across shards. */
+  /**
+   * A pin on the shard that owns the inside host; its id unique across shards. A port it names
+   * beyond that shard's slice is claimed first (the override, the slice owner's reservation).
+   */
   pinMapping(req: PinRequest): PinResult {
     const w = this.ownerOf(req.inAddr);
+    if (req.outPort) {
+      const problem = this.crossSlice.claim(req.proto, req.outPort, w);
+      if (problem !== undefined) return { error: problem, code: "MASQ_ERR_PORT_IN_USE" };
+    }
     const r = this.client.callSync<PinResult>(w, SHARD_OPS.pinMapping, req);
-    return "error" in r ? r : { ...r, id: this.globalId(r.id, w) };
+    if ("error" in r) {
+      if (req.outPort) this.crossSlice.unclaim(req.proto, req.outPort);
+      return r;
+    }
+    // A mapping the pin found (no port asked for) may hold a port beyond the slice already.
+    if (!req.outPort && this.crossSlice.claim(req.proto, r.outPort, w) !== undefined) {
+      this.client.callSync<boolean>(w, SHARD_OPS.unpin, r.id);
+      return {
+        error: `port ${r.outPort}/${req.proto} is held by another worker`,
+        code: "MASQ_ERR_PORT_IN_USE",
+      };
+    }
+    const id = this.globalId(r.id, w);
+    this.crossSlice.bind(id, req.proto, r.outPort);
+    return { ...r, id };
   }
 
   unpin(id: number): boolean {
     const { worker, local } = this.localId(id);
-    return this.client.callSync<boolean>(worker, SHARD_OPS.unpin, local);
+    const done = this.client.callSync<boolean>(worker, SHARD_OPS.unpin, local);
+    this.crossSlice.unpinned(id);
+    return done;
   }
 
   renewPin(id: number, expiresAtSec: number): boolean {

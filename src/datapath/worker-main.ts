@@ -22,7 +22,7 @@ import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
 import { liveShardOps } from "./shard-live.ts";
 import { natLogShardOps } from "./shard-natlog.ts";
-import { engineShardOps, SHARD_OPS } from "./shard-ops.ts";
+import { engineShardOps, type PortOwner, SHARD_OPS } from "./shard-ops.ts";
 import { TunSteering } from "./steering.ts";
 import type { SteeringPlan } from "./steering-model.ts";
 
@@ -121,6 +121,11 @@ serveShard(
       };
     },
     [SHARD_OPS.setAddressless]: (none: boolean) => engine.setAddressless(none),
+    // Every worker keeps the owner for the fragments it hands on; worker 0 holds the steering.
+    [SHARD_OPS.setPortOwner]: (o: PortOwner) => {
+      engine.setPortOwner(o.proto, o.port, o.worker);
+      steering?.setOverride(o.proto, o.port, o.worker);
+    },
     stop: () => {
       datapath.stop();
       steering?.close();

@@ -30,6 +30,9 @@ export interface WorkerCounters {
   devices: { inside: Record<string, number>; outside: Record<string, number> };
 }
 
+/** How often lapsed pins' ports beyond their slice are looked for. */
+const PIN_SWEEP_MS = 5000;
+
 export class WorkerPool {
   readonly engine: ShardedEngine;
   private readonly client: ShardClient;
@@ -38,13 +41,20 @@ export class WorkerPool {
   /** Workers whose thread has ended (a crash, while running): they answer nothing any more. */
   private readonly ended = new Set<number>();
 
+  /** Gives back the ports of pins that lapsed in their worker (cross-slice-pins.ts). */
+  private readonly pinSweep: NodeJS.Timeout;
+
   private constructor(client: ShardClient, workers: Worker[], config: EngineConfig) {
     this.client = client;
     this.workers = workers;
-    this.engine = new ShardedEngine(client, config);
+    this.engine = new ShardedEngine(client, structuredClone(config));
     workers.forEach((w, i) => {
       w.once("exit", () => this.ended.add(i));
     });
+    this.pinSweep = setInterval(() => {
+      if (this.ended.size === 0) this.engine.sweepPins();
+    }, PIN_SWEEP_MS);
+    this.pinSweep.unref();
   }
 
   /** The workers whose thread still runs, in worker order. */
@@ -168,6 +178,7 @@ export class WorkerPool {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearInterval(this.pinSweep);
     for (let w = 0; w < this.workers.length; w++)
       try {
         this.client.callSync(w, "stop");

@@ -17,6 +17,7 @@ import { type EndOfTable, logEndOfTable } from "./end-of-log.ts";
 import { prefetchBatch, processPacket } from "./fast-path.ts";
 import { advanceClock, unpin } from "./flow-life.ts";
 import { type FlowFilter, FlowListing } from "./flow-listing.ts";
+import { holdsOutsidePort, releaseForeignPort, reserveForeignPort } from "./foreign-ports.ts";
 import type { HandoffOutbox } from "./fragment-handoff.ts";
 import { pptpCall, pptpCallAnswered } from "./generic-flow.ts";
 import { applyPolicy, type LivePolicy, withPolicy } from "./live-policy.ts";
@@ -294,6 +295,31 @@ export class NatEngine {
    */
   changePublicAddress(to: number): AddressChange {
     return changePublicAddress(this.s, to);
+  }
+
+  /**
+   * Several workers: keeps outside `port`, in this shard's slice, on every public address for
+   * another shard's pinned mapping (foreign-ports.ts); false when this shard has it in use.
+   */
+  reserveForeignPort(proto: "tcp" | "udp", port: number): boolean {
+    return reserveForeignPort(this.s, proto, port);
+  }
+
+  releaseForeignPort(proto: "tcp" | "udp", port: number): void {
+    releaseForeignPort(this.s, proto, port);
+  }
+
+  /** Whether a mapping of this engine holds outside `port` on any public address. */
+  holdsOutsidePort(proto: "tcp" | "udp", port: number): boolean {
+    return holdsOutsidePort(this.s, proto, port);
+  }
+
+  /**
+   * Several workers: outside packets to TCP/UDP `port` belong to `worker` whatever the port's
+   * slice (the steering's override table, for the fragments this shard hands on).
+   */
+  setPortOwner(proto: number, port: number, worker: number | undefined): void {
+    this.s.owners?.setOverride(proto, port, worker);
   }
 
   /** The outside address paired with an inside host (RFC 4787 REQ-2), for the control plane. */

@@ -47,8 +47,13 @@ export class HandoffOutbox {
   }
 }
 
-/** Which worker owns what arrives from outside, by the same slices the steering reads. */
+/**
+ * Which worker owns what arrives from outside, by the same slices the steering reads, and the
+ * same override table: a forwarded or pinned port whose owner is not its slice's worker.
+ */
 export class ShardOwners {
+  /** Worker + 1 by TCP port, then UDP port (0: the slice decides), as the steering's table. */
+  private readonly overrides = new Uint8Array(2 * 65536);
   private readonly tcp: PortRange[];
   private readonly udp: PortRange[];
   private readonly icmp: PortRange[];
@@ -62,6 +67,12 @@ export class ShardOwners {
     this.icmp = portClasses(ports.icmp, false);
   }
 
+  /** TCP/UDP `port` belongs to `worker` whatever its slice (undefined: to its slice again). */
+  setOverride(proto: number, port: number, worker: number | undefined): void {
+    this.overrides[(proto === IPPROTO_UDP ? 65536 : 0) + (port & 0xffff)] =
+      worker === undefined ? 0 : worker + 1;
+  }
+
   /**
    * The worker that owns the first fragment at `off` (header length `hl`), or -1 when it is
    * this one or none can be told (another protocol, a port outside the ranges).
@@ -73,6 +84,8 @@ export class ShardOwners {
     if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && total >= hl + 4) {
       classes = proto === IPPROTO_TCP ? this.tcp : this.udp;
       key = readU16(b, l4 + 2);
+      const pinned = this.overrides[(proto === IPPROTO_UDP ? 65536 : 0) + key];
+      if (pinned !== 0) return pinned - 1 === this.slice.index ? -1 : pinned - 1;
     } else if (proto === IPPROTO_ICMP && total >= hl + 8 && (b[l4] === 0 || b[l4] === 8)) {
       classes = this.icmp;
       key = readU16(b, l4 + 4);

@@ -4,11 +4,11 @@
 // RFC 6887 §11.3). A refusal carries its code (errors/codes.ts); the protocol answers with it.
 
 import type { ErrorCode } from "../errors/codes.ts";
-import type { NatEngine } from "../nat/engine.ts";
 import { defaultPortShare } from "../nat/port-quota.ts";
 import { formatIpv4 } from "../packet/addr.ts";
 import type { PortmapConfig } from "./config.ts";
 import type { MappedPortSteering } from "./port-steering.ts";
+import type { PortMapEngine } from "./portmap-engine.ts";
 import type { PortmapLog } from "./service.ts";
 
 /** Pin refusals that concern only the suggested outside address or port (see `map`). */
@@ -74,7 +74,7 @@ export class PortmapLeases {
   private readonly grants = new Map<string, Grant>();
 
   constructor(
-    private readonly engine: NatEngine,
+    private readonly engine: PortMapEngine,
     private readonly config: PortmapConfig,
     private readonly log: PortmapLog,
     /** Whether an address is on an inside network. */

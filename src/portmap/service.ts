@@ -8,7 +8,6 @@
 // which grant leases (leases.ts); server.ts owns the sockets.
 
 import { performance } from "node:perf_hooks";
-import type { NatEngine } from "../nat/engine.ts";
 import { formatIpv4 } from "../packet/addr.ts";
 import { TokenBucket } from "../policy/rate.ts";
 import type { PortmapConfig } from "./config.ts";
@@ -26,6 +25,7 @@ import type { RequestSources } from "./neighbours.ts";
 import { PCP_CLIENT_PORT, PcpResult, parsePcpRequest, pcpAnnounceResponse } from "./pcp.ts";
 import { answerPcp } from "./pcp-answers.ts";
 import type { MappedPortSteering } from "./port-steering.ts";
+import type { PortMapEngine } from "./portmap-engine.ts";
 
 /** Answers per second (and at once) to sources with no neighbour entry: see `requester`. */
 const STRANGER_ANSWER_RATE = 5;
@@ -40,7 +40,7 @@ export interface PortmapLog {
 export const silentLog: PortmapLog = { info() {}, debug() {}, warn() {} };
 
 export interface PortmapServiceOptions {
-  engine: NatEngine;
+  engine: PortMapEngine;
   config: PortmapConfig;
   /** Inside networks as numbers: only hosts on them may ask. */
   insideNetworks: Array<{ addr: number; len: number }>;
@@ -74,7 +74,7 @@ export interface AnswerContext {
 
 export class PortmapService implements AnswerContext {
   readonly config: PortmapConfig;
-  private readonly engine: NatEngine;
+  private readonly engine: PortMapEngine;
   private readonly inside: Array<{ addr: number; mask: number }>;
   private readonly nowMs: () => number;
   private startMs: number;

@@ -3,7 +3,9 @@
 // steering: abox and bbox hash to worker 0, cbox to worker 1 (steering-model.ts hostWorker), so
 // both workers carry traffic, and each flow's two directions must meet on its worker for any
 // reply to arrive. Real programs on both sides: curl (byte-exact bodies), ping, UDP, traceroute.
-// `masq reload` and SIGHUP change the firewall on both workers at once, or on neither.
+// `masq reload` and SIGHUP change the firewall on both workers at once, or on neither. Forwards,
+// NAT-PMP (natpmpc) and UPnP IGD (upnpc) map ports of one worker's slice to a host of the other:
+// the steering's override table sends them to the host's worker.
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,11 +17,15 @@ import { labScript, type MasqProcess, startMasq } from "../../src/lab/masq-proce
 import { buildMasqNetwork, type LabProcess, type MasqMode, type MasqNetwork } from "../../src/lab/netns.ts";
 import { udpAsk } from "../../src/lab/udp-ask.ts";
 import { waitUntil } from "../../src/lab/wait.ts";
+import { defaultPortRange } from "../../src/nat/config.ts";
+import { portOwner } from "../../src/nat/port-slices.ts";
 import { fetchFromEveryBox } from "../helpers/fetch-all.ts";
 import { ip } from "../helpers/packets.ts";
 import { tearDown } from "../helpers/teardown.ts";
 
 const WORKERS = 2;
+/** The dashboard, on the gateway's loopback. */
+const WEB_PORT = 8099;
 /** Each mode runs with one of the two I/O paths (each worker its own rings with io_uring). */
 const IO: Record<MasqMode, "uring" | "syscalls"> = { interface: "uring", pool: "syscalls" };
 const root = process.getuid?.() === 0;
@@ -32,8 +38,31 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
     let inet: LabProcess;
     let tmp: string;
     let config: string;
+    let services: LabProcess[] = [];
+    /** The first port from `from` up of worker `w`'s slice of the mode's range. */
+    const portOf = (w: number, from: number) => {
+      let p = from;
+      while (portOwner(defaultPortRange(mode), true, p, WORKERS) !== w) p++;
+      return p;
+    };
+    const range = defaultPortRange(mode);
+    /** The config's forward: a port of worker 0's slice to C-box (worker 1). */
+    const forwardPort = portOf(0, Math.max(range.first, 1024) + 500);
     /** The config file's settings of the start (a reload that keeps them changes only what it adds). */
-    const base = `workers = ${WORKERS}\ndatapath_io = "${IO[mode]}"\n`;
+    const base = [
+      `workers = ${WORKERS}`,
+      `datapath_io = "${IO[mode]}"`,
+      "[portmap]",
+      "enabled = true",
+      "[upnp]",
+      "enabled = true",
+      "[web]",
+      `listen = "127.0.0.1:${WEB_PORT}"`,
+      "[[forward]]",
+      `outside = "${forwardPort}/tcp"`,
+      'inside = "192.168.0.4:8080"',
+      "",
+    ].join("\n");
 
     before(async () => {
       net = await buildMasqNetwork({ prefix: "masqwk", mode });
@@ -44,9 +73,22 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       config = join(tmp, "masq.toml");
       writeFileSync(config, base);
       masq = await startMasq(net, { config });
+      // Inside services for the mapped ports: A-box (worker 0) and C-box (worker 1), one inside
+      // port per mapping (an inside endpoint has one outside port: endpoint-independent mapping).
+      const service = (box: { ns: string }, i: number) =>
+        net.lab.spawn(box.ns, [
+          ...labScript("inet-service"),
+          "--http",
+          String(8080 + i),
+          "--udp",
+          String(7007 + i),
+        ]);
+      services = [service(net.inside[0], 0), ...[0, 1, 2].map((i) => service(net.inside[2], i))];
+      await Promise.all(services.map((p) => p.waitFor(/"proto":"udp"/, 30_000)));
     });
 
     after(async () => {
+      for (const p of services) if (p.running) await p.kill("SIGTERM", 5000);
       await tearDown({ masq, net, tmp });
     });
 
@@ -69,6 +111,37 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
 
     it("HTTP from all three inside hosts at once through both workers: 2 MB bodies byte-exact", async () => {
       await fetchFromEveryBox(net, 2_000_000);
+    });
+
+    it("the dashboard's snapshot shows the flows and hosts of both workers (each scanned on its worker)", async () => {
+      // A-box's download runs while the dashboard ticks; its flow must be seen with the others.
+      const inside = new Set(net.inside.map((b) => b.addr));
+      let last = "";
+      await waitUntil(
+        "a snapshot with flows of hosts of both workers",
+        async () => {
+          const r = await net.lab.exec(net.gate.ns, [
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            `http://127.0.0.1:${WEB_PORT}/api/snapshot`,
+          ]);
+          last = `${r.code} ${r.stdout.slice(0, 300)}${r.stderr}`;
+          if (r.code !== 0 || !r.stdout.startsWith("{")) return false;
+          const snap = JSON.parse(r.stdout) as {
+            flows: { inside: { addr: string } }[];
+            total: number;
+            sample: { hosts: { addr: string; flows: number }[] };
+          };
+          last = JSON.stringify({ hosts: snap.sample.hosts, flows: snap.flows.map((f) => f.inside.addr) });
+          const owners = new Set(
+            snap.sample.hosts.filter((h) => inside.has(h.addr)).map((h) => hostWorker(ip(h.addr), WORKERS)),
+          );
+          return owners.size === WORKERS && snap.flows.length > 0 && snap.total >= snap.flows.length;
+        },
+        { timeoutMs: 20_000, intervalMs: 500 },
+      ).catch((err: Error) => assert.fail(`${err.message}: the last answer: ${last}`));
     });
 
     it(`every worker's queues move their batches as datapath_io = "${IO[mode]}" says`, async () => {
@@ -132,6 +205,91 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       assert.ok(conns.total >= net.inside.length, `total ${conns.total}`);
       const text = await masq.cli(["stats"]);
       assert.match(text, /workers \(each its own queue/);
+    });
+
+    /** The Internet host (or an inside one, hairpinned) fetches `port` of the public address; null: no connection. */
+    const fetchPublic = async (ns: string, port: number) => {
+      const r = await net.lab.exec(
+        ns,
+        ["curl", "-sS", "--connect-timeout", "2", "--max-time", "5", `http://${net.publicAddr}:${port}/`],
+        { timeoutMs: 10_000 },
+      );
+      return r.code === 0 ? r.stdout : null;
+    };
+    const cameFromInternet = /you came from 203\.0\.113\.10:/;
+
+    it("the config's forward of a port of worker 0's slice reaches C-box on worker 1, hairpinned too", async () => {
+      assert.equal(hostWorker(ip(net.inside[2].addr), WORKERS), 1);
+      assert.match((await fetchPublic(net.inet.ns, forwardPort)) ?? "", cameFromInternet);
+      assert.match(
+        (await fetchPublic(net.inside[0].ns, forwardPort)) ?? "",
+        /you came from/,
+        "A-box hairpins",
+      );
+      const list = await masq.cli(["forward", "list"]);
+      assert.match(list, new RegExp(`:${forwardPort}\\s+192\\.168\\.0\\.4:8080\\s+\\*\\s+config`), list);
+    });
+
+    it("masq forward add and del at runtime, on a port worker 1's host gets from no slice of its own", async () => {
+      // Interface mode: beyond the range (policy rules of its own); pool mode: worker 0's slice.
+      const port = 8088;
+      assert.notEqual(portOwner(range, true, port, WORKERS), 1);
+      assert.equal(await fetchPublic(net.inet.ns, port), null, "closed before");
+      const out = await masq.cli(["forward", "add", `${port}/tcp`, `${net.inside[2].addr}:8081`]);
+      assert.match(out, new RegExp(`forward \\d+ added: ${port}/tcp`));
+      assert.match((await fetchPublic(net.inet.ns, port)) ?? "", cameFromInternet);
+      await masq.cli(["forward", "del", `${port}/tcp`]);
+      assert.equal(await fetchPublic(net.inet.ns, port), null, "closed after");
+    });
+
+    it("natpmpc on A-box (worker 0) maps a port of worker 1's slice; the Internet reaches A-box; deleting closes it", async () => {
+      const port = portOf(1, range.last - 300);
+      const natpmpc = async (...args: string[]) => {
+        const r = await net.lab.exec(net.inside[0].ns, ["natpmpc", "-g", "192.168.0.1", ...args], {
+          timeoutMs: 15_000,
+        });
+        assert.equal(r.code, 0, `natpmpc ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        return r.stdout;
+      };
+      assert.match(
+        await natpmpc(),
+        new RegExp(`Public IP address : ${net.publicAddr.replaceAll(".", "\\.")}`),
+      );
+      const out = await natpmpc("-a", String(port), "8080", "tcp", "600");
+      assert.match(out, new RegExp(`Mapped public port ${port} protocol TCP to local port 8080`));
+      assert.match((await fetchPublic(net.inet.ns, port)) ?? "", cameFromInternet);
+      await natpmpc("-a", String(port), "8080", "tcp", "0");
+      assert.equal(await fetchPublic(net.inet.ns, port), null, "closed after deletion");
+    });
+
+    it("upnpc on C-box (worker 1) maps a UDP and a TCP port of worker 0's slice; listed; -d closes it", async () => {
+      const port = portOf(0, Math.max(range.first, 1024) + 900);
+      const cbox = net.inside[2];
+      const upnpc = async (...args: string[]) => {
+        const r = await net.lab.exec(cbox.ns, ["upnpc", "-i", ...args], { timeoutMs: 30_000 });
+        return { code: r.code, out: `${r.stdout}${r.stderr}` };
+      };
+      const a = await upnpc("-e", "web", "-a", cbox.addr, "8082", String(port), "TCP");
+      assert.equal(a.code, 0, a.out);
+      assert.match(
+        a.out,
+        new RegExp(`${port} TCP is redirected to internal ${cbox.addr.replaceAll(".", "\\.")}:8082`),
+      );
+      assert.match((await fetchPublic(net.inet.ns, port)) ?? "", cameFromInternet);
+      const u = await upnpc("-a", cbox.addr, "7009", String(port), "UDP");
+      assert.equal(u.code, 0, u.out);
+      const echo = await udpAsk(net.lab, net.inet.ns, net.publicAddr, port, "knock");
+      assert.equal(echo.code, 0, echo.stderr);
+      assert.match(echo.stdout, /echo knock from 203\.0\.113\.10:/);
+      const l = await upnpc("-l");
+      assert.match(
+        l.out,
+        new RegExp(`TCP\\s+${port}->${cbox.addr.replaceAll(".", "\\.")}:8082\\s+'web'`),
+        l.out,
+      );
+      assert.equal((await upnpc("-d", String(port), "TCP")).code, 0);
+      assert.equal((await upnpc("-d", String(port), "UDP")).code, 0);
+      assert.equal(await fetchPublic(net.inet.ns, port), null, "closed after -d");
     });
 
     it("refuses what is not built for several workers yet, by name, and keeps running", async () => {

@@ -12,7 +12,8 @@
 // not the packet batches between them), so however big the table the dashboard takes at most
 // about a tenth of the thread.
 import { performance } from "node:perf_hooks";
-import { FlowFields, type FlowView, type PinView } from "../../nat/view.ts";
+import { type HostSums, scanTable } from "../../nat/table-scan.ts";
+import type { FlowFields, FlowView, PinView } from "../../nat/view.ts";
 import { flowView } from "../../nat/views.ts";
 import { formatIpv4 } from "../../packet/addr.ts";
 import type { ForwardView } from "../../portmap/forwards.ts";
@@ -26,8 +27,6 @@ export const SAMPLE_HOSTS = 32;
 /** Samples kept for the charts: five minutes at one a second. */
 export const HISTORY = 300;
 const ADDRESS_CHANGES = 20;
-const SLICE_MS = 2;
-const STEP = 512;
 
 export interface HostSample {
   addr: string;
@@ -74,21 +73,23 @@ export interface Snapshot {
   allowChanges: boolean;
 }
 
+/**
+ * An engine whose table lies with workers (sharded-engine.ts): they make the pass themselves, and
+ * only the result comes here.
+ */
+export interface ScanningEngine extends ConnsEngine {
+  scanFlows(limit: number): Promise<{ flows: FlowFields[]; hosts: Map<number, HostSums>; busyMs: number }>;
+}
+
 /** What the sampler reads: the engine's listing and the control API's handlers. */
 export interface SamplerSources {
-  engine: ConnsEngine;
+  engine: ConnsEngine | ScanningEngine;
   stats(): StatsReply;
   forwards?: () => { forwards: ForwardView[]; pins: PinView[] };
   /** Pin origins that are ALGs (src/alg/algs.ts names). */
   algNames: ReadonlySet<string>;
   allowChanges: boolean;
   now?: () => number;
-}
-
-interface HostSums {
-  flows: number;
-  bytesOut: number;
-  bytesIn: number;
 }
 
 export class Sampler {
@@ -108,7 +109,7 @@ export class Sampler {
 
   /** Computes the next snapshot; the table is read in slices with the event loop's turns between. */
   async tick(): Promise<Snapshot> {
-    const { flows, hosts, busyMs } = await scanFlows(this.s.engine, TABLE_FLOWS);
+    const { flows, hosts, busyMs } = await scanEngine(this.s.engine);
     const started = performance.now();
     const t = this.now();
     const stats = this.s.stats();
@@ -159,35 +160,20 @@ export class Sampler {
   }
 }
 
-/** One pass over the flow table: the first `limit` flows as views, and every flow's bytes per host. */
-export async function scanFlows(
+async function scanEngine(
+  engine: ConnsEngine | ScanningEngine,
+): Promise<{ flows: FlowView[]; hosts: Map<number, HostSums>; busyMs: number }> {
+  if (!("scanFlows" in engine)) return scanFlows(engine, TABLE_FLOWS);
+  const r = await engine.scanFlows(TABLE_FLOWS);
+  return { flows: r.flows.map((f) => flowView(f)), hosts: r.hosts, busyMs: r.busyMs };
+}
+
+/** One pass over one engine's flow table: the first `limit` flows as views, and every flow's bytes per host. */
+export function scanFlows(
   engine: ConnsEngine,
   limit: number,
 ): Promise<{ flows: FlowView[]; hosts: Map<number, HostSums>; busyMs: number }> {
-  const listing = engine.listFlows({}, Number.POSITIVE_INFINITY);
-  const fields = new FlowFields();
-  const flows: FlowView[] = [];
-  const hosts = new Map<number, HostSums>();
-  const emit = (f: number) => {
-    engine.readFlow(f, fields);
-    const h = hosts.get(fields.inAddr);
-    if (h) {
-      h.flows++;
-      h.bytesOut += fields.bytesOut;
-      h.bytesIn += fields.bytesIn;
-    } else hosts.set(fields.inAddr, { flows: 1, bytesOut: fields.bytesOut, bytesIn: fields.bytesIn });
-    if (flows.length < limit) flows.push(flowView(fields));
-  };
-  let busyMs = 0;
-  for (;;) {
-    const started = performance.now();
-    const deadline = started + SLICE_MS;
-    do listing.step(STEP, emit);
-    while (!listing.done && performance.now() < deadline);
-    busyMs += performance.now() - started;
-    if (listing.done) return { flows, hosts, busyMs };
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+  return scanTable(engine, limit, flowView);
 }
 
 function hostSamples(

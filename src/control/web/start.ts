@@ -12,11 +12,11 @@ import { isLoopback, parseListen } from "../metrics-http.ts";
 import type { ControlSource } from "../server.ts";
 import type { WebConfig } from "../web-config.ts";
 import { parseTokenFile } from "./auth.ts";
-import { Sampler } from "./sampler.ts";
+import { Sampler, type ScanningEngine } from "./sampler.ts";
 import { WebServer } from "./server.ts";
 
 export interface DashboardSources {
-  engine: ConnsEngine;
+  engine: ConnsEngine | ScanningEngine;
   /** The control API (api-handlers.ts): its stats and forwards are what the page shows and changes. */
   api: ControlSource;
 }

@@ -6,9 +6,9 @@
 // below 1024 and the permission rules, and leases as IGD v1 and v2 define them.
 
 import { upnpErrorOf } from "../../errors/codes.ts";
-import type { NatEngine } from "../../nat/engine.ts";
 import { formatIpv4 } from "../../packet/addr.ts";
 import type { Grant, PortmapLeases, Proto } from "../leases.ts";
+import type { PortMapEngine } from "../portmap-engine.ts";
 import { permitted, type UpnpConfig } from "./config.ts";
 import { UpnpError, UpnpFault } from "./errors.ts";
 
@@ -47,7 +47,7 @@ export const MAX_DESCRIPTION = 64;
 export class UpnpMappings {
   constructor(
     private readonly leases: PortmapLeases,
-    private readonly engine: NatEngine,
+    private readonly engine: PortMapEngine,
     private readonly config: UpnpConfig,
   ) {}
 

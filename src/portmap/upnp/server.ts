@@ -6,10 +6,10 @@ import type { Server } from "node:http";
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
 import { MasqError } from "../../errors/masq-error.ts";
-import type { NatEngine } from "../../nat/engine.ts";
 import { prefixMatcher } from "../../packet/addr.ts";
 import type { PortmapLeases } from "../leases.ts";
 import type { RequestSources } from "../neighbours.ts";
+import type { PortMapEngine } from "../portmap-engine.ts";
 import type { ListenAddress } from "../server.ts";
 import type { PortmapLog } from "../service.ts";
 import type { ControlContext, WanCounters } from "./actions.ts";
@@ -20,7 +20,7 @@ import { UpnpMappings } from "./mappings.ts";
 import { SsdpServer } from "./ssdp-server.ts";
 
 export interface UpnpServerOptions {
-  engine: NatEngine;
+  engine: PortMapEngine;
   config: UpnpConfig;
   /** The lease table NAT-PMP and PCP use (one per-host cap for all three). */
   leases: PortmapLeases;

@@ -37,11 +37,7 @@ describe("workers", () => {
 
   it("with several workers, what is not built for them yet is refused by name", () => {
     for (const [text, key] of [
-      ['[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n', /forward/],
-      ["[portmap]\nenabled = true\n", /portmap\.enabled/],
-      ["[upnp]\nenabled = true\n", /upnp\.enabled/],
       ["[cgnat]\nport_block = 512\n", /cgnat/],
-      ['[web]\nlisten = "127.0.0.1:8080"\n', /web\.listen/],
       ["datapath_cpu = 1\n", /datapath_cpu/],
     ] as const) {
       refused(
@@ -50,6 +46,17 @@ describe("workers", () => {
       );
       assert.doesNotThrow(() => withFile(`workers = 1\n${text}`), text);
     }
+  });
+
+  it("with several workers, forwards, NAT-PMP/PCP, UPnP and the dashboard run (over the shards)", () => {
+    const c = withFile(
+      'workers = 2\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n[portmap]\nenabled = true\n[upnp]\nenabled = true\n[web]\nlisten = "127.0.0.1:8080"\n',
+    );
+    assert.equal(c.workers, 2);
+    assert.equal(c.forwards.length, 1);
+    assert.equal(c.portmap.enabled, true);
+    assert.equal(c.upnp.enabled, true);
+    assert.equal(c.web.listen, "127.0.0.1:8080");
   });
 
   it("with several workers, the NAT event log runs (every worker's ring drained here)", () => {

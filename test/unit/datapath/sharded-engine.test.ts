@@ -8,6 +8,7 @@ import { portOwner } from "../../../src/nat/port-slices.ts";
 import { FORWARD } from "../../../src/nat/verdicts.ts";
 import { FlowFields } from "../../../src/nat/view.ts";
 import { ip } from "../../helpers/packets.ts";
+import { makeEngine } from "../nat/engine-helpers.ts";
 import { startShardWorkers } from "./fixtures/shard-workers.ts";
 
 const COUNT = 2;
@@ -31,7 +32,8 @@ describe("sharded engine facade over worker threads", () => {
     ({ client, stop } = startShardWorkers(COUNT));
     // The first calls wait while the workers start (each loads the engine).
     for (let w = 0; w < COUNT; w++) assert.equal(client.callSync(w, "index", undefined, 60_000), w);
-    engine = new ShardedEngine(client);
+    // The shards' configuration (fixtures/shard-worker.ts): interface mode, its default range.
+    engine = new ShardedEngine(client, makeEngine({ mode: "interface" }).config);
   });
 
   after(() => stop());
@@ -70,6 +72,48 @@ describe("sharded engine facade over worker threads", () => {
     assert.deepEqual(engine.pinList(), []);
   });
 
+  it("a pin of a port in another worker's slice: kept from that worker's hosts until it goes", () => {
+    const ports = DEFAULT_INTERFACE_PORTS;
+    // A port of worker 0's slice, pinned for a host of worker 1.
+    let port = ports.first + 10;
+    while (portOwner(ports, true, port, COUNT) !== 0) port++;
+    const [host1] = hostsOf(1, 1);
+    const [host0] = hostsOf(0, 1);
+    const r = engine.pinMapping({
+      proto: "tcp",
+      inAddr: ip(host1),
+      inPort: 22,
+      outPort: port,
+      origin: "test",
+    });
+    assert.ok(!("error" in r), JSON.stringify(r));
+    assert.equal(r.id % COUNT, 1, "the pin lives on its host's worker");
+    const reserve = () => client.callSync<boolean>(0, "reserveForeignPort", { proto: "tcp", port });
+    assert.equal(reserve(), false, "worker 0 keeps the port from its own hosts");
+    const clash = engine.pinMapping({
+      proto: "tcp",
+      inAddr: ip(host0),
+      inPort: 22,
+      outPort: port,
+      origin: "test",
+    });
+    assert.ok("error" in clash && clash.code === "MASQ_ERR_PORT_IN_USE", JSON.stringify(clash));
+    assert.equal(engine.pins.get(r.id)?.note, "");
+    assert.equal(engine.unpin(r.id), true);
+    assert.equal(engine.pins.get(r.id), undefined);
+    assert.equal(reserve(), true, "back to worker 0 once the pin went");
+    client.callSync(0, "releaseForeignPort", { proto: "tcp", port });
+    const own = engine.pinMapping({
+      proto: "tcp",
+      inAddr: ip(host0),
+      inPort: 22,
+      outPort: port,
+      origin: "test",
+    });
+    assert.ok(!("error" in own), JSON.stringify(own));
+    assert.equal(engine.unpin(own.id), true);
+  });
+
   it("stats and the flow listing merge every worker; each worker counts only its own packets", () => {
     const before0 = engine.workerStats().map((s) => s.counters.translated_out ?? 0);
     const sent = [0, 0];
@@ -104,5 +148,16 @@ describe("sharded engine facade over worker threads", () => {
     assert.equal(n, 4);
     assert.equal(cut.matched, 6, "matched counts every shard's matches, not the cut");
     assert.deepEqual(engine.firewallList(), [], "no rules: none listed");
+  });
+
+  it("the dashboard's pass runs on every worker: the first flows of them all and each host's sums", async () => {
+    const scan = await engine.scanFlows(4);
+    assert.equal(scan.flows.length, 4);
+    assert.equal(scan.hosts.size, 6, "each of the six hosts once");
+    for (const [addr, h] of scan.hosts) {
+      assert.equal(h.flows, 1, `host ${addr}`);
+      assert.ok(h.bytesOut > 0, `host ${addr} sent`);
+    }
+    assert.ok(scan.busyMs >= 0);
   });
 });

@@ -83,6 +83,30 @@ describe("fragments and hairpins across workers", () => {
     assert.equal(w0.stats().heldFragments, 0, "nothing left held on the wrong worker");
   });
 
+  it("a datagram to a pinned port of w0's slice held by w1 (the override table): handed to w1", () => {
+    const [w0, w1] = shards();
+    // A port of w0's slice of the default range, pinned for A on w1 (a forward's port).
+    const { first, last } = w0.config.ports.udp;
+    const port = first + 100;
+    assert.ok(port <= last);
+    const pin = w1.pinMapping({
+      proto: "udp",
+      inAddr: ip(A),
+      inPort: 40000,
+      outPort: port,
+      origin: "forward",
+    });
+    assert.ok(!("error" in pin), JSON.stringify(pin));
+    for (const e of [w0, w1]) e.setPortOwner(17, port, 1);
+    const answer = udp({ src: REMOTE, dst: P, sport: 5000, dport: port, payload: 3000 });
+    const frags = splitFragments(answer, 1480, 14);
+    for (const f of frags) assert.equal(run(w0, f).verdict, HANDED);
+    assertForA(deliver(w0, w1, 1));
+    // Back to its slice: w0 keeps what it is sent.
+    for (const e of [w0, w1]) e.setPortOwner(17, port, undefined);
+    assert.notEqual(run(w0, splitFragments(answer, 1480, 15)[0]).verdict, HANDED);
+  });
+
   it("a datagram on its owner is translated there, nothing handed", () => {
     const [, w1] = shards();
     const { frags } = answerFragments(w1, 13);
