@@ -60,7 +60,7 @@ export function parseWhoisTime(text: string): number {
  * `node`, this gateway) when several gateways share the pool.
  */
 export function whoisAnswer(
-  engine: NatEngine,
+  engine: Pick<NatEngine, "whois" | "portBlocksOn">,
   q: URLSearchParams,
   scaleOut?: { pool: DeterministicPool; node: number },
 ): WhoisReply {

@@ -25,6 +25,7 @@ import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
 import type { Reloader } from "./reload.ts";
 import { ControlServer, type ControlSource } from "./server.ts";
 import { followWanAddress, type WanFollower } from "./wan-follow.ts";
+import { whoisAnswer } from "./whois.ts";
 
 const NOT_YET = "not yet with several workers";
 
@@ -178,6 +179,7 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     natLog: o.natLog,
     keepStateRefused: `masq stop --keep-state: ${NOT_YET}; masq stop ends every connection`,
     workers,
+    whois: (q) => whoisAnswer(shards, q),
     stop: o.stop,
   });
   const server = await ControlServer.start(cfg.controlSocket, api);

@@ -28,6 +28,9 @@ export const SHARD_OPS = {
   reserveForeignPort: "reserveForeignPort",
   releaseForeignPort: "releaseForeignPort",
   holdsOutsidePort: "holdsOutsidePort",
+  /** `masq whois` on this shard's blocks (each worker's blocks lie in its own slice). */
+  whois: "whois",
+  portBlocksOn: "portBlocksOn",
   /** A port owned by another worker than its slice's (worker 0 also writes the steering's table). */
   setPortOwner: "setPortOwner",
   /** Served by worker-main.ts (they need the worker's datapath too). */
@@ -71,6 +74,9 @@ export function engineShardOps(engine: NatEngine): ShardHandlers {
     [SHARD_OPS.renewPin]: (a: { id: number; expiresAtSec: number }) => engine.renewPin(a.id, a.expiresAtSec),
     [SHARD_OPS.firewallList]: () => engine.firewall?.list() ?? [],
     [SHARD_OPS.scan]: (limit: number) => scanShard(engine, limit),
+    [SHARD_OPS.whois]: (q: { outAddr: number; port: number; atMs: number | null }) =>
+      engine.whois(q.outAddr, q.port, q.atMs ?? undefined),
+    [SHARD_OPS.portBlocksOn]: () => engine.portBlocksOn,
     [SHARD_OPS.pinGet]: (id: number) => {
       const pin = engine.pins.get(id);
       return pin === undefined ? null : { expiresAtSec: pin.expiresAtSec, note: pin.note };

@@ -9,6 +9,7 @@
 import type { EngineConfig } from "../nat/config.ts";
 import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { FlowFilter } from "../nat/flow-listing.ts";
+import type { BlockHolder } from "../nat/port-blocks.ts";
 import type { EngineStats, FlowFields, FlowView, PinView } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
 import { CrossSlicePins } from "./cross-slice-pins.ts";
@@ -73,6 +74,16 @@ export class ShardedEngine {
   /** The outside address paired with inside host `inAddr` (0 while interface mode has none). */
   pairedAddress(inAddr: number): number {
     return this.client.callSync<number>(this.ownerOf(inAddr), SHARD_OPS.pairedAddress, inAddr);
+  }
+
+  /** Whether port blocks are on (every shard has them or none does). */
+  get portBlocksOn(): boolean {
+    return this.client.callSync<boolean>(0, SHARD_OPS.portBlocksOn);
+  }
+
+  /** Who held outside `outAddr`:`port`: the shards' answers together (a block lies in one slice). */
+  whois(outAddr: number, port: number, atMs?: number): BlockHolder[] {
+    return this.every<BlockHolder[]>(SHARD_OPS.whois, { outAddr, port, atMs: atMs ?? null }).flat();
   }
 
   /** Ports held beyond their slice whose pins lapsed, or whose last flow ended, go back. */

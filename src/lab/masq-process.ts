@@ -83,7 +83,18 @@ export function masqRunArgv(net: MasqGateway, opts: MasqProcessOptions = {}): st
     ...(net.mode === "pool" ? ["--address", net.publicAddr] : []),
     ...(opts.config ? ["--config", opts.config] : []),
     ...(opts.flags ?? []),
+    ...workersFromEnv(opts.flags),
   ];
+}
+
+/**
+ * `MASQ_E2E_WORKERS=N`: every masq the tests start runs with `--workers N` unless the test names
+ * its own, so the end-to-end suites can be run again over several workers (issue 13).
+ */
+function workersFromEnv(flags: readonly string[] = []): string[] {
+  const n = process.env.MASQ_E2E_WORKERS;
+  if (n === undefined || n === "" || flags.includes("--workers")) return [];
+  return ["--workers", n];
 }
 
 export async function startMasq(net: MasqGateway, opts: MasqProcessOptions = {}): Promise<MasqProcess> {

@@ -37,7 +37,10 @@ describe("workers", () => {
 
   it("with several workers, what is not built for them yet is refused by name", () => {
     for (const [text, key] of [
-      ["[cgnat]\nport_block = 512\n", /cgnat/],
+      [
+        'addresses = ["198.51.100.100"]\n[cgnat]\nmode = "deterministic"\ninside = "100.64.0.0/24"\n',
+        /cgnat\.mode/,
+      ],
       ["datapath_cpu = 1\n", /datapath_cpu/],
     ] as const) {
       refused(
@@ -48,15 +51,16 @@ describe("workers", () => {
     }
   });
 
-  it("with several workers, forwards, NAT-PMP/PCP, UPnP and the dashboard run (over the shards)", () => {
+  it("with several workers, forwards, NAT-PMP/PCP, UPnP, the dashboard and port blocks run (over the shards)", () => {
     const c = withFile(
-      'workers = 2\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n[portmap]\nenabled = true\n[upnp]\nenabled = true\n[web]\nlisten = "127.0.0.1:8080"\n',
+      'workers = 2\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n[portmap]\nenabled = true\n[upnp]\nenabled = true\n[web]\nlisten = "127.0.0.1:8080"\n[cgnat]\nport_block = 512\n',
     );
     assert.equal(c.workers, 2);
     assert.equal(c.forwards.length, 1);
     assert.equal(c.portmap.enabled, true);
     assert.equal(c.upnp.enabled, true);
     assert.equal(c.web.listen, "127.0.0.1:8080");
+    assert.equal(c.cgnat.portBlock, 512);
   });
 
   it("with several workers, the NAT event log runs (every worker's ring drained here)", () => {
