@@ -10,6 +10,7 @@ import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import {
   type KeptState,
+  masqVersion,
   readKeptState,
   restoreKeptState,
   type SnapshotInfo,
@@ -44,7 +45,7 @@ async function persistentTun(tun: string): Promise<boolean> {
 
 /**
  * At start: the kept state of `masq stop --keep-state` when it may be taken up (this masq's
- * version, this configuration, this boot, the host setup recorded and its TUNs still there),
+ * state layout, this configuration, this boot, the host setup recorded and its TUNs still there),
  * else undefined: a refused snapshot is logged with its reason and set aside, and masq starts
  * empty (cleaning the leftover setup as after a crash).
  */
@@ -64,6 +65,17 @@ export async function keptStateAtStart(
     const gone = tuns.find((_, i) => !left[i]);
     if (gone !== undefined)
       throw new SnapshotRefused(snapshotFile, `the TUN ${gone} the stopped masq left is gone`);
+    const version = masqVersion();
+    if (kept.header.masqVersion !== version)
+      log.info(
+        {
+          snapshot: snapshotFile,
+          from: kept.header.masqVersion,
+          to: version,
+          stateLayout: kept.header.stateLayout,
+        },
+        `snapshot written by masq ${kept.header.masqVersion}, taken up by masq ${version}: the state layout is the same`,
+      );
     return kept;
   } catch (err) {
     if (!(err instanceof SnapshotRefused) && !(err instanceof Error && "code" in err)) throw err;

@@ -18,14 +18,19 @@ import { crc32 } from "node:zlib";
 import type { ArrayContent, StateImage } from "../nat/snapshot.ts";
 
 export const SNAPSHOT_MAGIC = "MASQSNAP";
-/** 2: the image may hold the IPv6 filter's table (root `ip6`). */
-export const SNAPSHOT_FORMAT = 2;
+/**
+ * 2: the image may hold the IPv6 filter's table (root `ip6`). 3: the header names its state
+ * layout (state-layout.ts) instead of relying on the masq version.
+ */
+export const SNAPSHOT_FORMAT = 3;
 const PAGE = 4096;
 const FIXED = 20;
 
 export interface SnapshotHeader {
-  /** package.json's version of the masq that wrote it. */
+  /** package.json's version of the masq that wrote it (logged; the layout decides). */
   masqVersion: string;
+  /** The state-layout fingerprint of the masq that wrote it (state-layout.ts). */
+  stateLayout: string;
   /** Hash of the configuration that decides the table layout and translation (keep-state.ts). */
   configHash: string;
   createdAt: string;
@@ -102,7 +107,9 @@ export function decodeSnapshot(
   if (b.length < FIXED || b.toString("latin1", 0, 8) !== SNAPSHOT_MAGIC) throw refuse("not a masq snapshot");
   const format = b.readUInt32LE(8);
   if (format !== SNAPSHOT_FORMAT)
-    throw refuse(`snapshot format ${format}, this masq reads format ${SNAPSHOT_FORMAT}`);
+    throw refuse(
+      `state layout changed (snapshot format ${format}, this masq reads format ${SNAPSHOT_FORMAT})`,
+    );
   const headLen = b.readUInt32LE(12);
   if (FIXED + headLen > b.length) throw refuse("corrupt: cut short");
   if (crc32(b.subarray(FIXED)) >>> 0 !== b.readUInt32LE(16)) throw refuse("corrupt: checksum mismatch");

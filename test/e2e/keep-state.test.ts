@@ -2,8 +2,9 @@
 // with the same configuration. An inside host's long TCP session (a line exchanged every 20 ms)
 // and a rate-limited download carry on with no reset; nothing with an inside source leaves on the
 // outside meanwhile (the host setup and the persistent TUNs stay); the gap is measured and
-// printed. A tampered snapshot is refused with its reason and masq starts empty; `masq stop`
-// alone undoes the host setup like SIGTERM, and says so when no masq runs.
+// printed. A snapshot another masq version wrote is taken up when its state layout is this one's
+// (an upgrade), refused when it is not. A tampered snapshot is refused with its reason and masq starts empty; `masq stop` alone undoes
+// the host setup like SIGTERM, and says so when no masq runs.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -12,7 +13,8 @@ import { basename, dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { snapshotFileFor } from "../../src/control/keep-state.ts";
+import { masqVersion, snapshotFileFor } from "../../src/control/keep-state.ts";
+import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from "../../src/control/snapshot-file.ts";
 import { defaultStateFile } from "../../src/host/apply.ts";
 import { PcapReader } from "../../src/io/pcap.ts";
 import { bodySha256 } from "../../src/lab/body.ts";
@@ -38,6 +40,21 @@ async function until(
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
     await sleep(50);
   }
+}
+
+/** The snapshot rewritten with its header changed (re-encoded, so its checksum is right). */
+function rewriteHeader(file: string, change: Partial<SnapshotHeader>): void {
+  const { header, image } = decodeSnapshot(file, readFileSync(file));
+  const arrays = new Map<string, Uint8Array>();
+  for (const [path, content] of image.arrays) {
+    const b = new Uint8Array(content.byteLength);
+    content.copyTo(b);
+    arrays.set(path, b);
+  }
+  writeFileSync(
+    file,
+    Buffer.concat(encodeSnapshot({ ...header, ...change }, { arrays, values: image.values })),
+  );
 }
 
 /** Progress of the line session: the latest "echo N" it printed. */
@@ -175,6 +192,55 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
         `longest gap in the line session ${result.longestMs} ms (${result.lines} lines, no reset)\n`,
     );
     await second.stop();
+  });
+
+  it("an upgrade: a snapshot another masq version wrote with this state layout is taken up, the session carries on", async () => {
+    const first = await start();
+    const stopFile = join(tmp, "stop-upgrade");
+    const session = net.lab.spawn(net.inside[0].ns, [
+      PY,
+      SESSION,
+      net.inet.addr,
+      String(ECHO_PORT),
+      stopFile,
+      "60",
+    ]);
+    await until(() => echoes(session) >= 20, "the line session runs", 20_000);
+    const stop = await masqCli(["stop", "--keep-state", "--socket", first.socket]);
+    assert.equal(stop.code, 0, stop.stderr);
+    // As if the masq that stopped was the one before the upgrade: only its version differs.
+    rewriteHeader(snapshot, { masqVersion: "0.0.1-before-upgrade" });
+    const atStop = echoes(session);
+    const second = await start();
+    assert.match(
+      log(second),
+      new RegExp(
+        `snapshot written by masq 0\\.0\\.1-before-upgrade, taken up by masq ${masqVersion().replaceAll(".", "\\.")}: the state layout is the same`,
+      ),
+    );
+    assert.match(log(second), /state restored from the snapshot/);
+    await until(
+      () => echoes(session) >= atStop + 30,
+      "the line session carries on after the upgrade",
+      30_000,
+    );
+    writeFileSync(stopFile, "");
+    assert.ok(await session.waitExit(40_000), "the line session ends");
+    const result = JSON.parse(session.stdout.trim().split("\n").at(-1) ?? "{}") as { error: string | null };
+    assert.equal(result.error, null, "the session never broke");
+
+    // Another layout (what an upgrade that changed the tables writes): refused, starting empty.
+    const stop2 = await masqCli(["stop", "--keep-state", "--socket", second.socket]);
+    assert.equal(stop2.code, 0, stop2.stderr);
+    rewriteHeader(snapshot, { masqVersion: "9.9.9", stateLayout: "00000000deadbeef" });
+    const third = await start();
+    assert.match(
+      log(third),
+      /refused: state layout changed \(written by masq 9\.9\.9 with layout 00000000deadbeef, this is masq \S+ with layout [0-9a-f]{16}\); masq starts with an empty table/,
+    );
+    const stats = JSON.parse(await third.cli(["stats", "--json"])) as { engine: { flows: number } };
+    assert.equal(stats.engine.flows, 0, "the table is empty");
+    await third.stop();
   });
 
   it("a tampered snapshot is refused, naming why; masq starts empty and cleans up the setup left behind", async () => {
