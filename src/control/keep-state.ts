@@ -17,6 +17,7 @@ import type { RunConfig } from "./config.ts";
 import {
   decodeSnapshot,
   encodeSnapshot,
+  type KeptLeases,
   readSnapshotFile,
   type SnapshotHeader,
   SnapshotRefused,
@@ -81,6 +82,8 @@ export interface SnapshotInfo {
   clockMs: number;
   /** The IPv6 filter (`[ipv6] firewall`), whose table is kept with the engine's. */
   ip6?: Ip6Filter | undefined;
+  /** The NAT-PMP/PCP/UPnP lease table and epoch, when port mapping runs. */
+  leases?: KeptLeases | undefined;
 }
 
 /**
@@ -108,6 +111,7 @@ export function writeSnapshot(
     flows: engine.flowTable.count,
     mappings: engine.mappingTable.count,
     pins: engine.pins.size,
+    ...(info.leases ? { leases: info.leases } : {}),
   };
   const pieces = encodeSnapshot(header, image);
   writeSnapshotFile(file, pieces);

@@ -16,15 +16,27 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { ArrayContent, StateImage } from "../nat/snapshot.ts";
+import type { Grant } from "../portmap/leases.ts";
 
 export const SNAPSHOT_MAGIC = "MASQSNAP";
 /**
  * 2: the image may hold the IPv6 filter's table (root `ip6`). 3: the header names its state
- * layout (state-layout.ts) instead of relying on the masq version.
+ * layout (state-layout.ts) instead of relying on the masq version, and may carry the leases.
  */
 export const SNAPSHOT_FORMAT = 3;
 const PAGE = 4096;
 const FIXED = 20;
+
+/** NAT-PMP, PCP and UPnP's lease table at the stop (its pins are in the image). */
+export interface KeptLeases {
+  /** Who holds each mapping (origin, owner, PCP nonce) and the engine pin that is the mapping. */
+  grants: Grant[];
+  /**
+   * How far the NAT-PMP/PCP epoch had run (ms, RFC 6886 §3.6, RFC 6887 §8.5) at the engine
+   * clock `clockMs`: the next run continues it, or clients would see it go back and map again.
+   */
+  epochMs?: number;
+}
 
 export interface SnapshotHeader {
   /** package.json's version of the masq that wrote it (logged; the layout decides). */
@@ -44,6 +56,7 @@ export interface SnapshotHeader {
   flows: number;
   mappings: number;
   pins: number;
+  leases?: KeptLeases;
 }
 
 /** A snapshot that is not taken: `reason` says why (corrupt, another version, another config …). */

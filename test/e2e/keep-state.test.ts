@@ -3,7 +3,9 @@
 // and a rate-limited download carry on with no reset; nothing with an inside source leaves on the
 // outside meanwhile (the host setup and the persistent TUNs stay); the gap is measured and
 // printed. A snapshot another masq version wrote is taken up when its state layout is this one's
-// (an upgrade), refused when it is not. A tampered snapshot is refused with its reason and masq starts empty; `masq stop` alone undoes
+// (an upgrade), refused when it is not. NAT-PMP and UPnP mappings survive: the Internet still
+// reaches them, a renewal keeps the port, the epoch goes on, `upnpc -l` still lists them. A
+// tampered snapshot is refused with its reason and masq starts empty; `masq stop` alone undoes
 // the host setup like SIGTERM, and says so when no masq runs.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -241,6 +243,109 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
     const stats = JSON.parse(await third.cli(["stats", "--json"])) as { engine: { flows: number } };
     assert.equal(stats.engine.flows, 0, "the table is empty");
     await third.stop();
+  });
+
+  it("NAT-PMP and UPnP mappings survive: reached, renewed on the same port, the epoch going on, listed", async () => {
+    const config = join(tmp, "portmap.toml");
+    writeFileSync(config, "[portmap]\nenabled = true\nmin_lifetime = 1\n[upnp]\nenabled = true\n");
+    const abox = net.inside[0].ns;
+    const aAddr = net.inside[0].addr;
+    const services = [8080, 8081, 8082].map((port) =>
+      net.lab.spawn(abox, [
+        ...labScript("inet-service"),
+        "--http",
+        String(port),
+        "--udp",
+        String(port - 1000),
+      ]),
+    );
+    try {
+      await Promise.all(services.map((p) => p.waitFor(/"proto":"udp"/, 30_000)));
+      const natpmpc = async (...args: string[]) => {
+        const r = await net.lab.exec(abox, ["natpmpc", "-g", "192.168.0.1", ...args], { timeoutMs: 15_000 });
+        assert.equal(r.code, 0, `natpmpc ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        return r.stdout;
+      };
+      const upnpc = async (...args: string[]) => {
+        const r = await net.lab.exec(abox, ["upnpc", "-i", ...args], { timeoutMs: 30_000 });
+        assert.equal(r.code, 0, `upnpc ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        return r.stdout;
+      };
+      const fetchFromInternet = async (port: number) => {
+        const r = await net.lab.exec(
+          net.inet.ns,
+          ["curl", "-sS", "--connect-timeout", "2", "--max-time", "5", `http://${net.publicAddr}:${port}/`],
+          { timeoutMs: 10_000 },
+        );
+        return r.code === 0 ? r.stdout : null;
+      };
+      const epoch = (out: string) => Number(/epoch = (\d+)/.exec(out)?.[1]);
+      const first = await startMasq(net, { config });
+      started.push(first);
+      // One in masq's range, one beyond it (interface mode: rules of its own), one UPnP.
+      assert.match(
+        await natpmpc("-a", "62090", "8080", "tcp", "600"),
+        /Mapped public port 62090 protocol TCP/,
+      );
+      assert.match(
+        await natpmpc("-a", "18085", "8081", "tcp", "600"),
+        /Mapped public port 18085 protocol TCP/,
+      );
+      await upnpc("-e", "kept across", "-a", aAddr, "8082", "18086", "TCP");
+      for (const port of [62090, 18085, 18086]) assert.ok(await fetchFromInternet(port), `${port} reached`);
+      await sleep(2000);
+      const epochBefore = epoch(await natpmpc());
+      assert.ok(epochBefore >= 2, `epoch ${epochBefore}`);
+
+      const stop = await masqCli(["stop", "--keep-state", "--socket", first.socket]);
+      assert.equal(stop.code, 0, stop.stderr);
+      const began = performance.now();
+      const second = await startMasq(net, { config });
+      started.push(second);
+      assert.match(log(second), /port mappings taken up from the stopped masq/);
+      // Reached again with nothing asked: the pins came back with the lease table.
+      for (const port of [62090, 18085, 18086]) {
+        let body: string | null = null;
+        await until(
+          async () => {
+            body = await fetchFromInternet(port);
+            return body !== null;
+          },
+          `${port} reached after the restart`,
+          15_000,
+        );
+        assert.match(body ?? "", /you came from 203\.0\.113\.10:/);
+      }
+      const epochAfter = epoch(await natpmpc());
+      const downSec = (performance.now() - began) / 1000;
+      assert.ok(
+        epochAfter >= epochBefore,
+        `epoch ${epochAfter} after the restart, ${epochBefore} before: it goes on`,
+      );
+      assert.ok(epochAfter <= epochBefore + downSec + 60, `epoch ${epochAfter}`);
+      // Renewal: the same external port, the mapping renewed (not a second one).
+      assert.match(
+        await natpmpc("-a", "62090", "8080", "tcp", "600"),
+        /Mapped public port 62090 protocol TCP/,
+      );
+      assert.match(
+        await natpmpc("-a", "18085", "8081", "tcp", "600"),
+        /Mapped public port 18085 protocol TCP/,
+      );
+      const pins =
+        (JSON.parse(await second.cli(["conns", "--json"])) as { pins?: Array<{ origin: string }> }).pins ??
+        [];
+      assert.deepEqual(
+        pins.map((p) => p.origin).sort(),
+        ["natpmp", "natpmp", "upnp"],
+        "one pin per mapping: kept, not pinned twice",
+      );
+      const listed = await upnpc("-l");
+      assert.match(listed, /TCP\s+18086->192\.168\.0\.2:8082\s+'kept across'/);
+      await second.stop();
+    } finally {
+      for (const p of services) if (p.running) await p.kill("SIGTERM", 5000);
+    }
   });
 
   it("a tampered snapshot is refused, naming why; masq starts empty and cleans up the setup left behind", async () => {
