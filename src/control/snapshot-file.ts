@@ -216,11 +216,11 @@ function pagedContent(file: Uint8Array, length: number, stored: readonly number[
       for (let i = 0; i < stored.length; i += 2) {
         const from = stored[i] * PAGE;
         const to = Math.min(length, from + PAGE);
-        if (from > next) target.fill(0, next, from);
+        if (from > next) zero(target, next, from);
         target.set(file.subarray(stored[i + 1], stored[i + 1] + (to - from)), from);
         next = to;
       }
-      if (next < length) target.fill(0, next, length);
+      if (next < length) zero(target, next, length);
     },
   };
 }
@@ -232,6 +232,19 @@ function u32(n: number): Uint8Array {
 }
 
 const ZERO_PAGE = new Uint8Array(PAGE);
+
+/**
+ * Zeroes b[from, to), page by page, writing only the pages that are not zero already: the target
+ * is a fresh engine's table, mostly zero, and a write would fault in (and the kernel clear) every
+ * page of a large table that nothing uses, tens of ms in a restart's gap.
+ */
+function zero(b: Uint8Array, from: number, to: number): void {
+  for (let at = from; at < to; ) {
+    const end = Math.min(to, (Math.floor(at / PAGE) + 1) * PAGE);
+    if (!isZero(b, at, end)) b.fill(0, at, end);
+    at = end;
+  }
+}
 
 /** Whether b[from, to) (at most a page) is all zero: a native compare, no JavaScript loop. */
 function isZero(b: Uint8Array, from: number, to: number): boolean {
