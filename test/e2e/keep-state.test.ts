@@ -16,12 +16,12 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { masqVersion, snapshotFileFor } from "../../src/control/keep-state.ts";
-import { decodeSnapshot, encodeSnapshot, type SnapshotHeader } from "../../src/control/snapshot-file.ts";
 import { defaultStateFile } from "../../src/host/apply.ts";
 import { PcapReader } from "../../src/io/pcap.ts";
 import { bodySha256 } from "../../src/lab/body.ts";
 import { labScript, MASQ_BIN, type MasqProcess, startMasq } from "../../src/lab/masq-process.ts";
 import { buildMasqNetwork, gatewaySnapshot, type LabProcess, type MasqNetwork } from "../../src/lab/netns.ts";
+import { withHeader } from "../helpers/snapshot-header.ts";
 
 const root = process.getuid?.() === 0;
 const skip = root ? false : "needs root (network namespaces)";
@@ -42,21 +42,6 @@ async function until(
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
     await sleep(50);
   }
-}
-
-/** The snapshot rewritten with its header changed (re-encoded, so its checksum is right). */
-function rewriteHeader(file: string, change: Partial<SnapshotHeader>): void {
-  const { header, image } = decodeSnapshot(file, readFileSync(file));
-  const arrays = new Map<string, Uint8Array>();
-  for (const [path, content] of image.arrays) {
-    const b = new Uint8Array(content.byteLength);
-    content.copyTo(b);
-    arrays.set(path, b);
-  }
-  writeFileSync(
-    file,
-    Buffer.concat(encodeSnapshot({ ...header, ...change }, { arrays, values: image.values })),
-  );
 }
 
 /** Progress of the line session: the latest "echo N" it printed. */
@@ -84,6 +69,16 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
     return links[0]?.linkinfo?.info_data?.persist === true;
   };
   const log = (m: MasqProcess) => m.proc.stdout + m.proc.stderr;
+  /** The line session from the first inside host, until `stopFile` exists or `limitSec` passed. */
+  const lineSession = (stopFile: string, limitSec: number) =>
+    net.lab.spawn(net.inside[0].ns, [
+      PY,
+      SESSION,
+      net.inet.addr,
+      String(ECHO_PORT),
+      stopFile,
+      String(limitSec),
+    ]);
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), "masq-keepstate-"));
@@ -128,14 +123,7 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
     ]);
     await capture.waitFor(/listening on/, 10_000);
     const stopFile = join(tmp, "stop-session");
-    const session = net.lab.spawn(net.inside[0].ns, [
-      PY,
-      SESSION,
-      net.inet.addr,
-      String(ECHO_PORT),
-      stopFile,
-      "90",
-    ]);
+    const session = lineSession(stopFile, 90);
     await until(() => echoes(session) >= 20, "the line session runs", 20_000);
     const file = join(tmp, "download");
     const download = net.lab.spawn(net.inside[1].ns, [
@@ -199,19 +187,12 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
   it("an upgrade: a snapshot another masq version wrote with this state layout is taken up, the session carries on", async () => {
     const first = await start();
     const stopFile = join(tmp, "stop-upgrade");
-    const session = net.lab.spawn(net.inside[0].ns, [
-      PY,
-      SESSION,
-      net.inet.addr,
-      String(ECHO_PORT),
-      stopFile,
-      "60",
-    ]);
+    const session = lineSession(stopFile, 60);
     await until(() => echoes(session) >= 20, "the line session runs", 20_000);
     const stop = await masqCli(["stop", "--keep-state", "--socket", first.socket]);
     assert.equal(stop.code, 0, stop.stderr);
     // As if the masq that stopped was the one before the upgrade: only its version differs.
-    rewriteHeader(snapshot, { masqVersion: "0.0.1-before-upgrade" });
+    writeFileSync(snapshot, withHeader(readFileSync(snapshot), { masqVersion: "0.0.1-before-upgrade" }));
     const atStop = echoes(session);
     const second = await start();
     assert.match(
@@ -234,7 +215,10 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
     // Another layout (what an upgrade that changed the tables writes): refused, starting empty.
     const stop2 = await masqCli(["stop", "--keep-state", "--socket", second.socket]);
     assert.equal(stop2.code, 0, stop2.stderr);
-    rewriteHeader(snapshot, { masqVersion: "9.9.9", stateLayout: "00000000deadbeef" });
+    writeFileSync(
+      snapshot,
+      withHeader(readFileSync(snapshot), { masqVersion: "9.9.9", stateLayout: "00000000deadbeef" }),
+    );
     const third = await start();
     assert.match(
       log(third),
@@ -280,17 +264,21 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
         return r.code === 0 ? r.stdout : null;
       };
       const epoch = (out: string) => Number(/epoch = (\d+)/.exec(out)?.[1]);
+      /** Maps (or renews) 62090 and 18085 and checks each got the external port it asked for. */
+      const mapWithNatPmp = async () => {
+        for (const [pub, local] of [
+          ["62090", "8080"],
+          ["18085", "8081"],
+        ] as const)
+          assert.match(
+            await natpmpc("-a", pub, local, "tcp", "600"),
+            new RegExp(`Mapped public port ${pub} protocol TCP`),
+          );
+      };
       const first = await startMasq(net, { config });
       started.push(first);
       // One in masq's range, one beyond it (interface mode: rules of its own), one UPnP.
-      assert.match(
-        await natpmpc("-a", "62090", "8080", "tcp", "600"),
-        /Mapped public port 62090 protocol TCP/,
-      );
-      assert.match(
-        await natpmpc("-a", "18085", "8081", "tcp", "600"),
-        /Mapped public port 18085 protocol TCP/,
-      );
+      await mapWithNatPmp();
       await upnpc("-e", "kept across", "-a", aAddr, "8082", "18086", "TCP");
       for (const port of [62090, 18085, 18086]) assert.ok(await fetchFromInternet(port), `${port} reached`);
       await sleep(2000);
@@ -324,14 +312,7 @@ describe("restart with the table kept (masq stop --keep-state, then masq run)", 
       );
       assert.ok(epochAfter <= epochBefore + downSec + 60, `epoch ${epochAfter}`);
       // Renewal: the same external port, the mapping renewed (not a second one).
-      assert.match(
-        await natpmpc("-a", "62090", "8080", "tcp", "600"),
-        /Mapped public port 62090 protocol TCP/,
-      );
-      assert.match(
-        await natpmpc("-a", "18085", "8081", "tcp", "600"),
-        /Mapped public port 18085 protocol TCP/,
-      );
+      await mapWithNatPmp();
       const pins =
         (JSON.parse(await second.cli(["conns", "--json"])) as { pins?: Array<{ origin: string }> }).pins ??
         [];

@@ -20,12 +20,7 @@ import {
   writeSnapshot,
 } from "../../../src/control/keep-state.ts";
 import { restoreAtStart } from "../../../src/control/restart.ts";
-import {
-  decodeSnapshot,
-  encodeSnapshot,
-  SNAPSHOT_FORMAT,
-  type SnapshotHeader,
-} from "../../../src/control/snapshot-file.ts";
+import { SNAPSHOT_FORMAT, type SnapshotHeader } from "../../../src/control/snapshot-file.ts";
 import { layoutFingerprint, stateLayout, stateLayoutFingerprint } from "../../../src/control/state-layout.ts";
 import { parseIpv6 } from "../../../src/ipv6fw/addr6.ts";
 import { IPPROTO_TCP, IPV6_TIMEOUTS, Ip6Filter } from "../../../src/ipv6fw/filter.ts";
@@ -35,6 +30,7 @@ import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/verdicts.ts";
 import { tcp as tcp6, udp as udp6 } from "../../helpers/ipv6-packets.ts";
 import { ACK, icmpEcho, ip, PSH, SYN, tcp, u16, udp } from "../../helpers/packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
+import { withHeader } from "../../helpers/snapshot-header.ts";
 import { CLIENT_ISN, openOutbound, P, REMOTE, SERVER_ISN } from "../nat/engine-helpers.ts";
 
 const A = "192.168.0.2";
@@ -394,20 +390,7 @@ describe("a snapshot that does not fit is refused, naming why", () => {
     );
   });
 
-  /** The snapshot with its header changed (re-encoded: the checksum is right). */
-  const reheader = (change: Partial<SnapshotHeader>) => {
-    const { header, image } = decodeSnapshot(file, bytes);
-    const arrays = new Map<string, Uint8Array>();
-    for (const [path, content] of image.arrays) {
-      const b = new Uint8Array(content.byteLength);
-      content.copyTo(b);
-      arrays.set(path, b);
-    }
-    writeFileSync(
-      file,
-      Buffer.concat(encodeSnapshot({ ...header, ...change }, { arrays, values: image.values })),
-    );
-  };
+  const reheader = (change: Partial<SnapshotHeader>) => writeFileSync(file, withHeader(bytes, change));
 
   it("another masq version with the same state layout: taken up (an upgrade keeps the table)", () => {
     reheader({ masqVersion: "0.0.1-other" });
