@@ -64,6 +64,8 @@ print(json.dumps({"sent": sent, "got": got, "gaps": gaps}), flush=True)
 interface Round {
   gapMs: number;
   stopCliMs: number;
+  /** From the stopped masq's "state kept" (the capture; the gap began just before), ms: its last log line, the stop's return. */
+  stopSide: { stopped: number; returned: number };
   /** From the spawn of the new masq, ms: its first log line, restore, adopt, packet loop, ready. */
   phases: Record<string, number>;
 }
@@ -137,6 +139,8 @@ async function main(): Promise<void> {
       if (stop.code !== 0) throw new Error(`masq stop --keep-state: ${stop.stderr}`);
       const stopCliMs = Math.round(performance.now() - began);
       const spawnedAt = Date.now();
+      const keptAt = logAt(masq, /^state kept/, 0);
+      const stopSide = { stopped: logAt(masq, /^masq stopped/, keptAt), returned: spawnedAt - keptAt };
       masq = await startMasq(n);
       if (!/state restored from the snapshot/.test(masq.proc.stdout))
         throw new Error("the new masq did not restore the snapshot");
@@ -154,10 +158,11 @@ async function main(): Promise<void> {
         packetLoop: logAt(masq, /^packet loop scheduling/, spawnedAt),
         ready: logAt(masq, /^masq ready/, spawnedAt),
       };
-      out.push({ gapMs, stopCliMs, phases });
+      out.push({ gapMs, stopCliMs, stopSide, phases });
       if (!args.json)
         process.stdout.write(
-          `round ${r + 1}: gap ${gapMs} ms (masq stop --keep-state ${stopCliMs} ms; new run from spawn: ` +
+          `round ${r + 1}: gap ${gapMs} ms (masq stop --keep-state ${stopCliMs} ms; from the capture: ` +
+            `stopped ${stopSide.stopped}, stop returned ${stopSide.returned} ms; new run from spawn: ` +
             `first log ${phases.firstLog}, restored ${phases.restored}, setup taken over ${phases.adopted}, ` +
             `packet loop ${phases.packetLoop}, ready ${phases.ready} ms)\n`,
         );
