@@ -15,6 +15,7 @@ import { leasesAtStart, restoreAtStart } from "../../../src/control/restart.ts";
 import { defaultEngineConfig } from "../../../src/nat/config.ts";
 import { FORWARD, NatEngine } from "../../../src/nat/engine.ts";
 import { defaultPortmapConfig } from "../../../src/portmap/config.ts";
+import { buildPcpRequest, OPCODE_MAP, PcpResult, parsePcpResponse } from "../../../src/portmap/pcp.ts";
 import { PortmapService } from "../../../src/portmap/service.ts";
 import { defaultUpnpConfig } from "../../../src/portmap/upnp/config.ts";
 import { UpnpMappings } from "../../../src/portmap/upnp/mappings.ts";
@@ -139,6 +140,58 @@ describe("leases across masq stop --keep-state", () => {
     assert.equal(entry?.externalPort, 41000);
     assert.equal(entry?.description, "game console");
     assert.ok(entry && entry.leaseSec <= 3600 - 15 && entry.leaseSec > 3600 - 20, `lease ${entry?.leaseSec}`);
+  });
+
+  it("a PCP mapping keeps its nonce: its client renews it on the same port, another client may not", () => {
+    const nonce = (n: number) => Uint8Array.from({ length: 12 }, (_, i) => n + i);
+    const pcpMap = (n: number) =>
+      buildPcpRequest({
+        opcode: OPCODE_MAP,
+        lifetime: 3600,
+        clientAddr: A,
+        nonce: nonce(n),
+        protocol: 17,
+        internalPort: 5000,
+        suggestedExternalPort: 0,
+      });
+    const ask = (svc: PortmapService, n: number) => {
+      const r = parsePcpResponse(svc.handle(pcpMap(n), A) ?? new Uint8Array());
+      assert.ok(r, "a PCP answer");
+      return r;
+    };
+    const old = build();
+    old.e.tick(T0);
+    const svc = service(old.e, () => 0);
+    const first = ask(svc, 1);
+    assert.equal(first.result, PcpResult.SUCCESS);
+    const file = join(dir, "pcp.snapshot");
+    writeSnapshot(file, old.e, old.algs, {
+      configHash: "h",
+      clockMs: T0,
+      leases: { grants: svc.leases.live(), epochMs: svc.epochMs() },
+    });
+    const kept = readKeptState(file, "h");
+    assert.ok(kept);
+    const to = build(kept.header.portSeed);
+    const offset = restoreAtStart(
+      file,
+      kept,
+      to.e,
+      to.algs,
+      () => 0,
+      silent as never,
+      undefined,
+      new Set(["pcp"]),
+    );
+    assert.ok(offset !== undefined);
+    const start = leasesAtStart(kept, offset);
+    assert.ok(start);
+    const again = service(to.e, () => 0, start.epochStartMs);
+    again.leases.adopt(start.grants);
+    assert.equal(ask(again, 50).result, PcpResult.NOT_AUTHORIZED, "another nonce: not its mapping");
+    const renewed = ask(again, 1);
+    assert.equal(renewed.result, PcpResult.SUCCESS);
+    assert.equal(renewed.externalPort, first.externalPort);
   });
 
   it("the leases of a protocol the new run does not serve go, pins and all", () => {
