@@ -47,7 +47,14 @@ import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
 import { startPortMapping } from "./portmap-start.ts";
 import { engineLive, Reloader } from "./reload.ts";
-import { adoptAtStart, keptStateAtStart, restoreAtStart, snapshotAndLeave } from "./restart.ts";
+import {
+  adoptAtStart,
+  keptStateAtStart,
+  leaseOriginsOf,
+  leasesAtStart,
+  restoreAtStart,
+  snapshotAndLeave,
+} from "./restart.ts";
 import { ControlServer } from "./server.ts";
 import { printSummary, printWorkersSummary } from "./start-summary.ts";
 import { followWanAddress, type WanFollower } from "./wan-follow.ts";
@@ -112,7 +119,16 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   const ip6 = ipv6Filter(cfg);
   const offsetMs =
     kept && single
-      ? restoreAtStart(snapshotFile, kept, single.engine, single.algs, () => performance.now(), log, ip6)
+      ? restoreAtStart(
+          snapshotFile,
+          kept,
+          single.engine,
+          single.algs,
+          () => performance.now(),
+          log,
+          ip6,
+          leaseOriginsOf(cfg),
+        )
       : undefined;
   const restored = offsetMs !== undefined;
   // The engine's clock: this process's, moved on from the stopped masq's when its state was kept.
@@ -163,7 +179,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     follower?.close();
     await follower?.idle();
     await portmap?.close();
-    await upnp?.close();
+    await upnp?.close(keepState); // its mappings go into the snapshot
     await pcp6?.close();
     datapath?.stop();
     let stateKept = false;
@@ -175,6 +191,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
           configHash: configHash(cfg, engineConfigFor(cfg, host)),
           clockMs: clock(),
           ip6,
+          leases: leases && { grants: leases.live(), epochMs: portmap?.service.epochMs() },
         });
         log.info(
           { snapshot: w.file, bytes: w.bytes, ms: w.ms, flows: w.flows },
@@ -401,7 +418,13 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
     server = await ControlServer.start(cfg.controlSocket, api);
     // The dashboard shows what the control API answers, and changes forwards through it.
     web = await startDashboard(cfg.web, { engine, api }, log);
-    const services = await startPortMapping(cfg, host, engine, { stateFile, forwards, log });
+    const keptLeases = kept && restored ? leasesAtStart(kept, clockOffset) : undefined;
+    const services = await startPortMapping(cfg, host, engine, {
+      stateFile,
+      forwards,
+      log,
+      kept: keptLeases,
+    });
     ({ portmap, upnp, leases, steering } = services);
     pcp6 = await startIpv6Pcp(
       cfg.ipv6,

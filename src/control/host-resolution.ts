@@ -12,6 +12,7 @@ import {
   interfaceIpv4Addresses,
   interfaceMtu,
   interfacePrefixes,
+  interfaceSnapshot,
   parsePrefix,
 } from "../host/index.ts";
 import { startProblem } from "./address-rules.ts";
@@ -23,8 +24,10 @@ import type { Resolved } from "./engine-config.ts";
 const MAX_POOL_ADDRESSES = 256;
 /** Reads what the host says (interfaces, addresses, ephemeral range) and checks it. */
 export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
-  for (const i of cfg.inside) await assertInterface(i, "inside");
-  await assertInterface(cfg.outside, "outside");
+  // One `ip` for every question below, not one each.
+  const where = { snapshot: await interfaceSnapshot() };
+  for (const i of cfg.inside) await assertInterface(i, "inside", where);
+  await assertInterface(cfg.outside, "outside", where);
   const mode = cfg.addresses.length > 0 ? "pool" : "interface";
   let publicAddresses: string[];
   if (mode === "pool") {
@@ -37,21 +40,21 @@ export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   } else {
     // No address yet (PPP not dialled, DHCP not answered) is no reason to refuse: masq follows
     // the interface (wan-follow.ts) and translates once one comes.
-    const own = await interfaceAddress(cfg.outside);
+    const own = await interfaceAddress(cfg.outside, where);
     publicAddresses = own ? [own] : [];
     // One address shared with the kernel: its own connections must never pick masq's ports.
     await assertNoEphemeralOverlap(cfg.ports);
   }
   let insideNetworks = cfg.insideNetworks;
   if (insideNetworks.length === 0) {
-    insideNetworks = (await Promise.all(cfg.inside.map((i) => interfacePrefixes(i)))).flat();
+    insideNetworks = (await Promise.all(cfg.inside.map((i) => interfacePrefixes(i, where)))).flat();
     if (insideNetworks.length === 0)
       throw new MasqError(
         "MASQ_ERR_INTERFACE_MISSING",
         `inside interface(s) ${cfg.inside.join(", ")} have no IPv4 address: give them one, or set inside_networks in the config`,
       );
   }
-  const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i)));
+  const mtus = await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceMtu(i, where)));
   const mtu = Math.max(576, ...mtus.filter((m): m is number => m !== undefined));
   // What MSS clamping follows: a SYN to an inside host may cross the smallest inside link.
   const known = (ms: Array<number | undefined>) => ms.filter((m): m is number => m !== undefined);
@@ -60,9 +63,9 @@ export async function resolveHost(cfg: RunConfig): Promise<Resolved> {
   const insideMtu = insideMtus.length > 0 ? Math.min(...insideMtus) : DEFAULT_MTU;
   // The config's addresses against the host's: refused before anything on the host is touched.
   const gatewayAddresses = (
-    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i)))
+    await Promise.all([...cfg.inside, cfg.outside].map((i) => interfaceIpv4Addresses(i, where)))
   ).flat();
-  const outsideNetworks = await interfacePrefixes(cfg.outside);
+  const outsideNetworks = await interfacePrefixes(cfg.outside, where);
   const bad = startProblem(cfg, { mode, insideNetworks, publicAddresses, outsideNetworks, gatewayAddresses });
   if (bad) throw new ConfigError(bad.key, bad.problem);
   return { mode, publicAddresses, insideNetworks, mtu, insideMtu, outsideMtu, gatewayAddresses };

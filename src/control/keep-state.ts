@@ -1,27 +1,29 @@
 // `masq stop --keep-state` and the `masq run` after it: the engine's state to a snapshot file and
 // back (snapshot-file.ts holds the format). What decides whether a snapshot may be taken is here:
-// the same masq version, the same configuration as far as it decides the tables' layout and the
-// translation (configHash), the same boot (a reboot takes the persistent TUN with it). Whatever
-// refuses it, masq starts empty and says why.
+// the same state layout (state-layout.ts: another masq version is fine when its tables are laid
+// out the same, so an upgrade keeps the connections), the same configuration as far as it
+// decides the tables' sizes and the translation (configHash), the same boot (a reboot takes the
+// persistent TUN with it). Whatever refuses it, masq starts empty and says why.
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { AlgRegistry } from "../alg/registry.ts";
-import { algImageParts } from "../alg/snapshot.ts";
-import { IP6_FILTER_SNAPSHOT_SKIP, type Ip6Filter } from "../ipv6fw/filter.ts";
+import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { EngineConfig } from "../nat/config.ts";
-import type { ImageParts, NatEngine } from "../nat/engine.ts";
+import type { NatEngine } from "../nat/engine.ts";
 import type { ArrayContent, StateImage } from "../nat/snapshot.ts";
 import { ImageMismatch } from "../nat/snapshot.ts";
 import type { RunConfig } from "./config.ts";
 import {
   decodeSnapshot,
   encodeSnapshot,
+  type KeptLeases,
   readSnapshotFile,
   type SnapshotHeader,
   SnapshotRefused,
   writeSnapshotFile,
 } from "./snapshot-file.ts";
+import { canonicalJson, imageParts, stateLayoutFingerprint } from "./state-layout.ts";
 import { masqVersion } from "./version.ts";
 
 export { SnapshotRefused } from "./snapshot-file.ts";
@@ -55,16 +57,6 @@ export function configHash(cfg: RunConfig, engine: EngineConfig): string {
   return createHash("sha256").update(canonicalJson(what)).digest("hex");
 }
 
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v !== null && typeof v === "object")
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
-  return JSON.stringify(v) ?? "null";
-}
-
 function bootId(): string {
   try {
     return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
@@ -90,13 +82,8 @@ export interface SnapshotInfo {
   clockMs: number;
   /** The IPv6 filter (`[ipv6] firewall`), whose table is kept with the engine's. */
   ip6?: Ip6Filter | undefined;
-}
-
-/** What the image holds besides the engine: the ALGs' records and the IPv6 filter's table. */
-function imageParts(algs: AlgRegistry, ip6: Ip6Filter | undefined): ImageParts {
-  const parts = algImageParts(algs);
-  if (!ip6) return parts;
-  return { ...parts, roots: { ...parts.roots, ip6 }, skip: [...parts.skip, ...IP6_FILTER_SNAPSHOT_SKIP] };
+  /** The NAT-PMP/PCP/UPnP lease table and epoch, when port mapping runs. */
+  leases?: KeptLeases | undefined;
 }
 
 /**
@@ -114,6 +101,7 @@ export function writeSnapshot(
   const image = engine.captureState(imageParts(algs, info.ip6));
   const header: SnapshotHeader = {
     masqVersion: masqVersion(),
+    stateLayout: stateLayoutFingerprint(),
     configHash: info.configHash,
     createdAt: new Date().toISOString(),
     monotonicNs: String(monotonicNs()),
@@ -123,6 +111,7 @@ export function writeSnapshot(
     flows: engine.flowTable.count,
     mappings: engine.mappingTable.count,
     pins: engine.pins.size,
+    ...(info.leases ? { leases: info.leases } : {}),
   };
   const pieces = encodeSnapshot(header, image);
   writeSnapshotFile(file, pieces);
@@ -138,16 +127,21 @@ export interface KeptState {
 }
 
 /**
- * The snapshot at `file` if it is this masq's and fits this configuration; undefined when there
- * is none; SnapshotRefused naming why otherwise.
+ * The snapshot at `file` if this masq can read it (the same state layout, whatever the version
+ * that wrote it) and it fits this configuration; undefined when there is none; SnapshotRefused
+ * naming why otherwise.
  */
 export function readKeptState(file: string, expectedHash: string): KeptState | undefined {
   const data = readSnapshotFile(file);
   if (!data) return undefined;
   const { header, image } = decodeSnapshot(file, data);
-  const version = masqVersion();
-  if (header.masqVersion !== version)
-    throw new SnapshotRefused(file, `written by masq ${header.masqVersion}, this is masq ${version}`);
+  const layout = stateLayoutFingerprint();
+  if (header.stateLayout !== layout)
+    throw new SnapshotRefused(
+      file,
+      `state layout changed (written by masq ${header.masqVersion} with layout ${header.stateLayout}, ` +
+        `this is masq ${masqVersion()} with layout ${layout})`,
+    );
   if (header.configHash !== expectedHash)
     throw new SnapshotRefused(
       file,
@@ -173,7 +167,7 @@ export function restoreKeptState(
     engine.restoreState(kept.image, imageParts(algs, ip6));
   } catch (err) {
     if (err instanceof ImageMismatch)
-      throw new SnapshotRefused(file, `its tables do not fit: ${err.message}`);
+      throw new SnapshotRefused(file, `its tables do not fit (state layout changed?): ${err.message}`);
     throw err;
   }
 }

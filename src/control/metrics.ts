@@ -1,6 +1,7 @@
 // Prometheus metrics, read from the engine's and datapath's counters at scrape time (nothing is
 // counted twice and the hot path never touches prom-client).
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { createRequire } from "node:module";
+import type * as PromClient from "prom-client";
 import type { EngineStats } from "../nat/view.ts";
 import type { RuleHits } from "../policy/rules.ts";
 
@@ -21,7 +22,19 @@ export interface MetricsSource {
   reloads?(): { ok: number; refused: number; failed: number } | undefined;
 }
 
-export function createMetrics(source: MetricsSource): Registry {
+let prom: typeof PromClient | undefined;
+
+/**
+ * prom-client, loaded by the first createMetrics rather than with this module: its ~40 ms of
+ * loading then come after the packet loop has started, not in a restart's gap (issue 15).
+ */
+function promClient(): typeof PromClient {
+  prom ??= createRequire(import.meta.url)("prom-client") as typeof PromClient;
+  return prom;
+}
+
+export function createMetrics(source: MetricsSource): PromClient.Registry {
+  const { Counter, collectDefaultMetrics, Gauge, Registry } = promClient();
   const registry = new Registry();
   // The process itself (CPU, memory, event-loop lag, GC), under prom-client's standard names: the
   // event-loop lag is the packet loop's, since one thread does both.

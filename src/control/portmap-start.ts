@@ -16,6 +16,7 @@ import type { RunConfig } from "./config.ts";
 import type { Resolved } from "./engine-config.ts";
 import { mappedPortSteering } from "./forward-steering.ts";
 import type { createLogger } from "./log.ts";
+import type { LeasesAtStart } from "./restart.ts";
 
 /** The port-mapping services that run (each undefined when it is off). */
 export interface PortMapping {
@@ -30,7 +31,13 @@ export async function startPortMapping(
   cfg: RunConfig,
   host: Resolved,
   engine: PortMapEngine,
-  ctx: { stateFile: string; forwards: ForwardRegistry; log: ReturnType<typeof createLogger> },
+  ctx: {
+    stateFile: string;
+    forwards: ForwardRegistry;
+    log: ReturnType<typeof createLogger>;
+    /** The stopped masq's leases (`masq stop --keep-state`), taken up before any request is heard. */
+    kept?: LeasesAtStart | undefined;
+  },
 ): Promise<PortMapping> {
   const { log } = ctx;
   const out: PortMapping = { portmap: undefined, upnp: undefined, leases: undefined, steering: undefined };
@@ -65,6 +72,7 @@ export async function startPortMapping(
     steer,
   );
   out.leases = leases;
+  if (ctx.kept) leases.adopt(ctx.kept.grants);
   if (natpmpOrPcp)
     out.portmap = await PortmapServer.start({
       engine,
@@ -76,6 +84,7 @@ export async function startPortMapping(
       listen,
       openSocket,
       log,
+      ...(ctx.kept?.epochStartMs !== undefined ? { epochStartMs: ctx.kept.epochStartMs } : {}),
     });
   // The caller learns of nothing that started when this fails: what did start is closed here.
   if (cfg.upnp.enabled)

@@ -8,8 +8,11 @@ import type { TunPair } from "../datapath/tuns.ts";
 import { adoptHostSetup, readState, run } from "../host/index.ts";
 import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { NatEngine } from "../nat/engine.ts";
+import type { Grant } from "../portmap/leases.ts";
+import type { RunConfig } from "./config.ts";
 import {
   type KeptState,
+  masqVersion,
   readKeptState,
   restoreKeptState,
   type SnapshotInfo,
@@ -22,8 +25,22 @@ import type { createLogger } from "./log.ts";
 
 type Log = ReturnType<typeof createLogger>;
 
-/** Pins the new run makes again itself: forwards (from the config and their file) and leases. */
-const REMADE_PIN_ORIGINS = new Set(["forward", "natpmp", "pcp", "upnp"]);
+/** Pins the new run makes again itself: forwards (from the config and their file). */
+const REMADE_PIN_ORIGINS = new Set(["forward"]);
+/**
+ * Pins of NAT-PMP, PCP and UPnP leases: kept with the lease table that holds them (the new run
+ * takes the grants up, leasesAtStart), unless their protocol no longer runs.
+ */
+export const LEASE_ORIGINS: ReadonlySet<string> = new Set(["natpmp", "pcp", "upnp"]);
+
+/** The port-mapping protocols `cfg` runs: the origins whose kept leases it takes up. */
+export function leaseOriginsOf(cfg: RunConfig): ReadonlySet<string> {
+  const on = new Set<string>();
+  if (cfg.portmap.enabled && cfg.portmap.natpmp) on.add("natpmp");
+  if (cfg.portmap.enabled && cfg.portmap.pcp) on.add("pcp");
+  if (cfg.upnp.enabled) on.add("upnp");
+  return on;
+}
 
 /** Recorded host steps the new run applies again: the rules of forwarded and mapped ports. */
 export function isRemadeStep(what: string): boolean {
@@ -44,7 +61,7 @@ async function persistentTun(tun: string): Promise<boolean> {
 
 /**
  * At start: the kept state of `masq stop --keep-state` when it may be taken up (this masq's
- * version, this configuration, this boot, the host setup recorded and its TUNs still there),
+ * state layout, this configuration, this boot, the host setup recorded and its TUNs still there),
  * else undefined: a refused snapshot is logged with its reason and set aside, and masq starts
  * empty (cleaning the leftover setup as after a crash).
  */
@@ -64,6 +81,17 @@ export async function keptStateAtStart(
     const gone = tuns.find((_, i) => !left[i]);
     if (gone !== undefined)
       throw new SnapshotRefused(snapshotFile, `the TUN ${gone} the stopped masq left is gone`);
+    const version = masqVersion();
+    if (kept.header.masqVersion !== version)
+      log.info(
+        {
+          snapshot: snapshotFile,
+          from: kept.header.masqVersion,
+          to: version,
+          stateLayout: kept.header.stateLayout,
+        },
+        `snapshot written by masq ${kept.header.masqVersion}, taken up by masq ${version}: the state layout is the same`,
+      );
     return kept;
   } catch (err) {
     if (!(err instanceof SnapshotRefused) && !(err instanceof Error && "code" in err)) throw err;
@@ -84,7 +112,8 @@ export async function keptStateAtStart(
  * Restores kept state into the fresh engine and moves its clock on by the time masq was down, so
  * flows that expired meanwhile go now, before a packet is read. Returns the offset of the
  * engine's clock from this process's performance.now(), or undefined when the image did not fit
- * (logged; the engine is as fresh as it was).
+ * (logged; the engine is as fresh as it was). `leaseOrigins`: the port-mapping protocols this
+ * run serves; the pins of the stopped masq's leases of other protocols go.
  */
 export function restoreAtStart(
   snapshotFile: string,
@@ -94,6 +123,7 @@ export function restoreAtStart(
   now: () => number,
   log: Log,
   ip6?: Ip6Filter,
+  leaseOrigins: ReadonlySet<string> = new Set(),
 ): number | undefined {
   try {
     restoreKeptState(snapshotFile, kept, engine, algs, ip6);
@@ -114,8 +144,19 @@ export function restoreAtStart(
     engine.tick(clock());
     if (!engine.timersBehind) break;
   }
-  for (const p of engine.pinList()) if (REMADE_PIN_ORIGINS.has(p.origin)) engine.unpin(p.id);
-  // PCP's IPv6 pinholes are asked for again, as the IPv4 leases are; its flows stay.
+  // A lease's pin stays only with its grant (which the new run takes up); forwards are pinned anew.
+  const granted = new Set(
+    (kept.header.leases?.grants ?? []).filter((g) => leaseOrigins.has(g.origin)).map((g) => g.pinId),
+  );
+  let leasePins = 0;
+  for (const p of engine.pinList()) {
+    if (REMADE_PIN_ORIGINS.has(p.origin)) engine.unpin(p.id);
+    else if (LEASE_ORIGINS.has(p.origin)) {
+      if (granted.has(p.id)) leasePins++;
+      else engine.unpin(p.id);
+    }
+  }
+  // PCP's IPv6 pinholes are asked for again (the IPv6 PCP server keeps no lease table yet); its flows stay.
   ip6?.closeAllPinholes();
   log.info(
     {
@@ -125,10 +166,32 @@ export function restoreAtStart(
       expiredWhileDown: flowsKept - engine.flowTable.count,
       mappings: engine.mappingTable.count,
       pins: engine.pins.size,
+      leasePins,
     },
-    "state restored from the snapshot (fragments in flight were not kept; NAT-PMP, PCP and UPnP leases are asked for again)",
+    "state restored from the snapshot (fragments in flight were not kept; PCP's IPv6 pinholes are asked for again)",
   );
   return offsetMs;
+}
+
+/** The stopped masq's lease table as the new run's port mapping takes it up (portmap-start.ts). */
+export interface LeasesAtStart {
+  grants: Grant[];
+  /** When the NAT-PMP/PCP epoch began, on this process's performance.now(); absent: now. */
+  epochStartMs?: number;
+}
+
+/**
+ * The leases a restored snapshot carries, for startPortMapping; `clockOffsetMs` is what
+ * restoreAtStart returned. The epoch goes on from where it was, the downtime counted (the
+ * engine's clock at the stop less how far the epoch had run is its start on the engine's clock).
+ */
+export function leasesAtStart(kept: KeptState, clockOffsetMs: number): LeasesAtStart | undefined {
+  const l = kept.header.leases;
+  if (!l) return undefined;
+  return {
+    grants: l.grants,
+    ...(l.epochMs !== undefined ? { epochStartMs: kept.header.clockMs - l.epochMs - clockOffsetMs } : {}),
+  };
 }
 
 /** Takes over the stopped masq's host setup (its forwards' rules are applied again). */

@@ -79,7 +79,9 @@ export function engineShardOps(engine: NatEngine): ShardHandlers {
     [SHARD_OPS.portBlocksOn]: () => engine.portBlocksOn,
     [SHARD_OPS.pinGet]: (id: number) => {
       const pin = engine.pins.get(id);
-      return pin === undefined ? null : { expiresAtSec: pin.expiresAtSec, note: pin.note };
+      return pin === undefined
+        ? null
+        : { expiresAtSec: pin.expiresAtSec, note: pin.note, origin: pin.origin };
     },
     [SHARD_OPS.clockSec]: () => engine.clockSec,
     [SHARD_OPS.pairedAddress]: (inAddr: number) => engine.pairedAddress(inAddr),

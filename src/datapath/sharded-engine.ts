@@ -19,6 +19,9 @@ import type { ShardScan } from "./shard-scan.ts";
 import { mergeEngineStats } from "./shard-stats.ts";
 import { hostWorker } from "./steering-model.ts";
 
+/** A pin as the port-mapping protocols read it (its deadline, note and origin). */
+type PinInfo = { expiresAtSec: number; note: string; origin: string };
+
 /** A shard may take this long to list a large table between two of its batches. */
 const LISTING_MS = 30_000;
 
@@ -59,15 +62,9 @@ export class ShardedEngine {
 
   /** A pin's deadline and note by its id (undefined: gone, or lapsed in its worker). */
   readonly pins = {
-    get: (id: number): { expiresAtSec: number; note: string } | undefined => {
+    get: (id: number): PinInfo | undefined => {
       const { worker, local } = this.localId(id);
-      return (
-        this.client.callSync<{ expiresAtSec: number; note: string } | null>(
-          worker,
-          SHARD_OPS.pinGet,
-          local,
-        ) ?? undefined
-      );
+      return this.client.callSync<PinInfo | null>(worker, SHARD_OPS.pinGet, local) ?? undefined;
     },
   };
 

@@ -26,7 +26,7 @@ import { buildReject } from "./new-flow.ts";
 import { type PinRequest, type PinResult, pinList, pinMapping } from "./pins-api.ts";
 import type { BlockHolder } from "./port-blocks.ts";
 import { type AddressChange, changePublicAddress, setAddressless } from "./public-address.ts";
-import { captureEngine, type ImageParts, restoreEngine, type StateImage } from "./snapshot.ts";
+import { captureEngine, engineShape, type ImageParts, restoreEngine, type StateImage } from "./snapshot.ts";
 import { EngineState } from "./state.ts";
 import type { TableAllocator } from "./table-memory.ts";
 import { SIDE_BY_ADDRESS } from "./verdicts.ts";
@@ -405,5 +405,10 @@ export class NatEngine {
   /** Restores captureState's image into this fresh engine of the same configuration. */
   restoreState(image: StateImage, parts: ImageParts): void {
     restoreEngine(this.s, image, parts);
+  }
+
+  /** What captureState's image is made of, leaf by leaf (src/control/state-layout.ts). */
+  stateShape(parts: ImageParts): string[] {
+    return engineShape(this.s, parts);
   }
 }

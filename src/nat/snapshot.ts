@@ -8,7 +8,7 @@
 // first fragments last seconds, and a datagram whose fragments straddle the restart is lost as
 // the fragments dropped while masq was down are.
 import type { EngineState } from "./state.ts";
-import { captureImage, restoreImage, type StateImage, type WalkOptions } from "./state-image.ts";
+import { captureImage, imageShape, restoreImage, type StateImage, type WalkOptions } from "./state-image.ts";
 
 export { type ArrayContent, ImageMismatch, type StateImage } from "./state-image.ts";
 
@@ -107,4 +107,9 @@ export function captureEngine(s: EngineState, parts: ImageParts): StateImage<Uin
 /** Restores an image into a fresh engine of the same configuration; ImageMismatch when it does not fit. */
 export function restoreEngine(s: EngineState, image: StateImage, parts: ImageParts): void {
   restoreImage(roots(s, parts), image, options(s, parts));
+}
+
+/** The image's leaves as this code lays them out (state-image.ts imageShape). */
+export function engineShape(s: EngineState, parts: ImageParts): string[] {
+  return imageShape(roots(s, parts), options(s, parts));
 }

@@ -102,6 +102,24 @@ function leaves(roots: Record<string, object>, opts: WalkOptions): Leaf[] {
   return out;
 }
 
+/**
+ * What the image of `roots` is made of, one line per leaf: "path:Uint32Array[1024]" (an array's
+ * element type and length), "path:number" (a scalar's type), "path:Map" (a collection's kind).
+ * The lengths follow the configuration, so shapes compare only between engines of one
+ * configuration (src/control/state-layout.ts builds one of its own for that).
+ */
+export function imageShape(roots: Record<string, object>, opts: WalkOptions): string[] {
+  return leaves(roots, opts).map((leaf) => {
+    const v = leaf.owner[leaf.key] as object | null;
+    if (leaf.kind === "array") {
+      const a = v as TypedArray;
+      return `${leaf.path}:${a.constructor.name}[${a.length}]`;
+    }
+    const kind = leaf.kind === "collection" ? (v as object).constructor.name : v === null ? "null" : typeof v;
+    return `${leaf.path}:${kind}`;
+  });
+}
+
 function bytesOf(v: TypedArray): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }

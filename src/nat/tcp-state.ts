@@ -71,6 +71,30 @@ const FINISHED = 0x10000;
  */
 const STRAY_FROM_OUT = 0x20000;
 const STRAY_FROM_IN = 0x40000;
+/**
+ * Where each word and flag of the sequence record is: a snapshot (`masq stop --keep-state`) is
+ * read back only by code that puts them in the same places (src/control/state-layout.ts).
+ */
+export const TCP_RECORD_LAYOUT = {
+  TCP_WORDS,
+  NXT,
+  EDGE,
+  UNA,
+  INBOUND_STREAM,
+  FLAGS,
+  STRAY_ACK,
+  KNOWN_OUT,
+  KNOWN_IN,
+  ACKED_OUT,
+  ACKED_IN,
+  WSCALE_OUT,
+  WSCALE_IN,
+  SCALE_OUT_SHIFT,
+  SCALE_IN_SHIFT,
+  FINISHED,
+  STRAY_FROM_OUT,
+  STRAY_FROM_IN,
+} as const;
 /** RFC 7323 §2.3: shifts above 14 are taken as 14. */
 const MAX_WINDOW_SCALE = 14;
 /**

@@ -102,6 +102,31 @@ export class PortmapLeases {
     return out;
   }
 
+  /**
+   * After `masq stop --keep-state`: takes up the grants the stopped masq held, whose pins came
+   * back with the engine's state (nothing is pinned again: the mapping never lapses). A grant
+   * whose pin is gone (it lapsed while masq was down) or is no longer this origin's is left out.
+   * A mapped port beyond masq's range gets its rules again (the new run redoes them).
+   */
+  adopt(grants: readonly Grant[]): { adopted: number; lapsed: number } {
+    let adopted = 0;
+    for (const g of grants) {
+      const pin = this.engine.pins.get(g.pinId);
+      if (pin === undefined || pin.origin !== g.origin) continue;
+      this.grants.set(`${g.proto}/${g.inAddr}/${g.inPort}`, { ...g });
+      if (this.steering?.needs(g.outPort)) {
+        void this.steering.prepare(g.proto, g.outPort);
+        this.steering.hold(g.proto, g.outPort);
+        this.steering.settle(g.proto, g.outPort);
+      }
+      adopted++;
+    }
+    const lapsed = grants.length - adopted;
+    // Before the servers count anything: logged, not counted.
+    this.log.info({ adopted, lapsed }, "port mappings taken up from the stopped masq (lapsed ones left out)");
+    return { adopted, lapsed };
+  }
+
   /** The cap on port-mapping mappings of one protocol, all hosts together. */
   private globalCap(proto: Proto): number {
     return this.config.maxMappings > 0

@@ -12,7 +12,11 @@ export interface PortMapEngine extends PinEngine {
   /** The engine clock in seconds, the base of a pin's deadline. */
   readonly clockSec: number;
   /** A pin by id (undefined: gone, or lapsed). */
-  readonly pins: { get(id: number): { readonly expiresAtSec: number; readonly note: string } | undefined };
+  readonly pins: {
+    get(
+      id: number,
+    ): { readonly expiresAtSec: number; readonly note: string; readonly origin: string } | undefined;
+  };
   /** The outside address paired with an inside host (0: none now). */
   pairedAddress(inAddr: number): number;
   renewPin(id: number, expiresAtSec: number): boolean;

@@ -46,6 +46,11 @@ export interface PortmapServiceOptions {
   insideNetworks: Array<{ addr: number; len: number }>;
   /** Milliseconds, for the epoch (seconds since this service started; RFC 6886 §3.6, 6887 §8.5). */
   nowMs?: () => number;
+  /**
+   * When the epoch began, on `nowMs`'s clock (default: now). After `masq stop --keep-state` the
+   * stopped masq's epoch continues: a client that saw it go back would map everything again.
+   */
+  epochStartMs?: number;
   log?: PortmapLog;
   /**
    * Who is behind a request's source (neighbours.ts); without it every inside address is taken
@@ -107,7 +112,7 @@ export class PortmapService implements AnswerContext {
       return { addr: (addr & mask) >>> 0, mask };
     });
     this.nowMs = opts.nowMs ?? (() => performance.now());
-    this.startMs = this.nowMs();
+    this.startMs = opts.epochStartMs ?? this.nowMs();
     this.log = opts.log ?? silentLog;
     this.sources = opts.sources;
     this.steering = opts.steering;
@@ -133,7 +138,12 @@ export class PortmapService implements AnswerContext {
   }
 
   epochSec(): number {
-    return Math.floor((this.nowMs() - this.startMs) / 1000) >>> 0;
+    return Math.floor(this.epochMs() / 1000) >>> 0;
+  }
+
+  /** How long the epoch has run (ms): kept by `masq stop --keep-state`. */
+  epochMs(): number {
+    return this.nowMs() - this.startMs;
   }
 
   isInside(a: number): boolean {

@@ -177,8 +177,11 @@ export class UpnpServer {
     return this.ssdp?.readvertise() ?? Promise.resolve();
   }
 
-  /** Stops: byebye, servers closed, and every UPnP mapping removed. */
-  async close(): Promise<void> {
+  /**
+   * Stops: byebye, servers closed, and every UPnP mapping removed, unless `keepMappings` (`masq
+   * stop --keep-state`: the lease table goes into the snapshot and the next run serves them).
+   */
+  async close(keepMappings = false): Promise<void> {
     clearInterval(this.sweeper);
     await this.ssdp?.close();
     this.ssdp = undefined;
@@ -191,6 +194,6 @@ export class UpnpServer {
           }),
       ),
     );
-    this.mappings.clear();
+    if (!keepMappings) this.mappings.clear();
   }
 }

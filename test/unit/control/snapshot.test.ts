@@ -20,12 +20,8 @@ import {
   writeSnapshot,
 } from "../../../src/control/keep-state.ts";
 import { restoreAtStart } from "../../../src/control/restart.ts";
-import {
-  decodeSnapshot,
-  encodeSnapshot,
-  SNAPSHOT_FORMAT,
-  type SnapshotHeader,
-} from "../../../src/control/snapshot-file.ts";
+import { SNAPSHOT_FORMAT, type SnapshotHeader } from "../../../src/control/snapshot-file.ts";
+import { layoutFingerprint, stateLayout, stateLayoutFingerprint } from "../../../src/control/state-layout.ts";
 import { parseIpv6 } from "../../../src/ipv6fw/addr6.ts";
 import { IPPROTO_TCP, IPV6_TIMEOUTS, Ip6Filter } from "../../../src/ipv6fw/filter.ts";
 import { defaultEngineConfig, type EngineConfig } from "../../../src/nat/config.ts";
@@ -34,6 +30,7 @@ import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/verdicts.ts";
 import { tcp as tcp6, udp as udp6 } from "../../helpers/ipv6-packets.ts";
 import { ACK, icmpEcho, ip, PSH, SYN, tcp, u16, udp } from "../../helpers/packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
+import { withHeader } from "../../helpers/snapshot-header.ts";
 import { CLIENT_ISN, openOutbound, P, REMOTE, SERVER_ISN } from "../nat/engine-helpers.ts";
 
 const A = "192.168.0.2";
@@ -393,26 +390,35 @@ describe("a snapshot that does not fit is refused, naming why", () => {
     );
   });
 
-  it("another masq version, another format version", () => {
-    const { header, image } = decodeSnapshot(file, bytes);
-    const other: SnapshotHeader = { ...header, masqVersion: "0.0.1-other" };
-    const arrays = new Map<string, Uint8Array>();
-    for (const [path, content] of image.arrays) {
-      const b = new Uint8Array(content.byteLength);
-      content.copyTo(b);
-      arrays.set(path, b);
-    }
-    writeFileSync(file, Buffer.concat(encodeSnapshot(other, { arrays, values: image.values })));
+  const reheader = (change: Partial<SnapshotHeader>) => writeFileSync(file, withHeader(bytes, change));
+
+  it("another masq version with the same state layout: taken up (an upgrade keeps the table)", () => {
+    reheader({ masqVersion: "0.0.1-other" });
+    const kept = readKeptState(file, "good");
+    assert.ok(kept, "accepted");
+    assert.equal(kept.header.masqVersion, "0.0.1-other");
+    const to = build({ portSeed: kept.header.portSeed });
+    restoreKeptState(file, kept, to.e, to.algs);
+    assert.deepEqual(to.e.flows(), e.flows(), "every flow came back");
+  });
+
+  it("another state layout: refused, naming both versions and layouts", () => {
+    reheader({ masqVersion: "0.0.1-other", stateLayout: "0123456789abcdef" });
     assert.match(
       refusal(() => readKeptState(file, "good")),
-      new RegExp(`masq 0.0.1-other, this is masq ${masqVersion()}`),
+      new RegExp(
+        `^state layout changed \\(written by masq 0\\.0\\.1-other with layout 0123456789abcdef, this is masq ${masqVersion().replaceAll(".", "\\.")} with layout ${stateLayoutFingerprint()}\\)$`,
+      ),
     );
+  });
+
+  it("another format version: refused as a changed layout", () => {
     const format = Buffer.from(bytes);
     format.writeUInt32LE(99, 8);
     writeFileSync(file, format);
     assert.match(
       refusal(() => readKeptState(file, "good")),
-      new RegExp(`format 99, this masq reads format ${SNAPSHOT_FORMAT}`),
+      new RegExp(`state layout changed \\(snapshot format 99, this masq reads format ${SNAPSHOT_FORMAT}\\)`),
     );
   });
 
@@ -446,6 +452,77 @@ describe("a snapshot that does not fit is refused, naming why", () => {
     assert.notEqual(
       configHash({ ...v6, ipv6: { ...v6.ipv6, maxFlows: 1024 } }, engineConfig()),
       configHash(v6, engineConfig()),
+    );
+  });
+});
+
+describe("the state-layout fingerprint (what decides whether a snapshot can be read back)", () => {
+  it("is the same in every build of one code, whatever the seeds", () => {
+    assert.match(stateLayoutFingerprint(), /^[0-9a-f]{16}$/);
+    assert.equal(layoutFingerprint(stateLayout()), stateLayoutFingerprint());
+  });
+
+  it("covers the records' words and offsets, the kept classes' fields and every leaf of the image", () => {
+    const layout = stateLayout() as {
+      flowRecord: Record<string, number>;
+      mappingRecord: Record<string, number>;
+      tcpRecord: Record<string, number>;
+      pin: Record<string, string>;
+      classes: Record<string, Record<string, unknown>>;
+      image: string[];
+    };
+    assert.equal(layout.flowRecord.FLOW_WORDS, 16);
+    assert.equal(layout.mappingRecord.MAPPING_WORDS, 4);
+    assert.equal(layout.tcpRecord.TCP_WORDS, 8);
+    assert.deepEqual(Object.keys(layout.pin).sort(), [
+      "expiresAtSec",
+      "id",
+      "mapping",
+      "note",
+      "oneShot",
+      "origin",
+      "remoteAddr",
+    ]);
+    assert.ok("adj" in (layout.classes.StreamDir ?? {}), "a class's nested fields");
+    assert.ok(layout.image.some((l) => /^engine\.flowTable\.u32:Uint32Array\[\d+\]$/.test(l)));
+    assert.ok(layout.image.some((l) => l.startsWith("alg.")));
+    assert.ok(layout.image.some((l) => l.startsWith("ip6.")));
+    assert.ok(
+      !layout.image.some((l) => l.startsWith("engine.config")),
+      "the configuration is not the layout",
+    );
+    // Any of them changed changes the fingerprint.
+    const base = layoutFingerprint(layout);
+    const changed = (f: (l: typeof layout) => void) => {
+      const l = structuredClone(layout);
+      f(l);
+      return layoutFingerprint(l);
+    };
+    assert.notEqual(
+      changed((l) => (l.flowRecord.F_ALG = 9)),
+      base,
+    );
+    assert.notEqual(
+      changed((l) => (l.tcpRecord.FLAGS = 5)),
+      base,
+    );
+    assert.notEqual(
+      changed((l) => delete l.pin.note),
+      base,
+    );
+    assert.notEqual(
+      changed((l) => l.image.push("engine.extra:number")),
+      base,
+    );
+    assert.notEqual(
+      changed(
+        (l) =>
+          (l.image = l.image.map((x) =>
+            x.replace(/^(engine\.tcp\.words:Uint32Array)\[(\d+)\]$/, (_, a, n) => `${a}[${Number(n) + 256}]`),
+          )),
+      ),
+      base,
+      "a record grown by a word",
     );
   });
 });
