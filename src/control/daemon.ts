@@ -8,6 +8,7 @@ import { performance } from "node:perf_hooks";
 import { AlgRegistry } from "../alg/registry.ts";
 import { applyDatapathPriority, placeDatapath } from "../datapath/cpu-placement.ts";
 import { Datapath } from "../datapath/datapath.ts";
+import { ShardedIp6 } from "../datapath/shard-ip6.ts";
 import { rpsMaskFor, TunPair, waitForDevicesGone } from "../datapath/tuns.ts";
 import type { WorkerPool } from "../datapath/worker-pool.ts";
 import {
@@ -134,6 +135,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
   // The engine's clock: this process's, moved on from the stopped masq's when its state was kept.
   const clockOffset = offsetMs ?? 0;
   const clock = () => performance.now() + clockOffset;
+  const openDeviceSocket = (address: string, port: number, device: string) =>
+    loadAddon().udpSocketOnDevice(address, port, device);
   const orphans = removeOrphanStateFiles(cfg.stateDir);
   if (orphans.length > 0) log.info({ files: orphans }, "removed state files of namespaces that are gone");
   // The record of a crashed run, and what is masq's on the host that no record covers (a record
@@ -299,6 +302,8 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       // Each worker's CPU does the kernel's work on what it writes: no RPS.
       await applyRunHost(undefined);
       natLog = startWorkersNatLog(cfg, running, log);
+      // The IPv6 firewall: each worker filters its own hosts' IPv6 (shard-ip6.ts).
+      const ip6Shards = cfg.ipv6.firewall ? new ShardedIp6(running.shards) : undefined;
       const forwards = await startForwards(cfg, host, running.engine, stateFile, log);
       reloader = workersReloader(cfg, opts.reread, running, forwards, log);
       const started = await startWorkersControl({
@@ -317,6 +322,12 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         upnp: () => upnp,
         leases: () => leases,
         mappedPorts: () => steering?.steered() ?? [],
+        ...(ip6Shards
+          ? {
+              ipv6: () => ({ ...ip6Shards.counters(), ...pcp6?.service.stats() }),
+              ipv6Pins: () => ipv6PinViews(cfg.ipv6, pcp6),
+            }
+          : {}),
       });
       server = started.server;
       metricsListener = started.metricsListener;
@@ -327,6 +338,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
         forwards,
         log,
       }));
+      pcp6 = await startIpv6Pcp(cfg.ipv6, cfg.inside, ip6Shards, clock, openDeviceSocket, log);
       running.watch((why: string) => workerFailed?.(why));
       printWorkersSummary(cfg, host, running);
       log.info(
@@ -426,14 +438,7 @@ export async function runDaemon(cfg: RunConfig, opts: DaemonOptions = {}): Promi
       kept: keptLeases,
     });
     ({ portmap, upnp, leases, steering } = services);
-    pcp6 = await startIpv6Pcp(
-      cfg.ipv6,
-      cfg.inside,
-      ip6,
-      clock,
-      (a, p, d) => loadAddon().udpSocketOnDevice(a, p, d),
-      log,
-    );
+    pcp6 = await startIpv6Pcp(cfg.ipv6, cfg.inside, ip6, clock, openDeviceSocket, log);
     if (host.mode === "interface") {
       const dp = datapath;
       const context = {

@@ -2,7 +2,13 @@
 // schema and how it is applied, apart from config.ts so that file stays the list of sections.
 import * as v from "valibot";
 import { inPrefix, parseIpv6, parseIpv6Prefix } from "../ipv6fw/addr6.ts";
-import { IPPROTO_TCP, IPPROTO_UDP, Ip6Filter, type Ip6Pinhole } from "../ipv6fw/filter.ts";
+import {
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  Ip6Filter,
+  type Ip6FilterOptions,
+  type Ip6Pinhole,
+} from "../ipv6fw/filter.ts";
 import { PCP_MIN_LIFETIME } from "../ipv6fw/pcp6.ts";
 import { Pcp6Server } from "../ipv6fw/pcp6-server.ts";
 import type { PinView } from "../nat/view.ts";
@@ -135,7 +141,7 @@ export function ipv6FilterInputs(c: Ipv6Config): {
 export async function startIpv6Pcp(
   c: Ipv6Config,
   inside: readonly string[],
-  filter: Ip6Filter | undefined,
+  filter: Pick<Ip6Filter, "openPinhole" | "closePinhole"> | undefined,
   clock: () => number,
   openSocket: (address: string, port: number, device: string) => number,
   log: PortmapLog,
@@ -177,10 +183,12 @@ export function ipv6PinViews(c: Ipv6Config, pcp: Pcp6Server | undefined): PinVie
 
 /** The IPv6 filter of `[ipv6] firewall = true` (RFC 6092); undefined when it is off. */
 export function ipv6Filter(cfg: Pick<RunConfig, "ipv6" | "filtering">): Ip6Filter | undefined {
+  const opts = ipv6FilterOptions(cfg);
+  return opts && new Ip6Filter(opts);
+}
+
+/** The options of that filter (each worker builds its own from them); undefined when it is off. */
+export function ipv6FilterOptions(cfg: Pick<RunConfig, "ipv6" | "filtering">): Ip6FilterOptions | undefined {
   if (!cfg.ipv6.firewall) return undefined;
-  return new Ip6Filter({
-    capacity: cfg.ipv6.maxFlows,
-    filtering: cfg.filtering,
-    ...ipv6FilterInputs(cfg.ipv6),
-  });
+  return { capacity: cfg.ipv6.maxFlows, filtering: cfg.filtering, ...ipv6FilterInputs(cfg.ipv6) };
 }

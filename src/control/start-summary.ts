@@ -1,4 +1,6 @@
 // The summary `masq run` prints on stderr once it is ready: what it translates, where, with what.
+
+import type { MssClampView } from "../datapath/shard-ops.ts";
 import type { WorkerPool } from "../datapath/worker-pool.ts";
 import type { NatEngine } from "../nat/engine.ts";
 import type { RunConfig } from "./config.ts";
@@ -31,7 +33,7 @@ export function printSummary(
 }
 
 /** "MSS clamp 1452 out, 1460 in (pmtu: MTU 1492 outside, 1500 inside)", or "MSS clamp off". */
-function mssSummary(engine: NatEngine): string {
+function mssSummary(engine: { readonly mssClamp: MssClampView }): string {
   const m = engine.mssClamp;
   if (m.setting === "off") return "MSS clamp off";
   const how = m.setting === "pmtu" ? `pmtu: MTU ${m.outsideMtu} outside, ${m.insideMtu} inside` : "fixed";
@@ -44,7 +46,7 @@ export function printWorkersSummary(cfg: RunConfig, host: Resolved, pool: Worker
   const lines = [
     "",
     `masq: ${cfg.inside.join(", ")} ⇒ ${cfg.outside}, ${host.mode} mode, public ${host.publicAddresses.join(", ") || `none yet (following ${cfg.outside})`}`,
-    `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}`,
+    `      inside networks ${host.insideNetworks.join(", ")}; ports ${cfg.ports.first}-${cfg.ports.last}; filtering ${cfg.filtering}; ${mssSummary(pool.engine)}`,
     `      ${pool.count} workers on multi-queue TUNs ${cfg.tun} (inside) and ${cfg.tunOutside} (outside) (mtu ${host.mtu}), steered by eBPF; ${cpus ? `CPUs ${cpus.join(", ")}` : "any CPU"} (${[...new Set(pool.io())].join("; ")}); up to ${cfg.limits.maxFlows} flows in all`,
     `      control socket ${cfg.controlSocket}: masq conns / masq stats --socket ${cfg.controlSocket}`,
     "",

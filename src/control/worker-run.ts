@@ -9,6 +9,7 @@ import { kernelQueueDrops } from "../datapath/tuns.ts";
 import { mergeDatapathStats, type WorkerCounters, WorkerPool } from "../datapath/worker-pool.ts";
 import { loadAddon } from "../io/addon.ts";
 import type { EngineConfig } from "../nat/config.ts";
+import type { PinView } from "../nat/view.ts";
 import type { ForwardRegistry } from "../portmap/forwards.ts";
 import type { PortmapLeases } from "../portmap/leases.ts";
 import type { PortmapServer } from "../portmap/server.ts";
@@ -19,6 +20,7 @@ import type { StreamStats } from "./chunked.ts";
 import type { RunConfig } from "./config.ts";
 import type { Resolved } from "./engine-config.ts";
 import type { WorkerFigures } from "./format.ts";
+import { ipv6FilterOptions } from "./ipv6-config.ts";
 import type { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { type MetricsListener, serveMetrics } from "./metrics-http.ts";
@@ -40,6 +42,7 @@ export async function startWorkerPool(
   pin: boolean,
   log: ReturnType<typeof createLogger>,
 ): Promise<WorkerPool | string> {
+  const ip6 = ipv6FilterOptions(cfg);
   try {
     return await WorkerPool.start({
       count: cfg.workers,
@@ -52,6 +55,7 @@ export async function startWorkerPool(
       busyPollUs: cfg.busyPollUs,
       priority: cfg.datapathPriority,
       io: cfg.datapathIo,
+      ...(ip6 ? { ip6 } : {}),
     });
   } catch (err) {
     log.warn({ err }, `${cfg.workers} workers could not start: one packet loop on one queue instead`);
@@ -105,6 +109,9 @@ export interface WorkersControlOptions {
   leases: () => PortmapLeases | undefined;
   /** Interface mode: the ports steered in for mappings beyond the range ("6881/udp"). */
   mappedPorts: () => string[];
+  /** The IPv6 firewall's counters (every worker's) and pinholes; absent: it is off. */
+  ipv6?: () => Record<string, number> | undefined;
+  ipv6Pins?: () => PinView[];
 }
 
 /** Starts the control socket, the metrics and (interface mode) the address follower. */
@@ -173,6 +180,8 @@ export async function startWorkersControl(o: WorkersControlOptions): Promise<{
     portmap: o.portmap,
     upnp: o.upnp,
     forwards: o.forwards,
+    ...(o.ipv6 ? { ipv6: o.ipv6 } : {}),
+    ...(o.ipv6Pins ? { ipv6Pins: o.ipv6Pins } : {}),
     streams: o.streams,
     metrics,
     reloader: o.reloader,

@@ -26,7 +26,6 @@ export function workersConflict(c: RunConfig): { key: string; problem: string } 
   });
   // Deterministic NAT gives each host ports by formula, not from its worker's slice.
   if (c.cgnat.deterministicInside !== undefined) return not("cgnat.mode", "deterministic NAT");
-  if (c.ipv6.firewall) return not("ipv6.firewall", "the IPv6 firewall");
   if (typeof c.datapathCpu === "number")
     return not("datapath_cpu", "one CPU for the packet loop (the workers take one CPU each)");
   return undefined;

@@ -69,7 +69,7 @@ export class CrossSlicePins {
     if (!e && slice === holder) return undefined;
     if (e) {
       if (e.holder !== holder)
-        return `port ${port}/${proto} is held for a host of worker ${e.holder} (one worker per port, on every address)`;
+        return `port ${port}/${proto} is in use: held for a host of worker ${e.holder} (one worker per port, on every address)`;
       e.pins++;
       return undefined;
     }

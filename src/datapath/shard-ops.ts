@@ -4,6 +4,7 @@
 
 import type { NatEngine, PinRequest } from "../nat/engine.ts";
 import type { FlowFilter } from "../nat/flow-listing.ts";
+import type { MssClamp } from "../nat/mss-clamp.ts";
 import { FlowFields, type PinView } from "../nat/view.ts";
 import type { ShardHandlers } from "./shard-channel.ts";
 import { scanShard } from "./shard-scan.ts";
@@ -31,6 +32,8 @@ export const SHARD_OPS = {
   /** `masq whois` on this shard's blocks (each worker's blocks lie in its own slice). */
   whois: "whois",
   portBlocksOn: "portBlocksOn",
+  /** The MSS clamp as the shard applies it (for the start-up summary). */
+  mssClamp: "mssClamp",
   /** A port owned by another worker than its slice's (worker 0 also writes the steering's table). */
   setPortOwner: "setPortOwner",
   /** Served by worker-main.ts (they need the worker's datapath too). */
@@ -49,6 +52,9 @@ export interface OutsidePort {
   proto: "tcp" | "udp";
   port: number;
 }
+
+/** The MSS clamp's settings as the summary shows them. */
+export type MssClampView = Pick<MssClamp, "setting" | "outbound" | "inbound" | "insideMtu" | "outsideMtu">;
 
 /** A port's owner for the steering's override table: undefined, its slice's worker again. */
 export interface PortOwner {
@@ -77,6 +83,16 @@ export function engineShardOps(engine: NatEngine): ShardHandlers {
     [SHARD_OPS.whois]: (q: { outAddr: number; port: number; atMs: number | null }) =>
       engine.whois(q.outAddr, q.port, q.atMs ?? undefined),
     [SHARD_OPS.portBlocksOn]: () => engine.portBlocksOn,
+    [SHARD_OPS.mssClamp]: (): MssClampView => {
+      const m = engine.mssClamp;
+      return {
+        setting: m.setting,
+        outbound: m.outbound,
+        inbound: m.inbound,
+        insideMtu: m.insideMtu,
+        outsideMtu: m.outsideMtu,
+      };
+    },
     [SHARD_OPS.pinGet]: (id: number) => {
       const pin = engine.pins.get(id);
       return pin === undefined

@@ -14,7 +14,13 @@ import type { EngineStats, FlowFields, FlowView, PinView } from "../nat/view.ts"
 import type { RuleHits } from "../policy/rules.ts";
 import { CrossSlicePins } from "./cross-slice-pins.ts";
 import type { ShardClient } from "./shard-channel.ts";
-import { type ConnsRows, type OutsidePort, type PortOwner, SHARD_OPS } from "./shard-ops.ts";
+import {
+  type ConnsRows,
+  type MssClampView,
+  type OutsidePort,
+  type PortOwner,
+  SHARD_OPS,
+} from "./shard-ops.ts";
 import type { ShardScan } from "./shard-scan.ts";
 import { mergeEngineStats } from "./shard-stats.ts";
 import { hostWorker } from "./steering-model.ts";
@@ -71,6 +77,11 @@ export class ShardedEngine {
   /** The outside address paired with inside host `inAddr` (0 while interface mode has none). */
   pairedAddress(inAddr: number): number {
     return this.client.callSync<number>(this.ownerOf(inAddr), SHARD_OPS.pairedAddress, inAddr);
+  }
+
+  /** The MSS clamp (every shard has the same). */
+  get mssClamp(): MssClampView {
+    return this.client.callSync<MssClampView>(0, SHARD_OPS.mssClamp);
   }
 
   /** Whether port blocks are on (every shard has them or none does). */

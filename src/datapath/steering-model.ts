@@ -13,6 +13,8 @@
 //   its owner, not by a slice) goes to the worker written there;
 // - outside fragments (MF or an offset) by a hash of (source, destination, IP id): all fragments
 //   of a datagram meet on one worker, which hands the datagram to its owner when that is another;
+// - IPv6 (the IPv6 firewall's, RFC 6092): a hash of the inside host's address, the source from
+//   inside and the destination from outside, so a host's IPv6 flows meet on its worker's filter;
 // - anything else, or a packet too short to read: queue 0.
 import type { PortRange } from "../nat/config.ts";
 import { PPTP_CALL_IDS, portOwner } from "../nat/port-slices.ts";
@@ -49,8 +51,25 @@ function read(b: Uint8Array, off: number, len: number, at: number, size: number)
   return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
 }
 
+/**
+ * IPv6 (the IPv6 firewall's traffic): a hash of the inside host's address, its four words folded
+ * into one, so both directions of a host's IPv6 flows meet on one worker's filter. `at` is the
+ * address's offset (8: the source, from inside; 24: the destination, from outside).
+ */
+function ipv6Queue(b: Uint8Array, off: number, len: number, at: number, queues: number): number {
+  let fold = 0;
+  for (let i = 0; i < 16; i += 4) {
+    const w = read(b, off, len, at + i, 4);
+    if (w < 0) return 0;
+    fold ^= w;
+  }
+  return hostWorker(fold >>> 0, queues);
+}
+
 /** The queue of a packet read from the inside TUN. */
 export function insideQueue(b: Uint8Array, off: number, len: number, queues: number): number {
+  const version = read(b, off, len, 0, 1);
+  if (version >>> 4 === 6) return ipv6Queue(b, off, len, 8, queues);
   const proto = read(b, off, len, 9, 1);
   if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP && proto !== IPPROTO_ICMP && proto !== IPPROTO_GRE)
     return 0;
@@ -69,6 +88,8 @@ export function outsideQueue(
   plan: SteeringPlan,
   overrides?: Uint32Array,
 ): number {
+  const version = read(b, off, len, 0, 1);
+  if (version >>> 4 === 6) return ipv6Queue(b, off, len, 24, plan.queues);
   const frag = read(b, off, len, 6, 2);
   if (frag < 0) return 0;
   if ((frag & 0x3fff) !== 0) {

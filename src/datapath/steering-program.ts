@@ -51,15 +51,28 @@ function returnZero(a: BpfAsm): void {
   a.aluImm(MOV, R0, 0).exit();
 }
 
-/** The inside TUN's program: a hash of the source address for TCP, UDP, ICMP and GRE; else 0. */
+/** IPv6 at `label`: the address at `at` folded (its four words xor'ed), hashed; exit. */
+function ipv6Tail(a: BpfAsm, label: string, at: number, queues: number): void {
+  a.label(label).ldAbs(W, at).aluReg(MOV, R9, R0, true);
+  for (const i of [4, 8, 12]) a.ldAbs(W, at + i).aluReg(XOR, R9, R0);
+  a.aluReg(MOV, R0, R9);
+  hashAndExit(a, queues);
+}
+
+/**
+ * The inside TUN's program: a hash of the source address for TCP, UDP, ICMP and GRE, and for
+ * IPv6 (the source address folded); else 0.
+ */
 export function insideProgram(queues: number): Uint8Array {
   const a = new BpfAsm();
   a.aluReg(MOV, R6, R1, true);
+  a.ldAbs(B, 0).aluImm(RSH, R0, 4).jmpImm(JEQ, R0, 6, "v6");
   a.ldAbs(B, 9);
   for (const p of [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_GRE]) a.jmpImm(JEQ, R0, p, "hash");
   returnZero(a);
   a.label("hash").ldAbs(W, 12);
   hashAndExit(a, queues);
+  ipv6Tail(a, "v6", 8, queues);
   return a.build();
 }
 
@@ -116,6 +129,7 @@ export function outsideProgram(plan: SteeringPlan, overrideMapFd?: number): Uint
   };
 
   a.aluReg(MOV, R6, R1, true);
+  a.ldAbs(B, 0).aluImm(RSH, R0, 4).jmpImm(JEQ, R0, 6, "v6");
   a.ldAbs(H, 6).jmpImm(JSET, R0, 0x3fff, "frag");
   a.ldAbs(B, 0).aluImm(AND, R0, 0xf).aluImm(LSH, R0, 2).aluReg(MOV, R7, R0, true);
   a.ldAbs(B, 9).aluReg(MOV, R8, R0, true);
@@ -151,5 +165,7 @@ export function outsideProgram(plan: SteeringPlan, overrideMapFd?: number): Uint
   a.ldAbs(H, 4).aluReg(XOR, R9, R0);
   a.aluReg(MOV, R0, R9);
   hashAndExit(a, q);
+  // IPv6: the destination, the inside host's address.
+  ipv6Tail(a, "v6", 24, q);
   return a.build();
 }

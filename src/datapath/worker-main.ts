@@ -15,11 +15,13 @@ import {
 } from "../control/datapath-config.ts";
 import { loadAddon } from "../io/addon.ts";
 import { TunDevice } from "../io/tun.ts";
+import { Ip6Filter, type Ip6FilterOptions } from "../ipv6fw/filter.ts";
 import type { EngineConfig } from "../nat/config.ts";
 import { NatEngine, SIDE_INSIDE, SIDE_OUTSIDE } from "../nat/engine.ts";
 import { applyDatapathPriority } from "./cpu-placement.ts";
 import { Datapath } from "./datapath.ts";
 import { serveShard } from "./shard-channel.ts";
+import { ip6ShardOps } from "./shard-ip6.ts";
 import { liveShardOps } from "./shard-live.ts";
 import { natLogShardOps } from "./shard-natlog.ts";
 import { engineShardOps, type PortOwner, SHARD_OPS } from "./shard-ops.ts";
@@ -53,6 +55,8 @@ export interface WorkerSetup {
   peers?: (MessagePort | null)[];
   /** How the worker's queues reach the kernel (default "syscalls"): each worker its own rings. */
   io?: DatapathIo;
+  /** The IPv6 firewall (`[ipv6] firewall`) for this worker's hosts; absent: off. */
+  ip6?: Ip6FilterOptions;
 }
 
 const TURN_WAIT_MS = 30_000;
@@ -84,6 +88,7 @@ const engine = new NatEngine({ ...setup.engine, portSlice: { index: setup.index,
 const algs = new AlgRegistry(engine, setup.alg, setup.mtu);
 engine.attachAlg(algs);
 const clock = () => performance.timeOrigin + performance.now() - setup.clockOriginMs;
+const ip6 = setup.ip6 ? new Ip6Filter(setup.ip6) : undefined;
 const datapath = new Datapath(
   engine,
   [
@@ -91,6 +96,7 @@ const datapath = new Datapath(
     { io: outside, side: SIDE_OUTSIDE },
   ],
   clock,
+  ip6,
 );
 datapath.start();
 // Fragments of another worker's datagram go to it, and come from the others (fragment-handoff.ts).
@@ -121,6 +127,7 @@ serveShard(
       };
     },
     [SHARD_OPS.setAddressless]: (none: boolean) => engine.setAddressless(none),
+    ...(ip6 ? ip6ShardOps(ip6, clock) : {}),
     // Every worker keeps the owner for the fragments it hands on; worker 0 holds the steering.
     [SHARD_OPS.setPortOwner]: (o: PortOwner) => {
       engine.setPortOwner(o.proto, o.port, o.worker);

@@ -18,7 +18,10 @@ import type { WorkerSetup } from "./worker-main.ts";
 const READY_MS = 60_000;
 
 export interface WorkerPoolOptions
-  extends Pick<WorkerSetup, "count" | "engine" | "alg" | "mtu" | "tuns" | "vnetHdr" | "priority" | "io"> {
+  extends Pick<
+    WorkerSetup,
+    "count" | "engine" | "alg" | "mtu" | "tuns" | "vnetHdr" | "priority" | "io" | "ip6"
+  > {
   /** The CPU each worker's thread is pinned to (undefined: not pinned). */
   cpus?: readonly number[];
   busyPollUs: number;
@@ -95,6 +98,8 @@ export class WorkerPool {
         ...(o.priority ? { priority: o.priority } : {}),
         peers: peers[index],
         ...(o.io ? { io: o.io } : {}),
+        // Each worker filters its own hosts' IPv6 (the steering's address hash): a share each.
+        ...(o.ip6 ? { ip6: { ...o.ip6, capacity: Math.max(16, Math.ceil(o.ip6.capacity / o.count)) } } : {}),
       };
       // worker-main.ts beside this module, or worker-main.js when built.
       const w = spawnModuleWorker(

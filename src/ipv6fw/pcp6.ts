@@ -45,7 +45,8 @@ export interface Pcp6Log {
 }
 
 export interface Pcp6ServiceOptions {
-  filter: Ip6Filter;
+  /** The filter, or with several workers their facade (src/datapath/shard-ip6.ts). */
+  filter: Pick<Ip6Filter, "openPinhole" | "closePinhole">;
   settings: Pcp6Settings;
   /** The inside IPv6 prefixes (ipv6.inside_networks): only their hosts may ask, only for them. */
   insideNetworks: readonly string[];
@@ -72,7 +73,7 @@ export interface Pcp6Pinhole {
 const PROTOS = { 6: "tcp", 17: "udp" } as const;
 
 export class Pcp6Service {
-  private readonly filter: Ip6Filter;
+  private readonly filter: Pick<Ip6Filter, "openPinhole" | "closePinhole">;
   private readonly settings: Pcp6Settings;
   private readonly inside: Array<{ addr: Uint8Array; len: number }>;
   private readonly nowMs: () => number;

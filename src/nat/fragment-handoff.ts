@@ -9,12 +9,12 @@
 //
 // The outbox is a fixed arena: nothing allocates per packet here; a full outbox drops, counted.
 import { readU16 } from "../packet/checksum.ts";
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import type { PortRange } from "./config.ts";
 import * as C from "./counters.ts";
 import { countReleaseLosses } from "./fragment-path.ts";
 import { CLASS_OUTSIDE, FRAG_HANDOFF } from "./fragments.ts";
-import { type PortSlice, portClasses, workerInClass } from "./port-slices.ts";
+import { type PortSlice, PPTP_CALL_IDS, portClasses, workerInClass } from "./port-slices.ts";
 import type { EngineState } from "./state.ts";
 import { HANDED } from "./verdicts.ts";
 
@@ -57,6 +57,8 @@ export class ShardOwners {
   private readonly tcp: PortRange[];
   private readonly udp: PortRange[];
   private readonly icmp: PortRange[];
+  /** PPTP's GRE call ids, sliced as the steering slices them (its key at offset 6). */
+  private readonly gre: PortRange[];
 
   constructor(
     ports: { tcp: PortRange; udp: PortRange; icmp: PortRange },
@@ -65,6 +67,7 @@ export class ShardOwners {
     this.tcp = portClasses(ports.tcp, true);
     this.udp = portClasses(ports.udp, true);
     this.icmp = portClasses(ports.icmp, false);
+    this.gre = portClasses(PPTP_CALL_IDS, false);
   }
 
   /** TCP/UDP `port` belongs to `worker` whatever its slice (undefined: to its slice again). */
@@ -75,28 +78,34 @@ export class ShardOwners {
 
   /**
    * The worker that owns the first fragment at `off` (header length `hl`), or -1 when it is
-   * this one or none can be told (another protocol, a port outside the ranges).
+   * this one or none can be told (a fragment too short, an ICMP error). As the steering: a port
+   * beyond the ranges, and every protocol but TCP, UDP, ICMP and GRE, belong to worker 0.
    */
   ownerOf(b: Uint8Array, off: number, hl: number, total: number, proto: number): number {
     const l4 = off + hl;
-    let classes: PortRange[];
-    let key: number;
-    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && total >= hl + 4) {
-      classes = proto === IPPROTO_TCP ? this.tcp : this.udp;
-      key = readU16(b, l4 + 2);
+    const here = (w: number) => (w === this.slice.index ? -1 : w);
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      if (total < hl + 4) return -1;
+      const key = readU16(b, l4 + 2);
       const pinned = this.overrides[(proto === IPPROTO_UDP ? 65536 : 0) + key];
-      if (pinned !== 0) return pinned - 1 === this.slice.index ? -1 : pinned - 1;
-    } else if (proto === IPPROTO_ICMP && total >= hl + 8 && (b[l4] === 0 || b[l4] === 8)) {
-      classes = this.icmp;
-      key = readU16(b, l4 + 4);
-    } else return -1;
+      if (pinned !== 0) return here(pinned - 1);
+      return here(this.ownerIn(proto === IPPROTO_TCP ? this.tcp : this.udp, key));
+    }
+    if (proto === IPPROTO_ICMP) {
+      if (total < hl + 8 || (b[l4] !== 0 && b[l4] !== 8)) return -1;
+      return here(this.ownerIn(this.icmp, readU16(b, l4 + 4)));
+    }
+    if (proto === IPPROTO_GRE) return total < hl + 8 ? -1 : here(this.ownerIn(this.gre, readU16(b, l4 + 6)));
+    return here(0);
+  }
+
+  /** The worker whose slice of `classes` holds `key`; 0 when none does (the steering's default). */
+  private ownerIn(classes: readonly PortRange[], key: number): number {
     for (let i = 0; i < classes.length; i++) {
       const c = classes[i];
-      if (key < c.first || key > c.last) continue;
-      const w = workerInClass(c, key, this.slice.count);
-      return w === this.slice.index ? -1 : w;
+      if (key >= c.first && key <= c.last) return workerInClass(c, key, this.slice.count);
     }
-    return -1;
+    return 0;
   }
 }
 

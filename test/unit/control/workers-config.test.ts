@@ -51,9 +51,9 @@ describe("workers", () => {
     }
   });
 
-  it("with several workers, forwards, NAT-PMP/PCP, UPnP, the dashboard and port blocks run (over the shards)", () => {
+  it("with several workers, forwards, NAT-PMP/PCP, UPnP, the dashboard, port blocks and the IPv6 firewall run", () => {
     const c = withFile(
-      'workers = 2\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n[portmap]\nenabled = true\n[upnp]\nenabled = true\n[web]\nlisten = "127.0.0.1:8080"\n[cgnat]\nport_block = 512\n',
+      'workers = 2\n[[forward]]\noutside = "8080/tcp"\ninside = "192.168.0.2:80"\n[portmap]\nenabled = true\n[upnp]\nenabled = true\n[web]\nlisten = "127.0.0.1:8080"\n[cgnat]\nport_block = 512\n[ipv6]\nfirewall = true\ninside_networks = ["2001:db8:1::/64"]\n',
     );
     assert.equal(c.workers, 2);
     assert.equal(c.forwards.length, 1);
@@ -61,6 +61,7 @@ describe("workers", () => {
     assert.equal(c.upnp.enabled, true);
     assert.equal(c.web.listen, "127.0.0.1:8080");
     assert.equal(c.cgnat.portBlock, 512);
+    assert.equal(c.ipv6.firewall, true);
   });
 
   it("with several workers, the NAT event log runs (every worker's ring drained here)", () => {

@@ -53,7 +53,7 @@ describe("pinned ports beyond their worker's slice", () => {
     assert.equal(pins.claim("tcp", OF_0, 1), undefined);
     pins.bind(9, "tcp", OF_0);
     // … another worker may not: the override table knows the port, not the address.
-    assert.match(pins.claim("tcp", OF_0, 0) ?? "", /held for a host of worker 1/);
+    assert.match(pins.claim("tcp", OF_0, 0) ?? "", /in use: held for a host of worker 1/);
     // UDP is another table.
     assert.equal(pins.claim("udp", OF_0, 0), undefined);
     pins.unpinned(7);

@@ -17,6 +17,7 @@ import { tryLoadAddon } from "../../../src/io/addon.ts";
 import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
 import { portOwner } from "../../../src/nat/port-slices.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../../../src/packet/ipv4.ts";
+import { tcp as tcp6, udp as udp6 } from "../../helpers/ipv6-packets.ts";
 import { datagram, icmpEcho, icmpError, ip, SYN, splitFragments, tcp, udp } from "../../helpers/packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
 import { makeEngine, P, REMOTE, run } from "../nat/engine-helpers.ts";
@@ -139,10 +140,33 @@ describe("steering model: from outside", () => {
   });
 });
 
+describe("steering model: IPv6 (the IPv6 firewall's traffic)", () => {
+  const hosts = ["2001:db8:1::2", "2001:db8:1::3", "2001:db8:1::4", "2001:db8:1::10", "2001:db8:1:0:a::7"];
+  const remote = "2001:db8:ffff::10";
+
+  it("a host's flows, both ways, meet on one worker: its address from inside, the same from outside", () => {
+    for (const queues of [2, 3])
+      for (const h of hosts) {
+        const outbound = inQ(tcp6(h, 40000, remote, 80, SYN), queues);
+        const plan = { ...IFACE, queues };
+        assert.equal(outQ(tcp6(remote, 80, h, 40000, SYN | 0x10), plan), outbound, h);
+        assert.equal(inQ(udp6(h, 5000, remote, 53), queues), outbound, `${h} UDP`);
+        assert.equal(outQ(udp6(remote, 53, h, 5000), plan), outbound, `${h} UDP reply`);
+      }
+  });
+
+  it("spreads IPv6 hosts over the workers; a truncated header goes to queue 0", () => {
+    const seen = new Set<number>();
+    for (let i = 1; i < 40; i++) seen.add(inQ(udp6(`2001:db8:1::${i.toString(16)}`, 1, remote, 2)));
+    assert.deepEqual([...seen].sort(), [0, 1]);
+    assert.equal(inQ(udp6(hosts[0], 1, remote, 2).subarray(0, 20)), 0);
+  });
+});
+
 /** Packets of every kind the programs branch on, with random fields and lengths (truncated too). */
 const packetArb = fc
   .record({
-    kind: fc.constantFrom("tcp", "udp", "echo", "error", "frag", "gre", "other"),
+    kind: fc.constantFrom("tcp", "udp", "echo", "error", "frag", "gre", "other", "v6"),
     src: fc.integer({ min: 0, max: 0xffffffff }),
     dst: fc.integer({ min: 0, max: 0xffffffff }),
     port: fc.integer({ min: 0, max: 65535 }),
@@ -166,6 +190,14 @@ const packetArb = fc
       g[6] = port >> 8;
       g[7] = port & 255;
       p = datagram({ ...base, proto: 47, payload: g });
+    } else if (kind === "v6") {
+      const h = (n: number) => (n >>> 16).toString(16) + ":" + (n & 0xffff).toString(16);
+      p = udp6(
+        `2001:db8:${h(src)}::${(id || 1).toString(16)}`,
+        1,
+        `2001:db8:${h(dst)}::${port.toString(16)}`,
+        2,
+      );
     } else p = datagram({ ...base, proto: 132, payload: new Uint8Array(12) });
     return cut < p.length ? p.subarray(0, cut) : p;
   });

@@ -15,7 +15,16 @@ import {
   SIDE_HAIRPIN,
   SIDE_INSIDE,
 } from "../../../src/nat/engine.ts";
-import { checksumProblems, ip, reassemble, splitFragments, u16, u32, udp } from "../../helpers/packets.ts";
+import {
+  checksumProblems,
+  datagram,
+  ip,
+  reassemble,
+  splitFragments,
+  u16,
+  u32,
+  udp,
+} from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE, run } from "./engine-helpers.ts";
 
 const A = "192.168.0.2";
@@ -105,6 +114,19 @@ describe("fragments and hairpins across workers", () => {
     // Back to its slice: w0 keeps what it is sent.
     for (const e of [w0, w1]) e.setPortOwner(17, port, undefined);
     assert.notEqual(run(w0, splitFragments(answer, 1480, 15)[0]).verdict, HANDED);
+  });
+
+  it("another protocol's datagram (ESP) on w1: handed to w0, where the steering keeps such flows", () => {
+    const [w0, w1] = shards();
+    const out = run(w0, datagram({ src: A, dst: REMOTE, proto: 50, payload: new Uint8Array(16) }));
+    assert.equal(out.verdict, FORWARD);
+    const answer = datagram({ src: REMOTE, dst: P, proto: 50, payload: new Uint8Array(3000) });
+    const frags = splitFragments(answer, 1480, 16);
+    for (const f of frags) assert.equal(run(w1, f).verdict, HANDED);
+    const got = deliver(w1, w0, 0);
+    const whole = reassemble(got);
+    assert.equal(u32(whole, 16), ip(A), "to A-box");
+    assert.equal(whole.length, 20 + 3000);
   });
 
   it("a datagram on its owner is translated there, nothing handed", () => {
