@@ -157,7 +157,9 @@ for (const mode of ["interface", "pool"] as MasqMode[]) {
       const box = net.inside[0];
       // A count, not a deadline: with -w, ping stops at the first error.
       const pinger = net.lab.spawn(box.ns, ["ping", "-n", "-i", "0.1", "-c", "300", net.inet.addr]);
-      const udp = net.lab.spawn(box.ns, [
+      // From another host: the kernel rate-limits its ICMP errors per destination host (about one
+      // a second), and UDP sent from the pinging host took the pinger's share of them at random.
+      const udp = net.lab.spawn(net.inside[1].ns, [
         "python3",
         "-c",
         `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(600):\n    s.sendto(b"x", ("${net.inet.addr}", 9))\n    time.sleep(0.05)`,
