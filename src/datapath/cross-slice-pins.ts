@@ -12,11 +12,15 @@
 // lapsed in their worker (a lease's end) and mappings that went.
 
 import type { PortRange } from "../nat/config.ts";
-import { portOwner } from "../nat/port-slices.ts";
+import { overrideKey, portOwner } from "../nat/port-slices.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
-import { overrideKey } from "./steering-model.ts";
 
 type Proto = "tcp" | "udp";
+
+/** The override table's key of `port` of `proto`. */
+function keyOf(proto: Proto, port: number): number {
+  return overrideKey(proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port);
+}
 
 /** What the bookkeeping asks of the workers (sharded-engine.ts gives it the shard calls). */
 export interface SliceOps {
@@ -64,7 +68,7 @@ export class CrossSlicePins {
    */
   claim(proto: Proto, port: number, holder: number): string | undefined {
     const slice = this.sliceOf(proto, port);
-    const key = overrideKey(proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port);
+    const key = keyOf(proto, port);
     const e = this.entries.get(key);
     if (!e && slice === holder) return undefined;
     if (e) {
@@ -81,13 +85,13 @@ export class CrossSlicePins {
 
   /** The pin (global id) that `claim` was for was made: its removal gives the port back. */
   bind(pinId: number, proto: Proto, port: number): void {
-    const key = overrideKey(proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port);
+    const key = keyOf(proto, port);
     if (this.entries.has(key)) this.byPin.set(pinId, key);
   }
 
   /** A claim whose pin was not made, or a pin that went: one holder fewer. */
   unclaim(proto: Proto, port: number): void {
-    this.dropOne(overrideKey(proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port));
+    this.dropOne(keyOf(proto, port));
   }
 
   /** Pin `pinId` went (unpinned): its port's entry loses it. */

@@ -5,7 +5,7 @@
 // through ShardedIp6, on the worker of the pinhole's address; the counters add up.
 import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { ShardClient } from "./shard-channel.ts";
-import { hostWorker } from "./steering-model.ts";
+import { ipv6Queue } from "./steering-model.ts";
 
 const OPS = {
   counters: "ip6Counters",
@@ -32,11 +32,9 @@ export function ip6ShardOps(filter: Ip6Filter, clock: () => number) {
   };
 }
 
-/** The worker that filters IPv6 address `a` (16 bytes): the steering's fold of its four words. */
+/** The worker that filters IPv6 address `a` (16 bytes): the steering's own rule for it. */
 export function ipv6Worker(a: Uint8Array, workers: number): number {
-  let fold = 0;
-  for (let i = 0; i < 16; i += 4) fold ^= (a[i] << 24) | (a[i + 1] << 16) | (a[i + 2] << 8) | a[i + 3];
-  return hostWorker(fold >>> 0, workers);
+  return ipv6Queue(a, 0, a.length, 0, workers);
 }
 
 /** The main thread's view of the workers' filters, in the shape the PCP server and stats use. */

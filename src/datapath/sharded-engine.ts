@@ -11,6 +11,7 @@ import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { FlowFilter } from "../nat/flow-listing.ts";
 import type { BlockHolder } from "../nat/port-blocks.ts";
 import type { EngineStats, FlowFields, FlowView, PinView } from "../nat/view.ts";
+import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import type { RuleHits } from "../policy/rules.ts";
 import { CrossSlicePins } from "./cross-slice-pins.ts";
 import type { ShardClient } from "./shard-channel.ts";
@@ -55,7 +56,7 @@ export class ShardedEngine {
       holds: (w, proto, port) =>
         call<boolean>(w, SHARD_OPS.holdsOutsidePort, { proto, port } satisfies OutsidePort),
       setOwner: (proto, port, worker) => {
-        const owner: PortOwner = { proto: proto === "tcp" ? 6 : 17, port, worker };
+        const owner: PortOwner = { proto: proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port, worker };
         this.every<void>(SHARD_OPS.setPortOwner, owner);
       },
     });

@@ -17,24 +17,20 @@
 //   inside and the destination from outside, so a host's IPv6 flows meet on its worker's filter;
 // - anything else, or a packet too short to read: queue 0.
 import type { PortRange } from "../nat/config.ts";
-import { PPTP_CALL_IDS, portOwner } from "../nat/port-slices.ts";
+import { OVERRIDE_ENTRIES, overrideKey, PPTP_CALL_IDS, portOwner } from "../nat/port-slices.ts";
+
+export { OVERRIDE_ENTRIES, overrideKey };
+
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 
 export const IPPROTO_GRE = 47;
 /** Multiplier of the address hash (Knuth's golden ratio constant), the same on both sides. */
 export const HASH_MUL = 0x9e3779b1;
-/** Entries of the override table: 65536 ports for TCP, then UDP; a value is the worker + 1 (0: none). */
-export const OVERRIDE_ENTRIES = 2 * 65536;
 
 export interface SteeringPlan {
   /** Workers (TUN queues), at least 2. */
   readonly queues: number;
   readonly ports: { readonly tcp: PortRange; readonly udp: PortRange; readonly icmp: PortRange };
-}
-
-/** The override table's key for a TCP or UDP port. */
-export function overrideKey(proto: number, port: number): number {
-  return (proto === IPPROTO_UDP ? 65536 : 0) + (port & 0xffff);
 }
 
 /** The worker of inside host `addr` (a hash of the address). */
@@ -56,7 +52,7 @@ function read(b: Uint8Array, off: number, len: number, at: number, size: number)
  * into one, so both directions of a host's IPv6 flows meet on one worker's filter. `at` is the
  * address's offset (8: the source, from inside; 24: the destination, from outside).
  */
-function ipv6Queue(b: Uint8Array, off: number, len: number, at: number, queues: number): number {
+export function ipv6Queue(b: Uint8Array, off: number, len: number, at: number, queues: number): number {
   let fold = 0;
   for (let i = 0; i < 16; i += 4) {
     const w = read(b, off, len, at + i, 4);

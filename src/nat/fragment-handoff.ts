@@ -14,7 +14,14 @@ import type { PortRange } from "./config.ts";
 import * as C from "./counters.ts";
 import { countReleaseLosses } from "./fragment-path.ts";
 import { CLASS_OUTSIDE, FRAG_HANDOFF } from "./fragments.ts";
-import { type PortSlice, PPTP_CALL_IDS, portClasses, workerInClass } from "./port-slices.ts";
+import {
+  OVERRIDE_ENTRIES,
+  overrideKey,
+  type PortSlice,
+  PPTP_CALL_IDS,
+  portClasses,
+  workerInClass,
+} from "./port-slices.ts";
 import type { EngineState } from "./state.ts";
 import { HANDED } from "./verdicts.ts";
 
@@ -53,7 +60,7 @@ export class HandoffOutbox {
  */
 export class ShardOwners {
   /** Worker + 1 by TCP port, then UDP port (0: the slice decides), as the steering's table. */
-  private readonly overrides = new Uint8Array(2 * 65536);
+  private readonly overrides = new Uint8Array(OVERRIDE_ENTRIES);
   private readonly tcp: PortRange[];
   private readonly udp: PortRange[];
   private readonly icmp: PortRange[];
@@ -72,8 +79,7 @@ export class ShardOwners {
 
   /** TCP/UDP `port` belongs to `worker` whatever its slice (undefined: to its slice again). */
   setOverride(proto: number, port: number, worker: number | undefined): void {
-    this.overrides[(proto === IPPROTO_UDP ? 65536 : 0) + (port & 0xffff)] =
-      worker === undefined ? 0 : worker + 1;
+    this.overrides[overrideKey(proto, port)] = worker === undefined ? 0 : worker + 1;
   }
 
   /**
@@ -87,7 +93,7 @@ export class ShardOwners {
     if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
       if (total < hl + 4) return -1;
       const key = readU16(b, l4 + 2);
-      const pinned = this.overrides[(proto === IPPROTO_UDP ? 65536 : 0) + key];
+      const pinned = this.overrides[overrideKey(proto, key)];
       if (pinned !== 0) return here(pinned - 1);
       return here(this.ownerIn(proto === IPPROTO_TCP ? this.tcp : this.udp, key));
     }

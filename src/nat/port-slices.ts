@@ -5,8 +5,21 @@
 // `port_per_thread` and `get_thread_idx_by_port`. Each class of a range (RFC 4787 REQ-3: 0-1023
 // and 1024-65535, see port-allocator.ts) is sliced on its own, so every worker keeps ports of
 // both classes and port preservation and parity work in each.
+
+import { IPPROTO_UDP } from "../packet/ipv4.ts";
 import type { PortRange } from "./config.ts";
 import { UNPRIVILEGED_FIRST } from "./port-allocator.ts";
+
+/**
+ * Entries of the override table (the steering's, and each shard's copy for the fragments it
+ * hands on): 65536 ports for TCP, then UDP; a value is the worker + 1 (0: none, the slice decides).
+ */
+export const OVERRIDE_ENTRIES = 2 * 65536;
+
+/** The override table's key for a TCP or UDP port. */
+export function overrideKey(proto: number, port: number): number {
+  return (proto === IPPROTO_UDP ? 65536 : 0) + (port & 0xffff);
+}
 
 /** A worker's share: worker `index` of `count`. */
 export interface PortSlice {

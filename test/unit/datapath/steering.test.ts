@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
+import { ipv6Worker } from "../../../src/datapath/shard-ip6.ts";
 import {
   hostWorker,
   insideQueue,
@@ -14,6 +15,7 @@ import {
 } from "../../../src/datapath/steering-model.ts";
 import { insideProgram, outsideProgram } from "../../../src/datapath/steering-program.ts";
 import { tryLoadAddon } from "../../../src/io/addon.ts";
+import { parseIpv6 } from "../../../src/ipv6fw/addr6.ts";
 import { DEFAULT_INTERFACE_PORTS } from "../../../src/nat/config.ts";
 import { portOwner } from "../../../src/nat/port-slices.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../../../src/packet/ipv4.ts";
@@ -153,6 +155,12 @@ describe("steering model: IPv6 (the IPv6 firewall's traffic)", () => {
         assert.equal(inQ(udp6(h, 5000, remote, 53), queues), outbound, `${h} UDP`);
         assert.equal(outQ(udp6(remote, 53, h, 5000), plan), outbound, `${h} UDP reply`);
       }
+  });
+
+  it("the PCP server's pinholes go to the worker the steering gives the host (ipv6Worker)", () => {
+    for (const queues of [2, 3])
+      for (const h of hosts)
+        assert.equal(ipv6Worker(parseIpv6(h) as Uint8Array, queues), inQ(udp6(h, 1, remote, 2), queues), h);
   });
 
   it("spreads IPv6 hosts over the workers; a truncated header goes to queue 0", () => {
