@@ -13,13 +13,13 @@
 
 import type { PortRange } from "../nat/config.ts";
 import { overrideKey, portOwner } from "../nat/port-slices.ts";
-import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { tcpOrUdp } from "../packet/ipv4.ts";
 
 type Proto = "tcp" | "udp";
 
 /** The override table's key of `port` of `proto`. */
 function keyOf(proto: Proto, port: number): number {
-  return overrideKey(proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port);
+  return overrideKey(tcpOrUdp(proto), port);
 }
 
 /** What the bookkeeping asks of the workers (sharded-engine.ts gives it the shard calls). */

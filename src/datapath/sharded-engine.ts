@@ -10,8 +10,9 @@ import type { EngineConfig } from "../nat/config.ts";
 import type { PinRequest, PinResult } from "../nat/engine.ts";
 import type { FlowFilter } from "../nat/flow-listing.ts";
 import type { BlockHolder } from "../nat/port-blocks.ts";
+import type { HostSums } from "../nat/table-scan.ts";
 import type { EngineStats, FlowFields, FlowView, PinView } from "../nat/view.ts";
-import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { tcpOrUdp } from "../packet/ipv4.ts";
 import type { RuleHits } from "../policy/rules.ts";
 import { CrossSlicePins } from "./cross-slice-pins.ts";
 import type { ShardClient } from "./shard-channel.ts";
@@ -56,7 +57,7 @@ export class ShardedEngine {
       holds: (w, proto, port) =>
         call<boolean>(w, SHARD_OPS.holdsOutsidePort, { proto, port } satisfies OutsidePort),
       setOwner: (proto, port, worker) => {
-        const owner: PortOwner = { proto: proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP, port, worker };
+        const owner: PortOwner = { proto: tcpOrUdp(proto), port, worker };
         this.every<void>(SHARD_OPS.setPortOwner, owner);
       },
     });
@@ -184,16 +185,14 @@ export class ShardedEngine {
    * all, each inside host's flows and bytes (a host lives on one worker), and the longest time
    * one worker's thread was held.
    */
-  async scanFlows(limit: number): Promise<{
-    flows: FlowFields[];
-    hosts: Map<number, { flows: number; bytesOut: number; bytesIn: number }>;
-    busyMs: number;
-  }> {
+  async scanFlows(
+    limit: number,
+  ): Promise<{ flows: FlowFields[]; hosts: Map<number, HostSums>; busyMs: number }> {
     const parts = await Promise.all(
       Array.from({ length: this.workers }, (_, w) => this.client.call<ShardScan>(w, SHARD_OPS.scan, limit)),
     );
     this.total = parts.reduce((n, p) => n + p.total, 0);
-    const hosts = new Map<number, { flows: number; bytesOut: number; bytesIn: number }>();
+    const hosts = new Map<number, HostSums>();
     for (const p of parts)
       for (const [addr, flows, bytesOut, bytesIn] of p.hosts) hosts.set(addr, { flows, bytesOut, bytesIn });
     return {

@@ -4,20 +4,16 @@
 // knows the port, not the address, so the slice's own worker must give the port out on no public
 // address while the other worker holds it: it keeps it taken in its allocator, with no mapping.
 // The main thread's bookkeeping (src/datapath/cross-slice-pins.ts) asks for these and returns them.
-import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { tcpOrUdp } from "../packet/ipv4.ts";
 import { NO_MAPPING } from "./mapping-table.ts";
 import type { EngineState } from "./state.ts";
-
-function protoNumber(proto: "tcp" | "udp"): number {
-  return proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP;
-}
 
 /**
  * Takes `port` of the range on every public address for another shard's mapping: false, taking
  * nothing, when a mapping of this shard uses it on any of them.
  */
 export function reserveForeignPort(s: EngineState, proto: "tcp" | "udp", port: number): boolean {
-  const ports = s.portsFor(protoNumber(proto));
+  const ports = s.portsFor(tcpOrUdp(proto));
   if (!ports.inRange(port)) return !holdsOutsidePort(s, proto, port);
   for (let a = 0; a < s.outside.length; a++) {
     if (ports.take(a, port)) continue;
@@ -29,7 +25,7 @@ export function reserveForeignPort(s: EngineState, proto: "tcp" | "udp", port: n
 
 /** Gives a port reserved by reserveForeignPort back to this shard's allocator. */
 export function releaseForeignPort(s: EngineState, proto: "tcp" | "udp", port: number): void {
-  const p = protoNumber(proto);
+  const p = tcpOrUdp(proto);
   const ports = s.portsFor(p);
   for (let a = 0; a < s.outside.length; a++)
     if (s.mappingTable.lookupOutside(p, s.outside[a], port) === NO_MAPPING) ports.release(a, port);
@@ -37,7 +33,7 @@ export function releaseForeignPort(s: EngineState, proto: "tcp" | "udp", port: n
 
 /** Whether a mapping of this shard holds outside `port` on any public address (its flows may outlive its pins). */
 export function holdsOutsidePort(s: EngineState, proto: "tcp" | "udp", port: number): boolean {
-  const p = protoNumber(proto);
+  const p = tcpOrUdp(proto);
   for (let a = 0; a < s.outside.length; a++)
     if (s.mappingTable.lookupOutside(p, s.outside[a], port) !== NO_MAPPING) return true;
   return false;

@@ -3,7 +3,7 @@
 // flow-life.ts `unpin` (a pin's end can end its mapping).
 import type { ErrorCode } from "../errors/codes.ts";
 import { formatIpv4 } from "../packet/addr.ts";
-import { IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
+import { tcpOrUdp } from "../packet/ipv4.ts";
 import * as C from "./counters.ts";
 import { dropEmptyMapping } from "./flow-life.ts";
 import { NO_HOST } from "./host-table.ts";
@@ -45,7 +45,7 @@ export type PinResult =
 
 /** NatEngine.pinMapping (see there). */
 export function pinMapping(s: EngineState, req: PinRequest): PinResult {
-  const proto = req.proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP;
+  const proto = tcpOrUdp(req.proto);
   if (!s.isInside(req.inAddr))
     return { error: `${formatIpv4(req.inAddr)} is not on an inside network`, code: "MASQ_ERR_NOT_INSIDE" };
   const mt = s.mappingTable;

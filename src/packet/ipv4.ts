@@ -11,6 +11,11 @@ export const IPPROTO_GRE = 47;
 export const IPPROTO_AH = 51;
 export const IPPROTO_UDPLITE = 136;
 
+/** The protocol number of a port mapping's "tcp" or "udp" (forwards, pins, pinholes). */
+export function tcpOrUdp(proto: "tcp" | "udp"): number {
+  return proto === "tcp" ? IPPROTO_TCP : IPPROTO_UDP;
+}
+
 export const IPV4_MIN_HEADER = 20;
 
 /** Flags/fragment-offset field bits. */
