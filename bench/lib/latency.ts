@@ -134,8 +134,13 @@ export async function underTcpLoad<T>(
       throw new Error(`the iperf3 load ended early: ${oneLine(client.stderr || client.stdout)}`);
     const v = await fn();
     await client.kill("SIGINT", 3000);
-    const j = parseJson(client.stdout) as { end?: { sum_received?: { bits_per_second?: number } } } | null;
-    return { v, loadGbps: (j?.end?.sum_received?.bits_per_second ?? Number.NaN) / 1e9 };
+    type Sum = { bits_per_second?: number };
+    const j = parseJson(client.stdout) as { end?: { sum_received?: Sum; sum_sent?: Sum } } | null;
+    // Stopped early, the client never hears the server's count (sum_received is 0): its own
+    // sent rate is then the load's.
+    const received = j?.end?.sum_received?.bits_per_second ?? 0;
+    const bps = received > 0 ? received : (j?.end?.sum_sent?.bits_per_second ?? Number.NaN);
+    return { v, loadGbps: bps / 1e9 };
   } finally {
     if (client?.running) await client.kill("SIGKILL", 1000);
     await server.kill("SIGTERM", 1000);

@@ -55,9 +55,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option("--socket <path>", `control socket (default ${DEFAULT_CONTROL_SOCKET})`)
     .option("--no-offload", "do not use IFF_VNET_HDR offloads (one packet per read/write)")
     .option(
-      "--no-rps",
-      "leave Receive Packet Steering off on the TUN (the kernel's work on written packets stays on masq's CPU)",
+      "--rps",
+      "turn on Receive Packet Steering on the TUNs: the kernel's work on written packets moves to the other CPUs",
     )
+    .option("--no-rps", "leave Receive Packet Steering off on the TUNs (the default)")
     .option(
       "--busy-poll <us>",
       "keep reading this many microseconds after the last packet before sleeping (0: off)",
@@ -72,7 +73,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     )
     .option(
       "--datapath-cpu <cpu>",
-      "the CPU the packet loop runs on: auto (the last one, RPS on the others), off (unpinned, RPS on all), or a number",
+      "the CPU the packet loop runs on: auto (the last one; with --rps, RPS on the others), off (unpinned; with --rps, RPS on all), or a number",
     )
     .option(
       "--workers <n>",
@@ -100,11 +101,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
       "--dry-run",
       "print the host setup masq would apply, each step with its undo, and exit without changing anything",
     )
-    .action(async ({ dryRun, ...opts }: RunFlags & { offload: boolean; rps: boolean; dryRun?: boolean }) => {
+    .action(async ({ dryRun, ...opts }: RunFlags & { offload: boolean; rps?: boolean; dryRun?: boolean }) => {
       const flags: RunFlags = { ...opts };
       // commander sets the --no-… options true by default; only an explicit flag overrides the file.
       if (opts.offload !== false) delete flags.offload;
-      if (opts.rps !== false) delete flags.rps;
+      // --rps and --no-rps both exist, so commander leaves rps undefined unless one is given.
+      if (opts.rps === undefined) delete flags.rps;
       const cfg = resolveRunConfig(flags);
       if (dryRun) {
         const { runDryRun } = await import("./dry-run.ts");

@@ -169,7 +169,8 @@ export function defaultRunConfig(): RunConfig {
     controlSocket: DEFAULT_CONTROL_SOCKET,
     stateDir: "/run/masq",
     offload: true,
-    rps: true,
+    // Off: on the 2-core VM every figure of bench:e2e was better without it (README, Speed).
+    rps: false,
     datapathCpu: "auto",
     datapathPriority: "realtime",
     datapathIo: "auto",

@@ -6,7 +6,7 @@
 // Each case runs in a namespace of its own, so nothing of the machine's is at stake.
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { MASQ_BIN } from "../../src/lab/masq-process.ts";
@@ -145,37 +145,47 @@ describe("masq run refuses clearly", { skip: root ? false : "needs root (network
     assert.match(r.stderr, /--ports: 22-2000 reaches below 1024: .*allow_low_ports = true/);
   });
 
-  it("with /sys showing another namespace's devices, masq runs but leaves RPS alone, and says so", async () => {
-    // An empty /sys/class/net stands for the sysfs of another namespace, as a masq entered with
-    // nsenter (no sysfs remount) would see: its devices are not masq's to change. The tmpfs is
-    // mounted in the private mount namespace `ip netns exec` gives the command.
-    const p = lab.spawn(
-      ns,
-      [
-        "sh",
-        "-c",
-        'mount -t tmpfs masq-test /sys/class/net && exec "$@"',
-        "sh",
-        process.execPath,
-        MASQ_BIN,
-        "run",
-        "--inside",
-        "lan0",
-        "--outside",
-        "wan0",
-        "--socket",
-        join(tmp, "masq.sock"),
-      ],
-      { env: { ...process.env, MASQ_LOG_FORMAT: "json" } },
-    );
+  /**
+   * `masq run --rps` on lan0/wan0, after `prefix` (a wrapper's argv); `check` runs while it
+   * runs, and masq must then stop cleanly.
+   */
+  const withRpsMasq = async (prefix: string[], check: (p: ReturnType<Lab["spawn"]>) => Promise<void>) => {
+    const argv = [process.execPath, MASQ_BIN, "run", "--inside", "lan0", "--outside", "wan0", "--rps"];
+    const p = lab.spawn(ns, [...prefix, ...argv, "--socket", join(tmp, "masq.sock")], {
+      env: { ...process.env, MASQ_LOG_FORMAT: "json" },
+    });
     try {
-      const line = await p.waitFor(/RPS left off/, 20_000);
-      assert.match(line, /another network namespace/);
-      await p.waitFor(/masq ready/, 20_000);
+      await check(p);
     } finally {
       await p.kill("SIGTERM", 10_000);
     }
     assert.equal(p.exitCode, 0);
+  };
+
+  it("--rps steers both TUNs' received packets to every CPU but the loop's", async () => {
+    await withRpsMasq([], async (p) => {
+      await p.waitFor(/masq ready/, 20_000);
+      const n = availableParallelism();
+      for (const tun of ["masq0", "masq0-out"]) {
+        const text = await lab.run(ns, ["cat", `/sys/class/net/${tun}/queues/rx-0/rps_cpus`]);
+        const mask = BigInt(`0x${text.trim().replaceAll(",", "")}`);
+        assert.equal(mask, n >= 2 ? (1n << BigInt(n - 1)) - 1n : 0n, `${tun}: every CPU but the loop's`);
+      }
+    });
+  });
+
+  it("with /sys showing another namespace's devices, masq runs but leaves RPS alone, and says so", async () => {
+    // An empty /sys/class/net stands for the sysfs of another namespace, as a masq entered with
+    // nsenter (no sysfs remount) would see: its devices are not masq's to change. The tmpfs is
+    // mounted in the private mount namespace `ip netns exec` gives the command.
+    await withRpsMasq(
+      ["sh", "-c", 'mount -t tmpfs masq-test /sys/class/net && exec "$@"', "sh"],
+      async (p) => {
+        const line = await p.waitFor(/RPS left off/, 20_000);
+        assert.match(line, /another network namespace/);
+        await p.waitFor(/masq ready/, 20_000);
+      },
+    );
   });
 
   it("--dry-run prints the host plan with every step's undo and changes nothing, and needs no root", async () => {

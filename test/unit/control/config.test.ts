@@ -71,7 +71,7 @@ describe("run configuration", () => {
         'tun = "nat0"',
         'control_socket = "/run/x.sock"',
         "offload = false",
-        "rps = false",
+        "rps = true",
         "[timeouts]",
         "udp = 600",
         "tcp_established = 8000",
@@ -92,7 +92,7 @@ describe("run configuration", () => {
     assert.equal(c.tun, "nat0");
     assert.equal(c.controlSocket, "/run/x.sock");
     assert.equal(c.offload, false);
-    assert.equal(c.rps, false);
+    assert.equal(c.rps, true);
     assert.equal(c.timeouts.udpSec, 600);
     assert.equal(c.timeouts.tcpEstablishedSec, 8000);
     assert.equal(c.limits.maxFlows, 1000);
