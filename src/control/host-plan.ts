@@ -12,8 +12,13 @@ import {
 import type { RunConfig } from "./config.ts";
 import type { Resolved } from "./engine-config.ts";
 
-/** Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed. */
-export const TUN_TX_QUEUE_LEN = 4096;
+/**
+ * Packets the kernel may queue for masq on each TUN: absorbs bursts while a batch is processed.
+ * 500 downloads starting at once overflowed 4096 on the outside TUN (3-4 k drops in the first
+ * round of every HTTP x500 run, about 0.7x the warm rounds' rate); 8192 dropped none. Each slot
+ * can hold a coalesced packet of up to 64 KB, so the queue is kept no longer than that needs.
+ */
+export const TUN_TX_QUEUE_LEN = 8192;
 
 /** What the plan needs that only the host can say (read just before it is applied). */
 export interface HostObservations {
