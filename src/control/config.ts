@@ -169,7 +169,7 @@ export function defaultRunConfig(): RunConfig {
     controlSocket: DEFAULT_CONTROL_SOCKET,
     stateDir: "/run/masq",
     offload: true,
-    // Off: on the 2-core VM every figure of bench:e2e was better without it (README, Speed).
+    // Off: on the 2-core VM every figure of bench:e2e was better without it (docs/design.md).
     rps: false,
     datapathCpu: "auto",
     datapathPriority: "realtime",
