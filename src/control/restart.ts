@@ -8,6 +8,7 @@ import type { TunPair } from "../datapath/tuns.ts";
 import { adoptHostSetup, readState, run } from "../host/index.ts";
 import type { Ip6Filter } from "../ipv6fw/filter.ts";
 import type { NatEngine } from "../nat/engine.ts";
+import { EXPIRY_BUDGET } from "../nat/flow-life.ts";
 import type { Grant } from "../portmap/leases.ts";
 import type { RunConfig } from "./config.ts";
 import {
@@ -139,8 +140,9 @@ export function restoreAtStart(
   const offsetMs = kept.header.clockMs + kept.downMs - now();
   const clock = () => now() + offsetMs;
   const flowsKept = engine.flowTable.count;
-  // Expiry is budgeted per tick; a long gap may need several.
-  for (let i = 0; i < 1 + engine.flowTable.capacity / 1024; i++) {
+  // Expiry is budgeted per tick; a long gap may need several (each record is visited at most
+  // twice: once to reschedule, once to expire).
+  for (let i = 0; i < 2 + (2 * engine.flowTable.capacity) / EXPIRY_BUDGET; i++) {
     engine.tick(clock());
     if (!engine.timersBehind) break;
   }

@@ -48,6 +48,7 @@ export class Datapath {
   /** A reply or released fragment, behind a zeroed virtio-net header when the device wants one. */
   private readonly scratch = new Uint8Array(65536 + 64);
   private timer: NodeJS.Timeout | undefined;
+  private catchUpQueued = false;
   /** IPv6 simple security (RFC 6092); undefined: IPv6 packets go to the engine, which drops them. */
   private readonly ip6: Ip6Filter | undefined;
   readonly stats: DatapathStats = { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0 };
@@ -75,8 +76,25 @@ export class Datapath {
     this.timer = setInterval(() => {
       this.engine.tick(this.clock());
       this.sendAnswers();
+      this.catchUpLater();
     }, 1000);
     this.timer.unref();
+  }
+
+  /**
+   * Expiry stopped at its budget (a burst of flows timed out together): the rest goes one budget
+   * at a time between batches (setImmediate runs after the loop's I/O), never in one stall.
+   */
+  private catchUpLater(): void {
+    if (!this.engine.timersBehind || this.catchUpQueued || this.timer === undefined) return;
+    this.catchUpQueued = true;
+    setImmediate(() => {
+      this.catchUpQueued = false;
+      if (this.timer === undefined) return;
+      this.engine.tick(this.clock());
+      this.sendAnswers();
+      this.catchUpLater();
+    });
   }
 
   /** Several workers: where handed-off fragments (after a batch) and hairpin halves go, each a copy. */
@@ -176,6 +194,7 @@ export class Datapath {
     for (let p = engine.takePending(); p !== undefined; p = engine.takePending()) this.send(io, p, p.length);
     this.sendAnswers();
     this.postHandoffs();
+    this.catchUpLater();
   }
 
   /** Posts what the engine handed to other workers during the batch (slow path: a copy each). */

@@ -38,7 +38,7 @@ export function processPacket(
   c[C.C_PACKETS]++;
   s.nowMs = nowMs;
   const sec = Math.floor(nowMs / 1000);
-  if (sec !== s.nowSec || s.timersBehind || !s.started) advanceClock(s, sec);
+  if (sec !== s.nowSec || !s.started || (s.timersBehind && nowMs >= s.catchUpAtMs)) advanceClock(s, sec);
   s.candidate = NO_FLOW;
   if (buf === s.prefetchBuf && s.prefetchNext < s.prefetchCount) {
     const k = s.prefetchNext;

@@ -22,8 +22,13 @@ import type { EngineState } from "./state.ts";
 import { TCP_FINISHED, TCP_HANDSHAKE_DONE, TCP_REOPENED, TCP_RST_OUT_OF_WINDOW } from "./tcp-state.ts";
 import { FORWARD } from "./verdicts.ts";
 
-/** Records visited per timer-wheel call, so expiry never stalls the packet loop. */
-const EXPIRY_BUDGET = 4096;
+/**
+ * Records visited per timer-wheel call, so expiry never stalls the packet loop: an expiry costs
+ * ~1.5 µs once the code is hot and ~8 µs before (measured), so a call stays within ~0.4 (2) ms.
+ * At 4096, the second a burst of 30,000 UDP flows timed out stalled the loop for 6 (34) ms per
+ * call, and a batch of packets made one call each.
+ */
+export const EXPIRY_BUDGET = 256;
 
 /** Moves the engine clock to second `sec` (never back) and expires what is due. */
 export function advanceClock(s: EngineState, sec: number): void {
@@ -31,6 +36,9 @@ export function advanceClock(s: EngineState, sec: number): void {
   s.nowSec = sec;
   s.started = true;
   s.timersBehind = s.wheel.advance(sec, s.dueFn, EXPIRY_BUDGET);
+  // The rest waits for a later ms (a batch shares one clock reading: one budget per batch) or
+  // for the caller's catch-up (Datapath: between batches).
+  if (s.timersBehind) s.catchUpAtMs = s.nowMs + 1;
   if (s.pins.nextExpirySec !== 0 && sec >= s.pins.nextExpirySec)
     for (const p of s.pins.due(sec)) {
       unpin(s, p.id);

@@ -138,7 +138,10 @@ export class EngineState {
   nowMs = 0;
   /** Engine clock: the second of the latest call. */
   nowSec = 0;
+  /** The latest expiry stopped at its budget: more flows are due. */
   timersBehind = false;
+  /** While behind, packets take up the expiry again from this ms on (one budget per ms at most). */
+  catchUpAtMs = 0;
   started = false;
 
   /** Length of the packet to send after FORWARD (in the caller's buffer) or REPLY (in replyBuf). */

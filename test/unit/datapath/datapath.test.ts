@@ -11,6 +11,7 @@ import {
   D_SPOOFED_SOURCE,
 } from "../../../src/nat/counters.ts";
 import { SIDE_INSIDE, SIDE_OUTSIDE } from "../../../src/nat/engine.ts";
+import { EXPIRY_BUDGET } from "../../../src/nat/flow-life.ts";
 import { ACK, ip, RST, SYN, tcp, u16, u32, udp } from "../../helpers/packets.ts";
 import { makeEngine, P, REMOTE } from "../nat/engine-helpers.ts";
 
@@ -105,6 +106,38 @@ describe("datapath with one device (replay, tests)", () => {
       io.deliver();
       assert.equal(io.written.length, 2);
       assert.equal(u32(io.writtenPackets()[1], 16), ip(A));
+    } finally {
+      dp.stop();
+    }
+  });
+});
+
+describe("datapath expiry", () => {
+  it("a burst of flows timing out together expires a budget at a time, the rest between batches", async () => {
+    const engine = makeEngine({
+      maxFlows: 4096,
+      maxMappings: 4096,
+      maxFlowsPerHost: 4096,
+      maxPortsPerHost: 4096,
+    });
+    const io = new MemoryIo();
+    let now = 5000;
+    const dp = new Datapath(engine, io, () => now);
+    dp.start();
+    try {
+      const flows = 3 * EXPIRY_BUDGET;
+      for (let i = 0; i < flows; i++) io.push(udp({ src: A, dst: REMOTE, sport: 20000 + i, dport: 53 }));
+      io.deliver();
+      assert.equal(engine.stats().flows, flows);
+      // Long after their timeout, one packet: its batch expires one budget, no more.
+      now += 1_000_000;
+      io.push(udp({ src: REMOTE, dst: P, sport: 9, dport: 9 }));
+      io.deliver();
+      assert.equal(engine.stats().flows, flows - EXPIRY_BUDGET);
+      // With no packet to carry it, the datapath takes the rest up after the loop's I/O.
+      for (let k = 0; k < 5 && engine.stats().flows > 0; k++) await new Promise((r) => setImmediate(r));
+      assert.equal(engine.stats().flows, 0);
+      assert.equal(engine.timersBehind, false);
     } finally {
       dp.stop();
     }
