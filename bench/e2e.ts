@@ -62,6 +62,7 @@ import { type FigureRun, latencyFigures, latencyNotes } from "./lib/latency-figu
 import { errText, type Masq, onSignal, restartMasq, startMasqOn, stopMasq } from "./lib/masq-side.ts";
 import { countersText, type MasqCounters, masqProblemCounters, withMasqCounters } from "./lib/masq-stats.ts";
 import {
+  FLOW_ECHO_PORTS,
   FLOW_PORT_FIRST,
   FLOW_PORT_LAST,
   measureFlows,
@@ -120,8 +121,14 @@ const TCP_SECONDS = quick ? 2 : 4;
 const TCP_OMIT = 1;
 const UDP_SECONDS = quick ? 2 : 4;
 const UDP_WARMUP = 1;
-const FLOWS_PER_HOST = quick ? 2000 : 4500;
-const FLOWS_WARMUP_PER_HOST = 300;
+/**
+ * Flows per inside host and round: enough for a third of a second at ~100 k/s (a shorter
+ * exchange measures its own ramp-up), within masq's per-host share of its range (a quarter of
+ * it: 12,500) with the warm-up; masq restarts before every round (a fresh flow table).
+ */
+const FLOWS_PER_HOST = 8000;
+/** A warm-up that runs masq's new-flow path through the JIT's tiers before each round. */
+const FLOWS_WARMUP_PER_HOST = 3000;
 const FLOWS_MAX_SECONDS = quick ? 3 : 5;
 /** Unanswered requests per generator: three windows fit in a TUN queue (500) with room. */
 const FLOWS_WINDOW = 128;
@@ -351,17 +358,24 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
     if (s.kind === "masq" && ctx.masq.proc) {
       // The flow test's mappings hold masq ports for the UDP timeout (minutes): restart masq (a
       // fresh flow table) when the next test would not fit in its range.
-      const need = (FLOWS_PER_HOST + FLOWS_WARMUP_PER_HOST) * s.net.inside.length;
+      const hosts = s.net.inside.length;
+      const need = (FLOWS_PER_HOST + FLOWS_WARMUP_PER_HOST) * hosts;
       const size = MASQ_PORTS.last - MASQ_PORTS.first + 1;
-      if (ctx.masq.flowPortsUsed + need > size * 0.9)
+      // Every host takes the same share, so the per-host quota (a quarter of the range) binds too.
+      const perHostQuota = Math.floor(size / 4);
+      if (
+        ctx.masq.flowPortsUsed + need > size * 0.9 ||
+        (ctx.masq.flowPortsUsed + need) / hosts > perHostQuota * 0.9
+      )
         await restartMasq(
           ctx.masq,
           s,
           `${tag(s)} the flow test has taken ${ctx.masq.flowPortsUsed} of ${size} ports`,
         );
     }
+    const masqPid = s.kind === "masq" ? ctx.masq.proc?.proc.pid : undefined;
     const flows = (perHost: number, maxSeconds: number) => () =>
-      measureFlows(s, { perHost, window: FLOWS_WINDOW, maxSeconds });
+      measureFlows(s, { perHost, window: FLOWS_WINDOW, maxSeconds, masqPid });
     const warm = await onSide(ctx, s, "new flows (warm-up)", flows(FLOWS_WARMUP_PER_HOST, 2));
     if (s.kind === "masq") ctx.masq.flowPortsUsed += FLOWS_WARMUP_PER_HOST * s.net.inside.length;
     if (warm && warm.v.replies === 0) {
@@ -379,7 +393,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       const pcts = (xs: number[]) => xs.map((x) => `${x.toFixed(0)}%`).join(" + ");
       const together = [...v.generatorCpu, ...v.echoCpu].reduce((a, b) => a + b, 0);
       log(
-        `${tag(s)}   CPU during the exchanges: generators ${pcts(v.generatorCpu)} (their own), UDP echo server ${pcts(v.echoCpu)}: ${together.toFixed(0)}% of CPU ${GENERATOR_CPU} together; ${perCpuText(v.perCpuBusyPct)} busy${r.cpu}`,
+        `${tag(s)}   CPU during the exchanges: generators ${pcts(v.generatorCpu)} (their own), UDP echo server ${pcts(v.echoCpu)}: ${together.toFixed(0)}% of CPU ${GENERATOR_CPU} together; ${perCpuText(v.perCpuBusyPct)} busy${v.masqCpu !== null ? `, masq ${v.masqCpu.toFixed(0)}% CPU` : ""}`,
       );
       const what = `${s.kind} new flows, round ${round + 1}`;
       warnIfBusy(
@@ -501,7 +515,7 @@ async function main(): Promise<number> {
     "",
     `TCP: iperf3 abox -> Internet host, ${TCP_SECONDS} s after ${TCP_OMIT} s omitted, receiver's throughput`,
     `UDP: one sendmmsg blaster (bench/c/udp-blast.c) on abox, ${UDP_SECONDS} s after ${UDP_WARMUP} s, counted by nftables on the Internet host`,
-    `new flows: ${FLOWS_PER_HOST} fresh source ports on each of 3 inside hosts, ${FLOWS_WINDOW} unanswered at most each (raw sockets, bench/c/flow-gen.c) -> UDP echo (bench/c/udp-echo.c, recvmmsg/sendmmsg); answered / (first request to last reply)`,
+    `new flows: ${FLOWS_PER_HOST} fresh source ports on each of 3 inside hosts, ${FLOWS_WINDOW} unanswered at most each (raw sockets, bench/c/flow-gen.c) -> UDP echo on ${FLOW_ECHO_PORTS} ports in turn (bench/c/udp-echo.c, recvmmsg/sendmmsg), after a warm-up of ${FLOWS_WARMUP_PER_HOST} each; answered / (first request to last reply); CPU over the exchanges`,
     ...latencyNotes(quick),
     `HTTP: wrk -t ${WRK_THREADS} -c ${HTTP_CONNECTIONS.join("|")} -d ${HTTP_SECONDS}s --timeout ${WRK_TIMEOUT_S}s on abox, keep-alive GETs of a ${BIG_BYTES / 1024} KB file from lighttpd (${WEB_WORKERS} worker processes) on the Internet host; MB/s: 10^6 bytes read per second; errors: connect + read + write + timeout + non-2xx`,
     `short connections: bench/c/conn-rate.c on abox, ${SHORT_CONCURRENCY} at a time for ${SHORT_SECONDS} s, one HTTP/1.0 GET of ${SMALL_BYTES} B per connection (the server closes); failed: refused, unreachable, reset, bad response or not done within ${SHORT_TIMEOUT_MS / 1000} s`,

@@ -1,6 +1,8 @@
 /*
  * New-flow generator: COUNT UDP requests from source ports FIRST, FIRST+1, ... (one per port, so
- * every request opens a new flow at the gateway) to DST:DPORT, at most WINDOW unanswered at a
+ * every request opens a new flow at the gateway) to DST at ports DPORT ... DPORT+DPORTS-1 in turn
+ * (several destinations, as real traffic has: a NAT that keeps per-destination port spaces, like
+ * the kernel's, would otherwise run short of ports to one destination), at most WINDOW unanswered at a
  * time (closed loop: the rate is what the path sustains, not what a queue drops). The requests
  * go out through a raw socket (IP_HDRINCL; the kernel fills in the IP checksum and id) by
  * sendmmsg, all built before the clock starts, so a fresh source port costs no socket. Replies
@@ -11,7 +13,7 @@
  * Prints {"sent","got","t0","t1","timedOut","cpu","wall"} (t0 first request, t1 last reply,
  * epoch seconds; cpu: its own CPU seconds from t0 to its end; wall: the seconds in between).
  *
- * usage: flow-gen SRC DST DPORT FIRST COUNT WINDOW START_AT MAX_S
+ * usage: flow-gen SRC DST DPORT DPORTS FIRST COUNT WINDOW START_AT MAX_S
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,15 +40,16 @@ static uint32_t sum16(const uint8_t *b, int n) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 9) die_usage("flow-gen SRC DST DPORT FIRST COUNT WINDOW START_AT MAX_S");
+  if (argc != 10) die_usage("flow-gen SRC DST DPORT DPORTS FIRST COUNT WINDOW START_AT MAX_S");
   struct sockaddr_in src = addr_arg(argv[1], "0");
   struct sockaddr_in dst = addr_arg(argv[2], argv[3]);
   int dport = ntohs(dst.sin_port);
-  long first = int_arg(argv[4], "FIRST", 1, 65535);
-  long count = int_arg(argv[5], "COUNT", 0, 65535);
-  long window = int_arg(argv[6], "WINDOW", 1, 65535);
-  double start_at = num_arg(argv[7], "START_AT", 0, 1e12);
-  double max_s = num_arg(argv[8], "MAX_S", 0.001, 3600);
+  long dports = int_arg(argv[4], "DPORTS", 1, 65536 - dport);
+  long first = int_arg(argv[5], "FIRST", 1, 65535);
+  long count = int_arg(argv[6], "COUNT", 0, 65535);
+  long window = int_arg(argv[7], "WINDOW", 1, 65535);
+  double start_at = num_arg(argv[8], "START_AT", 0, 1e12);
+  double max_s = num_arg(argv[9], "MAX_S", 0.001, 3600);
   long total = first + count > 65536 ? 65536 - first : count;
 
   int s = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
@@ -73,19 +76,20 @@ int main(int argc, char **argv) {
   uint8_t tmpl[TOT] = {0x45, 0, 0, TOT, 0, 0, 0, 0, 64, IPPROTO_UDP};
   memcpy(tmpl + 12, &src.sin_addr, 4);
   memcpy(tmpl + 16, &dst.sin_addr, 4);
-  tmpl[22] = (uint8_t)(dport >> 8);
-  tmpl[23] = (uint8_t)dport;
   tmpl[25] = ULEN;
   memcpy(tmpl + 28, PAYLOAD, PLEN);
-  /* UDP checksum without the source port: pseudo-header + dport + length + payload. */
-  uint32_t base = sum16(tmpl + 12, 8) + IPPROTO_UDP + ULEN + (uint32_t)dport + ULEN + sum16(tmpl + 28, PLEN);
+  /* UDP checksum without the ports: pseudo-header + length + payload. */
+  uint32_t base = sum16(tmpl + 12, 8) + IPPROTO_UDP + ULEN + ULEN + sum16(tmpl + 28, PLEN);
   for (long i = 0; i < total; i++) {
     uint8_t *p = pkts + i * TOT;
     uint32_t port = (uint32_t)(first + i);
+    uint32_t to_port = (uint32_t)(dport + i % dports);
     memcpy(p, tmpl, TOT);
     p[20] = (uint8_t)(port >> 8);
     p[21] = (uint8_t)port;
-    uint32_t c = base + port;
+    p[22] = (uint8_t)(to_port >> 8);
+    p[23] = (uint8_t)to_port;
+    uint32_t c = base + port + to_port;
     c = (c & 0xffff) + (c >> 16);
     c = (c & 0xffff) + (c >> 16);
     c = ~c & 0xffff;
@@ -140,9 +144,10 @@ int main(int argc, char **argv) {
       for (int k = 0; k < r; k++) {
         const uint8_t *b = rbufs[k];
         int hl = (b[0] & 0xf) * 4;
-        /* Replies from the echo port only (the raw socket sees every UDP datagram). */
-        if (rmsgs[k].msg_len >= (unsigned)(hl + 8) && b[hl] == (uint8_t)(dport >> 8) && b[hl + 1] == (uint8_t)dport)
-          n++;
+        /* Replies from the echo ports only (the raw socket sees every UDP datagram). */
+        if (rmsgs[k].msg_len < (unsigned)(hl + 8)) continue;
+        long from = (long)(b[hl] << 8 | b[hl + 1]);
+        if (from >= dport && from < dport + dports) n++;
       }
       if (r < RVLEN) break;
     }

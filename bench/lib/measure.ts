@@ -16,8 +16,10 @@ export interface Side {
   tools: CTools;
   /** Per inside host: the next source port of the flow generator (fresh 5-tuples). */
   nextFlowPort: number[];
-  /** UDP echo servers on the Internet host sharing ECHO_PORT (flow test). */
+  /** UDP echo servers on the Internet host: the flow test's (FLOW_ECHO_PORTS from FLOW_ECHO_PORT). */
   echo: LabProcess[];
+  /** The latency test's UDP echo server (ECHO_PORT, one socket, blocking). */
+  rttEcho: LabProcess | null;
   /** Next TCP port for a one-off iperf3 server. */
   nextIperfPort: number;
 }
@@ -25,7 +27,16 @@ export interface Side {
 export const UDP_SINK_PORT = 9;
 /** startMasq's default TUN device. */
 export const MASQ_TUN = "masq0";
+/** The latency test's echo port. */
 export const ECHO_PORT = 7007;
+/**
+ * The flow test's echo ports: its requests take them in turn, as real new flows go to many
+ * destinations. With one, the kernel's NAT (a port space per destination) runs short of free
+ * ports to it after ~50,000 flows within its 30 s UDP timeout and slows down by 10× (measured),
+ * a limit of the test, not of what a gateway meets.
+ */
+export const FLOW_ECHO_PORT = 7100;
+export const FLOW_ECHO_PORTS = 16;
 export const FLOW_PORT_FIRST = 10_000;
 export const FLOW_PORT_LAST = 59_999;
 /** Echo server processes sharing the port (SO_REUSEPORT); one, batching, keeps up (its CPU is printed). */
@@ -39,6 +50,7 @@ export function newSide(kind: SideKind, net: MasqNetwork, tools: CTools): Side {
     nextFlowPort: net.inside.map(() => FLOW_PORT_FIRST),
     nextIperfPort: 5201,
     echo: [],
+    rttEcho: null,
   };
 }
 
@@ -76,11 +88,14 @@ export async function prepareHosts(side: Side): Promise<void> {
     "",
   ].join("\n");
   for (const h of net.inside) await net.lab.run(h.ns, ["nft", "-f", "-"], { input: noUnreachable });
+  const echoArgv = [side.tools["udp-echo"], String(FLOW_ECHO_PORT), String(FLOW_ECHO_PORTS)];
   for (let i = 0; i < ECHO_PROCS; i++) {
-    const p = net.lab.spawn(net.inet.ns, pinned([side.tools["udp-echo"], String(ECHO_PORT)]));
+    const p = net.lab.spawn(net.inet.ns, pinned(echoArgv));
     side.echo.push(p);
     await p.waitFor(/echo ready/, 10_000);
   }
+  side.rttEcho = net.lab.spawn(net.inet.ns, pinned([side.tools["udp-echo"], String(ECHO_PORT)]));
+  await side.rttEcho.waitFor(/echo ready/, 10_000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,13 +302,15 @@ export interface FlowResult {
    */
   generatorCpu: number[];
   echoCpu: number[];
-  /** Each CPU's busy share over the generators' run, softirq included. */
+  /** Each CPU's busy share from the exchanges' start to the generators' exit, softirq included. */
   perCpuBusyPct: number[];
+  /** masq's CPU (% of one core) over the same span; null on the kernel's side. */
+  masqCpu: number | null;
 }
 
 export async function measureFlows(
   side: Side,
-  opts: { perHost: number; window: number; maxSeconds: number },
+  opts: { perHost: number; window: number; maxSeconds: number; masqPid?: number },
 ): Promise<FlowResult> {
   const { net } = side;
   if (side.echo.length === 0 || !side.echo.every((p) => p.running))
@@ -308,8 +325,19 @@ export async function measureFlows(
     return first;
   });
   const startAt = Date.now() / 1000 + 0.3; // every generator is up and its packets built by then
-  const echo0 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
-  const busy = new CpuBusy();
+  // CPU figures over the exchanges only (from the agreed start to the generators' exit), not
+  // over the programs' start: the exchanges take a fraction of a second.
+  let atStart: { busy: CpuBusy; echo: number[]; masq: number | null } | null = null;
+  const sampleStart = setTimeout(
+    () => {
+      atStart = {
+        busy: new CpuBusy(),
+        echo: side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN),
+        masq: opts.masqPid !== undefined ? cpuSeconds(opts.masqPid) : null,
+      };
+    },
+    Math.max(0, startAt * 1000 - Date.now()),
+  );
   const results = await Promise.all(
     net.inside.map((h, i) =>
       net.lab.exec(
@@ -318,7 +346,8 @@ export async function measureFlows(
           side.tools["flow-gen"],
           h.addr,
           net.inet.addr,
-          String(ECHO_PORT),
+          String(FLOW_ECHO_PORT),
+          String(FLOW_ECHO_PORTS),
           String(blocks[i]),
           String(opts.perHost),
           String(opts.window),
@@ -329,8 +358,13 @@ export async function measureFlows(
       ),
     ),
   );
+  clearTimeout(sampleStart);
+  const endedAt = Date.now() / 1000;
+  const start = atStart as { busy: CpuBusy; echo: number[]; masq: number | null } | null;
   const echo1 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
-  const perCpuBusyPct = busy.stop();
+  const masq1 = opts.masqPid !== undefined ? cpuSeconds(opts.masqPid) : null;
+  const perCpuBusyPct = start ? start.busy.stop() : [];
+  const span = endedAt - startAt;
   const generatorCpu: number[] = [];
   let sent = 0;
   let replies = 0;
@@ -365,8 +399,11 @@ export async function measureFlows(
     timedOut,
     generatorCpu,
     // Idle outside the exchanges, so their CPU time over the exchanges' span.
-    echoCpu: echo0.map((c, i) => (seconds > 0 ? ((echo1[i] - c) / seconds) * 100 : Number.NaN)),
+    echoCpu: side.echo.map((_p, i) =>
+      start && seconds > 0 ? ((echo1[i] - start.echo[i]) / seconds) * 100 : Number.NaN,
+    ),
     perCpuBusyPct,
+    masqCpu: start?.masq != null && masq1 !== null && span > 0 ? ((masq1 - start.masq) / span) * 100 : null,
   };
 }
 
