@@ -1,6 +1,7 @@
 // The engine benchmark's steady-state run (bench/engine.ts), shared with its worker threads
 // (bench/engine-worker.ts), which run it side by side for the all-workers figure.
 import { performance } from "node:perf_hooks";
+import { getHeapSpaceStatistics } from "node:v8";
 import { defaultEngineConfig } from "../../src/nat/config.ts";
 import { FORWARD, NatEngine } from "../../src/nat/engine.ts";
 import type { TableAllocator } from "../../src/nat/table-memory.ts";
@@ -12,6 +13,27 @@ export interface SteadyOptions {
   allocate?: TableAllocator;
   /** Called once the flows and packets are made, before the warm-up (a barrier for workers). */
   beforeRun?: () => void;
+  /** Receives the JS heap bytes the packet loop allocated per packet, measured after the rounds. */
+  onHeapPerPacket?: (bytes: number | null) => void;
+}
+
+function youngBytesUsed(): number {
+  return getHeapSpaceStatistics().find((sp) => sp.space_name === "new_space")?.space_used_size ?? 0;
+}
+
+/**
+ * JS heap bytes allocated per packet by `run(batches)` (which returns the packets it processed):
+ * the growth of the young generation over the run. A scavenge meanwhile empties it, so a run
+ * that ends with less than it started is tried again shorter; null when none fits.
+ */
+export function heapBytesPerPacket(run: (batches: number) => number): number | null {
+  for (let batches = 4096; batches >= 4; batches >>= 2) {
+    const before = youngBytesUsed();
+    const packets = run(batches);
+    const after = youngBytesUsed();
+    if (after >= before) return (after - before) / packets;
+  }
+  return null;
 }
 
 export const PKT = 64;
@@ -154,5 +176,20 @@ export function steady(proto: number, flows: number, o: SteadyOptions): number {
   runFor(quick ? 100 : 300); // warm up the JIT
   const rates: number[] = [];
   for (let r = 0; r < (quick ? 3 : 5); r++) rates.push(runFor(quick ? 200 : 500));
+  if (o.onHeapPerPacket) {
+    let now = 100_000;
+    o.onHeapPerPacket(
+      heapBytesPerPacket((batches) => {
+        for (let i = 0; i < batches; i++) {
+          const start = (i * BATCH) % N;
+          work.set(pristine.subarray(start * PKT, (start + BATCH) * PKT));
+          e.prefetch(work, meta, BATCH);
+          for (let k = 0; k < BATCH; k++) e.process(work, k * PKT, PKT, now);
+          now += 0.25; // a fractional clock, as performance.now() gives the datapath
+        }
+        return batches * BATCH;
+      }),
+    );
+  }
   return median(rates) / 1e6;
 }

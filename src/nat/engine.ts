@@ -140,7 +140,10 @@ export class NatEngine {
     l4Partial = false,
     side = SIDE_BY_ADDRESS,
   ): number {
-    return processPacket(this.s, buf, off, len, nowMs, l4Partial, side);
+    // Stored here, in this small (inlined) method: a double passed on to processPacket would be
+    // boxed, a heap allocation per packet.
+    this.s.nowMs = nowMs;
+    return processPacket(this.s, buf, off, len, l4Partial, side);
   }
 
   /**

@@ -3,7 +3,7 @@
 // batch's prefetched candidate), touched, tracked (TCP) and rewritten (rewrite.ts), allocating
 // nothing. A miss goes to the slow path (new-flow.ts) and comes back with its new flow; ICMP and
 // later fragments have paths of their own (icmp-path.ts, fragment-path.ts).
-import { readU16, readU32 } from "../packet/checksum.ts";
+import { readI32, readU16 } from "../packet/checksum.ts";
 import { IP_MF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/ipv4.ts";
 import { TCP_ACK, TCP_SYN } from "../packet/l4.ts";
 import { forwardTtl, TTL_DECREMENT } from "../packet/ttl.ts";
@@ -30,13 +30,12 @@ export function processPacket(
   buf: Uint8Array,
   off: number,
   len: number,
-  nowMs: number,
   l4Partial: boolean,
   side: number,
 ): number {
   const c = s.counters;
   c[C.C_PACKETS]++;
-  s.nowMs = nowMs;
+  const nowMs = s.nowMs;
   const sec = Math.floor(nowMs / 1000);
   if (sec !== s.nowSec || !s.started || (s.timersBehind && nowMs >= s.catchUpAtMs)) advanceClock(s, sec);
   s.candidate = NO_FLOW;
@@ -53,8 +52,11 @@ export function processPacket(
   s.outLen = total;
   const hl = (buf[off] & 0x0f) << 2;
   const proto = buf[off + 9];
-  const src = readU32(buf, off + 12);
-  const dst = readU32(buf, off + 16);
+  // Signed (`| 0`): an address above 2^31 as an unsigned number is no small integer and would be
+  // boxed (a heap allocation) for every call not inlined. The address tests take either; the
+  // rare paths below get them unsigned (`>>> 0`).
+  const src = readI32(buf, off + 12);
+  const dst = readI32(buf, off + 16);
   const fragField = (buf[off + 6] << 8) | buf[off + 7];
   // The gateway's own error about a packet masq translated: neither from the LAN nor forged,
   // whatever network its source lies on (see gateway-addresses.ts). ICMP only, so the
@@ -62,7 +64,7 @@ export function processPacket(
   const fromGateway =
     proto === IPPROTO_ICMP &&
     side !== SIDE_INSIDE &&
-    s.gateway.sentError(buf, off, hl, src) &&
+    s.gateway.sentError(buf, off, hl, src >>> 0) &&
     s.outsideIndex(dst) >= 0;
   if (side !== SIDE_BY_ADDRESS && !fromGateway) {
     // Before anything else (fragments included): a forged packet must not match the state of
@@ -73,7 +75,7 @@ export function processPacket(
     } else if (fromInside) return s.drop(C.D_INSIDE_SOURCE_FROM_OUTSIDE);
     else if (s.isInside(dst) && s.outsideIndex(dst) < 0) return s.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
   }
-  if ((fragField & 0x1fff) !== 0) return laterFragment(s, buf, off, total, proto, src, dst);
+  if ((fragField & 0x1fff) !== 0) return laterFragment(s, buf, off, total, proto, src >>> 0, dst >>> 0);
   if (
     (fragField & IP_MF) !== 0 &&
     s.owners !== null &&
@@ -82,7 +84,7 @@ export function processPacket(
     !s.isInside(src)
   ) {
     const owner = s.owners.ownerOf(buf, off, hl, total, proto);
-    if (owner >= 0) return handOffDatagram(s, buf, off, total, proto, src, dst, owner);
+    if (owner >= 0) return handOffDatagram(s, buf, off, total, proto, src >>> 0, dst >>> 0, owner);
   }
 
   if (s.ttlMode === TTL_DECREMENT && buf[off + 8] <= 1 && (s.isInside(src) || s.outsideIndex(dst) >= 0)) {
@@ -97,9 +99,9 @@ export function processPacket(
   } else if (s.isInside(src)) {
     if (s.isInside(dst) && s.outsideIndex(dst) < 0) verdict = s.passthrough();
     else if (s.addressless) verdict = s.drop(C.D_NO_PUBLIC_ADDRESS);
-    else verdict = outbound(s, buf, off, hl, total, proto, src, dst, l4Partial);
+    else verdict = outbound(s, buf, off, hl, total, proto, l4Partial);
   } else if (s.outsideIndex(dst) >= 0) {
-    verdict = inbound(s, buf, off, hl, total, proto, src, dst, l4Partial, false);
+    verdict = inbound(s, buf, off, hl, total, proto, l4Partial, false);
   } else if (s.interfaceMode) {
     verdict = s.passthrough();
   } else {
@@ -108,9 +110,9 @@ export function processPacket(
 
   if (verdict === FORWARD) {
     if (!forwardTtl(buf, off, s.ttlMode)) return s.drop(C.D_TTL_EXCEEDED);
-    if ((fragField & IP_MF) !== 0) firstFragment(s, buf, off, proto, src, dst);
+    if ((fragField & IP_MF) !== 0) firstFragment(s, buf, off, proto, src >>> 0, dst >>> 0);
   } else if (verdict === DROP && (fragField & IP_MF) !== 0) {
-    refuseDatagram(s, src, dst, proto, readU16(buf, off + 4));
+    refuseDatagram(s, src >>> 0, dst >>> 0, proto, readU16(buf, off + 4));
   }
   return verdict;
 }
@@ -133,8 +135,9 @@ export function prefetchBatch(s: EngineState, buf: Uint8Array, meta: Uint32Array
     if (meta[2 * k + 1] < 28 || buf[off] !== 0x45) continue;
     const proto = buf[off + 9];
     if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) continue;
-    const src = ((buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]) >>> 0;
-    const dst = ((buf[off + 16] << 24) | (buf[off + 17] << 16) | (buf[off + 18] << 8) | buf[off + 19]) >>> 0;
+    // Signed, as in processPacket: the hashes and the address test take either.
+    const src = (buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15];
+    const dst = (buf[off + 16] << 24) | (buf[off + 17] << 16) | (buf[off + 18] << 8) | buf[off + 19];
     const sport = (buf[off + 20] << 8) | buf[off + 21];
     const dport = (buf[off + 22] << 8) | buf[off + 23];
     // Inside keys have odd references, outside keys even ones (FlowTable.link); bit 1: TCP.
@@ -171,8 +174,7 @@ export function prefetchBatch(s: EngineState, buf: Uint8Array, meta: Uint32Array
       // No flow yet: most likely a new one, which looks up its inside endpoint's mapping next.
       // Touch that slot now so the miss overlaps with the others.
       const off = meta[2 * k];
-      const src =
-        ((buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15]) >>> 0;
+      const src = (buf[off + 12] << 24) | (buf[off + 13] << 16) | (buf[off + 14] << 8) | buf[off + 15];
       const hm = mt.insideHash(buf[off + 9], src, (buf[off + 20] << 8) | buf[off + 21]);
       acc += mslots[((hm & mmask) << 1) + 1];
     }
@@ -196,10 +198,13 @@ function outbound(
   hl: number,
   total: number,
   proto: number,
-  src: number,
-  dst: number,
   l4Partial: boolean,
 ): number {
+  // The addresses are read here, not passed: most are above 2^31, no small integer, and each
+  // passed to a function not inlined would be boxed (a heap allocation per packet). Signed, as
+  // the lookups and address tests take them; the rare paths get them unsigned (`>>> 0`).
+  const src = readI32(b, off + 12);
+  const dst = readI32(b, off + 16);
   const l4 = off + hl;
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
     const sport = (b[l4] << 8) | b[l4 + 1];
@@ -210,7 +215,7 @@ function outbound(
     if (f === NO_FLOW || !ft.hasInsideView(f, proto, src, sport, dst, dport))
       f = ft.lookupInside(proto, src, sport, dst, dport);
     if (f === NO_FLOW) {
-      f = admitOutbound(s, b, off, hl, total, proto, src, sport, dst, dport);
+      f = admitOutbound(s, b, off, hl, total, proto, src >>> 0, sport, dst >>> 0, dport);
       if (f < 0) return ~f;
     }
     const base = f * FLOW_WORDS;
@@ -220,7 +225,7 @@ function outbound(
       if (t !== 0 && tcpEvent(s, f, t) === DROP) return DROP;
       // RFC 5382 REQ-4: the inside host's own SYN for a connection an unsolicited SYN asked for.
       if (s.unsolicitedSyns !== null && (b[l4 + 13] & (TCP_SYN | TCP_ACK)) === TCP_SYN)
-        s.unsolicitedSyns.cancel(dst, dport, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
+        s.unsolicitedSyns.cancel(dst >>> 0, dport, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
     }
     s.touch(f, total, true);
     toOutside(ft, f, b, off, l4, l4Partial);
@@ -231,8 +236,8 @@ function outbound(
       return s.alg.packet(f, u[base + F_ALG], b, off, hl, total, true, l4Partial);
     return FORWARD;
   }
-  if (proto === IPPROTO_ICMP) return outboundIcmp(s, b, off, l4, total, src, dst);
-  return genericOutbound(s, b, off, hl, total, proto, src, dst);
+  if (proto === IPPROTO_ICMP) return outboundIcmp(s, b, off, l4, total, src >>> 0, dst >>> 0);
+  return genericOutbound(s, b, off, hl, total, proto, src >>> 0, dst >>> 0);
 }
 
 /** A packet from outside to one of our addresses; `hairpin`: it came from inside (hairpin()). */
@@ -243,11 +248,11 @@ function inbound(
   hl: number,
   total: number,
   proto: number,
-  src: number,
-  dst: number,
   l4Partial: boolean,
   hairpin: boolean,
 ): number {
+  const src = readI32(b, off + 12); // read, not passed (see outbound)
+  const dst = readI32(b, off + 16);
   const l4 = off + hl;
   if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
     const sport = (b[l4] << 8) | b[l4 + 1];
@@ -258,7 +263,7 @@ function inbound(
     if (f === NO_FLOW || !ft.hasOutsideView(f, proto, dst, dport, src, sport))
       f = ft.lookupOutside(proto, dst, dport, src, sport);
     if (f === NO_FLOW) {
-      f = admitInbound(s, b, off, hl, total, proto, src, sport, dst, dport, hairpin);
+      f = admitInbound(s, b, off, hl, total, proto, src >>> 0, sport, dst >>> 0, dport, hairpin);
       if (f < 0) return ~f;
     }
     const u = ft.u32;
@@ -277,8 +282,8 @@ function inbound(
       return s.alg.packet(f, u[base + F_ALG], b, off, hl, total, false, l4Partial);
     return FORWARD;
   }
-  if (proto === IPPROTO_ICMP) return inboundIcmp(s, b, off, l4, total, src, dst);
-  return genericInbound(s, b, off, hl, total, proto, src, dst);
+  if (proto === IPPROTO_ICMP) return inboundIcmp(s, b, off, l4, total, src >>> 0, dst >>> 0);
+  return genericInbound(s, b, off, hl, total, proto, src >>> 0, dst >>> 0);
 }
 
 /**
@@ -295,8 +300,6 @@ function hairpin(
   proto: number,
   l4Partial: boolean,
 ): number {
-  const src = readU32(b, off + 12);
-  const dst = readU32(b, off + 16);
   // Several workers: the mapping it goes to may be another worker's; the inbound half is done
   // there (SIDE_HAIRPIN). A fragment is not handed over: its later fragments could not follow.
   if (s.owners !== null && (readU16(b, off + 6) & 0x3fff) === 0) {
@@ -307,7 +310,7 @@ function hairpin(
       return HAND_OVER;
     }
   }
-  const v = inbound(s, b, off, hl, total, proto, src, dst, l4Partial, true);
+  const v = inbound(s, b, off, hl, total, proto, l4Partial, true);
   if (v === FORWARD) s.counters[C.C_HAIRPINNED]++;
   return v;
 }

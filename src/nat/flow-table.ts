@@ -157,7 +157,10 @@ export class FlowTable {
     }
   }
 
-  /** Whether record f is a live flow with this inside view (free records have a zero meta word). */
+  /**
+   * Whether record f is a live flow with this inside view (free records have a zero meta word).
+   * The addresses may come signed or unsigned (the bits are compared), as in the lookups.
+   */
   hasInsideView(
     f: number,
     proto: number,
@@ -169,8 +172,8 @@ export class FlowTable {
     const b = f * FLOW_WORDS;
     const u = this.u32;
     return (
-      u[b + F_IN_ADDR] === inAddr &&
-      u[b + F_REM_ADDR] === remAddr &&
+      (u[b + F_IN_ADDR] ^ inAddr) === 0 &&
+      (u[b + F_REM_ADDR] ^ remAddr) === 0 &&
       u[b + F_PORTS] >>> 16 === inPort &&
       (u[b + F_META] & 0xffffff00) >>> 0 === ((remPort << 16) | (proto << 8)) >>> 0
     );
@@ -188,8 +191,8 @@ export class FlowTable {
     const b = f * FLOW_WORDS;
     const u = this.u32;
     return (
-      u[b + F_OUT_ADDR] === outAddr &&
-      u[b + F_REM_ADDR] === remAddr &&
+      (u[b + F_OUT_ADDR] ^ outAddr) === 0 &&
+      (u[b + F_REM_ADDR] ^ remAddr) === 0 &&
       (u[b + F_PORTS] & 0xffff) === outPort &&
       (u[b + F_META] & 0xffffff00) >>> 0 === ((remPort << 16) | (proto << 8)) >>> 0
     );

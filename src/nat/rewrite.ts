@@ -32,7 +32,17 @@ export function toOutside(
   const u = ft.u32;
   const proto = b[off + 9];
   const portAt = proto === IPPROTO_ICMP ? l4 + 4 : l4;
-  rewrite(b, off, l4, proto, off + 12, u[base + F_OUT_ADDR], portAt, u[base + F_PORTS] & 0xffff, l4Partial);
+  rewrite(
+    b,
+    off,
+    l4,
+    proto,
+    off + 12,
+    u[base + F_OUT_ADDR] | 0,
+    portAt,
+    u[base + F_PORTS] & 0xffff,
+    l4Partial,
+  );
 }
 
 /** Inbound packet of flow f: the destination becomes the flow's inside address and port. */
@@ -48,7 +58,7 @@ export function toInside(
   const u = ft.u32;
   const proto = b[off + 9];
   const portAt = proto === IPPROTO_ICMP ? l4 + 4 : l4 + 2;
-  rewrite(b, off, l4, proto, off + 16, u[base + F_IN_ADDR], portAt, u[base + F_PORTS] >>> 16, l4Partial);
+  rewrite(b, off, l4, proto, off + 16, u[base + F_IN_ADDR] | 0, portAt, u[base + F_PORTS] >>> 16, l4Partial);
 }
 
 /**
@@ -56,19 +66,20 @@ export function toInside(
  * headers whose address no L4 checksum covers (an ICMP error's outer header, a later fragment).
  */
 export function setSource(b: Uint8Array, off: number, addr: number): void {
-  rewrite(b, off, -1, 0, off + 12, addr, -1, 0, false);
+  rewrite(b, off, -1, 0, off + 12, addr | 0, -1, 0, false);
 }
 
 /** The destination address, as setSource. */
 export function setDestination(b: Uint8Array, off: number, addr: number): void {
-  rewrite(b, off, -1, 0, off + 16, addr, -1, 0, false);
+  rewrite(b, off, -1, 0, off + 16, addr | 0, -1, 0, false);
 }
 
 /**
  * Replaces the 32-bit address at `addrAt` and, for a first or only fragment (`l4` >= 0), the
  * 16-bit port at `portAt`, fixing the IP header checksum and the L4 checksum. The TCP/UDP
  * checksum covers the address through the pseudo-header; the ICMP checksum covers only the
- * identifier.
+ * identifier. `newAddr` comes as a signed 32-bit value (`| 0`): an address above 2^31 passed
+ * as unsigned is no small integer and would be boxed, a heap allocation per packet.
  */
 function rewrite(
   b: Uint8Array,
@@ -81,7 +92,7 @@ function rewrite(
   newPort: number,
   l4Partial: boolean,
 ): void {
-  const oldAddr = ((b[addrAt] << 24) | (b[addrAt + 1] << 16) | (b[addrAt + 2] << 8) | b[addrAt + 3]) >>> 0;
+  const oldAddr = (b[addrAt] << 24) | (b[addrAt + 1] << 16) | (b[addrAt + 2] << 8) | b[addrAt + 3];
   const dA = diff32(oldAddr, newAddr);
   b[addrAt] = newAddr >>> 24;
   b[addrAt + 1] = (newAddr >>> 16) & 0xff;

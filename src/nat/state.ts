@@ -274,17 +274,19 @@ export class EngineState {
     return FORWARD;
   }
 
+  /** Whether `a` (signed or unsigned) is on an inside network. */
   isInside(a: number): boolean {
     const n = this.insideAddr.length;
     for (let i = 0; i < n; i++) if ((a & this.insideMask[i]) >>> 0 === this.insideAddr[i]) return true;
     return false;
   }
 
-  /** The index of outside address `a`, or -1 when it is not one of ours. */
+  /** The index of outside address `a` (signed or unsigned), or -1 when it is not one of ours. */
   outsideIndex(a: number): number {
-    if (this.outside.length === 1) return this.outside[0] === a ? 0 : -1;
-    if (a < this.outsideMin || a > this.outsideMax) return -1;
-    const i = this.outsideIndexOf.get(a);
+    if (this.outside.length === 1) return (this.outside[0] ^ a) === 0 ? 0 : -1;
+    const v = a >>> 0;
+    if (v < this.outsideMin || v > this.outsideMax) return -1;
+    const i = this.outsideIndexOf.get(v);
     return i === undefined ? -1 : i;
   }
 

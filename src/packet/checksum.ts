@@ -71,6 +71,14 @@ export function readU32(buf: Uint8Array, off: number): number {
   return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
 }
 
+/**
+ * The 32 bits at `off` as a signed number: always a small integer to V8, so never boxed when
+ * returned from a call not inlined or passed to one (an unsigned address above 2^31 is).
+ */
+export function readI32(buf: Uint8Array, off: number): number {
+  return (buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3];
+}
+
 export function writeU32(buf: Uint8Array, off: number, v: number): void {
   buf[off] = v >>> 24;
   buf[off + 1] = (v >>> 16) & 0xff;
