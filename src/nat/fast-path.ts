@@ -54,7 +54,8 @@ export function processPacket(
   const proto = buf[off + 9];
   // Signed (`| 0`): an address above 2^31 as an unsigned number is no small integer and would be
   // boxed (a heap allocation) for every call not inlined. The address tests take either; the
-  // rare paths below get them unsigned (`>>> 0`).
+  // rare paths below make them unsigned themselves (even an unsigned copy made here would be
+  // boxed up front: the JIT tags it where it is made).
   const src = readI32(buf, off + 12);
   const dst = readI32(buf, off + 16);
   const fragField = (buf[off + 6] << 8) | buf[off + 7];
@@ -64,7 +65,7 @@ export function processPacket(
   const fromGateway =
     proto === IPPROTO_ICMP &&
     side !== SIDE_INSIDE &&
-    s.gateway.sentError(buf, off, hl, src >>> 0) &&
+    s.gateway.sentError(buf, off, hl, src) &&
     s.outsideIndex(dst) >= 0;
   if (side !== SIDE_BY_ADDRESS && !fromGateway) {
     // Before anything else (fragments included): a forged packet must not match the state of
@@ -75,7 +76,7 @@ export function processPacket(
     } else if (fromInside) return s.drop(C.D_INSIDE_SOURCE_FROM_OUTSIDE);
     else if (s.isInside(dst) && s.outsideIndex(dst) < 0) return s.drop(C.D_INSIDE_ADDRESS_FROM_OUTSIDE);
   }
-  if ((fragField & 0x1fff) !== 0) return laterFragment(s, buf, off, total, proto, src >>> 0, dst >>> 0);
+  if ((fragField & 0x1fff) !== 0) return laterFragment(s, buf, off, total, proto, src, dst);
   if (
     (fragField & IP_MF) !== 0 &&
     s.owners !== null &&
@@ -84,7 +85,7 @@ export function processPacket(
     !s.isInside(src)
   ) {
     const owner = s.owners.ownerOf(buf, off, hl, total, proto);
-    if (owner >= 0) return handOffDatagram(s, buf, off, total, proto, src >>> 0, dst >>> 0, owner);
+    if (owner >= 0) return handOffDatagram(s, buf, off, total, proto, src, dst, owner);
   }
 
   if (s.ttlMode === TTL_DECREMENT && buf[off + 8] <= 1 && (s.isInside(src) || s.outsideIndex(dst) >= 0)) {
@@ -110,9 +111,9 @@ export function processPacket(
 
   if (verdict === FORWARD) {
     if (!forwardTtl(buf, off, s.ttlMode)) return s.drop(C.D_TTL_EXCEEDED);
-    if ((fragField & IP_MF) !== 0) firstFragment(s, buf, off, proto, src >>> 0, dst >>> 0);
+    if ((fragField & IP_MF) !== 0) firstFragment(s, buf, off, proto, src, dst);
   } else if (verdict === DROP && (fragField & IP_MF) !== 0) {
-    refuseDatagram(s, src >>> 0, dst >>> 0, proto, readU16(buf, off + 4));
+    refuseDatagram(s, src, dst, proto, readU16(buf, off + 4));
   }
   return verdict;
 }
@@ -201,8 +202,8 @@ function outbound(
   l4Partial: boolean,
 ): number {
   // The addresses are read here, not passed: most are above 2^31, no small integer, and each
-  // passed to a function not inlined would be boxed (a heap allocation per packet). Signed, as
-  // the lookups and address tests take them; the rare paths get them unsigned (`>>> 0`).
+  // passed to a function not inlined would be boxed (a heap allocation per packet). Signed: the
+  // lookups and address tests compare bits, and the rare paths make them unsigned themselves.
   const src = readI32(b, off + 12);
   const dst = readI32(b, off + 16);
   const l4 = off + hl;
@@ -215,7 +216,7 @@ function outbound(
     if (f === NO_FLOW || !ft.hasInsideView(f, proto, src, sport, dst, dport))
       f = ft.lookupInside(proto, src, sport, dst, dport);
     if (f === NO_FLOW) {
-      f = admitOutbound(s, b, off, hl, total, proto, src >>> 0, sport, dst >>> 0, dport);
+      f = admitOutbound(s, b, off, hl, total, proto, src, sport, dst, dport);
       if (f < 0) return ~f;
     }
     const base = f * FLOW_WORDS;
@@ -225,7 +226,7 @@ function outbound(
       if (t !== 0 && tcpEvent(s, f, t) === DROP) return DROP;
       // RFC 5382 REQ-4: the inside host's own SYN for a connection an unsolicited SYN asked for.
       if (s.unsolicitedSyns !== null && (b[l4 + 13] & (TCP_SYN | TCP_ACK)) === TCP_SYN)
-        s.unsolicitedSyns.cancel(dst >>> 0, dport, u[base + F_OUT_ADDR], u[base + F_PORTS] & 0xffff);
+        s.unsolicitedSyns.cancel(dst, dport, u[base + F_OUT_ADDR] | 0, u[base + F_PORTS] & 0xffff);
     }
     s.touch(f, total, true);
     toOutside(ft, f, b, off, l4, l4Partial);
@@ -236,8 +237,8 @@ function outbound(
       return s.alg.packet(f, u[base + F_ALG], b, off, hl, total, true, l4Partial);
     return FORWARD;
   }
-  if (proto === IPPROTO_ICMP) return outboundIcmp(s, b, off, l4, total, src >>> 0, dst >>> 0);
-  return genericOutbound(s, b, off, hl, total, proto, src >>> 0, dst >>> 0);
+  if (proto === IPPROTO_ICMP) return outboundIcmp(s, b, off, l4, total, src, dst);
+  return genericOutbound(s, b, off, hl, total, proto, src, dst);
 }
 
 /** A packet from outside to one of our addresses; `hairpin`: it came from inside (hairpin()). */
@@ -263,7 +264,7 @@ function inbound(
     if (f === NO_FLOW || !ft.hasOutsideView(f, proto, dst, dport, src, sport))
       f = ft.lookupOutside(proto, dst, dport, src, sport);
     if (f === NO_FLOW) {
-      f = admitInbound(s, b, off, hl, total, proto, src >>> 0, sport, dst >>> 0, dport, hairpin);
+      f = admitInbound(s, b, off, hl, total, proto, src, sport, dst, dport, hairpin);
       if (f < 0) return ~f;
     }
     const u = ft.u32;
@@ -282,8 +283,8 @@ function inbound(
       return s.alg.packet(f, u[base + F_ALG], b, off, hl, total, false, l4Partial);
     return FORWARD;
   }
-  if (proto === IPPROTO_ICMP) return inboundIcmp(s, b, off, l4, total, src >>> 0, dst >>> 0);
-  return genericInbound(s, b, off, hl, total, proto, src >>> 0, dst >>> 0);
+  if (proto === IPPROTO_ICMP) return inboundIcmp(s, b, off, l4, total, src, dst);
+  return genericInbound(s, b, off, hl, total, proto, src, dst);
 }
 
 /**

@@ -136,6 +136,9 @@ export function handOffDatagram(
   dst: number,
   owner: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const id = readU16(b, off + 4);
   const fr = s.fragments;
   fr.record(CLASS_OUTSIDE, src, dst, proto, id, FRAG_HANDOFF, owner, 0, s.nowSec);

@@ -36,6 +36,9 @@ export function firstFragment(
   src: number,
   dst: number,
 ): void {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const id = readU16(b, off + 4);
   const newSrc = readU32(b, off + 12);
   const newDst = readU32(b, off + 16);
@@ -62,6 +65,9 @@ export function countReleaseLosses(s: EngineState): void {
  * buffer for nothing.
  */
 export function refuseDatagram(s: EngineState, src: number, dst: number, proto: number, id: number): void {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   s.fragments.record(fragmentClass(s, src), src, dst, proto, id, FRAG_DROP, 0, 0, s.nowSec);
 }
 
@@ -81,6 +87,9 @@ export function laterFragment(
   src: number,
   dst: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const id = readU16(b, off + 4);
   const fr = s.fragments;
   const cls = fragmentClass(s, src);

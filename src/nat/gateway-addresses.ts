@@ -55,6 +55,8 @@ export class GatewayAddresses {
    * its addresses.
    */
   sentError(b: Uint8Array, off: number, hl: number, src: number): boolean {
+    // The fast path passes addresses signed (never boxed); here they are unsigned again.
+    src >>>= 0;
     return (
       this.addrs.length > 0 &&
       (((b[off + 6] << 8) | b[off + 7]) & 0x3fff) === 0 &&

@@ -52,6 +52,9 @@ export function genericOutbound(
   src: number,
   dst: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   if (proto === 0 || proto === IPPROTO_AH) return s.drop(C.D_UNSUPPORTED_PROTOCOL);
   // To one of our own addresses: nothing to translate it to (no ports to hairpin by). In
   // interface mode the address is the gateway's own, whose stack gets it.
@@ -84,6 +87,9 @@ export function genericInbound(
   src: number,
   dst: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const l4 = off + hl;
   const end = off + total;
   const ft = s.flowTable;

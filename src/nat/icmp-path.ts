@@ -31,6 +31,9 @@ export function outboundIcmp(
   src: number,
   dst: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const type = b[l4];
   if (type === ICMP_ECHO_REQUEST && s.outsideIndex(dst) >= 0) {
     // An inside host pings our public address: answer for it (no flow needed).
@@ -87,6 +90,9 @@ export function inboundIcmp(
   src: number,
   dst: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const type = b[l4];
   if (type === ICMP_ECHO_REPLY) {
     const id = (b[l4 + 4] << 8) | b[l4 + 5];

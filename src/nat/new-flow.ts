@@ -57,6 +57,9 @@ export function admitOutbound(
   dst: number,
   dport: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   if (proto === IPPROTO_TCP && (b[off + hl + 13] & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN)
     return ~s.drop(C.D_TCP_NO_FLOW);
   if (s.firewall !== null) {
@@ -96,6 +99,9 @@ export function admitInbound(
   dport: number,
   hairpin: boolean,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
+  dst >>>= 0;
   const m = s.mappingTable.lookupOutside(proto, dst, dport);
   if (m === NO_MAPPING) {
     // Interface mode shares the address with the gateway itself: ports outside our range

@@ -99,6 +99,9 @@ export class UnsolicitedSyns {
    * waiting the other way is part of a simultaneous open and gets no answer.
    */
   cancel(remAddr: number, remPort: number, outAddr: number, outPort: number): void {
+    // The fast path passes addresses signed (never boxed); here they are unsigned again.
+    remAddr >>>= 0;
+    outAddr >>>= 0;
     if (this.count === 0) return;
     const i = this.slot(remAddr, remPort, outAddr, outPort);
     if (this.dueMs[i] === 0 || !this.holds(i, remAddr, remPort, outAddr, outPort)) return;
