@@ -153,19 +153,23 @@ export function steady(proto: number, flows: number, o: SteadyOptions): number {
     meta[2 * k] = k * PKT;
     meta[2 * k + 1] = PKT;
   }
+  /** One batch: the packets from `start` of the pristine ones, at engine time `now`. */
+  const batch = (start: number, now: number): void => {
+    // The copy stands for the TUN read that fills the buffer; it is part of the figure.
+    work.set(pristine.subarray(start * PKT, (start + BATCH) * PKT));
+    e.prefetch(work, meta, BATCH);
+    for (let k = 0; k < BATCH; k++) {
+      if (e.process(work, k * PKT, PKT, now) !== FORWARD)
+        throw new Error(`steady: dropped (reason ${e.lastDrop})`);
+    }
+  };
   const runFor = (ms: number): number => {
     let pkts = 0;
     const t0 = performance.now();
     let now = 1000;
     while (performance.now() - t0 < ms) {
       for (let start = 0; start < N; start += BATCH) {
-        // The copy stands for the TUN read that fills the buffer; it is part of the figure.
-        work.set(pristine.subarray(start * PKT, (start + BATCH) * PKT));
-        e.prefetch(work, meta, BATCH);
-        for (let k = 0; k < BATCH; k++) {
-          if (e.process(work, k * PKT, PKT, now) !== FORWARD)
-            throw new Error(`steady: dropped (reason ${e.lastDrop})`);
-        }
+        batch(start, now);
         pkts += BATCH;
       }
       now += 1;
@@ -181,10 +185,7 @@ export function steady(proto: number, flows: number, o: SteadyOptions): number {
     o.onHeapPerPacket(
       heapBytesPerPacket((batches) => {
         for (let i = 0; i < batches; i++) {
-          const start = (i * BATCH) % N;
-          work.set(pristine.subarray(start * PKT, (start + BATCH) * PKT));
-          e.prefetch(work, meta, BATCH);
-          for (let k = 0; k < BATCH; k++) e.process(work, k * PKT, PKT, now);
+          batch((i * BATCH) % N, now);
           now += 0.25; // a fractional clock, as performance.now() gives the datapath
         }
         return batches * BATCH;

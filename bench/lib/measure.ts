@@ -18,8 +18,6 @@ export interface Side {
   nextFlowPort: number[];
   /** UDP echo servers on the Internet host: the flow test's (FLOW_ECHO_PORTS from FLOW_ECHO_PORT). */
   echo: LabProcess[];
-  /** The latency test's UDP echo server (ECHO_PORT, one socket, blocking). */
-  rttEcho: LabProcess | null;
   /** Next TCP port for a one-off iperf3 server. */
   nextIperfPort: number;
 }
@@ -50,7 +48,6 @@ export function newSide(kind: SideKind, net: MasqNetwork, tools: CTools): Side {
     nextFlowPort: net.inside.map(() => FLOW_PORT_FIRST),
     nextIperfPort: 5201,
     echo: [],
-    rttEcho: null,
   };
 }
 
@@ -94,8 +91,9 @@ export async function prepareHosts(side: Side): Promise<void> {
     side.echo.push(p);
     await p.waitFor(/echo ready/, 10_000);
   }
-  side.rttEcho = net.lab.spawn(net.inet.ns, pinned([side.tools["udp-echo"], String(ECHO_PORT)]));
-  await side.rttEcho.waitFor(/echo ready/, 10_000);
+  // The latency test's: one socket, blocking (no epoll step in its round trips).
+  const rttEcho = net.lab.spawn(net.inet.ns, pinned([side.tools["udp-echo"], String(ECHO_PORT)]));
+  await rttEcho.waitFor(/echo ready/, 10_000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +306,13 @@ export interface FlowResult {
   masqCpu: number | null;
 }
 
+/** The CPU counters at the flow exchanges' agreed start. */
+interface ExchangeStart {
+  busy: CpuBusy;
+  echo: number[];
+  masq: number | null;
+}
+
 export async function measureFlows(
   side: Side,
   opts: { perHost: number; window: number; maxSeconds: number; masqPid?: number },
@@ -327,7 +332,7 @@ export async function measureFlows(
   const startAt = Date.now() / 1000 + 0.3; // every generator is up and its packets built by then
   // CPU figures over the exchanges only (from the agreed start to the generators' exit), not
   // over the programs' start: the exchanges take a fraction of a second.
-  let atStart: { busy: CpuBusy; echo: number[]; masq: number | null } | null = null;
+  let atStart: ExchangeStart | null = null;
   const sampleStart = setTimeout(
     () => {
       atStart = {
@@ -360,7 +365,8 @@ export async function measureFlows(
   );
   clearTimeout(sampleStart);
   const endedAt = Date.now() / 1000;
-  const start = atStart as { busy: CpuBusy; echo: number[]; masq: number | null } | null;
+  // Assigned in the timer (TypeScript cannot see that it may have run).
+  const start = atStart as ExchangeStart | null;
   const echo1 = side.echo.map((p) => cpuSeconds(p.pid) ?? Number.NaN);
   const masq1 = opts.masqPid !== undefined ? cpuSeconds(opts.masqPid) : null;
   const perCpuBusyPct = start ? start.busy.stop() : [];
