@@ -52,8 +52,8 @@ export function processPacket(
   s.outLen = total;
   const hl = (buf[off] & 0x0f) << 2;
   const proto = buf[off + 9];
-  // Signed (`| 0`): an address above 2^31 as an unsigned number is no small integer and would be
-  // boxed (a heap allocation) for every call not inlined. The address tests take either; the
+  // Signed (readI32): an address above 2^31 as an unsigned number is no small integer and would
+  // be boxed (a heap allocation) for every call not inlined. The address tests take either; the
   // rare paths below make them unsigned themselves (even an unsigned copy made here would be
   // boxed up front: the JIT tags it where it is made).
   const src = readI32(buf, off + 12);

@@ -178,6 +178,8 @@ export function gatewayError(
   total: number,
   src: number,
 ): number {
+  // The fast path passes addresses signed (never boxed); here they are unsigned again.
+  src >>>= 0;
   const e = s.embedded;
   if (!parseEmbedded(b, l4, off + total, e)) return s.drop(C.D_ICMP_ERROR_MALFORMED);
   const f = s.outsideIndex(e.src) >= 0 ? quotedOutboundFlow(s, e) : NO_FLOW;
