@@ -73,12 +73,15 @@ export class Datapath {
     for (const port of this.ports) port.io.start((buf, meta, count) => this.onBatch(port, buf, meta, count));
     // Flows expire even when no packet comes to move the engine's clock; what the engine sends on
     // its own clock (RFC 5382 REQ-4 answers, due 6 s after their SYN) goes out then too.
-    this.timer = setInterval(() => {
-      this.engine.tick(this.clock());
-      this.sendAnswers();
-      this.catchUpLater();
-    }, 1000);
+    this.timer = setInterval(() => this.tickNow(), 1000);
     this.timer.unref();
+  }
+
+  /** Moves the engine's clock (expiring a budget of flows), sends what is due, continues expiry. */
+  private tickNow(): void {
+    this.engine.tick(this.clock());
+    this.sendAnswers();
+    this.catchUpLater();
   }
 
   /**
@@ -90,10 +93,7 @@ export class Datapath {
     this.catchUpQueued = true;
     setImmediate(() => {
       this.catchUpQueued = false;
-      if (this.timer === undefined) return;
-      this.engine.tick(this.clock());
-      this.sendAnswers();
-      this.catchUpLater();
+      if (this.timer !== undefined) this.tickNow();
     });
   }
 
