@@ -33,6 +33,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildMasqNetwork, enableKernelNat, type MasqMode, removeStaleNamespaces } from "../src/lab/netns.ts";
+import { defaultPortShare } from "../src/nat/port-quota.ts";
 import { buildCTools } from "./lib/c-tools.ts";
 import {
   busyGenerators,
@@ -361,8 +362,8 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       const hosts = s.net.inside.length;
       const need = (FLOWS_PER_HOST + FLOWS_WARMUP_PER_HOST) * hosts;
       const size = MASQ_PORTS.last - MASQ_PORTS.first + 1;
-      // Every host takes the same share, so the per-host quota (a quarter of the range) binds too.
-      const perHostQuota = Math.floor(size / 4);
+      // Every host takes the same share, so the per-host quota binds too.
+      const perHostQuota = defaultPortShare(MASQ_PORTS);
       if (
         ctx.masq.flowPortsUsed + need > size * 0.9 ||
         (ctx.masq.flowPortsUsed + need) / hosts > perHostQuota * 0.9
