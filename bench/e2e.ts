@@ -334,13 +334,14 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
 
   for (const s of sides) {
     if (!figures.has("udp")) break;
-    const watchAlso: Record<string, number> =
-      s.kind === "masq" && ctx.masq.proc ? { masq: ctx.masq.proc.proc.pid } : {};
+    const masq = s.kind === "masq" ? ctx.masq.proc : null;
     const r = await onSide(ctx, s, "UDP 64 B", () =>
-      measureUdp(s, { seconds: UDP_SECONDS, warmup: UDP_WARMUP, payload: 64, watchAlso }),
+      withMasqCounters(masq, (watchAlso) =>
+        measureUdp(s, { seconds: UDP_SECONDS, warmup: UDP_WARMUP, payload: 64, watchAlso }),
+      ),
     );
     if (r) {
-      const v = r.v;
+      const v = r.v.v;
       ctx.samples.udp_pps[s.kind].push(v.pps);
       const lost = v.sentPps > 0 ? Math.max(0, 1 - v.pps / v.sentPps) * 100 : 0;
       log(
@@ -348,6 +349,7 @@ async function runRound(ctx: Ctx, round: number): Promise<void> {
       );
       logCpu(ctx, tag(s), `${s.kind} UDP 64 B, round ${round + 1}`, v.cpu, ["blaster"]);
       warnIfBusy(ctx, tag(s), `${s.kind} UDP 64 B, round ${round + 1}`, "the blaster", v.blasterCpu);
+      logMasqCounters(ctx, tag(s), r.v);
       if (v.otherPps > 0)
         ctx.errors.push(`${s.kind} UDP: ${v.otherPps.toFixed(0)} pps reached the Internet host untranslated`);
     }

@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -97,11 +98,18 @@ uint64_t g_busyPollNs = 0;
 /** The longest one wake-up spins, so timers and the control socket still get their turn. */
 constexpr uint64_t kMaxSpinNs = 2000000;
 
+// A write's length with this bit is the payload of one more datagram of the packet before it
+// (see WriteBatch); the most a packet takes, as the kernel's UDP_MAX_SEGMENTS (64) allows.
+constexpr uint32_t kWriteAppend = 0x80000000u;
+constexpr uint32_t kMaxAppends = 63;
+
 struct Counters {
   double rxPackets = 0, rxBytes = 0, rxWakeups = 0, rxBudgetHits = 0, rxErrors = 0, rxBusyPolled = 0;
   // GSO super-packets read (TCP: TSO, UDP: USO), each up to 64 KB the kernel segments on write.
   double rxGsoTcp = 0, rxGsoUdp = 0;
   double txPackets = 0, txBytes = 0, txFull = 0, txErrors = 0;
+  // UDP super-packets written (datagrams of one flow the datapath merged; each counts in txPackets).
+  double txGsoUdp = 0;
   // The io_uring path given up after a failed round (it had been set up): syscalls since.
   double uringFailures = 0;
 };
@@ -397,7 +405,10 @@ class Tun : public Napi::ObjectWrap<Tun> {
     return Napi::Boolean::New(env, WriteOne(buf.Data() + off, len));
   }
 
-  // writeBatch(buf, meta, count): number written
+  // writeBatch(buf, meta, count): datagrams written. A length with kWriteAppend set is not a
+  // packet of its own but the payload of one more datagram of the packet before it: the datapath
+  // merged the two into a UDP segmentation (USO) super-packet, whose header it rewrote
+  // (src/datapath/udp-coalesce.ts). Such a packet goes out as one writev of its pieces in place.
   Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) {
@@ -408,74 +419,109 @@ class Tun : public Napi::ObjectWrap<Tun> {
     Napi::Uint32Array meta = info[1].As<Napi::Uint32Array>();
     uint32_t count = info[2].As<Napi::Number>().Uint32Value();
     if (static_cast<size_t>(count) * 2 > meta.ElementLength()) count = meta.ElementLength() / 2;
-    const uint8_t* data = buf.Data();
+    uint8_t* data = buf.Data();
     const size_t size = buf.ByteLength();
     const uint32_t* m = meta.Data();
     uint32_t written = 0;
-    uint32_t round = 0;
+    bool groupOpen = false;    // a packet is gathered at the end of the round and may take appends
+    bool groupBroken = false;  // a piece of it was out of range: all of it is dropped
     for (uint32_t i = 0; i < count; i++) {
-      uint32_t off = m[2 * i], len = m[2 * i + 1];
-      if (static_cast<size_t>(off) + len > size) {
+      const uint32_t off = m[2 * i];
+      const bool append = (m[2 * i + 1] & kWriteAppend) != 0;
+      const uint32_t len = m[2 * i + 1] & ~kWriteAppend;
+      const bool inRange = static_cast<size_t>(off) + len <= size;
+      if (append && groupOpen && groups_ > 0 && iovUsed_ < iovs_.size()) {
+        Group& g = group_[groups_ - 1];
+        iovs_[iovUsed_++] = iovec{data + off, len};
+        g.iovs++;
+        g.datagrams++;
+        if (!inRange) groupBroken = true;
+        continue;
+      }
+      if (groupBroken) DropLastGroup();
+      groupBroken = false;
+      groupOpen = false;
+      if (append || !inRange) {
+        // An append with no packet to join (the datapath never makes one), or out of range.
         counters_.txErrors++;
         continue;
       }
-      if (!uring_.on()) {
-        if (WriteOne(data + off, len)) written++;
-        continue;
-      }
-      // Gathered into rounds of up to the ring's size, each one io_uring_enter.
-      ptrs_[round] = data + off;
-      lens_[round] = len;
-      if (++round == uring_.entries()) {
-        written += WriteRound(round);
-        round = 0;
-      }
+      // A new packet; the round goes first when it cannot hold one more whole super-packet.
+      if (groups_ == group_.size() || iovUsed_ + kMaxAppends + 1 > iovs_.size()) written += WriteRound();
+      group_[groups_++] = Group{iovUsed_, 1, 1};
+      iovs_[iovUsed_++] = iovec{data + off, len};
+      groupOpen = true;
     }
-    if (round > 0) written += WriteRound(round);
+    if (groupBroken) DropLastGroup();
+    written += WriteRound();
     return Napi::Number::New(env, written);
   }
 
-  // Writes the round gathered in ptrs_/lens_ through the ring (one by one when it fails).
-  uint32_t WriteRound(uint32_t n) {
+  // The last packet gathered had a piece out of range: none of it is written (each counted).
+  void DropLastGroup() {
+    Group& g = group_[--groups_];
+    iovUsed_ = g.first;
+    counters_.txErrors += g.datagrams;
+  }
+
+  // Writes the packets gathered in group_/iovs_ (through the ring when it is on, by write() or
+  // writev() otherwise, and one by one when the ring fails); datagrams written.
+  uint32_t WriteRound() {
+    const uint32_t n = groups_;
+    groups_ = 0;
+    iovUsed_ = 0;
+    if (n == 0) return 0;
     uint32_t written = 0;
-    if (uring_.on() && uring_.Write(ptrs_.data(), lens_.data(), n, res_.data())) {
-      for (uint32_t i = 0; i < n; i++)
-        if (Written(res_[i] >= 0 ? 0 : -res_[i], res_[i])) written++;
-      return written;
+    if (uring_.on()) {
+      for (uint32_t i = 0; i < n; i++) {
+        firsts_[i] = group_[i].first;
+        counts_[i] = group_[i].iovs;
+      }
+      if (uring_.Write(iovs_.data(), firsts_.data(), counts_.data(), n, res_.data())) {
+        for (uint32_t i = 0; i < n; i++) written += Written(res_[i] >= 0 ? 0 : -res_[i], res_[i], group_[i].datagrams);
+        return written;
+      }
+      // The ring failed and is closed; none of the round went out, so it goes by the syscalls.
+      counters_.uringFailures++;
     }
-    // The ring failed and is closed; none of the round went out, so it goes by write().
-    counters_.uringFailures++;
-    for (uint32_t i = 0; i < n; i++)
-      if (WriteOne(ptrs_[i], lens_[i])) written++;
+    for (uint32_t i = 0; i < n; i++) written += WriteOne(&iovs_[group_[i].first], group_[i].iovs, group_[i].datagrams);
     return written;
   }
 
   bool WriteOne(const uint8_t* p, uint32_t len) {
+    iovec iov{const_cast<uint8_t*>(p), len};
+    return WriteOne(&iov, 1, 1) == 1;
+  }
+
+  // Writes one packet of `n` pieces that carries `datagrams` datagrams; how many went out.
+  uint32_t WriteOne(const iovec* iov, uint32_t n, uint32_t datagrams) {
     if (fd_ < 0) {
-      counters_.txErrors++;
-      return false;
+      counters_.txErrors += datagrams;
+      return 0;
     }
     for (;;) {
-      ssize_t n = write(fd_, p, len);
-      if (n < 0 && errno == EINTR) continue;
-      return Written(n < 0 ? errno : 0, n);
+      ssize_t w = n == 1 ? write(fd_, iov[0].iov_base, iov[0].iov_len) : writev(fd_, iov, static_cast<int>(n));
+      if (w < 0 && errno == EINTR) continue;
+      return Written(w < 0 ? errno : 0, w, datagrams);
     }
   }
 
-  // Counts one write's outcome (err: its errno, 0 when it went out); whether it went out.
-  bool Written(int err, ssize_t n) {
+  // Counts one write's outcome (err: its errno, 0 when it went out) for the `datagrams` it
+  // carried (more than one: a super-packet the datapath merged); how many went out.
+  uint32_t Written(int err, ssize_t n, uint32_t datagrams) {
     if (err == 0) {
-      counters_.txPackets++;
+      counters_.txPackets += datagrams;
       counters_.txBytes += n;
-      return true;
+      if (datagrams > 1) counters_.txGsoUdp++;
+      return datagrams;
     }
     // A TUN write only fails when the kernel refuses the packet or its queue is full; the
     // packet is dropped and counted here (the caller counts it too).
     if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
-      counters_.txFull++;
+      counters_.txFull += datagrams;
     else
-      counters_.txErrors++;
-    return false;
+      counters_.txErrors += datagrams;
+    return 0;
   }
 
   // useUring(entries): batches through an io_uring of `entries` from now on; "" or why not (then
@@ -495,8 +541,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     std::string why = uring_.Open(fd_, entries);
     if (why.empty()) {
       res_.assign(uring_.entries(), 0);
-      ptrs_.assign(uring_.entries(), nullptr);
-      lens_.assign(uring_.entries(), 0);
+      SizeRounds(uring_.entries());
     }
     return Napi::String::New(env, why);
   }
@@ -516,6 +561,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
     o.Set("txBytes", counters_.txBytes);
     o.Set("txQueueFull", counters_.txFull);
     o.Set("txErrors", counters_.txErrors);
+    o.Set("txGsoUdp", counters_.txGsoUdp);
     o.Set("uringEnters", uring_.enters());
     o.Set("uringFailures", counters_.uringFailures);
     o.Set("uring", uring_.on() ? 1 : 0);
@@ -606,8 +652,22 @@ class Tun : public Napi::ObjectWrap<Tun> {
   static constexpr uint32_t kMinReadAhead = 4;
   masq::UringBatch uring_;
   std::vector<int32_t> res_;
-  std::vector<const uint8_t*> ptrs_;
-  std::vector<uint32_t> lens_;
+  // A write round: its packets (each `iovs` pieces from iovs_[first], carrying `datagrams`), at
+  // most the ring's entries of them (one on the syscalls, written as each next one comes).
+  struct Group {
+    uint32_t first, iovs, datagrams;
+  };
+  // Sized for the syscalls; SizeRounds resizes them for a ring.
+  void SizeRounds(uint32_t packets) {
+    group_.assign(packets, Group{0, 0, 0});
+    firsts_.assign(packets, 0);
+    counts_.assign(packets, 0);
+    iovs_.assign(static_cast<size_t>(packets) * 4 + kMaxAppends + 1, iovec{nullptr, 0});
+  }
+  std::vector<Group> group_ = std::vector<Group>(1);
+  std::vector<uint32_t> firsts_, counts_;
+  std::vector<iovec> iovs_ = std::vector<iovec>(kMaxAppends + 1);
+  uint32_t groups_ = 0, iovUsed_ = 0;
   uint32_t readAhead_ = kMinReadAhead;
 };
 
@@ -817,6 +877,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("VIRTIO_NET_HDR_F_NEEDS_CSUM", VirtioNetHdr::kNeedsCsum);
   exports.Set("VIRTIO_NET_HDR_GSO_TCPV4", VirtioNetHdr::kGsoTcpV4);
   exports.Set("VIRTIO_NET_HDR_GSO_UDP_L4", VirtioNetHdr::kGsoUdpL4);
+  exports.Set("WRITE_APPEND", kWriteAppend);
+  exports.Set("WRITE_MAX_DATAGRAMS", kMaxAppends + 1);
   masq::InitNetlink(env, exports);
   masq::InitUnixDgram(env, exports);
   masq::InitSteering(env, exports);

@@ -78,10 +78,14 @@ bool UringBatch::Read(uint8_t* buf, size_t stride, size_t maxLen, uint32_t count
   return Run(count, res);
 }
 
-bool UringBatch::Write(const uint8_t* const* ptrs, const uint32_t* lens, uint32_t count, int32_t* res) {
+bool UringBatch::Write(const iovec* iovs, const uint32_t* first, const uint32_t* pieces, uint32_t count, int32_t* res) {
   for (uint32_t i = 0; i < count; i++) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring_);
-    io_uring_prep_write(sqe, 0, ptrs[i], lens[i], 0);
+    const iovec* v = iovs + first[i];
+    if (pieces[i] == 1)
+      io_uring_prep_write(sqe, 0, v->iov_base, static_cast<unsigned>(v->iov_len), 0);
+    else
+      io_uring_prep_writev(sqe, 0, v, pieces[i], 0);
     sqe->flags |= IOSQE_FIXED_FILE;
     sqe->rw_flags = RWF_NOWAIT;
     sqe->user_data = i;

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <string>
 #include <vector>
@@ -35,10 +36,11 @@ class UringBatch {
   bool Read(uint8_t* buf, size_t stride, size_t maxLen, uint32_t count, int32_t* res);
 
   /**
-   * Writes `count` (≤ entries) packets (ptrs[i], lens[i]) without waiting: res[i] is the bytes
-   * written or -errno. False when the ring failed (closed then; nothing of this round was sent).
+   * Writes `count` (≤ entries) packets without waiting, packet i in pieces[i] pieces from
+   * iovs[first[i]] (one: a write, more: a writev): res[i] is the bytes written or -errno. False
+   * when the ring failed (closed then; nothing of this round was sent).
    */
-  bool Write(const uint8_t* const* ptrs, const uint32_t* lens, uint32_t count, int32_t* res);
+  bool Write(const iovec* iovs, const uint32_t* first, const uint32_t* pieces, uint32_t count, int32_t* res);
 
  private:
   bool Run(uint32_t count, int32_t* res);

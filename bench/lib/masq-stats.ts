@@ -27,10 +27,20 @@ export interface DeviceTraffic {
   rxBytes: number;
   rxGso: number;
   txPackets: number;
+  /** UDP super-packets written: datagrams of one flow merged (udp-coalesce.ts), all in txPackets. */
+  txGsoUdp: number;
   txQueueFull: number;
 }
 
-const TRAFFIC_KEYS = ["rxPackets", "rxBytes", "rxGsoTcp", "rxGsoUdp", "txPackets", "txQueueFull"] as const;
+const TRAFFIC_KEYS = [
+  "rxPackets",
+  "rxBytes",
+  "rxGsoTcp",
+  "rxGsoUdp",
+  "txPackets",
+  "txGsoUdp",
+  "txQueueFull",
+] as const;
 
 /** The parts of `masq stats --json` read here; every field optional (the format may grow). */
 interface StatsJson {
@@ -56,6 +66,7 @@ export async function masqCounters(masq: MasqProcess): Promise<MasqCounters> {
       rxBytes: c.rxBytes ?? 0,
       rxGso: (c.rxGsoTcp ?? 0) + (c.rxGsoUdp ?? 0),
       txPackets: c.txPackets ?? 0,
+      txGsoUdp: c.txGsoUdp ?? 0,
       txQueueFull: c.txQueueFull ?? 0,
     };
   }
@@ -97,6 +108,7 @@ export function countersDelta(a: MasqCounters, b: MasqCounters): MasqCounters {
             rxBytes: d("rxBytes"),
             rxGso: d("rxGso"),
             txPackets: d("txPackets"),
+            txGsoUdp: d("txGsoUdp"),
             txQueueFull: d("txQueueFull"),
           },
         ];
@@ -118,7 +130,7 @@ export function countersText(d: MasqCounters): string {
     `${d.mappingsCreated} outside ports taken, ${d.mappings} held at the end (mappings, all protocols)`,
     ...Object.entries(d.traffic).map(
       ([dev, t]) =>
-        `${dev} read ${t.rxPackets} packets of ${t.rxPackets > 0 ? (t.rxBytes / t.rxPackets).toFixed(0) : 0} B on average (${t.rxGso} GSO), wrote ${t.txPackets}${t.txQueueFull ? `, ${t.txQueueFull} refused` : ""}`,
+        `${dev} read ${t.rxPackets} packets of ${t.rxPackets > 0 ? (t.rxBytes / t.rxPackets).toFixed(0) : 0} B on average (${t.rxGso} GSO), wrote ${t.txPackets}${t.txGsoUdp ? ` (${t.txGsoUdp} writes UDP super-packets)` : ""}${t.txQueueFull ? `, ${t.txQueueFull} refused` : ""}`,
     ),
   ].join(", ");
 }

@@ -75,6 +75,12 @@ export async function prepareHosts(side: Side): Promise<void> {
     "",
   ].join("\n");
   await net.lab.run(net.inet.ns, ["nft", "-f", "-"], { input: sink });
+  // masq merges a UDP flow's datagrams into super-packets on its TUN writes (udp-coalesce.ts),
+  // which a veth would carry whole to the next host; the sink counts packets, so the gateway's
+  // devices cut them into datagrams as they leave (a real NIC without USO does the same), on both
+  // sides alike.
+  for (const dev of [net.gate.wan, ...net.gate.lanPorts])
+    await net.lab.run(net.gate.ns, ["ethtool", "-K", dev, "tx-udp-segmentation", "off"]);
   const noUnreachable = [
     "table inet e2ebench {",
     "  chain out {",

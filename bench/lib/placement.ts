@@ -10,7 +10,10 @@
 //     kernel side, RPS on the gateway's receiving veths (the LAN ports and the WAN) hands the
 //     forwarding and NAT of both directions to the last CPU: each NAT gets the core the generator
 //     does not use. masq's gateway gets no such RPS: its loop owns the last CPU, and the kernel's
-//     share of masq's work (into and out of the TUN) already runs on the first.
+//     share of masq's work into the TUN (the LAN veth's receive, routing, the TUN's transmit)
+//     runs on the first, in the generator's send calls (so counted in its CPU). RPS to the loop's
+//     CPU was tried: the receive softirq starves the loop (UDP 64 B at 50-65 kpps, 90% dropped at
+//     the TUN queue), so with two cores the generator's CPU is the only place for that work.
 // The RPS holds for every figure of the kernel side. TCP and HTTP's programs (iperf3, wrk,
 // lighttpd: several busy threads each) stay unpinned: with two cores there is no core to spare
 // for them, and their own CPU figures are printed instead.

@@ -17,6 +17,7 @@ import {
   SIDE_OUTSIDE,
 } from "../nat/engine.ts";
 import { clearVirtioNetHdr, needsChecksum } from "../packet/virtio-net.ts";
+import { coalesceUdpWrites } from "./udp-coalesce.ts";
 
 const MAX_BATCH = 1024;
 /** The first byte of a packet posted to another worker: what it is. */
@@ -29,6 +30,12 @@ export interface DatapathStats {
   written: number;
   writeFailures: number;
   largestBatch: number;
+  /** Datagrams written as part of another's UDP super-packet (udp-coalesce.ts), not on their own. */
+  coalesced: number;
+}
+
+export function emptyDatapathStats(): DatapathStats {
+  return { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0, coalesced: 0 };
 }
 
 /** A device and the side its packets arrive from (SIDE_INSIDE, SIDE_OUTSIDE or SIDE_BY_ADDRESS). */
@@ -51,7 +58,7 @@ export class Datapath {
   private catchUpQueued = false;
   /** IPv6 simple security (RFC 6092); undefined: IPv6 packets go to the engine, which drops them. */
   private readonly ip6: Ip6Filter | undefined;
-  readonly stats: DatapathStats = { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0 };
+  readonly stats: DatapathStats = emptyDatapathStats();
   /** Several workers: posts a packet to another worker (fragment-handoff.ts); unset: one worker. */
   private handoffTo: ((worker: number, packet: Uint8Array) => void) | undefined;
 
@@ -156,9 +163,10 @@ export class Datapath {
       let out = 0;
       for (let k = 0; k < n; k++) {
         const off = meta[2 * (start + k)];
-        // The header is written back unchanged: the engine's rewrites keep every offset in it
-        // (checksum start, header length) valid, and the kernel segments a GSO super-packet (TSO,
-        // USO) as it describes, finishing each segment's checksum from the partial one.
+        // The header is written back unchanged (unless flush merges the datagram into a UDP
+        // super-packet): the engine's rewrites keep every offset in it (checksum start, header
+        // length) valid, and the kernel segments a GSO super-packet (TSO, USO) as it describes,
+        // finishing each segment's checksum from the partial one.
         const ipLen = ipMeta[2 * k + 1];
         if (this.ip6 !== undefined && buf[off + h] >>> 4 === 6) {
           // IPv6 is filtered, never translated: written back unchanged (header and all) or dropped.
@@ -233,9 +241,14 @@ export class Datapath {
       this.send(io, p, p.length);
   }
 
-  /** Writes the `count` forwarded packets gathered in outMeta as one batch. */
+  /**
+   * Writes the `count` forwarded packets gathered in outMeta as one batch, runs of one UDP flow's
+   * datagrams merged into super-packets where the device takes them.
+   */
   private flush(io: BatchIo, buf: Uint8Array, count: number): void {
     if (count === 0) return;
+    if (count > 1 && io.coalescesUdp === true)
+      this.stats.coalesced += coalesceUdpWrites(buf, this.outMeta, count, io.headerBytes);
     const w = io.writeBatch(buf, this.outMeta, count);
     this.stats.written += w;
     this.stats.writeFailures += count - w;

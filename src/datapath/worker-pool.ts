@@ -7,7 +7,7 @@
 import { extname } from "node:path";
 import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads";
 import type { EngineConfig } from "../nat/config.ts";
-import type { DatapathStats } from "./datapath.ts";
+import { type DatapathStats, emptyDatapathStats } from "./datapath.ts";
 import { ShardClient, shardEnds } from "./shard-channel.ts";
 import { SHARD_OPS } from "./shard-ops.ts";
 import { ShardedEngine } from "./sharded-engine.ts";
@@ -233,8 +233,9 @@ function shardShare(n: number, count: number): number {
 
 /** Adds up the workers' datapath counters; the largest batch is the largest of any worker. */
 export function mergeDatapathStats(parts: readonly DatapathStats[]): DatapathStats {
-  const out: DatapathStats = { batches: 0, packets: 0, written: 0, writeFailures: 0, largestBatch: 0 };
+  const out = emptyDatapathStats();
   for (const p of parts) {
+    out.coalesced += p.coalesced;
     out.batches += p.batches;
     out.packets += p.packets;
     out.written += p.written;

@@ -94,6 +94,9 @@ export interface NativeAddon {
   VIRTIO_NET_HDR_F_NEEDS_CSUM: number;
   VIRTIO_NET_HDR_GSO_TCPV4: number;
   VIRTIO_NET_HDR_GSO_UDP_L4: number;
+  /** writeBatch's mark of a datagram appended to the packet before it (src/datapath/udp-coalesce.ts). */
+  WRITE_APPEND: number;
+  WRITE_MAX_DATAGRAMS: number;
 }
 
 export const ADDON_PATH = join(

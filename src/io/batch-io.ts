@@ -9,7 +9,12 @@ export interface BatchIo {
   readonly headerBytes: number;
   /** Begins delivering batches; `onBatch` must finish with `buf` before it returns. */
   start(onBatch: (buf: Uint8Array, meta: Uint32Array, count: number) => void): void;
-  /** Writes `count` packets described by `meta`; returns how many were written. */
+  /**
+   * Takes UDP super-packets the datapath merges from datagrams of one flow (udp-coalesce.ts):
+   * lengths in `meta` marked WRITE_APPEND join the packet before them. Unset: it does not.
+   */
+  readonly coalescesUdp?: boolean;
+  /** Writes `count` packets described by `meta`; returns how many datagrams were written. */
   writeBatch(buf: Uint8Array, meta: Uint32Array, count: number): number;
   /** Writes one packet; false when the device refused it (counted by the caller). */
   write(buf: Uint8Array, off: number, len: number): boolean;

@@ -24,6 +24,8 @@ export interface TunCounters {
   txBytes: number;
   txQueueFull: number;
   txErrors: number;
+  /** UDP super-packets written, each datagrams of one flow the datapath merged (all in txPackets). */
+  txGsoUdp: number;
   /** io_uring_enter calls (each a round of reads or writes); 0 on the syscall path. */
   uringEnters: number;
   /** Rounds after which the ring failed and the device went back to the syscalls. */
@@ -73,6 +75,11 @@ export class TunDevice implements BatchIo {
   readonly io: "uring" | "syscalls";
   /** Why io_uring was asked for and not used; undefined otherwise. */
   readonly ioFallback: string | undefined;
+  /**
+   * The kernel takes UDP super-packets written to this device (USO is in force): the datapath
+   * merges consecutive datagrams of a flow into them (src/datapath/udp-coalesce.ts).
+   */
+  readonly coalescesUdp: boolean;
   private readonly dev: NativeTun;
   private readonly buf: Uint8Array;
   private readonly meta: Uint32Array;
@@ -89,6 +96,7 @@ export class TunDevice implements BatchIo {
     this.dev = dev;
     this.name = dev.name;
     this.offloads = dev.offloads;
+    this.coalescesUdp = vnet && (dev.offloads & loadAddon().TUN_F_USO4) !== 0;
     this.headerBytes = vnet ? VIRTIO_NET_HDR_BYTES : 0;
     this.io = io !== undefined && io.fallback === undefined ? "uring" : "syscalls";
     this.ioFallback = io?.fallback;

@@ -50,46 +50,56 @@ describe("UDP segmentation offload (USO) through masq", { skip }, () => {
     }
   });
 
-  it("UDP_SEGMENT datagrams from A-box and the Internet host's answers arrive whole with right checksums, read by masq as super-packets", async () => {
+  /**
+   * DATAGRAMS datagrams from A-box to an echo on the Internet host, which sends them back (as
+   * super-packets); with `pauseMasq`, masq is stopped for a second from just before A-box sends, so
+   * the datagrams wait in the TUN's queue and masq reads them as one batch, as it does under load.
+   * Checks what both ends received; masq's counters after it, and a description for failures.
+   */
+  async function exchange(port: number, plain: boolean, pauseMasq = false) {
     const box = net.inside[0];
     const errorsBefore = {
       inet: await udpChecksumErrors(net, net.inet.ns),
       box: await udpChecksumErrors(net, box.ns),
     };
+    const size = ["--size", String(SIZE)];
     const echo = net.lab.spawn(net.inet.ns, [
       "/usr/bin/python3",
       GSO,
       "echo",
       "--port",
-      "7100",
+      String(port),
       "--expect",
       String(DATAGRAMS),
-      "--size",
-      String(SIZE),
+      ...size,
     ]);
     await echo.waitFor(/listening/, 10_000);
-    const sent = await net.lab.exec(
-      box.ns,
-      [
+    if (pauseMasq) process.kill(masq.proc.pid, "SIGSTOP");
+    let sender: ReturnType<typeof net.lab.spawn>;
+    try {
+      sender = net.lab.spawn(box.ns, [
         "/usr/bin/python3",
         GSO,
         "send",
         "--dst",
         net.inet.addr,
         "--port",
-        "7100",
+        String(port),
         "--count",
         String(DATAGRAMS),
-        "--size",
-        String(SIZE),
-      ],
-      { timeoutMs: 30_000 },
-    );
+        ...size,
+        ...(plain ? ["--plain"] : []),
+      ]);
+      if (pauseMasq) await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      if (pauseMasq) process.kill(masq.proc.pid, "SIGCONT");
+    }
+    assert.ok(await sender.waitExit(30_000), "A-box's side ends");
     assert.ok(await echo.waitExit(15_000), "the Internet host's side ends");
     const there = JSON.parse(echo.stdout.trim().split("\n").pop() ?? "{}");
-    const back = JSON.parse(sent.stdout.trim() || "{}");
+    const back = JSON.parse(sender.stdout.trim() || "{}");
     const stats = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
-    const detail = JSON.stringify({ there, back, stderr: sent.stderr, devices: stats.devices });
+    const detail = JSON.stringify({ there, back, stderr: sender.stderr, devices: stats.devices });
     assert.equal(
       there.peer?.split(":")[0],
       net.publicAddr,
@@ -111,9 +121,25 @@ describe("UDP segmentation offload (USO) through masq", { skip }, () => {
       "no checksum errors at the Internet host",
     );
     assert.equal(await udpChecksumErrors(net, box.ns), errorsBefore.box, "no checksum errors at A-box");
+    return { stats, detail };
+  }
+
+  it("UDP_SEGMENT datagrams from A-box and the Internet host's answers arrive whole with right checksums, read by masq as super-packets", async () => {
+    const { stats, detail } = await exchange(7100, false);
     // The proof that USO was in force: masq read UDP super-packets on both TUNs.
     const devices = stats.devices ?? {};
     for (const [name, counters] of Object.entries(devices))
       assert.ok((counters.rxGsoUdp ?? 0) > 0, `${name} read no UDP super-packet: ${detail}`);
+  });
+
+  it("single datagrams queued behind each other are written as super-packets and arrive whole and in order", async () => {
+    const before = JSON.parse(await masq.cli(["stats", "--json"])) as StatsReply;
+    const coalescedBefore = before.datapath.coalesced ?? 0;
+    // One datagram per send; masq merges those it reads together on the way out (udp-coalesce.ts).
+    const { stats, detail } = await exchange(7101, true, true);
+    const merged = (stats.datapath.coalesced ?? 0) - coalescedBefore;
+    assert.ok(merged >= DATAGRAMS / 2, `${merged} datagrams written inside super-packets: ${detail}`);
+    const superPackets = Object.values(stats.devices ?? {}).reduce((n, c) => n + (c.txGsoUdp ?? 0), 0);
+    assert.ok(superPackets > 0, `no UDP super-packet written: ${detail}`);
   });
 });

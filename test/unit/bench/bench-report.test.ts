@@ -43,7 +43,14 @@ describe("bench report", () => {
       mappings: 400,
       mappingsCreated: 900,
       traffic: {
-        "masq0-out": { rxPackets: 100, rxBytes: 150_000, rxGso: 0, txPackets: 100, txQueueFull: 0 },
+        "masq0-out": {
+          rxPackets: 100,
+          rxBytes: 150_000,
+          rxGso: 0,
+          txPackets: 100,
+          txGsoUdp: 0,
+          txQueueFull: 0,
+        },
       },
     };
     const b: MasqCounters = {
@@ -54,7 +61,14 @@ describe("bench report", () => {
       mappings: 12500,
       mappingsCreated: 13000,
       traffic: {
-        "masq0-out": { rxPackets: 1100, rxBytes: 1_650_000, rxGso: 10, txPackets: 1090, txQueueFull: 5 },
+        "masq0-out": {
+          rxPackets: 1100,
+          rxBytes: 1_650_000,
+          rxGso: 10,
+          txPackets: 1090,
+          txGsoUdp: 0,
+          txQueueFull: 5,
+        },
       },
     };
     const d = countersDelta(a, b);
@@ -66,7 +80,14 @@ describe("bench report", () => {
       mappings: 12500,
       mappingsCreated: 12100,
       traffic: {
-        "masq0-out": { rxPackets: 1000, rxBytes: 1_500_000, rxGso: 10, txPackets: 990, txQueueFull: 5 },
+        "masq0-out": {
+          rxPackets: 1000,
+          rxBytes: 1_500_000,
+          rxGso: 10,
+          txPackets: 990,
+          txGsoUdp: 0,
+          txQueueFull: 5,
+        },
       },
     });
     assert.equal(

@@ -19,14 +19,15 @@ describe("worker pool: shards' configuration and figures", () => {
   });
 
   it("adds the workers' datapath counters; the largest batch is any worker's largest", () => {
-    const one = { batches: 2, packets: 10, written: 9, writeFailures: 1, largestBatch: 7 };
-    const two = { batches: 3, packets: 5, written: 5, writeFailures: 0, largestBatch: 4 };
+    const one = { batches: 2, packets: 10, written: 9, writeFailures: 1, largestBatch: 7, coalesced: 3 };
+    const two = { batches: 3, packets: 5, written: 5, writeFailures: 0, largestBatch: 4, coalesced: 1 };
     assert.deepEqual(mergeDatapathStats([one, two]), {
       batches: 5,
       packets: 15,
       written: 14,
       writeFailures: 1,
       largestBatch: 7,
+      coalesced: 4,
     });
   });
 
