@@ -56,6 +56,7 @@ const PCP_UDP = 9100;
 /** The Internet host's TCP echo service for the session across a restart. */
 const ECHO6 = 7000;
 const SESSION = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "line-session.py");
+const GSO = join(dirname(fileURLToPath(import.meta.url)), "fixtures", "udp-gso.py");
 
 /** The PCP client: one request (hex) to [host]:port over UDP6, the answer printed as hex. */
 const PCP6_ASK = `
@@ -175,6 +176,69 @@ for (const workers of [1, 2])
       const s = await ipv6Stats();
       assert.ok(s.flowsCreated >= 3, JSON.stringify(s));
       assert.ok(s.passedIn >= 3 && s.passedOut >= 3, JSON.stringify(s));
+    });
+
+    it("a burst of one UDP flow's datagrams is written as super-packets and arrives whole, checksums checked", async () => {
+      const { lab, ns } = net;
+      const count = 96;
+      const size = ["--size", "1200", "--ipv6"];
+      // Checksums finished in software as the datagrams leave the gateway, so the Internet host's
+      // stack checks each one (Udp6InCsumErrors) rather than trusting a partial one.
+      await lab.run(ns.gate, ["ethtool", "-K", "wan0", "tx", "off"]);
+      const csumErrors = async () => {
+        const line = (await lab.run(ns.inet, ["cat", "/proc/net/snmp6"]))
+          .split("\n")
+          .find((l) => l.startsWith("Udp6InCsumErrors"));
+        return Number(line?.split(/\s+/)[1] ?? Number.NaN);
+      };
+      const errorsBefore = await csumErrors();
+      const before = (JSON.parse(await masq!.cli(["stats", "--json"])) as StatsReply).datapath.coalesced ?? 0;
+      const echo = lab.spawn(ns.inet, [
+        PY,
+        GSO,
+        "echo",
+        "--port",
+        "9200",
+        "--expect",
+        String(count),
+        ...size,
+      ]);
+      await echo.waitFor(/listening/, 10_000);
+      // masq stopped while abox sends, so the datagrams wait in the TUN's queue and masq reads them
+      // as one batch, as under load; one datagram per send (--plain).
+      const pid = masq!.proc.pid;
+      process.kill(pid, "SIGSTOP");
+      let sender: ReturnType<typeof lab.spawn>;
+      try {
+        sender = lab.spawn(ns.abox, [
+          PY,
+          GSO,
+          "send",
+          "--dst",
+          INET6,
+          "--port",
+          "9200",
+          "--count",
+          String(count),
+          "--plain",
+          ...size,
+        ]);
+        await new Promise((r) => setTimeout(r, 1000));
+      } finally {
+        process.kill(pid, "SIGCONT");
+      }
+      assert.ok(await sender.waitExit(30_000), "abox's side ends");
+      assert.ok(await echo.waitExit(15_000), "the Internet host's side ends");
+      const there = JSON.parse(echo.stdout.trim().split("\n").pop() ?? "{}");
+      const back = JSON.parse(sender.stdout.trim() || "{}");
+      const stats = JSON.parse(await masq!.cli(["stats", "--json"])) as StatsReply;
+      const detail = JSON.stringify({ there, back, stderr: sender.stderr, datapath: stats.datapath });
+      assert.equal(there.peer, ABOX6, `untranslated: ${detail}`);
+      assert.deepEqual([there.received, there.bad], [count, 0], `at the Internet host: ${detail}`);
+      assert.deepEqual([back.received, back.bad], [count, 0], `the answers at abox: ${detail}`);
+      assert.equal(await csumErrors(), errorsBefore, "no checksum errors at the Internet host");
+      const merged = (stats.datapath.coalesced ?? 0) - before;
+      assert.ok(merged >= count / 2, `${merged} datagrams written inside super-packets: ${detail}`);
     });
 
     it("an unsolicited TCP SYN and UDP datagram from the Internet are dropped and counted", async () => {

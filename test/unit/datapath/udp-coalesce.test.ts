@@ -8,7 +8,8 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { coalesceUdpWrites, MAX_COALESCED, WRITE_APPEND } from "../../../src/datapath/udp-coalesce.ts";
 import { tryLoadAddon } from "../../../src/io/addon.ts";
-import { checksum, readU16, writeU16 } from "../../../src/packet/checksum.ts";
+import { checksum, diff16, fold, readU16, sumWords, writeU16 } from "../../../src/packet/checksum.ts";
+import { IPPROTO_UDP } from "../../../src/packet/ipv4.ts";
 import {
   decodeVirtioNetHdr,
   emptyVirtioNetHdr,
@@ -19,6 +20,7 @@ import {
   type VirtioNetHdr,
 } from "../../../src/packet/virtio-net.ts";
 import { asOffloaded, kernelSegments } from "../../helpers/gso.ts";
+import { v6 } from "../../helpers/ipv6-packets.ts";
 import { checksumProblems, type IpOpts, tcp, udp } from "../../helpers/packets.ts";
 import { assertProperty } from "../../helpers/property.ts";
 
@@ -76,6 +78,11 @@ function onTheWire(
     const bytes = Uint8Array.from(p);
     const header = decodeVirtioNetHdr(bytes, 0, emptyVirtioNetHdr());
     const ipPart = bytes.subarray(H);
+    if (ipPart[0] >>> 4 === 6) {
+      assert.equal(readU16(ipPart, 4) + 40, ipPart.length, "the IPv6 payload length is the packet's");
+      sent.push(...kernelSegments6(header, ipPart));
+      continue;
+    }
     assert.equal(readU16(ipPart, 2), ipPart.length, "the IP length is the packet's");
     // Only the IP header's checksum is whole in a super-packet (its UDP one is a partial sum).
     assert.equal(checksum(ipPart, 0, (ipPart[0] & 15) << 2), 0, "the IP checksum");
@@ -86,7 +93,69 @@ function onTheWire(
 
 /** The datagrams as a receiver sees them (every checksum finished). */
 function expected(items: { header: VirtioNetHdr; packet: Uint8Array }[]): Uint8Array[] {
-  return items.flatMap((p) => kernelSegments(p.header, p.packet));
+  return items.flatMap((p) =>
+    p.packet[0] >>> 4 === 6 ? kernelSegments6(p.header, p.packet) : kernelSegments(p.header, p.packet),
+  );
+}
+
+const V6 = { src: "2001:db8:1::2", dst: "2001:db8:ffff::9", sport: 40000, dport: 9 };
+
+/** The IPv6 pseudo-header's sum (RFC 8200 §8.1) for a UDP length. */
+function pseudo6(b: Uint8Array, udpLen: number): number {
+  return sumWords(b, 8, 32, IPPROTO_UDP + udpLen);
+}
+
+/** An IPv6 UDP datagram with a full checksum, behind NEEDS_CSUM (as read) or DATA_VALID. */
+function packet6(
+  o: { src: string; dst: string; sport: number; dport: number; payload: Uint8Array; flowLabel?: number },
+  valid = false,
+): { header: VirtioNetHdr; packet: Uint8Array } {
+  const l4 = new Uint8Array(8 + o.payload.length);
+  writeU16(l4, 0, o.sport);
+  writeU16(l4, 2, o.dport);
+  writeU16(l4, 4, l4.length);
+  l4.set(o.payload, 8);
+  const b = v6(o.src, o.dst, IPPROTO_UDP, l4);
+  b[3] = o.flowLabel ?? 0x42;
+  let ck = checksum(b, 40, l4.length, pseudo6(b, l4.length));
+  if (ck === 0) ck = 0xffff;
+  writeU16(b, 46, ck);
+  if (valid) return { header: { ...emptyVirtioNetHdr(), flags: VIRTIO_NET_HDR_F_DATA_VALID }, packet: b };
+  writeU16(b, 46, fold(pseudo6(b, l4.length)));
+  return {
+    header: { flags: 1, gsoType: 0, hdrLen: 48, gsoSize: 0, csumStart: 40, csumOffset: 6 },
+    packet: b,
+  };
+}
+
+/** What the kernel sends for an IPv6 UDP packet behind `h`: cut into datagrams, checksums finished. */
+function kernelSegments6(h: VirtioNetHdr, pkt: Uint8Array): Uint8Array[] {
+  const finish = (d: Uint8Array) => {
+    if ((h.flags & 1) === 0) return d;
+    assert.equal(h.csumStart, 40);
+    assert.equal(h.csumOffset, 6);
+    let ck = checksum(d, 40, d.length - 40, 0);
+    if (ck === 0) ck = 0xffff;
+    writeU16(d, 46, ck);
+    return d;
+  };
+  if (h.gsoType === 0) return [finish(pkt.slice())];
+  assert.equal(h.gsoType, VIRTIO_NET_HDR_GSO_UDP_L4);
+  const superLen = pkt.length - 40;
+  const out: Uint8Array[] = [];
+  for (let at = 48; at < pkt.length; at += h.gsoSize) {
+    const end = Math.min(pkt.length, at + h.gsoSize);
+    const d = new Uint8Array(48 + end - at);
+    d.set(pkt.subarray(0, 48));
+    d.set(pkt.subarray(at, end), 48);
+    const udpLen = d.length - 40;
+    writeU16(d, 4, udpLen);
+    writeU16(d, 44, udpLen);
+    // The partial sum covers the super-packet's UDP length; each segment's covers its own.
+    writeU16(d, 46, fold(readU16(pkt, 46) + diff16(superLen, udpLen)));
+    out.push(finish(d));
+  }
+  return out;
 }
 
 function run(items: { header: VirtioNetHdr; packet: Uint8Array }[]) {
@@ -235,6 +304,35 @@ describe("UDP write coalescing", () => {
     writeU16(tos[1].packet, 10, 0);
     writeU16(tos[1].packet, 10, checksum(tos[1].packet, 0, 20));
     assert.equal(run(tos).appended, 0, "another TOS");
+    const expiring = [plain({ ttl: 1 }, 0), plain({ ttl: 1 }, 1)];
+    assert.equal(run(expiring).appended, 0, "TTL 1: each datagram gets its own time-exceeded");
+  });
+
+  it("merges IPv6 datagrams of one flow, and neither another flow label nor an extension header", () => {
+    const run6 = Array.from({ length: 12 }, (_, i) => packet6({ ...V6, payload: payload(i, 64) }, i === 3));
+    const r = run(run6);
+    assert.equal(r.writes, 1);
+    assert.equal(r.appended, 11);
+    sameDatagrams(r.sent, expected(run6), "the IPv6 datagrams on the wire");
+    for (const d of r.sent)
+      assert.equal(checksum(d, 40, d.length - 40, pseudo6(d, d.length - 40)), 0, "UDP checksum");
+    const otherLabel = [
+      packet6({ ...V6, payload: payload(0, 64) }),
+      packet6({ ...V6, payload: payload(1, 64), flowLabel: 7 }),
+    ];
+    assert.equal(run(otherLabel).appended, 0, "another flow label");
+    const hopByHop = packet6({ ...V6, payload: payload(1, 64) });
+    hopByHop.packet[6] = 0; // a hop-by-hop header first: not a plain UDP datagram
+    assert.equal(
+      run([packet6({ ...V6, payload: payload(0, 64) }), hopByHop]).appended,
+      0,
+      "an extension header",
+    );
+    const mixed = [
+      packet({ ...FLOW, id: 0, payload: payload(0, 64) }),
+      packet6({ ...V6, payload: payload(1, 64) }),
+    ];
+    assert.equal(run(mixed).appended, 0, "IPv4 and IPv6 neighbours");
   });
 
   it("stops at 64 datagrams and at the 64 KB an IP packet holds", () => {
@@ -249,7 +347,7 @@ describe("UDP write coalescing", () => {
   });
 
   it("a random batch comes out of the kernel as it went in", () => {
-    const flows = [FLOW, { ...FLOW, sport: 40001 }, { ...FLOW, dst: "203.0.113.10", df: false }];
+    const flows = [FLOW, { ...FLOW, sport: 40001 }, { ...FLOW, dst: "203.0.113.10", df: false }, null];
     const item = fc.record({
       flow: fc.integer({ min: 0, max: flows.length - 1 }),
       size: fc.constantFrom(1, 64, 64, 64, 200, 1200),
@@ -260,19 +358,22 @@ describe("UDP write coalescing", () => {
       fc.property(fc.array(item, { minLength: 1, maxLength: 150 }), (spec) => {
         const ids = flows.map(() => 500);
         const items = spec.map((s, i) => {
+          const flow = flows[s.flow];
+          if (flow === null) return packet6({ ...V6, payload: payload(i, s.size) }, s.valid); // IPv6
           ids[s.flow] = (ids[s.flow] + s.idStep) & 0xffff;
-          return packet({ ...flows[s.flow], id: ids[s.flow], payload: payload(i, s.size) }, s.valid);
+          return packet({ ...flow, id: ids[s.flow], payload: payload(i, s.size) }, s.valid);
         });
         const r = run(items);
         const mask = (ps: Uint8Array[]) =>
           ps.map((p) => {
             const c = p.slice();
+            if (c[0] >>> 4 === 6) return Buffer.from(c).toString("hex");
             if ((c[6] & 0x40) !== 0) writeU16(c, 4, 0); // DF: the ID is free (see above)
             writeU16(c, 10, 0);
             return Buffer.from(c).toString("hex");
           });
         assert.deepEqual(mask(r.sent), mask(expected(items)));
-        for (const d of r.sent) assert.deepEqual(checksumProblems(d), []);
+        for (const d of r.sent) if (d[0] >>> 4 === 4) assert.deepEqual(checksumProblems(d), []);
         assert.equal(r.writes + r.appended, items.length);
       }),
       200,
